@@ -1,0 +1,1 @@
+"""One module per ``rbda`` subcommand (see :mod:`rbda.cli`)."""
