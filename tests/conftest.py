@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,16 @@ def real_samples() -> Path:
     if not REAL_SAMPLES.is_dir():
         pytest.skip(f"real samples not found at {REAL_SAMPLES} (only beside the project checkout)")
     return REAL_SAMPLES
+
+
+def skip_unless_available(available: bool, reason: str) -> None:
+    """Skip a test whose external prerequisite (Slurm, Chromium) is missing.
+
+    Under CI (``CI=true``) a missing prerequisite is a failure, not a skip:
+    CI installs them, so their absence there means the set-up broke.
+    """
+    if available:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"required in CI but unavailable: {reason}")
+    pytest.skip(reason)
