@@ -1,13 +1,46 @@
-"""`rbda evaluate` (placeholder until its owner implements it)."""
+"""`rbda evaluate`: balanced accuracy and confusion counts of a saved model."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+EVALUATION_SCHEMA = "rbda.evaluation/1"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    return sub.add_parser("evaluate", help="(not implemented yet)")
+    p = sub.add_parser("evaluate", help="evaluate a saved model on a part of one or more surveys")
+    p.add_argument("--model", type=Path, required=True, help="model file written by `rbda train --model`")
+    p.add_argument("--data", action="append", default=[], required=True, metavar="SURVEY=DATA.parquet:SPLIT.npz")
+    p.add_argument("--part", default="test", choices=("train", "val", "test"))
+    p.add_argument("--output", type=Path, required=True, help="evaluation JSON to write")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("rbda evaluate")
+    from rbda.commands.train import parse_data_specs
+
+    data = parse_data_specs(args.data)
+
+    from rbda.atomic import write_json
+    from rbda.evaluate import evaluate_rows
+    from rbda.models import load_model_file, model_from_payload
+    from rbda.train import configure_torch, load_survey_data, resolve_device, versions
+
+    payload = load_model_file(args.model)
+    configure_torch(args.threads, deterministic=False)
+    device = resolve_device(args.device)
+    model = model_from_payload(payload).to(device)
+    facts = payload.get("facts", {})
+    evaluations = []
+    for name, (parquet, split_file) in data.items():
+        survey = load_survey_data(name, parquet, split_file, device)
+        counts = evaluate_rows(model, survey.stamps, survey.labels, survey.rows(survey.split.part(args.part)))
+        role = ("source" if name == facts.get("source") else
+                "target" if name == facts.get("target") else "other")
+        evaluations.append({"survey": name, "role": role, "part": args.part, **counts.as_dict()})
+    write_json(args.output, {"schema": EVALUATION_SCHEMA, "model": str(args.model), "model_facts": facts,
+                             "evaluations": evaluations, "versions": versions()})
+    return 0

@@ -1,13 +1,137 @@
-"""`rbda train` (placeholder until its owner implements it)."""
+"""`rbda train`: train a baseline, fine-tune or MME model and write its run JSON."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from rbda import SURVEYS
+from rbda.errors import SettingError
+
+METHODS = ("baseline", "finetune", "mme")
+
+
+def parse_data_spec(text: str) -> tuple[str, Path, Path]:
+    """``SURVEY=DATA.parquet:SPLIT.npz`` -> (survey, parquet, split file)."""
+    name, sep, files = text.partition("=")
+    parquet, colon, split = files.rpartition(":")
+    if not sep or not colon or not name or not parquet or not split:
+        raise SettingError("--data", "SURVEY=DATA.parquet:SPLIT.npz", text)
+    if name not in SURVEYS:
+        raise SettingError("--data", f"a survey name among {', '.join(SURVEYS)}", name)
+    return name, Path(parquet), Path(split)
+
+
+def parse_data_specs(texts: list[str]) -> dict[str, tuple[Path, Path]]:
+    specs: dict[str, tuple[Path, Path]] = {}
+    for text in texts:
+        name, parquet, split = parse_data_spec(text)
+        if name in specs:
+            raise SettingError("--data", f"each survey once; {name!r} is given twice")
+        specs[name] = (parquet, split)
+    return specs
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    return sub.add_parser("train", help="(not implemented yet)")
+    p = sub.add_parser(
+        "train", help="train one model (baseline, finetune or mme) and write its run JSON",
+        description="Train one model and evaluate it on test parts; see docs/architecture.md for the run JSON.",
+    )
+    p.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}")
+    p.add_argument("--source", required=True, choices=SURVEYS, help="source survey")
+    p.add_argument("--target", choices=SURVEYS, help="target survey (finetune, mme)")
+    p.add_argument("--data", action="append", default=[], metavar="SURVEY=DATA.parquet:SPLIT.npz",
+                   help="a survey's preprocessed data and split; repeat per survey (a baseline is "
+                        "evaluated on the test part of every survey given)")
+    p.add_argument("--split", type=int, required=True, help="split number k")
+    p.add_argument("--seed", type=int, required=True, help="the study's base seed")
+    p.add_argument("--shots", type=int, help="labelled target items per class (finetune, mme)")
+    p.add_argument("--lambda", dest="lam", type=float, help="MME entropy weight")
+    p.add_argument("--init-model", type=Path, help="baseline model file to start from (finetune, mme)")
+    p.add_argument("--metrics", type=Path, required=True, help="run JSON to write")
+    p.add_argument("--model", type=Path, help="also write the best model here")
+    p.add_argument("--checkpoint", type=Path, help="resumable checkpoint (default: METRICS.ckpt)")
+    add_training_options(p)
+    return p
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training options (defaults: the study's)")
+    g.add_argument("--lr", type=float, default=0.01)
+    g.add_argument("--momentum", type=float, default=0.9)
+    g.add_argument("--batch-size", type=int, default=50)
+    g.add_argument("--lr-halve-every", type=int, default=100_000, help="iterations")
+    g.add_argument("--epoch-size", type=int, default=10_000, help="labelled items per epoch")
+    g.add_argument("--patience", type=int, default=100, help="epochs without validation gain before stopping")
+    g.add_argument("--max-epochs", type=int, default=1000)
+    g.add_argument("--val-shots", type=int, default=10, help="target validation items per class (finetune, mme)")
+    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    g.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible to the bit)")
+    g.add_argument("--log-every-epochs", type=int, default=10, help="progress line period when not a terminal")
+    g.add_argument("--checkpoint-every-epochs", type=int, default=1)
+    g.add_argument("--channels-last", action="store_true", help="channels-last memory format (faster on CPU)")
+    g.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster; not the study's float32)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("rbda train")
+    if args.method not in METHODS:
+        raise SettingError("--method", f"one of {', '.join(METHODS)}", args.method)
+    data = parse_data_specs(args.data)
+    for survey, role in ((args.source, "source"), (args.target, "target")):
+        if survey is not None and survey not in data:
+            raise SettingError("--data", f"data for the {role} survey {survey!r} (--data {survey}=DATA.parquet:SPLIT.npz)")
+    if args.method == "baseline" and args.init_model is not None:
+        raise SettingError("--init-model", "no initial model for a baseline (it trains from scratch)")
+
+    # Heavy imports only now: `rbda --help` and the data commands stay fast.
+    import hashlib
+    import logging
+
+    from rbda.atomic import write_json
+    from rbda.methods import method_class
+    from rbda.methods.base import RunSpec
+    from rbda.models import load_model_file, save_model_file
+    from rbda.train import (TrainConfig, configure_torch, evaluate_method, load_survey_data, resolve_device,
+                            run_record, train)
+
+    log = logging.getLogger("rbda.train")
+    spec = RunSpec(method=args.method, source=args.source, target=args.target, split=args.split, seed=args.seed,
+                   shots=args.shots, lam=args.lam, val_shots=args.val_shots, batch_size=args.batch_size)
+    config = TrainConfig(lr=args.lr, momentum=args.momentum, lr_halve_every=args.lr_halve_every,
+                         epoch_size=args.epoch_size, patience=args.patience, max_epochs=args.max_epochs,
+                         log_every_epochs=args.log_every_epochs,
+                         checkpoint_every_epochs=args.checkpoint_every_epochs,
+                         channels_last=args.channels_last, bf16=args.bf16)
+    config.check()
+    cls = method_class(args.method)
+    init_state, identity_extra = None, {}
+    if cls.needs_init_model:
+        if args.init_model is None:
+            raise SettingError("--init-model", f"the (source, split) baseline model file for method {args.method!r}")
+        payload = load_model_file(args.init_model, expect_head="linear")
+        init_state = payload["state_dict"]
+        identity_extra["init_model_sha256"] = hashlib.sha256(args.init_model.read_bytes()).hexdigest()
+
+    configure_torch(args.threads, args.deterministic)
+    device = resolve_device(args.device)
+    surveys = {name: load_survey_data(name, parquet, split_file, device, args.channels_last)
+               for name, (parquet, split_file) in data.items()}
+    method = cls(spec, surveys)
+    checkpoint = args.checkpoint or args.metrics.with_name(args.metrics.name + ".ckpt")
+    result = train(method, config, init_state=init_state, checkpoint=checkpoint, identity_extra=identity_extra)
+    record = run_record(method, config, result, evaluate_method(method, result.model, args.channels_last))
+    if args.model is not None:
+        save_model_file(args.model, result.model, {k: record[k] for k in
+                        ("method", "source", "target", "split", "shots", "lambda", "seed")})
+    try:
+        write_json(args.metrics, record)
+    except BaseException:
+        if args.model is not None:
+            args.model.unlink(missing_ok=True)
+        raise
+    checkpoint.unlink(missing_ok=True)
+    summary = ", ".join(f"{e['survey']} ({e['role']}) {e['bacc']:.4f}" for e in record["evaluations"])
+    log.info("%s done in %.1f s, %d epochs (best %d): test BACC %s", args.method,
+             result.wall_seconds, result.state.epoch, result.state.best_epoch, summary)
+    return 0

@@ -1,0 +1,95 @@
+"""Balanced accuracy, confusion counts and batched inference.
+
+Inference runs over row indices into a survey's in-memory stamp tensor, in
+large batches under :func:`torch.inference_mode`, with the model in eval mode
+(BatchNorm running statistics, no dropout). The model's previous mode is
+restored afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rbda.errors import RbdaError
+
+EVAL_BATCH_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Counts with 1 = real as the positive class."""
+
+    tp: int
+    fn: int
+    tn: int
+    fp: int
+
+    @property
+    def n(self) -> int:
+        return self.tp + self.fn + self.tn + self.fp
+
+    def balanced_accuracy(self) -> float:
+        """Mean of the recall of the real class and the recall of the bogus class."""
+        if self.tp + self.fn == 0 or self.tn + self.fp == 0:
+            raise RbdaError(
+                f"balanced accuracy needs both classes among the evaluated items "
+                f"(real: {self.tp + self.fn}, bogus: {self.tn + self.fp})"
+            )
+        return 0.5 * (self.tp / (self.tp + self.fn) + self.tn / (self.tn + self.fp))
+
+    def as_dict(self) -> dict[str, int | float]:
+        return {"bacc": self.balanced_accuracy(), "n": self.n,
+                "tp": self.tp, "fn": self.fn, "tn": self.tn, "fp": self.fp}
+
+
+def confusion(predicted: torch.Tensor, labels: torch.Tensor) -> Confusion:
+    """Confusion counts of 0/1 predictions against 0/1 labels (one device sync)."""
+    predicted = predicted.to(torch.int64)
+    labels = labels.to(torch.int64)
+    counts = torch.bincount(labels * 2 + predicted, minlength=4).tolist()
+    # index = 2*label + prediction: 0 tn, 1 fp, 2 fn, 3 tp
+    return Confusion(tp=counts[3], fn=counts[2], tn=counts[0], fp=counts[1])
+
+
+def predict(
+    model: torch.nn.Module,
+    stamps: torch.Tensor,
+    rows: torch.Tensor,
+    batch_size: int = EVAL_BATCH_SIZE,
+    prepare=None,
+) -> torch.Tensor:
+    """Predicted class (argmax of the logits) for ``stamps[rows]``, batched.
+
+    ``prepare`` (optional) maps a gathered batch to the model's input layout
+    (e.g. channels-last).
+    """
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, rows.numel(), batch_size):
+                batch = stamps.index_select(0, rows[start : start + batch_size])
+                if prepare is not None:
+                    batch = prepare(batch)
+                outputs.append(model(batch).argmax(dim=1))
+    finally:
+        model.train(was_training)
+    if not outputs:
+        return torch.empty(0, dtype=torch.int64, device=stamps.device)
+    return torch.cat(outputs)
+
+
+def evaluate_rows(
+    model: torch.nn.Module,
+    stamps: torch.Tensor,
+    labels: torch.Tensor,
+    rows: torch.Tensor,
+    batch_size: int = EVAL_BATCH_SIZE,
+    prepare=None,
+) -> Confusion:
+    """Confusion counts of ``model`` on ``stamps[rows]`` against ``labels[rows]``."""
+    predicted = predict(model, stamps, rows, batch_size, prepare)
+    return confusion(predicted, labels.index_select(0, rows))

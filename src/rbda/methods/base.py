@@ -1,0 +1,198 @@
+"""What every training method provides, and the in-memory data it draws from.
+
+A method is a small class: it names the rows it trains, validates and is
+evaluated on, builds its model (possibly from a baseline), plans one epoch of
+batch indices in a single vectorised draw, and yields the loss of each
+optimiser update of an iteration. The loop in :mod:`rbda.train` does the rest
+(optimiser, learning-rate schedule, validation, early stopping, checkpoints).
+
+Batches are index gathers from stamp tensors held in memory (on the GPU when
+training there): no per-item Dataset, no DataLoader.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar, Iterator
+
+import numpy as np
+import torch
+
+from rbda.errors import RbdaError, SettingError
+from rbda.models import StampClassifier
+from rbda.splits import Split, labelled_shots, validation_shots
+
+
+@dataclass
+class SurveyData:
+    """One survey's stamps and labels as tensors, and its split."""
+
+    name: str
+    stamps: torch.Tensor  # float32 (N, 3, 21, 21), on the training device
+    labels: torch.Tensor  # int64 (N,), same device
+    labels_np: np.ndarray  # int8 (N,), for row selection on the host
+    split: Split
+
+    def rows(self, idx: np.ndarray) -> torch.Tensor:
+        """Row indices as an int64 tensor on the data's device."""
+        return torch.as_tensor(np.asarray(idx, dtype=np.int64), device=self.stamps.device)
+
+    def batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gather stamps and labels of ``rows`` (keeps the stamps' memory format)."""
+        return self.stamps[rows], self.labels[rows]
+
+
+class BalancedSampler:
+    """Draw rows with replacement, each draw's class real or bogus with probability 1/2.
+
+    This oversamples the minority class, as the study does for every epoch.
+    """
+
+    def __init__(self, survey: SurveyData, idx: np.ndarray, what: str):
+        idx = np.asarray(idx, dtype=np.int64)
+        per_class = [idx[survey.labels_np[idx] == c] for c in (0, 1)]
+        for cls, rows in enumerate(per_class):
+            if rows.size == 0:
+                raise RbdaError(f"{what}: no items of class {cls}; class-balanced sampling needs both classes")
+        device = survey.stamps.device
+        # Rows of both classes in one tensor, with each class's offset and count,
+        # so that a draw is a handful of tensor operations whatever its size.
+        self.rows = torch.as_tensor(np.concatenate(per_class), device=device)
+        self.offsets = torch.tensor([0, per_class[0].size], device=device)
+        self.counts = torch.tensor([per_class[0].size, per_class[1].size], device=device)
+
+    def draw(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        device = self.rows.device
+        cls = torch.randint(0, 2, shape, generator=generator, device=device)
+        u = torch.rand(shape, generator=generator, device=device)
+        pos = (u * self.counts[cls]).long().clamp_max_(self.counts[cls] - 1)
+        return self.rows[self.offsets[cls] + pos]
+
+
+class UniformSampler:
+    """Draw rows uniformly with replacement (labels are not looked at)."""
+
+    def __init__(self, survey: SurveyData, idx: np.ndarray, what: str):
+        if len(idx) == 0:
+            raise RbdaError(f"{what}: no items to draw from")
+        self.rows = survey.rows(idx)
+
+    def draw(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        pick = torch.randint(0, self.rows.numel(), shape, generator=generator, device=self.rows.device)
+        return self.rows[pick]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a run is: the method, its data selection and its method settings."""
+
+    method: str
+    source: str
+    target: str | None
+    split: int
+    seed: int
+    shots: int | None = None
+    lam: float | None = None
+    val_shots: int = 10
+    batch_size: int = 50
+
+    def identity(self) -> dict:
+        return {"method": self.method, "source": self.source, "target": self.target,
+                "split": self.split, "seed": self.seed, "shots": self.shots,
+                "lambda": self.lam, "val_shots": self.val_shots, "batch_size": self.batch_size}
+
+
+@dataclass
+class Evaluation:
+    """A test part to evaluate on at the end, and the survey's role in the run."""
+
+    survey: SurveyData
+    role: str  # source | target | other
+    part: str = "test"
+
+
+class TrainingMethod(ABC):
+    """The interface the training loop drives (see the module docstring)."""
+
+    name: ClassVar[str]
+    head_kind: ClassVar[str] = "linear"
+    needs_init_model: ClassVar[bool] = False
+    needs_target: ClassVar[bool] = False
+
+    def __init__(self, spec: RunSpec, surveys: dict[str, SurveyData]):
+        self.spec = spec
+        self.surveys = surveys
+        self.check_spec()
+        self.source = self._survey(spec.source, "source")
+        self.target = self._survey(spec.target, "target") if self.needs_target else None
+
+    # -- set-up ---------------------------------------------------------------
+    def check_spec(self) -> None:
+        """Reject settings that do not apply to this method."""
+        spec = self.spec
+        if spec.batch_size < 1:
+            raise SettingError("batch_size", "a positive integer", spec.batch_size)
+        if self.needs_target:
+            if spec.target is None:
+                raise SettingError("target", f"a target survey for method {self.name!r}")
+            if spec.target == spec.source:
+                raise SettingError("target", "a survey other than the source", spec.target)
+            if spec.shots is None or spec.shots < 1:
+                raise SettingError("shots", f"a positive number of labelled target items per class for {self.name!r}", spec.shots)
+            if spec.val_shots < 1:
+                raise SettingError("val_shots", "a positive number of validation items per class", spec.val_shots)
+
+    def _survey(self, name: str, role: str) -> SurveyData:
+        if name not in self.surveys:
+            raise SettingError(
+                "data", f"data for the {role} survey {name!r} (given: {', '.join(sorted(self.surveys)) or 'none'})"
+            )
+        return self.surveys[name]
+
+    def target_shots(self) -> np.ndarray:
+        """The labelled target rows (n per class, nested across n) from its train part."""
+        t = self.target
+        return labelled_shots(t.split.train, t.labels_np, self.spec.shots, self.spec.seed, t.name, self.spec.split)
+
+    def target_validation_rows(self) -> np.ndarray:
+        t = self.target
+        return validation_shots(t.split.val, t.labels_np, self.spec.val_shots, self.spec.seed, t.name, self.spec.split)
+
+    def build_model(self, init_state: dict | None) -> StampClassifier:
+        """A fresh model of this method's head kind, loaded from ``init_state`` if needed."""
+        if self.needs_init_model and init_state is None:
+            raise SettingError("init_model", f"a baseline model to start {self.name!r} from")
+        model = StampClassifier(self.head_kind)
+        if init_state is not None:
+            self.load_init_state(model, init_state)
+        return model
+
+    def load_init_state(self, model: StampClassifier, state: dict) -> None:
+        model.load_state_dict(state)
+
+    # -- what the loop asks for -----------------------------------------------
+    @abstractmethod
+    def validation(self) -> tuple[SurveyData, np.ndarray]:
+        """The survey and rows whose balanced accuracy selects the best epoch."""
+
+    @abstractmethod
+    def evaluations(self) -> list[Evaluation]:
+        """The test parts evaluated once training ends."""
+
+    @abstractmethod
+    def plan_epoch(self, iterations: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """All batch rows of one epoch, each tensor shaped (iterations, batch)."""
+
+    @abstractmethod
+    def losses(self, model: StampClassifier, plan: dict[str, torch.Tensor], i: int) -> Iterator[torch.Tensor]:
+        """The loss of each optimiser update of iteration ``i``, in order."""
+
+    def describe(self) -> dict:
+        """Facts about the data the method uses (counts), for the run JSON."""
+        return {}
+
+
+def cross_entropy_on(model: StampClassifier, survey: SurveyData, rows: torch.Tensor) -> torch.Tensor:
+    x, y = survey.batch(rows)
+    return torch.nn.functional.cross_entropy(model(x), y)

@@ -1,0 +1,109 @@
+"""Minimax Entropy (MME, Saito et al. 2019) for semi-supervised domain adaptation.
+
+Model: the baseline's feature extractor, then a prototype head (L2-normalised
+feature, bias-free linear map, temperature 0.05) initialised at random.
+
+Each iteration makes two optimiser updates, as the reference implementation
+(VisionLearningGroup/SSDA_MME) does:
+
+1. cross-entropy on a labelled batch, half source (class-balanced from the
+   source train part), half labelled target shots (class-balanced);
+2. ``-lambda * H`` on a batch of unlabelled target items, with a gradient
+   reversal layer between feature extractor and head. Minimising ``-lambda*H``
+   moves the head to *maximise* the entropy H of the unlabelled predictions;
+   the reversal layer flips the sign for the feature extractor, which
+   therefore *minimises* it. Together the update realises L = CE - lambda*H
+   with the minimax split of the paper.
+
+BatchNorm: as in the reference, the labelled batch goes through the network
+in one forward pass (its statistics mix source and target), and the
+unlabelled batch in its own pass (target-only statistics). The running
+statistics used at evaluation accumulate over both kinds of batch.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from rbda.methods.base import BalancedSampler, Evaluation, SurveyData, TrainingMethod, UniformSampler
+from rbda.errors import RbdaError, SettingError
+from rbda.models import StampClassifier
+from rbda.splits import unlabelled_rest
+
+
+def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of the entropy of the softmax distribution (nats)."""
+    log_p = F.log_softmax(logits, dim=1)
+    return -(log_p.exp() * log_p).sum(dim=1).mean()
+
+
+def adversarial_entropy_loss(model: StampClassifier, x: torch.Tensor, lam: float) -> torch.Tensor:
+    """``-lam * H(p(x))`` through the gradient reversal layer.
+
+    Gradient descent on it raises H with respect to the head and lowers H with
+    respect to the feature extractor.
+    """
+    return -lam * prediction_entropy(model(x, reverse=True))
+
+
+class MinimaxEntropy(TrainingMethod):
+    name = "mme"
+    head_kind = "prototype"
+    needs_init_model = True
+    needs_target = True
+
+    def check_spec(self) -> None:
+        super().check_spec()
+        lam = self.spec.lam
+        if lam is None or not np.isfinite(lam) or lam < 0:
+            raise SettingError("lambda", "a finite lambda >= 0 for method 'mme'", lam)
+        if self.spec.batch_size < 2:
+            raise SettingError("batch_size", "at least 2 for 'mme' (half source, half target)", self.spec.batch_size)
+
+    def __init__(self, spec, surveys):
+        super().__init__(spec, surveys)
+        self.shots = self.target_shots()
+        self.val_rows = self.target_validation_rows()
+        self.unlabelled = unlabelled_rest(self.target.split.train, self.shots)
+        self.n_target = spec.batch_size // 2
+        self.n_source = spec.batch_size - self.n_target
+        self.source_sampler = BalancedSampler(self.source, self.source.split.train, f"train part of {self.source.name!r}")
+        self.target_sampler = BalancedSampler(self.target, self.shots, f"labelled shots of {self.target.name!r}")
+        self.unlabelled_sampler = UniformSampler(
+            self.target, self.unlabelled, f"unlabelled train part of {self.target.name!r} (all train items are labelled shots)"
+        )
+
+    def load_init_state(self, model: StampClassifier, state: dict) -> None:
+        """The baseline's feature extractor; the prototypes keep their random initialisation."""
+        backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+        if not backbone:
+            raise RbdaError("the initial model has no feature extractor ('backbone.*' weights)")
+        model.backbone.load_state_dict(backbone)
+
+    def validation(self) -> tuple[SurveyData, np.ndarray]:
+        return self.target, self.val_rows
+
+    def evaluations(self) -> list[Evaluation]:
+        return [Evaluation(self.source, "source"), Evaluation(self.target, "target")]
+
+    def plan_epoch(self, iterations: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {
+            "source": self.source_sampler.draw((iterations, self.n_source), generator),
+            "target": self.target_sampler.draw((iterations, self.n_target), generator),
+            "unlabelled": self.unlabelled_sampler.draw((iterations, self.spec.batch_size), generator),
+        }
+
+    def losses(self, model: StampClassifier, plan: dict[str, torch.Tensor], i: int) -> Iterator[torch.Tensor]:
+        xs, ys = self.source.batch(plan["source"][i])
+        xt, yt = self.target.batch(plan["target"][i])
+        yield F.cross_entropy(model(torch.cat((xs, xt))), torch.cat((ys, yt)))
+        xu, _ = self.target.batch(plan["unlabelled"][i])
+        yield adversarial_entropy_loss(model, xu, self.spec.lam)
+
+    def describe(self) -> dict:
+        return {"target_labelled": int(self.shots.size), "target_unlabelled": int(self.unlabelled.size),
+                "target_val": int(self.val_rows.size)}

@@ -1,0 +1,186 @@
+"""Networks of the study (METHOD.md section 4).
+
+* :class:`Backbone` -- the feature extractor of the baseline CNN (after Ganin
+  et al. 2016): 3x21x21 stamp -> 100-d feature.
+* :class:`LinearHead` -- the baseline classifier, linear 100 -> 2.
+* :class:`PrototypeHead` -- the MME classifier: L2-normalised feature, a
+  bias-free linear map whose rows are the class prototypes, divided by a
+  temperature (0.05).
+* :class:`GradientReversal` -- identity on the forward pass, gradient times
+  ``-coefficient`` on the backward pass.
+* :class:`StampClassifier` -- backbone + head; ``forward(x, reverse=...)``
+  inserts the reversal layer between the two.
+
+Models return logits; the softmax is applied by the losses.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+FEATURE_DIM = 100
+N_CLASSES = 2
+MME_TEMPERATURE = 0.05
+HEAD_KINDS = ("linear", "prototype")
+
+
+class Backbone(nn.Module):
+    """conv-bn-pool-relu, conv-bn-dropout2d-pool-relu, two fully connected layers."""
+
+    def __init__(self, in_channels: int = 3, feature_dim: int = FEATURE_DIM):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_channels, 64, kernel_size=5),  # 64 x 17 x 17
+            nn.BatchNorm2d(64),
+            nn.MaxPool2d(2),  # 64 x 8 x 8
+            nn.ReLU(inplace=True),
+            nn.Conv2d(64, 50, kernel_size=5),  # 50 x 4 x 4
+            nn.BatchNorm2d(50),
+            nn.Dropout2d(0.5),
+            nn.MaxPool2d(2),  # 50 x 2 x 2
+            nn.ReLU(inplace=True),
+        )
+        self.fc = nn.Sequential(
+            nn.Linear(50 * 2 * 2, 100),
+            nn.BatchNorm1d(100),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(100, feature_dim),
+            nn.BatchNorm1d(feature_dim),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.conv(x), 1))
+
+
+class LinearHead(nn.Module):
+    """The baseline classifier: linear feature_dim -> 2 (logits)."""
+
+    def __init__(self, feature_dim: int = FEATURE_DIM, n_classes: int = N_CLASSES):
+        super().__init__()
+        self.linear = nn.Linear(feature_dim, n_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features)
+
+
+class PrototypeHead(nn.Module):
+    """Cosine-similarity classifier of MME: ``W @ normalize(f) / T`` (no bias)."""
+
+    def __init__(
+        self,
+        feature_dim: int = FEATURE_DIM,
+        n_classes: int = N_CLASSES,
+        temperature: float = MME_TEMPERATURE,
+    ):
+        super().__init__()
+        self.prototypes = nn.Linear(feature_dim, n_classes, bias=False)
+        self.temperature = temperature
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.prototypes(F.normalize(features, dim=1)) / self.temperature
+
+
+class _ReverseGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, coefficient: float) -> torch.Tensor:
+        ctx.coefficient = coefficient
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        return grad_output.neg() * ctx.coefficient, None
+
+
+def reverse_gradient(x: torch.Tensor, coefficient: float = 1.0) -> torch.Tensor:
+    """Identity forward; backward multiplies the incoming gradient by ``-coefficient``."""
+    return _ReverseGradient.apply(x, coefficient)
+
+
+class GradientReversal(nn.Module):
+    """Gradient reversal layer (Ganin & Lempitsky 2015) as a module."""
+
+    def __init__(self, coefficient: float = 1.0):
+        super().__init__()
+        self.coefficient = coefficient
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return reverse_gradient(x, self.coefficient)
+
+    def extra_repr(self) -> str:
+        return f"coefficient={self.coefficient}"
+
+
+def make_head(kind: str) -> nn.Module:
+    if kind == "linear":
+        return LinearHead()
+    if kind == "prototype":
+        return PrototypeHead()
+    raise ValueError(f"unknown head kind {kind!r}; expected one of {HEAD_KINDS}")
+
+
+class StampClassifier(nn.Module):
+    """Backbone followed by a head; ``reverse=True`` puts a reversal layer between them."""
+
+    def __init__(self, head_kind: str = "linear"):
+        super().__init__()
+        self.head_kind = head_kind
+        self.backbone = Backbone()
+        self.head = make_head(head_kind)
+        self.reversal = GradientReversal(1.0)
+
+    def forward(self, x: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+        features = self.backbone(x)
+        if reverse:
+            features = self.reversal(features)
+        return self.head(features)
+
+
+MODEL_FORMAT = "rbda.model/1"
+
+
+def save_model_file(path, model: StampClassifier, facts: dict) -> None:
+    """Write the model's weights and the facts of the run that made it, atomically."""
+    from rbda.atomic import atomic_path
+
+    payload = {"format": MODEL_FORMAT, "head_kind": model.head_kind, "facts": dict(facts),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    with atomic_path(path, suffix=".pt.tmp") as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model_file(path, expect_head: str | None = None) -> dict:
+    """Read a file written by :func:`save_model_file`; returns its payload.
+
+    Errors name the file and say what was expected: a missing file, another
+    kind of file, or (with ``expect_head``) a model of another head kind.
+    """
+    from pathlib import Path
+
+    from rbda.errors import InputFileError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "model file not found (train the baseline first: `rbda train --method baseline ... --model FILE`)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a file it cannot read
+        raise InputFileError(path, f"a model file written by `rbda train --model` ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise InputFileError(path, f"a model file of format {MODEL_FORMAT!r}")
+    if payload.get("head_kind") not in HEAD_KINDS:
+        raise InputFileError(path, f"head kind one of {HEAD_KINDS}", where="head_kind")
+    if expect_head is not None and payload["head_kind"] != expect_head:
+        raise InputFileError(
+            path, f"a model with a {expect_head!r} head (a baseline), but it has a {payload['head_kind']!r} head"
+        )
+    return payload
+
+
+def model_from_payload(payload: dict) -> StampClassifier:
+    model = StampClassifier(payload["head_kind"])
+    model.load_state_dict(payload["state_dict"])
+    return model

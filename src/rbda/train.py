@@ -1,0 +1,367 @@
+"""The one training loop, shared by every method.
+
+:func:`train` drives a :class:`~rbda.methods.base.TrainingMethod`: SGD with
+momentum, the learning rate halved every ``lr_halve_every`` iterations,
+epochs of ``epoch_size`` labelled items (``ceil(epoch_size / batch_size)``
+iterations), validation balanced accuracy after every epoch, early stopping
+after ``patience`` epochs without improvement, the best weights kept.
+
+Batches are planned a whole epoch at a time (one vectorised draw of row
+indices) and gathered from in-memory tensors; the loss is summed on the device
+and read once per epoch (a NaN/inf loss stops the run with an error).
+
+Resumable: every ``checkpoint_every_epochs`` epochs the full training state
+(model, optimiser, best weights, history, early-stopping counters, the batch
+generator's and torch's RNG states) is written atomically. A run started with
+a checkpoint of the same identity continues from it and ends with the same
+numbers as an uninterrupted run; a checkpoint of another identity is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+import torch
+
+from rbda import __version__
+from rbda.atomic import atomic_path
+from rbda.errors import InputFileError, RbdaError, SettingError
+from rbda.evaluate import evaluate_rows
+from rbda.methods.base import TrainingMethod
+from rbda.models import StampClassifier
+from rbda.progress import Progress
+from rbda.seeding import derive_seed
+
+CHECKPOINT_FORMAT = "rbda.checkpoint/1"
+RUN_SCHEMA = "rbda.run/1"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and run settings (the study's values are the defaults)."""
+
+    lr: float = 0.01
+    momentum: float = 0.9
+    lr_halve_every: int = 100_000
+    epoch_size: int = 10_000
+    patience: int = 100
+    max_epochs: int = 1000
+    log_every_epochs: int = 10
+    checkpoint_every_epochs: int = 1
+    channels_last: bool = False
+    bf16: bool = False
+
+    def check(self) -> None:
+        positive = {"lr_halve_every": self.lr_halve_every, "epoch_size": self.epoch_size,
+                    "patience": self.patience, "max_epochs": self.max_epochs,
+                    "log_every_epochs": self.log_every_epochs,
+                    "checkpoint_every_epochs": self.checkpoint_every_epochs}
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise SettingError(name, "a positive integer", value)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise SettingError("lr", "a positive learning rate", self.lr)
+        if not (0 <= self.momentum < 1):
+            raise SettingError("momentum", "a value in [0, 1)", self.momentum)
+
+    def identity(self) -> dict:
+        """Settings that change the numbers a run produces."""
+        keys = ("lr", "momentum", "lr_halve_every", "epoch_size", "patience", "max_epochs", "channels_last", "bf16")
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclass
+class TrainingState:
+    """Everything that changes during training (what a checkpoint holds)."""
+
+    epoch: int = 0
+    iteration: int = 0
+    best_bacc: float = -1.0
+    best_epoch: int = 0
+    epochs_since_best: int = 0
+    best_weights: dict | None = None
+    history: list = field(default_factory=list)
+    elapsed_seconds: float = 0.0
+
+
+@dataclass
+class TrainingResult:
+    model: StampClassifier  # holding the best weights
+    state: TrainingState
+    stopped_by: str
+    wall_seconds: float
+    resumed_from_epoch: int | None
+    device: str
+    threads: int
+
+
+def resolve_device(setting: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting == "cpu":
+        return torch.device("cpu")
+    if setting == "cuda":
+        if not torch.cuda.is_available():
+            raise SettingError("device", "a machine with a CUDA GPU for 'cuda' (none found; use auto or cpu)", setting)
+        return torch.device("cuda")
+    raise SettingError("device", "auto, cpu or cuda", setting)
+
+
+def configure_torch(threads: int | None, deterministic: bool) -> None:
+    """Thread count and deterministic algorithms, before any tensor work."""
+    if threads is not None:
+        if threads < 1:
+            raise SettingError("threads", "a positive integer", threads)
+        torch.set_num_threads(threads)
+        with contextlib.suppress(RuntimeError):  # only settable before the first parallel op
+            torch.set_num_interop_threads(threads)
+    if deterministic:
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def _identity(method: TrainingMethod, config: TrainConfig, device: torch.device, extra: dict) -> dict:
+    data = {name: {"n_rows": s.split.n_rows, "split_seed": s.split.seed} for name, s in sorted(method.surveys.items())}
+    return {"run": method.spec.identity(), "config": config.identity(), "device": device.type,
+            "data": data, **extra}
+
+
+def _difference(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out = []
+    for k in keys:
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _difference(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: checkpoint {va!r}, now {vb!r}")
+    return out
+
+
+def _save_checkpoint(path: Path, identity: dict, model, optimizer, generator, state: TrainingState) -> None:
+    payload = {
+        "format": CHECKPOINT_FORMAT, "identity": identity, "state": asdict(state),
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if generator.device.type == "cuda" else [],
+    }
+    with atomic_path(path, suffix=".ckpt.tmp") as tmp:
+        torch.save(payload, tmp)
+
+
+def _load_checkpoint(path: Path, identity: dict) -> dict:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputFileError(path, f"a training checkpoint ({type(exc).__name__}: {exc}); delete it to start afresh") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise InputFileError(path, f"a training checkpoint of format {CHECKPOINT_FORMAT!r}; delete it to start afresh")
+    differences = _difference(payload["identity"], identity)
+    if differences:
+        raise InputFileError(
+            path,
+            "a checkpoint of this run, but it was written by a run with other arguments ("
+            + "; ".join(differences) + "); delete it or use another --checkpoint path",
+        )
+    return payload
+
+
+def _lr_at(config: TrainConfig, iteration: int) -> float:
+    return config.lr * 0.5 ** (iteration // config.lr_halve_every)
+
+
+def _status(state: TrainingState, loss: float, bacc: float) -> str:
+    return f"loss {loss:.4f} | val BACC {bacc:.4f} | best {state.best_bacc:.4f} @ epoch {state.best_epoch}"
+
+
+def train(
+    method: TrainingMethod,
+    config: TrainConfig,
+    init_state: dict | None = None,
+    checkpoint: str | Path | None = None,
+    identity_extra: dict | None = None,
+    progress_stream: TextIO | None = None,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> TrainingResult:
+    """Train ``method``'s model; return it holding the best validation weights.
+
+    ``on_epoch_end(epoch)`` is called after each epoch's checkpoint (a hook
+    for tests that interrupt a run).
+    """
+    config.check()
+    started = time.monotonic()
+    spec = method.spec
+    device = method.source.stamps.device
+    seed_keys = (spec.method, spec.source, spec.target, spec.split, spec.shots, spec.lam)
+    torch.manual_seed(derive_seed(spec.seed, "init", *seed_keys))
+    model = method.build_model(init_state).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(derive_seed(spec.seed, "batches", *seed_keys))
+    torch.manual_seed(derive_seed(spec.seed, "dropout", *seed_keys))
+
+    identity = _identity(method, config, device, identity_extra or {})
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    state = TrainingState()
+    resumed_from = None
+    if checkpoint is not None and checkpoint.exists():
+        payload = _load_checkpoint(checkpoint, identity)
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        generator.set_state(payload["generator"])
+        torch.set_rng_state(payload["torch_rng"])
+        if payload["cuda_rng"]:
+            torch.cuda.set_rng_state_all(payload["cuda_rng"])
+        state = TrainingState(**payload["state"])
+        resumed_from = state.epoch
+
+    val_survey, val_idx = method.validation()
+    val_rows = val_survey.rows(val_idx)
+    iterations_per_epoch = math.ceil(config.epoch_size / spec.batch_size)
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext()
+    )
+    prepare = (lambda x: x.contiguous(memory_format=torch.channels_last)) if config.channels_last else None
+    label = f"{spec.method} {spec.source}" + (f"->{spec.target}" if spec.target else "") + f" split {spec.split}"
+    progress = Progress(config.max_epochs, label, unit="epochs", log_every=float("inf"), stream=progress_stream)
+    progress.done = state.epoch
+    stopped_by = "max_epochs"
+    if state.epochs_since_best >= config.patience:
+        stopped_by = "patience"
+
+    try:
+        while state.epoch < config.max_epochs and stopped_by != "patience":
+            state.epoch += 1
+            plan = method.plan_epoch(iterations_per_epoch, generator)
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            for i in range(iterations_per_epoch):
+                if state.iteration % config.lr_halve_every == 0 or i == 0:
+                    for group in optimizer.param_groups:
+                        group["lr"] = _lr_at(config, state.iteration)
+                steps = method.losses(model, plan, i)
+                while True:
+                    with autocast:
+                        loss = next(steps, None)
+                    if loss is None:
+                        break
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    loss_sum += loss.detach()
+                state.iteration += 1
+            train_loss = loss_sum.item() / iterations_per_epoch
+            if not math.isfinite(train_loss):
+                if checkpoint is not None:
+                    checkpoint.unlink(missing_ok=True)
+                raise RbdaError(
+                    f"training diverged: the mean loss of epoch {state.epoch} is {train_loss} "
+                    f"(lr {config.lr}, lambda {spec.lam}); no output written"
+                )
+            bacc = evaluate_rows(model, val_survey.stamps, val_survey.labels, val_rows, prepare=prepare).balanced_accuracy()
+            if bacc > state.best_bacc:
+                state.best_bacc, state.best_epoch, state.epochs_since_best = bacc, state.epoch, 0
+                state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                state.epochs_since_best += 1
+            state.history.append({"epoch": state.epoch, "val_bacc": bacc, "train_loss": train_loss})
+            if state.epochs_since_best >= config.patience:
+                stopped_by = "patience"
+            state.elapsed_seconds += time.monotonic() - started
+            started = time.monotonic()
+            if checkpoint is not None and state.epoch % config.checkpoint_every_epochs == 0:
+                _save_checkpoint(checkpoint, identity, model, optimizer, generator, state)
+            progress.update(state.epoch, _status(state, train_loss, bacc),
+                            force=not progress.live and state.epoch % config.log_every_epochs == 0)
+            if on_epoch_end is not None:
+                on_epoch_end(state.epoch)
+    finally:
+        progress.close()
+
+    state.elapsed_seconds += time.monotonic() - started
+    model.load_state_dict(state.best_weights)
+    return TrainingResult(model=model, state=state, stopped_by=stopped_by, wall_seconds=state.elapsed_seconds,
+                          resumed_from_epoch=resumed_from, device=device.type, threads=torch.get_num_threads())
+
+
+def evaluate_method(method: TrainingMethod, model: StampClassifier, channels_last: bool = False) -> list[dict]:
+    """Confusion counts and BACC on every test part the method names."""
+    prepare = (lambda x: x.contiguous(memory_format=torch.channels_last)) if channels_last else None
+    results = []
+    for ev in method.evaluations():
+        rows = ev.survey.rows(ev.survey.split.part(ev.part))
+        counts = evaluate_rows(model, ev.survey.stamps, ev.survey.labels, rows, prepare=prepare)
+        results.append({"survey": ev.survey.name, "role": ev.role, "part": ev.part, **counts.as_dict()})
+    return results
+
+
+def versions() -> dict:
+    return {"rbda": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def run_record(method: TrainingMethod, config: TrainConfig, result: TrainingResult, evaluations: list[dict]) -> dict:
+    """The run JSON of docs/architecture.md (schema ``rbda.run/1``)."""
+    spec = method.spec
+    state = result.state
+    return {
+        "schema": RUN_SCHEMA,
+        "method": spec.method, "source": spec.source, "target": spec.target,
+        "split": spec.split, "shots": spec.shots, "lambda": spec.lam, "seed": spec.seed,
+        "evaluations": evaluations,
+        "validation": {"best_bacc": state.best_bacc, "best_epoch": state.best_epoch, "history": state.history},
+        "training": {
+            "epochs_run": state.epoch, "best_epoch": state.best_epoch, "iterations": state.iteration,
+            "stopped_by": result.stopped_by, "wall_seconds": round(result.wall_seconds, 3),
+            "device": result.device, "threads": result.threads,
+            "resumed_from_epoch": result.resumed_from_epoch,
+            "channels_last": config.channels_last, "bf16": config.bf16,
+        },
+        "hyperparameters": {
+            "lr": config.lr, "momentum": config.momentum, "batch_size": spec.batch_size,
+            "lr_halve_every": config.lr_halve_every, "epoch_size": config.epoch_size,
+            "patience": config.patience, "max_epochs": config.max_epochs, "val_shots": spec.val_shots,
+        },
+        "data": method.describe(),
+        "versions": versions(),
+    }
+
+
+def load_survey_data(name: str, parquet: str | Path, split_file: str | Path, device: torch.device,
+                     channels_last: bool = False):
+    """Load a preprocessed survey and its split onto ``device``.
+
+    Checks that the file holds survey ``name`` and that the split was made
+    for a survey of this many rows.
+    """
+    import numpy as np
+
+    from rbda.methods.base import SurveyData
+    from rbda.splits import load_split
+    from rbda.store import load_survey
+
+    parquet = Path(parquet)
+    if not parquet.is_file():
+        raise InputFileError(parquet, f"preprocessed survey file for {name!r} not found (run `rbda preprocess`)")
+    survey = load_survey(parquet)
+    stored_name = survey.metadata.get("rbda.survey") if isinstance(survey.metadata, dict) else None
+    if stored_name is not None and stored_name != name:
+        raise InputFileError(parquet, f"the survey {name!r}, but the file holds survey {stored_name!r}")
+    split = load_split(split_file, n_rows=len(survey.labels))
+    stamps = torch.from_numpy(survey.stamps)
+    if channels_last:
+        stamps = stamps.contiguous(memory_format=torch.channels_last)
+    labels_np = np.asarray(survey.labels, dtype=np.int8)
+    return SurveyData(name=name, stamps=stamps.to(device), labels=torch.from_numpy(labels_np.astype(np.int64)).to(device),
+                      labels_np=labels_np, split=split)
