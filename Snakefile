@@ -1,0 +1,30 @@
+# rbda: cross-survey domain adaptation for real/bogus alert classifiers.
+#
+#   snakemake --profile profiles/local                                      # the published study
+#   snakemake --profile profiles/local --configfile config.yaml presets/demo.yaml   # demo (minutes)
+#
+# The rules are thin wiring over the `rbda` command line (docs/architecture.md).
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/training.smk"
+include: "rules/selection.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    """Every output of the study: data, splits, runs, tables, statistics, figures, report."""
+    input:
+        report_outputs(),
+    default_target: True

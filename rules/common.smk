@@ -1,0 +1,278 @@
+# Study definition derived from the validated config, input functions and
+# path helpers shared by the rule files. Nothing here depends on time or on
+# Python's hash(): every value is a pure function of the config.
+
+import itertools
+from pathlib import Path
+
+import rbda
+from rbda.results.naming import format_lambda
+
+
+class ConfigError(Exception):
+    """A config value the JSON schema cannot check (relations between keys)."""
+
+
+def _survey_setting(survey, key, default=None):
+    value = config["surveys"][survey].get(key)
+    return default if value is None else value
+
+
+SURVEYS = list(config["surveys"])
+SPLITS = list(range(config["splits"]))
+FIRST_SPLIT = SPLITS[0]
+SHOTS = sorted(config["shots"])
+TRAINING = config["training"]
+LAMBDA_SELECTION = config["lambda_selection"]
+
+
+def _lambda_labels(values):
+    labels = {}
+    for value in values:
+        label = format_lambda(value)
+        if label in labels:
+            raise ConfigError(
+                f"config key 'lambdas': {labels[label]!r} and {value!r} are the same "
+                f"value in paths (both written as {label!r}); give distinct values"
+            )
+        labels[label] = value
+    return labels
+
+
+# path label (e.g. "0.05") -> the config's number
+LAMBDA_BY_LABEL = _lambda_labels(config["lambdas"])
+LAMBDA_LABELS = list(LAMBDA_BY_LABEL)
+
+
+def _pairs(configured):
+    if configured is None:
+        return [(s, t) for s, t in itertools.permutations(SURVEYS, 2)]
+    pairs = []
+    for i, text in enumerate(configured):
+        source, target = text.split("-to-")
+        for role, name in (("source", source), ("target", target)):
+            if name not in SURVEYS:
+                raise ConfigError(
+                    f"config key 'pairs[{i}]' ({text!r}): {role} {name!r} is not a "
+                    f"configured survey; expected one of {', '.join(SURVEYS)}"
+                )
+        if source == target:
+            raise ConfigError(
+                f"config key 'pairs[{i}]' ({text!r}): source and target are the same "
+                "survey; a pair needs two different surveys"
+            )
+        pairs.append((source, target))
+    return pairs
+
+
+PAIRS = _pairs(config["pairs"])
+SURVEYS_BY_SOURCE = {
+    kind: [s for s in SURVEYS if config["surveys"][s]["source"] == kind]
+    for kind in ("url", "path", "synthetic")
+}
+
+
+def one_of(names):
+    """A wildcard regex matching exactly ``names`` (never matching when empty)."""
+    return "|".join(names) if names else "(?!)"
+
+
+wildcard_constraints:
+    survey=one_of(SURVEYS),
+    source=one_of(SURVEYS),
+    target=one_of(SURVEYS),
+    split=r"\d+",
+    shots=r"\d+",
+    lam=r"[0-9][0-9.e+-]*",
+
+
+# ---------------------------------------------------------------- paths
+
+RUN_ID = {
+    "baseline": "{source}/split-{split}",
+    "finetune": "{source}-to-{target}/shots-{shots}/split-{split}",
+    "mme": "{source}-to-{target}/shots-{shots}/lambda-{lam}/split-{split}",
+    "mme-selected": "{source}-to-{target}/shots-{shots}/split-{split}",
+}
+
+
+def run_json(method):
+    return f"results/runs/{method}/{RUN_ID[method]}.json"
+
+
+def run_log(method):
+    return f"logs/runs/{method}/{RUN_ID[method]}.log"
+
+
+def run_benchmark(method):
+    return f"logs/benchmarks/runs/{method}/{RUN_ID[method]}.tsv"
+
+
+def run_checkpoint(method):
+    """Resumable training state; not a Snakemake output, so a failed attempt keeps it."""
+    return f"results/checkpoints/{method}/{RUN_ID[method]}.ckpt"
+
+
+PARQUET = "results/data/{survey}.parquet"
+SPLIT_NPZ = "results/splits/{survey}/split-{split}.npz"
+BASELINE_MODEL = "results/models/baseline/{source}/split-{split}.pt"
+
+
+def data_arg(survey, split):
+    """One ``--data S=F.parquet:SPLIT.npz`` value of ``rbda train``."""
+    return f"{survey}={PARQUET.format(survey=survey)}:{SPLIT_NPZ.format(survey=survey, split=split)}"
+
+
+# ---------------------------------------------------------------- raw data
+
+def raw_input(wildcards):
+    """What `rbda preprocess` reads: a folder made by a rule, or the manifest of a local path."""
+    if wildcards.survey in SURVEYS_BY_SOURCE["path"]:
+        return f"resources/raw/{wildcards.survey}.local.json"
+    return directory(f"resources/raw/{wildcards.survey}")
+
+
+def local_paths(survey):
+    path = config["surveys"][survey]["path"]
+    return [path] if isinstance(path, str) else list(path)
+
+
+def preprocess_inputs(wildcards):
+    if wildcards.survey in SURVEYS_BY_SOURCE["path"]:
+        return local_paths(wildcards.survey)
+    return [f"resources/raw/{wildcards.survey}"]
+
+
+def preprocess_options(wildcards):
+    survey = wildcards.survey
+    options = []
+    if _survey_setting(survey, "format"):
+        options += ["--format", _survey_setting(survey, "format")]
+    for key in ("real_classes", "bogus_classes"):
+        classes = _survey_setting(survey, key)
+        if classes:
+            options += ["--" + key.replace("_", "-"), ",".join(classes)]
+    return options
+
+
+# ---------------------------------------------------------------- training
+
+TRAINING_OPTION_KEYS = (
+    "lr", "momentum", "batch_size", "lr_halve_every", "epoch_size",
+    "patience", "max_epochs", "val_shots", "device", "log_every_epochs",
+)
+
+
+def training_options():
+    """The config's training block as `rbda train` options (same order every time)."""
+    options = []
+    for key in TRAINING_OPTION_KEYS:
+        options += ["--" + key.replace("_", "-"), str(TRAINING[key])]
+    if TRAINING["deterministic"]:
+        options.append("--deterministic")
+    return " ".join(options)
+
+
+def training_resources(method):
+    estimate = config["resources"][method]
+    return dict(
+        mem_mb=estimate["mem_mb"],
+        runtime=lambda wildcards, attempt: estimate["runtime"] * attempt,
+        gpu=1 if TRAINING["device"] == "cuda" else 0,
+    )
+
+
+def baseline_data(wildcards):
+    """Every configured survey's data and split: the baseline is evaluated on all of them."""
+    return {
+        "parquets": [PARQUET.format(survey=s) for s in SURVEYS],
+        "splits": [SPLIT_NPZ.format(survey=s, split=wildcards.split) for s in SURVEYS],
+    }
+
+
+def pair_data(wildcards):
+    surveys = (wildcards.source, wildcards.target)
+    return {
+        "parquets": [PARQUET.format(survey=s) for s in surveys],
+        "splits": [SPLIT_NPZ.format(survey=s, split=wildcards.split) for s in surveys],
+        "init_model": BASELINE_MODEL.format(source=wildcards.source, split=wildcards.split),
+    }
+
+
+def data_options(surveys, split):
+    return " ".join(f"--data {data_arg(s, split)}" for s in surveys)
+
+
+# ---------------------------------------------------------------- selection
+
+def mme_runs(wildcards, split):
+    return [
+        run_json("mme").format(
+            source=wildcards.source, target=wildcards.target,
+            shots=wildcards.shots, lam=lam, split=split,
+        )
+        for lam in LAMBDA_LABELS
+    ]
+
+
+def selection_inputs(wildcards):
+    inputs = {"runs": mme_runs(wildcards, wildcards.split)}
+    if LAMBDA_SELECTION == "first_split":
+        inputs["reference"] = mme_runs(wildcards, FIRST_SPLIT)
+    return inputs
+
+
+# ---------------------------------------------------------------- targets
+
+def all_runs():
+    """Every run JSON of the study, in a fixed order."""
+    runs = expand(run_json("baseline"), source=SURVEYS, split=SPLITS)
+    for method in ("finetune", "mme-selected"):
+        runs += [
+            run_json(method).format(source=s, target=t, shots=n, split=k)
+            for (s, t), n, k in itertools.product(PAIRS, SHOTS, SPLITS)
+        ]
+    runs += [
+        run_json("mme").format(source=s, target=t, shots=n, lam=lam, split=k)
+        for (s, t), n, lam, k in itertools.product(PAIRS, SHOTS, LAMBDA_LABELS, SPLITS)
+    ]
+    return runs
+
+
+def effective_config():
+    """The merged, validated config plus what the workflow derived from it (for `rbda aggregate`)."""
+    return {
+        "config": config,
+        "study": {
+            "surveys": SURVEYS,
+            "pairs": [f"{s}-to-{t}" for s, t in PAIRS],
+            "splits": SPLITS,
+            "shots": SHOTS,
+            "lambdas": [LAMBDA_BY_LABEL[label] for label in LAMBDA_LABELS],
+            "lambda_labels": LAMBDA_LABELS,
+            "lambda_selection": LAMBDA_SELECTION,
+        },
+        "rbda_version": rbda.__version__,
+    }
+
+
+def reporting_code():
+    """Source files of the aggregation and report code: editing one reruns reporting only."""
+    import rbda.results
+
+    files = []
+    for package_dir in rbda.results.__path__:
+        root = Path(package_dir)
+        files += sorted(
+            str(p) for p in root.rglob("*")
+            if p.is_file() and p.suffix in {".py", ".html", ".css", ".js", ".j2", ".rst"}
+            and "__pycache__" not in p.parts
+        )
+    return files
+
+
+def report_outputs():
+    """The files `rbda aggregate` writes (named by rbda.results.outputs), figures in the Snakemake report."""
+    from rbda.results.outputs import expected_outputs
+
+    return [f"results/{path}" for path in expected_outputs(SURVEYS)]

@@ -1,0 +1,100 @@
+# Raw data (synthetic, downloaded or local), preprocessing and splits.
+
+
+rule synthesize_survey:
+    """A synthetic survey in the real survey's raw layout (source: synthetic)."""
+    output:
+        directory("resources/raw/{survey}"),
+    wildcard_constraints:
+        survey=one_of(SURVEYS_BY_SOURCE["synthetic"]),
+    params:
+        size=lambda wildcards: config["surveys"][wildcards.survey]["synthetic_size"],
+        seed=config["seed"],
+    log:
+        "logs/raw/{survey}.synthesize.log",
+    conda:
+        "../envs/rbda.yaml"
+    shell:
+        "rbda synth --survey {wildcards.survey} --n {params.size} --seed {params.seed}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule download_survey:
+    """Download the survey's archive (retries, resume, sha256) and unpack it (source: url)."""
+    output:
+        archive="resources/raw/archives/{survey}.download",
+        unpacked=directory("resources/raw/{survey}"),
+    wildcard_constraints:
+        survey=one_of(SURVEYS_BY_SOURCE["url"]),
+    params:
+        url=lambda wildcards: config["surveys"][wildcards.survey]["url"],
+        checksum=lambda wildcards: (
+            ["--sha256", config["surveys"][wildcards.survey]["sha256"]]
+            if config["surveys"][wildcards.survey].get("sha256")
+            else []
+        ),
+    log:
+        "logs/raw/{survey}.download.log",
+    conda:
+        "../envs/rbda.yaml"
+    shell:
+        "rbda download --url {params.url:q} {params.checksum:q} --output {output.archive:q}"
+        " --unpack-to {output.unpacked:q} > {log:q} 2>&1"
+
+
+rule register_local_survey:
+    """Check a local source (source: path) and record what it holds; needs no data at planning time."""
+    output:
+        "resources/raw/{survey}.local.json",
+    wildcard_constraints:
+        survey=one_of(SURVEYS_BY_SOURCE["path"]),
+    params:
+        paths=lambda wildcards: local_paths(wildcards.survey),
+    log:
+        "logs/raw/{survey}.register.log",
+    conda:
+        "../envs/rbda.yaml"
+    script:
+        "../workflow/scripts/register_local_source.py"
+
+
+rule preprocess_survey:
+    """Filter, crop to 21x21, normalise and fill: one Parquet file per survey."""
+    input:
+        raw=raw_input,
+    output:
+        parquet=PARQUET,
+        report="results/data/{survey}.report.json",
+    params:
+        inputs=preprocess_inputs,
+        options=preprocess_options,
+    log:
+        "logs/data/{survey}.preprocess.log",
+    benchmark:
+        "logs/benchmarks/data/{survey}.preprocess.tsv"
+    resources:
+        mem_mb=8000,
+        runtime=lambda wildcards, attempt: 120 * attempt,
+    conda:
+        "../envs/rbda.yaml"
+    shell:
+        "rbda preprocess --survey {wildcards.survey} --input {params.inputs:q}"
+        " --output {output.parquet:q} --report {output.report:q} {params.options:q}"
+        " > {log:q} 2>&1"
+
+
+rule split_survey:
+    """One stratified 80/10/10 train/validation/test split of a survey."""
+    input:
+        PARQUET,
+    output:
+        SPLIT_NPZ,
+    params:
+        seed=config["seed"],
+    log:
+        "logs/splits/{survey}/split-{split}.log",
+    conda:
+        "../envs/rbda.yaml"
+    shell:
+        "rbda split --data {input:q} --survey {wildcards.survey} --split {wildcards.split}"
+        " --seed {params.seed} --output {output:q} > {log:q} 2>&1"

@@ -1,0 +1,41 @@
+# Aggregation: tables, statistics, figures and the HTML report from every run.
+
+
+localrules:
+    aggregation_inputs,
+
+
+rule aggregation_inputs:
+    """The list of run files and the effective config, as `rbda aggregate` reads them."""
+    input:
+        runs=all_runs(),
+    output:
+        runs_list="results/aggregate/runs.txt",
+        config="results/aggregate/config.json",
+    params:
+        effective_config=effective_config(),
+    log:
+        "logs/aggregate/inputs.log",
+    conda:
+        "../envs/rbda.yaml"
+    script:
+        "../workflow/scripts/write_aggregation_inputs.py"
+
+
+rule aggregate:
+    """Tables, statistics, figures and report.html (METHOD.md section 6)."""
+    input:
+        runs_list="results/aggregate/runs.txt",
+        config="results/aggregate/config.json",
+        code=reporting_code(),
+    output:
+        report_outputs(),
+    log:
+        "logs/aggregate/aggregate.log",
+    benchmark:
+        "logs/benchmarks/aggregate.tsv"
+    conda:
+        "../envs/rbda.yaml"
+    shell:
+        "rbda aggregate --runs-list {input.runs_list:q} --config {input.config:q}"
+        " --out-dir results > {log:q} 2>&1"
