@@ -1,4 +1,4 @@
-"""`rbda aggregate` (placeholder until its owner implements it)."""
+"""`rbda aggregate`: tables, statistics, figures and the HTML report from all run files."""
 
 from __future__ import annotations
 
@@ -6,8 +6,26 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    return sub.add_parser("aggregate", help="(not implemented yet)")
+    p = sub.add_parser(
+        "aggregate",
+        help="tables, significance tests, figures and report.html from the run JSONs",
+        description=(
+            "Read every run JSON named in --runs-list (baseline, finetune, selected MME and "
+            "per-lambda MME runs) and write tables/, stats/, figures/ and report.html under "
+            "--out-dir. The file names depend only on the configuration's 'surveys' "
+            "(see rbda.results.outputs.expected_outputs)."
+        ),
+    )
+    p.add_argument("--runs-list", required=True, metavar="LIST.txt",
+                   help="text file with one run JSON path per line")
+    p.add_argument("--config", required=True, metavar="CONFIG.json",
+                   help="the workflow's effective configuration (JSON); 'surveys' is required")
+    p.add_argument("--out-dir", required=True, metavar="DIR")
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("rbda aggregate")
+    from rbda.results.aggregate import aggregate
+
+    aggregate(args.runs_list, args.config, args.out_dir)
+    return 0

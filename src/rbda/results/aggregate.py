@@ -1,0 +1,252 @@
+"""``rbda aggregate``: every table, statistic, figure and the report from the run files.
+
+Inputs: a list of run JSON paths (baseline, finetune, selected MME and all
+per-lambda MME runs; told apart by ``method`` and the presence of
+``selection``) and the workflow's effective configuration. Of the
+configuration only ``surveys`` is read (a list of survey names, or a mapping
+whose keys are the names, in study order); the whole of it is shown in the
+report.
+
+All outputs are first written into a staging folder inside ``out_dir`` and
+moved into place only once every file has been written, so a failure leaves
+no partial set of outputs behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from rbda.atomic import atomic_path, write_text
+from rbda.errors import InputFileError
+from rbda.results import figures, published, stats, tables
+from rbda.results.naming import ordered_pairs, pair_label
+from rbda.results.outputs import (ALL_EVALUATIONS, REPORT, expected_outputs, figure_path,
+                                  pair_table_path, stats_path, table_path)
+from rbda.results.report import GUIDE, ReportSection, preformatted, render_report
+from rbda.results.runs import Run, load_runs, read_runs_list
+
+log = logging.getLogger(__name__)
+
+
+def read_config(path: str | Path) -> tuple[dict, list[str]]:
+    """The configuration dict and its survey names (at least two, distinct)."""
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text())
+    except OSError:
+        raise InputFileError(path, "a readable JSON configuration") from None
+    except json.JSONDecodeError as exc:
+        raise InputFileError(path, f"valid JSON ({exc.msg})", where=f"line {exc.lineno}") from None
+    if not isinstance(config, dict) or "surveys" not in config:
+        raise InputFileError(path, "a JSON object with a 'surveys' key")
+    surveys = config["surveys"]
+    names = list(surveys) if isinstance(surveys, (list, dict)) else None
+    if not names or not all(isinstance(s, str) for s in names) or len(set(names)) != len(names) \
+            or len(names) < 2:
+        raise InputFileError(path, "'surveys' as a list (or mapping) of at least two distinct names",
+                             where="surveys")
+    return config, names
+
+
+@dataclass
+class StudyResults:
+    """Everything computed from the runs, before anything is written."""
+
+    surveys: list[str]
+    evaluations: pd.DataFrame
+    baseline: pd.DataFrame
+    methods: pd.DataFrame
+    scores: pd.DataFrame
+    lambda_scores: pd.DataFrame
+    lambdas: pd.DataFrame
+    mme_vs_finetune: pd.DataFrame
+    vs_baseline: pd.DataFrame
+    shots_to_beat: pd.DataFrame
+    winners: pd.DataFrame
+    published_baseline: pd.DataFrame
+    published_shots: pd.DataFrame
+    versions: pd.DataFrame
+
+
+def versions_table(runs: list[Run]) -> pd.DataFrame:
+    """Distinct ``versions`` objects of the runs and how many runs carry each."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        key = json.dumps(run.data["versions"], sort_keys=True)
+        counts[key] = counts.get(key, 0) + 1
+    rows = [{**json.loads(key), "runs": n} for key, n in sorted(counts.items())]
+    return pd.DataFrame(rows)
+
+
+def compute(runs: list[Run], surveys: list[str]) -> StudyResults:
+    evaluations = tables.tidy_evaluations(runs)
+    baseline_runs = tables.baseline_scores(evaluations)
+    scores = tables.method_scores(evaluations)
+    tables.check_study(baseline_runs, scores, surveys)
+    baseline = tables.baseline_table(baseline_runs[baseline_runs["tested_on"].isin(surveys)], surveys)
+    methods = tables.methods_table(scores)
+    lambda_scores = tables.lambda_scores(runs)
+    lambdas = tables.lambda_table(lambda_scores, tables.chosen_lambdas(runs))
+    mme_vs_finetune = stats.compare_mme_with_finetune(scores)
+    vs_baseline = stats.compare_with_baseline(scores, baseline_runs)
+    pairs = ordered_pairs(surveys)
+    shots = tables.shots_to_beat(methods, baseline, vs_baseline, pairs)
+    paper = published.load_published()
+    return StudyResults(
+        surveys=surveys, evaluations=evaluations, baseline=baseline, methods=methods, scores=scores,
+        lambda_scores=lambda_scores, lambdas=lambdas, mme_vs_finetune=mme_vs_finetune,
+        vs_baseline=vs_baseline, shots_to_beat=shots, winners=tables.winners_table(methods, mme_vs_finetune),
+        published_baseline=published.baseline_side_by_side(baseline, paper),
+        published_shots=published.shots_to_beat_side_by_side(shots, paper),
+        versions=versions_table(runs),
+    )
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path, suffix=".csv") as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def _write_table(out: Path, name: str, long: pd.DataFrame, wide: pd.DataFrame | None = None,
+                 title: str = "") -> None:
+    """``tables/{name}.csv`` (long form) and ``.md`` (the wide view when given)."""
+    _write_csv(long, out / table_path(name, "csv"))
+    heading = f"# {title}\n\n" if title else ""
+    write_text(out / table_path(name, "md"), heading + tables.to_markdown(wide if wide is not None else long))
+
+
+def write_tables(results: StudyResults, out: Path) -> None:
+    r = results
+    _write_csv(r.evaluations, out / ALL_EVALUATIONS)
+    _write_table(out, "baseline", r.baseline, tables.baseline_matrix(r.baseline, r.surveys).reset_index(),
+                 "Baseline BACC (rows: trained on, columns: tested on), mean ± std over splits")
+    _write_table(out, "methods_by_shots", r.methods, title="FT and MME BACC by shots (long form)")
+    _write_table(out, "lambda_selection", r.lambdas, tables.lambda_matrix(r.lambdas) if len(r.lambdas) else None,
+                 "MME target validation BACC per λ, and the λ chosen")
+    _write_table(out, "shots_to_beat", r.shots_to_beat, tables.shots_to_beat_matrix(r.shots_to_beat),
+                 "Shots per class to beat the baseline on the target (significant in brackets)")
+    _write_table(out, "winners", r.winners, title="MME vs FT: who wins, from which shot count")
+    _write_table(out, "published_baseline", r.published_baseline,
+                 title="Baseline: this study vs the paper (meaningful only on the real surveys)")
+    _write_table(out, "published_shots_to_beat", r.published_shots,
+                 title="Shots to beat the baseline: this study vs the thesis (real surveys only)")
+    for source, target in ordered_pairs(r.surveys):
+        _write_csv(tables.pair_table_numeric(r.methods, source, target),
+                   out / pair_table_path(source, target, "csv"))
+        write_text(out / pair_table_path(source, target, "md"),
+                   f"# {pair_label(source, target)}: BACC by shots, mean ± std over splits\n\n"
+                   + tables.to_markdown(tables.pair_table(r.methods, r.baseline, source, target)))
+    _write_csv(r.mme_vs_finetune, out / stats_path("mme_vs_finetune"))
+    _write_csv(r.vs_baseline, out / stats_path("vs_baseline"))
+
+
+def write_figures(results: StudyResults, out: Path) -> None:
+    r = results
+    figures.save_figure(figures.baseline_heatmap(r.baseline, r.surveys), out, "baseline_heatmap")
+    figures.save_figure(figures.bacc_vs_shots(r.methods, r.baseline, r.surveys), out, "bacc_vs_shots")
+    figures.save_figure(figures.boxplots(r.scores, r.baseline, r.surveys), out, "boxplots")
+    figures.save_figure(figures.lambda_curves(r.lambda_scores, r.surveys), out, "lambda_curves")
+
+
+STATS_COLUMNS = ["source", "target", "shots", "domain", "test", "n_a", "n_b", "mean_diff",
+                 "ci_low", "ci_high", "p", "p_holm", "significant", "note"]
+
+
+def build_report(results: StudyResults, config: dict, out: Path) -> str:
+    r = results
+    png = lambda name: out / figure_path(name, "png")  # noqa: E731
+
+    guide = ReportSection("How to read this report", "guide")
+    guide.raw(f'<div class="guide">{GUIDE}</div>')
+
+    base = ReportSection("Baseline", "baseline")
+    base.table(tables.baseline_matrix(r.baseline, r.surveys).reset_index())
+    base.figure(png("baseline_heatmap"), "Baseline BACC: rows trained on, columns tested on.")
+
+    curves = ReportSection("FT and MME by shots", "by-shots")
+    curves.figure(png("bacc_vs_shots"), "BACC vs shots per class, mean ± std over splits; per pair "
+                  "the left panel is the source's test part, the right the target's; dashed: baseline.")
+    curves.figure(png("boxplots"), "The same runs as distributions over splits.")
+    for source, target in ordered_pairs(r.surveys):
+        curves.table(tables.pair_table(r.methods, r.baseline, source, target),
+                     caption=f"{pair_label(source, target)}: BACC by shots", collapsed=True)
+
+    beat = ReportSection("Shots to beat the baseline", "shots-to-beat")
+    beat.table(tables.shots_to_beat_matrix(r.shots_to_beat))
+    beat.table(r.shots_to_beat[["pair", "method", "note"]][r.shots_to_beat["note"] != ""],
+               caption="Notes on untestable pairs", collapsed=True)
+
+    significance = ReportSection("MME vs FT and significance", "significance")
+    significance.table(r.winners[["pair", "domain", "winner_by_shots", "mme_wins", "wins_from",
+                                  "significant_at_shots"]])
+    significance.paragraph("<i>significant_at_shots</i>: Welch's test, Holm-adjusted p &lt; 0.05 within "
+                           "its family. Full test tables below and in <code>stats/</code>.")
+    significance.table(r.mme_vs_finetune[STATS_COLUMNS], caption="MME − FT, all tests", collapsed=True)
+    significance.table(r.vs_baseline[["method", *STATS_COLUMNS]],
+                       caption="Method − baseline on the target (one-sided), all tests", collapsed=True)
+
+    lambdas = ReportSection("Choice of λ (MME)", "lambda")
+    lambdas.figure(png("lambda_curves"), "Target validation BACC (the selection criterion) vs shots, "
+                   "one line per λ, mean over splits.")
+    if len(r.lambdas):
+        lambdas.table(tables.lambda_matrix(r.lambdas))
+    else:
+        lambdas.paragraph("No per-λ MME runs were given, so there is no λ table.")
+
+    paper = ReportSection("Against the paper", "published")
+    paper.paragraph("The published numbers come from the <b>real</b> HiTS, DES, ATLAS and ZTF data "
+                    "(10 splits). The side-by-side below is meaningful <b>only when this study ran on "
+                    "the real surveys</b>; on synthetic data the survey names are shared but the data "
+                    "are not, and any agreement or disagreement says nothing.", css="warning")
+    paper.table(r.published_baseline, caption="Baseline BACC: this study vs the paper")
+    paper.table(r.published_shots, caption="Shots to beat the baseline: this study vs the thesis")
+
+    setup = ReportSection("Configuration and versions", "configuration")
+    setup.table(r.versions, caption="Package versions recorded in the run files (runs: how many)")
+    setup.paragraph(f"{len(r.evaluations['path'].unique())} run files; configuration as given:")
+    setup.raw(preformatted(config))
+
+    return render_report("rbda: cross-survey domain adaptation results",
+                         [guide, base, curves, beat, significance, lambdas, paper, setup])
+
+
+@contextlib.contextmanager
+def staging_dir(out_dir: Path) -> Iterator[Path]:
+    """A temporary folder inside ``out_dir``, removed afterwards whatever happens."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".aggregate-", dir=out_dir))
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def aggregate(runs_list: str | Path, config_path: str | Path, out_dir: str | Path) -> list[Path]:
+    """Write all outputs under ``out_dir``; return their paths."""
+    config, surveys = read_config(config_path)
+    runs = load_runs(read_runs_list(runs_list))
+    results = compute(runs, surveys)
+    out_dir = Path(out_dir)
+    expected = expected_outputs(surveys)
+    with staging_dir(out_dir) as stage:
+        write_tables(results, stage)
+        write_figures(results, stage)
+        write_text(stage / REPORT, build_report(results, config, stage))
+        written = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
+        if written != sorted(expected):
+            raise AssertionError(f"outputs differ from expected_outputs(): {sorted(set(written) ^ set(expected))}")
+        for relative in expected:
+            (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / relative, out_dir / relative)
+    log.info("wrote %d files under %s from %d runs", len(expected), out_dir, len(runs))
+    return [out_dir / p for p in expected]

@@ -1,0 +1,203 @@
+"""Figures of the study (matplotlib, Agg backend), each saved as PNG and PDF.
+
+Pair grids put one row per source survey and, per target survey, two panels
+(BACC on the source's test part, BACC on the target's test part), so that any
+number of surveys gives one readable figure instead of one file per pair.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from rbda.atomic import atomic_path  # noqa: E402
+from rbda.results.naming import format_lambda, method_label, survey_label  # noqa: E402
+from rbda.results.outputs import figure_path  # noqa: E402
+
+METHOD_COLOURS = {"finetune": "#d95f02", "mme": "#1b9e77"}
+BASELINE_STYLE = dict(color="0.35", linestyle="--", linewidth=1.0)
+PNG_DPI = 110
+
+
+def save_figure(fig: plt.Figure, out_dir: Path, name: str) -> None:
+    """Write ``figures/{name}.png`` and ``.pdf`` atomically, then close the figure."""
+    try:
+        for ext in ("png", "pdf"):
+            with atomic_path(out_dir / figure_path(name, ext), suffix=f".{ext}") as tmp:
+                fig.savefig(tmp, format=ext, dpi=PNG_DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def baseline_heatmap(table: pd.DataFrame, surveys: list[str]) -> plt.Figure:
+    """Rows: trained on; columns: tested on; colour = mean BACC, text = mean ± std."""
+    n = len(surveys)
+    means = np.full((n, n), np.nan)
+    text = [["" for _ in surveys] for _ in surveys]
+    index = {s: i for i, s in enumerate(surveys)}
+    for r in table.itertuples():
+        i, j = index[r.trained_on], index[r.tested_on]
+        means[i, j] = r.mean
+        text[i][j] = f"{r.mean:.3f}" + (f"\n± {r.std:.3f}" if r.n_splits > 1 else "\n(1 split)")
+    fig, ax = plt.subplots(figsize=(1.2 * n + 2.2, 1.0 * n + 1.4))
+    image = ax.imshow(means, cmap="viridis", vmin=0.5, vmax=1.0)
+    for i in range(n):
+        for j in range(n):
+            if text[i][j]:
+                colour = "black" if means[i, j] > 0.8 else "white"
+                ax.text(j, i, text[i][j], ha="center", va="center", fontsize=8, color=colour)
+    labels = [survey_label(s) for s in surveys]
+    ax.set_xticks(range(n), labels)
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("tested on")
+    ax.set_ylabel("trained on")
+    ax.set_title("Baseline balanced accuracy")
+    fig.colorbar(image, ax=ax, label="BACC (mean over splits)")
+    return fig
+
+
+def _pair_grid(surveys: list[str], panel_w: float = 2.3, panel_h: float = 2.0):
+    """Figure and a dict ``(source, target, domain) -> axes``."""
+    n = len(surveys)
+    fig, axes = plt.subplots(n, 2 * (n - 1), figsize=(panel_w * 2 * (n - 1), panel_h * n),
+                             sharey=True, squeeze=False)
+    grid = {}
+    for i, source in enumerate(surveys):
+        targets = [t for t in surveys if t != source]
+        for j, target in enumerate(targets):
+            for k, domain in enumerate(("source", "target")):
+                ax = axes[i, 2 * j + k]
+                shown = source if domain == "source" else target
+                ax.set_title(f"{survey_label(source)}→{survey_label(target)}\non {survey_label(shown)} "
+                             f"({domain})", fontsize=8)
+                ax.tick_params(labelsize=7)
+                grid[(source, target, domain)] = ax
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test BACC", fontsize=8)
+    return fig, grid
+
+
+def _baseline_value(baseline: pd.DataFrame, source: str, shown: str) -> float | None:
+    row = baseline[(baseline["trained_on"] == source) & (baseline["tested_on"] == shown)]
+    return float(row["mean"].iloc[0]) if len(row) else None
+
+
+def _shots_axis(ax, shots: list[int]) -> None:
+    ax.set_xscale("log")
+    ax.set_xticks(shots, [str(s) for s in shots])
+    ax.minorticks_off()
+    ax.set_xlabel("shots per class", fontsize=7)
+
+
+def bacc_vs_shots(methods: pd.DataFrame, baseline: pd.DataFrame, surveys: list[str]) -> plt.Figure:
+    """FT and MME mean ± std over splits against shots; baseline dashed."""
+    fig, grid = _pair_grid(surveys)
+    shots = sorted(methods["shots"].unique().tolist())
+    for (source, target, domain), ax in grid.items():
+        rows = methods[(methods["source"] == source) & (methods["target"] == target)
+                       & (methods["domain"] == domain)]
+        for method, curve in rows.groupby("method"):
+            curve = curve.sort_values("shots")
+            ax.errorbar(curve["shots"], curve["mean"], yerr=curve["std"].fillna(0), marker="o",
+                        markersize=3, capsize=2, linewidth=1.2, color=METHOD_COLOURS[method],
+                        label=method_label(method))
+        level = _baseline_value(baseline, source, source if domain == "source" else target)
+        if level is not None:
+            ax.axhline(level, **BASELINE_STYLE, label="baseline")
+        if shots:
+            _shots_axis(ax, shots)
+    _legend(fig, grid)
+    fig.suptitle("BACC vs shots (mean ± std over splits); dashed: the source model (baseline)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _legend(fig: plt.Figure, grid: dict) -> None:
+    handles, labels = {}, []
+    for ax in grid.values():
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    labels = list(handles)
+    fig.legend([handles[x] for x in labels], labels, loc="lower center", ncol=len(labels),
+               fontsize=8, bbox_to_anchor=(0.5, -0.02), frameon=False)
+
+
+def boxplots(scores: pd.DataFrame, baseline: pd.DataFrame, surveys: list[str]) -> plt.Figure:
+    """Distribution over splits: per shot count an FT box and an MME box."""
+    fig, grid = _pair_grid(surveys)
+    shots = sorted(scores["shots"].unique().tolist())
+    positions = {n: i for i, n in enumerate(shots)}
+    offsets = {"finetune": -0.18, "mme": 0.18}
+    for (source, target, domain), ax in grid.items():
+        rows = scores[(scores["source"] == source) & (scores["target"] == target)
+                      & (scores["domain"] == domain)]
+        for method, offset in offsets.items():
+            data = [rows[(rows["method"] == method) & (rows["shots"] == n)]["bacc"].to_numpy()
+                    for n in shots]
+            present = [i for i, d in enumerate(data) if len(d)]
+            if not present:
+                continue
+            parts = ax.boxplot([data[i] for i in present], positions=[i + offset for i in present],
+                               widths=0.3, patch_artist=True, manage_ticks=False,
+                               medianprops=dict(color="black", linewidth=1),
+                               flierprops=dict(markersize=2))
+            for box in parts["boxes"]:
+                box.set_facecolor(METHOD_COLOURS[method])
+                box.set_alpha(0.75)
+            box_handle = parts["boxes"][0]
+            box_handle.set_label(method_label(method))
+        level = _baseline_value(baseline, source, source if domain == "source" else target)
+        if level is not None:
+            ax.axhline(level, **BASELINE_STYLE, label="baseline")
+        ax.set_xticks(list(positions.values()), [str(n) for n in shots])
+        ax.set_xlabel("shots per class", fontsize=7)
+    _legend(fig, grid)
+    fig.suptitle("BACC over splits (boxes: FT and MME per shot count); dashed: baseline mean",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def lambda_curves(lambdas: pd.DataFrame, surveys: list[str]) -> plt.Figure:
+    """Mean target validation BACC vs shots, one line per lambda, one panel per pair."""
+    n = len(surveys)
+    fig, axes = plt.subplots(n, n - 1, figsize=(2.6 * (n - 1), 2.1 * n), sharey=True, squeeze=False)
+    values = sorted(lambdas["lambda"].unique().tolist()) if not lambdas.empty else []
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(values), 1)))
+    shots = sorted(lambdas["shots"].unique().tolist()) if not lambdas.empty else []
+    for i, source in enumerate(surveys):
+        for j, target in enumerate(t for t in surveys if t != source):
+            ax = axes[i, j]
+            ax.set_title(f"{survey_label(source)}→{survey_label(target)}", fontsize=8)
+            ax.tick_params(labelsize=7)
+            rows = lambdas[(lambdas["source"] == source) & (lambdas["target"] == target)]
+            if rows.empty:
+                ax.text(0.5, 0.5, "no per-lambda\nMME runs", ha="center", va="center",
+                        transform=ax.transAxes, fontsize=8, color="0.4")
+                continue
+            means = rows.groupby(["lambda", "shots"])["val_bacc"].mean().reset_index()
+            for value, colour in zip(values, colours):
+                curve = means[means["lambda"] == value].sort_values("shots")
+                if len(curve):
+                    ax.plot(curve["shots"], curve["val_bacc"], marker="o", markersize=3,
+                            linewidth=1.1, color=colour, label=f"λ={format_lambda(value)}")
+            _shots_axis(ax, shots)
+        axes[i, 0].set_ylabel("target val. BACC", fontsize=8)
+    handles = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="lower center",
+                   ncol=min(len(handles), 8), fontsize=8, bbox_to_anchor=(0.5, -0.03), frameon=False)
+    fig.suptitle("MME: target validation BACC vs shots per λ (mean over splits)", fontsize=10)
+    fig.tight_layout()
+    return fig

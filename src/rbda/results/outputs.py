@@ -1,0 +1,55 @@
+"""The files ``rbda aggregate`` writes, as a function of the configured surveys.
+
+Light module (standard library only) so that the workflow can import it from
+``rules/common.smk`` to declare the aggregation rule's outputs::
+
+    from rbda.results.outputs import expected_outputs
+    expected_outputs(["hits", "des", "ztf", "atlas"])  # paths relative to --out-dir
+
+The set depends only on the survey list (its pairs), never on the run data.
+"""
+
+from __future__ import annotations
+
+from rbda.errors import SettingError
+from rbda.results.naming import ordered_pairs, pair_name
+
+#: Tables written as both CSV and Markdown, under ``tables/``.
+TABLES = ("baseline", "methods_by_shots", "lambda_selection", "shots_to_beat", "winners",
+          "published_baseline", "published_shots_to_beat")
+#: Statistics (CSV only), under ``stats/``.
+STATS = ("mme_vs_finetune", "vs_baseline")
+#: Figures written as PNG and PDF, under ``figures/``.
+FIGURES = ("baseline_heatmap", "bacc_vs_shots", "boxplots", "lambda_curves")
+#: Every evaluation of every run, one row each (CSV only).
+ALL_EVALUATIONS = "tables/all_evaluations.csv"
+REPORT = "report.html"
+
+
+def table_path(name: str, ext: str) -> str:
+    return f"tables/{name}.{ext}"
+
+
+def pair_table_path(source: str, target: str, ext: str) -> str:
+    return f"tables/pairs/{pair_name(source, target)}.{ext}"
+
+
+def stats_path(name: str) -> str:
+    return f"stats/{name}.csv"
+
+
+def figure_path(name: str, ext: str) -> str:
+    return f"figures/{name}.{ext}"
+
+
+def expected_outputs(surveys: list[str]) -> list[str]:
+    """Relative paths of every file ``rbda aggregate`` writes for these surveys."""
+    if len(surveys) < 2 or len(set(surveys)) != len(surveys):
+        raise SettingError("surveys", "at least two distinct survey names", surveys)
+    paths = [table_path(name, ext) for name in TABLES for ext in ("csv", "md")]
+    paths += [pair_table_path(s, t, ext) for s, t in ordered_pairs(surveys) for ext in ("csv", "md")]
+    paths.append(ALL_EVALUATIONS)
+    paths += [stats_path(name) for name in STATS]
+    paths += [figure_path(name, ext) for name in FIGURES for ext in ("png", "pdf")]
+    paths.append(REPORT)
+    return paths

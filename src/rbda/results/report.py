@@ -1,0 +1,135 @@
+"""The self-contained HTML report (``report.html``).
+
+Everything is inline: figures are PNG data URIs, tables are HTML, the style is
+a ``<style>`` block. A small script marks ``<body data-images-loaded="true">``
+once every image has decoded (used by the headless-browser test).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from rbda import __version__
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+       max-width: 1200px; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { border-bottom: 2px solid #1b9e77; padding-bottom: .2em; }
+h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .85em; }
+th, td { border: 1px solid #ccc; padding: .25em .55em; text-align: right; }
+th { background: #f3f3f3; }
+td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figure { margin: 1em 0; }
+figcaption { font-size: .9em; color: #555; }
+.warning { background: #fff4e5; border-left: 4px solid #e69500; padding: .6em 1em; }
+.guide { background: #f1f8f6; border-left: 4px solid #1b9e77; padding: .6em 1em; }
+details { margin: .6em 0; }
+summary { cursor: pointer; font-weight: 600; }
+pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .85em; }
+nav ul { columns: 2; }
+"""
+
+IMAGE_CHECK_SCRIPT = """
+(function () {
+  function check() {
+    var images = Array.prototype.slice.call(document.images);
+    var ok = images.every(function (img) { return img.complete && img.naturalWidth > 0; });
+    document.body.setAttribute("data-images-total", String(images.length));
+    document.body.setAttribute("data-images-loaded", ok ? "true" : "false");
+  }
+  if (document.readyState === "complete") { check(); } else { window.addEventListener("load", check); }
+})();
+"""
+
+GUIDE = """
+<ul>
+<li><b>BACC</b> (balanced accuracy) is the mean of the recall on real and on bogus alerts:
+0.5 is chance, 1 is perfect. Every number is a mean over the data splits, ± the sample
+standard deviation over splits ("(1 split)" when there is only one).</li>
+<li><b>Baseline</b>: a model trained on one survey only. Its row in the baseline table shows
+how it does on every survey's test part; the diagonal is "at home", the rest is the domain
+shift. For a pair <i>source→target</i> the baseline is the source model tested on the target
+(dashed lines in the figures).</li>
+<li><b>FT</b> (fine-tuning) and <b>MME</b> (minimax entropy) start from the source baseline and
+use <i>n</i> labelled target alerts per class ("shots"). Both are tested on the target (did it
+help?) and on the source (did it forget?). MME's λ was chosen per pair and shots on target
+validation BACC; the λ table shows the candidates and how often each was chosen.</li>
+<li><b>Shots to beat the baseline</b>: the smallest shot count whose mean target BACC exceeds the
+baseline's mean on the target; in brackets the stricter count whose improvement is also
+significant (one-sided Welch test, Holm-adjusted p &lt; 0.05). "never": no tested shot count
+qualifies; "not testable": no test could be computed (e.g. a single split).</li>
+<li><b>Significance</b>: MME vs FT per (pair, shots, domain) with Welch's t-test (two-sided, all
+splits) and the paired Wilcoxon signed-rank test (same splits). Holm's correction is applied
+within each family (one per comparison and test). With few splits the Wilcoxon test cannot
+reach p &lt; 0.05 at all (with n pairs the smallest two-sided p is 2<sup>1−n</sup>); the
+<i>note</i> column says so, and says why a p-value is missing where it is.</li>
+</ul>
+"""
+
+
+@dataclass
+class ReportSection:
+    title: str
+    anchor: str
+    parts: list[str] = field(default_factory=list)
+
+    def paragraph(self, text: str, css: str | None = None) -> None:
+        attr = f' class="{css}"' if css else ""
+        self.parts.append(f"<p{attr}>{text}</p>")
+
+    def table(self, frame: pd.DataFrame, caption: str | None = None, collapsed: bool = False) -> None:
+        body = table_html(frame)
+        if collapsed:
+            self.parts.append(f"<details><summary>{html.escape(caption or 'table')}</summary>{body}</details>")
+            return
+        if caption:
+            self.parts.append(f"<p><b>{html.escape(caption)}</b></p>")
+        self.parts.append(body)
+
+    def figure(self, png: Path, caption: str) -> None:
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        self.parts.append(
+            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def raw(self, markup: str) -> None:
+        self.parts.append(markup)
+
+    def render(self) -> str:
+        return f'<section id="{self.anchor}"><h2>{html.escape(self.title)}</h2>\n' + "\n".join(self.parts) + "</section>"
+
+
+def table_html(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "<p><i>(no rows)</i></p>"
+    return frame.to_html(index=False, escape=True, na_rep="", float_format=lambda x: f"{x:.4g}",
+                         border=0)
+
+
+def preformatted(obj) -> str:
+    return f"<pre>{html.escape(json.dumps(obj, indent=2, sort_keys=True, default=str))}</pre>"
+
+
+def render_report(title: str, sections: list[ReportSection]) -> str:
+    nav = "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in sections)
+    body = "\n".join(s.render() for s in sections)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="rbda {html.escape(__version__)}">
+<title>{html.escape(title)}</title><style>{STYLE}</style></head>
+<body data-images-loaded="pending">
+<h1>{html.escape(title)}</h1>
+<nav><ul>{nav}</ul></nav>
+{body}
+<script>{IMAGE_CHECK_SCRIPT}</script>
+</body></html>
+"""

@@ -1,0 +1,266 @@
+"""Loading and validating run JSON files (schema ``rbda.run/1``).
+
+A run file is checked against the contract in ``docs/architecture.md`` on
+load; anything missing or inconsistent raises :class:`InputFileError` naming
+the file and what was expected. Loaded runs become one tidy table with a row
+per (run, test-part evaluation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+
+from rbda.errors import InputFileError
+from rbda.results.naming import format_lambda, pair_name
+
+RUN_SCHEMA_ID = "rbda.run/1"
+METHODS = ("baseline", "finetune", "mme")
+SELECTION_RULES = ("per_split", "first_split")
+
+#: Kind of a run in the study: its method, with selected MME runs apart.
+KIND_BASELINE = "baseline"
+KIND_FINETUNE = "finetune"
+KIND_MME = "mme"
+KIND_MME_SELECTED = "mme-selected"
+
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_BACC = {"type": "number", "minimum": 0, "maximum": 1}
+
+RUN_JSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": [
+        "schema", "method", "source", "target", "split", "shots", "lambda",
+        "evaluations", "validation", "versions",
+    ],
+    "properties": {
+        "schema": {"const": RUN_SCHEMA_ID},
+        "method": {"enum": list(METHODS)},
+        "source": {"type": "string", "minLength": 1},
+        "target": _NULLABLE_STRING,
+        "split": {"type": "integer", "minimum": 0},
+        "shots": {"type": ["integer", "null"], "minimum": 1},
+        "lambda": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "evaluations": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["survey", "role", "part", "bacc"],
+                "properties": {
+                    "survey": {"type": "string"},
+                    "role": {"enum": ["source", "target", "other"]},
+                    "part": {"type": "string"},
+                    "bacc": _BACC,
+                },
+            },
+        },
+        "validation": {
+            "type": "object",
+            "required": ["best_bacc"],
+            "properties": {"best_bacc": _BACC},
+        },
+        "versions": {"type": "object"},
+        "selection": {
+            "type": "object",
+            "required": ["rule", "chosen_lambda", "candidates"],
+            "properties": {
+                "rule": {"enum": list(SELECTION_RULES)},
+                "chosen_lambda": {"type": "number", "exclusiveMinimum": 0},
+                "candidates": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["lambda", "val_bacc"],
+                        "properties": {"lambda": {"type": "number"}, "val_bacc": _BACC},
+                    },
+                },
+            },
+        },
+    },
+}
+
+_VALIDATOR = jsonschema.Draft202012Validator(RUN_JSON_SCHEMA)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One validated run file."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def method(self) -> str:
+        return self.data["method"]
+
+    @property
+    def source(self) -> str:
+        return self.data["source"]
+
+    @property
+    def target(self) -> str | None:
+        return self.data["target"]
+
+    @property
+    def split(self) -> int:
+        return self.data["split"]
+
+    @property
+    def shots(self) -> int | None:
+        return self.data["shots"]
+
+    @property
+    def lambda_(self) -> float | None:
+        return self.data["lambda"]
+
+    @property
+    def lambda_name(self) -> str | None:
+        return None if self.lambda_ is None else format_lambda(self.lambda_)
+
+    @property
+    def val_bacc(self) -> float:
+        return float(self.data["validation"]["best_bacc"])
+
+    @property
+    def is_selected(self) -> bool:
+        return "selection" in self.data
+
+    @property
+    def kind(self) -> str:
+        if self.method == "mme" and self.is_selected:
+            return KIND_MME_SELECTED
+        return self.method
+
+    def identity(self) -> tuple:
+        """What makes a run unique in a study: kind, pair, shots, lambda, split.
+
+        A selected MME run is unique per (pair, shots, split); its lambda is the
+        outcome of the selection, not part of its identity.
+        """
+        lam = None if self.kind == KIND_MME_SELECTED else self.lambda_name
+        return (self.kind, self.source, self.target, self.shots, lam, self.split)
+
+    def describe(self) -> str:
+        parts = [self.kind, self.source if self.target is None else pair_name(self.source, self.target)]
+        if self.shots is not None:
+            parts.append(f"shots={self.shots}")
+        if self.lambda_ is not None and self.kind == KIND_MME:
+            parts.append(f"lambda={self.lambda_name}")
+        parts.append(f"split={self.split}")
+        return " ".join(parts)
+
+
+def _first_schema_error(data: Any) -> str | None:
+    errors = sorted(_VALIDATOR.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return None
+    err = errors[0]
+    where = "/".join(str(p) for p in err.absolute_path) or "top level"
+    return f"{where}: {err.message}"
+
+
+def _consistency_problem(data: dict[str, Any]) -> str | None:
+    """Method-specific rules the JSON schema cannot express; ``None`` when fine."""
+    method, source, target = data["method"], data["source"], data["target"]
+    shots, lam = data["shots"], data["lambda"]
+    test_roles = {(e["role"], e["survey"]) for e in data["evaluations"] if e["part"] == "test"}
+    if method == "baseline":
+        if target is not None or shots is not None or lam is not None:
+            return "a baseline run has target, shots and lambda null"
+        if ("source", source) not in test_roles:
+            return f"a baseline run has a test evaluation of its own survey {source!r} with role 'source'"
+        return None
+    if target is None or target == source:
+        return f"a {method} run has a target survey different from its source {source!r}"
+    if shots is None:
+        return f"a {method} run has an integer 'shots' >= 1"
+    if method == "finetune" and lam is not None:
+        return "a finetune run has lambda null"
+    if method == "mme" and lam is None:
+        return "an mme run has a lambda > 0"
+    for role, survey in (("source", source), ("target", target)):
+        if (role, survey) not in test_roles:
+            return f"a {method} run has a test evaluation of {survey!r} with role {role!r}"
+    selection = data.get("selection")
+    if selection is not None:
+        if method != "mme":
+            return "only mme runs carry a 'selection'"
+        if format_lambda(selection["chosen_lambda"]) != format_lambda(lam):
+            return "selection.chosen_lambda equals the run's lambda"
+    return None
+
+
+def validate_run(data: Any, path: str | Path) -> Run:
+    """Check ``data`` against the run contract; return it as a :class:`Run`."""
+    problem = _first_schema_error(data)
+    if problem is not None:
+        raise InputFileError(path, f"a run result of schema {RUN_SCHEMA_ID!r} ({problem})")
+    problem = _consistency_problem(data)
+    if problem is not None:
+        raise InputFileError(path, f"a consistent run result: {problem}")
+    for evaluation in data["evaluations"]:
+        if not math.isfinite(evaluation["bacc"]):
+            raise InputFileError(path, "finite balanced accuracies", where="evaluations")
+    return Run(Path(path), data)
+
+
+def load_run(path: str | Path) -> Run:
+    """Read and validate one run JSON file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputFileError(path, "an existing run JSON file") from None
+    except OSError as exc:
+        raise InputFileError(path, f"a readable run JSON file ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputFileError(path, f"valid JSON ({exc.msg})", where=f"line {exc.lineno}") from None
+    return validate_run(data, path)
+
+
+def read_runs_list(list_path: str | Path) -> list[Path]:
+    """Run paths from a list file: one per line; blank lines and ``#`` comments ignored."""
+    list_path = Path(list_path)
+    try:
+        lines = list_path.read_text().splitlines()
+    except OSError:
+        raise InputFileError(list_path, "a readable list of run JSON paths, one per line") from None
+    paths = [line.strip() for line in lines]
+    paths = [p for p in paths if p and not p.startswith("#")]
+    if not paths:
+        raise InputFileError(list_path, "at least one run JSON path")
+    for number, line in enumerate(lines, start=1):
+        entry = line.strip()
+        if entry and not entry.startswith("#") and not Path(entry).is_file():
+            raise InputFileError(list_path, f"paths of existing files; {entry!r} does not exist",
+                                 where=f"line {number}")
+    return [Path(p) for p in paths]
+
+
+def check_unique(runs: Iterable[Run]) -> None:
+    """Raise if two files describe the same run (same kind, pair, shots, lambda, split)."""
+    seen: dict[tuple, Run] = {}
+    for run in runs:
+        key = run.identity()
+        if key in seen:
+            raise InputFileError(
+                run.path,
+                f"one file per run, but {seen[key].path} is the same run ({run.describe()})",
+            )
+        seen[key] = run
+
+
+def load_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """Load, validate and check uniqueness of many run files."""
+    runs = [load_run(p) for p in paths]
+    check_unique(runs)
+    return runs

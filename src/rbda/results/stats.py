@@ -1,0 +1,215 @@
+"""Significance tests over splits: Welch's t-test, paired Wilcoxon, Holm.
+
+Every test returns a :class:`TestOutcome` whose ``note`` says in words why a
+p-value is missing or why it cannot be small (too few splits, zero variance,
+all differences zero, too few pairs for the Wilcoxon test to reach the level).
+A missing p-value is ``nan`` *with* such a note, never silently.
+
+Conventions
+-----------
+* ``mean_diff`` is ``mean(a) - mean(b)`` for Welch and the mean of the paired
+  differences ``a_i - b_i`` for Wilcoxon; positive means ``a`` is better.
+* ``ci_low``/``ci_high`` is always the two-sided 95% interval of that
+  difference, also for one-sided tests: the Welch (Satterthwaite) interval,
+  or for Wilcoxon rows the paired t interval of the differences.
+* Holm's step-down adjustment is applied within a *family* of tests; tests
+  without a p-value are left out of their family (they do not inflate it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+ALPHA = 0.05
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    test: str
+    alternative: str
+    n_a: int
+    n_b: int
+    mean_a: float
+    mean_b: float
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+    statistic: float
+    p: float
+    note: str
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+def _mean(x: np.ndarray) -> float:
+    return float(np.mean(x)) if len(x) else math.nan
+
+
+def _zero_variance(x: np.ndarray) -> bool:
+    return bool(np.all(x == x[0]))
+
+
+def welch_test(a, b, alternative: str = "two-sided") -> TestOutcome:
+    """Welch's unequal-variance t-test of ``mean(a) - mean(b)`` (scipy.stats.ttest_ind)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    base = dict(test="welch", alternative=alternative, n_a=len(a), n_b=len(b),
+                mean_a=_mean(a), mean_b=_mean(b), mean_diff=_mean(a) - _mean(b))
+    if len(a) < 2 or len(b) < 2:
+        return TestOutcome(**base, ci_low=math.nan, ci_high=math.nan, statistic=math.nan,
+                           p=math.nan, note=f"no test: fewer than 2 splits (n={len(a)} vs {len(b)})")
+    if _zero_variance(a) and _zero_variance(b):
+        same = a[0] == b[0]
+        note = ("no test: both groups constant and equal" if same else
+                "no test: both groups constant (zero variance), t undefined; "
+                f"the difference {a[0] - b[0]:+.4f} is the same in every split")
+        return TestOutcome(**base, ci_low=math.nan, ci_high=math.nan, statistic=math.nan,
+                           p=math.nan, note=note)
+    result = st.ttest_ind(a, b, equal_var=False, alternative=alternative)
+    interval = st.ttest_ind(a, b, equal_var=False).confidence_interval(CONFIDENCE)
+    return TestOutcome(**base, ci_low=float(interval.low), ci_high=float(interval.high),
+                       statistic=float(result.statistic), p=float(result.pvalue), note="")
+
+
+def smallest_wilcoxon_p(n_nonzero: int, alternative: str) -> float:
+    """Smallest p the exact signed-rank test can give with ``n_nonzero`` pairs."""
+    one_sided = 0.5 ** n_nonzero
+    return one_sided if alternative != "two-sided" else min(1.0, 2 * one_sided)
+
+
+def _paired_interval(d: np.ndarray) -> tuple[float, float]:
+    if len(d) < 2 or _zero_variance(d):
+        return math.nan, math.nan
+    interval = st.ttest_1samp(d, 0.0).confidence_interval(CONFIDENCE)
+    return float(interval.low), float(interval.high)
+
+
+def wilcoxon_paired(a, b, alternative: str = "two-sided") -> TestOutcome:
+    """Wilcoxon signed-rank test of the paired differences ``a_i - b_i``.
+
+    Zero differences are dropped (scipy's ``zero_method="wilcox"``) and the
+    note says how many.
+    """
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) != len(b):
+        raise ValueError("paired samples must have the same length")
+    d = a - b
+    low, high = _paired_interval(d)
+    base = dict(test="wilcoxon", alternative=alternative, n_a=len(a), n_b=len(b),
+                mean_a=_mean(a), mean_b=_mean(b), mean_diff=_mean(d), ci_low=low, ci_high=high)
+    if len(d) == 0:
+        return TestOutcome(**base, statistic=math.nan, p=math.nan, note="no test: no paired splits")
+    n_nonzero = int(np.count_nonzero(d))
+    if n_nonzero == 0:
+        return TestOutcome(**base, statistic=math.nan, p=math.nan,
+                           note=f"no test: all {len(d)} paired differences are zero")
+    notes = []
+    if n_nonzero < len(d):
+        notes.append(f"{len(d) - n_nonzero} zero difference(s) dropped")
+    floor = smallest_wilcoxon_p(n_nonzero, alternative)
+    if floor >= ALPHA:
+        notes.append(f"with {n_nonzero} non-zero pair(s) the smallest attainable p is {floor:.3g}, "
+                     f"so p < {ALPHA} is impossible")
+    if len(d) < 2 or _zero_variance(d):
+        notes.append("no interval: differences constant")
+    result = st.wilcoxon(a, b, zero_method="wilcox", alternative=alternative)
+    return TestOutcome(**base, statistic=float(result.statistic), p=float(result.pvalue),
+                       note="; ".join(notes))
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values; ``nan`` entries stay ``nan`` and do not count."""
+    p = np.asarray(pvalues, float)
+    adjusted = np.full_like(p, math.nan)
+    present = np.flatnonzero(~np.isnan(p))
+    m = len(present)
+    if m == 0:
+        return adjusted
+    order = present[np.argsort(p[present], kind="stable")]
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def adjust_within_families(tests: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """Add ``p_holm`` (Holm within each ``family``) and ``significant``."""
+    tests = tests.copy()
+    tests["p_holm"] = math.nan
+    for _, index in tests.groupby("family", sort=False).groups.items():
+        tests.loc[index, "p_holm"] = holm(tests.loc[index, "p"].to_numpy())
+    tests["significant"] = tests["p_holm"] < alpha
+    return tests
+
+
+# --- the study's comparisons ------------------------------------------------
+
+def _paired_by_split(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, str]:
+    """Values of two split-indexed series on their common splits, and a note on any left out."""
+    common = a.index.intersection(b.index).sort_values()
+    left_out = len(a) + len(b) - 2 * len(common)
+    note = f"{left_out} unpaired split(s) left out of the paired test" if left_out else ""
+    return a.loc[common].to_numpy(), b.loc[common].to_numpy(), note
+
+
+def _two_tests(a: pd.Series, b: pd.Series, alternative: str) -> list[dict]:
+    """Welch on all splits, Wilcoxon on the splits both have."""
+    welch = welch_test(a.to_numpy(), b.to_numpy(), alternative).as_row()
+    pa, pb, pairing_note = _paired_by_split(a, b)
+    wilcoxon = wilcoxon_paired(pa, pb, alternative).as_row()
+    wilcoxon["note"] = "; ".join(n for n in (pairing_note, wilcoxon["note"]) if n)
+    return [welch, wilcoxon]
+
+
+def compare_mme_with_finetune(scores: pd.DataFrame) -> pd.DataFrame:
+    """MME vs FT per (pair, shots, domain): two-sided Welch and paired Wilcoxon.
+
+    ``scores``: columns method, source, target, shots, domain, split, bacc.
+    ``mean_diff`` > 0 means MME is better. Families (for Holm): one per test.
+    """
+    rows = []
+    keys = ["source", "target", "shots", "domain"]
+    for key, group in scores.groupby(keys, sort=False):
+        by_method = {m: g.set_index("split")["bacc"] for m, g in group.groupby("method")}
+        if "mme" not in by_method or "finetune" not in by_method:
+            continue
+        for row in _two_tests(by_method["mme"], by_method["finetune"], "two-sided"):
+            rows.append({**dict(zip(keys, key)), "comparison": "mme - finetune",
+                         "family": f"mme_vs_finetune/{row['test']}", **row})
+    return _finish(rows, keys)
+
+
+def compare_with_baseline(scores: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
+    """Each method vs the source baseline on the target, one-sided (method better).
+
+    ``baseline``: columns trained_on, tested_on, split, bacc. The baseline of a
+    pair is the source's model evaluated on the target's test part. Families:
+    one per (method, test).
+    """
+    rows = []
+    keys = ["method", "source", "target", "shots"]
+    target_scores = scores[scores["domain"] == "target"]
+    for key, group in target_scores.groupby(keys, sort=False):
+        method, source, target, _ = key
+        reference = baseline[(baseline["trained_on"] == source) & (baseline["tested_on"] == target)]
+        for row in _two_tests(group.set_index("split")["bacc"],
+                              reference.set_index("split")["bacc"], "greater"):
+            rows.append({**dict(zip(keys, key)), "domain": "target",
+                         "comparison": f"{method} - baseline",
+                         "family": f"{method}_vs_baseline/{row['test']}", **row})
+    return _finish(rows, keys)
+
+
+def _finish(rows: list[dict], keys: list[str]) -> pd.DataFrame:
+    columns = keys + ["domain", "comparison", "family"] + list(TestOutcome.__dataclass_fields__)
+    frame = pd.DataFrame(rows, columns=list(dict.fromkeys(columns)))
+    if frame.empty:
+        return frame.assign(p_holm=pd.Series(dtype=float), significant=pd.Series(dtype=bool))
+    return adjust_within_families(frame)

@@ -1,0 +1,352 @@
+"""Tables of the study, built from the loaded runs.
+
+All tables are pandas DataFrames in *long* (tidy) form for CSV, with a few
+*wide* views for Markdown and the report. Means and standard deviations are
+over splits; the standard deviation is the sample one (``ddof=1``) and is left
+empty when a cell has a single split (``n_splits`` says so).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from rbda.errors import RbdaError
+from rbda.results.naming import format_lambda, method_label, pair_label, pair_name, survey_label
+from rbda.results.runs import KIND_BASELINE, KIND_FINETUNE, KIND_MME, KIND_MME_SELECTED, Run
+
+NEVER = "never"
+NOT_TESTABLE = "not testable"
+
+# --- the tidy table of all test evaluations --------------------------------------------
+
+
+def tidy_evaluations(runs: list[Run]) -> pd.DataFrame:
+    """One row per (run, evaluation on a test part)."""
+    rows = []
+    for run in runs:
+        for evaluation in run.data["evaluations"]:
+            if evaluation["part"] != "test":
+                continue
+            rows.append({
+                "kind": run.kind, "source": run.source, "target": run.target,
+                "split": run.split, "shots": run.shots, "lambda": run.lambda_name,
+                "val_bacc": run.val_bacc, "survey": evaluation["survey"],
+                "role": evaluation["role"], "bacc": float(evaluation["bacc"]),
+                "path": str(run.path),
+            })
+    return pd.DataFrame(rows, columns=["kind", "source", "target", "split", "shots", "lambda",
+                                       "val_bacc", "survey", "role", "bacc", "path"])
+
+
+def baseline_scores(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """Baseline BACC per split: columns trained_on, tested_on, split, bacc."""
+    rows = evaluations[evaluations["kind"] == KIND_BASELINE]
+    return (rows.rename(columns={"source": "trained_on", "survey": "tested_on"})
+            [["trained_on", "tested_on", "split", "bacc"]].reset_index(drop=True))
+
+
+def method_scores(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """FT and selected-MME BACC per split on source and target.
+
+    Columns: method (finetune, mme), source, target, shots, domain (source or
+    target), split, bacc.
+    """
+    kinds = {KIND_FINETUNE: "finetune", KIND_MME_SELECTED: "mme"}
+    rows = evaluations[evaluations["kind"].isin(kinds) & evaluations["role"].isin(["source", "target"])]
+    rows = rows.assign(method=rows["kind"].map(kinds), domain=rows["role"],
+                       shots=rows["shots"].astype(int))
+    return rows[["method", "source", "target", "shots", "domain", "split", "bacc"]].reset_index(drop=True)
+
+
+def lambda_scores(runs: list[Run]) -> pd.DataFrame:
+    """Validation BACC of every (unselected) MME run: source, target, shots, lambda, split, val_bacc."""
+    rows = [{"source": r.source, "target": r.target, "shots": r.shots, "lambda": r.lambda_,
+             "split": r.split, "val_bacc": r.val_bacc} for r in runs if r.kind == KIND_MME]
+    return pd.DataFrame(rows, columns=["source", "target", "shots", "lambda", "split", "val_bacc"])
+
+
+def chosen_lambdas(runs: list[Run]) -> pd.DataFrame:
+    """The lambda of each selected MME run: source, target, shots, split, lambda, rule."""
+    rows = [{"source": r.source, "target": r.target, "shots": r.shots, "split": r.split,
+             "lambda": r.lambda_, "rule": r.data["selection"]["rule"]}
+            for r in runs if r.kind == KIND_MME_SELECTED]
+    return pd.DataFrame(rows, columns=["source", "target", "shots", "split", "lambda", "rule"])
+
+
+# --- completeness ---------------------------------------------------------------------------
+
+
+def check_study(baseline: pd.DataFrame, scores: pd.DataFrame, surveys: list[str]) -> None:
+    """Every survey's baseline is evaluated on every survey, on the same splits as its FT/MME runs."""
+    if baseline.empty:
+        raise RbdaError("the runs list has no baseline runs (method 'baseline'); "
+                        "the tables need one per (survey, split)")
+    for source in surveys:
+        trained = baseline[baseline["trained_on"] == source]
+        if trained.empty:
+            raise RbdaError(f"the runs list has no baseline run trained on {source!r}")
+        for tested_on in surveys:
+            if not (trained["tested_on"] == tested_on).any():
+                paths = "baseline runs of " + repr(source)
+                raise RbdaError(f"{paths} have no test evaluation on {tested_on!r}; "
+                                "every baseline is evaluated on all configured surveys")
+    for (source, target), group in scores.groupby(["source", "target"]):
+        if source not in surveys or target not in surveys:
+            raise RbdaError(f"runs for the pair {pair_name(source, target)} involve a survey not in "
+                            f"the configuration's surveys {surveys}")
+        have = set(baseline.loc[(baseline["trained_on"] == source)
+                                & (baseline["tested_on"] == target), "split"])
+        missing = sorted(set(group["split"]) - have)
+        if missing:
+            raise RbdaError(f"pair {pair_name(source, target)} has FT/MME runs for split(s) {missing} "
+                            f"but no baseline run trained on {source!r} for them")
+
+
+# --- summaries -------------------------------------------------------------------------------
+
+
+def _summarise(frame: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    grouped = frame.groupby(keys, sort=False)[value]
+    out = grouped.agg(mean="mean", std=lambda x: x.std(ddof=1) if len(x) > 1 else math.nan,
+                      n_splits="count").reset_index()
+    return out
+
+
+def format_mean_std(mean: float, std: float, n: int) -> str:
+    """``0.955 ± 0.003``; a single split shows ``0.955 (1 split)``; no data ``–``."""
+    if n == 0 or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    if n == 1 or math.isnan(std):
+        return f"{mean:.3f} (1 split)"
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def baseline_table(baseline: pd.DataFrame, surveys: list[str]) -> pd.DataFrame:
+    """Long form: trained_on, tested_on, mean, std, n_splits (in survey order)."""
+    table = _summarise(baseline, ["trained_on", "tested_on"], "bacc")
+    order = {s: i for i, s in enumerate(surveys)}
+    return (table.sort_values(["trained_on", "tested_on"], key=lambda c: c.map(order))
+            .reset_index(drop=True))
+
+
+def baseline_matrix(table: pd.DataFrame, surveys: list[str]) -> pd.DataFrame:
+    """Wide view: rows trained on, columns tested on, ``mean ± std`` strings."""
+    cells = {(r.trained_on, r.tested_on): format_mean_std(r.mean, r.std, r.n_splits)
+             for r in table.itertuples()}
+    return pd.DataFrame(
+        [[cells.get((row, col), "–") for col in surveys] for row in surveys],
+        index=pd.Index([survey_label(s) for s in surveys], name="trained on \\ tested on"),
+        columns=[survey_label(s) for s in surveys],
+    )
+
+
+def methods_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Long form: source, target, pair, method, shots, domain, mean, std, n_splits."""
+    table = _summarise(scores, ["source", "target", "method", "shots", "domain"], "bacc")
+    table.insert(2, "pair", [pair_name(s, t) for s, t in zip(table["source"], table["target"])])
+    return table.sort_values(["pair", "method", "domain", "shots"]).reset_index(drop=True)
+
+
+def pair_table(methods: pd.DataFrame, baseline: pd.DataFrame, source: str, target: str) -> pd.DataFrame:
+    """One pair, wide: a row per shot count, FT and MME on source and target.
+
+    The first row (shots "baseline") is the source model itself on the source
+    and on the target.
+    """
+    rows = methods[(methods["source"] == source) & (methods["target"] == target)]
+    columns = [(m, d) for d in ("source", "target") for m in ("finetune", "mme")]
+    header = [f"{method_label(m)} on {d} ({survey_label(source if d == 'source' else target)})"
+              for m, d in columns]
+    cells = {(r.method, r.domain, r.shots): format_mean_std(r.mean, r.std, r.n_splits)
+             for r in rows.itertuples()}
+    base = {d: baseline[(baseline["trained_on"] == source)
+                        & (baseline["tested_on"] == (source if d == "source" else target))]
+            for d in ("source", "target")}
+    base_cells = [format_mean_std(base[d]["mean"].iloc[0], base[d]["std"].iloc[0],
+                                  base[d]["n_splits"].iloc[0]) if len(base[d]) else "–"
+                  for _, d in columns]
+    body = [["baseline", *base_cells]]
+    for shots in sorted(rows["shots"].unique()):
+        body.append([str(shots), *[cells.get((m, d, shots), "–") for m, d in columns]])
+    return pd.DataFrame(body, columns=["shots", *header])
+
+
+def pair_table_numeric(methods: pd.DataFrame, source: str, target: str) -> pd.DataFrame:
+    """One pair for CSV: shots, then mean/std/n_splits per (method, domain)."""
+    rows = methods[(methods["source"] == source) & (methods["target"] == target)]
+    wide = rows.pivot_table(index="shots", columns=["method", "domain"],
+                            values=["mean", "std", "n_splits"], aggfunc="first", dropna=False)
+    wide.columns = [f"{m}_{d}_{stat}" for stat, m, d in wide.columns]
+    order = [f"{m}_{d}_{stat}" for d in ("source", "target") for m in ("finetune", "mme")
+             for stat in ("mean", "std", "n_splits")]
+    return wide.reindex(columns=[c for c in order if c in wide.columns]).reset_index()
+
+
+def lambda_table(lambdas: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
+    """Long form: source, target, pair, shots, lambda, val mean/std/n, times chosen."""
+    if lambdas.empty:
+        return pd.DataFrame(columns=["source", "target", "pair", "shots", "lambda", "mean_val_bacc",
+                                     "std_val_bacc", "n_splits", "times_chosen", "n_selected_splits"])
+    table = _summarise(lambdas, ["source", "target", "shots", "lambda"], "val_bacc")
+    table = table.rename(columns={"mean": "mean_val_bacc", "std": "std_val_bacc"})
+    counts = chosen.groupby(["source", "target", "shots", "lambda"]).size().rename("times_chosen")
+    totals = chosen.groupby(["source", "target", "shots"]).size().rename("n_selected_splits")
+    table = table.join(counts, on=["source", "target", "shots", "lambda"])
+    table = table.join(totals, on=["source", "target", "shots"])
+    table[["times_chosen", "n_selected_splits"]] = table[["times_chosen", "n_selected_splits"]].fillna(0).astype(int)
+    table.insert(2, "pair", [pair_name(s, t) for s, t in zip(table["source"], table["target"])])
+    return table.sort_values(["pair", "shots", "lambda"]).reset_index(drop=True)
+
+
+def lambda_matrix(table: pd.DataFrame) -> pd.DataFrame:
+    """Wide view: a row per (pair, shots), mean validation BACC per lambda, the chosen lambdas."""
+    lambdas = sorted(table["lambda"].unique())
+    body = []
+    for (source, target, shots), group in table.groupby(["source", "target", "shots"], sort=False):
+        by_lambda = {r["lambda"]: r for _, r in group.iterrows()}
+        picked = [f"{format_lambda(r['lambda'])} ({r['times_chosen']}/{r['n_selected_splits']})"
+                  for _, r in group.iterrows() if r["times_chosen"] > 0]
+        body.append([pair_label(source, target), str(shots),
+                     *[format_mean_std(by_lambda[lam]["mean_val_bacc"], by_lambda[lam]["std_val_bacc"],
+                                       by_lambda[lam]["n_splits"]) if lam in by_lambda else "–"
+                       for lam in lambdas],
+                     ", ".join(picked) or "–"])
+    return pd.DataFrame(body, columns=["pair", "shots", *[f"λ={format_lambda(x)}" for x in lambdas],
+                                       "chosen λ (splits)"])
+
+
+# --- shots to beat the baseline -----------------------------------------------------------------
+
+
+def _flag(value) -> bool:
+    """A boolean cell that may be missing (after a reindex): missing counts as False."""
+    return bool(value) if not pd.isna(value) else False
+
+
+def _first_shots(shots: list[int], condition: list[bool]) -> int | str:
+    for n, ok in zip(shots, condition):
+        if ok:
+            return int(n)
+    return NEVER
+
+
+def shots_to_beat(methods: pd.DataFrame, baseline: pd.DataFrame, versus_baseline: pd.DataFrame,
+                  pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """Per pair and method: the smallest shot count that beats the baseline on the target.
+
+    ``shots_to_beat`` (thesis): smallest shots whose mean target BACC exceeds
+    the baseline's mean BACC on the target (source model evaluated on the
+    target). ``shots_to_beat_significant``: smallest shots that does so and
+    whose one-sided Welch test against the baseline has a Holm-adjusted
+    p < 0.05. ``never`` when no tested shot count qualifies; ``not testable``
+    when no Welch test at any shot count could be computed (see the note).
+    """
+    rows = []
+    welch = versus_baseline[versus_baseline["test"] == "welch"]
+    for source, target in pairs:
+        base = baseline[(baseline["trained_on"] == source) & (baseline["tested_on"] == target)]
+        base_mean = float(base["mean"].iloc[0])
+        for method in ("finetune", "mme"):
+            curve = methods[(methods["source"] == source) & (methods["target"] == target)
+                            & (methods["method"] == method) & (methods["domain"] == "target")]
+            curve = curve.sort_values("shots")
+            if curve.empty:
+                continue
+            shots = curve["shots"].tolist()
+            beats = (curve["mean"] > base_mean).tolist()
+            tests = (welch[(welch["source"] == source) & (welch["target"] == target)
+                           & (welch["method"] == method)].set_index("shots").reindex(shots))
+            significant = [b and _flag(s) for b, s in zip(beats, tests["significant"])]
+            testable = tests["p"].notna().any()
+            strict = _first_shots(shots, significant) if testable else NOT_TESTABLE
+            note = "" if testable else "; ".join(sorted(set(tests["note"].dropna())))
+            rows.append({"source": source, "target": target, "pair": pair_name(source, target),
+                         "method": method, "baseline_target_mean": base_mean,
+                         "shots_tested": " ".join(str(n) for n in shots),
+                         "shots_to_beat": _first_shots(shots, beats),
+                         "shots_to_beat_significant": strict, "note": note})
+    return pd.DataFrame(rows, columns=["source", "target", "pair", "method", "baseline_target_mean",
+                                       "shots_tested", "shots_to_beat", "shots_to_beat_significant",
+                                       "note"])
+
+
+def shots_to_beat_matrix(table: pd.DataFrame) -> pd.DataFrame:
+    """Wide view: a row per pair, FT and MME side by side (significant in brackets)."""
+    body = []
+    for (source, target), group in table.groupby(["source", "target"], sort=False):
+        cells = {}
+        for _, r in group.iterrows():
+            cells[r["method"]] = f"{r['shots_to_beat']} ({r['shots_to_beat_significant']})"
+        body.append([pair_label(source, target), f"{group['baseline_target_mean'].iloc[0]:.3f}",
+                     cells.get("finetune", "–"), cells.get("mme", "–")])
+    return pd.DataFrame(body, columns=["pair", "baseline on target",
+                                       "FT: shots (significant)", "MME: shots (significant)"])
+
+
+# --- which method wins ------------------------------------------------------------------------------
+
+
+def winner_from(shots: list[int], winners: list[str]) -> str:
+    """``MME from 5 shots``: the method that wins at the largest shot count and
+    every count from some smallest count on; ``tie`` entries break the streak."""
+    if not winners:
+        return "–"
+    last = winners[-1]
+    if last == "tie":
+        return f"tie at {shots[-1]} shots"
+    start = len(winners) - 1
+    while start > 0 and winners[start - 1] == last:
+        start -= 1
+    return f"{last} from {shots[start]} shot{'s' if shots[start] != 1 else ''}"
+
+
+def winners_table(methods: pd.DataFrame, mme_vs_ft: pd.DataFrame) -> pd.DataFrame:
+    """Per pair and domain: who wins at each shot count, from which count, where significant."""
+    rows = []
+    welch = mme_vs_ft[mme_vs_ft["test"] == "welch"]
+    for (source, target, domain), group in methods.groupby(["source", "target", "domain"], sort=False):
+        means = group.pivot_table(index="shots", columns="method", values="mean")
+        if not {"finetune", "mme"} <= set(means.columns):
+            continue
+        means = means.dropna().sort_index()
+        shots = means.index.tolist()
+        winners = [("MME" if m > f else "FT" if f > m else "tie")
+                   for m, f in zip(means["mme"], means["finetune"])]
+        tests = welch[(welch["source"] == source) & (welch["target"] == target)
+                      & (welch["domain"] == domain)].set_index("shots")
+        significant = [f"{n} ({'MME' if tests.loc[n, 'mean_diff'] > 0 else 'FT'})"
+                       for n in shots if n in tests.index and _flag(tests.loc[n, "significant"])]
+        rows.append({"source": source, "target": target, "pair": pair_name(source, target),
+                     "domain": domain,
+                     "winner_by_shots": " ".join(f"{n}:{w}" for n, w in zip(shots, winners)),
+                     "mme_wins": f"{winners.count('MME')}/{len(winners)}",
+                     "wins_from": winner_from(shots, winners),
+                     "significant_at_shots": ", ".join(significant) or "none"})
+    order = {"source": 0, "target": 1}
+    frame = pd.DataFrame(rows, columns=["source", "target", "pair", "domain", "winner_by_shots",
+                                        "mme_wins", "wins_from", "significant_at_shots"])
+    return frame.sort_values(["pair", "domain"], key=lambda c: c.map(order) if c.name == "domain" else c
+                             ).reset_index(drop=True)
+
+
+# --- Markdown -------------------------------------------------------------------------------------
+
+
+def _markdown_cell(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def to_markdown(frame: pd.DataFrame, index: bool = False) -> str:
+    """A GitHub-flavoured Markdown table (no extra dependency)."""
+    if index:
+        frame = frame.reset_index()
+    header = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_markdown_cell(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
