@@ -1,13 +1,59 @@
-"""`rbda preprocess` (placeholder until its owner implements it)."""
+"""`rbda preprocess`: raw survey files -> preprocessed Parquet store (+ JSON report)."""
 
 from __future__ import annotations
 
 import argparse
 
+SURVEYS = ("hits", "des", "ztf", "atlas")
+FORMAT_CHOICES = ("chunks", "gif", "fits", "pickle", "folder")
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    return sub.add_parser("preprocess", help="(not implemented yet)")
+    p = sub.add_parser(
+        "preprocess",
+        help="read a survey's raw files, preprocess (crop 21x21, normalise, fill) and write Parquet",
+        description=(
+            "Read raw stamps in a survey's native layout (HiTS chunk pickles; DES srch/temp/diff GIF or "
+            "FITS stamps plus autoscan_features CSV; ZTF ALeRCE pickle, dict or DataFrame form; ATLAS "
+            "class folders of istamp/dstamp FITS or a pickle), preprocess them as in METHOD.md section 2 "
+            "and write one Parquet file. Inputs may be files or folders; the layout is detected unless "
+            "--format names it."
+        ),
+    )
+    p.add_argument("--survey", required=True, choices=SURVEYS)
+    p.add_argument("--input", required=True, nargs="+", metavar="PATH", help="raw files or folders")
+    p.add_argument("--output", required=True, metavar="FILE.parquet")
+    p.add_argument("--report", metavar="FILE.json", help="counts read/kept/dropped, invalid pixels, ...")
+    p.add_argument("--format", choices=FORMAT_CHOICES, help="raw layout (default: detected)")
+    p.add_argument("--real-classes", metavar="A,B", help="class names labelled real (default: the study's)")
+    p.add_argument("--bogus-classes", metavar="C,D", help="class names labelled bogus (default: the study's)")
+    p.add_argument("--log-every", type=float, default=30.0, metavar="S",
+                   help="seconds between progress lines when not in a terminal (default 30)")
+    return p
+
+
+def _class_list(text: str | None, setting: str) -> list[str] | None:
+    from rbda.errors import SettingError
+
+    if text is None:
+        return None
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise SettingError(setting, "a comma-separated list of class names", text)
+    return names
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("rbda preprocess")
+    from rbda.preprocess import convert_survey
+    from rbda.surveys import ClassMap, default_class_map
+
+    real = _class_list(args.real_classes, "real-classes")
+    bogus = _class_list(args.bogus_classes, "bogus-classes")
+    class_map = None
+    if real is not None or bogus is not None:
+        default = default_class_map(args.survey)
+        class_map = ClassMap.of(real if real is not None else default.real,
+                                bogus if bogus is not None else default.bogus)
+    convert_survey(args.survey, args.input, args.output, args.report, args.format, class_map,
+                   progress_log_every=args.log_every)
+    return 0

@@ -1,0 +1,247 @@
+"""Preprocessing of raw triplets (METHOD.md section 2), vectorised over a batch.
+
+1. filter: a triplet with a non-square image is dropped (and counted);
+2. crop: the central 21x21 pixels of each image;
+3. normalise: per triplet and channel, mean 0 and standard deviation 1 over
+   the *valid* pixels;
+4. fill: invalid pixels get the median of the channel's valid pixels (after
+   normalisation, so the median of the normalised values); a channel with no
+   valid pixel is all 0; a constant channel becomes all 0, never NaN.
+
+A pixel is invalid if it is NaN, +-inf, or a float32 sentinel: ZTF marks bad
+pixels with values near +-3.4e38 (float32 max), which are finite.
+``|x| >= SENTINEL_ABS`` (1e38) is treated as a sentinel; no astronomical
+stamp in these surveys comes near that magnitude.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rbda.surveys.base import NON_SQUARE, RawBatch
+
+STAMP_SIZE = 21
+SENTINEL_ABS = np.float32(1e38)
+#: Rows processed at once inside a batch (keeps the working set in cache).
+BLOCK_ROWS = 1024
+
+
+@dataclass
+class PreprocessStats:
+    """Counts accumulated over all batches of a survey (the JSON report)."""
+
+    read: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    read_per_class: Counter = field(default_factory=Counter)
+    kept_per_class: Counter = field(default_factory=Counter)
+    read_per_label: Counter = field(default_factory=Counter)
+    kept_per_label: Counter = field(default_factory=Counter)
+    invalid_pixels: int = 0
+    stamps_with_invalid_pixels: int = 0
+    zero_filled_channels: int = 0
+    constant_channels: int = 0
+    input_shapes: Counter = field(default_factory=Counter)
+
+    def count_read(self, batch: RawBatch) -> None:
+        self.read += len(batch)
+        self.read_per_class.update(batch.classes.tolist())
+        self.read_per_label.update(batch.labels.tolist())
+        shape = "x".join(map(str, batch.images.shape[2:])) if batch.drop_reason is None else batch.drop_reason
+        self.input_shapes[shape] += len(batch)
+
+    def count_kept(self, classes: np.ndarray, labels: np.ndarray) -> None:
+        self.kept += len(classes)
+        self.kept_per_class.update(classes.tolist())
+        self.kept_per_label.update(labels.tolist())
+
+    def as_dict(self) -> dict:
+        def plain(counter: Counter) -> dict:
+            return {str(k): int(v) for k, v in sorted(counter.items(), key=lambda kv: str(kv[0]))}
+
+        return {
+            "read": self.read,
+            "kept": self.kept,
+            "dropped": plain(self.dropped),
+            "dropped_total": int(sum(self.dropped.values())),
+            "per_class": {
+                c: {"read": int(self.read_per_class[c]), "kept": int(self.kept_per_class[c])}
+                for c in sorted(self.read_per_class)
+            },
+            "per_label": {
+                str(lab): {"read": int(self.read_per_label[lab]), "kept": int(self.kept_per_label[lab])}
+                for lab in sorted(self.read_per_label)
+            },
+            "input_shapes": plain(self.input_shapes),
+            "invalid_pixels": self.invalid_pixels,
+            "stamps_with_invalid_pixels": self.stamps_with_invalid_pixels,
+            "zero_filled_channels": self.zero_filled_channels,
+            "constant_channels": self.constant_channels,
+        }
+
+    def summary(self) -> str:
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items())) or "none"
+        labels = ", ".join(f"label {k}: {v}" for k, v in sorted(self.kept_per_label.items()))
+        return (
+            f"read {self.read}, kept {self.kept} ({labels}), dropped: {dropped}; "
+            f"invalid pixels {self.invalid_pixels} in {self.stamps_with_invalid_pixels} stamps, "
+            f"zero-filled channels {self.zero_filled_channels}"
+        )
+
+
+def centre_crop(images: np.ndarray, size: int = STAMP_SIZE) -> np.ndarray:
+    """The central ``size`` x ``size`` pixels of (..., H, W); start at (H - size) // 2."""
+    height, width = images.shape[-2:]
+    if height < size or width < size:
+        raise ValueError(f"cannot crop {height}x{width} images to {size}x{size}")
+    top, left = (height - size) // 2, (width - size) // 2
+    return images[..., top : top + size, left : left + size]
+
+
+def valid_mask(pixels: np.ndarray) -> np.ndarray:
+    """True where a pixel is finite and not a float32 sentinel (NaN compares False)."""
+    return np.abs(pixels) < SENTINEL_ABS
+
+
+def normalise_and_fill(pixels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalise (N, C, P) float32 pixels per (row, channel) over valid pixels, fill the rest.
+
+    Returns the filled array (modified in place), a boolean (N, C) of channels
+    with no valid pixel and a boolean (N, C) of constant channels.
+    """
+    n_valid = valid.sum(axis=-1, dtype=np.int32)
+    any_invalid = bool((n_valid != pixels.shape[-1]).any())
+    if any_invalid:
+        np.copyto(pixels, 0.0, where=~valid)
+    count = np.maximum(n_valid, 1).astype(np.float32)[..., None]
+    mean = pixels.sum(axis=-1, keepdims=True, dtype=np.float64).astype(np.float32) / count
+    pixels -= mean
+    if any_invalid:
+        np.copyto(pixels, 0.0, where=~valid)
+    var = np.einsum("ncp,ncp->nc", pixels, pixels)[..., None] / count
+    std = np.sqrt(var)
+    # Constant channel: every valid value equals the first valid one. Its
+    # rounding-level variance must not be blown up to +-1 by the division.
+    constant = _constant_channels(pixels, valid, std, mean)
+    std[constant[..., None]] = 1.0
+    pixels /= std
+    if constant.any():
+        pixels[constant] = 0.0
+    no_valid = n_valid == 0
+    if any_invalid:
+        _fill_invalid_with_median(pixels, valid, n_valid)
+    return pixels, no_valid, constant & ~no_valid
+
+
+def _constant_channels(centred: np.ndarray, valid: np.ndarray, std: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """(N, C) True where all valid pixels are equal (or there are none)."""
+    # A spread at float32 rounding level of the mean is no real variation.
+    tolerance = 8 * np.finfo(np.float32).eps * np.maximum(np.abs(mean), np.finfo(np.float32).tiny)
+    suspects = (std <= tolerance)[..., 0]
+    if suspects.any():
+        rows = centred[suspects]
+        ok = valid[suspects]
+        spread = np.where(ok, rows, -np.inf).max(axis=-1) - np.where(ok, rows, np.inf).min(axis=-1)
+        spread = np.where(ok.any(axis=-1), spread, 0.0)
+        suspects[suspects] = spread <= tolerance[suspects][..., 0]
+    return suspects
+
+
+def _fill_invalid_with_median(pixels: np.ndarray, valid: np.ndarray, n_valid: np.ndarray) -> None:
+    """Set invalid pixels to the median of their channel's valid pixels (0 when none)."""
+    partial = (n_valid > 0) & (n_valid < pixels.shape[-1])
+    if partial.any():
+        rows = np.where(valid[partial], pixels[partial], np.nan)
+        medians = np.nanmedian(rows, axis=-1, keepdims=True).astype(np.float32)
+        pixels[partial] = np.where(valid[partial], pixels[partial], medians)
+    # Channels without any valid pixel are already 0 from the masked normalisation.
+
+
+def preprocess_triplets(batch: RawBatch, stats: PreprocessStats | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Filter, crop, normalise and fill one batch.
+
+    Returns ``(stamps, keep)``: float32 (K, 3, 21, 21) C-contiguous stamps and
+    the boolean mask (len(batch),) of the rows they come from. Counts go to
+    ``stats`` when given.
+    """
+    stats = stats if stats is not None else PreprocessStats()
+    stats.count_read(batch)
+    n = len(batch)
+    height, width = batch.images.shape[-2:]
+    reason = batch.drop_reason
+    if reason is None and height != width:
+        reason = NON_SQUARE
+    if reason is None and height < STAMP_SIZE:
+        reason = "smaller_than_21x21"
+    if reason is not None:
+        stats.dropped[reason] += n
+        return np.empty((0, 3, STAMP_SIZE, STAMP_SIZE), np.float32), np.zeros(n, bool)
+
+    out = np.empty((n, 3, STAMP_SIZE, STAMP_SIZE), dtype=np.float32)
+    flat = out.reshape(n, 3, STAMP_SIZE * STAMP_SIZE)
+    for start in range(0, n, BLOCK_ROWS):
+        stop = min(start + BLOCK_ROWS, n)
+        block = flat[start:stop]
+        block.reshape(-1, 3, STAMP_SIZE, STAMP_SIZE)[...] = centre_crop(batch.images[start:stop])
+        valid = valid_mask(block)
+        _, no_valid, constant = normalise_and_fill(block, valid)
+        n_invalid = valid.size - int(np.count_nonzero(valid))
+        if n_invalid:
+            stats.invalid_pixels += n_invalid
+            stats.stamps_with_invalid_pixels += int((~valid).any(axis=(1, 2)).sum())
+        stats.zero_filled_channels += int(no_valid.sum())
+        stats.constant_channels += int(constant.sum())
+    keep = np.ones(n, dtype=bool)
+    stats.count_kept(batch.classes, batch.labels)
+    return out, keep
+
+
+def convert_survey(survey: str, inputs, output, report_path=None, fmt: str | None = None,
+                   class_map=None, progress_log_every: float = 30.0) -> dict:
+    """Read a survey's raw files, preprocess them and write the Parquet store (and report).
+
+    Bounded memory: each reader batch is preprocessed and appended as it
+    arrives. Returns the report dict. Nothing is left under ``output`` (or
+    ``report_path``) unless the whole conversion succeeds.
+    """
+    import logging
+    import time
+    from pathlib import Path
+
+    from rbda.atomic import write_json
+    from rbda.progress import Progress
+    from rbda.store import SurveyWriter
+    from rbda.surveys import open_reader
+
+    log = logging.getLogger("rbda.preprocess")
+    started = time.monotonic()
+    reader = open_reader(survey, inputs, fmt, class_map)
+    stats = PreprocessStats()
+    settings = {"stamp_size": STAMP_SIZE, "sentinel_abs": float(SENTINEL_ABS),
+                "format": reader.format, "real_classes": sorted(reader.class_map.real),
+                "bogus_classes": sorted(reader.class_map.bogus)}
+    with SurveyWriter(output, survey, settings) as writer, \
+            Progress(reader.total, f"preprocess {survey}", "stamps", log_every=progress_log_every) as progress:
+        for batch in reader.batches():
+            stamps, keep = preprocess_triplets(batch, stats)
+            writer.write(stamps, batch.labels[keep], batch.classes[keep], batch.ids[keep])
+            progress.update(stats.read, status=f"kept {stats.kept}")
+    report = {
+        "survey": survey,
+        "format": reader.format,
+        "inputs": [str(Path(p)) for p in inputs],
+        "output": str(output),
+        "rows_written": writer.rows_written,
+        **stats.as_dict(),
+        "reader": getattr(reader, "extra_counts", {}),
+        "ignored_files": getattr(reader, "ignored", []),
+        "settings": settings,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    if report_path is not None:
+        write_json(report_path, report)
+    log.info("%s: %s", survey, stats.summary())
+    return report

@@ -1,0 +1,83 @@
+"""Survey readers, one per raw layout, and layout detection.
+
+``open_reader(survey, inputs, fmt, class_map)`` returns a reader with
+``batches()`` (an iterator of :class:`~rbda.surveys.base.RawBatch`),
+``format`` and ``total`` (number of triplets when known up front, else None).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from rbda.errors import InputFileError, SettingError
+from rbda.surveys.base import ClassMap, RawBatch
+
+SURVEYS = ("hits", "des", "ztf", "atlas")
+FORMATS = {
+    "hits": ("chunks",),
+    "des": ("gif", "fits"),
+    "ztf": ("pickle",),
+    "atlas": ("pickle", "folder"),
+}
+
+__all__ = ["SURVEYS", "FORMATS", "ClassMap", "RawBatch", "default_class_map", "open_reader"]
+
+
+def default_class_map(survey: str) -> ClassMap:
+    """The study's class -> real/bogus mapping for ``survey``."""
+    if survey == "hits":
+        from rbda.surveys.hits import DEFAULT_CLASSES
+    elif survey == "des":
+        from rbda.surveys.des import DEFAULT_CLASSES
+    elif survey == "ztf":
+        from rbda.surveys.ztf import DEFAULT_CLASSES
+    elif survey == "atlas":
+        from rbda.surveys.atlas import DEFAULT_CLASSES
+    else:
+        raise SettingError("survey", f"one of {SURVEYS}", survey)
+    return DEFAULT_CLASSES
+
+
+def detect_atlas_format(inputs: Sequence[Path]) -> str:
+    if all(p.is_file() and p.suffix.lower() in (".pkl", ".pickle") for p in inputs):
+        return "pickle"
+    if all(p.is_dir() for p in inputs):
+        if any(p.glob("*.pkl") for p in inputs) and all(next(p.glob("*.pkl"), None) for p in inputs):
+            return "pickle"
+        return "folder"
+    raise InputFileError(inputs[0], "ATLAS input: pickle files, or folders of class sub-folders with "
+                                    "*_istamp.fits / *_dstamp.fits pairs")
+
+
+def open_reader(survey: str, inputs: Sequence[str | Path], fmt: str | None = None,
+                class_map: ClassMap | None = None, batch_size: int = 2048):
+    """A reader for ``survey`` over ``inputs`` (files or folders); ``fmt`` None detects the layout."""
+    if survey not in SURVEYS:
+        raise SettingError("survey", f"one of {SURVEYS}", survey)
+    if fmt is not None and fmt not in FORMATS[survey]:
+        raise SettingError("format", f"one of {FORMATS[survey]} for {survey}", fmt)
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise SettingError("input", "at least one file or folder")
+    for path in paths:
+        if not path.exists():
+            raise InputFileError(path, "an existing file or folder")
+    class_map = class_map or default_class_map(survey)
+    if survey == "hits":
+        from rbda.surveys.hits import HitsChunkReader
+
+        return HitsChunkReader(paths, class_map)
+    if survey == "des":
+        from rbda.surveys.des import DesStampReader
+
+        return DesStampReader(paths, class_map, image_format=fmt, batch_size=batch_size)
+    if survey == "ztf":
+        from rbda.surveys.ztf import ZtfPickleReader
+
+        return ZtfPickleReader(paths, class_map, batch_size=batch_size)
+    from rbda.surveys.atlas import AtlasFolderReader, AtlasPickleReader
+
+    fmt = fmt or detect_atlas_format(paths)
+    reader = AtlasPickleReader if fmt == "pickle" else AtlasFolderReader
+    return reader(paths, class_map, batch_size=batch_size)

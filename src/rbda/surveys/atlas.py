@@ -1,0 +1,149 @@
+"""ATLAS stamps: science ("istamp") and difference ("dstamp"), grouped by class.
+
+Two layouts:
+
+* ``folder``: one sub-folder per class (burn, cr, kast, noise, spike,
+  streak), each holding ``<name>_istamp.fits[.gz]`` / ``<name>_dstamp.fits[.gz]``
+  pairs; the id is ``<name>``. An istamp without its dstamp (or the reverse)
+  is an error naming the file.
+* ``pickle``: a dict ``{class name: {"science": (n, H, W), "difference":
+  (n, H, W), "ids": n names}}`` (``istamp``/``dstamp`` accepted as key names
+  for the two images).
+
+ATLAS has no template: template = science - difference. The real istamps
+have a non-conforming SIMPLE card; astropy's VerifyWarning about it is
+expected and silenced for these reads only.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from rbda.errors import InputFileError
+from rbda.safe_pickle import load_pickle
+from rbda.surveys.base import ClassMap, RawBatch, TripletBatcher
+
+ATLAS_CLASSES = ("burn", "cr", "kast", "noise", "spike", "streak")
+DEFAULT_CLASSES = ClassMap.of(real=["kast", "streak"], bogus=["burn", "cr", "noise", "spike"])
+_STAMP = re.compile(r"^(?P<name>.+)_(?P<kind>istamp|dstamp)\.(?:fits|fit|fts)(?:\.gz)?$")
+KEY_ALIASES = {"science": ("science", "istamp"), "difference": ("difference", "dstamp")}
+
+
+def read_fits_stamp(path: Path) -> np.ndarray:
+    """An ATLAS stamp as float32, tolerating the non-conforming SIMPLE card."""
+    from astropy.io import fits
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=fits.verify.VerifyWarning)
+            with fits.open(path, ignore_missing_simple=True, memmap=False) as hdus:
+                data = next((h.data for h in hdus if h.data is not None), None)
+                data = None if data is None else np.array(data, dtype=np.float32)
+    except Exception as exc:  # noqa: BLE001 - corrupt gzip/FITS raise many types
+        raise InputFileError(path, f"a readable FITS stamp ({exc.__class__.__name__}: {exc})") from None
+    if data is None or data.ndim != 2:
+        raise InputFileError(path, f"a 2-d FITS image, got {None if data is None else data.shape}")
+    return data
+
+
+def _triplet(science: np.ndarray, difference: np.ndarray) -> list[np.ndarray]:
+    return [science - difference, science, difference] if science.shape == difference.shape \
+        else [science, science, difference]  # shapes differ: the batcher drops it as a mismatch
+
+
+def find_pairs(folder: Path) -> list[tuple[str, str, Path, Path]]:
+    """(class, id, istamp, dstamp) for every pair under the class sub-folders of ``folder``."""
+    pairs = []
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for class_dir in class_dirs:
+        found: dict[str, dict[str, Path]] = {}
+        for path in sorted(class_dir.rglob("*")):
+            match = _STAMP.match(path.name)
+            if match and path.is_file():
+                found.setdefault(match["name"], {})[match["kind"]] = path
+        for name, kinds in found.items():
+            for have, need in (("istamp", "dstamp"), ("dstamp", "istamp")):
+                if need not in kinds:
+                    raise InputFileError(kinds[have], f"its {need} partner ({name}_{need}.fits[.gz]) "
+                                                      f"beside it", f"class {class_dir.name}")
+            pairs.append((class_dir.name, name, kinds["istamp"], kinds["dstamp"]))
+    return pairs
+
+
+class AtlasFolderReader:
+    survey = "atlas"
+    format = "folder"
+
+    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None, batch_size: int = 2048):
+        self.class_map = class_map or DEFAULT_CLASSES
+        self.batch_size = batch_size
+        self.pairs = [pair for folder in inputs for pair in find_pairs(folder)]
+        if not self.pairs:
+            raise InputFileError(inputs[0], "class sub-folders (kast/, streak/, ...) holding "
+                                            "<name>_istamp.fits[.gz] and <name>_dstamp.fits[.gz] pairs")
+        classes = np.array([p[0] for p in self.pairs], dtype=str)
+        ids = [p[1] for p in self.pairs]
+        self.labels = self.class_map.labels(classes, inputs[0], ids)
+        self.total = len(self.pairs)
+        self.source = str(inputs[0])
+
+    def batches(self) -> Iterator[RawBatch]:
+        batcher = TripletBatcher(self.source, self.batch_size)
+        for (class_name, id_, istamp, dstamp), label in zip(self.pairs, self.labels):
+            triplet = _triplet(read_fits_stamp(istamp), read_fits_stamp(dstamp))
+            yield from batcher.add(triplet, id_, class_name, int(label))
+        yield from batcher.flush()
+
+
+class AtlasPickleReader:
+    survey = "atlas"
+    format = "pickle"
+
+    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None, batch_size: int = 2048):
+        self.class_map = class_map or DEFAULT_CLASSES
+        self.batch_size = batch_size
+        self.files = [p for item in inputs
+                      for p in (sorted(item.glob("*.pkl")) if item.is_dir() else [item])]
+        if not self.files:
+            raise InputFileError(inputs[0], "ATLAS pickle files (*.pkl)")
+        self.total: int | None = None
+
+    def batches(self) -> Iterator[RawBatch]:
+        for path in self.files:
+            content = load_pickle(path, encoding="latin1")
+            if not isinstance(content, dict) or not content:
+                raise InputFileError(path, "a pickled dict {class name: {'science', 'difference', 'ids'}}, "
+                                           f"got {type(content).__name__}")
+            for class_name, group in content.items():
+                yield from self._class_group(path, str(class_name), group)
+
+    def _class_group(self, path: Path, class_name: str, group: object) -> Iterator[RawBatch]:
+        where = f"class {class_name!r}"
+        if not isinstance(group, dict):
+            raise InputFileError(path, f"a dict with 'science', 'difference', 'ids', got {type(group).__name__}", where)
+        arrays = {}
+        for key, aliases in KEY_ALIASES.items():
+            found = next((a for a in aliases if a in group), None)
+            if found is None:
+                raise InputFileError(path, f"key {key!r} (or {aliases[1]!r})", where)
+            arrays[key] = np.asarray(group[found])
+        science, difference = arrays["science"], arrays["difference"]
+        if science.ndim != 3 or science.shape != difference.shape:
+            raise InputFileError(path, "science and difference arrays of one shape (n, H, W), got "
+                                       f"{science.shape} and {difference.shape}", where)
+        n = len(science)
+        ids = np.asarray(group.get("ids", [f"{class_name}:{i}" for i in range(n)])).astype(str)
+        if len(ids) != n:
+            raise InputFileError(path, f"{n} ids (one per stamp), got {len(ids)}", where)
+        classes = np.full(n, class_name)
+        labels = self.class_map.labels(classes, path, ids)
+        for start in range(0, n, self.batch_size):
+            part = slice(start, start + self.batch_size)
+            sci = science[part].astype(np.float32)
+            diff = difference[part].astype(np.float32)
+            yield RawBatch(np.stack([sci - diff, sci, diff], axis=1), ids[part], classes[part], labels[part], str(path))

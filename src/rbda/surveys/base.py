@@ -1,0 +1,153 @@
+"""What every survey reader yields, and the helpers they share.
+
+A reader turns one raw layout into a stream of :class:`RawBatch` es: stacked
+triplets (template, science, difference) of one image shape, with their ids,
+original class names and binary labels. Readers never hold more than one
+input file's (HiTS: one chunk's) raw data at a time beyond the current batch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from rbda.errors import InputFileError, SettingError
+
+CHANNELS = ("template", "science", "difference")
+
+#: Drop reasons a reader can attach to triplets that cannot be stacked.
+NON_SQUARE = "non_square"
+MISMATCHED_SHAPES = "mismatched_channel_shapes"
+
+
+@dataclass
+class RawBatch:
+    """Triplets of one shape: ``images`` is (N, 3, H, W), channels template, science, difference.
+
+    ``drop_reason`` is set when the reader already knows the triplets cannot be
+    used (images of different shapes within a triplet); ``images`` is then empty
+    and the batch only carries the ids, classes and labels to count.
+    """
+
+    images: np.ndarray
+    ids: np.ndarray
+    classes: np.ndarray
+    labels: np.ndarray
+    source: str
+    drop_reason: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class ClassMap:
+    """Which original class names are real (label 1) and which bogus (label 0)."""
+
+    real: frozenset[str]
+    bogus: frozenset[str]
+
+    def __post_init__(self) -> None:
+        both = self.real & self.bogus
+        if both:
+            raise SettingError("real-classes/bogus-classes", "disjoint lists", sorted(both))
+        if not self.real or not self.bogus:
+            raise SettingError("real-classes/bogus-classes", "at least one real and one bogus class",
+                               {"real": sorted(self.real), "bogus": sorted(self.bogus)})
+
+    @classmethod
+    def of(cls, real: Iterable[str], bogus: Iterable[str]) -> "ClassMap":
+        return cls(frozenset(map(str, real)), frozenset(map(str, bogus)))
+
+    def labels(self, classes: np.ndarray, path: str | Path, ids: Sequence[str] | None = None) -> np.ndarray:
+        """int8 labels for ``classes``; a class in neither list is an error naming it."""
+        classes = np.asarray(classes).astype(str)
+        labels = np.full(len(classes), -1, dtype=np.int8)
+        for name in np.unique(classes):
+            if name in self.real:
+                labels[classes == name] = 1
+            elif name in self.bogus:
+                labels[classes == name] = 0
+            else:
+                row = int(np.flatnonzero(classes == name)[0])
+                where = f"id {ids[row]}" if ids is not None else f"row {row}"
+                raise InputFileError(
+                    path,
+                    f"class {name!r} is neither real {sorted(self.real)} nor bogus "
+                    f"{sorted(self.bogus)} (set --real-classes/--bogus-classes)",
+                    where,
+                )
+        return labels
+
+
+def iter_files(inputs: Sequence[Path], patterns: Sequence[str]) -> list[Path]:
+    """Files among ``inputs`` (files, or folders searched recursively) matching any pattern."""
+    found: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            for pattern in patterns:
+                found.extend(p for p in item.rglob(pattern) if p.is_file() and not p.name.startswith("."))
+        elif item.is_file():
+            found.append(item)
+        else:
+            raise InputFileError(item, "an existing file or folder")
+    return sorted(set(found))
+
+
+def require_array(value: object, path: Path, key: str, ndim: int | None = None) -> np.ndarray:
+    """``value`` as an ndarray, or an error naming the file and key."""
+    try:
+        array = np.asarray(value)
+    except Exception:  # noqa: BLE001 - any conversion failure is the file's fault
+        raise InputFileError(path, "a numeric array", f"key {key!r}") from None
+    if ndim is not None and array.ndim != ndim:
+        raise InputFileError(path, f"a {ndim}-d array, got shape {array.shape}", f"key {key!r}")
+    return array
+
+
+@dataclass
+class TripletBatcher:
+    """Collects single triplets (possibly of varying shape) into stacked RawBatches.
+
+    Triplets are grouped by shape; a group is emitted when it reaches
+    ``batch_size`` and at :meth:`flush`. Triplets whose three images differ in
+    shape are emitted as drop-only batches (non-square if any image is not
+    square, otherwise mismatched shapes).
+    """
+
+    source: str
+    batch_size: int = 2048
+    _groups: dict = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, triplet: Sequence[np.ndarray], id_: str, class_name: str, label: int) -> Iterator[RawBatch]:
+        shapes = tuple(np.shape(image) for image in triplet)
+        if len(set(shapes)) == 1:
+            key: object = shapes[0]
+        elif any(len(s) != 2 or s[0] != s[1] for s in shapes):
+            key = NON_SQUARE
+        else:
+            key = MISMATCHED_SHAPES
+        group = self._groups[key]
+        group.append((triplet, id_, class_name, label))
+        if len(group) >= self.batch_size:
+            yield self._emit(key)
+
+    def flush(self) -> Iterator[RawBatch]:
+        for key in list(self._groups):
+            if self._groups[key]:
+                yield self._emit(key)
+
+    def _emit(self, key: object) -> RawBatch:
+        rows = self._groups.pop(key)
+        ids = np.array([r[1] for r in rows], dtype=str)
+        classes = np.array([r[2] for r in rows], dtype=str)
+        labels = np.array([r[3] for r in rows], dtype=np.int8)
+        if isinstance(key, str):
+            images = np.empty((len(rows), 3, 0, 0), dtype=np.float32)
+            return RawBatch(images, ids, classes, labels, self.source, drop_reason=key)
+        images = np.stack([np.stack(r[0]) for r in rows])
+        return RawBatch(images, ids, classes, labels, self.source)

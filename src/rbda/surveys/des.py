@@ -1,0 +1,162 @@
+"""DES autoscan stamps: ``srch<ID>``, ``temp<ID>``, ``diff<ID>`` images plus a labels CSV.
+
+Images are 8-bit GIFs (read with Pillow, converted to grey levels) or their
+FITS versions (astropy), 51x51, possibly spread over sub-folders. Labels come
+from ``autoscan_features*.csv`` (lines starting with ``#`` are comments; the
+columns include ``ID`` and ``OBJECT_TYPE``). The class name is the
+``OBJECT_TYPE`` value as text; by default 0 (not an artefact) is real and 1
+(artefact) is bogus.
+
+A triplet missing one of its images is an error naming the missing file. A
+stamp triplet without a CSV row and a CSV row without stamps are counted
+(``extra_counts``) and not read.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from rbda.errors import InputFileError
+from rbda.surveys.base import ClassMap, RawBatch, TripletBatcher, iter_files
+
+DEFAULT_CLASSES = ClassMap.of(real=["0"], bogus=["1"])
+PREFIXES = ("temp", "srch", "diff")  # channel order template, science, difference
+SUFFIXES = {"gif": (".gif",), "fits": (".fits", ".fits.gz", ".fit", ".fts")}
+LABELS_GLOB = "autoscan_features*.csv"
+_NAME = re.compile(r"^(temp|srch|diff)(.+?)(\.gif|\.fits\.gz|\.fits|\.fit|\.fts)$", re.IGNORECASE)
+
+
+def read_labels_csv(path: Path) -> dict[str, str]:
+    """ID -> OBJECT_TYPE (as text) from an autoscan CSV with ``#`` comment lines."""
+    import pandas as pd
+
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(path, f"a readable text CSV ({exc})") from None
+    body = "".join(line for line in text.splitlines(keepends=True) if not line.lstrip().startswith("#"))
+    if not body.strip():
+        raise InputFileError(path, "a CSV with a header line and columns ID, OBJECT_TYPE; it is empty")
+    try:
+        frame = pd.read_csv(io.StringIO(body), dtype=str, skipinitialspace=True)
+    except Exception as exc:  # noqa: BLE001 - pandas raises several parser errors
+        raise InputFileError(path, f"a CSV with columns ID, OBJECT_TYPE ({exc})") from None
+    frame.columns = [c.strip() for c in frame.columns]
+    missing = [c for c in ("ID", "OBJECT_TYPE") if c not in frame.columns]
+    if missing:
+        raise InputFileError(path, f"CSV columns ID and OBJECT_TYPE, missing {missing} "
+                                   f"(found {list(frame.columns)[:10]})")
+    blank = frame["ID"].isna() | frame["OBJECT_TYPE"].isna()
+    if blank.any():
+        row = int(np.flatnonzero(blank.to_numpy())[0])
+        raise InputFileError(path, "an ID and an OBJECT_TYPE on every row", f"data row {row + 1}")
+    ids = frame["ID"].str.strip()
+    duplicated = ids.duplicated()
+    if duplicated.any():
+        raise InputFileError(path, "each ID once", f"ID {ids[duplicated].iloc[0]}")
+    return dict(zip(ids, frame["OBJECT_TYPE"].str.strip()))
+
+
+def read_image(path: Path, image_format: str) -> np.ndarray:
+    """One stamp image as a 2-d array (GIF: uint8 grey levels; FITS: float32)."""
+    try:
+        if image_format == "gif":
+            from PIL import Image
+
+            with Image.open(path) as image:
+                return np.asarray(image.convert("L"))
+        from astropy.io import fits
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=fits.verify.VerifyWarning)
+            data = fits.getdata(path)
+    except Exception as exc:  # noqa: BLE001 - Pillow/astropy raise many types for bad files
+        raise InputFileError(path, f"a readable {image_format.upper()} image ({exc.__class__.__name__}: {exc})") from None
+    if data is None or data.ndim != 2:
+        raise InputFileError(path, f"a 2-d image, got {None if data is None else data.shape}")
+    return data.astype(np.float32)
+
+
+class DesStampReader:
+    """Reads DES autoscan stamp folders (GIF or FITS) with their labels CSV."""
+
+    survey = "des"
+
+    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None,
+                 image_format: str | None = None, batch_size: int = 2048):
+        self.class_map = class_map or DEFAULT_CLASSES
+        self.batch_size = batch_size
+        csvs = [p for p in inputs if p.is_file() and p.suffix.lower() == ".csv"]
+        folders = [p for p in inputs if p not in csvs]
+        if not csvs:
+            csvs = iter_files([p for p in folders if p.is_dir()], [LABELS_GLOB])
+        if len(csvs) != 1:
+            raise InputFileError(inputs[0], f"exactly one DES labels CSV ({LABELS_GLOB}) among the "
+                                            f"inputs, found {len(csvs)}: {[str(c) for c in csvs][:5]}")
+        self.labels_path = csvs[0]
+        self.format = image_format or detect_image_format(folders)
+        self.triplets = find_triplets(folders, self.format)
+        self.object_types = read_labels_csv(self.labels_path)
+        unlabelled = [i for i in self.triplets if i not in self.object_types]
+        self.ids = [i for i in self.triplets if i in self.object_types]
+        self.extra_counts = {
+            "stamps_without_label_row": len(unlabelled),
+            "label_rows_without_stamps": len(self.object_types) - len(self.ids),
+        }
+        self.unlabelled_examples = unlabelled[:10]
+        classes = np.array([self.object_types[i] for i in self.ids], dtype=str)
+        self.label_of = dict(zip(self.ids, self.class_map.labels(classes, self.labels_path, self.ids).tolist()))
+        self.total = len(self.ids)
+
+    def batches(self) -> Iterator[RawBatch]:
+        batcher = TripletBatcher(str(self.labels_path.parent), self.batch_size)
+        for id_ in self.ids:
+            paths = self.triplets[id_]
+            triplet = [read_image(paths[prefix], self.format) for prefix in PREFIXES]
+            yield from batcher.add(triplet, id_, self.object_types[id_], self.label_of[id_])
+        yield from batcher.flush()
+
+
+def detect_image_format(folders: Sequence[Path]) -> str:
+    for image_format, suffixes in SUFFIXES.items():
+        for folder in folders:
+            if folder.is_file() and folder.name.lower().endswith(suffixes):
+                return image_format
+            if folder.is_dir() and any(next(folder.rglob(f"srch*{s}"), None) for s in suffixes):
+                return image_format
+    raise InputFileError(folders[0] if folders else Path("."),
+                         "DES stamps named srch<ID>.gif / temp<ID>.gif / diff<ID>.gif (or .fits)")
+
+
+def find_triplets(inputs: Sequence[Path], image_format: str) -> dict[str, dict[str, Path]]:
+    """ID -> {prefix: path}; an ID lacking one of the three images is an error naming it."""
+    triplets: dict[str, dict[str, Path]] = {}
+    suffixes = SUFFIXES[image_format]
+    files = iter_files(inputs, [f"{p}*{s}" for p in PREFIXES for s in suffixes])
+    for path in files:
+        match = _NAME.match(path.name)
+        if not match or not path.name.lower().endswith(suffixes):
+            continue
+        prefix, id_ = match.group(1).lower(), match.group(2)
+        slot = triplets.setdefault(id_, {})
+        if prefix in slot:
+            raise InputFileError(path, f"one {prefix} image per ID, also found {slot[prefix]}", f"ID {id_}")
+        slot[prefix] = path
+    for id_, slot in triplets.items():
+        missing = [p for p in PREFIXES if p not in slot]
+        if missing:
+            present = next(iter(slot.values()))
+            wanted = present.with_name(f"{missing[0]}{id_}{present.name[4 + len(id_):]}")
+            raise InputFileError(wanted, f"the {missing[0]} image of DES triplet {id_} "
+                                         f"(found {present.name})", f"ID {id_}")
+    return dict(sorted(triplets.items(), key=lambda kv: _id_sort_key(kv[0])))
+
+
+def _id_sort_key(id_: str) -> tuple[int, str]:
+    return (int(id_), "") if id_.isdigit() else (1 << 62, id_)

@@ -1,0 +1,88 @@
+"""HiTS chunk files: pickled dicts of N x 441 arrays (Python 2 pickles).
+
+Each chunk holds ``temp_images``, ``sci_images``, ``diff_images`` (N x 441,
+flattened 21x21), ``labels`` (0/1); ``SNR_images`` and ``SNRs`` are ignored.
+Chunks are read one at a time (never more than one chunk in memory); ids are
+``<chunk file name>:<row>``; class names are ``bogus`` (0) and ``real`` (1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from rbda.errors import InputFileError
+from rbda.safe_pickle import load_pickle
+from rbda.surveys.base import ClassMap, RawBatch
+
+CHANNEL_KEYS = ("temp_images", "sci_images", "diff_images")
+LABEL_NAMES = {0: "bogus", 1: "real"}
+DEFAULT_CLASSES = ClassMap.of(real=["real"], bogus=["bogus"])
+SIDE = 21
+#: Archives and notes that may sit beside the chunks after unpacking.
+NOT_CHUNKS = (".tar", ".gz", ".tgz", ".zip", ".md", ".txt", ".json", ".sha256")
+
+
+class HitsChunkReader:
+    """Reads a folder (or list) of HiTS chunk files."""
+
+    survey = "hits"
+    format = "chunks"
+
+    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None):
+        self.class_map = class_map or DEFAULT_CLASSES
+        self.files, self.ignored = find_chunks(inputs)
+        if not self.files:
+            raise InputFileError(inputs[0], "HiTS chunk files (pickled dicts with temp_images, "
+                                            "sci_images, diff_images, labels)")
+        self.total: int | None = None
+
+    def batches(self) -> Iterator[RawBatch]:
+        for path in self.files:
+            yield read_chunk(path, self.class_map)
+
+
+def find_chunks(inputs: Sequence[Path]) -> tuple[list[Path], list[str]]:
+    files: list[Path] = []
+    ignored: list[str] = []
+    for item in inputs:
+        if item.is_dir():
+            for path in sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith(".")):
+                (ignored.append(str(path)) if path.name.endswith(NOT_CHUNKS) else files.append(path))
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise InputFileError(item, "an existing HiTS chunk file or folder of chunks")
+    return files, ignored
+
+
+def read_chunk(path: Path, class_map: ClassMap) -> RawBatch:
+    """One chunk as a RawBatch of (N, 3, 21, 21) triplets."""
+    chunk = load_pickle(path, encoding="latin1")
+    if not isinstance(chunk, dict):
+        raise InputFileError(path, f"a pickled dict (HiTS chunk), got {type(chunk).__name__}")
+    missing = [k for k in (*CHANNEL_KEYS, "labels") if k not in chunk]
+    if missing:
+        raise InputFileError(path, f"HiTS chunk keys {list(CHANNEL_KEYS) + ['labels']}, missing {missing}")
+    labels_raw = np.asarray(chunk["labels"]).reshape(-1)
+    n = len(labels_raw)
+    channels = []
+    for key in CHANNEL_KEYS:
+        array = np.asarray(chunk[key])
+        if array.shape == (n, SIDE, SIDE):
+            array = array.reshape(n, SIDE * SIDE)
+        if array.shape != (n, SIDE * SIDE) or not np.issubdtype(array.dtype, np.number):
+            raise InputFileError(path, f"numeric {n} x {SIDE * SIDE} array (one flattened 21x21 "
+                                       f"stamp per label), got {array.dtype} {array.shape}", f"key {key!r}")
+        channels.append(array.reshape(n, SIDE, SIDE))
+    ids = np.char.add(f"{path.name}:", np.arange(n).astype(str))
+    bad = ~np.isin(labels_raw, list(LABEL_NAMES))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputFileError(path, f"labels 0 or 1, got {labels_raw[row]!r}", f"row {row}")
+    classes = np.array([LABEL_NAMES[0], LABEL_NAMES[1]])[labels_raw.astype(int)]
+    labels = class_map.labels(classes, path, ids)
+    images = np.stack(channels, axis=1)
+    return RawBatch(images, ids, classes, labels, str(path))

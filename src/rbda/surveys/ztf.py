@@ -1,0 +1,128 @@
+"""ZTF, ALeRCE stamp-classifier set: one or more pickles in either known form.
+
+(a) dict: ``images`` N x 63 x 63 x 3 (channel order science, template,
+    difference), ``labels`` (ALeRCE ints 0 AGN, 1 SN, 2 VS, 3 asteroid,
+    4 bogus, or class names), optional ``ids``/``oid``;
+(b) pandas DataFrame: ``class``, ``oid``, ``cutoutScience``,
+    ``cutoutTemplate``, ``cutoutDifference``, each cutout gzip-compressed FITS
+    bytes (stamps may be smaller than 63x63 and hold NaN or sentinel pixels).
+
+Ids are the ``oid`` values (``<file>:<row>`` where there is none).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import warnings
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from rbda.errors import InputFileError
+from rbda.safe_pickle import load_pickle
+from rbda.surveys.base import ClassMap, RawBatch, TripletBatcher, iter_files
+
+ALERCE_CLASSES = ("AGN", "SN", "VS", "asteroid", "bogus")
+DEFAULT_CLASSES = ClassMap.of(real=["AGN", "SN", "VS", "asteroid"], bogus=["bogus"])
+CUTOUT_COLUMNS = ("cutoutTemplate", "cutoutScience", "cutoutDifference")  # output channel order
+DICT_CHANNEL_ORDER = (1, 0, 2)  # dict form stores science, template, difference
+
+
+def decode_cutout(blob: object, path: Path, where: str) -> np.ndarray:
+    """A cutout's gzip-compressed (or plain) FITS bytes as a float32 2-d image."""
+    from astropy.io import fits
+
+    if not isinstance(blob, (bytes, bytearray)):
+        raise InputFileError(path, f"FITS cutout bytes, got {type(blob).__name__}", where)
+    try:
+        raw = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else bytes(blob)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=fits.verify.VerifyWarning)
+            with fits.open(io.BytesIO(raw), memmap=False) as hdus:
+                data = next((h.data for h in hdus if h.data is not None), None)
+                data = None if data is None else np.array(data, dtype=np.float32)
+    except Exception as exc:  # noqa: BLE001 - corrupt gzip/FITS raise many types
+        raise InputFileError(path, f"a gzip-compressed FITS cutout ({exc.__class__.__name__}: {exc})", where) from None
+    if data is None or data.ndim != 2:
+        raise InputFileError(path, f"a 2-d FITS image, got {None if data is None else data.shape}", where)
+    return data
+
+
+def _class_names(labels: np.ndarray, path: Path) -> np.ndarray:
+    if labels.dtype.kind in "iu":
+        bad = (labels < 0) | (labels >= len(ALERCE_CLASSES))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputFileError(path, f"ALeRCE label 0..4 ({', '.join(ALERCE_CLASSES)}), got {labels[row]}",
+                                 f"row {row}")
+        return np.array(ALERCE_CLASSES)[labels]
+    return labels.astype(str)
+
+
+class ZtfPickleReader:
+    """Reads ALeRCE ZTF pickles (dict or DataFrame form, detected per file)."""
+
+    survey = "ztf"
+    format = "pickle"
+
+    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None, batch_size: int = 2048):
+        self.class_map = class_map or DEFAULT_CLASSES
+        self.batch_size = batch_size
+        self.files = iter_files(inputs, ["*.pkl", "*.pickle"])
+        if not self.files:
+            raise InputFileError(inputs[0], "ZTF pickle files (*.pkl)")
+        self.total: int | None = None
+
+    def batches(self) -> Iterator[RawBatch]:
+        for path in self.files:
+            content = load_pickle(path, encoding="latin1")
+            if isinstance(content, dict):
+                yield from self._dict_form(content, path)
+            elif hasattr(content, "columns") and hasattr(content, "iloc"):
+                yield from self._dataframe_form(content, path)
+            else:
+                raise InputFileError(path, "a ZTF pickle: a dict with 'images' and 'labels' or a pandas "
+                                           f"DataFrame with cutout columns, got {type(content).__name__}")
+
+    def _dict_form(self, content: dict, path: Path) -> Iterator[RawBatch]:
+        missing = [k for k in ("images", "labels") if k not in content]
+        if missing:
+            raise InputFileError(path, f"ZTF dict keys 'images' and 'labels', missing {missing}")
+        images = np.asarray(content["images"])
+        labels_raw = np.asarray(content["labels"]).reshape(-1)
+        n = len(labels_raw)
+        if images.ndim != 4 or images.shape[0] != n or images.shape[3] != 3:
+            raise InputFileError(path, f"'images' of shape ({n}, H, W, 3) (one triplet per label), "
+                                       f"got {images.shape}", "key 'images'")
+        raw_ids = content.get("ids", content.get("oid"))
+        ids = (np.asarray(raw_ids).astype(str) if raw_ids is not None
+               else np.char.add(f"{path.name}:", np.arange(n).astype(str)))
+        if len(ids) != n:
+            raise InputFileError(path, f"{n} ids (one per label), got {len(ids)}", "key 'ids'")
+        classes = _class_names(labels_raw, path)
+        labels = self.class_map.labels(classes, path, ids)
+        for start in range(0, n, self.batch_size):
+            part = slice(start, start + self.batch_size)
+            triplets = np.moveaxis(images[part], 3, 1)[:, DICT_CHANNEL_ORDER]
+            yield RawBatch(triplets, ids[part], classes[part], labels[part], str(path))
+
+    def _dataframe_form(self, frame, path: Path) -> Iterator[RawBatch]:
+        missing = [c for c in ("class", *CUTOUT_COLUMNS) if c not in frame.columns]
+        if missing:
+            raise InputFileError(path, f"DataFrame columns 'class', 'oid', {', '.join(CUTOUT_COLUMNS)}; "
+                                       f"missing {missing}")
+        n = len(frame)
+        ids = (frame["oid"].astype(str).to_numpy() if "oid" in frame.columns
+               else np.char.add(f"{path.name}:", np.arange(n).astype(str)))
+        classes = _class_names(frame["class"].to_numpy(), path)
+        labels = self.class_map.labels(classes, path, ids)
+        cutouts = [frame[c].to_numpy() for c in CUTOUT_COLUMNS]
+        batcher = TripletBatcher(str(path), self.batch_size)
+        for row in range(n):
+            where = f"row {row}, oid {ids[row]}"
+            triplet = [decode_cutout(column[row], path, f"{where}, {name}")
+                       for column, name in zip(cutouts, CUTOUT_COLUMNS)]
+            yield from batcher.add(triplet, ids[row], classes[row], labels[row])
+        yield from batcher.flush()
