@@ -12,14 +12,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=(
             "Read every run JSON named in --runs-list (baseline, finetune, selected MME and "
             "per-lambda MME runs) and write tables/, stats/, figures/ and report.html under "
-            "--out-dir. The file names depend only on the configuration's 'surveys' "
+            "--out-dir. The file names depend only on the configured surveys "
             "(see rbda.results.outputs.expected_outputs)."
         ),
     )
     p.add_argument("--runs-list", required=True, metavar="LIST.txt",
                    help="text file with one run JSON path per line")
     p.add_argument("--config", required=True, metavar="CONFIG.json",
-                   help="the workflow's effective configuration (JSON); 'surveys' is required")
+                   help="the workflow's effective configuration (JSON) with 'study.surveys' "
+                        "(or a top-level 'surveys'); shown in full in the report")
     p.add_argument("--out-dir", required=True, metavar="DIR")
     return p
 

@@ -3,9 +3,10 @@
 Inputs: a list of run JSON paths (baseline, finetune, selected MME and all
 per-lambda MME runs; told apart by ``method`` and the presence of
 ``selection``) and the workflow's effective configuration. Of the
-configuration only ``surveys`` is read (a list of survey names, or a mapping
-whose keys are the names, in study order); the whole of it is shown in the
-report.
+configuration only the survey names are read, from ``study.surveys`` (the
+workflow's effective config) or a top-level ``surveys``: a list of names, or
+a mapping whose keys are the names, in study order. The whole configuration
+is shown in the report.
 
 All outputs are first written into a staging folder inside ``out_dir`` and
 moved into place only once every file has been written, so a failure leaves
@@ -47,14 +48,17 @@ def read_config(path: str | Path) -> tuple[dict, list[str]]:
         raise InputFileError(path, "a readable JSON configuration") from None
     except json.JSONDecodeError as exc:
         raise InputFileError(path, f"valid JSON ({exc.msg})", where=f"line {exc.lineno}") from None
-    if not isinstance(config, dict) or "surveys" not in config:
-        raise InputFileError(path, "a JSON object with a 'surveys' key")
-    surveys = config["surveys"]
-    names = list(surveys) if isinstance(surveys, (list, dict)) else None
-    if not names or not all(isinstance(s, str) for s in names) or len(set(names)) != len(names) \
-            or len(names) < 2:
-        raise InputFileError(path, "'surveys' as a list (or mapping) of at least two distinct names",
-                             where="surveys")
+    study = config.get("study") if isinstance(config, dict) else None
+    if isinstance(study, dict) and "surveys" in study:
+        surveys, where = study["surveys"], "study.surveys"
+    elif isinstance(config, dict) and "surveys" in config:
+        surveys, where = config["surveys"], "surveys"
+    else:
+        raise InputFileError(path, "a JSON object with 'study.surveys' or 'surveys'")
+    names = list(surveys) if isinstance(surveys, (list, dict)) else []
+    if len(names) < 2 or not all(isinstance(s, str) for s in names) or len(set(names)) != len(names):
+        raise InputFileError(path, "a list (or mapping) of at least two distinct survey names",
+                             where=where)
     return config, names
 
 
@@ -94,18 +98,22 @@ def compute(runs: list[Run], surveys: list[str]) -> StudyResults:
     scores = tables.method_scores(evaluations)
     tables.check_study(baseline_runs, scores, surveys)
     baseline = tables.baseline_table(baseline_runs[baseline_runs["tested_on"].isin(surveys)], surveys)
-    methods = tables.methods_table(scores)
+    methods = tables.in_study_order(tables.methods_table(scores), surveys, ["method", "domain", "shots"])
     lambda_scores = tables.lambda_scores(runs)
-    lambdas = tables.lambda_table(lambda_scores, tables.chosen_lambdas(runs))
-    mme_vs_finetune = stats.compare_mme_with_finetune(scores)
-    vs_baseline = stats.compare_with_baseline(scores, baseline_runs)
+    lambdas = tables.in_study_order(tables.lambda_table(lambda_scores, tables.chosen_lambdas(runs)),
+                                    surveys, ["shots", "lambda"])
+    mme_vs_finetune = tables.in_study_order(stats.compare_mme_with_finetune(scores), surveys,
+                                            ["domain", "shots", "test"])
+    vs_baseline = tables.in_study_order(stats.compare_with_baseline(scores, baseline_runs), surveys,
+                                        ["method", "shots", "test"])
     pairs = ordered_pairs(surveys)
     shots = tables.shots_to_beat(methods, baseline, vs_baseline, pairs)
     paper = published.load_published()
     return StudyResults(
         surveys=surveys, evaluations=evaluations, baseline=baseline, methods=methods, scores=scores,
         lambda_scores=lambda_scores, lambdas=lambdas, mme_vs_finetune=mme_vs_finetune,
-        vs_baseline=vs_baseline, shots_to_beat=shots, winners=tables.winners_table(methods, mme_vs_finetune),
+        vs_baseline=vs_baseline, shots_to_beat=shots, winners=tables.in_study_order(tables.winners_table(methods, mme_vs_finetune), surveys,
+                                      ["domain"]),
         published_baseline=published.baseline_side_by_side(baseline, paper),
         published_shots=published.shots_to_beat_side_by_side(shots, paper),
         versions=versions_table(runs),

@@ -104,6 +104,15 @@ def check_study(baseline: pd.DataFrame, scores: pd.DataFrame, surveys: list[str]
                             f"but no baseline run trained on {source!r} for them")
 
 
+def in_study_order(frame: pd.DataFrame, surveys: list[str], then: list[str]) -> pd.DataFrame:
+    """Rows sorted by source and target in the configured survey order, then by ``then``."""
+    rank = {s: i for i, s in enumerate(surveys)}
+    keys = ["source", "target", *then]
+    return (frame.sort_values(keys, key=lambda c: c.map(rank) if c.name in ("source", "target") else c,
+                              kind="stable")
+            .reset_index(drop=True))
+
+
 # --- summaries -------------------------------------------------------------------------------
 
 
@@ -324,11 +333,8 @@ def winners_table(methods: pd.DataFrame, mme_vs_ft: pd.DataFrame) -> pd.DataFram
                      "mme_wins": f"{winners.count('MME')}/{len(winners)}",
                      "wins_from": winner_from(shots, winners),
                      "significant_at_shots": ", ".join(significant) or "none"})
-    order = {"source": 0, "target": 1}
-    frame = pd.DataFrame(rows, columns=["source", "target", "pair", "domain", "winner_by_shots",
-                                        "mme_wins", "wins_from", "significant_at_shots"])
-    return frame.sort_values(["pair", "domain"], key=lambda c: c.map(order) if c.name == "domain" else c
-                             ).reset_index(drop=True)
+    return pd.DataFrame(rows, columns=["source", "target", "pair", "domain", "winner_by_shots",
+                                       "mme_wins", "wins_from", "significant_at_shots"])
 
 
 # --- Markdown -------------------------------------------------------------------------------------
