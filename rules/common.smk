@@ -151,7 +151,7 @@ def preprocess_options(wildcards):
     for key in ("real_classes", "bogus_classes"):
         classes = _survey_setting(survey, key)
         if classes:
-            options += ["--" + key.replace("_", "-"), ",".join(classes)]
+            options += [f"--{key.replace('_', '-')}", ",".join(classes)]
     return options
 
 
@@ -167,7 +167,7 @@ def training_options():
     """The config's training block as `rbda train` options (same order every time)."""
     options = []
     for key in TRAINING_OPTION_KEYS:
-        options += ["--" + key.replace("_", "-"), str(TRAINING[key])]
+        options += [f"--{key.replace('_', '-')}", str(TRAINING[key])]
     if TRAINING["deterministic"]:
         options.append("--deterministic")
     return " ".join(options)
