@@ -7,6 +7,7 @@ from pathlib import Path
 
 import rbda
 from rbda.results.naming import format_lambda
+from rbda.results.outputs import expected_outputs
 
 
 class ConfigError(Exception):
@@ -271,8 +272,25 @@ def reporting_code():
     return files
 
 
-def report_outputs():
-    """The files `rbda aggregate` writes (named by rbda.results.outputs), figures in the Snakemake report."""
-    from rbda.results.outputs import expected_outputs
+REPORT_CAPTIONS = "../workflow/report"
 
-    return [f"results/{path}" for path in expected_outputs(SURVEYS)]
+
+def _in_snakemake_report(path):
+    """Figures, tables, statistics and report.html are shown in `snakemake --report`, with captions."""
+    name = Path(path).stem
+    if path.startswith("figures/") and path.endswith(".png"):
+        return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/{name}.rst", category="Figures")
+    if path.startswith("tables/") and path.endswith(".csv"):
+        subcategory = "Per pair" if path.startswith("tables/pairs/") else "Study"
+        return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/tables.rst",
+                      category="Tables", subcategory=subcategory)
+    if path.startswith("stats/"):
+        return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/stats.rst", category="Statistics")
+    if path == "report.html":
+        return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/report.rst", category="Report")
+    return f"results/{path}"
+
+
+def report_outputs():
+    """Every file `rbda aggregate` writes (named by rbda.results.outputs), most of them in the Snakemake report."""
+    return [_in_snakemake_report(path) for path in expected_outputs(SURVEYS)]

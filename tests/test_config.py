@@ -1,0 +1,136 @@
+"""The study configuration: schema, published config, presets, conda environment."""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import update_config, validate
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+PAPER_LAMBDAS = [0.01, 0.02, 0.03, 0.05, 0.1, 0.5, 10]
+
+
+def load_yaml(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.fixture()
+def study() -> dict:
+    return load_yaml(REPO / "config.yaml")
+
+
+def validated(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    validate(config, str(SCHEMA))
+    return config
+
+
+def test_published_config_is_the_papers_study(study):
+    config = validated(study)
+    assert list(config["surveys"]) == ["hits", "des", "ztf", "atlas"]
+    assert config["splits"] == 10
+    assert config["shots"] == [1, 5, 10, 20, 40]
+    assert config["lambdas"] == PAPER_LAMBDAS
+    assert config["lambda_selection"] == "per_split"
+    assert config["surveys"]["atlas"]["real_classes"] == ["kast", "streak"]
+    training = config["training"]
+    assert (training["lr"], training["momentum"], training["batch_size"]) == (0.01, 0.9, 50)
+    assert (training["epoch_size"], training["patience"], training["lr_halve_every"]) == (10000, 100, 100000)
+    assert training["val_shots"] == 10
+
+
+def test_thesis_lambda_grid_is_one_edit_away():
+    text = (REPO / "config.yaml").read_text()
+    thesis = re.search(r"#.*thesis grid: (\[.*\])", text)
+    assert thesis, "config.yaml should show the thesis grid next to the paper's"
+    edited = re.sub(r"(?m)^lambdas: \[.*\]$", f"lambdas: {thesis.group(1)}", text)
+    assert validated(yaml.safe_load(edited))["lambdas"] == [0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 10]
+
+
+def test_demo_preset_overlays_a_small_synthetic_study(study):
+    update_config(study, load_yaml(REPO / "presets" / "demo.yaml"))
+    config = validated(study)
+    assert {s["source"] for s in config["surveys"].values()} == {"synthetic"}
+    assert config["splits"] == 2
+    assert config["shots"] == [1, 5, 20]
+    assert len(config["lambdas"]) == 2
+
+
+def test_schema_fills_defaults():
+    config = validated({
+        "surveys": {"hits": {"source": "synthetic", "synthetic_size": 100},
+                    "des": {"source": "synthetic", "synthetic_size": 100}},
+        "splits": 1, "shots": [1], "lambdas": [0.1],
+    })
+    assert config["seed"] == 2023
+    assert config["lambda_selection"] == "per_split"
+    assert config["training"]["epoch_size"] == 10000
+    assert config["resources"]["mme"]["runtime"] == 60
+
+
+@pytest.mark.parametrize(
+    ("overlay", "message"),
+    [
+        ({"surveys": {"foo": {"source": "synthetic", "synthetic_size": 100}}}, r"'foo' is not one of"),
+        ({"shots": [0, 5]}, r"0 is less than the minimum of 1"),
+        ({"shots": [-5]}, r"-5 is less than the minimum of 1"),
+        ({"lambdas": []}, r"\[\] should be non-empty"),
+        ({"lambdas": [0.1, 0]}, r"0 is less than or equal to the minimum of 0"),
+        ({"splits": 0}, r"0 is less than the minimum of 1"),
+        ({"shots": [5, 5]}, r"has non-unique elements"),
+        ({"lambda_selection": "best"}, r"'best' is not one of \['per_split', 'first_split'\]"),
+        ({"surveys": {"hits": {"source": "ftp"}}}, r"'ftp' is not one of \['url', 'path', 'synthetic'\]"),
+        ({"surveys": {"hits": {"sha256": "abc"}}}, r"'abc' does not match"),
+        ({"surveys": {"des": {"source": "url"}}}, r"'url' is a required property"),
+        ({"surveys": {"des": {"source": "synthetic"}}}, r"'synthetic_size' is a required property"),
+        ({"training": {"epochs": 5}}, r"'epochs' was unexpected"),
+        ({"training": {"device": "tpu"}}, r"'tpu' is not one of"),
+        ({"pairs": ["des_hits"]}, r"'des_hits' does not match"),
+    ],
+)
+def test_bad_config_is_rejected_naming_the_key(study, overlay, message):
+    update_config(study, overlay)
+    with pytest.raises(WorkflowError, match=message) as info:
+        validate(study, str(SCHEMA))
+    key = next(iter(overlay))
+    assert f"['{key}']" in str(info.value), "the message should say where the bad value is"
+
+
+def requirement_name_and_spec(text: str) -> tuple[str, str]:
+    match = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*(\S*)\s*", text)
+    assert match, f"cannot parse requirement {text!r}"
+    return match.group(1).lower().replace("_", "-"), match.group(2)
+
+
+# conda-forge names of PyPI packages whose names differ
+CONDA_NAME = {"torch": "pytorch"}
+
+
+def test_conda_environment_matches_pyproject_dependencies():
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    env = load_yaml(REPO / "envs" / "rbda.yaml")
+    required = dict(requirement_name_and_spec(d) for d in pyproject["project"]["dependencies"])
+    required = {CONDA_NAME.get(name, name): spec for name, spec in required.items()}
+    python = pyproject["project"]["requires-python"]
+
+    conda, pip = {}, []
+    for entry in env["dependencies"]:
+        if isinstance(entry, dict):
+            pip += entry["pip"]
+            continue
+        name, spec = requirement_name_and_spec(entry.replace("=", "==", 1) if re.fullmatch(r"python=[\d.]+", entry) else entry)
+        conda[name] = spec
+    python_pin = conda.pop("python")
+    conda.pop("pip")
+
+    assert conda == required, "envs/rbda.yaml and pyproject.toml [project.dependencies] disagree"
+    version = lambda text: tuple(int(part) for part in text.lstrip("=><").split("."))  # noqa: E731
+    assert version(python_pin) >= version(python), "conda python older than requires-python"
+    assert pip == ["--no-deps", "-e .."], "the env should install this package without re-resolving its deps"
