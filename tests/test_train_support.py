@@ -17,10 +17,10 @@ import numpy as np
 SIZE = 21
 SURVEY_STYLE = {
     # psf sigma (px), noise, fraction of bogus that are dipoles (rest: hot pixels), real amplitude
-    "hits": dict(psf=1.2, noise=0.25, dipole=0.8, amplitude=3.0),
-    "des": dict(psf=2.2, noise=0.6, dipole=0.2, amplitude=2.0),
-    "ztf": dict(psf=1.6, noise=0.4, dipole=0.5, amplitude=2.5),
-    "atlas": dict(psf=2.8, noise=0.8, dipole=0.1, amplitude=2.0),
+    "hits": dict(psf=1.0, noise=0.5, dipole=1.0, amplitude=2.0),
+    "des": dict(psf=3.0, noise=0.8, dipole=0.0, amplitude=1.5),
+    "ztf": dict(psf=1.5, noise=0.6, dipole=0.5, amplitude=1.5),
+    "atlas": dict(psf=2.5, noise=1.0, dipole=0.2, amplitude=1.2),
 }
 
 
@@ -78,3 +78,15 @@ def test_generator_is_reproducible_and_normalised():
     np.testing.assert_allclose(a.mean(axis=(2, 3)), 0, atol=1e-5)
     np.testing.assert_allclose(a.std(axis=(2, 3)), 1, atol=1e-4)
     assert set(np.unique(la)) == {0, 1}
+
+
+def survey_data(name: str, n: int, seed: int, real_fraction: float = 0.5, base_seed: int = 1, split: int = 0):
+    """In-memory :class:`SurveyData` (CPU tensors) of a synthetic survey with its split."""
+    import torch
+
+    from rbda.methods.base import SurveyData
+    from rbda.splits import make_split
+
+    stamps, labels = make_survey(name, n, seed, real_fraction)
+    return SurveyData(name, torch.from_numpy(stamps), torch.from_numpy(labels.astype(np.int64)), labels,
+                      make_split(labels, name, split, base_seed))

@@ -176,7 +176,8 @@ def _load_checkpoint(path: Path, identity: dict) -> dict:
     return payload
 
 
-def _lr_at(config: TrainConfig, iteration: int) -> float:
+def learning_rate_at(config: TrainConfig, iteration: int) -> float:
+    """The study's schedule: the base rate halved every ``lr_halve_every`` iterations."""
     return config.lr * 0.5 ** (iteration // config.lr_halve_every)
 
 
@@ -235,8 +236,13 @@ def train(
     )
     prepare = (lambda x: x.contiguous(memory_format=torch.channels_last)) if config.channels_last else None
     label = f"{spec.method} {spec.source}" + (f"->{spec.target}" if spec.target else "") + f" split {spec.split}"
-    progress = Progress(config.max_epochs, label, unit="epochs", log_every=float("inf"), stream=progress_stream)
-    progress.done = state.epoch
+    if resumed_from is not None:
+        label += f" (resumed after epoch {resumed_from})"
+    # Counts epochs of this process, so that its rate and ETA are right after a resume.
+    first_epoch = state.epoch
+    progress = Progress(config.max_epochs - first_epoch, label, unit="epochs", log_every=float("inf"),
+                        stream=progress_stream)
+    status = "resumed with nothing left to train"
     stopped_by = "max_epochs"
     if state.epochs_since_best >= config.patience:
         stopped_by = "patience"
@@ -250,7 +256,7 @@ def train(
             for i in range(iterations_per_epoch):
                 if state.iteration % config.lr_halve_every == 0 or i == 0:
                     for group in optimizer.param_groups:
-                        group["lr"] = _lr_at(config, state.iteration)
+                        group["lr"] = learning_rate_at(config, state.iteration)
                 steps = method.losses(model, plan, i)
                 while True:
                     with autocast:
@@ -283,12 +289,18 @@ def train(
             started = time.monotonic()
             if checkpoint is not None and state.epoch % config.checkpoint_every_epochs == 0:
                 _save_checkpoint(checkpoint, identity, model, optimizer, generator, state)
-            progress.update(state.epoch, _status(state, train_loss, bacc),
-                            force=not progress.live and state.epoch % config.log_every_epochs == 0)
+            # live bar: every epoch (throttled by Progress); log file: one line per log_every_epochs
+            log_line_due = state.epoch % config.log_every_epochs == 0
+            status = _status(state, train_loss, bacc)
+            if progress.live or log_line_due:
+                progress.update(state.epoch - first_epoch, status, force=log_line_due)
             if on_epoch_end is not None:
                 on_epoch_end(state.epoch)
-    finally:
+    except BaseException:
         progress.close()
+        raise
+    progress.done = state.epoch - first_epoch
+    progress.close(f"{status} | stopped by {stopped_by}")
 
     state.elapsed_seconds += time.monotonic() - started
     model.load_state_dict(state.best_weights)

@@ -1,0 +1,107 @@
+"""Networks, the gradient reversal layer, the MME sign convention, model files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rbda.errors import InputFileError
+from rbda.methods.mme import adversarial_entropy_loss, prediction_entropy
+from rbda.models import (Backbone, GradientReversal, PrototypeHead, StampClassifier, load_model_file,
+                         model_from_payload, save_model_file)
+
+
+def test_shapes_of_backbone_and_heads():
+    x = torch.randn(7, 3, 21, 21)
+    assert Backbone()(x).shape == (7, 100)
+    for kind in ("linear", "prototype"):
+        assert StampClassifier(kind)(x).shape == (7, 2)
+    conv_out = Backbone().conv(x)
+    assert conv_out.shape == (7, 50, 2, 2)  # 200 features into the first linear layer
+
+
+def test_prototype_head_is_a_scaled_cosine_similarity_without_bias():
+    head = PrototypeHead()
+    assert head.prototypes.bias is None and head.temperature == 0.05
+    f = torch.randn(5, 100)
+    # invariant to the feature's norm, bounded by |w| / T
+    torch.testing.assert_close(head(f), head(3.0 * f))
+    bound = head.prototypes.weight.norm(dim=1) / 0.05
+    assert torch.all(head(f).abs() <= bound + 1e-4)
+
+
+@pytest.mark.parametrize("coefficient", [1.0, 0.25])
+def test_gradient_reversal_is_identity_forward_and_negates_scaled_gradient(coefficient):
+    layer = GradientReversal(coefficient)
+    x = torch.randn(4, 6, requires_grad=True)
+    upstream = torch.randn(4, 6)
+    y = layer(x)
+    assert torch.equal(y, x)
+    y.backward(upstream)
+    torch.testing.assert_close(x.grad, -coefficient * upstream)
+
+
+def _grads(loss, params):
+    return torch.autograd.grad(loss, params, retain_graph=True)
+
+
+def test_mme_loss_gradient_signs_head_maximises_extractor_minimises_entropy():
+    torch.manual_seed(0)
+    model = StampClassifier("prototype").eval()  # fixed forward (no dropout, running BN stats)
+    x = torch.randn(16, 3, 21, 21)
+    lam = 0.3
+    head, backbone = list(model.head.parameters()), list(model.backbone.parameters())
+    entropy = prediction_entropy(model(x))
+    dh_head, dh_backbone = _grads(entropy, head), _grads(entropy, backbone)
+    loss = adversarial_entropy_loss(model, x, lam)
+    dl_head, dl_backbone = _grads(loss, head), _grads(loss, backbone)
+    # descent on the loss = ascent on H for the head ...
+    for g_loss, g_h in zip(dl_head, dh_head):
+        torch.testing.assert_close(g_loss, -lam * g_h)
+    # ... and descent on H for the feature extractor (through the reversal layer)
+    for g_loss, g_h in zip(dl_backbone, dh_backbone):
+        torch.testing.assert_close(g_loss, lam * g_h)
+
+
+def test_one_mme_entropy_step_raises_entropy_via_head_and_lowers_it_via_extractor():
+    torch.manual_seed(1)
+    model = StampClassifier("prototype").eval()
+    x = torch.randn(32, 3, 21, 21)
+
+    def entropy_after_step(part: torch.nn.Module) -> tuple[float, float]:
+        trial = StampClassifier("prototype").eval()
+        trial.load_state_dict(model.state_dict())
+        before = prediction_entropy(trial(x)).item()
+        optimizer = torch.optim.SGD(getattr(trial, part).parameters(), lr=1e-3)
+        optimizer.zero_grad()
+        adversarial_entropy_loss(trial, x, lam=1.0).backward()
+        optimizer.step()
+        return before, prediction_entropy(trial(x)).item()
+
+    before, after_head = entropy_after_step("head")
+    assert after_head > before
+    before, after_backbone = entropy_after_step("backbone")
+    assert after_backbone < before
+
+
+def test_prediction_entropy_bounds():
+    assert prediction_entropy(torch.zeros(3, 2)).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
+    assert prediction_entropy(torch.tensor([[50.0, -50.0]])).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_model_file_round_trip_and_errors(tmp_path):
+    model = StampClassifier("linear").eval()
+    path = tmp_path / "m.pt"
+    save_model_file(path, model, {"method": "baseline", "source": "des"})
+    payload = load_model_file(path, expect_head="linear")
+    assert payload["facts"]["source"] == "des"
+    x = torch.randn(3, 3, 21, 21)
+    torch.testing.assert_close(model_from_payload(payload).eval()(x), model(x))
+    with pytest.raises(InputFileError, match="'prototype' head .* it has a 'linear' head"):
+        load_model_file(path, expect_head="prototype")
+    with pytest.raises(InputFileError, match="not found"):
+        load_model_file(tmp_path / "absent.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(InputFileError, match="junk.pt"):
+        load_model_file(junk)

@@ -1,0 +1,152 @@
+"""The training loop: learning, determinism, early stopping, resume, divergence."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from rbda.errors import InputFileError, RbdaError, SettingError
+from rbda.methods import method_class
+from rbda.methods.base import RunSpec
+from rbda.train import TrainConfig, configure_torch, evaluate_method, learning_rate_at, train
+from test_train_support import survey_data
+
+SHORT = TrainConfig(epoch_size=500, max_epochs=4, patience=10)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def deterministic_single_thread():
+    configure_torch(threads=1, deterministic=True)
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+@pytest.fixture(scope="module")
+def surveys():
+    return {"des": survey_data("des", 800, 1), "hits": survey_data("hits", 800, 2)}
+
+
+def _baseline(surveys):
+    return method_class("baseline")(RunSpec("baseline", "des", None, 0, seed=4), surveys)
+
+
+def _fit(method, config=SHORT, **kwargs):
+    return train(method, config, progress_stream=io.StringIO(), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def baseline_state(surveys):
+    return _fit(_baseline(surveys)).model.state_dict()
+
+
+def _numbers(result, method):
+    return result.state.history, evaluate_method(method, result.model)
+
+
+def test_baseline_learns_its_survey(surveys):
+    method = _baseline(surveys)
+    result = _fit(method)
+    own = evaluate_method(method, result.model)[0]
+    assert own["survey"] == "des" and own["bacc"] > 0.9
+    assert result.state.iteration == 4 * 10  # ceil(500 / 50) iterations per epoch
+    assert result.stopped_by == "max_epochs"
+
+
+def test_same_seed_same_numbers(surveys):
+    m1, m2 = _baseline(surveys), _baseline(surveys)
+    assert _numbers(_fit(m1), m1) == _numbers(_fit(m2), m2)
+
+
+def test_early_stopping_keeps_the_best_epoch(surveys):
+    config = TrainConfig(epoch_size=100, max_epochs=50, patience=2)
+    result = _fit(_baseline(surveys), config)
+    history = result.state.history
+    assert result.stopped_by == "patience"
+    best = max(h["val_bacc"] for h in history)
+    assert result.state.best_bacc == best
+    first_best = next(h["epoch"] for h in history if h["val_bacc"] == best)
+    assert result.state.best_epoch == first_best
+    assert result.state.epoch == first_best + 2 < 50
+
+
+def test_learning_rate_is_halved_every_n_iterations():
+    config = TrainConfig(lr=0.01, lr_halve_every=100)
+    assert [learning_rate_at(config, i) for i in (0, 99, 100, 250)] == [0.01, 0.01, 0.005, 0.0025]
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_after(epoch):
+    def hook(done):
+        if done == epoch:
+            raise _Interrupt
+
+    return hook
+
+
+@pytest.mark.parametrize("method_name", ["baseline", "mme"])
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, surveys, baseline_state, method_name):
+    def make():
+        if method_name == "baseline":
+            return _baseline(surveys)
+        return method_class("mme")(RunSpec("mme", "des", "hits", 0, seed=4, shots=5, lam=0.1), surveys)
+
+    init = None if method_name == "baseline" else baseline_state
+    config = TrainConfig(epoch_size=300, max_epochs=5, patience=10, checkpoint_every_epochs=2)
+    m = make()
+    uninterrupted = _numbers(_fit(m, config, init_state=init), m)
+
+    checkpoint = tmp_path / "run.ckpt"
+    with pytest.raises(_Interrupt):
+        _fit(make(), config, init_state=init, checkpoint=checkpoint, on_epoch_end=_interrupt_after(3))
+    assert checkpoint.exists()  # written after epoch 2
+    m = make()
+    resumed = _fit(m, config, init_state=init, checkpoint=checkpoint)
+    assert resumed.resumed_from_epoch == 2
+    assert _numbers(resumed, m) == uninterrupted
+
+
+def test_checkpoint_of_other_arguments_is_refused(tmp_path, surveys):
+    checkpoint = tmp_path / "run.ckpt"
+    config = TrainConfig(epoch_size=100, max_epochs=3, patience=10)
+    with pytest.raises(_Interrupt):
+        _fit(_baseline(surveys), config, checkpoint=checkpoint, on_epoch_end=_interrupt_after(1))
+    other = TrainConfig(epoch_size=100, max_epochs=3, patience=10, lr=0.02)
+    with pytest.raises(InputFileError, match="other arguments .*lr: checkpoint 0.01, now 0.02"):
+        _fit(_baseline(surveys), other, checkpoint=checkpoint)
+
+
+def test_nan_loss_stops_with_an_error_and_no_checkpoint(tmp_path):
+    broken = survey_data("des", 400, 5)
+    broken.stamps[broken.split.train[:200]] = float("nan")
+    checkpoint = tmp_path / "run.ckpt"
+    method = method_class("baseline")(RunSpec("baseline", "des", None, 0, seed=4), {"des": broken})
+    with pytest.raises(RbdaError, match="training diverged: the mean loss of epoch 1 is nan"):
+        _fit(method, TrainConfig(epoch_size=500, max_epochs=3), checkpoint=checkpoint)
+    assert not checkpoint.exists()
+
+
+@pytest.mark.parametrize("field, value", [("epoch_size", 0), ("patience", -1), ("lr", 0.0), ("momentum", 1.0)])
+def test_bad_training_settings_are_named(field, value):
+    with pytest.raises(SettingError, match=field):
+        TrainConfig(**{field: value}).check()
+
+
+def test_progress_writes_one_line_per_n_epochs_in_a_log(surveys):
+    log = io.StringIO()
+    train(_baseline(surveys), TrainConfig(epoch_size=50, max_epochs=4, patience=10, log_every_epochs=2),
+          progress_stream=log)
+    lines = log.getvalue().splitlines()
+    assert [line.split(":")[1].split()[0] for line in lines] == ["2/4", "4/4", "4/4"]
+    assert "val BACC" in lines[0] and "best" in lines[0] and "ETA" in lines[0]
+    assert lines[-1].endswith("stopped by max_epochs")
+
+
+def test_channels_last_and_bf16_options_train(surveys):
+    config = TrainConfig(epoch_size=100, max_epochs=1, channels_last=True, bf16=True)
+    result = _fit(_baseline(surveys), config)
+    assert result.state.epoch == 1
