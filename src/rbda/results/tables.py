@@ -350,7 +350,7 @@ def to_markdown(frame: pd.DataFrame, index: bool = False) -> str:
     """A GitHub-flavoured Markdown table (no extra dependency)."""
     if index:
         frame = frame.reset_index()
-    header = [str(c) for c in frame.columns]
+    header = [_markdown_cell(str(c)) for c in frame.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in frame.itertuples(index=False):
         lines.append("| " + " | ".join(_markdown_cell(v) for v in row) + " |")

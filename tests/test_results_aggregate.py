@@ -1,0 +1,133 @@
+"""rbda aggregate end to end on a fabricated study (3 surveys, 2 splits)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from results_helpers import fabricate_study
+
+from rbda.cli import main
+from rbda.errors import SettingError
+from rbda.results.outputs import expected_outputs
+
+SURVEYS = ["hits", "des", "atlas"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("study")
+    return fabricate_study(root, SURVEYS, splits=2, shots=[1, 5], lambdas=[0.1, 1.0])
+
+
+@pytest.fixture(scope="module")
+def aggregated(study, tmp_path_factory) -> Path:
+    runs_list, config = study
+    out = tmp_path_factory.mktemp("out")
+    assert main(["aggregate", "--runs-list", str(runs_list), "--config", str(config),
+                 "--out-dir", str(out)]) == 0
+    return out
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_outputs_are_exactly_the_expected_ones(aggregated):
+    assert files_under(aggregated) == sorted(expected_outputs(SURVEYS))
+
+
+def test_expected_outputs_depend_on_surveys_only():
+    three = expected_outputs(SURVEYS)
+    four = expected_outputs(SURVEYS + ["ztf"])
+    assert len(four) - len(three) == 2 * (12 - 6)  # csv + md per extra pair
+    assert "tables/pairs/des-to-hits.md" in three and "report.html" in three
+    with pytest.raises(SettingError):
+        expected_outputs(["hits"])
+
+
+def test_tables_agree_with_the_run_files(aggregated, study):
+    runs_list, _ = study
+    runs = [json.loads(Path(p).read_text()) for p in runs_list.read_text().split()]
+    on_target = [e["bacc"] for r in runs if r["method"] == "baseline" and r["source"] == "des"
+                 for e in r["evaluations"] if e["survey"] == "hits"]
+    baseline = pd.read_csv(aggregated / "tables/baseline.csv")
+    cell = baseline[(baseline.trained_on == "des") & (baseline.tested_on == "hits")].iloc[0]
+    assert cell["mean"] == pytest.approx(sum(on_target) / 2, abs=1e-6)
+    assert cell["n_splits"] == 2
+    methods = pd.read_csv(aggregated / "tables/methods_by_shots.csv")
+    assert set(methods["method"]) == {"finetune", "mme"}
+    assert len(methods) == 6 * 2 * 2 * 2  # pairs x methods x shots x domains
+
+
+def test_statistics_are_explained_where_weak(aggregated):
+    tests = pd.read_csv(aggregated / "stats/mme_vs_finetune.csv")
+    wilcoxon = tests[tests["test"] == "wilcoxon"]
+    assert wilcoxon["note"].str.contains("smallest attainable p is 0.5").all()
+    assert tests["p"].notna().all()
+    assert set(tests["family"]) == {"mme_vs_finetune/welch", "mme_vs_finetune/wilcoxon"}
+    assert len(tests) == 6 * 2 * 2 * 2  # pairs x shots x domains x tests
+
+
+def test_report_is_self_contained_with_every_figure(aggregated):
+    html = (aggregated / "report.html").read_text()
+    sources = re.findall(r'<img src="([^"]+)"', html)
+    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert not re.search(r'(src|href)="(?!data:|#)', html)  # no external resources
+    for needle in ("How to read", "meaningful <b>only when this study ran on the real surveys",
+                   "2.13.0", "per_split", "DES→HiTS"):
+        assert needle in html
+
+
+def test_missing_baseline_fails_cleanly_without_output(study, tmp_path, capsys):
+    runs_list, config = study
+    kept = [p for p in runs_list.read_text().split() if "/baseline/des/" not in p]
+    listing = tmp_path / "runs.txt"
+    listing.write_text("\n".join(kept) + "\n")
+    out = tmp_path / "out"
+    assert main(["aggregate", "--runs-list", str(listing), "--config", str(config),
+                 "--out-dir", str(out)]) == 2
+    assert "no baseline run trained on 'des'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_duplicate_run_fails_naming_both_files(study, tmp_path, capsys):
+    runs_list, config = study
+    paths = runs_list.read_text().split()
+    copy = tmp_path / "copy.json"
+    shutil.copy(paths[0], copy)
+    listing = tmp_path / "runs.txt"
+    listing.write_text("\n".join(paths + [str(copy)]) + "\n")
+    assert main(["aggregate", "--runs-list", str(listing), "--config", str(config),
+                 "--out-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert str(copy) in err and paths[0] in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_failure_while_writing_leaves_no_partial_output(study, tmp_path, monkeypatch):
+    from rbda.results import figures
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("figure failed")
+
+    monkeypatch.setattr(figures, "lambda_curves", broken)
+    runs_list, config = study
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="figure failed"):
+        main(["aggregate", "--runs-list", str(runs_list), "--config", str(config), "--out-dir", str(out)])
+    assert files_under(out) == []
+    assert list(out.iterdir()) == []  # the staging folder is gone too
+
+
+def test_config_surveys_from_workflow_effective_config(study, tmp_path, capsys):
+    runs_list, _ = study
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"config": {"x": 1}, "study": {"surveys": ["hits"]}}))
+    assert main(["aggregate", "--runs-list", str(runs_list), "--config", str(config),
+                 "--out-dir", str(tmp_path / "out")]) == 2
+    assert "study.surveys" in capsys.readouterr().err

@@ -1,0 +1,146 @@
+"""Tables on hand-made runs with known answers: means, stds, shots to beat, winners."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from results_helpers import adapted_run, baseline_run
+
+from rbda.errors import RbdaError
+from rbda.results import stats, tables
+from rbda.results.runs import validate_run
+
+SURVEYS = ["des", "hits"]
+
+
+def runs_from(dicts):
+    return [validate_run(d, Path(f"run-{i}.json")) for i, d in enumerate(dicts)]
+
+
+def baselines(des_on_hits=(0.70, 0.72, 0.74)):
+    out = []
+    for k, value in enumerate(des_on_hits):
+        out.append(baseline_run("des", k, {"des": 0.95, "hits": value}))
+        out.append(baseline_run("hits", k, {"hits": 0.97, "des": 0.60}))
+    return out
+
+
+def study(ft_target: dict[int, list[float]], mme_target: dict[int, list[float]], **kw):
+    dicts = baselines(**kw)
+    for method, curve in (("finetune", ft_target), ("mme", mme_target)):
+        for shots, values in curve.items():
+            for k, value in enumerate(values):
+                run = adapted_run(method, "des", "hits", k, shots, 0.8, value,
+                                  lam=0.1 if method == "mme" else None)
+                if method == "mme":
+                    run["selection"] = {"rule": "per_split", "chosen_lambda": 0.1,
+                                        "candidates": [{"lambda": 0.1, "val_bacc": 0.9}]}
+                dicts.append(run)
+    runs = runs_from(dicts)
+    evaluations = tables.tidy_evaluations(runs)
+    base = tables.baseline_scores(evaluations)
+    scores = tables.method_scores(evaluations)
+    return base, scores
+
+
+def test_baseline_table_mean_and_sample_std():
+    base, _ = study({}, {})
+    table = tables.baseline_table(base, SURVEYS)
+    cell = table[(table.trained_on == "des") & (table.tested_on == "hits")].iloc[0]
+    assert cell["mean"] == pytest.approx(0.72)
+    assert cell["std"] == pytest.approx(0.02)  # ddof=1 of 0.70, 0.72, 0.74
+    assert cell["n_splits"] == 3
+    assert table[["trained_on", "tested_on"]].values.tolist() == [
+        ["des", "des"], ["des", "hits"], ["hits", "des"], ["hits", "hits"]]
+    matrix = tables.baseline_matrix(table, SURVEYS)
+    assert matrix.loc["DES", "HiTS"] == "0.720 ± 0.020"
+    assert matrix.loc["HiTS", "HiTS"] == "0.970 ± 0.000"
+
+
+def test_single_split_has_no_std_and_says_so():
+    assert tables.format_mean_std(0.9, math.nan, 1) == "0.900 (1 split)"
+    assert tables.format_mean_std(math.nan, math.nan, 0) == "–"
+
+
+def _shots(ft, mme, **kw):
+    base, scores = study(ft, mme, **kw)
+    baseline = tables.baseline_table(base, SURVEYS)
+    methods = tables.methods_table(scores)
+    versus = stats.compare_with_baseline(scores, base)
+    return tables.shots_to_beat(methods, baseline, versus, [("des", "hits")]).set_index("method")
+
+
+def test_shots_to_beat_mean_rule_and_never():
+    # baseline DES on HiTS: mean 0.72
+    ft = {1: [0.70, 0.71, 0.72], 5: [0.71, 0.73, 0.74], 20: [0.90, 0.91, 0.92]}   # 5: mean 0.7267 > 0.72
+    mme = {1: [0.60, 0.61, 0.62], 5: [0.70, 0.71, 0.72], 20: [0.71, 0.72, 0.73]}  # 20: mean 0.72, not >
+    table = _shots(ft, mme)
+    assert table.loc["finetune", "shots_to_beat"] == 5
+    assert table.loc["mme", "shots_to_beat"] == tables.NEVER
+    assert table.loc["mme", "shots_to_beat_significant"] == tables.NEVER
+    # at 5 shots FT's gain is tiny (not significant); at 20 it is large
+    assert table.loc["finetune", "shots_to_beat_significant"] == 20
+    assert table.loc["finetune", "baseline_target_mean"] == pytest.approx(0.72)
+    assert table.loc["finetune", "shots_tested"] == "1 5 20"
+
+
+def test_shots_to_beat_with_one_split_is_not_testable():
+    table = _shots({1: [0.9]}, {1: [0.5]}, des_on_hits=(0.7,))
+    assert table.loc["finetune", "shots_to_beat"] == 1
+    assert table.loc["finetune", "shots_to_beat_significant"] == tables.NOT_TESTABLE
+    assert "fewer than 2 splits" in table.loc["finetune", "note"]
+    assert table.loc["mme", "shots_to_beat"] == tables.NEVER
+
+
+def test_methods_table_by_domain():
+    _, scores = study({5: [0.8, 0.9]}, {5: [0.85, 0.87]})
+    methods = tables.methods_table(scores).set_index(["method", "domain", "shots"])
+    assert methods.loc[("finetune", "target", 5), "mean"] == pytest.approx(0.85)
+    assert methods.loc[("finetune", "target", 5), "std"] == pytest.approx(math.sqrt(0.005))
+    assert methods.loc[("mme", "source", 5), "mean"] == pytest.approx(0.8)
+
+
+def test_winner_from():
+    assert tables.winner_from([1, 5, 10], ["FT", "MME", "MME"]) == "MME from 5 shots"
+    assert tables.winner_from([1, 5], ["MME", "MME"]) == "MME from 1 shot"
+    assert tables.winner_from([1, 5], ["MME", "tie"]) == "tie at 5 shots"
+    assert tables.winner_from([], []) == "–"
+
+
+def test_winners_table_counts_and_direction():
+    ft = {1: [0.70, 0.71, 0.72], 5: [0.80, 0.81, 0.82]}
+    mme = {1: [0.75, 0.76, 0.77], 5: [0.78, 0.79, 0.80]}
+    _, scores = study(ft, mme)
+    methods = tables.methods_table(scores)
+    versus = stats.compare_mme_with_finetune(scores)
+    winners = tables.winners_table(methods, versus).set_index("domain")
+    assert winners.loc["target", "winner_by_shots"] == "1:MME 5:FT"
+    assert winners.loc["target", "mme_wins"] == "1/2"
+    assert winners.loc["target", "wins_from"] == "FT from 5 shots"
+    assert winners.loc["source", "winner_by_shots"] == "1:tie 5:tie"
+
+
+def test_missing_baseline_for_a_pair_is_an_error():
+    dicts = [baseline_run("hits", 0, {"hits": 0.97, "des": 0.6})]
+    dicts += [adapted_run("finetune", "des", "hits", 0, 5, 0.8, 0.8)]
+    runs = runs_from(dicts)
+    evaluations = tables.tidy_evaluations(runs)
+    with pytest.raises(RbdaError, match="no baseline run trained on 'des'"):
+        tables.check_study(tables.baseline_scores(evaluations), tables.method_scores(evaluations), SURVEYS)
+
+
+def test_baseline_split_missing_for_pair_runs_is_an_error():
+    dicts = baselines(des_on_hits=(0.7,))
+    dicts += [adapted_run("finetune", "des", "hits", 1, 5, 0.8, 0.8)]
+    evaluations = tables.tidy_evaluations(runs_from(dicts))
+    with pytest.raises(RbdaError, match=r"des-to-hits has FT/MME runs for split\(s\) \[1\]"):
+        tables.check_study(tables.baseline_scores(evaluations), tables.method_scores(evaluations), SURVEYS)
+
+
+def test_markdown_escapes_pipes_and_formats_floats():
+    md = tables.to_markdown(pd.DataFrame({"a|b": ["x|y"], "v": [0.123456]}))
+    assert md.splitlines()[0] == "| a\\|b | v |"
+    assert "x\\|y" in md and "0.1235" in md
