@@ -121,8 +121,9 @@ def normalise_and_fill(pixels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarra
     pixels -= mean
     if any_invalid:
         np.copyto(pixels, 0.0, where=~valid)
-    var = np.einsum("ncp,ncp->nc", pixels, pixels)[..., None] / count
-    std = np.sqrt(var)
+    # float64 accumulation: squares of large (but valid) float32 values must not overflow.
+    var = np.einsum("ncp,ncp->nc", pixels, pixels, dtype=np.float64)[..., None] / count
+    std = np.sqrt(var).astype(np.float32)
     # Constant channel: every valid value equals the first valid one. Its
     # rounding-level variance must not be blown up to +-1 by the division.
     constant = _constant_channels(pixels, valid, std, mean)

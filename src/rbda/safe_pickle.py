@@ -124,7 +124,7 @@ def _restricted_unpickler(source: BinaryIO, path: Path, encoding: str) -> pickle
     class RestrictedUnpickler(base):  # type: ignore[misc, valid-type]
         def find_class(self, module: str, name: str) -> Any:
             if _python3_name(module, name) not in ALLOWED_GLOBALS:
-                raise RefusedPickleGlobal(path, module, name)
+                raise RefusedPickleGlobal(path, *_python3_name(module, name))
             return super().find_class(module, name)
 
     return RestrictedUnpickler(source, encoding=encoding)
@@ -144,8 +144,7 @@ def load_pickle(path: str | Path, encoding: str = "latin1") -> Any:
         raise
     except FileNotFoundError:
         raise InputFileError(path, "file does not exist") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, UnicodeDecodeError, ImportError) as exc:
+    except Exception as exc:  # noqa: BLE001 - corrupt pickles raise many types (struct.error, ...)
         raise InputFileError(
             path, f"a complete pickle file (it is empty, truncated or corrupt: {exc.__class__.__name__}: {exc})"
         ) from None

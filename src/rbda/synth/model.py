@@ -54,9 +54,9 @@ SPECS: dict[str, SurveySpec] = {
     "des": SurveySpec(
         "des", size=51, psf_sigma=2.3, sky=1500.0, noise=40.0, template_noise=25.0,
         classes={"0": (1, 0.505, {"transient": 1.0}),
-                 "1": (0, 0.495, {"cosmic_ray": 0.15, "dipole": 0.3, "psf_mismatch": 0.25,
-                                  "bad_column": 0.1, "faint_blob": 0.2})},
-        host_probability=0.75, star_density=1.5, snr_range=(4.0, 80.0), eight_bit=True,
+                 "1": (0, 0.495, {"cosmic_ray": 0.15, "dipole": 0.25, "psf_mismatch": 0.2,
+                                  "bad_column": 0.1, "faint_blob": 0.3})},
+        host_probability=0.75, star_density=1.5, snr_range=(3.0, 60.0), eight_bit=True,
     ),
     "ztf": SurveySpec(
         "ztf", size=63, psf_sigma=1.1, sky=150.0, noise=12.0, template_noise=5.0,
@@ -69,9 +69,9 @@ SPECS: dict[str, SurveySpec] = {
     ),
     "atlas": SurveySpec(
         "atlas", size=61, psf_sigma=1.5, sky=800.0, noise=30.0, template_noise=8.0,
-        classes={"burn": (0, 0.136, {"burn": 1.0}), "cr": (0, 0.136, {"cosmic_ray": 1.0}),
-                 "kast": (1, 0.136, {"asteroid": 1.0}), "noise": (0, 0.136, {"faint_blob": 1.0}),
-                 "spike": (0, 0.136, {"spike": 1.0}), "streak": (1, 0.184, {"streak": 1.0})},
+        classes={"burn": (0, 0.17, {"burn": 1.0}), "cr": (0, 0.17, {"cosmic_ray": 1.0}),
+                 "kast": (1, 0.136, {"asteroid": 1.0}), "noise": (0, 0.17, {"faint_blob": 1.0}),
+                 "spike": (0, 0.17, {"spike": 1.0}), "streak": (1, 0.184, {"streak": 1.0})},
         host_probability=0.0, star_density=1.0, snr_range=(4.0, 50.0),
     ),
 }
