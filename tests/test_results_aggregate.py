@@ -83,6 +83,15 @@ def test_report_is_self_contained_with_every_figure(aggregated):
         assert needle in html
 
 
+def test_synthetic_surveys_are_flagged_in_the_comparison_with_the_paper():
+    from rbda.results.aggregate import synthetic_surveys
+
+    effective = {"config": {"surveys": {"hits": {"source": "synthetic"}, "des": {"source": "download"}}},
+                 "study": {"surveys": ["hits", "des"]}}
+    assert synthetic_surveys(effective) == ["hits"]
+    assert synthetic_surveys({"surveys": ["hits", "des"]}) == []
+
+
 def test_missing_baseline_fails_cleanly_without_output(study, tmp_path, capsys):
     runs_list, config = study
     kept = [p for p in runs_list.read_text().split() if "/baseline/des/" not in p]

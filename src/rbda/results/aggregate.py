@@ -16,6 +16,7 @@ no partial set of outputs behind.
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import logging
 import os
@@ -60,6 +61,17 @@ def read_config(path: str | Path) -> tuple[dict, list[str]]:
         raise InputFileError(path, "a list (or mapping) of at least two distinct survey names",
                              where=where)
     return config, names
+
+
+def synthetic_surveys(config: dict) -> list[str]:
+    """Surveys the configuration marks as synthetic (``surveys.<name>.source: synthetic``,
+    at the top level or under ``config`` in the workflow's effective config)."""
+    inner = config.get("config") if isinstance(config.get("config"), dict) else config
+    surveys = inner.get("surveys")
+    if not isinstance(surveys, dict):
+        return []
+    return [name for name, settings in surveys.items()
+            if isinstance(settings, dict) and settings.get("source") == "synthetic"]
 
 
 @dataclass
@@ -212,6 +224,11 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
         lambdas.paragraph("No per-λ MME runs were given, so there is no λ table.")
 
     paper = ReportSection("Against the paper", "published")
+    synthetic = synthetic_surveys(config)
+    if synthetic:
+        paper.paragraph(f"<b>This study used synthetic data</b> for {html.escape(', '.join(synthetic))} "
+                        "(configuration: <code>source: synthetic</code>): the comparison below is "
+                        "<b>not meaningful</b>; it only shows the layout.", css="warning")
     paper.paragraph("The published numbers come from the <b>real</b> HiTS, DES, ATLAS and ZTF data "
                     "(10 splits). The side-by-side below is meaningful <b>only when this study ran on "
                     "the real surveys</b>; on synthetic data the survey names are shared but the data "

@@ -89,9 +89,8 @@ def check_study(baseline: pd.DataFrame, scores: pd.DataFrame, surveys: list[str]
             raise RbdaError(f"the runs list has no baseline run trained on {source!r}")
         for tested_on in surveys:
             if not (trained["tested_on"] == tested_on).any():
-                paths = "baseline runs of " + repr(source)
-                raise RbdaError(f"{paths} have no test evaluation on {tested_on!r}; "
-                                "every baseline is evaluated on all configured surveys")
+                raise RbdaError(f"the baseline runs trained on {source!r} have no test evaluation "
+                                f"on {tested_on!r}; every baseline is evaluated on all configured surveys")
     for (source, target), group in scores.groupby(["source", "target"]):
         if source not in surveys or target not in surveys:
             raise RbdaError(f"runs for the pair {pair_name(source, target)} involve a survey not in "
