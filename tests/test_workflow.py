@@ -1,0 +1,300 @@
+"""The Snakemake workflow: planning (dry runs), lint, the demo study, incremental re-runs.
+
+Every test runs Snakemake on a copy of the workflow in a temporary folder, so
+no test reads or writes the checkout's results/. The dry runs need neither
+data nor network. The demo tests (marked slow) run the whole demo study once
+(``presets/demo.yaml``, a few minutes on 2 cores), with its own copy of the
+package source on PYTHONPATH so that a test can edit the report code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rbda.results.outputs import expected_outputs
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow", "presets", "envs", "profiles/local")
+DEMO = ("--configfile", "config.yaml", "presets/demo.yaml")
+SURVEYS = ["hits", "des", "ztf", "atlas"]
+
+
+def copy_workflow(dest: Path) -> Path:
+    for name in WORKFLOW_FILES:
+        source, target = REPO / name, dest / name
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True,
+    )
+
+
+def planned_jobs(workdir: Path, *args: str, pythonpath: Path | None = None) -> dict[str, int]:
+    """Jobs per rule of a dry run (the "Job stats" table); {} when there is nothing to do."""
+    result = snakemake(workdir, "--dry-run", *args, pythonpath=pythonpath)
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    if "Nothing to be done" in output:
+        return {}
+    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        rule, count = line.split()
+        counts[rule] = int(count)
+    assert counts.pop("total") == sum(counts.values())
+    return counts
+
+
+def write_overlay(workdir: Path, name: str, overlay: dict) -> str:
+    path = workdir / "presets" / name
+    path.write_text(yaml.safe_dump(overlay))
+    return str(path.relative_to(workdir))
+
+
+@pytest.fixture()
+def workflow(tmp_path: Path) -> Path:
+    return copy_workflow(tmp_path / "study")
+
+
+# ---------------------------------------------------------------- planning
+
+
+def test_published_study_plans_the_papers_jobs(workflow):
+    config = yaml.safe_load((workflow / "config.yaml").read_text())
+    n_lambdas = len(config["lambdas"])
+    assert planned_jobs(workflow) == {
+        # HiTS is downloaded; DES, ZTF, ATLAS are local paths (checked at run time, not planning)
+        "download_survey": 1,
+        "register_local_survey": 3,
+        "preprocess_survey": 4,
+        "split_survey": 4 * 10,
+        "train_baseline": 4 * 10,
+        "train_finetune": 12 * 5 * 10,
+        "train_mme": 12 * 5 * 10 * n_lambdas,
+        "select_lambda": 12 * 5 * 10,
+        "aggregation_inputs": 1,
+        "aggregate": 1,
+        "all": 1,
+    }
+    assert 12 * 5 * 10 * n_lambdas == 4200
+
+
+def test_demo_preset_plans_the_same_rules_smaller(workflow):
+    assert planned_jobs(workflow, *DEMO) == {
+        "synthesize_survey": 4,
+        "preprocess_survey": 4,
+        "split_survey": 4 * 2,
+        "train_baseline": 4 * 2,
+        "train_finetune": 12 * 3 * 2,
+        "train_mme": 12 * 3 * 2 * 2,
+        "select_lambda": 12 * 3 * 2,
+        "aggregation_inputs": 1,
+        "aggregate": 1,
+        "all": 1,
+    }
+
+
+def dry_run_commands(workdir: Path, *args: str) -> list[str]:
+    """The shell commands a dry run would execute."""
+    result = snakemake(workdir, "--dry-run", "--printshellcmds", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    prefix = "Shell command: "
+    return [line.removeprefix(prefix) for line in (result.stdout + result.stderr).splitlines()
+            if line.startswith(prefix)]
+
+
+def test_first_split_rule_selects_lambda_with_the_first_splits_runs(workflow):
+    overlay = write_overlay(workflow, "thesis.yaml", {"lambda_selection": "first_split"})
+    target = "results/runs/mme-selected/des-to-hits/shots-5/split-3.json"
+    commands = dry_run_commands(workflow, "--configfile", "config.yaml", overlay, "--", target)
+    select = next(line for line in commands if line.startswith("rbda select-lambda"))
+    runs = select.split("--runs ", 1)[1].split(" --rule", 1)[0].split()
+    reference = select.split("--reference-runs ", 1)[1].split(" --output", 1)[0].split()
+    assert runs == [f"results/runs/mme/des-to-hits/shots-5/lambda-{lam}/split-3.json"
+                    for lam in ("0.01", "0.02", "0.03", "0.05", "0.1", "0.5", "10")]
+    assert reference == [path.replace("split-3", "split-0") for path in runs]
+    assert "--rule first_split" in select
+
+
+def test_per_split_rule_uses_only_its_own_split(workflow):
+    target = "results/runs/mme-selected/des-to-hits/shots-5/split-3.json"
+    commands = dry_run_commands(workflow, "--", target)
+    select = next(line for line in commands if line.startswith("rbda select-lambda"))
+    assert "--reference-runs" not in select and "--rule per_split" in select
+    assert "split-0" not in select
+
+
+def test_training_commands_use_one_thread_and_the_configured_options(workflow):
+    target = "results/runs/mme/atlas-to-ztf/shots-40/lambda-0.5/split-9.json"
+    overlay = write_overlay(workflow, "gpu.yaml", {"training": {"device": "cuda", "epoch_size": 500}})
+    commands = dry_run_commands(workflow, "--configfile", "config.yaml", overlay, "--", target)
+    train = [line for line in commands if line.startswith("rbda train")]
+    methods = [re.search(r"--method (\w+)", line).group(1) for line in train]
+    assert methods == ["baseline", "mme"]  # the MME run and the baseline it starts from
+    mme = train[1]
+    for option in ("--source atlas", "--target ztf", "--shots 40", "--lambda 0.5", "--split 9",
+                   "--threads 1", "--device cuda", "--epoch-size 500", "--seed 2023",
+                   "--init-model results/models/baseline/atlas/split-9.pt",
+                   "--data atlas=results/data/atlas.parquet:results/splits/atlas/split-9.npz",
+                   "--data ztf=results/data/ztf.parquet:results/splits/ztf/split-9.npz"):
+        assert option in mme, option
+    baseline_data = re.findall(r"--data (\w+)=", train[0])
+    assert baseline_data == SURVEYS  # a baseline is evaluated on every survey
+
+
+def test_training_rules_declare_resources_that_grow_with_attempts(workflow):
+    overlay = write_overlay(workflow, "gpu.yaml", {"training": {"device": "cuda"}})
+    result = snakemake(workflow, "--dry-run", "--configfile", "config.yaml", overlay, "--",
+                       "results/runs/finetune/des-to-hits/shots-1/split-0.json")
+    assert result.returncode == 0, result.stderr
+    jobs = result.stdout.split("\nrule ")
+    finetune = next(job for job in jobs if job.startswith("train_finetune:"))
+    resources = re.search(r"resources: (.*)", finetune).group(1)
+    assert "gpu=1" in resources and "mem_mb=4000" in resources and "runtime=120" in resources
+    assert "benchmark: logs/benchmarks/runs/finetune/des-to-hits/shots-1/split-0.tsv" in finetune
+    assert "log: logs/runs/finetune/des-to-hits/shots-1/split-0.log" in finetune
+    cpu = snakemake(workflow, "--dry-run", "--", "results/runs/finetune/des-to-hits/shots-1/split-0.json")
+    finetune_cpu = next(job for job in cpu.stdout.split("\nrule ") if job.startswith("train_finetune:"))
+    assert "gpu=0" in re.search(r"resources: (.*)", finetune_cpu).group(1)
+
+
+@pytest.mark.parametrize(
+    ("overlay", "message"),
+    [
+        ({"pairs": ["des-to-des"]}, "config key 'pairs[0]' ('des-to-des'): source and target are the same survey"),
+        ({"pairs": ["hits-to-des", "hits-to-kepler"]}, "config key 'pairs[1]' ('hits-to-kepler'): target 'kepler' is not a configured survey"),
+        ({"shots": [1, 0]}, "On instance['shots'][1]"),
+        ({"lambdas": []}, "On instance['lambdas']"),
+        ({"surveys": {"kepler": {"source": "synthetic", "synthetic_size": 100}}}, "'kepler' is not one of"),
+        ({"lambdas": [0.1, 0.1000000001]}, "config key 'lambdas': 0.1 and 0.1000000001 are the same value in paths"),
+    ],
+)
+def test_bad_config_stops_before_planning_naming_the_key(workflow, overlay, message):
+    path = write_overlay(workflow, "bad.yaml", overlay)
+    result = snakemake(workflow, "--dry-run", "--configfile", "config.yaml", path)
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert not (workflow / "results").exists()
+
+
+def test_subset_of_pairs_plans_only_those_pairs(workflow):
+    path = write_overlay(workflow, "pairs.yaml", {"pairs": ["des-to-hits", "hits-to-des"]})
+    jobs = planned_jobs(workflow, *DEMO, path)
+    assert jobs["train_finetune"] == 2 * 3 * 2 and jobs["train_mme"] == 2 * 3 * 2 * 2
+    assert jobs["train_baseline"] == 4 * 2  # baselines of every survey: the baseline table needs them
+
+
+def test_lint_passes(workflow):
+    result = snakemake(workflow, "--lint", *DEMO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------- the demo study
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> dict:
+    """The whole demo study, run once, with its own copy of the package source."""
+    root = tmp_path_factory.mktemp("demo")
+    workdir = copy_workflow(root / "study")
+    source = root / "src"
+    shutil.copytree(REPO / "src" / "rbda", source / "rbda", ignore=shutil.ignore_patterns("__pycache__"))
+    start = time.monotonic()
+    result = snakemake(workdir, "--profile", "profiles/local", *DEMO, pythonpath=source)
+    wall = time.monotonic() - start
+    print(f"\ndemo study: {wall:.0f} s wall time")
+    logs = "\n".join(p.read_text()[-2000:] for p in (workdir / "logs").rglob("*.log")
+                     if "error" in p.read_text().lower()) if (workdir / "logs").exists() else ""
+    assert result.returncode == 0, result.stderr[-6000:] + logs[-6000:]
+    return {"workdir": workdir, "src": source, "seconds": wall}
+
+
+@pytest.mark.slow
+def test_demo_writes_every_output_of_the_study(demo):
+    results = demo["workdir"] / "results"
+    for path in expected_outputs(SURVEYS):
+        assert (results / path).is_file() and (results / path).stat().st_size > 0, path
+    runs = (results / "aggregate" / "runs.txt").read_text().split()
+    assert len(runs) == 8 + 72 + 144 + 72
+    for path in runs:
+        run = json.loads((demo["workdir"] / path).read_text())
+        assert run["schema"] == "rbda.run/1"
+        method = path.split("/")[2]
+        assert run["method"] == ("mme" if method == "mme-selected" else method)
+        assert run["training"]["threads"] == 1
+    selected = json.loads((results / "runs/mme-selected/des-to-hits/shots-5/split-1.json").read_text())
+    assert selected["selection"]["rule"] == "per_split"
+    assert {c["lambda"] for c in selected["selection"]["candidates"]} == {0.05, 0.5}
+    assert (demo["workdir"] / "logs/runs/mme/des-to-hits/shots-5/lambda-0.05/split-1.log").is_file()
+    assert (demo["workdir"] / "logs/benchmarks/runs/baseline/hits/split-0.tsv").is_file()
+
+
+@pytest.mark.slow
+def test_second_run_with_nothing_changed_does_nothing(demo):
+    assert planned_jobs(demo["workdir"], *DEMO, pythonpath=demo["src"]) == {}
+
+
+@pytest.mark.slow
+def test_adding_a_shot_count_plans_only_its_jobs_and_reporting(demo):
+    overlay = write_overlay(demo["workdir"], "more-shots.yaml", {"shots": [1, 5, 10, 20]})
+    assert planned_jobs(demo["workdir"], *DEMO, overlay, pythonpath=demo["src"]) == {
+        "train_finetune": 12 * 2,
+        "train_mme": 12 * 2 * 2,
+        "select_lambda": 12 * 2,
+        "aggregation_inputs": 1,
+        "aggregate": 1,
+        "all": 1,
+    }
+
+
+@pytest.mark.slow
+def test_adding_a_lambda_plans_only_its_runs_and_their_selection(demo):
+    overlay = write_overlay(demo["workdir"], "more-lambdas.yaml", {"lambdas": [0.05, 0.5, 0.1]})
+    assert planned_jobs(demo["workdir"], *DEMO, overlay, pythonpath=demo["src"]) == {
+        "train_mme": 12 * 3 * 2,
+        "select_lambda": 12 * 3 * 2,
+        "aggregation_inputs": 1,
+        "aggregate": 1,
+        "all": 1,
+    }
+
+
+@pytest.mark.slow
+def test_editing_report_code_reruns_only_reporting(demo):
+    code = demo["src"] / "rbda" / "results" / "figures.py"
+    original, stat = code.read_text(), code.stat()
+    try:
+        code.write_text(original + "\n# an edit to the figure code\n")
+        assert planned_jobs(demo["workdir"], *DEMO, pythonpath=demo["src"]) == {"aggregate": 1, "all": 1}
+    finally:
+        code.write_text(original)
+        os.utime(code, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@pytest.mark.slow
+def test_snakemake_report_bundles_figures_with_captions(demo):
+    result = snakemake(demo["workdir"], *DEMO, "--report", "report.zip", pythonpath=demo["src"])
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (demo["workdir"] / "report.zip").stat().st_size > 0
