@@ -133,3 +133,14 @@ def test_method_vs_baseline_is_one_sided_against_the_source_model_on_the_target(
     assert welch["alternative"] == "greater"
     assert welch["p"] == pytest.approx(st.ttest_ind(A, B, equal_var=False, alternative="greater").pvalue)
     assert welch["family"] == "finetune_vs_baseline/welch"
+
+
+def test_wilcoxon_ties_with_many_pairs_say_normal_approximation():
+    d = [0.01] * 8 + [0.02] * 8
+    b = [0.5] * 16
+    a = [x + y for x, y in zip(b, d)]
+    outcome = wilcoxon_paired(a, b)
+    assert outcome.p == pytest.approx(st.wilcoxon(a, b).pvalue)
+    assert "normal approximation" in outcome.note
+    few = wilcoxon_paired(a[:6], b[:6])
+    assert "normal approximation" not in few.note

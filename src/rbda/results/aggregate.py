@@ -105,6 +105,7 @@ def versions_table(runs: list[Run]) -> pd.DataFrame:
 
 
 def compute(runs: list[Run], surveys: list[str]) -> StudyResults:
+    """All tables and tests, in memory; raises on an incomplete or inconsistent study."""
     evaluations = tables.tidy_evaluations(runs)
     baseline_runs = tables.baseline_scores(evaluations)
     scores = tables.method_scores(evaluations)
@@ -118,14 +119,13 @@ def compute(runs: list[Run], surveys: list[str]) -> StudyResults:
                                             ["domain", "shots", "test"])
     vs_baseline = tables.in_study_order(stats.compare_with_baseline(scores, baseline_runs), surveys,
                                         ["method", "shots", "test"])
-    pairs = ordered_pairs(surveys)
-    shots = tables.shots_to_beat(methods, baseline, vs_baseline, pairs)
+    shots = tables.shots_to_beat(methods, baseline, vs_baseline, ordered_pairs(surveys))
+    winners = tables.in_study_order(tables.winners_table(methods, mme_vs_finetune), surveys, ["domain"])
     paper = published.load_published()
     return StudyResults(
         surveys=surveys, evaluations=evaluations, baseline=baseline, methods=methods, scores=scores,
         lambda_scores=lambda_scores, lambdas=lambdas, mme_vs_finetune=mme_vs_finetune,
-        vs_baseline=vs_baseline, shots_to_beat=shots, winners=tables.in_study_order(tables.winners_table(methods, mme_vs_finetune), surveys,
-                                      ["domain"]),
+        vs_baseline=vs_baseline, shots_to_beat=shots, winners=winners,
         published_baseline=published.baseline_side_by_side(baseline, paper),
         published_shots=published.shots_to_beat_side_by_side(shots, paper),
         versions=versions_table(runs),
@@ -151,7 +151,8 @@ def write_tables(results: StudyResults, out: Path) -> None:
     _write_table(out, "baseline", r.baseline, tables.baseline_matrix(r.baseline, r.surveys).reset_index(),
                  "Baseline BACC (rows: trained on, columns: tested on), mean ± std over splits")
     _write_table(out, "methods_by_shots", r.methods, title="FT and MME BACC by shots (long form)")
-    _write_table(out, "lambda_selection", r.lambdas, tables.lambda_matrix(r.lambdas) if len(r.lambdas) else None,
+    lambda_wide = tables.lambda_matrix(r.lambdas) if len(r.lambdas) else None
+    _write_table(out, "lambda_selection", r.lambdas, lambda_wide,
                  "MME target validation BACC per λ, and the λ chosen")
     _write_table(out, "shots_to_beat", r.shots_to_beat, tables.shots_to_beat_matrix(r.shots_to_beat),
                  "Shots per class to beat the baseline on the target (significant in brackets)")

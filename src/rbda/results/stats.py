@@ -27,6 +27,9 @@ from scipy import stats as st
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
+#: scipy's ``wilcoxon(method="auto")`` with zeros or ties is an exact permutation test up to
+#: this many pairs, and a normal approximation above.
+EXACT_WITH_TIES_MAX_N = 13
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,10 @@ def wilcoxon_paired(a, b, alternative: str = "two-sided") -> TestOutcome:
     notes = []
     if n_nonzero < len(d):
         notes.append(f"{len(d) - n_nonzero} zero difference(s) dropped")
+    magnitudes = np.abs(d[d != 0])
+    if len(np.unique(magnitudes)) < len(magnitudes) and len(d) > EXACT_WITH_TIES_MAX_N:
+        notes.append("ties among |differences| with more than "
+                     f"{EXACT_WITH_TIES_MAX_N} pairs: p from the normal approximation")
     floor = smallest_wilcoxon_p(n_nonzero, alternative)
     if floor >= ALPHA:
         notes.append(f"with {n_nonzero} non-zero pair(s) the smallest attainable p is {floor:.3g}, "
