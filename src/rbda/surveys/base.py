@@ -67,7 +67,7 @@ class ClassMap:
         """int8 labels for ``classes``; a class in neither list is an error naming it."""
         classes = np.asarray(classes).astype(str)
         labels = np.full(len(classes), -1, dtype=np.int8)
-        for name in np.unique(classes):
+        for name in np.unique(classes).tolist():
             if name in self.real:
                 labels[classes == name] = 1
             elif name in self.bogus:

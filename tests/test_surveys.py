@@ -1,0 +1,338 @@
+"""Survey readers on synthetic raw files, on the real samples, and on bad input."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.io import fits
+from PIL import Image
+
+from data_helpers import hits_chunk, write_pickle, write_python2_pickle
+from rbda.errors import InputFileError, SettingError
+from rbda.preprocess import convert_survey
+from rbda.safe_pickle import RefusedPickleGlobal
+from rbda.surveys import ClassMap, open_reader
+from rbda.synth import synthesize
+from rbda.synth.writers import fits_bytes
+
+
+def batches(reader):
+    return list(reader.batches())
+
+
+def usable(reader):
+    """(images concatenated over stackable batches, ids, classes, labels) for 21..63 square shapes."""
+    got = [b for b in batches(reader) if b.drop_reason is None and b.images.shape[-1] == b.images.shape[-2]]
+    return (np.concatenate([b.images.astype(np.float32) for b in got]), np.concatenate([b.ids for b in got]),
+            np.concatenate([b.classes for b in got]), np.concatenate([b.labels for b in got]))
+
+
+# -- HiTS --------------------------------------------------------------------
+
+def test_hits_python2_chunks(tmp_path):
+    chunks = [hits_chunk(30, seed) for seed in range(3)]
+    for k, chunk in enumerate(chunks):
+        write_python2_pickle(tmp_path / f"chunk_{k}.pkl", chunk)
+    (tmp_path / "all_chunks.tar.gz").write_bytes(b"archive left beside the chunks")
+    reader = open_reader("hits", [tmp_path])
+    got = batches(reader)
+    assert [len(b) for b in got] == [30, 30, 30]  # one batch per chunk
+    assert reader.ignored == [str(tmp_path / "all_chunks.tar.gz")]
+    first = got[0]
+    assert first.images.shape == (30, 3, 21, 21)
+    np.testing.assert_array_equal(first.images[:, 0].reshape(30, 441), chunks[0]["temp_images"])
+    np.testing.assert_array_equal(first.images[:, 1].reshape(30, 441), chunks[0]["sci_images"])
+    np.testing.assert_array_equal(first.images[:, 2].reshape(30, 441), chunks[0]["diff_images"])
+    np.testing.assert_array_equal(first.labels, chunks[0]["labels"])
+    assert list(first.classes[:3]) == [["bogus", "real"][v] for v in chunks[0]["labels"][:3]]
+    assert first.ids[4] == "chunk_0.pkl:4"
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c.pop("diff_images"), "missing \\['diff_images'\\]"),
+    (lambda c: c.update(sci_images=c["sci_images"][:, :400]), "'sci_images'"),
+    (lambda c: c.update(temp_images=c["temp_images"][:-1]), "'temp_images'"),
+    (lambda c: c["labels"].__setitem__(7, 2), "row 7.*labels 0 or 1"),
+])
+def test_hits_bad_chunk_names_file_and_leaves_no_output(tmp_path, mutate, message):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_python2_pickle(raw / "chunk_0.pkl", hits_chunk(20))
+    bad = hits_chunk(20, seed=1)
+    mutate(bad)
+    write_python2_pickle(raw / "chunk_1.pkl", bad)
+    out = tmp_path / "out"
+    with pytest.raises(InputFileError, match=f"chunk_1.pkl.*{message}"):
+        convert_survey("hits", [raw], out / "hits.parquet", out / "hits.report.json")
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [b"", None])
+def test_hits_empty_or_truncated_chunk(tmp_path, content):
+    data = pytest.importorskip("pickle").dumps(hits_chunk(10), protocol=2)
+    (tmp_path / "chunk.pkl").write_bytes(content if content is not None else data[: len(data) // 2])
+    with pytest.raises(InputFileError, match="chunk.pkl.*(empty, truncated or corrupt|not an allowed)"):
+        batches(open_reader("hits", [tmp_path / "chunk.pkl"]))
+
+
+def test_hits_chunk_that_runs_code_is_refused(tmp_path):
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch pwned",))
+
+    write_pickle(tmp_path / "chunk.pkl", {**hits_chunk(3), "labels": Evil()}, protocol=2)
+    with pytest.raises(RefusedPickleGlobal, match="chunk.pkl.*system"):
+        convert_survey("hits", [tmp_path], tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
+
+
+# -- DES ---------------------------------------------------------------------
+
+def write_des_triplet(folder, id_, images):
+    for prefix, image in zip(("temp", "srch", "diff"), images):
+        Image.fromarray(image, mode="L").save(folder / f"{prefix}{id_}.gif")
+
+
+def test_real_decam_stamps_through_gif_reader(real_samples, tmp_path):
+    stamps = np.load(real_samples / "decam" / "test_stamps.npy")  # (30, 3, 51, 51) search, template, difference
+    night = tmp_path / "stamps" / "20190101"
+    night.mkdir(parents=True)
+    ids = [str(100 + i) for i in range(len(stamps))]
+    for id_, (search, template, difference) in zip(ids, stamps):
+        write_des_triplet(night, id_, [template, search, difference])
+    object_types = ["0" if i % 3 else "1" for i in range(len(ids))]
+    (tmp_path / "autoscan_features.3.csv").write_text(
+        "# a comment\n# another\nID,OBJECT_TYPE,BAND\n" + "".join(f"{i},{t},r\n" for i, t in zip(ids, object_types)))
+    images, got_ids, classes, labels = usable(open_reader("des", [tmp_path]))
+    assert list(got_ids) == ids
+    np.testing.assert_array_equal(images, stamps[:, [1, 0, 2]].astype(np.float32))
+    assert list(classes) == object_types
+    np.testing.assert_array_equal(labels, [1 if t == "0" else 0 for t in object_types])
+
+
+def test_des_fits_layout(tmp_path):
+    synthesize("des", 40, seed=3, out=tmp_path / "gif", layout="gif")
+    synthesize("des", 40, seed=3, out=tmp_path / "fits", layout="fits")
+    gif = usable(open_reader("des", [tmp_path / "gif"]))
+    fit = usable(open_reader("des", [tmp_path / "fits"]))
+    assert open_reader("des", [tmp_path / "fits"]).format == "fits"
+    np.testing.assert_array_equal(gif[0], fit[0])
+    np.testing.assert_array_equal(gif[1], fit[1])
+
+
+def test_des_missing_image_names_it(tmp_path):
+    synthesize("des", 10, seed=1, out=tmp_path / "raw")
+    victim = sorted((tmp_path / "raw").rglob("diff*.gif"))[4]
+    victim.unlink()
+    with pytest.raises(InputFileError, match=f"{victim.name}.*diff image"):
+        open_reader("des", [tmp_path / "raw"])
+
+
+def test_des_counts_stamps_without_labels_and_labels_without_stamps(tmp_path):
+    synthesize("des", 12, seed=1, out=tmp_path / "raw")
+    csv = tmp_path / "raw" / "autoscan_features.3.csv"
+    lines = csv.read_text().splitlines()
+    header = [line for line in lines if line.startswith("#") or line.startswith("ID")]
+    data = [line for line in lines if line not in header]
+    csv.write_text("\n".join(header + data[2:] + ["99999999,1,r,0"]) + "\n")
+    report = convert_survey("des", [tmp_path / "raw"], tmp_path / "des.parquet")
+    assert report["read"] == 10
+    assert report["reader"] == {"stamps_without_label_row": 2, "label_rows_without_stamps": 1}
+
+
+@pytest.mark.parametrize("csv_text, message", [
+    ("# only comments\n", "empty"),
+    ("ID,TYPE\n1,0\n", "missing \\['OBJECT_TYPE'\\]"),
+    ("ID,OBJECT_TYPE\n{id},7\n", "class '7' is neither real"),
+])
+def test_des_bad_labels(tmp_path, csv_text, message):
+    synthesize("des", 4, seed=1, out=tmp_path / "raw")
+    some_id = sorted((tmp_path / "raw").rglob("srch*.gif"))[0].name[4:-4]
+    (tmp_path / "raw" / "autoscan_features.3.csv").write_text(csv_text.format(id=some_id))
+    with pytest.raises(InputFileError, match=f"autoscan_features.3.csv.*{message}"):
+        convert_survey("des", [tmp_path / "raw"], tmp_path / "des.parquet")
+    assert not (tmp_path / "des.parquet").exists()
+
+
+def test_des_corrupt_gif(tmp_path):
+    synthesize("des", 4, seed=1, out=tmp_path / "raw")
+    victim = sorted((tmp_path / "raw").rglob("srch*.gif"))[2]
+    victim.write_bytes(victim.read_bytes()[:20])
+    with pytest.raises(InputFileError, match=f"{victim.name}.*readable GIF"):
+        convert_survey("des", [tmp_path / "raw"], tmp_path / "des.parquet")
+    assert not (tmp_path / "des.parquet").exists()
+
+
+# -- ZTF ---------------------------------------------------------------------
+
+def decode(blob):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)  # ZTF cutouts' SIMPLE card
+        with fits.open(io.BytesIO(gzip.decompress(blob))) as hdus:
+            return hdus[0].data.astype(np.float32)
+
+
+def test_real_ztf_dataframe(real_samples):
+    path = real_samples / "ztf_alerce" / "small_dataset.pkl"
+    frame = pd.read_pickle(path)  # trusted reference reading of the same file
+    images, ids, classes, labels = usable(open_reader("ztf", [path]))
+    assert list(ids) == list(frame["oid"]) and list(classes) == list(frame["class"])
+    assert labels.tolist() == [1] * 30  # AGN, SN, VS, asteroid are all real
+    row = 7
+    for channel, column in enumerate(("cutoutTemplate", "cutoutScience", "cutoutDifference")):
+        np.testing.assert_array_equal(images[row, channel], decode(frame[column].iloc[row]))
+
+
+def test_real_ztf_stamp_with_nan_pixels(real_samples, tmp_path):
+    report = convert_survey("ztf", [real_samples / "ztf_alerce"], tmp_path / "ztf.parquet")
+    assert report["read"] == 31 and report["kept"] == 31
+    from rbda.store import load_survey
+
+    assert np.isfinite(load_survey(tmp_path / "ztf.parquet").stamps).all()
+
+
+def test_ztf_dict_and_dataframe_forms_agree(tmp_path):
+    synthesize("ztf", 300, seed=5, out=tmp_path / "frame", layout="dataframe")
+    synthesize("ztf", 300, seed=5, out=tmp_path / "dict", layout="dict")
+    frame = usable(open_reader("ztf", [tmp_path / "frame"]))
+    as_dict = usable(open_reader("ztf", [tmp_path / "dict"]))
+    keep = np.isin(frame[1], as_dict[1])  # the dict form holds only the 63x63 stamps
+    assert keep.sum() == len(as_dict[1]) > 250
+    np.testing.assert_array_equal(frame[0][keep], as_dict[0])
+    np.testing.assert_array_equal(frame[2][keep], as_dict[2])
+
+
+def test_ztf_dict_integer_labels_map_to_alerce_names(tmp_path):
+    images = np.zeros((5, 63, 63, 3), np.float32)
+    images[..., 0], images[..., 1], images[..., 2] = 1.0, 2.0, 3.0  # science, template, difference
+    path = write_pickle(tmp_path / "set.pkl", {"images": images, "labels": np.arange(5), "features": None})
+    got = usable(open_reader("ztf", [path]))
+    assert list(got[2]) == ["AGN", "SN", "VS", "asteroid", "bogus"]
+    assert got[3].tolist() == [1, 1, 1, 1, 0]
+    assert got[0][0, :, 0, 0].tolist() == [2.0, 1.0, 3.0]  # template, science, difference
+    assert got[1][3] == "set.pkl:3"
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"images": np.zeros((2, 63, 63, 3)), "labels": np.array([0, 9])}, "row 1.*ALeRCE label"),
+    ({"images": np.zeros((3, 63, 63)), "labels": np.array([0, 1, 2])}, "'images' of shape"),
+    ({"labels": np.array([0])}, "missing \\['images'\\]"),
+    ([1, 2, 3], "a ZTF pickle"),
+])
+def test_ztf_bad_dict(tmp_path, content, message):
+    path = write_pickle(tmp_path / "set.pkl", content)
+    with pytest.raises(InputFileError, match=f"set.pkl.*{message}"):
+        convert_survey("ztf", [path], tmp_path / "ztf.parquet")
+    assert not (tmp_path / "ztf.parquet").exists()
+
+
+def test_ztf_corrupt_cutout_names_row_and_oid(tmp_path):
+    synthesize("ztf", 20, seed=2, out=tmp_path / "raw")
+    frame = pd.read_pickle(tmp_path / "raw" / "ztf_stamps.pkl")
+    frame.loc[frame.index[6], "cutoutDifference"] = b"\x1f\x8bnot gzip"
+    frame.to_pickle(tmp_path / "raw" / "ztf_stamps.pkl")
+    with pytest.raises(InputFileError, match=f"row 6, oid {frame['oid'].iloc[6]}, cutoutDifference"):
+        convert_survey("ztf", [tmp_path / "raw"], tmp_path / "ztf.parquet")
+
+
+def test_ztf_unknown_class_names_file_and_class(tmp_path):
+    synthesize("ztf", 20, seed=2, out=tmp_path / "raw")
+    frame = pd.read_pickle(tmp_path / "raw" / "ztf_stamps.pkl")
+    frame.loc[frame.index[3], "class"] = "galaxy"
+    frame.to_pickle(tmp_path / "raw" / "ztf_stamps.pkl")
+    with pytest.raises(InputFileError, match="ztf_stamps.pkl.*class 'galaxy' is neither"):
+        open_reader("ztf", [tmp_path / "raw"]).batches().__next__()
+
+
+# -- ATLAS -------------------------------------------------------------------
+
+def test_real_atlas_pair(real_samples, tmp_path):
+    kast = tmp_path / "kast"
+    kast.mkdir()
+    for path in (real_samples / "atlas").glob("*.fits.gz"):
+        shutil.copy(path, kast)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the non-conforming SIMPLE card is handled, not warned about
+        images, ids, classes, labels = usable(open_reader("atlas", [tmp_path]))
+    assert list(ids) == ["01a59897o0020c_000002"] and list(classes) == ["kast"] and labels.tolist() == [1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        science = fits.getdata(kast / "01a59897o0020c_000002_istamp.fits.gz", ignore_missing_simple=True)
+        difference = fits.getdata(kast / "01a59897o0020c_000002_dstamp.fits.gz", ignore_missing_simple=True)
+    assert images.shape == (1, 3, 61, 61)
+    np.testing.assert_array_equal(images[0, 1], science)
+    np.testing.assert_array_equal(images[0, 2], difference)
+    np.testing.assert_array_equal(images[0, 0], science.astype(np.float32) - difference.astype(np.float32))
+
+
+def test_atlas_pickle_and_folder_forms_agree(tmp_path):
+    synthesize("atlas", 60, seed=4, out=tmp_path / "pkl", layout="pickle")
+    synthesize("atlas", 60, seed=4, out=tmp_path / "dir", layout="folder")
+    a = usable(open_reader("atlas", [tmp_path / "pkl"]))
+    b = usable(open_reader("atlas", [tmp_path / "dir"]))
+    order_a, order_b = np.argsort(a[1]), np.argsort(b[1])
+    np.testing.assert_array_equal(a[1][order_a], b[1][order_b])
+    np.testing.assert_array_equal(a[0][order_a], b[0][order_b])
+    assert set(a[2]) == {"burn", "cr", "kast", "noise", "spike", "streak"}
+
+
+def test_atlas_istamp_without_dstamp(tmp_path):
+    synthesize("atlas", 20, seed=4, out=tmp_path / "raw", layout="folder")
+    victim = sorted((tmp_path / "raw").rglob("*_dstamp.fits.gz"))[3]
+    victim.unlink()
+    orphan = victim.name.replace("_dstamp", "_istamp")
+    with pytest.raises(InputFileError, match=f"{orphan}.*dstamp partner"):
+        open_reader("atlas", [tmp_path / "raw"])
+
+
+def test_atlas_unknown_class_folder_and_mapping_override(tmp_path):
+    synthesize("atlas", 20, seed=4, out=tmp_path / "raw", layout="folder")
+    (tmp_path / "raw" / "cr").rename(tmp_path / "raw" / "cosmic")
+    with pytest.raises(InputFileError, match="class 'cosmic' is neither real"):
+        open_reader("atlas", [tmp_path / "raw"])
+    thesis = ClassMap.of(real=["cr", "kast", "cosmic"], bogus=["burn", "noise", "spike", "streak"])
+    _, _, classes, labels = usable(open_reader("atlas", [tmp_path / "raw"], class_map=thesis))
+    assert set(classes[labels == 1]) == {"cosmic", "kast"}
+
+
+def test_atlas_pickle_wrong_shapes(tmp_path):
+    path = write_pickle(tmp_path / "atlas.pkl", {"kast": {"science": np.zeros((3, 61, 61)),
+                                                         "difference": np.zeros((2, 61, 61))}})
+    with pytest.raises(InputFileError, match="atlas.pkl \\(class 'kast'\\).*same shape|one shape"):
+        batches(open_reader("atlas", [path]))
+
+
+def test_atlas_mismatched_pair_shapes_dropped_and_counted(tmp_path):
+    kast = tmp_path / "kast"
+    kast.mkdir()
+    gen = np.random.default_rng(0)
+    for name, (shape_i, shape_d) in {"a": ((61, 61), (61, 61)), "b": ((61, 61), (55, 55))}.items():
+        (kast / f"{name}_istamp.fits").write_bytes(fits_bytes(gen.normal(size=shape_i)))
+        (kast / f"{name}_dstamp.fits").write_bytes(fits_bytes(gen.normal(size=shape_d)))
+    (tmp_path / "burn").mkdir()
+    for name in ("c",):
+        (tmp_path / "burn" / f"{name}_istamp.fits").write_bytes(fits_bytes(gen.normal(size=(61, 61))))
+        (tmp_path / "burn" / f"{name}_dstamp.fits").write_bytes(fits_bytes(gen.normal(size=(61, 61))))
+    report = convert_survey("atlas", [tmp_path], tmp_path / "atlas.parquet")
+    assert report["kept"] == 2 and report["dropped"] == {"mismatched_channel_shapes": 1}
+
+
+# -- detection and settings ----------------------------------------------------
+
+def test_unknown_format_and_survey_are_setting_errors(tmp_path):
+    with pytest.raises(SettingError, match="format"):
+        open_reader("des", [tmp_path], fmt="pickle")
+    with pytest.raises(SettingError, match="survey"):
+        open_reader("sdss", [tmp_path])
+    with pytest.raises(InputFileError, match="does-not-exist"):
+        open_reader("hits", [tmp_path / "does-not-exist"])
+    with pytest.raises(SettingError, match="disjoint"):
+        ClassMap.of(real=["a", "b"], bogus=["b"])
