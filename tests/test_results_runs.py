@@ -31,6 +31,10 @@ def test_valid_run_loads(tmp_path):
     (lambda d: d.__setitem__("lambda", None), "mme run has a lambda"),
     (lambda d: d.update(target="des"), "target survey different from its source"),
     (lambda d: d.update(evaluations=d["evaluations"][:1]), "'hits' with role 'target'"),
+    (lambda d: d["evaluations"].append(dict(d["evaluations"][1])), "one test evaluation per survey"),
+    (lambda d: d.update(selection={"rule": "per_split", "chosen_lambda": 5.0,
+                                   "candidates": [{"lambda": 5.0, "val_bacc": 0.9}]}),
+     "chosen_lambda equals the run's lambda"),
 ])
 def test_invalid_run_names_file_and_expectation(tmp_path, mutate, message):
     data = mme()

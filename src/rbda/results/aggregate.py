@@ -34,7 +34,7 @@ from rbda.results import figures, published, stats, tables
 from rbda.results.naming import ordered_pairs, pair_label
 from rbda.results.outputs import (ALL_EVALUATIONS, REPORT, expected_outputs, figure_path,
                                   pair_table_path, stats_path, table_path)
-from rbda.results.report import GUIDE, ReportSection, preformatted, render_report
+from rbda.results.report import GUIDE, ReportSection, for_display, preformatted, render_report
 from rbda.results.runs import Run, load_runs, read_runs_list
 
 log = logging.getLogger(__name__)
@@ -204,16 +204,18 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
 
     beat = ReportSection("Shots to beat the baseline", "shots-to-beat")
     beat.table(tables.shots_to_beat_matrix(r.shots_to_beat))
-    beat.table(r.shots_to_beat[["pair", "method", "note"]][r.shots_to_beat["note"] != ""],
-               caption="Notes on untestable pairs", collapsed=True)
+    untestable = r.shots_to_beat[r.shots_to_beat["note"] != ""]
+    if len(untestable):
+        beat.table(for_display(untestable[["source", "target", "method", "note"]]),
+                   caption="Why some pairs are not testable", collapsed=True)
 
     significance = ReportSection("MME vs FT and significance", "significance")
-    significance.table(r.winners[["pair", "domain", "winner_by_shots", "mme_wins", "wins_from",
-                                  "significant_at_shots"]])
+    significance.table(for_display(r.winners.drop(columns=["pair"])))
     significance.paragraph("<i>significant_at_shots</i>: Welch's test, Holm-adjusted p &lt; 0.05 within "
                            "its family. Full test tables below and in <code>stats/</code>.")
-    significance.table(r.mme_vs_finetune[STATS_COLUMNS], caption="MME − FT, all tests", collapsed=True)
-    significance.table(r.vs_baseline[["method", *STATS_COLUMNS]],
+    significance.table(for_display(r.mme_vs_finetune[STATS_COLUMNS]), caption="MME − FT, all tests",
+                       collapsed=True)
+    significance.table(for_display(r.vs_baseline[["method", *STATS_COLUMNS]]),
                        caption="Method − baseline on the target (one-sided), all tests", collapsed=True)
 
     lambdas = ReportSection("Choice of λ (MME)", "lambda")
@@ -234,8 +236,9 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
                     "(10 splits). The side-by-side below is meaningful <b>only when this study ran on "
                     "the real surveys</b>; on synthetic data the survey names are shared but the data "
                     "are not, and any agreement or disagreement says nothing.", css="warning")
-    paper.table(r.published_baseline, caption="Baseline BACC: this study vs the paper")
-    paper.table(r.published_shots, caption="Shots to beat the baseline: this study vs the thesis")
+    paper.table(for_display(r.published_baseline), caption="Baseline BACC: this study vs the paper")
+    paper.table(for_display(r.published_shots.drop(columns=["pair"])),
+                caption="Shots to beat the baseline: this study vs the thesis")
 
     setup = ReportSection("Configuration and versions", "configuration")
     setup.table(r.versions, caption="Package versions recorded in the run files (runs: how many)")

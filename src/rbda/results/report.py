@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from rbda import __version__
+from rbda.results.naming import method_label, pair_label, survey_label
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
@@ -105,6 +106,21 @@ class ReportSection:
 
     def render(self) -> str:
         return f'<section id="{self.anchor}"><h2>{html.escape(self.title)}</h2>\n' + "\n".join(self.parts) + "</section>"
+
+
+def for_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """Survey ids, pairs and methods as display names (``des`` -> DES, FT, DES→HiTS)."""
+    out = frame.copy()
+    if {"source", "target"} <= set(out.columns):
+        out["pair"] = [pair_label(s, t) for s, t in zip(out["source"], out["target"])]
+        out = out.drop(columns=["source", "target"])
+        out = out[["pair", *[c for c in out.columns if c != "pair"]]]
+    for column in ("trained_on", "tested_on"):
+        if column in out.columns:
+            out[column] = out[column].map(survey_label)
+    if "method" in out.columns:
+        out["method"] = out["method"].map(method_label)
+    return out
 
 
 def table_html(frame: pd.DataFrame) -> str:

@@ -170,6 +170,9 @@ def _consistency_problem(data: dict[str, Any]) -> str | None:
     """Method-specific rules the JSON schema cannot express; ``None`` when fine."""
     method, source, target = data["method"], data["source"], data["target"]
     shots, lam = data["shots"], data["lambda"]
+    tested = [e["survey"] for e in data["evaluations"] if e["part"] == "test"]
+    if len(set(tested)) != len(tested):
+        return "at most one test evaluation per survey"
     test_roles = {(e["role"], e["survey"]) for e in data["evaluations"] if e["part"] == "test"}
     if method == "baseline":
         if target is not None or shots is not None or lam is not None:
