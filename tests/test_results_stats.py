@@ -65,6 +65,7 @@ def test_holm_applies_within_each_family_only():
     out = adjust_within_families(tests)
     assert out["p_holm"].tolist() == pytest.approx([0.04, 0.04, 0.02])
     assert out["significant"].tolist() == [True, True, True]
+    assert out["family_size"].tolist() == [2, 2, 1]
 
 
 def test_welch_fewer_than_two_splits_is_explained():

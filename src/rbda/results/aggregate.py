@@ -180,7 +180,7 @@ def write_figures(results: StudyResults, out: Path) -> None:
 
 
 STATS_COLUMNS = ["source", "target", "shots", "domain", "test", "n_a", "n_b", "mean_diff",
-                 "ci_low", "ci_high", "p", "p_holm", "significant", "note"]
+                 "ci_low", "ci_high", "p", "p_holm", "family_size", "significant", "note"]
 
 
 def build_report(results: StudyResults, config: dict, out: Path) -> str:

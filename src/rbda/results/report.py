@@ -71,7 +71,9 @@ qualifies; "not testable": no test could be computed (e.g. a single split).</li>
 splits) and the paired Wilcoxon signed-rank test (same splits). Holm's correction is applied
 within each family (one per comparison and test). With few splits the Wilcoxon test cannot
 reach p &lt; 0.05 at all (with n pairs the smallest two-sided p is 2<sup>1−n</sup>); the
-<i>note</i> column says so, and says why a p-value is missing where it is.</li>
+<i>note</i> column says so, and says why a p-value is missing where it is. After Holm's
+correction a test can only be significant if its p is below 0.05 / <i>family_size</i>: with 10
+splits the Wilcoxon floor (0.002) survives a family of at most 25 tests.</li>
 </ul>
 """
 

@@ -147,11 +147,15 @@ def holm(pvalues) -> np.ndarray:
 
 
 def adjust_within_families(tests: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
-    """Add ``p_holm`` (Holm within each ``family``) and ``significant``."""
+    """Add ``p_holm`` (Holm within each ``family``), ``family_size`` (the tests with a
+    p-value in the family, the Holm multiplier's maximum) and ``significant``."""
     tests = tests.copy()
     tests["p_holm"] = math.nan
+    tests["family_size"] = 0
     for _, index in tests.groupby("family", sort=False).groups.items():
-        tests.loc[index, "p_holm"] = holm(tests.loc[index, "p"].to_numpy())
+        p = tests.loc[index, "p"].to_numpy()
+        tests.loc[index, "p_holm"] = holm(p)
+        tests.loc[index, "family_size"] = int(np.count_nonzero(~np.isnan(p)))
     tests["significant"] = tests["p_holm"] < alpha
     return tests
 
@@ -218,5 +222,6 @@ def _finish(rows: list[dict], keys: list[str]) -> pd.DataFrame:
     columns = keys + ["domain", "comparison", "family"] + list(TestOutcome.__dataclass_fields__)
     frame = pd.DataFrame(rows, columns=list(dict.fromkeys(columns)))
     if frame.empty:
-        return frame.assign(p_holm=pd.Series(dtype=float), significant=pd.Series(dtype=bool))
+        return frame.assign(p_holm=pd.Series(dtype=float), family_size=pd.Series(dtype=int),
+                            significant=pd.Series(dtype=bool))
     return adjust_within_families(frame)
