@@ -109,41 +109,53 @@ def _python3_name(module: str, name: str) -> tuple[str, str]:
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
-def _unpickler_base() -> type:
-    """pandas' compatibility unpickler (renamed/old pandas classes) when pandas is present."""
-    try:
-        from pandas.compat.pickle_compat import Unpickler
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        return pickle._Unpickler
-    return Unpickler
-
-
-def _restricted_unpickler(source: BinaryIO, path: Path, encoding: str) -> pickle._Unpickler:
-    base = _unpickler_base()
+def _restricted(base: type, path: Path) -> type:
+    """``base`` with a ``find_class`` that admits only :data:`ALLOWED_GLOBALS`."""
 
     class RestrictedUnpickler(base):  # type: ignore[misc, valid-type]
         def find_class(self, module: str, name: str) -> Any:
-            if _python3_name(module, name) not in ALLOWED_GLOBALS:
-                raise RefusedPickleGlobal(path, *_python3_name(module, name))
+            python3 = _python3_name(module, name)
+            if python3 not in ALLOWED_GLOBALS:
+                raise RefusedPickleGlobal(path, *python3)
             return super().find_class(module, name)
 
-    return RestrictedUnpickler(source, encoding=encoding)
+    return RestrictedUnpickler
+
+
+def _pandas_compat_unpickler() -> type:
+    """pandas' unpickler for pickles written by older pandas versions (renamed classes)."""
+    from pandas.compat.pickle_compat import Unpickler
+
+    return Unpickler
+
+
+def _load(path: Path, base: type, encoding: str) -> Any:
+    with open(path, "rb") as fh:
+        return _restricted(base, path)(fh, encoding=encoding).load()
 
 
 def load_pickle(path: str | Path, encoding: str = "latin1") -> Any:
     """Unpickle ``path`` admitting only the allow-listed globals.
 
+    Like ``pandas.read_pickle``, a pickle the standard (C) unpickler cannot
+    rebuild is retried with pandas' compatibility unpickler, which knows the
+    classes older pandas versions pickled; both are restricted.
+
     Raises :class:`RefusedPickleGlobal` for a forbidden global and
-    :class:`InputFileError` for an empty, truncated or corrupt file.
+    :class:`InputFileError` for a missing, empty, truncated or corrupt file.
     """
     path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "an existing pickle file")
     try:
-        with open(path, "rb") as fh:
-            return _restricted_unpickler(fh, path, encoding).load()
+        try:
+            return _load(path, pickle.Unpickler, encoding)
+        except RefusedPickleGlobal:
+            raise
+        except Exception:  # noqa: BLE001 - retried below; a real corruption fails there too
+            return _load(path, _pandas_compat_unpickler(), encoding)
     except RefusedPickleGlobal:
         raise
-    except FileNotFoundError:
-        raise InputFileError(path, "file does not exist") from None
     except Exception as exc:  # noqa: BLE001 - corrupt pickles raise many types (struct.error, ...)
         raise InputFileError(
             path, f"a complete pickle file (it is empty, truncated or corrupt: {exc.__class__.__name__}: {exc})"

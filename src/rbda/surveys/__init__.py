@@ -67,7 +67,7 @@ def open_reader(survey: str, inputs: Sequence[str | Path], fmt: str | None = Non
     if survey == "hits":
         from rbda.surveys.hits import HitsChunkReader
 
-        return HitsChunkReader(paths, class_map)
+        return HitsChunkReader(paths, class_map, batch_size=max(batch_size, 4096))
     if survey == "des":
         from rbda.surveys.des import DesStampReader
 

@@ -31,8 +31,9 @@ class HitsChunkReader:
     survey = "hits"
     format = "chunks"
 
-    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None):
+    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None, batch_size: int = 4096):
         self.class_map = class_map or DEFAULT_CLASSES
+        self.batch_size = batch_size
         self.files, self.ignored = find_chunks(inputs)
         if not self.files:
             raise InputFileError(inputs[0], "HiTS chunk files (pickled dicts with temp_images, "
@@ -41,7 +42,7 @@ class HitsChunkReader:
 
     def batches(self) -> Iterator[RawBatch]:
         for path in self.files:
-            yield read_chunk(path, self.class_map)
+            yield from read_chunk(path, self.class_map, self.batch_size)
 
 
 def find_chunks(inputs: Sequence[Path]) -> tuple[list[Path], list[str]]:
@@ -58,8 +59,12 @@ def find_chunks(inputs: Sequence[Path]) -> tuple[list[Path], list[str]]:
     return files, ignored
 
 
-def read_chunk(path: Path, class_map: ClassMap) -> RawBatch:
-    """One chunk as a RawBatch of (N, 3, 21, 21) triplets."""
+def read_chunk(path: Path, class_map: ClassMap, batch_size: int = 4096) -> Iterator[RawBatch]:
+    """One chunk as RawBatches of (<= batch_size, 3, 21, 21) triplets.
+
+    The chunk is validated whole before anything is yielded; triplets are
+    stacked one batch at a time, so the extra memory is one batch, not a chunk.
+    """
     chunk = load_pickle(path, encoding="latin1")
     if not isinstance(chunk, dict):
         raise InputFileError(path, f"a pickled dict (HiTS chunk), got {type(chunk).__name__}")
@@ -84,5 +89,7 @@ def read_chunk(path: Path, class_map: ClassMap) -> RawBatch:
         raise InputFileError(path, f"labels 0 or 1, got {labels_raw[row]!r}", f"row {row}")
     classes = np.array([LABEL_NAMES[0], LABEL_NAMES[1]])[labels_raw.astype(int)]
     labels = class_map.labels(classes, path, ids)
-    images = np.stack(channels, axis=1)
-    return RawBatch(images, ids, classes, labels, str(path))
+    for start in range(0, n, batch_size):
+        part = slice(start, start + batch_size)
+        images = np.stack([channel[part] for channel in channels], axis=1)
+        yield RawBatch(images, ids[part], classes[part], labels[part], str(path))
