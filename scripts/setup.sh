@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Shared set-up of scripts/demo.sh and scripts/test.sh: a virtual environment
+# in .venv (created if absent) with torch installed first, then this package
+# with its workflow and test extras.
+#
+#   TORCH_SPEC   what to install as torch (default torch==2.13.0); GPU users
+#                may give e.g. "torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+#   PYTHON       interpreter that creates the environment (default python3.11, else python3)
+#   VENV         where the environment lives (default .venv in the checkout)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3 || true)}"
+    [[ -n "$PYTHON" ]] || { echo "setup: no python3.11 or python3 found; set PYTHON=/path/to/python3.11" >&2; exit 1; }
+    "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || { echo "setup: $PYTHON is older than Python 3.11" >&2; exit 1; }
+    echo "setup: creating $VENV with $PYTHON"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
+echo "setup: installing $TORCH_SPEC"
+# shellcheck disable=SC2086  # TORCH_SPEC may carry pip options
+pip install -q $TORCH_SPEC
+echo "setup: installing rbda (editable) with the workflow and test extras"
+pip install -q -e "$ROOT[workflow,test]"
+echo "setup: ready ($("$VENV/bin/python" -c 'import torch, rbda; print(f"rbda {rbda.__version__}, torch {torch.__version__}")'))"
