@@ -122,3 +122,27 @@ def test_split_part_names_are_checked(labels):
     with pytest.raises(RbdaError, match="unknown split part"):
         make_split(labels, "des", 0, seed=1).part("validation")
     assert isinstance(make_split(labels, "des", 0, seed=1), Split)
+
+
+def test_survey_columns_are_read_exactly_across_row_groups(tmp_path):
+    import pyarrow.parquet as pq
+
+    from rbda.splits import read_survey_arrays
+    from rbda.store import load_survey
+    from test_train_support import write_survey_parquet
+
+    path = write_survey_parquet(tmp_path, "ztf", 50, seed=3, real_fraction=0.3)
+    chunked = tmp_path / "chunked.parquet"
+    pq.write_table(pq.read_table(path), chunked, row_group_size=7)  # many chunks, non-zero offsets
+    reference = load_survey(path)
+    stamps, labels = read_survey_arrays(chunked, "ztf")
+    assert np.array_equal(stamps, reference.stamps) and np.array_equal(labels, reference.labels)
+    assert read_survey_arrays(chunked, "ztf", stamps=False)[0] is None
+    with pytest.raises(InputFileError, match="holds survey 'ztf'"):
+        read_survey_arrays(path, "des")
+    with pytest.raises(InputFileError, match="not found"):
+        read_survey_arrays(tmp_path / "absent.parquet", "ztf")
+    text = tmp_path / "text.parquet"
+    text.write_text("not parquet")
+    with pytest.raises(InputFileError, match="Parquet"):
+        read_survey_arrays(text, "ztf")

@@ -360,20 +360,12 @@ def load_survey_data(name: str, parquet: str | Path, split_file: str | Path, dev
     import numpy as np
 
     from rbda.methods.base import SurveyData
-    from rbda.splits import load_split
-    from rbda.store import load_survey
+    from rbda.splits import load_split, read_survey_arrays
 
-    parquet = Path(parquet)
-    if not parquet.is_file():
-        raise InputFileError(parquet, f"preprocessed survey file for {name!r} not found (run `rbda preprocess`)")
-    survey = load_survey(parquet)
-    stored_name = survey.metadata.get("rbda.survey") if isinstance(survey.metadata, dict) else None
-    if stored_name is not None and stored_name != name:
-        raise InputFileError(parquet, f"the survey {name!r}, but the file holds survey {stored_name!r}")
-    split = load_split(split_file, n_rows=len(survey.labels))
-    stamps = torch.from_numpy(survey.stamps)
+    stamps_np, labels_np = read_survey_arrays(parquet, name)
+    split = load_split(split_file, n_rows=labels_np.size)
+    stamps = torch.from_numpy(stamps_np)
     if channels_last:
         stamps = stamps.contiguous(memory_format=torch.channels_last)
-    labels_np = np.asarray(survey.labels, dtype=np.int8)
     return SurveyData(name=name, stamps=stamps.to(device), labels=torch.from_numpy(labels_np.astype(np.int64)).to(device),
                       labels_np=labels_np, split=split)

@@ -21,35 +21,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def read_labels(path: Path, survey: str):
-    """The label column of a preprocessed survey, read alone (no stamps)."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from rbda.errors import InputFileError
-
-    if not path.is_file():
-        raise InputFileError(path, f"preprocessed survey file for {survey!r} not found (run `rbda preprocess`)")
-    try:
-        table = pq.read_table(path, columns=["label"])
-        stored = (pq.read_schema(path).metadata or {}).get(b"rbda.survey")
-    except (OSError, pa.ArrowInvalid, KeyError) as exc:
-        raise InputFileError(path, f"a Parquet survey file with an int8 'label' column ({exc})") from None
-    if stored is not None and stored.decode() != survey:
-        raise InputFileError(path, f"the survey {survey!r}, but the file holds survey {stored.decode()!r}")
-    column = table.column("label")
-    if column.null_count:
-        raise InputFileError(path, "labels without missing values", where="column 'label'")
-    return np.asarray(column.to_numpy(), dtype=np.int8)
-
-
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from rbda.splits import make_split, save_split
+    from rbda.splits import make_split, read_survey_arrays, save_split
 
-    labels = read_labels(args.data, args.survey)
+    _, labels = read_survey_arrays(args.data, args.survey, stamps=False)
     split = make_split(labels, args.survey, args.split, args.seed)
     save_split(args.output, split)
     logging.getLogger("rbda.split").info(

@@ -1,0 +1,172 @@
+"""Training throughput: rbda's loop against a bare loop and a Dataset + DataLoader loop.
+
+All three train the study's baseline CNN (SGD, momentum 0.9, class-balanced
+batches of 50) on the same in-memory synthetic stamps, in one process, with
+the same thread count; they are timed in interleaved rounds and the median of
+each is reported, with the ratios side by side:
+
+* bare     -- preloaded tensors, ``randint`` indices, forward/backward/step:
+              the practical limit of eager PyTorch for this model;
+* loader   -- a conventional ``Dataset`` whose ``__getitem__`` builds one item
+              (NumPy slice -> tensor), a ``WeightedRandomSampler`` for class
+              balance and a ``DataLoader`` collating batches of 50;
+* rbda     -- :func:`rbda.train.train` with the baseline method (epoch
+              planning, loss bookkeeping, per-epoch validation on 200 items).
+
+It also times one 10,000-item epoch of the baseline/fine-tuning loop and of
+MME (two updates per iteration), validation inference, and projects the
+cost of the full study from them.
+
+    .venv/bin/python benchmarks/bench_training.py [--threads 1] [--rounds 3] [--items 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from rbda.evaluate import predict
+from rbda.methods import method_class
+from rbda.methods.base import RunSpec, SurveyData
+from rbda.models import StampClassifier
+from rbda.splits import Split
+from rbda.train import TrainConfig, configure_torch, train
+
+BATCH = 50
+# The published study: 4 surveys x 10 splits baselines; 12 pairs x 5 shots x 10 splits FT;
+# the same for MME per lambda (thesis grid: 8 lambdas).
+STUDY_RUNS = {"baseline": 40, "finetune": 600, "mme": 600 * 8}
+
+
+def synthetic_survey(name: str, n: int, seed: int) -> SurveyData:
+    """Random stamps and labels; a split with 200 validation and 200 test rows."""
+    rng = np.random.default_rng(seed)
+    stamps = rng.normal(size=(n, 3, 21, 21)).astype(np.float32)
+    labels = (rng.random(n) < 0.3).astype(np.int8)  # imbalanced, so class balance matters
+    order = rng.permutation(n)
+    split = Split(train=np.sort(order[400:]), val=np.sort(order[:200]), test=np.sort(order[200:400]),
+                  n_rows=n, seed=seed)
+    return SurveyData(name, torch.from_numpy(stamps), torch.from_numpy(labels.astype(np.int64)), labels, split)
+
+
+def bare_loop(survey: SurveyData, items: int) -> float:
+    """Seconds to train ``items`` samples with the bare loop."""
+    torch.manual_seed(0)
+    model = StampClassifier("linear").train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = survey.stamps, survey.labels
+    train_rows = torch.from_numpy(survey.split.train)
+    start = time.perf_counter()
+    for _ in range(items // BATCH):
+        rows = train_rows[torch.randint(0, train_rows.numel(), (BATCH,))]
+        loss = F.cross_entropy(model(x[rows]), y[rows])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+class StampDataset(torch.utils.data.Dataset):
+    """The conventional way: one item at a time from NumPy arrays."""
+
+    def __init__(self, stamps: np.ndarray, labels: np.ndarray, rows: np.ndarray):
+        self.stamps, self.labels, self.rows = stamps, labels, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        row = self.rows[i]
+        return torch.from_numpy(self.stamps[row]), int(self.labels[row])
+
+
+def loader_loop(survey: SurveyData, items: int) -> float:
+    torch.manual_seed(0)
+    model = StampClassifier("linear").train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    rows = survey.split.train
+    labels = survey.labels_np[rows]
+    class_weight = 1.0 / np.bincount(labels, minlength=2)
+    sampler = torch.utils.data.WeightedRandomSampler(class_weight[labels], num_samples=items, replacement=True)
+    loader = torch.utils.data.DataLoader(StampDataset(survey.stamps.numpy(), survey.labels_np, rows),
+                                         batch_size=BATCH, sampler=sampler, drop_last=True)
+    start = time.perf_counter()
+    for x, y in loader:
+        loss = F.cross_entropy(model(x), y.long())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def rbda_loop(surveys: dict, method: str, items: int, init_state=None, **options) -> float:
+    spec = {"baseline": RunSpec("baseline", "des", None, 0, seed=1),
+            "finetune": RunSpec("finetune", "des", "hits", 0, seed=1, shots=40),
+            "mme": RunSpec("mme", "des", "hits", 0, seed=1, shots=40, lam=0.1)}[method]
+    config = TrainConfig(epoch_size=items, max_epochs=1, patience=10, **options)
+    start = time.perf_counter()
+    train(method_class(method)(spec, surveys), config, init_state=init_state, progress_stream=io.StringIO())
+    return time.perf_counter() - start
+
+
+def inference_seconds(survey: SurveyData, items: int) -> float:
+    model = StampClassifier("linear")
+    rows = torch.from_numpy(np.resize(survey.split.train, items))
+    start = time.perf_counter()
+    predict(model, survey.stamps, rows)
+    return time.perf_counter() - start
+
+
+def median_time(fn, rounds: int) -> float:
+    return statistics.median(fn() for _ in range(rounds))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--items", type=int, default=5000, help="training samples per timed run")
+    parser.add_argument("--epochs-per-run", type=int, default=150,
+                        help="assumed epochs per run for the projection (patience 100 => at least 101)")
+    args = parser.parse_args()
+    configure_torch(args.threads, deterministic=False)
+    surveys = {"des": synthetic_survey("des", 20_000, 1), "hits": synthetic_survey("hits", 20_000, 2)}
+    baseline_state = StampClassifier("linear").state_dict()
+    n = args.items
+
+    bare_loop(surveys["des"], 1000)  # warm-up (allocator, kernels)
+    timings: dict[str, list[float]] = {k: [] for k in ("bare", "loader", "rbda", "rbda channels-last",
+                                                        "rbda channels-last+bf16", "rbda mme")}
+    for _ in range(args.rounds):  # interleaved, so drift in machine load hits all alike
+        timings["bare"].append(bare_loop(surveys["des"], n))
+        timings["loader"].append(loader_loop(surveys["des"], n))
+        timings["rbda"].append(rbda_loop(surveys, "baseline", n))
+        timings["rbda channels-last"].append(rbda_loop(surveys, "baseline", n, channels_last=True))
+        timings["rbda channels-last+bf16"].append(rbda_loop(surveys, "baseline", n, channels_last=True, bf16=True))
+        timings["rbda mme"].append(rbda_loop(surveys, "mme", n, init_state=baseline_state))
+    rate = {k: n / statistics.median(v) for k, v in timings.items()}
+
+    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {BATCH}, {n} samples x {args.rounds} rounds (median)")
+    print(f"{'loop':28s} {'samples/s':>10s} {'vs bare':>8s} {'vs loader':>9s}")
+    for name, r in rate.items():
+        print(f"{name:28s} {r:10,.0f} {r / rate['bare']:8.2f} {r / rate['loader']:9.2f}")
+
+    infer = 20_000 / median_time(lambda: inference_seconds(surveys["des"], 20_000), args.rounds)
+    epoch = {"baseline": 10_000 / rate["rbda"], "finetune": 10_000 / rate["rbda"], "mme": 10_000 / rate["rbda mme"]}
+    print(f"\nvalidation inference: {infer:,.0f} stamps/s")
+    print("seconds per 10,000-item epoch (float32): " + ", ".join(f"{k} {v:.2f}" for k, v in epoch.items()))
+    total = sum(STUDY_RUNS[m] * args.epochs_per_run * epoch[m] for m in STUDY_RUNS)
+    print(f"projected full study ({', '.join(f'{v} {k}' for k, v in STUDY_RUNS.items())} runs, "
+          f"{args.epochs_per_run} epochs each, training only, one process): {total / 3600:,.0f} h "
+          f"= {total / 86400:,.1f} days; FT/MME validation on 20 items adds little, a baseline's "
+          f"per-epoch validation adds (validation rows / {infer:,.0f}) s per epoch")
+
+
+if __name__ == "__main__":
+    main()
