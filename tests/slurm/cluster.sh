@@ -3,26 +3,33 @@
 # Slurm test (tests/test_slurm.py) and for trying the Slurm profile by hand.
 #
 #   tests/slurm/cluster.sh install            apt-get install slurm-wlm munge (root)
-#   tests/slurm/cluster.sh start STATE_DIR    write STATE_DIR/slurm.conf, start munged
+#   tests/slurm/cluster.sh start STATE_DIR    write the configuration, start munged
 #                                             (unless running), slurmctld and slurmd,
 #                                             wait until the node is idle
-#   tests/slurm/cluster.sh stop STATE_DIR     stop what `start` started
+#   tests/slurm/cluster.sh stop STATE_DIR     cancel leftover jobs, stop what `start`
+#                                             started, remove the configuration
 #
-# Everything lives in STATE_DIR (configuration, state, logs, pid files);
-# nothing is written to /etc/slurm. Client tools find the cluster through
-# SLURM_CONF=STATE_DIR/slurm.conf, which `start` prints as its last line.
-# Environment: RBDA_SLURM_PARTITION (default rbda-test), RBDA_SLURM_CTLD_PORT
-# (default 6817), RBDA_SLURM_SLURMD_PORT (default 6818).
+# The cluster: this host as its one node, partitions rbda-cpu (default) and
+# rbda-gpu, two stand-in GPUs (slurm.conf.in). State, logs and pid files live
+# in STATE_DIR. The configuration goes to /etc/slurm/slurm.conf and gres.conf,
+# the only place every Slurm client finds it: the Snakemake job step strips
+# SLURM_* variables, SLURM_CONF included, before calling srun inside a job.
+# `start` refuses to overwrite a configuration it did not write; `stop`
+# removes its own, so the host is unconfigured again afterwards (a
+# configuration naming a stopped controller makes every `scontrol` call, and
+# so every `snakemake` start, wait about 9 s for it).
+# Environment: RBDA_SLURM_CTLD_PORT (default 6817), RBDA_SLURM_SLURMD_PORT (6818).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-partition="${RBDA_SLURM_PARTITION:-rbda-test}"
+conf_dir=/etc/slurm
+ownership_mark="# written by rbda tests/slurm/cluster.sh"
 ctld_port="${RBDA_SLURM_CTLD_PORT:-6817}"
 slurmd_port="${RBDA_SLURM_SLURMD_PORT:-6818}"
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 
-need_root() { [[ "$(id -u)" == 0 ]] || die "must run as root (daemons, apt)"; }
+need_root() { [[ "$(id -u)" == 0 ]] || die "must run as root (daemons, apt, /etc/slurm)"; }
 
 install_packages() {
     need_root
@@ -44,10 +51,12 @@ stop_pidfile() {
     if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
         kill "$pid" 2>/dev/null || true
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+        if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
     fi
     rm -f "$pidfile"
 }
+
+owned_by_us() { [[ -f "$1" ]] && head -n 1 "$1" | grep -qxF "$ownership_mark"; }
 
 start_munge() {
     local state="$1"
@@ -65,26 +74,36 @@ start_munge() {
 }
 
 write_conf() {
-    local state="$1" node cpus mem_kb real_mb
+    local state="$1" node cpus mem_kb real_mb file
+    for file in slurm.conf gres.conf; do
+        if [[ -e "$conf_dir/$file" ]] && ! owned_by_us "$conf_dir/$file"; then
+            die "$conf_dir/$file exists and was not written by this script; not touching it"
+        fi
+    done
     node="$(hostname -s)"
     cpus="$(nproc --all)"
     mem_kb="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
     # Leave 1 GiB to the operating system and the daemons.
     real_mb=$(( mem_kb / 1024 - 1024 ))
-    mkdir -p "$state/ctld" "$state/spool"
-    sed -e "s|@NODE@|$node|g" -e "s|@CPUS@|$cpus|g" \
-        -e "s|@REAL_MEMORY_MB@|$real_mb|g" -e "s|@STATE_DIR@|$state|g" \
-        -e "s|@PARTITION@|$partition|g" -e "s|@CTLD_PORT@|$ctld_port|g" \
-        -e "s|@SLURMD_PORT@|$slurmd_port|g" \
-        "$here/slurm.conf.in" > "$state/slurm.conf"
+    mkdir -p "$conf_dir" "$state/ctld" "$state/spool"
+    {
+        echo "$ownership_mark"
+        sed -e "s|@NODE@|$node|g" -e "s|@CPUS@|$cpus|g" \
+            -e "s|@REAL_MEMORY_MB@|$real_mb|g" -e "s|@STATE_DIR@|$state|g" \
+            -e "s|@CTLD_PORT@|$ctld_port|g" -e "s|@SLURMD_PORT@|$slurmd_port|g" \
+            "$here/slurm.conf.in"
+    } > "$conf_dir/slurm.conf"
+    {
+        echo "$ownership_mark"
+        sed -e "s|@NODE@|$node|g" "$here/gres.conf.in"
+    } > "$conf_dir/gres.conf"
 }
 
 start_cluster() {
     need_root
-    local state="$1" node state_line
+    local state="$1" node node_state=""
     mkdir -p "$state"
     state="$(cd "$state" && pwd)"
-    export SLURM_CONF="$state/slurm.conf"
     write_conf "$state"
     start_munge "$state"
     # -c: start from a clean state (no jobs from an earlier run of the test).
@@ -92,33 +111,40 @@ start_cluster() {
     slurmd || die "slurmd did not start; see $state/slurmd.log"
     node="$(hostname -s)"
     for _ in $(seq 150); do
-        state_line="$(sinfo --noheader --nodes="$node" --format=%T 2>/dev/null || true)"
-        if [[ "$state_line" == "idle" ]]; then
-            echo "SLURM_CONF=$SLURM_CONF"
+        node_state="$(sinfo --noheader --nodes="$node" --format=%T 2>/dev/null | sort -u || true)"
+        if [[ "$node_state" == "idle" ]]; then
+            echo "cluster up: node $node idle, configuration $conf_dir/slurm.conf, state $state"
             return 0
         fi
         sleep 0.2
     done
-    die "node $node not idle after 30 s (state: '${state_line:-none}'); see $state/*.log"
+    die "node $node not idle after 30 s (state: '${node_state:-none}'); see $state/*.log"
 }
 
 stop_cluster() {
-    local state="$1"
-    [[ -d "$state" ]] || return 0
-    state="$(cd "$state" && pwd)"
-    export SLURM_CONF="$state/slurm.conf"
-    if [[ -f "$state/slurmctld.pid" ]] && kill -0 "$(cat "$state/slurmctld.pid")" 2>/dev/null; then
-        # Cancel what is left so that no job outlives the cluster, then stop
-        # slurmctld and every slurmd it knows of.
-        scancel --full --quiet --partition="$partition" 2>/dev/null || true
-        timeout 20 scontrol shutdown >/dev/null 2>&1 || true
+    need_root
+    local state="$1" jobs
+    if [[ -d "$state" ]]; then
+        state="$(cd "$state" && pwd)"
+        if [[ -f "$state/slurmctld.pid" ]] && kill -0 "$(cat "$state/slurmctld.pid")" 2>/dev/null; then
+            # Cancel what is left so that no job outlives the cluster, then
+            # stop slurmctld and every slurmd it knows of.
+            jobs="$(squeue --noheader --states=PENDING,RUNNING,SUSPENDED --format=%i 2>/dev/null || true)"
+            # shellcheck disable=SC2086  # one job id per word
+            if [[ -n "$jobs" ]]; then scancel --full $jobs 2>/dev/null || true; fi
+            timeout 20 scontrol shutdown >/dev/null 2>&1 || true
+        fi
+        stop_pidfile "$state/slurmd.pid"
+        stop_pidfile "$state/slurmctld.pid"
+        if [[ -f "$state/munged.started-here" ]]; then
+            stop_pidfile "$state/munge/munged.pid"
+            rm -f "$state/munged.started-here"
+        fi
     fi
-    stop_pidfile "$state/slurmd.pid"
-    stop_pidfile "$state/slurmctld.pid"
-    if [[ -f "$state/munged.started-here" ]]; then
-        stop_pidfile "$state/munge/munged.pid"
-        rm -f "$state/munged.started-here"
-    fi
+    local file
+    for file in slurm.conf gres.conf; do
+        if owned_by_us "$conf_dir/$file"; then rm -f "$conf_dir/$file"; fi
+    done
 }
 
 case "${1:-}" in

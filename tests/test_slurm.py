@@ -1,0 +1,454 @@
+"""The Slurm path, run through a real single-node Slurm cluster (issue 6).
+
+``tests/slurm/cluster.sh`` installs Debian's slurm-wlm and munge and starts a
+cluster on this host (partitions rbda-cpu and rbda-gpu, two stand-in GPUs).
+The small demo (config.yaml + presets/demo.yaml + tests/slurm/small-demo.yaml)
+then runs through real ``sbatch`` with the user profile ``profiles/slurm``
+merged with ``tests/slurm/profile-overlay.yaml`` (the test cluster's
+partitions, no account, squeue status checks, fast polling).
+
+One scenario, shared by the tests below:
+
+1. reference: the same workflow and config, run locally (profiles/local);
+2. Slurm run 1, retries 0: the fault wrapper (tests/slurm/fault-bin/rbda)
+   holds one MME training job; the test cancels its Slurm job with scancel
+   while it runs; the run must fail and say which job;
+3. a dry-run plans exactly the jobs whose outputs are missing;
+4. Slurm run 2 with the profile's retries: the same job's first attempt fails
+   (fault wrapper), Snakemake resubmits it with twice the runtime, the run
+   completes and its outputs equal the local run's.
+
+Needs root (daemons, apt, /etc/slurm). Skips otherwise; under CI=true a skip
+is a failure (conftest.skip_unless_available).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, skip_unless_available
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+SLURM_TESTS = REPO / "tests" / "slurm"
+CLUSTER_SCRIPT = SLURM_TESTS / "cluster.sh"
+SMALL_DEMO = SLURM_TESTS / "small-demo.yaml"
+FAULT_BIN = SLURM_TESTS / "fault-bin"
+VENV_BIN = Path(sys.executable).parent
+CONFIG_FILES = [REPO / "config.yaml", REPO / "presets" / "demo.yaml", SMALL_DEMO]
+# Top-level entries of the checkout that are not part of the workflow: never
+# copied into the run directories.
+NOT_WORKFLOW = {
+    ".git", ".venv", ".snakemake", ".pytest_cache", "results", "resources", "logs",
+    "build", "dist", ".whl",
+}
+TRAINING_RULES = {"train_baseline", "train_finetune", "train_mme"}
+RULE_OF_RUN_DIR = {
+    "baseline": "train_baseline",
+    "finetune": "train_finetune",
+    "mme": "train_mme",
+    "mme-selected": "select_lambda",
+}
+# The job the fault wrapper holds (run 1) and fails once (run 2), by its output.
+FAULT_TARGET = "results/runs/mme/hits-to-des/shots-5/lambda-0.5/split-1.json"
+FAULT_TARGET_WILDCARDS = {
+    "source": "hits", "target": "des", "shots": "5", "lam": "0.5", "split": "1",
+}
+SNAKEMAKE_TIMEOUT_S = 900
+CANCEL_WAIT_S = 600
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def deep_merge(base: dict, overlay: dict) -> dict:
+    """``overlay`` merged into a copy of ``base``: mappings key by key, None removes."""
+    merged = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def copy_workflow(destination: Path) -> Path:
+    """A copy of the workflow (Snakefile, rules, config, presets, profiles, ...)."""
+    destination.mkdir(parents=True)
+    for entry in REPO.iterdir():
+        if entry.name in NOT_WORKFLOW:
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, destination / entry.name,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(entry, destination / entry.name)
+    return destination
+
+
+def job_stats(output: str) -> Counter:
+    """Snakemake's 'Job stats' table (rule -> number of jobs), 'total' left out."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "Job stats:")
+    counts = Counter()
+    for line in lines[start + 3:]:
+        fields = line.split()
+        if len(fields) != 2 or not fields[1].isdigit():
+            break
+        if fields[0] != "total":
+            counts[fields[0]] = int(fields[1])
+    return counts
+
+
+def files_under(root: Path, *parts: str) -> set[str]:
+    return {
+        str(path.relative_to(root))
+        for part in parts
+        for path in (root / part).rglob("*")
+        if path.is_file()
+    }
+
+
+def run_identity(path: Path) -> tuple:
+    run = json.loads(path.read_text())
+    return tuple(run.get(key) for key in
+                 ("schema", "method", "source", "target", "split", "shots", "lambda", "seed"))
+
+
+def minutes(slurm_time: str) -> int:
+    """Slurm's TimeLimit ([D-]HH:MM:SS or MM:SS) in whole minutes."""
+    days, _, clock = slurm_time.rpartition("-")
+    fields = [int(f) for f in clock.split(":")]
+    while len(fields) < 3:
+        fields.insert(0, 0)
+    hours, mins, secs = fields
+    assert secs == 0, slurm_time
+    return (int(days or 0) * 24 + hours) * 60 + mins
+
+
+@dataclass
+class SlurmJob:
+    """One real Slurm job, from ``scontrol show job`` and its batch script."""
+
+    fields: dict[str, str]
+    targets: list[tuple[str, dict[str, str]]]  # (rule, wildcards) per Snakemake job
+    attempt: int
+
+    @property
+    def job_id(self) -> str:
+        return self.fields["JobId"]
+
+    @property
+    def rules(self) -> set[str]:
+        return {rule for rule, _ in self.targets}
+
+
+def parse_batch_script(script: str) -> tuple[list[tuple[str, dict[str, str]]], int]:
+    """The Snakemake jobs (``--target-jobs``) and ``--attempt`` of a submitted script."""
+    words = script.replace("'", " ").split()
+    start = words.index("--target-jobs") + 1
+    targets = []
+    for word in words[start:]:
+        if word.startswith("--"):
+            break
+        rule, _, wildcard_text = word.partition(":")
+        wildcards = dict(item.split("=", 1) for item in wildcard_text.split(",") if item)
+        targets.append((rule, wildcards))
+    attempt = int(words[words.index("--attempt") + 1])
+    return targets, attempt
+
+
+def slurm_jobs_named(run_id: str) -> list[SlurmJob]:
+    """Every Slurm job a Snakemake run submitted (job name = the run's Slurm run ID)."""
+    listing = subprocess.run(["scontrol", "--oneliner", "show", "job"], check=True,
+                             capture_output=True, text=True).stdout
+    jobs = []
+    for line in listing.splitlines():
+        fields = dict(word.split("=", 1) for word in line.split() if "=" in word)
+        if fields.get("JobName") != run_id:
+            continue
+        script = subprocess.run(
+            ["scontrol", "write", "batch_script", fields["JobId"], "-"],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        targets, attempt = parse_batch_script(script)
+        jobs.append(SlurmJob(fields, targets, attempt))
+    return sorted(jobs, key=lambda job: int(job.job_id))
+
+
+def slurm_run_id(output: str) -> str:
+    match = re.search(r"SLURM run ID: (\S+)", output)
+    assert match, "no 'SLURM run ID' in the Snakemake output: did it use the Slurm executor?"
+    return match.group(1)
+
+
+def run_snakemake(workdir: Path, args: list[str], env: dict[str, str], log_name: str,
+                  ) -> subprocess.CompletedProcess:
+    """Run snakemake in ``workdir``; its output also goes to ``workdir/log_name``."""
+    process = start_snakemake(workdir, args, env, log_name)
+    return finish_snakemake(process, workdir / log_name)
+
+
+def start_snakemake(workdir: Path, args: list[str], env: dict[str, str], log_name: str,
+                    ) -> subprocess.Popen:
+    log = open(workdir / log_name, "w")
+    return subprocess.Popen(
+        [str(VENV_BIN / "snakemake"), *args], cwd=workdir, env=env,
+        stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+
+
+def finish_snakemake(process: subprocess.Popen, log_path: Path,
+                     timeout: float = SNAKEMAKE_TIMEOUT_S) -> subprocess.CompletedProcess:
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+        pytest.fail(f"snakemake ran past {timeout} s; its output: {log_path}")
+    finally:
+        process.stdout and process.stdout.close()
+    return subprocess.CompletedProcess(process.args, process.returncode,
+                                       stdout=log_path.read_text())
+
+
+def tail(text: str, lines: int = 60) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    """A running single-node Slurm cluster on this host; stopped afterwards, always."""
+    skip_unless_available(os.geteuid() == 0,
+                          "the Slurm test starts daemons, installs packages and "
+                          "writes /etc/slurm: it needs root")
+    install = subprocess.run([str(CLUSTER_SCRIPT), "install"], capture_output=True,
+                             text=True, timeout=900)
+    skip_unless_available(install.returncode == 0,
+                          "could not install slurm-wlm and munge with apt-get: "
+                          + tail(install.stdout + install.stderr, 15))
+    existing = Path("/etc/slurm/slurm.conf")
+    skip_unless_available(
+        not existing.exists() or "rbda tests/slurm/cluster.sh" in existing.read_text(),
+        f"{existing} belongs to another Slurm installation; the test will not replace it",
+    )
+    state = tmp_path_factory.mktemp("slurm-state")
+    try:
+        start = subprocess.run([str(CLUSTER_SCRIPT), "start", str(state)],
+                               capture_output=True, text=True, timeout=120)
+        if start.returncode != 0:
+            logs = "\n".join(f"--- {p.name}\n{tail(p.read_text(), 20)}"
+                             for p in sorted(state.glob("*.log")))
+            pytest.fail(f"the test cluster did not start:\n{start.stdout}{start.stderr}\n{logs}")
+        yield state
+    finally:
+        subprocess.run([str(CLUSTER_SCRIPT), "stop", str(state)], timeout=120)
+
+
+@pytest.fixture(scope="module")
+def test_profile(tmp_path_factory) -> Path:
+    """profiles/slurm with the overlay for the test cluster merged in."""
+    user_profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    overlay = yaml.safe_load((SLURM_TESTS / "profile-overlay.yaml").read_text())
+    profile_dir = tmp_path_factory.mktemp("profile-slurm-test")
+    (profile_dir / "config.yaml").write_text(
+        yaml.safe_dump(deep_merge(user_profile, overlay), sort_keys=False))
+    return profile_dir
+
+
+def base_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(FAULT_BIN), str(VENV_BIN), env.get("PATH", "")])
+    env["RBDA_REAL"] = str(VENV_BIN / "rbda")
+    for name in ("RBDA_FAULT_MATCH", "RBDA_FAULT_MODE", "RBDA_FAULT_MARKER"):
+        env.pop(name, None)
+    return env
+
+
+CONFIG_ARGS = ["--configfile", *map(str, CONFIG_FILES)]
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory) -> Path:
+    """The small demo run locally: the reference for the Slurm run's outputs."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("local") / "workflow")
+    result = run_snakemake(workdir, ["--profile", "profiles/local", "--cores", "2", *CONFIG_ARGS],
+                           base_env(), "snakemake-local.log")
+    assert result.returncode == 0, tail(result.stdout)
+    return workdir
+
+
+@dataclass
+class SlurmScenario:
+    workdir: Path
+    cancel_run: subprocess.CompletedProcess
+    cancelled_job_id: str
+    cancel_run_jobs: list[SlurmJob]
+    missing_after_cancel: set[str]
+    rerun_plan: Counter
+    retry_run: subprocess.CompletedProcess
+    retry_run_jobs: list[SlurmJob]
+    final_dry_run: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="module")
+def slurm_scenario(slurm_cluster, test_profile, local_run, tmp_path_factory) -> SlurmScenario:
+    scratch = tmp_path_factory.mktemp("slurm-run")
+    workdir = copy_workflow(scratch / "workflow")
+    profile_args = ["--profile", str(test_profile), *CONFIG_ARGS]
+
+    # Run 1: no retries; one MME job is held and cancelled with scancel mid-run.
+    hold_marker = scratch / "held-job"
+    env = base_env() | {"RBDA_FAULT_MATCH": FAULT_TARGET, "RBDA_FAULT_MODE": "hold",
+                        "RBDA_FAULT_MARKER": str(hold_marker)}
+    process = start_snakemake(workdir, [*profile_args, "--retries", "0"], env,
+                              "snakemake-slurm-1.log")
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while not hold_marker.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGTERM) if process.poll() is None else None
+            finish_snakemake(process, workdir / "snakemake-slurm-1.log", timeout=120)
+            pytest.fail("the held job never started; Snakemake output:\n"
+                        + tail((workdir / "snakemake-slurm-1.log").read_text()))
+        time.sleep(1)
+    cancelled_job_id = hold_marker.read_text().strip()
+    subprocess.run(["scancel", cancelled_job_id], check=True)
+    cancel_run = finish_snakemake(process, workdir / "snakemake-slurm-1.log")
+    cancel_run_jobs = slurm_jobs_named(slurm_run_id(cancel_run.stdout))
+
+    missing = {
+        path for path in files_under(local_run, "results/runs")
+        if not (workdir / path).is_file()
+    }
+
+    # The re-run's plan, before running it.
+    dry_run = run_snakemake(workdir, [*profile_args, "--dry-run"], base_env(),
+                            "snakemake-dry-run.log")
+    assert dry_run.returncode == 0, tail(dry_run.stdout)
+
+    # Run 2: the profile's retries; the held job's first attempt now fails.
+    fail_marker = scratch / "failed-job"
+    env = base_env() | {"RBDA_FAULT_MATCH": FAULT_TARGET, "RBDA_FAULT_MODE": "fail",
+                        "RBDA_FAULT_MARKER": str(fail_marker)}
+    retry_run = run_snakemake(workdir, profile_args, env, "snakemake-slurm-2.log")
+    retry_run_jobs = slurm_jobs_named(slurm_run_id(retry_run.stdout))
+
+    final_dry_run = run_snakemake(workdir, [*profile_args, "--dry-run"], base_env(),
+                                  "snakemake-final-dry-run.log")
+    return SlurmScenario(
+        workdir=workdir, cancel_run=cancel_run, cancelled_job_id=cancelled_job_id,
+        cancel_run_jobs=cancel_run_jobs, missing_after_cancel=missing,
+        rerun_plan=job_stats(dry_run.stdout), retry_run=retry_run,
+        retry_run_jobs=retry_run_jobs, final_dry_run=final_dry_run,
+    )
+
+
+# ------------------------------------------------------------------ tests
+
+
+def test_cancelled_job_fails_the_run_and_is_named(slurm_scenario):
+    run = slurm_scenario.cancel_run
+    assert run.returncode != 0, "a run with a cancelled job must not report success"
+    assert (f"SLURM-job '{slurm_scenario.cancelled_job_id}' failed, "
+            f"SLURM status is: 'CANCELLED'") in run.stdout, tail(run.stdout)
+    cancelled = [job for job in slurm_scenario.cancel_run_jobs
+                 if job.job_id == slurm_scenario.cancelled_job_id]
+    assert len(cancelled) == 1
+    assert cancelled[0].fields["JobState"] == "CANCELLED"
+    assert ("train_mme", FAULT_TARGET_WILDCARDS) in cancelled[0].targets
+    # keep-going: everything not downstream of the cancelled bundle finished.
+    assert slurm_scenario.missing_after_cancel, "the cancelled job's output exists"
+    assert FAULT_TARGET in slurm_scenario.missing_after_cancel
+
+
+def test_rerun_plans_only_the_missing_jobs(slurm_scenario, local_run):
+    missing = slurm_scenario.missing_after_cancel
+    expected = Counter(RULE_OF_RUN_DIR[Path(path).parts[2]] for path in missing)
+    expected.update(["aggregation_inputs", "aggregate", "all"])
+    assert slurm_scenario.rerun_plan == expected
+    # and the re-run ran that plan, no more
+    assert job_stats(slurm_scenario.retry_run.stdout) == expected
+
+
+def test_failed_first_attempt_is_retried_with_more_time(slurm_scenario):
+    run = slurm_scenario.retry_run
+    assert run.returncode == 0, tail(run.stdout)
+    bundle_attempts = [job for job in slurm_scenario.retry_run_jobs
+                       if ("train_mme", FAULT_TARGET_WILDCARDS) in job.targets]
+    assert [job.attempt for job in bundle_attempts] == [1, 2]
+    first, second = bundle_attempts
+    assert first.fields["JobState"] == "FAILED"
+    assert second.fields["JobState"] == "COMPLETED"
+    assert first.targets == second.targets
+    assert f"SLURM-job '{first.job_id}' failed" in run.stdout
+    assert minutes(second.fields["TimeLimit"]) == 2 * minutes(first.fields["TimeLimit"])
+    assert "Nothing to be done" in slurm_scenario.final_dry_run.stdout
+
+
+def test_outputs_equal_the_local_run(slurm_scenario, local_run):
+    slurm_files = files_under(slurm_scenario.workdir, "results", "logs")
+    local_files = files_under(local_run, "results", "logs")
+    assert slurm_files == local_files
+    assert "results/report.html" in slurm_files
+    run_files = sorted(files_under(local_run, "results/runs"))
+    assert run_files
+    for path in run_files:
+        assert run_identity(slurm_scenario.workdir / path) == run_identity(local_run / path), path
+
+
+def merged_config() -> dict:
+    config: dict = {}
+    for path in CONFIG_FILES:
+        config = deep_merge(config, yaml.safe_load(path.read_text()))
+    return config
+
+
+def test_sbatch_requests_follow_the_profile(slurm_scenario):
+    """Partitions, GPUs, CPUs and time limits, read back from the real Slurm jobs."""
+    runtime_per_attempt = {
+        f"train_{method}": merged_config()["resources"][method]["runtime"]
+        for method in ("baseline", "finetune", "mme")
+    }
+    jobs = slurm_scenario.cancel_run_jobs + slurm_scenario.retry_run_jobs
+    largest_training_bundle = 0
+    for job in jobs:
+        rules = job.rules
+        assert len(rules) == 1, f"Slurm job {job.job_id} mixes rules {rules}"
+        (rule,) = rules
+        fields = job.fields
+        if rule in TRAINING_RULES:
+            largest_training_bundle = max(largest_training_bundle, len(job.targets))
+            assert fields["Partition"] == "rbda-gpu", (job.job_id, rule)
+            # One GPU per Slurm job, however many training jobs it bundles.
+            assert fields.get("TresPerJob") == "gres:gpu:1", (job.job_id, fields.get("TresPerJob"))
+            assert fields["NumCPUs"] == "1", (job.job_id, fields["NumCPUs"])
+            if fields["JobState"] == "COMPLETED":
+                assert "gres/gpu=1" in fields["TRES"].split(","), (job.job_id, fields["TRES"])
+            # The members run one after another: the time limit is the sum.
+            expected = runtime_per_attempt[rule] * job.attempt * len(job.targets)
+            assert minutes(fields["TimeLimit"]) == expected, (job.job_id, fields["TimeLimit"])
+        else:
+            assert fields["Partition"] == "rbda-cpu", (job.job_id, rule)
+            assert "gpu" not in fields.get("TresPerJob", ""), (job.job_id, fields.get("TresPerJob"))
+            assert "gpu" not in fields["TRES"], (job.job_id, fields["TRES"])
+        assert fields["Account"] == "(null)", (job.job_id, fields["Account"])
+    assert largest_training_bundle > 1, "no training bundle with more than one job was checked"
