@@ -4,4 +4,4 @@
 # being already in the environment.
 set -euo pipefail
 [[ -f pyproject.toml && -d src/rbda ]] || { echo "post-deploy: run snakemake from the rbda checkout (no src/rbda in $PWD)" >&2; exit 1; }
-python -m pip install --no-deps --no-build-isolation -e .
+python -m pip install --no-deps -e .
