@@ -200,11 +200,11 @@ def preprocess_triplets(batch: RawBatch, stats: PreprocessStats | None = None) -
     return out, keep
 
 
-def _estimated_total(read: int, files_seen: int, files: int) -> int | None:
-    """Total stamps extrapolated from the files read so far (readers that cannot count up front)."""
-    if not files or not files_seen:
+def _estimated_total(file_rows: dict[str, int], files: int) -> int | None:
+    """Total stamps extrapolated from the files opened so far (readers that cannot count up front)."""
+    if not file_rows:
         return None
-    return max(read, round(read / files_seen * files))
+    return round(sum(file_rows.values()) / len(file_rows) * files)
 
 
 def convert_survey(survey: str, inputs, output, report_path=None, fmt: str | None = None,
@@ -233,13 +233,11 @@ def convert_survey(survey: str, inputs, output, report_path=None, fmt: str | Non
                 "bogus_classes": sorted(reader.class_map.bogus)}
     with SurveyWriter(output, survey, settings) as writer, \
             Progress(reader.total, f"preprocess {survey}", "stamps", log_every=progress_log_every) as progress:
-        sources_seen: set[str] = set()
         for batch in reader.batches():
             stamps, keep = preprocess_triplets(batch, stats)
             writer.write(stamps, batch.labels[keep], batch.classes[keep], batch.ids[keep])
             if reader.total is None:
-                sources_seen.add(batch.source)
-                progress.total = _estimated_total(stats.read, len(sources_seen), len(getattr(reader, "files", ())))
+                progress.total = _estimated_total(reader.file_rows, len(reader.files))
             progress.update(stats.read, status=f"kept {stats.kept}")
     report = {
         "survey": survey,

@@ -52,8 +52,14 @@ def read_fits_stamp(path: Path) -> np.ndarray:
 
 
 def _triplet(science: np.ndarray, difference: np.ndarray) -> list[np.ndarray]:
-    return [science - difference, science, difference] if science.shape == difference.shape \
-        else [science, science, difference]  # shapes differ: the batcher drops it as a mismatch
+    """(template, science, difference) with template = science - difference.
+
+    A pair of different shapes has no template; the empty placeholder makes the
+    batcher drop (and count) the triplet as non-square or mismatched.
+    """
+    if science.shape != difference.shape:
+        return [np.empty((0, 0), np.float32), science, difference]
+    return [science - difference, science, difference]
 
 
 def find_pairs(folder: Path) -> list[tuple[str, str, Path, Path]]:
@@ -112,6 +118,7 @@ class AtlasPickleReader:
         if not self.files:
             raise InputFileError(inputs[0], "ATLAS pickle files (*.pkl)")
         self.total: int | None = None
+        self.file_rows: dict[str, int] = {}  # rows of each pickle loaded so far (progress estimate)
 
     def batches(self) -> Iterator[RawBatch]:
         for path in self.files:
@@ -119,6 +126,8 @@ class AtlasPickleReader:
             if not isinstance(content, dict) or not content:
                 raise InputFileError(path, "a pickled dict {class name: {'science', 'difference', 'ids'}}, "
                                            f"got {type(content).__name__}")
+            self.file_rows[str(path)] = sum(len(g.get("science", g.get("istamp", ())))
+                                            for g in content.values() if isinstance(g, dict))
             for class_name, group in content.items():
                 yield from self._class_group(path, str(class_name), group)
 

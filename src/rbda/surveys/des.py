@@ -138,8 +138,8 @@ def find_triplets(inputs: Sequence[Path], image_format: str) -> dict[str, dict[s
     """ID -> {prefix: path}; an ID lacking one of the three images is an error naming it."""
     triplets: dict[str, dict[str, Path]] = {}
     suffixes = SUFFIXES[image_format]
-    files = iter_files(inputs, [f"{p}*{s}" for p in PREFIXES for s in suffixes])
-    for path in files:
+    # One pass over the tree (the real set has 2.7 M stamp files), not one per pattern.
+    for path in iter_files(inputs, ["*"]):
         match = _NAME.match(path.name)
         if not match or not path.name.lower().endswith(suffixes):
             continue

@@ -39,10 +39,13 @@ class HitsChunkReader:
             raise InputFileError(inputs[0], "HiTS chunk files (pickled dicts with temp_images, "
                                             "sci_images, diff_images, labels)")
         self.total: int | None = None
+        self.file_rows: dict[str, int] = {}  # rows of each chunk read so far (progress estimate)
 
     def batches(self) -> Iterator[RawBatch]:
         for path in self.files:
-            yield from read_chunk(path, self.class_map, self.batch_size)
+            for batch in read_chunk(path, self.class_map, self.batch_size):
+                self.file_rows[str(path)] = self.file_rows.get(str(path), 0) + len(batch)
+                yield batch
 
 
 def find_chunks(inputs: Sequence[Path]) -> tuple[list[Path], list[str]]:

@@ -74,10 +74,12 @@ class ZtfPickleReader:
         if not self.files:
             raise InputFileError(inputs[0], "ZTF pickle files (*.pkl)")
         self.total: int | None = None
+        self.file_rows: dict[str, int] = {}  # rows of each pickle loaded so far (progress estimate)
 
     def batches(self) -> Iterator[RawBatch]:
         for path in self.files:
             content = load_pickle(path, encoding="latin1")
+            self.file_rows[str(path)] = len(content.get("labels", ())) if isinstance(content, dict) else len(content)
             if isinstance(content, dict):
                 yield from self._dict_form(content, path)
             elif hasattr(content, "columns") and hasattr(content, "iloc"):
