@@ -164,12 +164,13 @@ TRAINING_OPTION_KEYS = (
 )
 
 
-def training_options():
-    """The config's training block as `rbda train` options (same order every time)."""
+def training_options(method):
+    """The config's training settings for ``method`` as `rbda train` options (fixed order)."""
+    settings = {**TRAINING, **config["training_by_method"].get(method, {})}
     options = []
     for key in TRAINING_OPTION_KEYS:
-        options += [f"--{key.replace('_', '-')}", str(TRAINING[key])]
-    if TRAINING["deterministic"]:
+        options += [f"--{key.replace('_', '-')}", str(settings[key])]
+    if settings["deterministic"]:
         options.append("--deterministic")
     return " ".join(options)
 

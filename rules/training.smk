@@ -15,7 +15,7 @@ rule train_baseline:
         data=lambda wildcards: data_options(SURVEYS, wildcards.split),
         checkpoint=run_checkpoint("baseline"),
         seed=config["seed"],
-        options=training_options(),
+        options=training_options("baseline"),
     threads: 1
     resources:
         **training_resources("baseline"),
@@ -42,7 +42,7 @@ rule train_finetune:
         data=lambda wildcards: data_options((wildcards.source, wildcards.target), wildcards.split),
         checkpoint=run_checkpoint("finetune"),
         seed=config["seed"],
-        options=training_options(),
+        options=training_options("finetune"),
     threads: 1
     resources:
         **training_resources("finetune"),
@@ -70,7 +70,7 @@ rule train_mme:
         data=lambda wildcards: data_options((wildcards.source, wildcards.target), wildcards.split),
         checkpoint=run_checkpoint("mme"),
         seed=config["seed"],
-        options=training_options(),
+        options=training_options("mme"),
     threads: 1
     resources:
         **training_resources("mme"),

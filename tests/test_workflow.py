@@ -147,7 +147,8 @@ def test_per_split_rule_uses_only_its_own_split(workflow):
 
 def test_training_commands_use_one_thread_and_the_configured_options(workflow):
     target = "results/runs/mme/atlas-to-ztf/shots-40/lambda-0.5/split-9.json"
-    overlay = write_overlay(workflow, "gpu.yaml", {"training": {"device": "cuda", "epoch_size": 500}})
+    overlay = write_overlay(workflow, "gpu.yaml", {"training": {"device": "cuda", "epoch_size": 500},
+                                                   "training_by_method": {"mme": {"max_epochs": 7}}})
     commands = dry_run_commands(workflow, "--configfile", "config.yaml", overlay, "--", target)
     train = [line for line in commands if line.startswith("rbda train")]
     methods = [re.search(r"--method (\w+)", line).group(1) for line in train]
@@ -159,6 +160,7 @@ def test_training_commands_use_one_thread_and_the_configured_options(workflow):
                    "--data atlas=results/data/atlas.parquet:results/splits/atlas/split-9.npz",
                    "--data ztf=results/data/ztf.parquet:results/splits/ztf/split-9.npz"):
         assert option in mme, option
+    assert "--max-epochs 7 " in mme and "--max-epochs 1000 " in train[0]  # per-method change
     baseline_data = re.findall(r"--data (\w+)=", train[0])
     assert baseline_data == SURVEYS  # a baseline is evaluated on every survey
 
