@@ -58,22 +58,15 @@ def predict(
     stamps: torch.Tensor,
     rows: torch.Tensor,
     batch_size: int = EVAL_BATCH_SIZE,
-    prepare=None,
 ) -> torch.Tensor:
-    """Predicted class (argmax of the logits) for ``stamps[rows]``, batched.
-
-    ``prepare`` (optional) maps a gathered batch to the model's input layout
-    (e.g. channels-last).
-    """
+    """Predicted class (argmax of the logits) for ``stamps[rows]``, batched."""
     was_training = model.training
     model.eval()
     outputs = []
     try:
         with torch.inference_mode():
             for start in range(0, rows.numel(), batch_size):
-                batch = stamps.index_select(0, rows[start : start + batch_size])
-                if prepare is not None:
-                    batch = prepare(batch)
+                batch = stamps[rows[start : start + batch_size]]  # keeps a channels-last layout
                 outputs.append(model(batch).argmax(dim=1))
     finally:
         model.train(was_training)
@@ -88,8 +81,7 @@ def evaluate_rows(
     labels: torch.Tensor,
     rows: torch.Tensor,
     batch_size: int = EVAL_BATCH_SIZE,
-    prepare=None,
 ) -> Confusion:
     """Confusion counts of ``model`` on ``stamps[rows]`` against ``labels[rows]``."""
-    predicted = predict(model, stamps, rows, batch_size, prepare)
+    predicted = predict(model, stamps, rows, batch_size)
     return confusion(predicted, labels.index_select(0, rows))

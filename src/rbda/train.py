@@ -185,6 +185,58 @@ def _status(state: TrainingState, loss: float, bacc: float) -> str:
     return f"loss {loss:.4f} | val BACC {bacc:.4f} | best {state.best_bacc:.4f} @ epoch {state.best_epoch}"
 
 
+def _use_channels_last(method: TrainingMethod, model: StampClassifier) -> StampClassifier:
+    """Stamps and model in channels-last layout (a batch gather keeps the layout)."""
+    for survey in method.surveys.values():
+        survey.stamps = survey.stamps.contiguous(memory_format=torch.channels_last)
+    return model.to(memory_format=torch.channels_last)
+
+
+def _resume(payload: dict, model, optimizer, generator) -> TrainingState:
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    generator.set_state(payload["generator"])
+    torch.set_rng_state(payload["torch_rng"])
+    if payload["cuda_rng"]:
+        torch.cuda.set_rng_state_all(payload["cuda_rng"])
+    return TrainingState(**payload["state"])
+
+
+def _train_epoch(method: TrainingMethod, model, optimizer, generator, config: TrainConfig,
+                 state: TrainingState, autocast) -> float:
+    """One epoch of updates; returns the mean over iterations of the summed update losses."""
+    iterations = math.ceil(config.epoch_size / method.spec.batch_size)
+    plan = method.plan_epoch(iterations, generator)
+    model.train()
+    loss_sum = torch.zeros((), device=generator.device)
+    for i in range(iterations):
+        if i == 0 or state.iteration % config.lr_halve_every == 0:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(config, state.iteration)
+        steps = method.losses(model, plan, i)
+        while True:
+            with autocast:  # the method's forward pass runs inside next()
+                loss = next(steps, None)
+            if loss is None:
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+        state.iteration += 1
+    return loss_sum.item() / iterations  # the epoch's one host-device sync
+
+
+def _record_epoch(state: TrainingState, model, train_loss: float, bacc: float) -> None:
+    """History, best weights and the early-stopping counter after an epoch."""
+    if bacc > state.best_bacc:
+        state.best_bacc, state.best_epoch, state.epochs_since_best = bacc, state.epoch, 0
+        state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    else:
+        state.epochs_since_best += 1
+    state.history.append({"epoch": state.epoch, "val_bacc": bacc, "train_loss": train_loss})
+
+
 def train(
     method: TrainingMethod,
     config: TrainConfig,
@@ -197,7 +249,9 @@ def train(
     """Train ``method``'s model; return it holding the best validation weights.
 
     ``on_epoch_end(epoch)`` is called after each epoch's checkpoint (a hook
-    for tests that interrupt a run).
+    for tests that interrupt a run). With ``config.channels_last`` the
+    method's survey stamps are converted to channels-last in place (same
+    values, another memory layout).
     """
     config.check()
     started = time.monotonic()
@@ -207,7 +261,7 @@ def train(
     torch.manual_seed(derive_seed(spec.seed, "init", *seed_keys))
     model = method.build_model(init_state).to(device)
     if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = _use_channels_last(method, model)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     generator = torch.Generator(device=device)
     generator.manual_seed(derive_seed(spec.seed, "batches", *seed_keys))
@@ -215,83 +269,39 @@ def train(
 
     identity = _identity(method, config, device, identity_extra or {})
     checkpoint = Path(checkpoint) if checkpoint is not None else None
-    state = TrainingState()
-    resumed_from = None
+    state, resumed_from = TrainingState(), None
     if checkpoint is not None and checkpoint.exists():
-        payload = _load_checkpoint(checkpoint, identity)
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        generator.set_state(payload["generator"])
-        torch.set_rng_state(payload["torch_rng"])
-        if payload["cuda_rng"]:
-            torch.cuda.set_rng_state_all(payload["cuda_rng"])
-        state = TrainingState(**payload["state"])
+        state = _resume(_load_checkpoint(checkpoint, identity), model, optimizer, generator)
         resumed_from = state.epoch
 
     val_survey, val_idx = method.validation()
     val_rows = val_survey.rows(val_idx)
-    iterations_per_epoch = math.ceil(config.epoch_size / spec.batch_size)
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext()
-    )
-    prepare = (lambda x: x.contiguous(memory_format=torch.channels_last)) if config.channels_last else None
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext()
     label = f"{spec.method} {spec.source}" + (f"->{spec.target}" if spec.target else "") + f" split {spec.split}"
     if resumed_from is not None:
         label += f" (resumed after epoch {resumed_from})"
-    # Counts epochs of this process, so that its rate and ETA are right after a resume.
-    first_epoch = state.epoch
+    first_epoch = state.epoch  # the bar counts this process's epochs, so rate and ETA hold after a resume
     progress = Progress(config.max_epochs - first_epoch, label, unit="epochs", log_every=float("inf"),
                         stream=progress_stream)
     status = "resumed with nothing left to train"
-    stopped_by = "max_epochs"
-    if state.epochs_since_best >= config.patience:
-        stopped_by = "patience"
-
     try:
-        while state.epoch < config.max_epochs and stopped_by != "patience":
+        while state.epoch < config.max_epochs and state.epochs_since_best < config.patience:
             state.epoch += 1
-            plan = method.plan_epoch(iterations_per_epoch, generator)
-            model.train()
-            loss_sum = torch.zeros((), device=device)
-            for i in range(iterations_per_epoch):
-                if state.iteration % config.lr_halve_every == 0 or i == 0:
-                    for group in optimizer.param_groups:
-                        group["lr"] = learning_rate_at(config, state.iteration)
-                steps = method.losses(model, plan, i)
-                while True:
-                    with autocast:
-                        loss = next(steps, None)
-                    if loss is None:
-                        break
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    loss_sum += loss.detach()
-                state.iteration += 1
-            train_loss = loss_sum.item() / iterations_per_epoch
+            train_loss = _train_epoch(method, model, optimizer, generator, config, state, autocast)
             if not math.isfinite(train_loss):
                 if checkpoint is not None:
-                    checkpoint.unlink(missing_ok=True)
-                raise RbdaError(
-                    f"training diverged: the mean loss of epoch {state.epoch} is {train_loss} "
-                    f"(lr {config.lr}, lambda {spec.lam}); no output written"
-                )
-            bacc = evaluate_rows(model, val_survey.stamps, val_survey.labels, val_rows, prepare=prepare).balanced_accuracy()
-            if bacc > state.best_bacc:
-                state.best_bacc, state.best_epoch, state.epochs_since_best = bacc, state.epoch, 0
-                state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                state.epochs_since_best += 1
-            state.history.append({"epoch": state.epoch, "val_bacc": bacc, "train_loss": train_loss})
-            if state.epochs_since_best >= config.patience:
-                stopped_by = "patience"
-            state.elapsed_seconds += time.monotonic() - started
-            started = time.monotonic()
+                    checkpoint.unlink(missing_ok=True)  # resuming would diverge again
+                raise RbdaError(f"training diverged: the mean loss of epoch {state.epoch} is {train_loss} "
+                                f"(lr {config.lr}, lambda {spec.lam}); no output written")
+            bacc = evaluate_rows(model, val_survey.stamps, val_survey.labels, val_rows).balanced_accuracy()
+            _record_epoch(state, model, train_loss, bacc)
+            now = time.monotonic()
+            state.elapsed_seconds, started = state.elapsed_seconds + now - started, now
             if checkpoint is not None and state.epoch % config.checkpoint_every_epochs == 0:
                 _save_checkpoint(checkpoint, identity, model, optimizer, generator, state)
-            # live bar: every epoch (throttled by Progress); log file: one line per log_every_epochs
-            log_line_due = state.epoch % config.log_every_epochs == 0
+            # live bar: every epoch (Progress throttles it); a log: one line per log_every_epochs
             status = _status(state, train_loss, bacc)
+            log_line_due = state.epoch % config.log_every_epochs == 0
             if progress.live or log_line_due:
                 progress.update(state.epoch - first_epoch, status, force=log_line_due)
             if on_epoch_end is not None:
@@ -299,6 +309,7 @@ def train(
     except BaseException:
         progress.close()
         raise
+    stopped_by = "patience" if state.epochs_since_best >= config.patience else "max_epochs"
     progress.done = state.epoch - first_epoch
     progress.close(f"{status} | stopped by {stopped_by}")
 
@@ -308,13 +319,12 @@ def train(
                           resumed_from_epoch=resumed_from, device=device.type, threads=torch.get_num_threads())
 
 
-def evaluate_method(method: TrainingMethod, model: StampClassifier, channels_last: bool = False) -> list[dict]:
+def evaluate_method(method: TrainingMethod, model: StampClassifier) -> list[dict]:
     """Confusion counts and BACC on every test part the method names."""
-    prepare = (lambda x: x.contiguous(memory_format=torch.channels_last)) if channels_last else None
     results = []
     for ev in method.evaluations():
         rows = ev.survey.rows(ev.survey.split.part(ev.part))
-        counts = evaluate_rows(model, ev.survey.stamps, ev.survey.labels, rows, prepare=prepare)
+        counts = evaluate_rows(model, ev.survey.stamps, ev.survey.labels, rows)
         results.append({"survey": ev.survey.name, "role": ev.role, "part": ev.part, **counts.as_dict()})
     return results
 
@@ -350,8 +360,7 @@ def run_record(method: TrainingMethod, config: TrainConfig, result: TrainingResu
     }
 
 
-def load_survey_data(name: str, parquet: str | Path, split_file: str | Path, device: torch.device,
-                     channels_last: bool = False):
+def load_survey_data(name: str, parquet: str | Path, split_file: str | Path, device: torch.device):
     """Load a preprocessed survey and its split onto ``device``.
 
     Checks that the file holds survey ``name`` and that the split was made
@@ -364,8 +373,5 @@ def load_survey_data(name: str, parquet: str | Path, split_file: str | Path, dev
 
     stamps_np, labels_np = read_survey_arrays(parquet, name)
     split = load_split(split_file, n_rows=labels_np.size)
-    stamps = torch.from_numpy(stamps_np)
-    if channels_last:
-        stamps = stamps.contiguous(memory_format=torch.channels_last)
-    return SurveyData(name=name, stamps=stamps.to(device), labels=torch.from_numpy(labels_np.astype(np.int64)).to(device),
+    return SurveyData(name=name, stamps=torch.from_numpy(stamps_np).to(device), labels=torch.from_numpy(labels_np.astype(np.int64)).to(device),
                       labels_np=labels_np, split=split)

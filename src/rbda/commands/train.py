@@ -115,12 +115,12 @@ def run(args: argparse.Namespace) -> int:
 
     configure_torch(args.threads, args.deterministic)
     device = resolve_device(args.device)
-    surveys = {name: load_survey_data(name, parquet, split_file, device, args.channels_last)
+    surveys = {name: load_survey_data(name, parquet, split_file, device)
                for name, (parquet, split_file) in data.items()}
     method = cls(spec, surveys)
     checkpoint = args.checkpoint or args.metrics.with_name(args.metrics.name + ".ckpt")
     result = train(method, config, init_state=init_state, checkpoint=checkpoint, identity_extra=identity_extra)
-    record = run_record(method, config, result, evaluate_method(method, result.model, args.channels_last))
+    record = run_record(method, config, result, evaluate_method(method, result.model))
     if args.model is not None:
         save_model_file(args.model, result.model, {k: record[k] for k in
                         ("method", "source", "target", "split", "shots", "lambda", "seed")})

@@ -1,0 +1,104 @@
+"""Behaviour of the methods on the synthetic surveys of `rbda synth` (slow).
+
+The surveys are synthesised in their raw layouts and preprocessed by the
+package, as the demo workflow does, then trained with short settings. Only
+what is robust is asserted: a baseline learns its own survey, in-survey
+balanced accuracy beats cross-survey on average, and fine-tuning at the
+largest shot count beats the baseline on the target on average over pairs.
+``python tests/test_train_behaviour.py`` prints the full measurements.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rbda.methods import method_class
+from rbda.methods.base import RunSpec, SurveyData
+from rbda.splits import make_split
+from rbda.train import TrainConfig, configure_torch, evaluate_method, train
+
+SURVEYS = ("hits", "des", "ztf", "atlas")
+SEED = 7
+SHORT = TrainConfig(epoch_size=1000, max_epochs=6, patience=3)
+
+
+def synthetic_surveys(directory: Path, n: int) -> dict[str, SurveyData]:
+    from rbda.preprocess import convert_survey
+    from rbda.store import load_survey
+    from rbda.synth import synthesize
+
+    surveys = {}
+    for name in SURVEYS:
+        raw = directory / name
+        synthesize(name, n, SEED, raw)
+        convert_survey(name, [raw], directory / f"{name}.parquet")
+        s = load_survey(directory / f"{name}.parquet")
+        labels = np.asarray(s.labels, np.int8)
+        surveys[name] = SurveyData(name, torch.from_numpy(s.stamps), torch.from_numpy(labels.astype(np.int64)),
+                                   labels, make_split(labels, name, 0, SEED))
+    return surveys
+
+
+def _bacc(evaluations, role):
+    return next(e["bacc"] for e in evaluations if e["role"] == role)
+
+
+def measure(surveys: dict[str, SurveyData], pairs, shots=(1, 5, 20), lam=0.1) -> dict:
+    """Baseline table, and FT / MME source and target BACC per (pair, shots)."""
+    quiet = io.StringIO()
+    table, models = {}, {}
+    for source in SURVEYS:
+        method = method_class("baseline")(RunSpec("baseline", source, None, 0, SEED), surveys)
+        result = train(method, SHORT, progress_stream=quiet)
+        models[source] = result.model.state_dict()
+        table[source] = {e["survey"]: e["bacc"] for e in evaluate_method(method, result.model)}
+    adapted = {}
+    for (source, target), n in itertools.product(pairs, shots):
+        for name, lam_value in (("finetune", None), ("mme", lam)):
+            spec = RunSpec(name, source, target, 0, SEED, shots=n, lam=lam_value)
+            method = method_class(name)(spec, surveys)
+            result = train(method, SHORT, init_state=models[source], progress_stream=quiet)
+            ev = evaluate_method(method, result.model)
+            adapted[(source, target, n, name)] = (_bacc(ev, "source"), _bacc(ev, "target"))
+    return {"table": table, "adapted": adapted}
+
+
+@pytest.mark.slow
+def test_methods_behave_as_in_the_study_on_synthetic_surveys(tmp_path):
+    configure_torch(threads=1, deterministic=False)
+    surveys = synthetic_surveys(tmp_path, 800)
+    pairs = [("des", "hits"), ("hits", "ztf")]
+    m = measure(surveys, pairs, shots=(20,))
+    table = m["table"]
+    in_survey = [table[s][s] for s in SURVEYS]
+    cross = [table[s][t] for s in SURVEYS for t in SURVEYS if s != t]
+    assert min(in_survey) > 0.75
+    assert statistics.mean(in_survey) > statistics.mean(cross) + 0.05
+    ft_gain = [m["adapted"][(s, t, 20, "finetune")][1] - table[s][t] for s, t in pairs]
+    assert statistics.mean(ft_gain) > 0
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    configure_torch(threads=int(sys.argv[1]) if len(sys.argv) > 1 else 1, deterministic=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        surveys = synthetic_surveys(Path(tmp), 2000)
+        pairs = [(s, t) for s in SURVEYS for t in SURVEYS if s != t]
+        m = measure(surveys, pairs)
+    print("baseline BACC, train \\ test: " + " ".join(SURVEYS))
+    for s in SURVEYS:
+        print(f"  {s:6s} " + " ".join(f"{m['table'][s][t]:.3f}" for t in SURVEYS))
+    print("pair, shots: FT source/target | MME source/target | baseline source/target")
+    for (s, t, n, name), (src, tgt) in sorted(m["adapted"].items()):
+        if name == "finetune":
+            ms, mt = m["adapted"][(s, t, n, "mme")]
+            print(f"  {s}->{t} {n:2d}: {src:.3f}/{tgt:.3f} | {ms:.3f}/{mt:.3f} | {m['table'][s][s]:.3f}/{m['table'][s][t]:.3f}")
