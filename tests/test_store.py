@@ -63,6 +63,20 @@ def test_failure_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_failure_while_finishing_leaves_no_file(tmp_path, monkeypatch):
+    import rbda.store
+
+    def broken_table(*args, **kwargs):
+        raise OSError("disk full")
+
+    path = tmp_path / "s.parquet"
+    monkeypatch.setattr(rbda.store, "_table", broken_table)
+    with pytest.raises(OSError, match="disk full"):
+        with SurveyWriter(path, "hits", row_group_rows=100) as writer:
+            writer.write(*rows(25))  # queued; written (and failing) on exit
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_inconsistent_rows_rejected(tmp_path):
     stamps, labels, classes, ids = rows(5)
     with pytest.raises(ValueError):

@@ -136,6 +136,16 @@ def test_des_missing_image_names_it(tmp_path):
         open_reader("des", [tmp_path / "raw"])
 
 
+def test_des_same_id_in_two_folders(tmp_path):
+    synthesize("des", 6, seed=1, out=tmp_path / "raw")
+    first = sorted((tmp_path / "raw").rglob("srch*.gif"))[0]
+    other = tmp_path / "raw" / "stamps" / "elsewhere"
+    other.mkdir()
+    shutil.copy(first, other / first.name)
+    with pytest.raises(InputFileError, match=f"{first.name}.*already has"):
+        open_reader("des", [tmp_path / "raw"])
+
+
 def test_des_counts_stamps_without_labels_and_labels_without_stamps(tmp_path):
     synthesize("des", 12, seed=1, out=tmp_path / "raw")
     csv = tmp_path / "raw" / "autoscan_features.3.csv"

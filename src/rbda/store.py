@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -94,29 +95,42 @@ class SurveyWriter:
         if stamps.shape != (k, *STAMP_SHAPE) or len(classes) != k or len(ids) != k:
             raise ValueError(f"inconsistent rows: stamps {stamps.shape}, {k} labels, "
                              f"{len(classes)} classes, {len(ids)} ids")
-        if k == 0:
-            return
-        self._pending.append((stamps, labels, classes, ids))
-        self._pending_rows += k
-        while self._pending_rows >= self.row_group_rows:
-            self._write_row_group(self.row_group_rows)
+        start = 0
+        while start < k:
+            take = min(k - start, self.row_group_rows - self._pending_rows)
+            part = slice(start, start + take)
+            self._pending.append((stamps[part], labels[part], classes[part], ids[part]))
+            self._pending_rows += take
+            start += take
+            if self._pending_rows == self.row_group_rows:
+                self._flush()
 
-    def _write_row_group(self, rows: int) -> None:
+    @property
+    def rows(self) -> int:
+        """Rows written or queued so far."""
+        return self.rows_written + self._pending_rows
+
+    def _flush(self) -> None:
+        """Write the queued rows as one row group."""
         stamps, labels, classes, ids = (np.concatenate(parts) for parts in zip(*self._pending))
-        head, rest = slice(0, rows), slice(rows, None)
-        self._writer.write_table(_table(stamps[head], labels[head], classes[head], ids[head], self.schema))
-        self.rows_written += len(labels[head])
-        self._pending = [(stamps[rest], labels[rest], classes[rest], ids[rest])] if len(labels) > rows else []
-        self._pending_rows = len(labels) - min(rows, len(labels))
+        assert self._writer is not None
+        self._writer.write_table(_table(stamps, labels, classes, ids, self.schema))
+        self.rows_written += len(labels)
+        self._pending, self._pending_rows = [], 0
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        assert self._writer is not None
         try:
-            if exc_type is None and self._pending_rows:
-                self._write_row_group(self._pending_rows)
-        finally:
-            assert self._writer is not None
-            self._writer.close()
-        # ExitStack renames the temporary file on success and removes it on error.
+            try:
+                if exc_type is None and self._pending_rows:
+                    self._flush()
+            finally:
+                self._writer.close()
+        except BaseException:
+            # Finishing the file failed: atomic_path removes the temporary file.
+            self._stack.__exit__(*sys.exc_info())
+            raise
+        # atomic_path renames the temporary file on success, removes it on error.
         self._stack.__exit__(exc_type, exc, tb)
 
 

@@ -15,8 +15,10 @@ stamp triplet without a CSV row and a CSV row without stamps are counted
 from __future__ import annotations
 
 import io
+import os
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -29,7 +31,7 @@ DEFAULT_CLASSES = ClassMap.of(real=["0"], bogus=["1"])
 PREFIXES = ("temp", "srch", "diff")  # channel order template, science, difference
 SUFFIXES = {"gif": (".gif",), "fits": (".fits", ".fits.gz", ".fit", ".fts")}
 LABELS_GLOB = "autoscan_features*.csv"
-_NAME = re.compile(r"^(temp|srch|diff)(.+?)(\.gif|\.fits\.gz|\.fits|\.fit|\.fts)$", re.IGNORECASE)
+_NAME = re.compile(r"^(temp|srch|diff)(.+?)(\.gif|\.fits\.gz|\.fits|\.fit|\.fts)$")
 
 
 def read_labels_csv(path: Path) -> dict[str, str]:
@@ -117,8 +119,7 @@ class DesStampReader:
     def batches(self) -> Iterator[RawBatch]:
         batcher = TripletBatcher(str(self.labels_path.parent), self.batch_size)
         for id_ in self.ids:
-            paths = self.triplets[id_]
-            triplet = [read_image(paths[prefix], self.format) for prefix in PREFIXES]
+            triplet = [read_image(path, self.format) for path in self.triplets.paths(id_)]
             yield from batcher.add(triplet, id_, self.object_types[id_], self.label_of[id_])
         yield from batcher.flush()
 
@@ -134,28 +135,74 @@ def detect_image_format(folders: Sequence[Path]) -> str:
                          "DES stamps named srch<ID>.gif / temp<ID>.gif / diff<ID>.gif (or .fits)")
 
 
-def find_triplets(inputs: Sequence[Path], image_format: str) -> dict[str, dict[str, Path]]:
-    """ID -> {prefix: path}; an ID lacking one of the three images is an error naming it."""
-    triplets: dict[str, dict[str, Path]] = {}
+@dataclass
+class TripletIndex:
+    """Where each ID's three images are, compactly (the real set has 899 k IDs).
+
+    An ID maps to (folder index, file-name suffix); its images are
+    ``<folder>/<prefix><ID><suffix>`` for the three prefixes.
+    """
+
+    folders: list[str]
+    entries: dict[str, tuple[int, str]]
+
+    def paths(self, id_: str) -> list[Path]:
+        folder, suffix = self.entries[id_]
+        return [Path(self.folders[folder], f"{prefix}{id_}{suffix}") for prefix in PREFIXES]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, id_: object) -> bool:
+        return id_ in self.entries
+
+
+def _walk(inputs: Sequence[Path]) -> Iterator[tuple[str, list[str]]]:
+    """(folder, file names) for every folder under ``inputs``; a file input is its own folder entry."""
+    for item in inputs:
+        if item.is_dir():
+            for folder, _, names in os.walk(item):
+                yield folder, names
+        elif item.is_file():
+            yield str(item.parent), [item.name]
+        else:
+            raise InputFileError(item, "an existing file or folder of DES stamps")
+
+
+def find_triplets(inputs: Sequence[Path], image_format: str) -> TripletIndex:
+    """Index of complete triplets, sorted by ID; an ID lacking one of its images is an error naming it."""
     suffixes = SUFFIXES[image_format]
-    # One pass over the tree (the real set has 2.7 M stamp files), not one per pattern.
-    for path in iter_files(inputs, ["*"]):
-        match = _NAME.match(path.name)
-        if not match or not path.name.lower().endswith(suffixes):
-            continue
-        prefix, id_ = match.group(1).lower(), match.group(2)
-        slot = triplets.setdefault(id_, {})
-        if prefix in slot:
-            raise InputFileError(path, f"one {prefix} image per ID, also found {slot[prefix]}", f"ID {id_}")
-        slot[prefix] = path
-    for id_, slot in triplets.items():
-        missing = [p for p in PREFIXES if p not in slot]
+    folders: list[str] = []
+    found: dict[str, list] = {}  # ID -> [folder index, suffix, set of prefixes]
+    for folder, names in _walk(inputs):
+        index = len(folders)
+        folders.append(folder)
+        for name in names:
+            match = _NAME.match(name)
+            if not match or not name.lower().endswith(suffixes):
+                continue
+            prefix, id_, suffix = match.groups()
+            entry = found.setdefault(id_, [index, suffix, set()])
+            if entry[0] != index or entry[1] != suffix or prefix in entry[2]:
+                raise InputFileError(
+                    Path(folder, name),
+                    "each image of a DES triplet once, the three side by side in one folder with one suffix; "
+                    f"this ID already has {', '.join(sorted(entry[2]))} images ({entry[1]}) in {folders[entry[0]]}",
+                    f"ID {id_}",
+                )
+            entry[2].add(prefix)
+    for id_, (index, suffix, prefixes) in found.items():
+        missing = [p for p in PREFIXES if p not in prefixes]
         if missing:
-            present = next(iter(slot.values()))
-            wanted = present.with_name(f"{missing[0]}{id_}{present.name[4 + len(id_):]}")
-            raise InputFileError(wanted, f"the {missing[0]} image of DES triplet {id_} "
-                                         f"(found {present.name})", f"ID {id_}")
-    return dict(sorted(triplets.items(), key=lambda kv: _id_sort_key(kv[0])))
+            present = next(p for p in PREFIXES if p in prefixes)
+            raise InputFileError(Path(folders[index], f"{missing[0]}{id_}{suffix}"),
+                                 f"the {missing[0]} image of DES triplet {id_} (found {present}{id_}{suffix})",
+                                 f"ID {id_}")
+    ordered = sorted(found, key=_id_sort_key)
+    return TripletIndex(folders, {id_: (found[id_][0], found[id_][1]) for id_ in ordered})
 
 
 def _id_sort_key(id_: str) -> tuple[int, str]:
