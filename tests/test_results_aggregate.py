@@ -140,3 +140,16 @@ def test_config_surveys_from_workflow_effective_config(study, tmp_path, capsys):
     assert main(["aggregate", "--runs-list", str(runs_list), "--config", str(config),
                  "--out-dir", str(tmp_path / "out")]) == 2
     assert "study.surveys" in capsys.readouterr().err
+
+
+def test_without_per_lambda_runs_the_lambda_table_is_empty_but_present(study, tmp_path):
+    runs_list, config = study
+    kept = [p for p in runs_list.read_text().split() if "/mme/" not in p]
+    listing = tmp_path / "runs.txt"
+    listing.write_text("\n".join(kept) + "\n")
+    out = tmp_path / "out"
+    assert main(["aggregate", "--runs-list", str(listing), "--config", str(config),
+                 "--out-dir", str(out)]) == 0
+    assert files_under(out) == sorted(expected_outputs(SURVEYS))
+    assert pd.read_csv(out / "tables/lambda_selection.csv").empty
+    assert "No per-λ MME runs were given" in (out / "report.html").read_text()

@@ -122,3 +122,18 @@ def test_cli_writes_selected_run_and_leaves_nothing_on_error(tmp_path, capsys):
     assert main(["select-lambda", "--runs", str(a), str(odd), "--output", str(out2)]) == 2
     assert str(odd) in capsys.readouterr().err
     assert not out2.exists()
+
+
+def test_first_split_reference_of_another_pair_is_rejected(tmp_path):
+    reference = load_runs([write(tmp_path / "r.json", mme(split=0, target="ztf"))])
+    current = load_runs([write(tmp_path / "c.json", mme(split=1))])
+    with pytest.raises(InputFileError) as info:
+        select_lambda(current, "first_split", reference)
+    assert str(tmp_path / "r.json") in str(info.value)
+
+
+def test_first_split_without_the_chosen_lambda_in_current_split(tmp_path):
+    reference = load_runs([write(tmp_path / "r.json", mme(split=0, lam=0.5))])
+    current = load_runs([write(tmp_path / "c.json", mme(split=1, lam=0.1))])
+    with pytest.raises(SettingError, match="lambda 0.5"):
+        select_lambda(current, "first_split", reference)
