@@ -42,6 +42,7 @@ BATCH = 50
 # The published study: 4 surveys x 10 splits baselines; 12 pairs x 5 shots x 10 splits FT;
 # the same for MME per lambda (thesis grid: 8 lambdas).
 STUDY_RUNS = {"baseline": 40, "finetune": 600, "mme": 600 * 8}
+SURVEY_SIZES = {"hits": 1_437_684, "des": 898_963, "ztf": 35_795, "atlas": 3_678}  # METHOD.md section 1
 
 
 def synthetic_survey(name: str, n: int, seed: int) -> SurveyData:
@@ -89,22 +90,47 @@ class StampDataset(torch.utils.data.Dataset):
         return torch.from_numpy(self.stamps[row]), int(self.labels[row])
 
 
-def loader_loop(survey: SurveyData, items: int) -> float:
-    torch.manual_seed(0)
-    model = StampClassifier("linear").train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+def balanced_loader(survey: SurveyData, items: int) -> torch.utils.data.DataLoader:
+    """Class-balanced batches of 50 built item by item (``WeightedRandomSampler``)."""
     rows = survey.split.train
     labels = survey.labels_np[rows]
     class_weight = 1.0 / np.bincount(labels, minlength=2)
     sampler = torch.utils.data.WeightedRandomSampler(class_weight[labels], num_samples=items, replacement=True)
-    loader = torch.utils.data.DataLoader(StampDataset(survey.stamps.numpy(), survey.labels_np, rows),
-                                         batch_size=BATCH, sampler=sampler, drop_last=True)
+    return torch.utils.data.DataLoader(StampDataset(survey.stamps.numpy(), survey.labels_np, rows),
+                                       batch_size=BATCH, sampler=sampler, drop_last=True)
+
+
+def loader_loop(survey: SurveyData, items: int) -> float:
+    torch.manual_seed(0)
+    model = StampClassifier("linear").train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loader = balanced_loader(survey, items)
     start = time.perf_counter()
     for x, y in loader:
         loss = F.cross_entropy(model(x), y.long())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    return time.perf_counter() - start
+
+
+def loader_batches_only(survey: SurveyData, items: int) -> float:
+    """Seconds to produce ``items`` samples' batches with the DataLoader, no model."""
+    loader = balanced_loader(survey, items)
+    start = time.perf_counter()
+    for _ in loader:
+        pass
+    return time.perf_counter() - start
+
+
+def rbda_batches_only(surveys: dict, items: int) -> float:
+    """Seconds to plan and gather ``items`` samples' batches as rbda's loop does, no model."""
+    method = method_class("baseline")(RunSpec("baseline", "des", None, 0, seed=1), surveys)
+    generator = torch.Generator()
+    start = time.perf_counter()
+    plan = method.plan_epoch(items // BATCH, generator)
+    for i in range(items // BATCH):
+        method.source.batch(plan["source"][i])
     return time.perf_counter() - start
 
 
@@ -165,15 +191,24 @@ def main() -> None:
     for name, r in rate.items():
         print(f"{name:28s} {r:10,.0f} {r / rate['bare']:8.2f} {r / rate['loader']:9.2f}")
 
+    data_loader = median_time(lambda: loader_batches_only(surveys["des"], n), args.rounds)
+    data_rbda = median_time(lambda: rbda_batches_only(surveys, n), args.rounds)
+    print(f"data path alone (no model): DataLoader {n / data_loader:,.0f} samples/s, "
+          f"rbda gather {n / data_rbda:,.0f} samples/s ({data_loader / data_rbda:.0f}x)")
+
     infer = 20_000 / median_time(lambda: inference_seconds(surveys["des"], 20_000), args.rounds)
     epoch = {"baseline": 10_000 / rate["rbda"], "finetune": 10_000 / rate["rbda"], "mme": 10_000 / rate["rbda mme"]}
     print(f"\nvalidation inference: {infer:,.0f} stamps/s")
     print("seconds per 10,000-item epoch (float32): " + ", ".join(f"{k} {v:.2f}" for k, v in epoch.items()))
-    total = sum(STUDY_RUNS[m] * args.epochs_per_run * epoch[m] for m in STUDY_RUNS)
-    print(f"projected full study ({', '.join(f'{v} {k}' for k, v in STUDY_RUNS.items())} runs, "
-          f"{args.epochs_per_run} epochs each, training only, one process): {total / 3600:,.0f} h "
-          f"= {total / 86400:,.1f} days; FT/MME validation on 20 items adds little, a baseline's "
-          f"per-epoch validation adds (validation rows / {infer:,.0f}) s per epoch")
+    # Baselines validate every epoch on the whole source validation part (10% of the survey).
+    baseline_val = statistics.mean(SURVEY_SIZES.values()) * 0.1 / infer
+    per_run = {"baseline": epoch["baseline"] + baseline_val, "finetune": epoch["finetune"], "mme": epoch["mme"]}
+    hours = {m: STUDY_RUNS[m] * args.epochs_per_run * per_run[m] / 3600 for m in STUDY_RUNS}
+    print(f"projected full study at {args.epochs_per_run} epochs per run, one process, this CPU: "
+          + ", ".join(f"{STUDY_RUNS[m]} {m} {hours[m]:,.0f} h" for m in STUDY_RUNS)
+          + f"; total {sum(hours.values()):,.0f} h = {sum(hours.values()) / 24:,.0f} days "
+          f"(baseline epochs include validation on a mean validation part of "
+          f"{statistics.mean(SURVEY_SIZES.values()) * 0.1:,.0f} stamps)")
 
 
 if __name__ == "__main__":
