@@ -40,8 +40,29 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
+# The Slurm executor plugin runs `scontrol show config` when Snakemake loads
+# its plugins (snakemake_executor_plugin_slurm.job_status_query.get_min_job_age,
+# 10 s timeout). Where Slurm's client is installed but no cluster is
+# configured, that stalls every Snakemake start by about 9 s. These tests do
+# not use Slurm, so they put a stand-in `scontrol` that fails at once first on
+# PATH (the plugin then falls back to its defaults).
+NO_SLURM_BIN: list[Path] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def scontrol_that_fails_at_once(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("no-slurm-bin")
+    stand_in = folder / "scontrol"
+    stand_in.write_text("#!/bin/sh\necho 'scontrol: not available in the workflow tests' >&2\nexit 1\n")
+    stand_in.chmod(0o755)
+    NO_SLURM_BIN[:] = [folder]
+    yield
+    NO_SLURM_BIN.clear()
+
+
 def snakemake(workdir: Path, *args: str, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    path = os.pathsep.join([*map(str, NO_SLURM_BIN), str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = dict(os.environ, PATH=path)
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     return subprocess.run(
