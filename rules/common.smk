@@ -273,7 +273,7 @@ def reporting_code():
     return files
 
 
-REPORT_CAPTIONS = "../workflow/report"
+REPORT_CAPTIONS = "workflow/report"  # relative to the Snakefile
 
 
 def _in_snakemake_report(path):
