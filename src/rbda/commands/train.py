@@ -7,8 +7,7 @@ from pathlib import Path
 
 from rbda import SURVEYS
 from rbda.errors import SettingError
-
-METHODS = ("baseline", "finetune", "mme")
+from rbda.methods import METHOD_NAMES as METHODS
 
 
 def parse_data_spec(text: str) -> tuple[str, Path, Path]:
@@ -74,64 +73,86 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster; not the study's float32)")
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.method not in METHODS:
-        raise SettingError("--method", f"one of {', '.join(METHODS)}", args.method)
-    data = parse_data_specs(args.data)
-    for survey, role in ((args.source, "source"), (args.target, "target")):
-        if survey is not None and survey not in data:
-            raise SettingError("--data", f"data for the {role} survey {survey!r} (--data {survey}=DATA.parquet:SPLIT.npz)")
-    if args.method == "baseline" and args.init_model is not None:
-        raise SettingError("--init-model", "no initial model for a baseline (it trains from scratch)")
-
-    # Heavy imports only now: `rbda --help` and the data commands stay fast.
-    import hashlib
-    import logging
-
-    from rbda.atomic import write_json
-    from rbda.methods import method_class
+def _run_spec(args: argparse.Namespace):
     from rbda.methods.base import RunSpec
-    from rbda.models import load_model_file, save_model_file
-    from rbda.train import (TrainConfig, configure_torch, evaluate_method, load_survey_data, resolve_device,
-                            run_record, train)
 
-    log = logging.getLogger("rbda.train")
-    spec = RunSpec(method=args.method, source=args.source, target=args.target, split=args.split, seed=args.seed,
+    return RunSpec(method=args.method, source=args.source, target=args.target, split=args.split, seed=args.seed,
                    shots=args.shots, lam=args.lam, val_shots=args.val_shots, batch_size=args.batch_size)
+
+
+def _train_config(args: argparse.Namespace):
+    from rbda.train import TrainConfig
+
     config = TrainConfig(lr=args.lr, momentum=args.momentum, lr_halve_every=args.lr_halve_every,
                          epoch_size=args.epoch_size, patience=args.patience, max_epochs=args.max_epochs,
                          log_every_epochs=args.log_every_epochs,
                          checkpoint_every_epochs=args.checkpoint_every_epochs,
                          channels_last=args.channels_last, bf16=args.bf16)
     config.check()
-    cls = method_class(args.method)
-    init_state, identity_extra = None, {}
-    if cls.needs_init_model:
-        if args.init_model is None:
-            raise SettingError("--init-model", f"the (source, split) baseline model file for method {args.method!r}")
-        payload = load_model_file(args.init_model, expect_head="linear")
-        init_state = payload["state_dict"]
-        identity_extra["init_model_sha256"] = hashlib.sha256(args.init_model.read_bytes()).hexdigest()
+    return config
 
-    configure_torch(args.threads, args.deterministic)
-    device = resolve_device(args.device)
-    surveys = {name: load_survey_data(name, parquet, split_file, device)
-               for name, (parquet, split_file) in data.items()}
-    method = cls(spec, surveys)
-    checkpoint = args.checkpoint or args.metrics.with_name(args.metrics.name + ".ckpt")
-    result = train(method, config, init_state=init_state, checkpoint=checkpoint, identity_extra=identity_extra)
-    record = run_record(method, config, result, evaluate_method(method, result.model))
+
+def _initial_model(method_cls, args: argparse.Namespace) -> tuple[dict | None, dict]:
+    """The baseline weights a method starts from, and the file's digest for the run identity."""
+    import hashlib
+
+    from rbda.models import load_model_file
+
+    if args.init_model is not None and not method_cls.needs_init_model:
+        raise SettingError("--init-model", f"no initial model for method {args.method!r} (it trains from scratch)")
+    if not method_cls.needs_init_model:
+        return None, {}
+    if args.init_model is None:
+        raise SettingError("--init-model", f"the (source, split) baseline model file for method {args.method!r}")
+    payload = load_model_file(args.init_model, expect_head="linear")
+    return payload["state_dict"], {"init_model_sha256": hashlib.sha256(args.init_model.read_bytes()).hexdigest()}
+
+
+def _write_outputs(args: argparse.Namespace, record: dict, model) -> None:
+    """The model (if asked for) and the run JSON; neither is left alone if the other fails."""
+    from rbda.atomic import write_json
+    from rbda.models import save_model_file
+
     if args.model is not None:
-        save_model_file(args.model, result.model, {k: record[k] for k in
-                        ("method", "source", "target", "split", "shots", "lambda", "seed")})
+        facts = {k: record[k] for k in ("method", "source", "target", "split", "shots", "lambda", "seed")}
+        save_model_file(args.model, model, facts)
     try:
         write_json(args.metrics, record)
     except BaseException:
         if args.model is not None:
             args.model.unlink(missing_ok=True)
         raise
+
+
+def run(args: argparse.Namespace) -> int:
+    data = parse_data_specs(args.data)
+    for survey, role in ((args.source, "source"), (args.target, "target")):
+        if survey is not None and survey not in data:
+            raise SettingError("--data", f"data for the {role} survey {survey!r} (--data {survey}=DATA.parquet:SPLIT.npz)")
+
+    # Heavy imports only now: `rbda --help` and the data commands stay fast.
+    import logging
+
+    from rbda.methods import method_class
+    from rbda.train import configure_torch, evaluate_method, load_survey_data, resolve_device, run_record, train
+
+    method_cls = method_class(args.method)
+    spec = _run_spec(args)
+    method_cls.check_spec(spec)  # settings first, before any data is read
+    config = _train_config(args)
+    init_state, identity_extra = _initial_model(method_cls, args)
+    configure_torch(args.threads, args.deterministic)
+    device = resolve_device(args.device)
+    surveys = {name: load_survey_data(name, parquet, split_file, device)
+               for name, (parquet, split_file) in data.items()}
+    method = method_cls(spec, surveys)
+    checkpoint = args.checkpoint or args.metrics.with_name(args.metrics.name + ".ckpt")
+    result = train(method, config, init_state=init_state, checkpoint=checkpoint, identity_extra=identity_extra)
+    record = run_record(method, config, result, evaluate_method(method, result.model))
+    _write_outputs(args, record, result.model)
     checkpoint.unlink(missing_ok=True)
     summary = ", ".join(f"{e['survey']} ({e['role']}) {e['bacc']:.4f}" for e in record["evaluations"])
-    log.info("%s done in %.1f s, %d epochs (best %d): test BACC %s", args.method,
-             result.wall_seconds, result.state.epoch, result.state.best_epoch, summary)
+    logging.getLogger("rbda.train").info(
+        "%s done in %.1f s, %d epochs (best %d): test BACC %s", args.method,
+        result.wall_seconds, result.state.epoch, result.state.best_epoch, summary)
     return 0

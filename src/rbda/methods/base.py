@@ -123,23 +123,23 @@ class TrainingMethod(ABC):
     def __init__(self, spec: RunSpec, surveys: dict[str, SurveyData]):
         self.spec = spec
         self.surveys = surveys
-        self.check_spec()
+        self.check_spec(spec)
         self.source = self._survey(spec.source, "source")
         self.target = self._survey(spec.target, "target") if self.needs_target else None
 
     # -- set-up ---------------------------------------------------------------
-    def check_spec(self) -> None:
-        """Reject settings that do not apply to this method."""
-        spec = self.spec
+    @classmethod
+    def check_spec(cls, spec: RunSpec) -> None:
+        """Reject settings that do not apply to this method (before any data is loaded)."""
         if spec.batch_size < 1:
             raise SettingError("batch_size", "a positive integer", spec.batch_size)
-        if self.needs_target:
+        if cls.needs_target:
             if spec.target is None:
-                raise SettingError("target", f"a target survey for method {self.name!r}")
+                raise SettingError("target", f"a target survey for method {cls.name!r}")
             if spec.target == spec.source:
                 raise SettingError("target", "a survey other than the source", spec.target)
             if spec.shots is None or spec.shots < 1:
-                raise SettingError("shots", f"a positive number of labelled target items per class for {self.name!r}", spec.shots)
+                raise SettingError("shots", f"a positive number of labelled target items per class for {cls.name!r}", spec.shots)
             if spec.val_shots < 1:
                 raise SettingError("val_shots", "a positive number of validation items per class", spec.val_shots)
 

@@ -11,17 +11,18 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from rbda.methods.base import BalancedSampler, Evaluation, SurveyData, TrainingMethod, cross_entropy_on
 from rbda.errors import SettingError
+from rbda.methods.base import BalancedSampler, Evaluation, RunSpec, SurveyData, TrainingMethod, cross_entropy_on
 from rbda.models import StampClassifier
 
 
 class Baseline(TrainingMethod):
     name = "baseline"
 
-    def check_spec(self) -> None:
-        super().check_spec()
-        for setting, value in (("target", self.spec.target), ("shots", self.spec.shots), ("lambda", self.spec.lam)):
+    @classmethod
+    def check_spec(cls, spec: RunSpec) -> None:
+        super().check_spec(spec)
+        for setting, value in (("target", spec.target), ("shots", spec.shots), ("lambda", spec.lam)):
             if value is not None:
                 raise SettingError(setting, "no value for method 'baseline'", value)
 

@@ -13,8 +13,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from rbda.methods.base import BalancedSampler, Evaluation, SurveyData, TrainingMethod, cross_entropy_on
 from rbda.errors import SettingError
+from rbda.methods.base import BalancedSampler, Evaluation, RunSpec, SurveyData, TrainingMethod, cross_entropy_on
 from rbda.models import StampClassifier
 
 
@@ -23,10 +23,11 @@ class FineTune(TrainingMethod):
     needs_init_model = True
     needs_target = True
 
-    def check_spec(self) -> None:
-        super().check_spec()
-        if self.spec.lam is not None:
-            raise SettingError("lambda", "no value for method 'finetune'", self.spec.lam)
+    @classmethod
+    def check_spec(cls, spec: RunSpec) -> None:
+        super().check_spec(spec)
+        if spec.lam is not None:
+            raise SettingError("lambda", "no value for method 'finetune'", spec.lam)
 
     def __init__(self, spec, surveys):
         super().__init__(spec, surveys)

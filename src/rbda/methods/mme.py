@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from rbda.methods.base import BalancedSampler, Evaluation, SurveyData, TrainingMethod, UniformSampler
 from rbda.errors import RbdaError, SettingError
+from rbda.methods.base import BalancedSampler, Evaluation, RunSpec, SurveyData, TrainingMethod, UniformSampler
 from rbda.models import StampClassifier
 from rbda.splits import unlabelled_rest
 
@@ -56,13 +56,14 @@ class MinimaxEntropy(TrainingMethod):
     needs_init_model = True
     needs_target = True
 
-    def check_spec(self) -> None:
-        super().check_spec()
-        lam = self.spec.lam
+    @classmethod
+    def check_spec(cls, spec: RunSpec) -> None:
+        super().check_spec(spec)
+        lam = spec.lam
         if lam is None or not np.isfinite(lam) or lam < 0:
             raise SettingError("lambda", "a finite lambda >= 0 for method 'mme'", lam)
-        if self.spec.batch_size < 2:
-            raise SettingError("batch_size", "at least 2 for 'mme' (half source, half target)", self.spec.batch_size)
+        if spec.batch_size < 2:
+            raise SettingError("batch_size", "at least 2 for 'mme' (half source, half target)", spec.batch_size)
 
     def __init__(self, spec, surveys):
         super().__init__(spec, surveys)
