@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 
 import rbda
-from rbda.results.naming import format_lambda
+from rbda.results.naming import format_lambda, ordered_pairs
 from rbda.results.outputs import expected_outputs
 
 
@@ -14,9 +14,9 @@ class ConfigError(Exception):
     """A config value the JSON schema cannot check (relations between keys)."""
 
 
-def _survey_setting(survey, key, default=None):
-    value = config["surveys"][survey].get(key)
-    return default if value is None else value
+def _survey_setting(survey, key):
+    """A survey's optional setting; None when absent (the schema's default)."""
+    return config["surveys"][survey].get(key)
 
 
 SURVEYS = list(config["surveys"])
@@ -47,7 +47,7 @@ LAMBDA_LABELS = list(LAMBDA_BY_LABEL)
 
 def _pairs(configured):
     if configured is None:
-        return [(s, t) for s, t in itertools.permutations(SURVEYS, 2)]
+        return ordered_pairs(SURVEYS)
     pairs = []
     for i, text in enumerate(configured):
         source, target = text.split("-to-")
@@ -294,4 +294,4 @@ def _in_snakemake_report(path):
 
 def report_outputs():
     """Every file `rbda aggregate` writes (named by rbda.results.outputs), most of them in the Snakemake report."""
-    return [_in_snakemake_report(path) for path in expected_outputs(SURVEYS)]
+    return [_in_snakemake_report(path) for path in expected_outputs(SURVEYS, PAIRS)]
