@@ -68,7 +68,7 @@ SPECS: dict[str, SurveySpec] = {
         invalid_patch_probability=0.06, clipped_probability=0.013,
     ),
     "atlas": SurveySpec(
-        "atlas", size=61, psf_sigma=1.5, sky=800.0, noise=30.0, template_noise=8.0,
+        "atlas", size=61, psf_sigma=0.9, sky=800.0, noise=30.0, template_noise=8.0,
         classes={"burn": (0, 0.17, {"burn": 1.0}), "cr": (0, 0.17, {"cosmic_ray": 1.0}),
                  "kast": (1, 0.136, {"asteroid": 1.0}), "noise": (0, 0.17, {"faint_blob": 1.0}),
                  "spike": (0, 0.17, {"spike": 1.0}), "streak": (1, 0.184, {"streak": 1.0})},
