@@ -286,7 +286,8 @@ def _in_snakemake_report(path):
         return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/tables.rst",
                       category="Tables", subcategory=subcategory)
     if path.startswith("stats/"):
-        return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/stats.rst", category="Statistics")
+        return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/stats.rst",
+                      category="Significance tests")
     if path == "report.html":
         return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/report.rst", category="Report")
     return f"results/{path}"

@@ -48,6 +48,11 @@ def test_expected_outputs_depend_on_surveys_only():
     assert "tables/pairs/des-to-hits.md" in three and "report.html" in three
     with pytest.raises(SettingError):
         expected_outputs(["hits"])
+    subset = expected_outputs(SURVEYS, [("des", "hits")])
+    assert [p for p in subset if p.startswith("tables/pairs/")] == [
+        "tables/pairs/des-to-hits.csv", "tables/pairs/des-to-hits.md"]
+    with pytest.raises(SettingError, match="pairs"):
+        expected_outputs(SURVEYS, [("des", "ztf")])
 
 
 def test_tables_agree_with_the_run_files(aggregated, study):
@@ -153,3 +158,30 @@ def test_without_per_lambda_runs_the_lambda_table_is_empty_but_present(study, tm
     assert files_under(out) == sorted(expected_outputs(SURVEYS))
     assert pd.read_csv(out / "tables/lambda_selection.csv").empty
     assert "No per-λ MME runs were given" in (out / "report.html").read_text()
+
+
+def test_configured_subset_of_pairs(study, tmp_path):
+    runs_list, _ = study
+    kept = [p for p in runs_list.read_text().split() if "/baseline/" in p or "des-to-hits" in p]
+    listing = tmp_path / "runs.txt"
+    listing.write_text("\n".join(kept) + "\n")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"study": {"surveys": SURVEYS, "pairs": ["des-to-hits"]}}))
+    out = tmp_path / "out"
+    assert main(["aggregate", "--runs-list", str(listing), "--config", str(config),
+                 "--out-dir", str(out)]) == 0
+    assert files_under(out) == sorted(expected_outputs(SURVEYS, [("des", "hits")]))
+    assert pd.read_csv(out / "tables/shots_to_beat.csv")["pair"].unique().tolist() == ["des-to-hits"]
+
+
+@pytest.mark.parametrize("pairs, message", [(["des-to-ztf"], "pairs of two distinct surveys"),
+                                            (["des_hits"], "source-to-target"),
+                                            ("des-to-hits", "source-to-target")])
+def test_bad_pairs_in_config_name_the_key(study, tmp_path, capsys, pairs, message):
+    runs_list, _ = study
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"study": {"surveys": SURVEYS, "pairs": pairs}}))
+    assert main(["aggregate", "--runs-list", str(runs_list), "--config", str(config),
+                 "--out-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "(study.pairs)" in err and message in err

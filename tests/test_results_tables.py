@@ -14,6 +14,7 @@ from rbda.results import stats, tables
 from rbda.results.runs import validate_run
 
 SURVEYS = ["des", "hits"]
+PAIRS = [("des", "hits"), ("hits", "des")]
 
 
 def runs_from(dicts):
@@ -129,7 +130,8 @@ def test_missing_baseline_for_a_pair_is_an_error():
     runs = runs_from(dicts)
     evaluations = tables.tidy_evaluations(runs)
     with pytest.raises(RbdaError, match="no baseline run trained on 'des'"):
-        tables.check_study(tables.baseline_scores(evaluations), tables.method_scores(evaluations), SURVEYS)
+        tables.check_study(tables.baseline_scores(evaluations), tables.method_scores(evaluations), SURVEYS,
+                           PAIRS)
 
 
 def test_baseline_split_missing_for_pair_runs_is_an_error():
@@ -137,10 +139,19 @@ def test_baseline_split_missing_for_pair_runs_is_an_error():
     dicts += [adapted_run("finetune", "des", "hits", 1, 5, 0.8, 0.8)]
     evaluations = tables.tidy_evaluations(runs_from(dicts))
     with pytest.raises(RbdaError, match=r"des-to-hits has FT/MME runs for split\(s\) \[1\]"):
-        tables.check_study(tables.baseline_scores(evaluations), tables.method_scores(evaluations), SURVEYS)
+        tables.check_study(tables.baseline_scores(evaluations), tables.method_scores(evaluations), SURVEYS,
+                           PAIRS)
 
 
 def test_markdown_escapes_pipes_and_formats_floats():
     md = tables.to_markdown(pd.DataFrame({"a|b": ["x|y"], "v": [0.123456]}))
     assert md.splitlines()[0] == "| a\\|b | v |"
     assert "x\\|y" in md and "0.1235" in md
+
+
+def test_runs_of_a_pair_outside_the_configured_pairs_are_an_error():
+    dicts = baselines(des_on_hits=(0.7,)) + [adapted_run("finetune", "des", "hits", 0, 5, 0.8, 0.8)]
+    evaluations = tables.tidy_evaluations(runs_from(dicts))
+    with pytest.raises(RbdaError, match="des-to-hits, which is not among the configured pairs"):
+        tables.check_study(tables.baseline_scores(evaluations), tables.method_scores(evaluations), SURVEYS,
+                           [("hits", "des")])

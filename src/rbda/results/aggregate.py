@@ -29,19 +29,40 @@ from typing import Iterator
 import pandas as pd
 
 from rbda.atomic import atomic_path, write_text
-from rbda.errors import InputFileError
+from rbda.errors import InputFileError, RbdaError
 from rbda.results import figures, published, stats, tables
-from rbda.results.naming import ordered_pairs, pair_label
+from rbda.results.naming import pair_label, parse_pair_name
 from rbda.results.outputs import (ALL_EVALUATIONS, REPORT, expected_outputs, figure_path,
-                                  pair_table_path, stats_path, table_path)
+                                  pair_table_path, stats_path, study_pairs, table_path)
 from rbda.results.report import GUIDE, ReportSection, for_display, preformatted, render_report
 from rbda.results.runs import Run, load_runs, read_runs_list
 
 log = logging.getLogger(__name__)
 
 
-def read_config(path: str | Path) -> tuple[dict, list[str]]:
-    """The configuration dict and its survey names (at least two, distinct)."""
+@dataclass(frozen=True)
+class StudySettings:
+    """What the aggregation reads from the configuration file."""
+
+    config: dict
+    surveys: list[str]
+    pairs: list[tuple[str, str]]
+
+
+def _study_section(config: dict) -> tuple[dict, str]:
+    """The part holding ``surveys``/``pairs``: ``study`` of the effective config, or the top level."""
+    study = config.get("study")
+    if isinstance(study, dict) and "surveys" in study:
+        return study, "study."
+    return config, ""
+
+
+def read_config(path: str | Path) -> StudySettings:
+    """The configuration, its survey names (at least two, distinct) and its pairs.
+
+    Pairs come from ``pairs`` beside ``surveys`` (a list of ``source-to-target``
+    names); missing or null means all ordered pairs of distinct surveys.
+    """
     path = Path(path)
     try:
         config = json.loads(path.read_text())
@@ -49,18 +70,26 @@ def read_config(path: str | Path) -> tuple[dict, list[str]]:
         raise InputFileError(path, "a readable JSON configuration") from None
     except json.JSONDecodeError as exc:
         raise InputFileError(path, f"valid JSON ({exc.msg})", where=f"line {exc.lineno}") from None
-    study = config.get("study") if isinstance(config, dict) else None
-    if isinstance(study, dict) and "surveys" in study:
-        surveys, where = study["surveys"], "study.surveys"
-    elif isinstance(config, dict) and "surveys" in config:
-        surveys, where = config["surveys"], "surveys"
-    else:
+    if not isinstance(config, dict):
         raise InputFileError(path, "a JSON object with 'study.surveys' or 'surveys'")
+    section, prefix = _study_section(config)
+    if "surveys" not in section:
+        raise InputFileError(path, "a JSON object with 'study.surveys' or 'surveys'")
+    surveys = section["surveys"]
     names = list(surveys) if isinstance(surveys, (list, dict)) else []
     if len(names) < 2 or not all(isinstance(s, str) for s in names) or len(set(names)) != len(names):
         raise InputFileError(path, "a list (or mapping) of at least two distinct survey names",
-                             where=where)
-    return config, names
+                             where=f"{prefix}surveys")
+    configured = section.get("pairs")
+    if configured is not None and not isinstance(configured, list):
+        raise InputFileError(path, "null or a list of source-to-target pair names", where=f"{prefix}pairs")
+    try:
+        pairs = None if configured is None else [parse_pair_name(p) for p in configured]
+        pairs = study_pairs(names, pairs)
+    except (TypeError, ValueError, RbdaError) as exc:
+        raise InputFileError(path, f"null or a list of source-to-target pairs of configured surveys "
+                                   f"({exc})", where=f"{prefix}pairs") from None
+    return StudySettings(config=config, surveys=names, pairs=pairs)
 
 
 def synthetic_surveys(config: dict) -> list[str]:
@@ -79,6 +108,7 @@ class StudyResults:
     """Everything computed from the runs, before anything is written."""
 
     surveys: list[str]
+    pairs: list[tuple[str, str]]
     evaluations: pd.DataFrame
     baseline: pd.DataFrame
     methods: pd.DataFrame
@@ -104,12 +134,12 @@ def versions_table(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def compute(runs: list[Run], surveys: list[str]) -> StudyResults:
+def compute(runs: list[Run], surveys: list[str], pairs: list[tuple[str, str]]) -> StudyResults:
     """All tables and tests, in memory; raises on an incomplete or inconsistent study."""
     evaluations = tables.tidy_evaluations(runs)
     baseline_runs = tables.baseline_scores(evaluations)
     scores = tables.method_scores(evaluations)
-    tables.check_study(baseline_runs, scores, surveys)
+    tables.check_study(baseline_runs, scores, surveys, pairs)
     baseline = tables.baseline_table(baseline_runs[baseline_runs["tested_on"].isin(surveys)], surveys)
     methods = tables.in_study_order(tables.methods_table(scores), surveys, ["method", "domain", "shots"])
     lambda_scores = tables.lambda_scores(runs)
@@ -119,11 +149,11 @@ def compute(runs: list[Run], surveys: list[str]) -> StudyResults:
                                             ["domain", "shots", "test"])
     vs_baseline = tables.in_study_order(stats.compare_with_baseline(scores, baseline_runs), surveys,
                                         ["method", "shots", "test"])
-    shots = tables.shots_to_beat(methods, baseline, vs_baseline, ordered_pairs(surveys))
+    shots = tables.shots_to_beat(methods, baseline, vs_baseline, pairs)
     winners = tables.in_study_order(tables.winners_table(methods, mme_vs_finetune), surveys, ["domain"])
     paper = published.load_published()
     return StudyResults(
-        surveys=surveys, evaluations=evaluations, baseline=baseline, methods=methods, scores=scores,
+        surveys=surveys, pairs=pairs, evaluations=evaluations, baseline=baseline, methods=methods, scores=scores,
         lambda_scores=lambda_scores, lambdas=lambdas, mme_vs_finetune=mme_vs_finetune,
         vs_baseline=vs_baseline, shots_to_beat=shots, winners=winners,
         published_baseline=published.baseline_side_by_side(baseline, paper),
@@ -161,7 +191,7 @@ def write_tables(results: StudyResults, out: Path) -> None:
                  title="Baseline: this study vs the paper (meaningful only on the real surveys)")
     _write_table(out, "published_shots_to_beat", r.published_shots,
                  title="Shots to beat the baseline: this study vs the thesis (real surveys only)")
-    for source, target in ordered_pairs(r.surveys):
+    for source, target in r.pairs:
         _write_csv(tables.pair_table_numeric(r.methods, source, target),
                    out / pair_table_path(source, target, "csv"))
         write_text(out / pair_table_path(source, target, "md"),
@@ -174,9 +204,9 @@ def write_tables(results: StudyResults, out: Path) -> None:
 def write_figures(results: StudyResults, out: Path) -> None:
     r = results
     figures.save_figure(figures.baseline_heatmap(r.baseline, r.surveys), out, "baseline_heatmap")
-    figures.save_figure(figures.bacc_vs_shots(r.methods, r.baseline, r.surveys), out, "bacc_vs_shots")
-    figures.save_figure(figures.boxplots(r.scores, r.baseline, r.surveys), out, "boxplots")
-    figures.save_figure(figures.lambda_curves(r.lambda_scores, r.surveys), out, "lambda_curves")
+    figures.save_figure(figures.bacc_vs_shots(r.methods, r.baseline, r.pairs), out, "bacc_vs_shots")
+    figures.save_figure(figures.boxplots(r.scores, r.baseline, r.pairs), out, "boxplots")
+    figures.save_figure(figures.lambda_curves(r.lambda_scores, r.pairs), out, "lambda_curves")
 
 
 STATS_COLUMNS = ["source", "target", "shots", "domain", "test", "n_a", "n_b", "mean_diff",
@@ -198,7 +228,7 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
     curves.figure(png("bacc_vs_shots"), "BACC vs shots per class, mean ± std over splits; per pair "
                   "the left panel is the source's test part, the right the target's; dashed: baseline.")
     curves.figure(png("boxplots"), "The same runs as distributions over splits.")
-    for source, target in ordered_pairs(r.surveys):
+    for source, target in r.pairs:
         curves.table(tables.pair_table(r.methods, r.baseline, source, target),
                      caption=f"{pair_label(source, target)}: BACC by shots", collapsed=True)
 
@@ -262,15 +292,15 @@ def staging_dir(out_dir: Path) -> Iterator[Path]:
 
 def aggregate(runs_list: str | Path, config_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Write all outputs under ``out_dir``; return their paths."""
-    config, surveys = read_config(config_path)
+    settings = read_config(config_path)
     runs = load_runs(read_runs_list(runs_list))
-    results = compute(runs, surveys)
+    results = compute(runs, settings.surveys, settings.pairs)
     out_dir = Path(out_dir)
-    expected = expected_outputs(surveys)
+    expected = expected_outputs(settings.surveys, settings.pairs)
     with staging_dir(out_dir) as stage:
         write_tables(results, stage)
         write_figures(results, stage)
-        write_text(stage / REPORT, build_report(results, config, stage))
+        write_text(stage / REPORT, build_report(results, settings.config, stage))
         written = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
         if written != sorted(expected):
             raise AssertionError(f"outputs differ from expected_outputs(): {sorted(set(written) ^ set(expected))}")

@@ -63,22 +63,39 @@ def baseline_heatmap(table: pd.DataFrame, surveys: list[str]) -> plt.Figure:
     return fig
 
 
-def _pair_grid(surveys: list[str], panel_w: float = 2.3, panel_h: float = 2.0):
-    """Figure and a dict ``(source, target, domain) -> axes``."""
-    n = len(surveys)
-    fig, axes = plt.subplots(n, 2 * (n - 1), figsize=(panel_w * 2 * (n - 1), panel_h * n),
+def pair_layout(pairs: list[tuple[str, str]]) -> tuple[dict[tuple[str, str], tuple[int, int]], int, int]:
+    """Grid position of each pair: a row per source (first-seen order), its targets along
+    the row. Returns ``(positions, n_rows, n_cols)``."""
+    sources = list(dict.fromkeys(source for source, _ in pairs))
+    positions, used = {}, {source: 0 for source in sources}
+    for source, target in pairs:
+        positions[(source, target)] = (sources.index(source), used[source])
+        used[source] += 1
+    return positions, len(sources), max(used.values())
+
+
+def _hide_unused(axes: np.ndarray, used: set) -> None:
+    for (i, j), ax in np.ndenumerate(axes):
+        if (i, j) not in used:
+            ax.set_axis_off()
+
+
+def _pair_grid(pairs: list[tuple[str, str]], panel_w: float = 2.3, panel_h: float = 2.0):
+    """Figure and a dict ``(source, target, domain) -> axes``: two panels per pair."""
+    positions, n_rows, n_cols = pair_layout(pairs)
+    fig, axes = plt.subplots(n_rows, 2 * n_cols, figsize=(panel_w * 2 * n_cols, panel_h * n_rows + 0.6),
                              sharey=True, squeeze=False)
-    grid = {}
-    for i, source in enumerate(surveys):
-        targets = [t for t in surveys if t != source]
-        for j, target in enumerate(targets):
-            for k, domain in enumerate(("source", "target")):
-                ax = axes[i, 2 * j + k]
-                shown = source if domain == "source" else target
-                ax.set_title(f"{survey_label(source)}→{survey_label(target)}\non {survey_label(shown)} "
-                             f"({domain})", fontsize=8)
-                ax.tick_params(labelsize=7)
-                grid[(source, target, domain)] = ax
+    grid, used = {}, set()
+    for (source, target), (i, j) in positions.items():
+        for k, domain in enumerate(("source", "target")):
+            ax = axes[i, 2 * j + k]
+            used.add((i, 2 * j + k))
+            shown = source if domain == "source" else target
+            ax.set_title(f"{survey_label(source)}→{survey_label(target)}\non {survey_label(shown)} "
+                         f"({domain})", fontsize=8)
+            ax.tick_params(labelsize=7)
+            grid[(source, target, domain)] = ax
+    _hide_unused(axes, used)
     for ax in axes[:, 0]:
         ax.set_ylabel("test BACC", fontsize=8)
     return fig, grid
@@ -96,9 +113,10 @@ def _shots_axis(ax, shots: list[int]) -> None:
     ax.set_xlabel("shots per class", fontsize=7)
 
 
-def bacc_vs_shots(methods: pd.DataFrame, baseline: pd.DataFrame, surveys: list[str]) -> plt.Figure:
+def bacc_vs_shots(methods: pd.DataFrame, baseline: pd.DataFrame,
+                  pairs: list[tuple[str, str]]) -> plt.Figure:
     """FT and MME mean ± std over splits against shots; baseline dashed."""
-    fig, grid = _pair_grid(surveys)
+    fig, grid = _pair_grid(pairs)
     shots = sorted(methods["shots"].unique().tolist())
     for (source, target, domain), ax in grid.items():
         rows = methods[(methods["source"] == source) & (methods["target"] == target)
@@ -113,26 +131,28 @@ def bacc_vs_shots(methods: pd.DataFrame, baseline: pd.DataFrame, surveys: list[s
             ax.axhline(level, **BASELINE_STYLE, label="baseline")
         if shots:
             _shots_axis(ax, shots)
-    _legend(fig, grid)
+    _legend(fig, grid.values())
     fig.suptitle("BACC vs shots (mean ± std over splits); dashed: the source model (baseline)",
                  fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def _legend(fig: plt.Figure, grid: dict) -> None:
-    handles, labels = {}, []
-    for ax in grid.values():
+def _legend(fig: plt.Figure, axes, ncol_max: int = 8) -> None:
+    """One legend below the figure with each label once, from all ``axes``."""
+    handles = {}
+    for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
-    labels = list(handles)
-    fig.legend([handles[x] for x in labels], labels, loc="lower center", ncol=len(labels),
-               fontsize=8, bbox_to_anchor=(0.5, -0.02), frameon=False)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="lower center",
+                   ncol=min(len(handles), ncol_max), fontsize=8, bbox_to_anchor=(0.5, -0.03),
+                   frameon=False)
 
 
-def boxplots(scores: pd.DataFrame, baseline: pd.DataFrame, surveys: list[str]) -> plt.Figure:
+def boxplots(scores: pd.DataFrame, baseline: pd.DataFrame, pairs: list[tuple[str, str]]) -> plt.Figure:
     """Distribution over splits: per shot count an FT box and an MME box."""
-    fig, grid = _pair_grid(surveys)
+    fig, grid = _pair_grid(pairs)
     shots = sorted(scores["shots"].unique().tolist())
     positions = {n: i for i, n in enumerate(shots)}
     offsets = {"finetune": -0.18, "mme": 0.18}
@@ -159,45 +179,41 @@ def boxplots(scores: pd.DataFrame, baseline: pd.DataFrame, surveys: list[str]) -
             ax.axhline(level, **BASELINE_STYLE, label="baseline")
         ax.set_xticks(list(positions.values()), [str(n) for n in shots])
         ax.set_xlabel("shots per class", fontsize=7)
-    _legend(fig, grid)
+    _legend(fig, grid.values())
     fig.suptitle("BACC over splits (boxes: FT and MME per shot count); dashed: baseline mean",
                  fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def lambda_curves(lambdas: pd.DataFrame, surveys: list[str]) -> plt.Figure:
+def lambda_curves(lambdas: pd.DataFrame, pairs: list[tuple[str, str]]) -> plt.Figure:
     """Mean target validation BACC vs shots, one line per lambda, one panel per pair."""
-    n = len(surveys)
-    fig, axes = plt.subplots(n, n - 1, figsize=(2.6 * (n - 1), 2.1 * n), sharey=True, squeeze=False)
+    positions, n_rows, n_cols = pair_layout(pairs)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols, 2.1 * n_rows + 0.6), sharey=True,
+                             squeeze=False)
+    _hide_unused(axes, set(positions.values()))
     values = sorted(lambdas["lambda"].unique().tolist()) if not lambdas.empty else []
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(values), 1)))
     shots = sorted(lambdas["shots"].unique().tolist()) if not lambdas.empty else []
-    for i, source in enumerate(surveys):
-        for j, target in enumerate(t for t in surveys if t != source):
-            ax = axes[i, j]
-            ax.set_title(f"{survey_label(source)}→{survey_label(target)}", fontsize=8)
-            ax.tick_params(labelsize=7)
-            rows = lambdas[(lambdas["source"] == source) & (lambdas["target"] == target)]
-            if rows.empty:
-                ax.text(0.5, 0.5, "no per-lambda\nMME runs", ha="center", va="center",
-                        transform=ax.transAxes, fontsize=8, color="0.4")
-                continue
-            means = rows.groupby(["lambda", "shots"])["val_bacc"].mean().reset_index()
-            for value, colour in zip(values, colours):
-                curve = means[means["lambda"] == value].sort_values("shots")
-                if len(curve):
-                    ax.plot(curve["shots"], curve["val_bacc"], marker="o", markersize=3,
-                            linewidth=1.1, color=colour, label=f"λ={format_lambda(value)}")
-            _shots_axis(ax, shots)
+    for (source, target), (i, j) in positions.items():
+        ax = axes[i, j]
+        ax.set_title(f"{survey_label(source)}→{survey_label(target)}", fontsize=8)
+        ax.tick_params(labelsize=7)
+        rows = lambdas[(lambdas["source"] == source) & (lambdas["target"] == target)]
+        if rows.empty:
+            ax.text(0.5, 0.5, "no per-lambda\nMME runs", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=8, color="0.4")
+            continue
+        means = rows.groupby(["lambda", "shots"])["val_bacc"].mean().reset_index()
+        for value, colour in zip(values, colours):
+            curve = means[means["lambda"] == value].sort_values("shots")
+            if len(curve):
+                ax.plot(curve["shots"], curve["val_bacc"], marker="o", markersize=3,
+                        linewidth=1.1, color=colour, label=f"λ={format_lambda(value)}")
+        _shots_axis(ax, shots)
+    for i in range(n_rows):
         axes[i, 0].set_ylabel("target val. BACC", fontsize=8)
-    handles = {}
-    for ax in axes.flat:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(label, handle)
-    if handles:
-        fig.legend(list(handles.values()), list(handles), loc="lower center",
-                   ncol=min(len(handles), 8), fontsize=8, bbox_to_anchor=(0.5, -0.03), frameon=False)
+    _legend(fig, axes.flat)
     fig.suptitle("MME: target validation BACC vs shots per λ (mean over splits)", fontsize=10)
     fig.tight_layout()
     return fig

@@ -24,6 +24,14 @@ def pair_name(source: str, target: str) -> str:
     return f"{source}-to-{target}"
 
 
+def parse_pair_name(name: str) -> tuple[str, str]:
+    """``des-to-hits`` -> ``("des", "hits")``; ``ValueError`` if not of that form."""
+    parts = name.split("-to-")
+    if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+        raise ValueError(f"expected a pair written source-to-target, got {name!r}")
+    return parts[0], parts[1]
+
+
 def survey_label(survey: str) -> str:
     """Display name of a survey id (``hits`` -> ``HiTS``); unknown ids upper-cased."""
     return SURVEY_LABELS.get(survey, survey.upper())

@@ -5,8 +5,9 @@ Light module (standard library only) so that the workflow can import it from
 
     from rbda.results.outputs import expected_outputs
     expected_outputs(["hits", "des", "ztf", "atlas"])  # paths relative to --out-dir
+    expected_outputs(SURVEYS, [("des", "hits")])       # a configured subset of pairs
 
-The set depends only on the survey list (its pairs), never on the run data.
+The set depends only on the surveys and pairs, never on the run data.
 """
 
 from __future__ import annotations
@@ -42,12 +43,28 @@ def figure_path(name: str, ext: str) -> str:
     return f"figures/{name}.{ext}"
 
 
-def expected_outputs(surveys: list[str]) -> list[str]:
-    """Relative paths of every file ``rbda aggregate`` writes for these surveys."""
+def study_pairs(surveys: list[str], pairs: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    """The study's (source, target) pairs: ``pairs`` checked against ``surveys``, or all
+    ordered pairs of distinct surveys when ``None``."""
     if len(surveys) < 2 or len(set(surveys)) != len(surveys):
         raise SettingError("surveys", "at least two distinct survey names", surveys)
+    if pairs is None:
+        return ordered_pairs(surveys)
+    pairs = [tuple(pair) for pair in pairs]
+    for source, target in pairs:
+        if source not in surveys or target not in surveys or source == target:
+            raise SettingError("pairs", f"pairs of two distinct surveys among {surveys}",
+                               pair_name(source, target))
+    if not pairs or len(set(pairs)) != len(pairs):
+        raise SettingError("pairs", "a non-empty list of distinct pairs", pairs)
+    return pairs
+
+
+def expected_outputs(surveys: list[str], pairs: list[tuple[str, str]] | None = None) -> list[str]:
+    """Relative paths of every file ``rbda aggregate`` writes for these surveys and pairs
+    (``pairs``: (source, target) tuples; ``None`` = all ordered pairs)."""
     paths = [table_path(name, ext) for name in TABLES for ext in ("csv", "md")]
-    paths += [pair_table_path(s, t, ext) for s, t in ordered_pairs(surveys) for ext in ("csv", "md")]
+    paths += [pair_table_path(s, t, ext) for s, t in study_pairs(surveys, pairs) for ext in ("csv", "md")]
     paths.append(ALL_EVALUATIONS)
     paths += [stats_path(name) for name in STATS]
     paths += [figure_path(name, ext) for name in FIGURES for ext in ("png", "pdf")]

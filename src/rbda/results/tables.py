@@ -78,8 +78,10 @@ def chosen_lambdas(runs: list[Run]) -> pd.DataFrame:
 # --- completeness ---------------------------------------------------------------------------
 
 
-def check_study(baseline: pd.DataFrame, scores: pd.DataFrame, surveys: list[str]) -> None:
-    """Every survey's baseline is evaluated on every survey, on the same splits as its FT/MME runs."""
+def check_study(baseline: pd.DataFrame, scores: pd.DataFrame, surveys: list[str],
+                pairs: list[tuple[str, str]]) -> None:
+    """Every survey's baseline is evaluated on every survey, on the same splits as its FT/MME
+    runs, and every FT/MME run is of a configured pair."""
     if baseline.empty:
         raise RbdaError("the runs list has no baseline runs (method 'baseline'); "
                         "the tables need one per (survey, split)")
@@ -92,9 +94,9 @@ def check_study(baseline: pd.DataFrame, scores: pd.DataFrame, surveys: list[str]
                 raise RbdaError(f"the baseline runs trained on {source!r} have no test evaluation "
                                 f"on {tested_on!r}; every baseline is evaluated on all configured surveys")
     for (source, target), group in scores.groupby(["source", "target"]):
-        if source not in surveys or target not in surveys:
-            raise RbdaError(f"runs for the pair {pair_name(source, target)} involve a survey not in "
-                            f"the configuration's surveys {surveys}")
+        if (source, target) not in pairs:
+            raise RbdaError(f"the runs list has FT/MME runs for {pair_name(source, target)}, which is not "
+                            f"among the configured pairs {[pair_name(*p) for p in pairs]}")
         have = set(baseline.loc[(baseline["trained_on"] == source)
                                 & (baseline["tested_on"] == target), "split"])
         missing = sorted(set(group["split"]) - have)
