@@ -62,6 +62,13 @@ def convert_in_fresh_process(survey: str, raw: Path, out: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def machine() -> str:
+    import platform
+
+    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"numpy {np.__version__}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20000, help="stamps for the throughput test")
@@ -70,6 +77,7 @@ def main() -> None:
                         help="stamps in the small survey (above one 4,096-row group, so both sizes fill row groups)")
     parser.add_argument("--factor", type=int, default=10)
     args = parser.parse_args()
+    print(f"machine: {machine()}")
 
     rate = throughput(args.n, args.repeats)
     print(f"preprocess_triplets, 63x63 float32 input, 1 thread: {rate:,.0f} stamps/s "

@@ -12,6 +12,7 @@ the in-survey task, the rest the cross-survey shift.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -60,12 +61,20 @@ def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(x)).argmax(1).numpy()
 
 
+def machine() -> str:
+    import platform
+
+    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"numpy {np.__version__}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--iterations", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    print(f"machine: {machine()}")
     torch.set_num_threads(1)
     data = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -147,3 +147,10 @@ def test_blocks_give_same_result_as_single_rows():
     whole, _ = preprocess_triplets(batch(images))
     rows = np.concatenate([preprocess_triplets(batch(images[i : i + 1]))[0] for i in range(0, 2500, 97)])
     np.testing.assert_array_equal(whole[::97], rows)
+
+
+def test_square_but_smaller_than_crop_dropped_and_counted():
+    stats = PreprocessStats()
+    stamps, keep = preprocess_triplets(batch(noisy(3, 15)), stats)
+    assert len(stamps) == 0 and not keep.any()
+    assert stats.dropped == {"smaller_than_21x21": 3}
