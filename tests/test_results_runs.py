@@ -45,6 +45,15 @@ def test_invalid_run_names_file_and_expectation(tmp_path, mutate, message):
     assert str(path) in str(info.value) and message in str(info.value)
 
 
+def test_nan_accuracy_is_rejected(tmp_path):
+    data = mme()
+    data["validation"]["best_bacc"] = float("nan")
+    path = tmp_path / "nan.json"
+    path.write_text(json.dumps(data))  # json writes NaN, which json.loads accepts
+    with pytest.raises(InputFileError, match="finite balanced accuracies"):
+        load_run(path)
+
+
 def test_not_json_and_missing_file(tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text("{not json")
@@ -70,6 +79,9 @@ def test_runs_list_reports_missing_line(tmp_path):
         read_runs_list(listing)
     listing.write_text(f"{a}\n")
     assert read_runs_list(listing) == [a]
+    listing.write_text("# nothing\n\n")
+    with pytest.raises(InputFileError, match="at least one run JSON path"):
+        read_runs_list(listing)
 
 
 def test_per_split_picks_best_validation_and_ties_go_to_smaller_lambda(tmp_path):

@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import jsonschema
 
@@ -208,10 +208,16 @@ def validate_run(data: Any, path: str | Path) -> Run:
     problem = _consistency_problem(data)
     if problem is not None:
         raise InputFileError(path, f"a consistent run result: {problem}")
-    for evaluation in data["evaluations"]:
-        if not math.isfinite(evaluation["bacc"]):
-            raise InputFileError(path, "finite balanced accuracies", where="evaluations")
+    if not all(math.isfinite(value) for value in _accuracies(data)):
+        raise InputFileError(path, "finite balanced accuracies (no NaN or infinity)")
     return Run(Path(path), data)
+
+
+def _accuracies(data: dict[str, Any]) -> Iterator[float]:
+    """Every BACC in a run: evaluations, validation, selection candidates (JSON allows NaN)."""
+    yield from (e["bacc"] for e in data["evaluations"])
+    yield data["validation"]["best_bacc"]
+    yield from (c["val_bacc"] for c in data.get("selection", {}).get("candidates", []))
 
 
 def load_run(path: str | Path) -> Run:
@@ -237,16 +243,18 @@ def read_runs_list(list_path: str | Path) -> list[Path]:
         lines = list_path.read_text().splitlines()
     except OSError:
         raise InputFileError(list_path, "a readable list of run JSON paths, one per line") from None
-    paths = [line.strip() for line in lines]
-    paths = [p for p in paths if p and not p.startswith("#")]
-    if not paths:
-        raise InputFileError(list_path, "at least one run JSON path")
+    paths = []
     for number, line in enumerate(lines, start=1):
         entry = line.strip()
-        if entry and not entry.startswith("#") and not Path(entry).is_file():
+        if not entry or entry.startswith("#"):
+            continue
+        if not Path(entry).is_file():
             raise InputFileError(list_path, f"paths of existing files; {entry!r} does not exist",
                                  where=f"line {number}")
-    return [Path(p) for p in paths]
+        paths.append(Path(entry))
+    if not paths:
+        raise InputFileError(list_path, "at least one run JSON path")
+    return paths
 
 
 def check_unique(runs: Iterable[Run]) -> None:
