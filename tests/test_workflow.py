@@ -228,6 +228,26 @@ def test_subset_of_pairs_plans_only_those_pairs(workflow):
     assert jobs["train_baseline"] == 4 * 2  # baselines of every survey: the baseline table needs them
 
 
+def test_local_source_is_checked_at_run_time_and_recorded(workflow):
+    """`source: path` needs no data to plan; running its first job checks the path."""
+    target = "resources/raw/des.local.json"
+    missing = snakemake(workflow, "--cores", "1", "--", target)
+    assert missing.returncode != 0
+    assert "config key 'surveys.des.path': resources/raw/des does not exist" in missing.stdout + missing.stderr
+    assert not (workflow / target).exists()
+
+    stamp = workflow / "resources" / "raw" / "des" / "2013" / "srch1.gif"
+    stamp.parent.mkdir(parents=True)
+    stamp.write_bytes(b"GIF89a")
+    done = snakemake(workflow, "--cores", "1", "--", target)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((workflow / target).read_text())
+    assert manifest["survey"] == "des"
+    [source] = manifest["sources"]
+    assert [f["bytes"] for f in source["files"]] == [6]
+    assert planned_jobs(workflow, "--", target) == {}
+
+
 def test_lint_passes(workflow):
     result = snakemake(workflow, "--lint", *DEMO)
     assert result.returncode == 0, result.stdout + result.stderr
