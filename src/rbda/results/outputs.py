@@ -17,7 +17,7 @@ from rbda.results.naming import ordered_pairs, pair_name
 
 #: Tables written as both CSV and Markdown, under ``tables/``.
 TABLES = ("baseline", "methods_by_shots", "lambda_selection", "shots_to_beat", "winners",
-          "published_baseline", "published_shots_to_beat")
+          "published_baseline", "published_shots_to_beat", "published_selected_bacc")
 #: Statistics (CSV only), under ``stats/``.
 STATS = ("mme_vs_finetune", "vs_baseline")
 #: Figures written as PNG and PDF, under ``figures/``.

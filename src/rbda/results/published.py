@@ -42,3 +42,23 @@ def shots_to_beat_side_by_side(ours: pd.DataFrame, published: dict) -> pd.DataFr
     both.insert(2, "pair", [pair_name(s, t) for s, t in zip(both["source"], both["target"])])
     both["this_study_shots_to_beat"] = both["this_study_shots_to_beat"].astype(str)
     return both
+
+
+def selected_bacc_side_by_side(methods: pd.DataFrame, published: dict) -> pd.DataFrame:
+    """The thesis's quoted BACC values (given pair, shots, domain, method) beside this study's mean."""
+    quoted = []
+    for key, domain in (("target_bacc_at_shots", "target"), ("source_bacc_at_shots", "source")):
+        for row in published[key]:
+            for method in ("finetune", "mme"):
+                quoted.append({"source": row["source"], "target": row["target"], "shots": row["shots"],
+                               "domain": domain, "method": method, "published_mean": row[method]})
+    paper = pd.DataFrame(quoted)
+    mine = methods[["source", "target", "shots", "domain", "method", "mean", "n_splits"]].rename(
+        columns={"mean": "this_study_mean", "n_splits": "this_study_n_splits"})
+    both = paper.merge(mine, on=["source", "target", "shots", "domain", "method"], how="left")
+    both["difference"] = both["this_study_mean"] - both["published_mean"]
+    both["note"] = ["" if ran else "not run in this study (pair or shot count not configured)"
+                    for ran in both["this_study_mean"].notna()]
+    both["this_study_n_splits"] = both["this_study_n_splits"].fillna(0).astype(int)
+    return both[["source", "target", "shots", "domain", "method", "this_study_mean",
+                 "this_study_n_splits", "published_mean", "difference", "note"]]
