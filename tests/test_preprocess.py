@@ -154,3 +154,18 @@ def test_square_but_smaller_than_crop_dropped_and_counted():
     stamps, keep = preprocess_triplets(batch(noisy(3, 15)), stats)
     assert len(stamps) == 0 and not keep.any()
     assert stats.dropped == {"smaller_than_21x21": 3}
+
+
+def test_study_comparison_flags_an_inverted_mapping_on_a_full_size_set():
+    from collections import Counter
+
+    from rbda.preprocess import compare_with_study
+
+    stats = PreprocessStats(read=3678, read_per_label=Counter({1: 1178, 0: 2500}))
+    assert not compare_with_study("atlas", stats)["real_share_differs"]
+    inverted = PreprocessStats(read=3678, read_per_label=Counter({1: 2500, 0: 1178}))
+    assert compare_with_study("atlas", inverted)["real_share_differs"]
+    small = PreprocessStats(read=300, read_per_label=Counter({1: 200, 0: 100}))
+    assert compare_with_study("atlas", small) == {
+        "study_real": 1178, "study_bogus": 2500, "read_real": 200, "read_bogus": 100,
+        "full_size": False, "real_share_differs": False}

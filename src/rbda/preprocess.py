@@ -16,12 +16,22 @@ stamp in these surveys comes near that magnitude.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
+from rbda.atomic import write_json
+from rbda.progress import Progress
+from rbda.store import SurveyWriter
+from rbda.surveys import ClassMap, open_reader
 from rbda.surveys.base import NON_SQUARE, RawBatch
+
+log = logging.getLogger("rbda.preprocess")
 
 STAMP_SIZE = 21
 SENTINEL_ABS = np.float32(1e38)
@@ -200,6 +210,25 @@ def preprocess_triplets(batch: RawBatch, stats: PreprocessStats | None = None) -
     return out, keep
 
 
+#: (real, bogus) alerts in the study's data sets (METHOD.md section 1), before filtering.
+STUDY_COUNTS = {"hits": (718_842, 718_842), "des": (454_092, 444_871), "ztf": (30_912, 5_350),
+                "atlas": (1_178, 2_500)}
+
+
+def compare_with_study(survey: str, stats: PreprocessStats) -> dict:
+    """Read real/bogus counts next to the study's; flags a full-size set whose real share differs.
+
+    A real share far from the study's on a full-size set usually means the
+    class mapping is the wrong way round (e.g. DES ``OBJECT_TYPE``).
+    """
+    real, bogus = STUDY_COUNTS[survey]
+    read_real, read_bogus = int(stats.read_per_label[1]), int(stats.read_per_label[0])
+    full_size = stats.read >= 0.9 * (real + bogus)
+    share_gap = abs(read_real / max(stats.read, 1) - real / (real + bogus))
+    return {"study_real": real, "study_bogus": bogus, "read_real": read_real, "read_bogus": read_bogus,
+            "full_size": full_size, "real_share_differs": bool(full_size and share_gap > 0.02)}
+
+
 def _estimated_total(file_rows: dict[str, int], files: int) -> int | None:
     """Total stamps extrapolated from the files opened so far (readers that cannot count up front)."""
     if not file_rows:
@@ -207,24 +236,15 @@ def _estimated_total(file_rows: dict[str, int], files: int) -> int | None:
     return round(sum(file_rows.values()) / len(file_rows) * files)
 
 
-def convert_survey(survey: str, inputs, output, report_path=None, fmt: str | None = None,
-                   class_map=None, progress_log_every: float = 30.0) -> dict:
+def convert_survey(survey: str, inputs: Sequence[str | Path], output: str | Path,
+                   report_path: str | Path | None = None, fmt: str | None = None,
+                   class_map: ClassMap | None = None, progress_log_every: float = 30.0) -> dict:
     """Read a survey's raw files, preprocess them and write the Parquet store (and report).
 
     Bounded memory: each reader batch is preprocessed and appended as it
-    arrives. Returns the report dict. Nothing is left under ``output`` (or
-    ``report_path``) unless the whole conversion succeeds.
+    arrives. Returns the report dict. ``output`` appears only once complete
+    (any error leaves nothing); the report is written after it.
     """
-    import logging
-    import time
-    from pathlib import Path
-
-    from rbda.atomic import write_json
-    from rbda.progress import Progress
-    from rbda.store import SurveyWriter
-    from rbda.surveys import open_reader
-
-    log = logging.getLogger("rbda.preprocess")
     started = time.monotonic()
     reader = open_reader(survey, inputs, fmt, class_map)
     stats = PreprocessStats()
@@ -251,6 +271,11 @@ def convert_survey(survey: str, inputs, output, report_path=None, fmt: str | Non
         "settings": settings,
         "seconds": round(time.monotonic() - started, 3),
     }
+    report["study_comparison"] = compare_with_study(survey, stats)
+    if report["study_comparison"]["real_share_differs"]:
+        log.warning("%s: %d real / %d bogus read, the study has %d / %d: check the class mapping "
+                    "(--real-classes/--bogus-classes)", survey, report["study_comparison"]["read_real"],
+                    report["study_comparison"]["read_bogus"], *STUDY_COUNTS[survey])
     if report_path is not None:
         write_json(report_path, report)
     log.info("%s: %s", survey, stats.summary())
