@@ -13,7 +13,7 @@ training there): no per-item Dataset, no DataLoader.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Iterator
 
 import numpy as np
