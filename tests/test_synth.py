@@ -15,7 +15,7 @@ from rbda.synth.model import SPECS, class_counts
 
 
 @pytest.mark.parametrize("survey, n, real_share, tolerance", [
-    ("hits", 400, 0.50, 0.0), ("des", 400, 0.505, 0.01), ("ztf", 600, 0.853, 0.02), ("atlas", 400, 0.32, 0.01),
+    ("hits", 400, 0.50, 0.0), ("des", 400, 0.505, 0.01), ("ztf", 300, 0.853, 0.02), ("atlas", 400, 0.32, 0.01),
 ])
 def test_cli_synth_then_preprocess_with_layout_detection(tmp_path, survey, n, real_share, tolerance):
     raw, out = tmp_path / "raw", tmp_path / "data"
