@@ -16,6 +16,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it to ``final`` on success."""
@@ -26,6 +32,9 @@ def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600; give the final file the mode a plain open() would,
+    # so outputs on a shared cluster are readable by the group as usual.
+    os.chmod(tmp, 0o666 & ~_current_umask())
     try:
         yield tmp
         os.replace(tmp, final)
