@@ -76,19 +76,23 @@ def main() -> None:
     parser.add_argument("--survey-n", type=int, default=5000,
                         help="stamps in the small survey (above one 4,096-row group, so both sizes fill row groups)")
     parser.add_argument("--factor", type=int, default=10)
+    parser.add_argument("--surveys", nargs="+", default=["hits", "des"], choices=["hits", "des"],
+                        help="layouts for the memory test (HiTS chunks, DES files)")
+    parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     print(f"machine: {machine()}")
 
-    rate = throughput(args.n, args.repeats)
-    print(f"preprocess_triplets, 63x63 float32 input, 1 thread: {rate:,.0f} stamps/s "
-          f"(target 20,000; {rate / 20000:.1f}x)")
+    if not args.skip_throughput:
+        rate = throughput(args.n, args.repeats)
+        print(f"preprocess_triplets, 63x63 float32 input, 1 thread: {rate:,.0f} stamps/s "
+              f"(target 20,000; {rate / 20000:.1f}x)")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         print(f"\npeak memory of rbda preprocess, survey of n vs {args.factor} x n stamps (fresh process each):")
         print(f"{'survey':>7} {'n':>7} {'peak MiB':>9} {'stamps/s':>9} | {'n':>7} {'peak MiB':>9} {'stamps/s':>9} | peak ratio")
         small = args.survey_n
-        for survey in ("hits", "des"):
+        for survey in args.surveys:
             results = []
             for n in (small, small * args.factor):
                 raw = tmp_path / f"{survey}-{n}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from rbda.surveys.base import ClassMap, RawBatch, TripletBatcher, iter_files
 
 DEFAULT_CLASSES = ClassMap.of(real=["0"], bogus=["1"])
 PREFIXES = ("temp", "srch", "diff")  # channel order template, science, difference
+PREFIX_BITS = {prefix: 1 << i for i, prefix in enumerate(PREFIXES)}
 SUFFIXES = {"gif": (".gif",), "fits": (".fits", ".fits.gz", ".fit", ".fts")}
 LABELS_GLOB = "autoscan_features*.csv"
 _NAME = re.compile(r"^(temp|srch|diff)(.+?)(\.gif|\.fits\.gz|\.fits|\.fit|\.fts)$")
@@ -62,7 +64,8 @@ def read_labels_csv(path: Path) -> dict[str, str]:
     duplicated = ids.duplicated()
     if duplicated.any():
         raise InputFileError(path, "each ID once", f"ID {ids[duplicated].iloc[0]}")
-    return dict(zip(ids, frame["OBJECT_TYPE"].str.strip()))
+    # Interned: a few distinct OBJECT_TYPE values shared by ~900 k rows.
+    return dict(zip(ids, map(sys.intern, frame["OBJECT_TYPE"].str.strip())))
 
 
 def read_image(path: Path, image_format: str) -> np.ndarray:
@@ -104,23 +107,22 @@ class DesStampReader:
         self.labels_path = csvs[0]
         self.format = image_format or detect_image_format(folders)
         self.triplets = find_triplets(folders, self.format)
-        self.object_types = read_labels_csv(self.labels_path)
-        unlabelled = [i for i in self.triplets if i not in self.object_types]
-        self.ids = [i for i in self.triplets if i in self.object_types]
+        object_types = read_labels_csv(self.labels_path)
+        # Per-ID state kept as aligned arrays, not dicts: the real set has 899 k IDs.
+        self.ids = [i for i in self.triplets if i in object_types]
+        self.classes = np.array([object_types[i] for i in self.ids], dtype=str)
+        self.labels = self.class_map.labels(self.classes, self.labels_path, self.ids)
         self.extra_counts = {
-            "stamps_without_label_row": len(unlabelled),
-            "label_rows_without_stamps": len(self.object_types) - len(self.ids),
+            "stamps_without_label_row": len(self.triplets) - len(self.ids),
+            "label_rows_without_stamps": len(object_types) - len(self.ids),
         }
-        self.unlabelled_examples = unlabelled[:10]
-        classes = np.array([self.object_types[i] for i in self.ids], dtype=str)
-        self.label_of = dict(zip(self.ids, self.class_map.labels(classes, self.labels_path, self.ids).tolist()))
         self.total = len(self.ids)
 
     def batches(self) -> Iterator[RawBatch]:
         batcher = TripletBatcher(str(self.labels_path.parent), self.batch_size)
-        for id_ in self.ids:
+        for id_, class_name, label in zip(self.ids, self.classes.tolist(), self.labels.tolist()):
             triplet = [read_image(path, self.format) for path in self.triplets.paths(id_)]
-            yield from batcher.add(triplet, id_, self.object_types[id_], self.label_of[id_])
+            yield from batcher.add(triplet, id_, class_name, label)
         yield from batcher.flush()
 
 
@@ -176,7 +178,7 @@ def find_triplets(inputs: Sequence[Path], image_format: str) -> TripletIndex:
     """Index of complete triplets, sorted by ID; an ID lacking one of its images is an error naming it."""
     suffixes = SUFFIXES[image_format]
     folders: list[str] = []
-    found: dict[str, list] = {}  # ID -> [folder index, suffix, set of prefixes]
+    found: dict[str, list] = {}  # ID -> [folder index, suffix, bit mask of the prefixes seen]
     for folder, names in _walk(inputs):
         index = len(folders)
         folders.append(folder)
@@ -185,24 +187,29 @@ def find_triplets(inputs: Sequence[Path], image_format: str) -> TripletIndex:
             if not match or not name.lower().endswith(suffixes):
                 continue
             prefix, id_, suffix = match.groups()
-            entry = found.setdefault(id_, [index, suffix, set()])
-            if entry[0] != index or entry[1] != suffix or prefix in entry[2]:
+            bit = PREFIX_BITS[prefix]
+            entry = found.setdefault(id_, [index, suffix, 0])
+            if entry[0] != index or entry[1] != suffix or entry[2] & bit:
                 raise InputFileError(
                     Path(folder, name),
                     "each image of a DES triplet once, the three side by side in one folder with one suffix; "
-                    f"this ID already has {', '.join(sorted(entry[2]))} images ({entry[1]}) in {folders[entry[0]]}",
+                    f"this ID already has {', '.join(_prefixes(entry[2]))} images ({entry[1]}) in {folders[entry[0]]}",
                     f"ID {id_}",
                 )
-            entry[2].add(prefix)
-    for id_, (index, suffix, prefixes) in found.items():
-        missing = [p for p in PREFIXES if p not in prefixes]
+            entry[2] |= bit
+    for id_, (index, suffix, mask) in found.items():
+        missing = [p for p in PREFIXES if p not in _prefixes(mask)]
         if missing:
-            present = next(p for p in PREFIXES if p in prefixes)
+            present = _prefixes(mask)[0]
             raise InputFileError(Path(folders[index], f"{missing[0]}{id_}{suffix}"),
                                  f"the {missing[0]} image of DES triplet {id_} (found {present}{id_}{suffix})",
                                  f"ID {id_}")
     ordered = sorted(found, key=_id_sort_key)
     return TripletIndex(folders, {id_: (found[id_][0], found[id_][1]) for id_ in ordered})
+
+
+def _prefixes(mask: int) -> list[str]:
+    return [p for p in PREFIXES if mask & PREFIX_BITS[p]]
 
 
 def _id_sort_key(id_: str) -> tuple[int, str]:
