@@ -16,7 +16,7 @@ from __future__ import annotations
 import _compat_pickle
 import pickle
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from rbda.errors import InputFileError
 

@@ -98,17 +98,6 @@ def iter_files(inputs: Sequence[Path], patterns: Sequence[str]) -> list[Path]:
     return sorted(set(found))
 
 
-def require_array(value: object, path: Path, key: str, ndim: int | None = None) -> np.ndarray:
-    """``value`` as an ndarray, or an error naming the file and key."""
-    try:
-        array = np.asarray(value)
-    except Exception:  # noqa: BLE001 - any conversion failure is the file's fault
-        raise InputFileError(path, "a numeric array", f"key {key!r}") from None
-    if ndim is not None and array.ndim != ndim:
-        raise InputFileError(path, f"a {ndim}-d array, got shape {array.shape}", f"key {key!r}")
-    return array
-
-
 @dataclass
 class TripletBatcher:
     """Collects single triplets (possibly of varying shape) into stacked RawBatches.
@@ -132,7 +121,8 @@ class TripletBatcher:
         else:
             key = MISMATCHED_SHAPES
         group = self._groups[key]
-        group.append((triplet, id_, class_name, label))
+        # Triplets that will be dropped are only counted: their pixels are not kept.
+        group.append((triplet if isinstance(key, tuple) else None, id_, class_name, label))
         if len(group) >= self.batch_size:
             yield self._emit(key)
 
