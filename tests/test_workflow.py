@@ -9,12 +9,18 @@ package source on PYTHONPATH so that a test can edit the report code.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -246,6 +252,50 @@ def test_local_source_is_checked_at_run_time_and_recorded(workflow):
     [source] = manifest["sources"]
     assert [f["bytes"] for f in source["files"]] == [6]
     assert planned_jobs(workflow, "--", target) == {}
+
+
+@pytest.fixture()
+def archive_server(tmp_path):
+    """A local HTTP server (127.0.0.1) serving one raw archive, hits.tar.gz."""
+    served = tmp_path / "served"
+    served.mkdir()
+    with tarfile.open(served / "hits.tar.gz", "w:gz") as tar:
+        data = b"chunk bytes"
+        info = tarfile.TarInfo("chunks/chunk_0.pkl")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    handler = functools.partial(QuietHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    archive = served / "hits.tar.gz"
+    yield f"http://127.0.0.1:{server.server_address[1]}/hits.tar.gz", hashlib.sha256(archive.read_bytes()).hexdigest()
+    server.shutdown()
+    server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_url_source_is_downloaded_checked_and_unpacked(workflow, archive_server):
+    url, sha256 = archive_server
+    good = write_overlay(workflow, "url.yaml", {"surveys": {"hits": {"source": "url", "url": url, "sha256": sha256}}})
+    result = snakemake(workflow, "--cores", "1", "--configfile", "config.yaml", good, "--", "resources/raw/hits")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (workflow / "resources/raw/hits/chunks/chunk_0.pkl").read_bytes() == b"chunk bytes"
+    assert (workflow / "resources/raw/archives/hits.download").is_file()
+
+
+def test_url_source_with_a_wrong_checksum_fails_leaving_nothing(workflow, archive_server):
+    url, _ = archive_server
+    bad = write_overlay(workflow, "url.yaml", {"surveys": {"hits": {"source": "url", "url": url, "sha256": "0" * 64}}})
+    result = snakemake(workflow, "--cores", "1", "--configfile", "config.yaml", bad, "--", "resources/raw/hits")
+    assert result.returncode != 0
+    assert "sha256 mismatch" in (workflow / "logs/raw/hits.download.log").read_text()
+    assert not (workflow / "resources/raw/hits").exists()
+    assert [p for p in (workflow / "resources").rglob("*") if p.is_file()] == []
 
 
 def test_lint_passes(workflow):
