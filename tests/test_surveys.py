@@ -43,7 +43,7 @@ def test_hits_python2_chunks(tmp_path):
     reader = open_reader("hits", [tmp_path])
     got = batches(reader)
     assert [len(b) for b in got] == [30, 30, 30]  # one batch per chunk
-    assert reader.ignored == [str(tmp_path / "all_chunks.tar.gz")]
+    assert reader.ignored.as_dict() == {"count": 1, "examples": [str(tmp_path / "all_chunks.tar.gz")]}
     first = got[0]
     assert first.images.shape == (30, 3, 21, 21)
     np.testing.assert_array_equal(first.images[:, 0].reshape(30, 441), chunks[0]["temp_images"])
@@ -153,9 +153,12 @@ def test_des_counts_stamps_without_labels_and_labels_without_stamps(tmp_path):
     header = [line for line in lines if line.startswith("#") or line.startswith("ID")]
     data = [line for line in lines if line not in header]
     csv.write_text("\n".join(header + data[2:] + ["99999999,1,r,0"]) + "\n")
+    (tmp_path / "raw" / "stamps" / "notes.txt").write_text("not a stamp")
     report = convert_survey("des", [tmp_path / "raw"], tmp_path / "des.parquet")
     assert report["read"] == 10
     assert report["reader"] == {"stamps_without_label_row": 2, "label_rows_without_stamps": 1}
+    assert report["ignored_files"] == {"count": 2, "examples": [str(tmp_path / "raw" / "synth.json"),
+                                                                str(tmp_path / "raw" / "stamps" / "notes.txt")]}
 
 
 @pytest.mark.parametrize("csv_text, message", [

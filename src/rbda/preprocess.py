@@ -267,7 +267,7 @@ def convert_survey(survey: str, inputs: Sequence[str | Path], output: str | Path
         "rows_written": writer.rows_written,
         **stats.as_dict(),
         "reader": getattr(reader, "extra_counts", {}),
-        "ignored_files": getattr(reader, "ignored", []),
+        "ignored_files": reader.ignored.as_dict(),
         "settings": settings,
         "seconds": round(time.monotonic() - started, 3),
     }

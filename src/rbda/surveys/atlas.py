@@ -26,7 +26,7 @@ import numpy as np
 
 from rbda.errors import InputFileError
 from rbda.safe_pickle import load_pickle
-from rbda.surveys.base import ClassMap, RawBatch, TripletBatcher
+from rbda.surveys.base import ClassMap, IgnoredFiles, RawBatch, TripletBatcher
 
 ATLAS_CLASSES = ("burn", "cr", "kast", "noise", "spike", "streak")
 DEFAULT_CLASSES = ClassMap.of(real=["kast", "streak"], bogus=["burn", "cr", "noise", "spike"])
@@ -62,16 +62,26 @@ def _triplet(science: np.ndarray, difference: np.ndarray) -> list[np.ndarray]:
     return [science - difference, science, difference]
 
 
-def find_pairs(folder: Path) -> list[tuple[str, str, Path, Path]]:
-    """(class, id, istamp, dstamp) for every pair under the class sub-folders of ``folder``."""
+def find_pairs(folder: Path, ignored: IgnoredFiles) -> list[tuple[str, str, Path, Path]]:
+    """(class, id, istamp, dstamp) for every pair under the class sub-folders of ``folder``.
+
+    Other files (in ``folder`` itself or in the class folders) are counted in ``ignored``.
+    """
+    if not folder.is_dir():
+        raise InputFileError(folder, "a folder of ATLAS class sub-folders (burn/, cr/, kast/, ...)")
     pairs = []
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            ignored.add(path)
     for class_dir in class_dirs:
         found: dict[str, dict[str, Path]] = {}
-        for path in sorted(class_dir.rglob("*")):
+        for path in sorted(p for p in class_dir.rglob("*") if p.is_file()):
             match = _STAMP.match(path.name)
-            if match and path.is_file():
+            if match:
                 found.setdefault(match["name"], {})[match["kind"]] = path
+            else:
+                ignored.add(path)
         for name, kinds in found.items():
             for have, need in (("istamp", "dstamp"), ("dstamp", "istamp")):
                 if need not in kinds:
@@ -88,7 +98,8 @@ class AtlasFolderReader:
     def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None, batch_size: int = 2048):
         self.class_map = class_map or DEFAULT_CLASSES
         self.batch_size = batch_size
-        self.pairs = [pair for folder in inputs for pair in find_pairs(folder)]
+        self.ignored = IgnoredFiles()
+        self.pairs = [pair for folder in inputs for pair in find_pairs(folder, self.ignored)]
         if not self.pairs:
             raise InputFileError(inputs[0], "class sub-folders (kast/, streak/, ...) holding "
                                             "<name>_istamp.fits[.gz] and <name>_dstamp.fits[.gz] pairs")
@@ -115,6 +126,11 @@ class AtlasPickleReader:
         self.batch_size = batch_size
         self.files = [p for item in inputs
                       for p in (sorted(item.glob("*.pkl")) if item.is_dir() else [item])]
+        self.ignored = IgnoredFiles()
+        for item in inputs:
+            for path in sorted(item.iterdir()) if item.is_dir() else ():
+                if path not in self.files:
+                    self.ignored.add(path)
         if not self.files:
             raise InputFileError(inputs[0], "ATLAS pickle files (*.pkl)")
         self.total: int | None = None

@@ -84,6 +84,23 @@ class ClassMap:
         return labels
 
 
+@dataclass
+class IgnoredFiles:
+    """Files found among the inputs that are not part of the layout: counted, a few named."""
+
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+    max_examples: int = 20
+
+    def add(self, path: str | Path) -> None:
+        self.count += 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append(str(path))
+
+    def as_dict(self) -> dict:
+        return {"count": self.count, "examples": self.examples}
+
+
 def iter_files(inputs: Sequence[Path], patterns: Sequence[str]) -> list[Path]:
     """Files among ``inputs`` (files, or folders searched recursively) matching any pattern."""
     found: list[Path] = []

@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from rbda.errors import InputFileError
-from rbda.surveys.base import ClassMap, RawBatch, TripletBatcher, iter_files
+from rbda.surveys.base import ClassMap, IgnoredFiles, RawBatch, TripletBatcher, iter_files
 
 DEFAULT_CLASSES = ClassMap.of(real=["0"], bogus=["1"])
 PREFIXES = ("temp", "srch", "diff")  # channel order template, science, difference
@@ -106,7 +106,8 @@ class DesStampReader:
                                             f"inputs, found {len(csvs)}: {[str(c) for c in csvs][:5]}")
         self.labels_path = csvs[0]
         self.format = image_format or detect_image_format(folders)
-        self.triplets = find_triplets(folders, self.format)
+        self.ignored = IgnoredFiles()  # files that are not stamps of this format (the CSV aside)
+        self.triplets = find_triplets(folders, self.format, self.ignored, skip={self.labels_path})
         object_types = read_labels_csv(self.labels_path)
         # Per-ID state kept as aligned arrays, not dicts: the real set has 899 k IDs.
         self.ids = [i for i in self.triplets if i in object_types]
@@ -174,7 +175,8 @@ def _walk(inputs: Sequence[Path]) -> Iterator[tuple[str, list[str]]]:
             raise InputFileError(item, "an existing file or folder of DES stamps")
 
 
-def find_triplets(inputs: Sequence[Path], image_format: str) -> TripletIndex:
+def find_triplets(inputs: Sequence[Path], image_format: str, ignored: IgnoredFiles | None = None,
+                  skip: set[Path] = frozenset()) -> TripletIndex:
     """Index of complete triplets, sorted by ID; an ID lacking one of its images is an error naming it."""
     suffixes = SUFFIXES[image_format]
     folders: list[str] = []
@@ -185,6 +187,8 @@ def find_triplets(inputs: Sequence[Path], image_format: str) -> TripletIndex:
         for name in names:
             match = _NAME.match(name)
             if not match or not name.lower().endswith(suffixes):
+                if ignored is not None and Path(folder, name) not in skip:
+                    ignored.add(os.path.join(folder, name))
                 continue
             prefix, id_, suffix = match.groups()
             bit = PREFIX_BITS[prefix]

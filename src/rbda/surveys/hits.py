@@ -15,7 +15,7 @@ import numpy as np
 
 from rbda.errors import InputFileError
 from rbda.safe_pickle import load_pickle
-from rbda.surveys.base import ClassMap, RawBatch
+from rbda.surveys.base import ClassMap, IgnoredFiles, RawBatch
 
 CHANNEL_KEYS = ("temp_images", "sci_images", "diff_images")
 LABEL_NAMES = {0: "bogus", 1: "real"}
@@ -48,13 +48,16 @@ class HitsChunkReader:
                 yield batch
 
 
-def find_chunks(inputs: Sequence[Path]) -> tuple[list[Path], list[str]]:
+def find_chunks(inputs: Sequence[Path]) -> tuple[list[Path], IgnoredFiles]:
     files: list[Path] = []
-    ignored: list[str] = []
+    ignored = IgnoredFiles()
     for item in inputs:
         if item.is_dir():
             for path in sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith(".")):
-                (ignored.append(str(path)) if path.name.endswith(NOT_CHUNKS) else files.append(path))
+                if path.name.endswith(NOT_CHUNKS):
+                    ignored.add(path)
+                else:
+                    files.append(path)
         elif item.is_file():
             files.append(item)
         else:

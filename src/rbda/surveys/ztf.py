@@ -22,7 +22,7 @@ import numpy as np
 
 from rbda.errors import InputFileError
 from rbda.safe_pickle import load_pickle
-from rbda.surveys.base import ClassMap, RawBatch, TripletBatcher, iter_files
+from rbda.surveys.base import ClassMap, IgnoredFiles, RawBatch, TripletBatcher, iter_files
 
 ALERCE_CLASSES = ("AGN", "SN", "VS", "asteroid", "bogus")
 DEFAULT_CLASSES = ClassMap.of(real=["AGN", "SN", "VS", "asteroid"], bogus=["bogus"])
@@ -71,6 +71,9 @@ class ZtfPickleReader:
         self.class_map = class_map or DEFAULT_CLASSES
         self.batch_size = batch_size
         self.files = iter_files(inputs, ["*.pkl", "*.pickle"])
+        self.ignored = IgnoredFiles()
+        for path in sorted(set(iter_files(inputs, ["*"])) - set(self.files)):
+            self.ignored.add(path)
         if not self.files:
             raise InputFileError(inputs[0], "ZTF pickle files (*.pkl)")
         self.total: int | None = None
