@@ -3,6 +3,7 @@
 # Python's hash(): every value is a pure function of the config.
 
 import itertools
+import re
 from pathlib import Path
 
 import rbda
@@ -40,7 +41,7 @@ def _lambda_labels(values):
     return labels
 
 
-# path label (e.g. "0.05") -> the config's number
+# path label (e.g. "0.05") -> the config's number, passed to `rbda train --lambda`
 LAMBDA_BY_LABEL = _lambda_labels(config["lambdas"])
 LAMBDA_LABELS = list(LAMBDA_BY_LABEL)
 
@@ -84,7 +85,7 @@ wildcard_constraints:
     target=one_of(SURVEYS),
     split=r"\d+",
     shots=r"\d+",
-    lam=r"[0-9][0-9.e+-]*",
+    lam=one_of([re.escape(label) for label in LAMBDA_LABELS]),
 
 
 # ---------------------------------------------------------------- paths

@@ -69,6 +69,7 @@ rule train_mme:
     params:
         data=lambda wildcards: data_options((wildcards.source, wildcards.target), wildcards.split),
         checkpoint=run_checkpoint("mme"),
+        lam=lambda wildcards: LAMBDA_BY_LABEL[wildcards.lam],
         seed=config["seed"],
         options=training_options("mme"),
     threads: 1
@@ -83,6 +84,6 @@ rule train_mme:
     shell:
         "rbda train --method mme --source {wildcards.source} --target {wildcards.target}"
         " --init-model {input.init_model:q} {params.data} --shots {wildcards.shots}"
-        " --lambda {wildcards.lam} --split {wildcards.split} --seed {params.seed}"
+        " --lambda {params.lam} --split {wildcards.split} --seed {params.seed}"
         " --threads {threads} --metrics {output.metrics:q} --checkpoint {params.checkpoint:q}"
         " {params.options} > {log:q} 2>&1"
