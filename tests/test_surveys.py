@@ -349,3 +349,25 @@ def test_unknown_format_and_survey_are_setting_errors(tmp_path):
         open_reader("hits", [tmp_path / "does-not-exist"])
     with pytest.raises(SettingError, match="disjoint"):
         ClassMap.of(real=["a", "b"], bogus=["b"])
+
+
+def test_des_labels_csv_given_beside_the_stamp_folder(tmp_path):
+    synthesize("des", 8, seed=6, out=tmp_path / "raw")
+    csv = tmp_path / "labels" / "autoscan_features.3.csv"
+    csv.parent.mkdir()
+    (tmp_path / "raw" / "autoscan_features.3.csv").rename(csv)
+    with pytest.raises(InputFileError, match="exactly one DES labels CSV.*found 0"):
+        open_reader("des", [tmp_path / "raw"])
+    report = convert_survey("des", [tmp_path / "raw" / "stamps", csv], tmp_path / "des.parquet")
+    assert report["kept"] == 8
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage"])
+def test_atlas_corrupt_fits_names_file(tmp_path, damage):
+    synthesize("atlas", 12, seed=4, out=tmp_path / "raw", layout="folder")
+    victim = sorted((tmp_path / "raw").rglob("*_istamp.fits.gz"))[5]
+    data = victim.read_bytes()
+    victim.write_bytes({"truncate": data[: len(data) // 3], "empty": b"", "garbage": b"SIMPLE = nonsense" * 20}[damage])
+    with pytest.raises(InputFileError, match=f"{victim.name}.*FITS"):
+        convert_survey("atlas", [tmp_path / "raw"], tmp_path / "atlas.parquet")
+    assert not (tmp_path / "atlas.parquet").exists()
