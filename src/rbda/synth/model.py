@@ -89,6 +89,21 @@ def class_counts(spec: SurveySpec, n: int) -> dict[str, int]:
 
 
 @dataclass
+class Scene:
+    """One stamp being built: static sky (template, and as seen in science), new flux, subtraction artefacts."""
+
+    static: np.ndarray
+    static_sci: np.ndarray
+    added: np.ndarray
+    diff_only: np.ndarray
+    snr: float = 0.0
+
+    def add_static(self, image: np.ndarray, as_seen_in_science: np.ndarray | None = None) -> None:
+        self.static += image
+        self.static_sci += image if as_seen_in_science is None else as_seen_in_science
+
+
+@dataclass
 class Triplets:
     """Simulated stamps before they are written in a survey's raw layout."""
 
@@ -143,79 +158,115 @@ class StampSimulator:
     def draw(self, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """(template, science, difference, snr) for one alert of generator ``kind``."""
         size, rng, spec = self.size, self.rng, self.spec
+        if kind not in GENERATORS:
+            raise ValueError(f"unknown stamp generator {kind!r}; known: {sorted(GENERATORS)}")
         sigma = self._psf_sigma()
         static = self._field_stars(sigma)
-        static_sci = static.copy()  # static scene as seen in the science image
-        added = np.zeros((size, size))  # new flux in the science image only
-        diff_only = np.zeros((size, size))  # artefacts of the subtraction itself
-        snr = 0.0
+        scene = Scene(static=static, static_sci=static.copy(), added=np.zeros((size, size)),
+                      diff_only=np.zeros((size, size)))
         x, y = self._jitter()
-        if kind in ("transient", "asteroid"):
-            snr = self._snr()
-            if kind == "transient" and rng.random() < spec.host_probability:
-                host = self._host(x, y)
-                static += host
-                static_sci += host
-            added += scenes.gaussian_psf(size, x, y, sigma, self._flux_for_snr(snr, sigma))
-        elif kind in ("variable_star", "agn"):
-            snr = self._snr()
-            base = (scenes.gaussian_psf(size, x, y, sigma, self._flux_for_snr(rng.uniform(20, 200), sigma))
-                    if kind == "variable_star" else self._host(x, y) * 1.5
-                    + scenes.gaussian_psf(size, x, y, sigma, self._flux_for_snr(rng.uniform(10, 60), sigma)))
-            static += base
-            static_sci += base
-            sign = 1.0 if rng.random() < 0.6 else -1.0
-            added += sign * scenes.gaussian_psf(size, x, y, sigma, self._flux_for_snr(snr, sigma))
-        elif kind == "streak":
-            snr = self._snr()
-            length = rng.uniform(4, 14)
-            added += scenes.streak(size, x, y, length, rng.uniform(0, np.pi), sigma,
-                                   self._flux_for_snr(snr, sigma) * (1 + length / (3 * sigma)))
-        elif kind == "cosmic_ray":
-            cx, cy = self._jitter(3.0)
-            added += scenes.cosmic_ray(size, rng, cx, cy, spec.noise * rng.uniform(8, 60))
-        elif kind in ("dipole", "psf_mismatch"):
-            star = self._flux_for_snr(rng.uniform(30, 300), sigma)
-            static += scenes.gaussian_psf(size, x, y, sigma, star)
-            if kind == "dipole":
-                shift = rng.normal(0, 0.6, 2)
-                static_sci += scenes.gaussian_psf(size, x + shift[0], y + shift[1], sigma, star)
-            else:
-                static_sci += scenes.gaussian_psf(size, x, y, sigma * rng.choice([0.75, 1.3]), star)
-        elif kind == "hot_pixel":
-            xi, yi = (int(round(v)) for v in self._jitter(2.0))
-            added[yi, xi] += spec.noise * rng.uniform(10, 80)
-        elif kind == "bad_column":
-            col = int(round(self._jitter(3.0)[0]))
-            added += scenes.bad_column(size, col, spec.noise * rng.uniform(2, 15), start=int(rng.integers(0, size // 2)))
-        elif kind == "faint_blob":
-            # Noise peaks and ghosts: a faint smooth bump, not quite PSF-shaped.
-            blob_sigma = sigma * rng.choice([rng.uniform(0.45, 0.7), rng.uniform(1.6, 2.6)])
-            added += scenes.gaussian_psf(size, x, y, blob_sigma, self._flux_for_snr(rng.uniform(2, 6), blob_sigma))
-        elif kind == "burn":
-            star = self._flux_for_snr(rng.uniform(2000, 20000), sigma)
-            bx, by = self._jitter(6.0)
-            image = scenes.gaussian_psf(size, bx, by, sigma * 1.5, star)
-            level = image.max() * rng.uniform(0.05, 0.3)
-            burnt = scenes.saturate(image, level)
-            trail = scenes.bad_column(size, int(round(bx)), level * rng.uniform(0.2, 0.6))
-            static += burnt
-            static_sci += burnt
-            diff_only += (trail.T if rng.random() < 0.5 else trail) + 0.2 * (image - burnt) * rng.uniform(-1, 1)
-        elif kind == "spike":
-            sx, sy = self._jitter(10.0)
-            star = scenes.gaussian_psf(size, sx, sy, sigma, self._flux_for_snr(rng.uniform(500, 5000), sigma))
-            line = scenes.spike(size, sx, sy, rng.choice([0.0, np.pi / 2]) + rng.normal(0, 0.05),
-                                rng.uniform(0.5, 1.2), spec.noise * rng.uniform(5, 30))
-            static += star + line
-            static_sci += star + line * rng.uniform(1.3, 2.0)
-        else:
-            raise ValueError(f"unknown stamp generator {kind!r}")
+        getattr(self, f"_draw_{kind}")(scene, x, y, sigma)
+        template = spec.sky + scene.static + rng.normal(0, spec.template_noise, (size, size))
+        science = (spec.sky * rng.uniform(0.9, 1.1) + scene.static_sci + scene.added
+                   + rng.normal(0, spec.noise, (size, size)))
+        difference = (science - science.mean()) - (template - template.mean()) + scene.diff_only
+        return template, science, difference, scene.snr
 
-        template = spec.sky + static + rng.normal(0, spec.template_noise, (size, size))
-        science = spec.sky * rng.uniform(0.9, 1.1) + static_sci + added + rng.normal(0, spec.noise, (size, size))
-        difference = (science - science.mean()) - (template - template.mean()) + diff_only
-        return template, science, difference, snr
+    # -- real alerts --------------------------------------------------------
+    def _draw_transient(self, scene: Scene, x: float, y: float, sigma: float) -> None:
+        """A supernova: a new point source, often on a host galaxy."""
+        scene.snr = self._snr()
+        if self.rng.random() < self.spec.host_probability:
+            scene.add_static(self._host(x, y))
+        scene.added += scenes.gaussian_psf(self.size, x, y, sigma, self._flux_for_snr(scene.snr, sigma))
+
+    def _draw_asteroid(self, scene: Scene, x: float, y: float, sigma: float) -> None:
+        """A moving object caught as a point source: nothing under it in the template."""
+        scene.snr = self._snr()
+        scene.added += scenes.gaussian_psf(self.size, x, y, sigma, self._flux_for_snr(scene.snr, sigma))
+
+    def _draw_variable_star(self, scene: Scene, x: float, y: float, sigma: float) -> None:
+        """A star in the template that brightened or faded."""
+        scene.snr = self._snr()
+        star = scenes.gaussian_psf(self.size, x, y, sigma, self._flux_for_snr(self.rng.uniform(20, 200), sigma))
+        self._variable(scene, x, y, sigma, star)
+
+    def _draw_agn(self, scene: Scene, x: float, y: float, sigma: float) -> None:
+        """A galaxy nucleus that brightened or faded."""
+        scene.snr = self._snr()
+        nucleus = self._host(x, y) * 1.5 + scenes.gaussian_psf(
+            self.size, x, y, sigma, self._flux_for_snr(self.rng.uniform(10, 60), sigma))
+        self._variable(scene, x, y, sigma, nucleus)
+
+    def _variable(self, scene: Scene, x: float, y: float, sigma: float, base: np.ndarray) -> None:
+        """``base`` in template and science, plus a positive or negative point source of ``scene.snr``."""
+        scene.add_static(base)
+        sign = 1.0 if self.rng.random() < 0.6 else -1.0
+        scene.added += sign * scenes.gaussian_psf(self.size, x, y, sigma, self._flux_for_snr(scene.snr, sigma))
+
+    def _draw_streak(self, scene: Scene, x: float, y: float, sigma: float) -> None:
+        """A fast asteroid: a trail, brighter in total the longer it is."""
+        scene.snr = self._snr()
+        length = self.rng.uniform(4, 14)
+        scene.added += scenes.streak(self.size, x, y, length, self.rng.uniform(0, np.pi), sigma,
+                                     self._flux_for_snr(scene.snr, sigma) * (1 + length / (3 * sigma)))
+
+    # -- bogus alerts -------------------------------------------------------
+    def _draw_cosmic_ray(self, scene: Scene, x: float, y: float, sigma: float) -> None:
+        cx, cy = self._jitter(3.0)
+        scene.added += scenes.cosmic_ray(self.size, self.rng, cx, cy, self.spec.noise * self.rng.uniform(8, 60))
+
+    def _draw_dipole(self, scene: Scene, x: float, y: float, sigma: float) -> None:
+        """A star misaligned between template and science: positive and negative lobes."""
+        star = self._flux_for_snr(self.rng.uniform(30, 300), sigma)
+        scene.static += scenes.gaussian_psf(self.size, x, y, sigma, star)
+        shift = self.rng.normal(0, 0.6, 2)
+        scene.static_sci += scenes.gaussian_psf(self.size, x + shift[0], y + shift[1], sigma, star)
+
+    def _draw_psf_mismatch(self, scene: Scene, x: float, y: float, sigma: float) -> None:
+        """A star seen with a different PSF in the science image: a ring or core residual."""
+        star = self._flux_for_snr(self.rng.uniform(30, 300), sigma)
+        scene.static += scenes.gaussian_psf(self.size, x, y, sigma, star)
+        scene.static_sci += scenes.gaussian_psf(self.size, x, y, sigma * self.rng.choice([0.75, 1.3]), star)
+
+    def _draw_hot_pixel(self, scene: Scene, x: float, y: float, sigma: float) -> None:
+        xi, yi = (int(round(v)) for v in self._jitter(2.0))
+        scene.added[yi, xi] += self.spec.noise * self.rng.uniform(10, 80)
+
+    def _draw_bad_column(self, scene: Scene, x: float, y: float, sigma: float) -> None:
+        col = int(round(self._jitter(3.0)[0]))
+        scene.added += scenes.bad_column(self.size, col, self.spec.noise * self.rng.uniform(2, 15),
+                                         start=int(self.rng.integers(0, self.size // 2)))
+
+    def _draw_faint_blob(self, scene: Scene, x: float, y: float, sigma: float) -> None:
+        """Noise peaks and ghosts: a faint smooth bump, narrower or wider than the PSF."""
+        blob_sigma = sigma * self.rng.choice([self.rng.uniform(0.45, 0.7), self.rng.uniform(1.6, 2.6)])
+        scene.added += scenes.gaussian_psf(self.size, x, y, blob_sigma,
+                                           self._flux_for_snr(self.rng.uniform(2, 6), blob_sigma))
+
+    def _draw_burn(self, scene: Scene, x: float, y: float, sigma: float) -> None:
+        """A saturated star near the alert: flat-topped, with a bleed trail and residuals."""
+        rng = self.rng
+        star = self._flux_for_snr(rng.uniform(2000, 20000), sigma)
+        bx, by = self._jitter(6.0)
+        image = scenes.gaussian_psf(self.size, bx, by, sigma * 1.5, star)
+        level = image.max() * rng.uniform(0.05, 0.3)
+        burnt = scenes.saturate(image, level)
+        trail = scenes.bad_column(self.size, int(round(bx)), level * rng.uniform(0.2, 0.6))
+        scene.add_static(burnt)
+        scene.diff_only += (trail.T if rng.random() < 0.5 else trail) + 0.2 * (image - burnt) * rng.uniform(-1, 1)
+
+    def _draw_spike(self, scene: Scene, x: float, y: float, sigma: float) -> None:
+        """A diffraction spike of a bright star crossing the stamp, stronger in the science image."""
+        rng = self.rng
+        sx, sy = self._jitter(10.0)
+        star = scenes.gaussian_psf(self.size, sx, sy, sigma, self._flux_for_snr(rng.uniform(500, 5000), sigma))
+        line = scenes.spike(self.size, sx, sy, rng.choice([0.0, np.pi / 2]) + rng.normal(0, 0.05),
+                            rng.uniform(0.5, 1.2), self.spec.noise * rng.uniform(5, 30))
+        scene.add_static(star + line, star + line * rng.uniform(1.3, 2.0))
+
+
+GENERATORS = frozenset(name[len("_draw_"):] for name in vars(StampSimulator) if name.startswith("_draw_"))
 
 
 def simulate(spec: SurveySpec, n: int, rng: np.random.Generator) -> Triplets:
