@@ -107,3 +107,18 @@ def test_cli_preprocess_bad_input_exit_2_and_no_output(tmp_path, capsys):
     assert code == 0
     data = load_survey(out / "atlas.parquet")
     assert set(data.classes[data.labels == 1]) == {"kast", "streak", "cr"}
+
+
+def test_specs_use_known_generators_and_unique_ids(tmp_path):
+    from rbda.synth.model import GENERATORS
+
+    for spec in SPECS.values():
+        for _, _, kinds in spec.classes.values():
+            assert set(kinds) <= GENERATORS
+    from rbda.preprocess import convert_survey
+
+    for survey in ("ztf", "atlas", "des"):
+        synthesize(survey, 200, seed=8, out=tmp_path / survey)
+        convert_survey(survey, [tmp_path / survey], tmp_path / f"{survey}.parquet")
+        ids = load_survey(tmp_path / f"{survey}.parquet").ids
+        assert len(set(ids)) == len(ids)

@@ -79,11 +79,17 @@ def write_des(sim: Triplets, out: Path, rng: np.random.Generator, layout: str) -
 
 
 def _ztf_oids(rng: np.random.Generator, n: int) -> list[str]:
+    """ZTF-style object ids (``ZTF19abcdefg``), unique."""
     letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
     years = rng.integers(18, 23, n)
     tails = rng.choice(letters, (n, 7))
-    oids = [f"ZTF{y}{''.join(t)}" for y, t in zip(years, tails)]
-    return [f"{oid}{i}" if oids.index(oid) != i else oid for i, oid in enumerate(oids)]
+    oids, seen = [], set()
+    for i, (year, tail) in enumerate(zip(years, tails)):
+        oid = f"ZTF{year}{''.join(tail)}"
+        oid = oid if oid not in seen else f"{oid}{i}"
+        seen.add(oid)
+        oids.append(oid)
+    return oids
 
 
 def write_ztf(sim: Triplets, out: Path, rng: np.random.Generator, layout: str) -> None:
