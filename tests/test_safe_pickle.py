@@ -75,3 +75,15 @@ def test_empty_truncated_corrupt(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(InputFileError, match="bad.pkl"):
         load_pickle(path)
+
+
+def test_npy_object_array_of_a_dict_goes_through_the_allow_list(tmp_path):
+    chunk = {"diff_images": np.ones((2, 441)), "labels": np.array([1, 0])}
+    np.save(tmp_path / "chunk.npy", chunk, allow_pickle=True)
+    loaded = load_pickle(tmp_path / "chunk.npy")
+    np.testing.assert_array_equal(loaded["diff_images"], chunk["diff_images"])
+    np.save(tmp_path / "plain.npy", np.arange(6.0))
+    np.testing.assert_array_equal(load_pickle(tmp_path / "plain.npy"), np.arange(6.0))
+    np.save(tmp_path / "evil.npy", np.array({"labels": CallsEval()}, dtype=object), allow_pickle=True)
+    with pytest.raises(RefusedPickleGlobal, match="evil.npy.*builtins.eval"):
+        load_pickle(tmp_path / "evil.npy")

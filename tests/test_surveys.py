@@ -371,3 +371,11 @@ def test_atlas_corrupt_fits_names_file(tmp_path, damage):
     with pytest.raises(InputFileError, match=f"{victim.name}.*FITS"):
         convert_survey("atlas", [tmp_path / "raw"], tmp_path / "atlas.parquet")
     assert not (tmp_path / "atlas.parquet").exists()
+
+
+def test_hits_chunks_saved_with_numpy_save(tmp_path):
+    chunk = hits_chunk(12, seed=4)
+    np.save(tmp_path / "chunk_7.npy", chunk, allow_pickle=True)
+    (batch,) = batches(open_reader("hits", [tmp_path]))
+    np.testing.assert_array_equal(batch.images[:, 2].reshape(12, 441), chunk["diff_images"])
+    assert batch.ids[0] == "chunk_7.npy:0"

@@ -8,7 +8,10 @@ builtins — and refuses everything else with :class:`RefusedPickleGlobal`,
 which names the file and the refused global.
 
 Python 2 pickles (the HiTS chunks) are read with ``encoding="latin1"``, which
-is what NumPy needs to rebuild arrays pickled by Python 2.
+is what NumPy needs to rebuild arrays pickled by Python 2. A ``.npy`` file
+holding an object array (``numpy.save`` of a dict, which ``numpy.load(...,
+allow_pickle=True)`` would open) is read the same way: its pickled payload
+goes through the allow-list.
 """
 
 from __future__ import annotations
@@ -129,9 +132,34 @@ def _pandas_compat_unpickler() -> type:
     return Unpickler
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
 def _load(path: Path, base: type, encoding: str) -> Any:
     with open(path, "rb") as fh:
+        if fh.read(len(NPY_MAGIC)) == NPY_MAGIC:
+            fh.seek(0)
+            return _load_npy(fh, path, base, encoding)
+        fh.seek(0)
         return _restricted(base, path)(fh, encoding=encoding).load()
+
+
+def _load_npy(fh, path: Path, base: type, encoding: str) -> Any:
+    """A ``.npy`` file; an object array (``np.save`` of a dict) is a pickle after the header.
+
+    ``numpy.load(allow_pickle=True)`` would unpickle that payload unrestricted;
+    here it goes through the same allow-list. A 0-d object array gives its item.
+    """
+    from numpy.lib import format as npy_format
+
+    version = npy_format.read_magic(fh)
+    read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+    _, _, dtype = read_header(fh)
+    if not dtype.hasobject:
+        fh.seek(0)
+        return npy_format.read_array(fh, allow_pickle=False)
+    array = _restricted(base, path)(fh, encoding=encoding).load()
+    return array.item() if getattr(array, "shape", None) == () else array
 
 
 def load_pickle(path: str | Path, encoding: str = "latin1") -> Any:

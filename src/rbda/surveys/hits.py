@@ -2,6 +2,9 @@
 
 Each chunk holds ``temp_images``, ``sci_images``, ``diff_images`` (N x 441,
 flattened 21x21), ``labels`` (0/1); ``SNR_images`` and ``SNRs`` are ignored.
+A chunk is a pickle or, as ``numpy.load(..., allow_pickle=True)`` also
+accepts, a ``.npy`` object array holding the dict; both are unpickled with
+the restricted unpickler.
 Chunks are read one at a time (never more than one chunk in memory); ids are
 ``<chunk file name>:<row>``; class names are ``bogus`` (0) and ``real`` (1).
 """
