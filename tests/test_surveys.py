@@ -379,3 +379,14 @@ def test_hits_chunks_saved_with_numpy_save(tmp_path):
     (batch,) = batches(open_reader("hits", [tmp_path]))
     np.testing.assert_array_equal(batch.images[:, 2].reshape(12, 441), chunk["diff_images"])
     assert batch.ids[0] == "chunk_7.npy:0"
+
+
+def test_no_stamp_found_or_kept_is_an_error_without_output(tmp_path):
+    synthesize("des", 6, seed=1, out=tmp_path / "raw")
+    with pytest.raises(InputFileError, match="des stamps in the 'fits' layout; read 0, kept none"):
+        convert_survey("des", [tmp_path / "raw"], tmp_path / "des.parquet", fmt="fits")
+    images = np.zeros((3, 63, 50, 3), np.float32)  # every stamp non-square
+    path = write_pickle(tmp_path / "z.pkl", {"images": images, "labels": np.array([0, 1, 4])})
+    with pytest.raises(InputFileError, match="read 3, kept none \\(dropped: non_square 3\\)"):
+        convert_survey("ztf", [path], tmp_path / "ztf.parquet")
+    assert not (tmp_path / "des.parquet").exists() and not (tmp_path / "ztf.parquet").exists()

@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from rbda.atomic import write_json
+from rbda.errors import InputFileError
 from rbda.progress import Progress
 from rbda.store import SurveyWriter
 from rbda.surveys import ClassMap, open_reader
@@ -259,6 +260,10 @@ def convert_survey(survey: str, inputs: Sequence[str | Path], output: str | Path
             if reader.total is None:
                 progress.total = _estimated_total(reader.file_rows, len(reader.files))
             progress.update(stats.read, status=f"kept {stats.kept}")
+        if stats.kept == 0:  # raised inside the writer: no empty Parquet is left behind
+            dropped = ", ".join(f"{k} {v}" for k, v in sorted(stats.dropped.items()))
+            raise InputFileError(Path(inputs[0]), f"{survey} stamps in the {reader.format!r} layout; "
+                                                  f"read {stats.read}, kept none" + (f" (dropped: {dropped})" if dropped else ""))
     report = {
         "survey": survey,
         "format": reader.format,
