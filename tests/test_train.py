@@ -150,3 +150,29 @@ def test_channels_last_and_bf16_options_train(surveys):
     config = TrainConfig(epoch_size=100, max_epochs=1, channels_last=True, bf16=True)
     result = _fit(_baseline(surveys), config)
     assert result.state.epoch == 1
+
+
+def test_momentum_sgd_matches_torch_optim_sgd_exactly():
+    from rbda.models import StampClassifier
+    from rbda.train import MomentumSGD
+
+    torch.manual_seed(0)
+    ours, reference = StampClassifier("prototype").eval(), StampClassifier("prototype").eval()
+    reference.load_state_dict(ours.state_dict())
+    opt_ours = MomentumSGD(ours.parameters(), lr=0.01, momentum=0.9)
+    opt_ref = torch.optim.SGD(reference.parameters(), lr=0.01, momentum=0.9)
+    for step in range(4):
+        x = torch.randn(8, 3, 21, 21)
+        if step == 2:
+            opt_ours.lr = 0.005
+            for group in opt_ref.param_groups:
+                group["lr"] = 0.005
+        for model, opt in ((ours, opt_ours), (reference, opt_ref)):
+            opt.zero_grad()
+            model(x).logsumexp(dim=1).mean().backward()
+            opt.step()
+    for a, b in zip(ours.state_dict().values(), reference.state_dict().values()):
+        assert torch.equal(a, b)
+    restored = MomentumSGD(reference.parameters(), lr=1.0, momentum=0.0)
+    restored.load_state_dict(opt_ours.state_dict())
+    assert restored.lr == 0.005 and all(torch.equal(a, b) for a, b in zip(restored.buffers, opt_ours.buffers))
