@@ -31,7 +31,7 @@ fi
 
 cd "$ROOT"
 status=0
-python -m pytest -ra "$@" || status=$?
+python -m pytest "$@" || status=$?
 if (( status == 5 )); then
     echo "test: pytest collected no tests: a failure" >&2
 elif (( status != 0 )); then
