@@ -1,0 +1,57 @@
+"""profiles/slurm without a cluster: the Slurm jobs its bundling makes of the full study.
+
+The README states how many Slurm jobs the published study submits with the
+profile's default bundling; this test recomputes that number from a dry-run
+of the study with the profile, so the README cannot drift from the profile or
+the workflow. (Running jobs through a real Slurm is tests/test_slurm.py.)
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+VENV_BIN = Path(sys.executable).parent
+# Jobs of the study that never become a Slurm job: `all` runs nothing and
+# `aggregation_inputs` is a local rule (rules/report.smk), run by Snakemake itself.
+NO_SLURM_JOB = {"all", "aggregation_inputs"}
+
+
+def readme_slurm_section(repo_root: Path) -> str:
+    text = (repo_root / "README.md").read_text()
+    start = text.index("<!-- section:slurm (owner: slurm) -->")
+    end = text.index("\n## ", start)
+    return text[start:end]
+
+
+def test_full_study_slurm_job_count_is_the_readme_count(repo_root, tmp_path):
+    dry_run = subprocess.run(
+        [str(VENV_BIN / "snakemake"), "--dry-run", "--nolock", "--profile", "profiles/slurm",
+         "--directory", str(tmp_path), "--snakefile", str(repo_root / "Snakefile"),
+         "--configfile", str(repo_root / "config.yaml")],
+        cwd=repo_root, capture_output=True, text=True, timeout=600,
+    )
+    assert dry_run.returncode == 0, dry_run.stdout[-3000:] + dry_run.stderr[-3000:]
+    output = dry_run.stdout + dry_run.stderr
+
+    group_jobs = Counter(re.findall(r"Group job (\w+) \(jobs in lexicogr\. order\):", output))
+    single_jobs = Counter(re.findall(r"^rule (\w+):$", output, flags=re.MULTILINE))
+    grouped_rules = yaml.safe_load((repo_root / "profiles/slurm/config.yaml").read_text())["groups"]
+
+    # Every bundled rule is bundled: none of its jobs is submitted on its own.
+    assert not set(single_jobs) & set(grouped_rules), single_jobs
+    assert set(group_jobs) == set(grouped_rules.values())
+
+    slurm_jobs = sum(group_jobs.values()) + sum(
+        count for rule, count in single_jobs.items() if rule not in NO_SLURM_JOB)
+    total_row = re.search(r"^\| \*\*total\*\* \|.*\| \*\*([\d,]+)\*\* \|$",
+                          readme_slurm_section(repo_root), flags=re.MULTILINE)
+    assert total_row, "no '| **total** | ... | **N** |' row in the README's Slurm section"
+    assert total_row.group(1) == f"{slurm_jobs:,}", (
+        f"the full study submits {slurm_jobs:,} Slurm jobs "
+        f"(bundles {dict(group_jobs)}, single jobs {dict(single_jobs)}); update the README")
