@@ -63,6 +63,7 @@ def test_admits_pandas_frames(tmp_path):
     pd.testing.assert_frame_equal(load_pickle(path), frame)
 
 
+@pytest.mark.realsamples
 def test_reads_real_ztf_dataframe_pickle(real_samples):
     frame = load_pickle(real_samples / "ztf_alerce" / "small_dataset.pkl")
     assert list(frame.columns) == ["class", "oid", "cutoutScience", "cutoutTemplate", "cutoutDifference"]

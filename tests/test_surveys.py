@@ -101,6 +101,7 @@ def write_des_triplet(folder, id_, images):
         Image.fromarray(image, mode="L").save(folder / f"{prefix}{id_}.gif")
 
 
+@pytest.mark.realsamples
 def test_real_decam_stamps_through_gif_reader(real_samples, tmp_path):
     stamps = np.load(real_samples / "decam" / "test_stamps.npy")  # (30, 3, 51, 51) search, template, difference
     night = tmp_path / "stamps" / "20190101"
@@ -193,6 +194,7 @@ def decode(blob):
             return hdus[0].data.astype(np.float32)
 
 
+@pytest.mark.realsamples
 def test_real_ztf_dataframe(real_samples):
     path = real_samples / "ztf_alerce" / "small_dataset.pkl"
     frame = pd.read_pickle(path)  # trusted reference reading of the same file
@@ -204,6 +206,7 @@ def test_real_ztf_dataframe(real_samples):
         np.testing.assert_array_equal(images[row, channel], decode(frame[column].iloc[row]))
 
 
+@pytest.mark.realsamples
 def test_real_ztf_stamp_with_nan_pixels(real_samples, tmp_path):
     report = convert_survey("ztf", [real_samples / "ztf_alerce"], tmp_path / "ztf.parquet")
     assert report["read"] == 31 and report["kept"] == 31
@@ -267,6 +270,7 @@ def test_ztf_unknown_class_names_file_and_class(tmp_path):
 
 # -- ATLAS -------------------------------------------------------------------
 
+@pytest.mark.realsamples
 def test_real_atlas_pair(real_samples, tmp_path):
     kast = tmp_path / "kast"
     kast.mkdir()
