@@ -40,6 +40,12 @@ SENTINEL_ABS = np.float32(1e38)
 BLOCK_ROWS = 1024
 
 
+def _count(counter: Counter, values: np.ndarray) -> None:
+    """Add the occurrences of each distinct value (vectorised)."""
+    distinct, counts = np.unique(values, return_counts=True)
+    counter.update(dict(zip(distinct.tolist(), counts.tolist())))
+
+
 @dataclass
 class PreprocessStats:
     """Counts accumulated over all batches of a survey (the JSON report)."""
@@ -59,15 +65,15 @@ class PreprocessStats:
 
     def count_read(self, batch: RawBatch) -> None:
         self.read += len(batch)
-        self.read_per_class.update(batch.classes.tolist())
-        self.read_per_label.update(batch.labels.tolist())
+        _count(self.read_per_class, batch.classes)
+        _count(self.read_per_label, batch.labels)
         shape = "x".join(map(str, batch.images.shape[2:])) if batch.drop_reason is None else batch.drop_reason
         self.input_shapes[shape] += len(batch)
 
     def count_kept(self, classes: np.ndarray, labels: np.ndarray) -> None:
         self.kept += len(classes)
-        self.kept_per_class.update(classes.tolist())
-        self.kept_per_label.update(labels.tolist())
+        _count(self.kept_per_class, classes)
+        _count(self.kept_per_label, labels)
 
     def as_dict(self) -> dict:
         def plain(counter: Counter) -> dict:
