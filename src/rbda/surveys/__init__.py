@@ -40,12 +40,11 @@ def default_class_map(survey: str) -> ClassMap:
 
 
 def detect_atlas_format(inputs: Sequence[Path]) -> str:
+    """``pickle`` for pickle files or folders holding ``*.pkl``; ``folder`` for folders of class folders."""
     if all(p.is_file() and p.suffix.lower() in (".pkl", ".pickle") for p in inputs):
         return "pickle"
     if all(p.is_dir() for p in inputs):
-        if any(p.glob("*.pkl") for p in inputs) and all(next(p.glob("*.pkl"), None) for p in inputs):
-            return "pickle"
-        return "folder"
+        return "pickle" if all(next(p.glob("*.pkl"), None) for p in inputs) else "folder"
     raise InputFileError(inputs[0], "ATLAS input: pickle files, or folders of class sub-folders with "
                                     "*_istamp.fits / *_dstamp.fits pairs")
 
