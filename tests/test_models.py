@@ -97,7 +97,7 @@ def test_model_file_round_trip_and_errors(tmp_path):
     assert payload["facts"]["source"] == "des"
     x = torch.randn(3, 3, 21, 21)
     torch.testing.assert_close(model_from_payload(payload).eval()(x), model(x))
-    with pytest.raises(InputFileError, match="'prototype' head .* it has a 'linear' head"):
+    with pytest.raises(InputFileError, match="a 'prototype' head, but it has a 'linear' head"):
         load_model_file(path, expect_head="prototype")
     with pytest.raises(InputFileError, match="not found"):
         load_model_file(tmp_path / "absent.pt")
@@ -105,3 +105,12 @@ def test_model_file_round_trip_and_errors(tmp_path):
     junk.write_bytes(b"not a torch file")
     with pytest.raises(InputFileError, match="junk.pt"):
         load_model_file(junk)
+
+
+def test_weights_of_another_network_are_a_clear_error():
+    from rbda.errors import RbdaError
+
+    payload = {"format": "rbda.model/1", "head_kind": "linear", "facts": {},
+               "state_dict": {"backbone.fc.0.weight": torch.zeros(3, 3)}}
+    with pytest.raises(RbdaError, match="do not fit the study's network"):
+        model_from_payload(payload)

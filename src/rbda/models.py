@@ -16,9 +16,14 @@ Models return logits; the softmax is applied by the losses.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from rbda.atomic import atomic_path
+from rbda.errors import InputFileError, RbdaError
 
 FEATURE_DIM = 100
 N_CLASSES = 2
@@ -142,26 +147,20 @@ class StampClassifier(nn.Module):
 MODEL_FORMAT = "rbda.model/1"
 
 
-def save_model_file(path, model: StampClassifier, facts: dict) -> None:
+def save_model_file(path: str | Path, model: StampClassifier, facts: dict) -> None:
     """Write the model's weights and the facts of the run that made it, atomically."""
-    from rbda.atomic import atomic_path
-
     payload = {"format": MODEL_FORMAT, "head_kind": model.head_kind, "facts": dict(facts),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     with atomic_path(path, suffix=".pt.tmp") as tmp:
         torch.save(payload, tmp)
 
 
-def load_model_file(path, expect_head: str | None = None) -> dict:
+def load_model_file(path: str | Path, expect_head: str | None = None) -> dict:
     """Read a file written by :func:`save_model_file`; returns its payload.
 
     Errors name the file and say what was expected: a missing file, another
     kind of file, or (with ``expect_head``) a model of another head kind.
     """
-    from pathlib import Path
-
-    from rbda.errors import InputFileError
-
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "model file not found (train the baseline first: `rbda train --method baseline ... --model FILE`)")
@@ -175,12 +174,16 @@ def load_model_file(path, expect_head: str | None = None) -> dict:
         raise InputFileError(path, f"head kind one of {HEAD_KINDS}", where="head_kind")
     if expect_head is not None and payload["head_kind"] != expect_head:
         raise InputFileError(
-            path, f"a model with a {expect_head!r} head (a baseline), but it has a {payload['head_kind']!r} head"
+            path, f"a model with a {expect_head!r} head, but it has a {payload['head_kind']!r} head"
         )
     return payload
 
 
 def model_from_payload(payload: dict) -> StampClassifier:
+    """The network of a model file's payload, with its weights."""
     model = StampClassifier(payload["head_kind"])
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError) as exc:
+        raise RbdaError(f"the model file's weights do not fit the study's network ({exc})") from None
     return model

@@ -165,7 +165,10 @@ class TrainingMethod(ABC):
             raise SettingError("init_model", f"a baseline model to start {self.name!r} from")
         model = StampClassifier(self.head_kind)
         if init_state is not None:
-            self.load_init_state(model, init_state)
+            try:
+                self.load_init_state(model, init_state)
+            except RuntimeError as exc:  # load_state_dict: missing, unexpected or mis-shaped weights
+                raise RbdaError(f"the initial model's weights do not fit the study's network ({exc})") from None
         return model
 
     def load_init_state(self, model: StampClassifier, state: dict) -> None:
