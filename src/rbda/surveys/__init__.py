@@ -50,7 +50,7 @@ def detect_atlas_format(inputs: Sequence[Path]) -> str:
 
 
 def open_reader(survey: str, inputs: Sequence[str | Path], fmt: str | None = None,
-                class_map: ClassMap | None = None, batch_size: int = 2048):
+                class_map: ClassMap | None = None, batch_size: int = 1024):
     """A reader for ``survey`` over ``inputs`` (files or folders); ``fmt`` None detects the layout."""
     if survey not in SURVEYS:
         raise SettingError("survey", f"one of {SURVEYS}", survey)

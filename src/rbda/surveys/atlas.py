@@ -95,7 +95,7 @@ class AtlasFolderReader:
     survey = "atlas"
     format = "folder"
 
-    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None, batch_size: int = 2048):
+    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None, batch_size: int = 1024):
         self.class_map = class_map or DEFAULT_CLASSES
         self.batch_size = batch_size
         self.ignored = IgnoredFiles()
@@ -121,7 +121,7 @@ class AtlasPickleReader:
     survey = "atlas"
     format = "pickle"
 
-    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None, batch_size: int = 2048):
+    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None, batch_size: int = 1024):
         self.class_map = class_map or DEFAULT_CLASSES
         self.batch_size = batch_size
         self.files = [p for item in inputs

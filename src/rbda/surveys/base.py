@@ -126,7 +126,7 @@ class TripletBatcher:
     """
 
     source: str
-    batch_size: int = 2048
+    batch_size: int = 1024
     _groups: dict = field(default_factory=lambda: defaultdict(list))
 
     def add(self, triplet: Sequence[np.ndarray], id_: str, class_name: str, label: int) -> Iterator[RawBatch]:

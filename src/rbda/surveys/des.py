@@ -94,7 +94,7 @@ class DesStampReader:
     survey = "des"
 
     def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None,
-                 image_format: str | None = None, batch_size: int = 2048):
+                 image_format: str | None = None, batch_size: int = 1024):
         self.class_map = class_map or DEFAULT_CLASSES
         self.batch_size = batch_size
         csvs = [p for p in inputs if p.is_file() and p.suffix.lower() == ".csv"]

@@ -67,7 +67,7 @@ class ZtfPickleReader:
     survey = "ztf"
     format = "pickle"
 
-    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None, batch_size: int = 2048):
+    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None, batch_size: int = 1024):
         self.class_map = class_map or DEFAULT_CLASSES
         self.batch_size = batch_size
         self.files = iter_files(inputs, ["*.pkl", "*.pickle"])
