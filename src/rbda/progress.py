@@ -43,6 +43,7 @@ class Progress:
         self.last_emit = -float("inf")
         self.done = 0
         self.status = ""
+        self._last_line_state: tuple[int, str] | None = None
 
     def update(self, done: int, status: str = "", force: bool = False) -> None:
         self.done = done
@@ -68,6 +69,7 @@ class Progress:
         return f"{head} | {tail}" + (f" | {self.status}" if self.status else "")
 
     def _emit(self, now: float) -> None:
+        self._last_line_state = (self.done, self.status)
         text = self.line(now)
         if self.live:
             self.stream.write("\r\x1b[2K" + text)
@@ -76,9 +78,11 @@ class Progress:
         self.stream.flush()
 
     def close(self, status: str = "") -> None:
+        """Emit the final state (unless a log already has exactly that line)."""
         if status:
             self.status = status
-        self._emit(time.monotonic())
+        if self.live or self._last_line_state != (self.done, self.status):
+            self._emit(time.monotonic())
         if self.live:
             self.stream.write("\n")
             self.stream.flush()
