@@ -49,7 +49,9 @@ CLUSTER_SCRIPT = SLURM_TESTS / "cluster.sh"
 SMALL_DEMO = SLURM_TESTS / "small-demo.yaml"
 FAULT_BIN = SLURM_TESTS / "fault-bin"
 VENV_BIN = Path(sys.executable).parent
-CONFIG_FILES = [REPO / "config.yaml", REPO / "presets" / "demo.yaml", SMALL_DEMO]
+# The small demo's configuration, relative to a copy of the workflow (SMALL_DEMO
+# is absolute).
+CONFIG_FILES = [Path("config.yaml"), Path("presets/demo.yaml"), SMALL_DEMO]
 # Top-level entries of the checkout that are not part of the workflow: never
 # copied into the run directories.
 NOT_WORKFLOW = {
@@ -176,7 +178,7 @@ def parse_batch_script(script: str) -> tuple[list[tuple[str, dict[str, str]]], i
 
 def slurm_jobs_named(run_id: str) -> list[SlurmJob]:
     """Every Slurm job a Snakemake run submitted (job name = the run's Slurm run ID)."""
-    listing = subprocess.run(["scontrol", "--oneliner", "show", "job"], check=True,
+    listing = subprocess.run(["scontrol", "--oneliner", "--details", "show", "job"], check=True,
                              capture_output=True, text=True).stdout
     jobs = []
     for line in listing.splitlines():
@@ -198,34 +200,46 @@ def slurm_run_id(output: str) -> str:
     return match.group(1)
 
 
+class SnakemakeProcess:
+    """A snakemake command running in the background, its output in ``log_path``."""
+
+    def __init__(self, workdir: Path, args: list[str], env: dict[str, str], log_name: str):
+        self.log_path = workdir / log_name
+        with open(self.log_path, "w") as log:
+            # Its own session: a timed-out run is stopped with all its children.
+            self.process = subprocess.Popen(
+                [str(VENV_BIN / "snakemake"), *args], cwd=workdir, env=env,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.running():
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=120)
+
+    def finish(self, timeout: float = SNAKEMAKE_TIMEOUT_S) -> subprocess.CompletedProcess:
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f"snakemake ran past {timeout} s: {tail(self.log_path.read_text())}")
+        return subprocess.CompletedProcess(self.process.args, self.process.returncode,
+                                           stdout=self.log_path.read_text())
+
+
 def run_snakemake(workdir: Path, args: list[str], env: dict[str, str], log_name: str,
                   ) -> subprocess.CompletedProcess:
     """Run snakemake in ``workdir``; its output also goes to ``workdir/log_name``."""
-    process = start_snakemake(workdir, args, env, log_name)
-    return finish_snakemake(process, workdir / log_name)
+    return SnakemakeProcess(workdir, args, env, log_name).finish()
 
 
-def start_snakemake(workdir: Path, args: list[str], env: dict[str, str], log_name: str,
-                    ) -> subprocess.Popen:
-    log = open(workdir / log_name, "w")
-    return subprocess.Popen(
-        [str(VENV_BIN / "snakemake"), *args], cwd=workdir, env=env,
-        stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
-
-
-def finish_snakemake(process: subprocess.Popen, log_path: Path,
-                     timeout: float = SNAKEMAKE_TIMEOUT_S) -> subprocess.CompletedProcess:
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
-        pytest.fail(f"snakemake ran past {timeout} s; its output: {log_path}")
-    finally:
-        process.stdout and process.stdout.close()
-    return subprocess.CompletedProcess(process.args, process.returncode,
-                                       stdout=log_path.read_text())
+def group_errors(output: str) -> list[str]:
+    """Snakemake's reports of failed bundles: 'message: Error in group ...' up to 'Logfile'."""
+    return re.findall(r"^ +message: Error in group .*?(?=^Logfile |\Z)", output,
+                      flags=re.MULTILINE | re.DOTALL)
 
 
 def tail(text: str, lines: int = 60) -> str:
@@ -320,19 +334,18 @@ def slurm_scenario(slurm_cluster, test_profile, local_run, tmp_path_factory) -> 
     hold_marker = scratch / "held-job"
     env = base_env() | {"RBDA_FAULT_MATCH": FAULT_TARGET, "RBDA_FAULT_MODE": "hold",
                         "RBDA_FAULT_MARKER": str(hold_marker)}
-    process = start_snakemake(workdir, [*profile_args, "--retries", "0"], env,
-                              "snakemake-slurm-1.log")
+    first_run = SnakemakeProcess(workdir, [*profile_args, "--retries", "0"], env,
+                                 "snakemake-slurm-1.log")
     deadline = time.monotonic() + CANCEL_WAIT_S
     while not hold_marker.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            os.killpg(process.pid, signal.SIGTERM) if process.poll() is None else None
-            finish_snakemake(process, workdir / "snakemake-slurm-1.log", timeout=120)
+        if not first_run.running() or time.monotonic() > deadline:
+            first_run.stop()
             pytest.fail("the held job never started; Snakemake output:\n"
-                        + tail((workdir / "snakemake-slurm-1.log").read_text()))
+                        + tail(first_run.log_path.read_text()))
         time.sleep(1)
     cancelled_job_id = hold_marker.read_text().strip()
     subprocess.run(["scancel", cancelled_job_id], check=True)
-    cancel_run = finish_snakemake(process, workdir / "snakemake-slurm-1.log")
+    cancel_run = first_run.finish()
     cancel_run_jobs = slurm_jobs_named(slurm_run_id(cancel_run.stdout))
 
     missing = {
@@ -367,14 +380,19 @@ def slurm_scenario(slurm_cluster, test_profile, local_run, tmp_path_factory) -> 
 
 def test_cancelled_job_fails_the_run_and_is_named(slurm_scenario):
     run = slurm_scenario.cancel_run
+    job_id = slurm_scenario.cancelled_job_id
     assert run.returncode != 0, "a run with a cancelled job must not report success"
-    assert (f"SLURM-job '{slurm_scenario.cancelled_job_id}' failed, "
-            f"SLURM status is: 'CANCELLED'") in run.stdout, tail(run.stdout)
-    cancelled = [job for job in slurm_scenario.cancel_run_jobs
-                 if job.job_id == slurm_scenario.cancelled_job_id]
+    cancelled = [job for job in slurm_scenario.cancel_run_jobs if job.job_id == job_id]
     assert len(cancelled) == 1
     assert cancelled[0].fields["JobState"] == "CANCELLED"
     assert ("train_mme", FAULT_TARGET_WILDCARDS) in cancelled[0].targets
+    # Snakemake names the failed bundle, its Slurm job (log) and the jobs in it,
+    # and shows the Slurm log, where slurmstepd reports the cancellation.
+    (report,) = group_errors(run.stdout)
+    assert report.strip().startswith("message: Error in group mme"), report
+    assert f"/group_mme_train_mme/{job_id}.log" in report, report
+    assert f"output: {FAULT_TARGET}" in report, report
+    assert re.search(rf"\*\*\* JOB {job_id} ON \S+ CANCELLED AT ", run.stdout), tail(run.stdout)
     # keep-going: everything not downstream of the cancelled bundle finished.
     assert slurm_scenario.missing_after_cancel, "the cancelled job's output exists"
     assert FAULT_TARGET in slurm_scenario.missing_after_cancel
@@ -399,7 +417,11 @@ def test_failed_first_attempt_is_retried_with_more_time(slurm_scenario):
     assert first.fields["JobState"] == "FAILED"
     assert second.fields["JobState"] == "COMPLETED"
     assert first.targets == second.targets
-    assert f"SLURM-job '{first.job_id}' failed" in run.stdout
+    (report,) = group_errors(run.stdout)
+    assert f"/group_mme_train_mme/{first.job_id}.log" in report, report
+    assert f"output: {FAULT_TARGET}" in report, report
+    assert "injected fault: first run of" in run.stdout  # the wrapper's message, in the Slurm log
+    assert "Trying to restart job" in run.stdout
     assert minutes(second.fields["TimeLimit"]) == 2 * minutes(first.fields["TimeLimit"])
     assert "Nothing to be done" in slurm_scenario.final_dry_run.stdout
 
@@ -418,7 +440,7 @@ def test_outputs_equal_the_local_run(slurm_scenario, local_run):
 def merged_config() -> dict:
     config: dict = {}
     for path in CONFIG_FILES:
-        config = deep_merge(config, yaml.safe_load(path.read_text()))
+        config = deep_merge(config, yaml.safe_load((REPO / path).read_text()))
     return config
 
 
@@ -441,14 +463,14 @@ def test_sbatch_requests_follow_the_profile(slurm_scenario):
             # One GPU per Slurm job, however many training jobs it bundles.
             assert fields.get("TresPerJob") == "gres:gpu:1", (job.job_id, fields.get("TresPerJob"))
             assert fields["NumCPUs"] == "1", (job.job_id, fields["NumCPUs"])
-            if fields["JobState"] == "COMPLETED":
-                assert "gres/gpu=1" in fields["TRES"].split(","), (job.job_id, fields["TRES"])
+            if fields["JobState"] == "COMPLETED":  # what Slurm allocated, not only the request
+                assert fields.get("JOB_GRES") == "gpu:1", (job.job_id, fields.get("JOB_GRES"))
             # The members run one after another: the time limit is the sum.
             expected = runtime_per_attempt[rule] * job.attempt * len(job.targets)
             assert minutes(fields["TimeLimit"]) == expected, (job.job_id, fields["TimeLimit"])
         else:
             assert fields["Partition"] == "rbda-cpu", (job.job_id, rule)
             assert "gpu" not in fields.get("TresPerJob", ""), (job.job_id, fields.get("TresPerJob"))
-            assert "gpu" not in fields["TRES"], (job.job_id, fields["TRES"])
+            assert fields.get("JOB_GRES", "(null)") == "(null)", (job.job_id, fields.get("JOB_GRES"))
         assert fields["Account"] == "(null)", (job.job_id, fields["Account"])
     assert largest_training_bundle > 1, "no training bundle with more than one job was checked"

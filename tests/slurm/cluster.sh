@@ -24,6 +24,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 conf_dir=/etc/slurm
 ownership_mark="# written by rbda tests/slurm/cluster.sh"
+munged_pidfile=/run/munge/rbda-test-munged.pid
 ctld_port="${RBDA_SLURM_CTLD_PORT:-6817}"
 slurmd_port="${RBDA_SLURM_SLURMD_PORT:-6818}"
 
@@ -64,9 +65,12 @@ start_munge() {
         echo "munged already running; leaving it alone"
         return 0
     fi
-    install -d -o munge -g munge -m 0755 /run/munge "$state/munge"
-    runuser -u munge -- munged --pid-file="$state/munge/munged.pid" \
-        || die "munged did not start"
+    install -d -o munge -g munge -m 0755 /run/munge
+    # The pid file goes where munged can write it (STATE_DIR may be private to root).
+    # Daemons get their own stdio, so that a caller reading this script's output
+    # through a pipe is not kept waiting by them.
+    runuser -u munge -- munged --pid-file="$munged_pidfile" \
+        </dev/null >"$state/munged.out" 2>&1 || die "munged did not start: $(cat "$state/munged.out")"
     # Only a munged started here is stopped by `stop`.
     touch "$state/munged.started-here"
     for _ in $(seq 50); do [[ -S /run/munge/munge.socket.2 ]] && break; sleep 0.1; done
@@ -101,16 +105,22 @@ write_conf() {
 
 start_cluster() {
     need_root
-    local state="$1" node node_state=""
+    local state="$1" node node_state="" daemon
     mkdir -p "$state"
     state="$(cd "$state" && pwd)"
     write_conf "$state"
     start_munge "$state"
     # -c: start from a clean state (no jobs from an earlier run of the test).
-    slurmctld -c || die "slurmctld did not start; see $state/slurmctld.log"
-    slurmd || die "slurmd did not start; see $state/slurmd.log"
+    slurmctld -c </dev/null >"$state/slurmctld.out" 2>&1 \
+        || die "slurmctld did not start: $(cat "$state/slurmctld.out"); see $state/slurmctld.log"
+    slurmd </dev/null >"$state/slurmd.out" 2>&1 \
+        || die "slurmd did not start: $(cat "$state/slurmd.out"); see $state/slurmd.log"
     node="$(hostname -s)"
     for _ in $(seq 150); do
+        for daemon in slurmctld slurmd; do
+            kill -0 "$(cat "$state/$daemon.pid" 2>/dev/null || echo none)" 2>/dev/null \
+                || die "$daemon exited: $(tail -n 3 "$state/$daemon.log")"
+        done
         node_state="$(sinfo --noheader --nodes="$node" --format=%T 2>/dev/null | sort -u || true)"
         if [[ "$node_state" == "idle" ]]; then
             echo "cluster up: node $node idle, configuration $conf_dir/slurm.conf, state $state"
@@ -137,7 +147,7 @@ stop_cluster() {
         stop_pidfile "$state/slurmd.pid"
         stop_pidfile "$state/slurmctld.pid"
         if [[ -f "$state/munged.started-here" ]]; then
-            stop_pidfile "$state/munge/munged.pid"
+            stop_pidfile "$munged_pidfile"
             rm -f "$state/munged.started-here"
         fi
     fi
