@@ -194,6 +194,19 @@ def slurm_jobs_named(run_id: str) -> list[SlurmJob]:
     return sorted(jobs, key=lambda job: int(job.job_id))
 
 
+def write_job_table(path: Path, jobs: list[SlurmJob]) -> None:
+    """What each Slurm job asked for and got, for a person reading a failed test."""
+    columns = ["JobId", "JobState", "Partition", "TresPerJob", "JOB_GRES", "NumCPUs",
+               "MinMemoryNode", "TimeLimit"]
+    rows = ["\t".join([*columns, "attempt", "snakemake_jobs"])]
+    for job in jobs:
+        members = " ".join(f"{rule}:{','.join(f'{k}={v}' for k, v in wildcards.items())}"
+                           for rule, wildcards in job.targets)
+        rows.append("\t".join([*(job.fields.get(c, "") for c in columns), str(job.attempt),
+                               members]))
+    path.write_text("\n".join(rows) + "\n")
+
+
 def slurm_run_id(output: str) -> str:
     match = re.search(r"SLURM run ID: (\S+)", output)
     assert match, "no 'SLURM run ID' in the Snakemake output: did it use the Slurm executor?"
@@ -367,6 +380,7 @@ def slurm_scenario(slurm_cluster, test_profile, local_run, tmp_path_factory) -> 
 
     final_dry_run = run_snakemake(workdir, [*profile_args, "--dry-run"], base_env(),
                                   "snakemake-final-dry-run.log")
+    write_job_table(scratch / "slurm-jobs.tsv", cancel_run_jobs + retry_run_jobs)
     return SlurmScenario(
         workdir=workdir, cancel_run=cancel_run, cancelled_job_id=cancelled_job_id,
         cancel_run_jobs=cancel_run_jobs, missing_after_cancel=missing,
@@ -450,6 +464,8 @@ def test_sbatch_requests_follow_the_profile(slurm_scenario):
         f"train_{method}": merged_config()["resources"][method]["runtime"]
         for method in ("baseline", "finetune", "mme")
     }
+    user_profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    runtime_per_attempt["select_lambda"] = user_profile["set-resources"]["select_lambda"]["runtime"]
     jobs = slurm_scenario.cancel_run_jobs + slurm_scenario.retry_run_jobs
     largest_training_bundle = 0
     for job in jobs:
@@ -462,15 +478,17 @@ def test_sbatch_requests_follow_the_profile(slurm_scenario):
             assert fields["Partition"] == "rbda-gpu", (job.job_id, rule)
             # One GPU per Slurm job, however many training jobs it bundles.
             assert fields.get("TresPerJob") == "gres:gpu:1", (job.job_id, fields.get("TresPerJob"))
-            assert fields["NumCPUs"] == "1", (job.job_id, fields["NumCPUs"])
             if fields["JobState"] == "COMPLETED":  # what Slurm allocated, not only the request
                 assert fields.get("JOB_GRES") == "gpu:1", (job.job_id, fields.get("JOB_GRES"))
-            # The members run one after another: the time limit is the sum.
-            expected = runtime_per_attempt[rule] * job.attempt * len(job.targets)
-            assert minutes(fields["TimeLimit"]) == expected, (job.job_id, fields["TimeLimit"])
         else:
             assert fields["Partition"] == "rbda-cpu", (job.job_id, rule)
             assert "gpu" not in fields.get("TresPerJob", ""), (job.job_id, fields.get("TresPerJob"))
             assert fields.get("JOB_GRES", "(null)") == "(null)", (job.job_id, fields.get("JOB_GRES"))
+        if rule in runtime_per_attempt:
+            # A bundle's members run one after another: its time limit is the sum.
+            expected = runtime_per_attempt[rule] * job.attempt * len(job.targets)
+            assert minutes(fields["TimeLimit"]) == expected, (job.job_id, fields["TimeLimit"])
+        # Every rule uses one thread; bundles do not add up CPUs either.
+        assert fields["NumCPUs"] == "1", (job.job_id, fields["NumCPUs"])
         assert fields["Account"] == "(null)", (job.job_id, fields["Account"])
     assert largest_training_bundle > 1, "no training bundle with more than one job was checked"
