@@ -91,7 +91,7 @@ def deep_merge(base: dict, overlay: dict) -> dict:
 
 
 def copy_workflow(destination: Path) -> Path:
-    """A copy of the workflow (Snakefile, rules, config, presets, profiles, ...)."""
+    """The checkout copied to ``destination``, without outputs, environments or git data."""
     destination.mkdir(parents=True)
     for entry in REPO.iterdir():
         if entry.name in NOT_WORKFLOW:
@@ -107,7 +107,8 @@ def copy_workflow(destination: Path) -> Path:
 def job_stats(output: str) -> Counter:
     """Snakemake's 'Job stats' table (rule -> number of jobs), 'total' left out."""
     lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip() == "Job stats:")
+    start = next((i for i, line in enumerate(lines) if line.strip() == "Job stats:"), None)
+    assert start is not None, "no 'Job stats:' table in the Snakemake output:\n" + tail(output)
     counts = Counter()
     for line in lines[start + 3:]:
         fields = line.split()
@@ -119,6 +120,7 @@ def job_stats(output: str) -> Counter:
 
 
 def files_under(root: Path, *parts: str) -> set[str]:
+    """Paths (relative to ``root``) of the files below ``root/part`` for each part."""
     return {
         str(path.relative_to(root))
         for part in parts
@@ -460,12 +462,12 @@ def merged_config() -> dict:
 
 def test_sbatch_requests_follow_the_profile(slurm_scenario):
     """Partitions, GPUs, CPUs and time limits, read back from the real Slurm jobs."""
-    runtime_per_attempt = {
+    runtime = {
         f"train_{method}": merged_config()["resources"][method]["runtime"]
         for method in ("baseline", "finetune", "mme")
     }
     user_profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-    runtime_per_attempt["select_lambda"] = user_profile["set-resources"]["select_lambda"]["runtime"]
+    runtime["select_lambda"] = user_profile["set-resources"]["select_lambda"]["runtime"]
     jobs = slurm_scenario.cancel_run_jobs + slurm_scenario.retry_run_jobs
     largest_training_bundle = 0
     for job in jobs:
@@ -484,9 +486,11 @@ def test_sbatch_requests_follow_the_profile(slurm_scenario):
             assert fields["Partition"] == "rbda-cpu", (job.job_id, rule)
             assert "gpu" not in fields.get("TresPerJob", ""), (job.job_id, fields.get("TresPerJob"))
             assert fields.get("JOB_GRES", "(null)") == "(null)", (job.job_id, fields.get("JOB_GRES"))
-        if rule in runtime_per_attempt:
+        if rule in runtime:
             # A bundle's members run one after another: its time limit is the sum.
-            expected = runtime_per_attempt[rule] * job.attempt * len(job.targets)
+            # Training runtimes grow with the attempt (config.yaml), the selection's not.
+            attempt_factor = job.attempt if rule in TRAINING_RULES else 1
+            expected = runtime[rule] * attempt_factor * len(job.targets)
             assert minutes(fields["TimeLimit"]) == expected, (job.job_id, fields["TimeLimit"])
         # Every rule uses one thread; bundles do not add up CPUs either.
         assert fields["NumCPUs"] == "1", (job.job_id, fields["NumCPUs"])
