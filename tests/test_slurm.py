@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 SLURM_TESTS = REPO / "tests" / "slurm"
 CLUSTER_SCRIPT = SLURM_TESTS / "cluster.sh"
+CLUSTER_NAME = "rbdatest"  # ClusterName in tests/slurm/slurm.conf.in
 SMALL_DEMO = SLURM_TESTS / "small-demo.yaml"
 FAULT_BIN = SLURM_TESTS / "fault-bin"
 VENV_BIN = Path(sys.executable).parent
@@ -291,6 +293,33 @@ def slurm_cluster(tmp_path_factory):
         yield state
     finally:
         subprocess.run([str(CLUSTER_SCRIPT), "stop", str(state)], timeout=120)
+        stray = kill_job_processes(CLUSTER_NAME)
+        if stray:
+            warnings.warn(f"killed {len(stray)} process(es) left by the test cluster's jobs: {stray}")
+
+
+def kill_job_processes(cluster_name: str) -> list[str]:
+    """SIGKILL every process started by a job of ``cluster_name``; returns their command lines.
+
+    With proctrack/linuxproc (no cgroups in this container) a job step whose
+    parent is killed by scancel is re-parented to init and escapes Slurm's
+    tracking. Job processes carry SLURM_CLUSTER_NAME in their environment,
+    which is how they are found here.
+    """
+    marker = f"SLURM_CLUSTER_NAME={cluster_name}".encode()
+    killed = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if marker not in (proc / "environ").read_bytes().split(b"\0"):
+                continue
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            os.kill(int(proc.name), signal.SIGKILL)
+            killed.append(command.strip()[:200])
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return killed
 
 
 @pytest.fixture(scope="module")
