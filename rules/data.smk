@@ -1,6 +1,13 @@
 # Raw data (synthetic, downloaded or local), preprocessing and splits.
 
 
+# Run by Snakemake itself, not submitted to a cluster: on Slurm, compute nodes
+# often have no internet access (downloads) and these jobs need seconds.
+localrules:
+    download_survey,
+    register_local_survey,
+
+
 rule synthesize_survey:
     """A synthetic survey in the real survey's raw layout (source: synthetic)."""
     output:

@@ -17,9 +17,15 @@ from pathlib import Path
 import yaml
 
 VENV_BIN = Path(sys.executable).parent
-# Jobs of the study that never become a Slurm job: `all` runs nothing and
-# `aggregation_inputs` is a local rule (rules/report.smk), run by Snakemake itself.
-NO_SLURM_JOB = {"all", "aggregation_inputs"}
+
+
+def local_rules(repo_root: Path) -> set[str]:
+    """Rules named in the workflow's `localrules:` blocks: run by Snakemake itself, never submitted."""
+    names: set[str] = set()
+    for smk in [repo_root / "Snakefile", *sorted((repo_root / "rules").glob("*.smk"))]:
+        for block in re.findall(r"^localrules:\s*\n((?:[ \t]+\w+,?[ \t]*\n)+)", smk.read_text(), re.MULTILINE):
+            names |= set(re.findall(r"\w+", block))
+    return names
 
 
 def readme_slurm_section(repo_root: Path) -> str:
@@ -47,8 +53,11 @@ def test_full_study_slurm_job_count_is_the_readme_count(repo_root, tmp_path):
     assert not set(single_jobs) & set(grouped_rules), single_jobs
     assert set(group_jobs) == set(grouped_rules.values())
 
+    # `all` runs nothing; local rules run inside the Snakemake process.
+    no_slurm_job = {"all"} | local_rules(repo_root)
+    assert {"aggregation_inputs", "download_survey", "register_local_survey"} <= no_slurm_job
     slurm_jobs = sum(group_jobs.values()) + sum(
-        count for rule, count in single_jobs.items() if rule not in NO_SLURM_JOB)
+        count for rule, count in single_jobs.items() if rule not in no_slurm_job)
     total_row = re.search(r"^\| \*\*total\*\* \|.*\| \*\*([\d,]+)\*\* \|$",
                           readme_slurm_section(repo_root), flags=re.MULTILINE)
     assert total_row, "no '| **total** | ... | **N** |' row in the README's Slurm section"
