@@ -171,8 +171,9 @@ def training_options(method):
     options = []
     for key in TRAINING_OPTION_KEYS:
         options += [f"--{key.replace('_', '-')}", str(settings[key])]
-    if settings["deterministic"]:
-        options.append("--deterministic")
+    for flag in ("deterministic", "channels_last", "bf16"):
+        if settings[flag]:
+            options.append(f"--{flag.replace('_', '-')}")
     return " ".join(options)
 
 
