@@ -150,15 +150,6 @@ class TrainingMethod(ABC):
             )
         return self.surveys[name]
 
-    def target_shots(self) -> np.ndarray:
-        """The labelled target rows (n per class, nested across n) from its train part."""
-        t = self.target
-        return labelled_shots(t.split.train, t.labels_np, self.spec.shots, self.spec.seed, t.name, self.spec.split)
-
-    def target_validation_rows(self) -> np.ndarray:
-        t = self.target
-        return validation_shots(t.split.val, t.labels_np, self.spec.val_shots, self.spec.seed, t.name, self.spec.split)
-
     def build_model(self, init_state: dict | None) -> StampClassifier:
         """A fresh model of this method's head kind, loaded from ``init_state`` if needed."""
         if self.needs_init_model and init_state is None:
@@ -194,6 +185,34 @@ class TrainingMethod(ABC):
     def describe(self) -> dict:
         """Facts about the data the method uses (counts), for the run JSON."""
         return {}
+
+
+class TargetAdaptation(TrainingMethod):
+    """A method that adapts the (source, split) baseline to a target survey.
+
+    Shared by fine-tuning and MME: ``shots`` labelled target items per class
+    from the target's train part (nested across shot counts), validation on
+    ``val_shots`` labelled items per class from the target's validation part,
+    evaluation on the source and target test parts.
+    """
+
+    needs_init_model = True
+    needs_target = True
+
+    def __init__(self, spec: RunSpec, surveys: dict[str, SurveyData]):
+        super().__init__(spec, surveys)
+        t = self.target
+        self.shots = labelled_shots(t.split.train, t.labels_np, spec.shots, spec.seed, t.name, spec.split)
+        self.val_rows = validation_shots(t.split.val, t.labels_np, spec.val_shots, spec.seed, t.name, spec.split)
+
+    def validation(self) -> tuple[SurveyData, np.ndarray]:
+        return self.target, self.val_rows
+
+    def evaluations(self) -> list[Evaluation]:
+        return [Evaluation(self.source, "source"), Evaluation(self.target, "target")]
+
+    def describe(self) -> dict:
+        return {"target_labelled": int(self.shots.size), "target_val": int(self.val_rows.size)}
 
 
 def cross_entropy_on(model: StampClassifier, survey: SurveyData, rows: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch
 from torch.nn import functional as F
 
 from rbda.errors import RbdaError, SettingError
-from rbda.methods.base import BalancedSampler, Evaluation, RunSpec, SurveyData, TrainingMethod, UniformSampler
+from rbda.methods.base import BalancedSampler, RunSpec, TargetAdaptation, UniformSampler
 from rbda.models import StampClassifier
 from rbda.splits import unlabelled_rest
 
@@ -50,11 +50,9 @@ def adversarial_entropy_loss(model: StampClassifier, x: torch.Tensor, lam: float
     return -lam * prediction_entropy(model(x, reverse=True))
 
 
-class MinimaxEntropy(TrainingMethod):
+class MinimaxEntropy(TargetAdaptation):
     name = "mme"
     head_kind = "prototype"
-    needs_init_model = True
-    needs_target = True
 
     @classmethod
     def check_spec(cls, spec: RunSpec) -> None:
@@ -67,8 +65,6 @@ class MinimaxEntropy(TrainingMethod):
 
     def __init__(self, spec, surveys):
         super().__init__(spec, surveys)
-        self.shots = self.target_shots()
-        self.val_rows = self.target_validation_rows()
         self.unlabelled = unlabelled_rest(self.target.split.train, self.shots)
         self.n_target = spec.batch_size // 2
         self.n_source = spec.batch_size - self.n_target
@@ -85,12 +81,6 @@ class MinimaxEntropy(TrainingMethod):
             raise RbdaError("the initial model has no feature extractor ('backbone.*' weights)")
         model.backbone.load_state_dict(backbone)
 
-    def validation(self) -> tuple[SurveyData, np.ndarray]:
-        return self.target, self.val_rows
-
-    def evaluations(self) -> list[Evaluation]:
-        return [Evaluation(self.source, "source"), Evaluation(self.target, "target")]
-
     def plan_epoch(self, iterations: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         return {
             "source": self.source_sampler.draw((iterations, self.n_source), generator),
@@ -106,5 +96,4 @@ class MinimaxEntropy(TrainingMethod):
         yield adversarial_entropy_loss(model, xu, self.spec.lam)
 
     def describe(self) -> dict:
-        return {"target_labelled": int(self.shots.size), "target_unlabelled": int(self.unlabelled.size),
-                "target_val": int(self.val_rows.size)}
+        return {**super().describe(), "target_unlabelled": int(self.unlabelled.size)}
