@@ -53,7 +53,7 @@ def test_native_stamp_sizes_and_ztf_defects(tmp_path):
 def test_same_seed_same_survey_other_seed_differs(tmp_path):
     a = synthesize("atlas", 50, seed=3, out=tmp_path / "a")
     b = synthesize("atlas", 50, seed=3, out=tmp_path / "b")
-    c = synthesize("atlas", 50, seed=4, out=tmp_path / "c")
+    synthesize("atlas", 50, seed=4, out=tmp_path / "c")
     assert a == b
     assert (tmp_path / "a" / "atlas_stamps.pkl").read_bytes() == (tmp_path / "b" / "atlas_stamps.pkl").read_bytes()
     assert (tmp_path / "a" / "atlas_stamps.pkl").read_bytes() != (tmp_path / "c" / "atlas_stamps.pkl").read_bytes()
