@@ -48,8 +48,9 @@ def copy_workflow(dest: Path) -> Path:
 
 # The Slurm executor plugin runs `scontrol show config` when Snakemake loads
 # its plugins (snakemake_executor_plugin_slurm.job_status_query.get_min_job_age,
-# 10 s timeout). Where Slurm's client is installed but no cluster is
-# configured, that stalls every Snakemake start by about 9 s. These tests do
+# 10 s timeout). Where Slurm's client is installed and a slurm.conf names a
+# controller that is not running, that stalls every Snakemake start by about
+# 9 s (with no slurm.conf, scontrol fails at once). These tests do
 # not use Slurm, so they put a stand-in `scontrol` that fails at once first on
 # PATH (the plugin then falls back to its defaults).
 NO_SLURM_BIN: list[Path] = []
