@@ -170,6 +170,13 @@ def _check_schema(path: Path, schema: pa.Schema) -> None:
             raise InputFileError(path, f"column {field.name!r} of type {field.type}, got {got}")
 
 
+def _rbda_metadata(schema: pa.Schema) -> dict[str, Any]:
+    raw = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items() if k.startswith(b"rbda.")}
+    if "rbda.preprocessing" in raw:
+        raw["rbda.preprocessing"] = json.loads(raw["rbda.preprocessing"])
+    return raw
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The ``rbda.*`` schema metadata of a survey file (survey, version, preprocessing settings)."""
     path = Path(path)
@@ -177,10 +184,17 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         schema = pq.read_schema(path)
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputFileError(path, f"a Parquet survey file ({exc})") from None
-    raw = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items() if k.startswith(b"rbda.")}
-    if "rbda.preprocessing" in raw:
-        raw["rbda.preprocessing"] = json.loads(raw["rbda.preprocessing"])
-    return raw
+    return _rbda_metadata(schema)
+
+
+def _open_survey(path: Path) -> tuple[pq.ParquetFile, dict[str, Any]]:
+    """Open a survey file, check its columns, and return it with its ``rbda.*`` metadata."""
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputFileError(path, f"a Parquet survey file written by rbda preprocess ({exc})") from None
+    _check_schema(path, parquet.schema_arrow)
+    return parquet, _rbda_metadata(parquet.schema_arrow)
 
 
 def _survey_from_table(table: pa.Table, name: str, metadata: dict[str, Any]) -> Survey:
@@ -197,23 +211,17 @@ def _survey_from_table(table: pa.Table, name: str, metadata: dict[str, Any]) -> 
 def load_survey(path: str | Path) -> Survey:
     """Load a preprocessed survey: stamps float32 (N, 3, 21, 21), labels int8, ids and classes str."""
     path = Path(path)
+    parquet, metadata = _open_survey(path)
     try:
-        table = pq.read_table(path)
+        table = parquet.read()
     except (OSError, pa.ArrowInvalid) as exc:
-        raise InputFileError(path, f"a Parquet survey file written by rbda preprocess ({exc})") from None
-    _check_schema(path, table.schema)
-    metadata = read_metadata(path)
+        raise InputFileError(path, f"a readable Parquet survey file (its data: {exc})") from None
     return _survey_from_table(table, metadata.get("rbda.survey", path.stem), metadata)
 
 
 def iter_row_groups(path: str | Path) -> Iterator[Survey]:
     """Yield a survey file row group by row group (bounded memory)."""
     path = Path(path)
-    try:
-        parquet = pq.ParquetFile(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise InputFileError(path, f"a Parquet survey file written by rbda preprocess ({exc})") from None
-    _check_schema(path, parquet.schema_arrow)
-    metadata = read_metadata(path)
+    parquet, metadata = _open_survey(path)
     for i in range(parquet.num_row_groups):
         yield _survey_from_table(parquet.read_row_group(i), metadata.get("rbda.survey", path.stem), metadata)
