@@ -97,14 +97,20 @@ def test_synthetic_surveys_are_flagged_in_the_comparison_with_the_paper():
     assert synthetic_surveys({"surveys": ["hits", "des"]}) == []
 
 
+def aggregate(runs: list[str], config: Path, tmp_path: Path) -> tuple[int, Path]:
+    """`rbda aggregate` on ``runs`` (written to a runs list); returns its exit status and out-dir."""
+    listing = tmp_path / "runs.txt"
+    listing.write_text("\n".join(runs) + "\n")
+    out = tmp_path / "out"
+    status = main(["aggregate", "--runs-list", str(listing), "--config", str(config), "--out-dir", str(out)])
+    return status, out
+
+
 def test_missing_baseline_fails_cleanly_without_output(study, tmp_path, capsys):
     runs_list, config = study
     kept = [p for p in runs_list.read_text().split() if "/baseline/des/" not in p]
-    listing = tmp_path / "runs.txt"
-    listing.write_text("\n".join(kept) + "\n")
-    out = tmp_path / "out"
-    assert main(["aggregate", "--runs-list", str(listing), "--config", str(config),
-                 "--out-dir", str(out)]) == 2
+    status, out = aggregate(kept, config, tmp_path)
+    assert status == 2
     assert "no baseline run trained on 'des'" in capsys.readouterr().err
     assert not out.exists()
 
@@ -114,13 +120,11 @@ def test_duplicate_run_fails_naming_both_files(study, tmp_path, capsys):
     paths = runs_list.read_text().split()
     copy = tmp_path / "copy.json"
     shutil.copy(paths[0], copy)
-    listing = tmp_path / "runs.txt"
-    listing.write_text("\n".join(paths + [str(copy)]) + "\n")
-    assert main(["aggregate", "--runs-list", str(listing), "--config", str(config),
-                 "--out-dir", str(tmp_path / "out")]) == 2
+    status, out = aggregate(paths + [str(copy)], config, tmp_path)
+    assert status == 2
     err = capsys.readouterr().err
     assert str(copy) in err and paths[0] in err
-    assert not (tmp_path / "out").exists()
+    assert not out.exists()
 
 
 def test_failure_while_writing_leaves_no_partial_output(study, tmp_path, monkeypatch):
@@ -150,11 +154,8 @@ def test_config_surveys_from_workflow_effective_config(study, tmp_path, capsys):
 def test_without_per_lambda_runs_the_lambda_table_is_empty_but_present(study, tmp_path):
     runs_list, config = study
     kept = [p for p in runs_list.read_text().split() if "/mme/" not in p]
-    listing = tmp_path / "runs.txt"
-    listing.write_text("\n".join(kept) + "\n")
-    out = tmp_path / "out"
-    assert main(["aggregate", "--runs-list", str(listing), "--config", str(config),
-                 "--out-dir", str(out)]) == 0
+    status, out = aggregate(kept, config, tmp_path)
+    assert status == 0
     assert files_under(out) == sorted(expected_outputs(SURVEYS))
     assert pd.read_csv(out / "tables/lambda_selection.csv").empty
     assert "No per-λ MME runs were given" in (out / "report.html").read_text()
@@ -163,13 +164,10 @@ def test_without_per_lambda_runs_the_lambda_table_is_empty_but_present(study, tm
 def test_configured_subset_of_pairs(study, tmp_path):
     runs_list, _ = study
     kept = [p for p in runs_list.read_text().split() if "/baseline/" in p or "des-to-hits" in p]
-    listing = tmp_path / "runs.txt"
-    listing.write_text("\n".join(kept) + "\n")
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"study": {"surveys": SURVEYS, "pairs": ["des-to-hits"]}}))
-    out = tmp_path / "out"
-    assert main(["aggregate", "--runs-list", str(listing), "--config", str(config),
-                 "--out-dir", str(out)]) == 0
+    status, out = aggregate(kept, config, tmp_path)
+    assert status == 0
     assert files_under(out) == sorted(expected_outputs(SURVEYS, [("des", "hits")]))
     assert pd.read_csv(out / "tables/shots_to_beat.csv")["pair"].unique().tolist() == ["des-to-hits"]
 
