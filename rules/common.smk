@@ -161,7 +161,7 @@ def preprocess_options(wildcards):
 
 TRAINING_OPTION_KEYS = (
     "lr", "momentum", "batch_size", "lr_halve_every", "epoch_size",
-    "patience", "max_epochs", "val_shots", "device", "log_every_epochs",
+    "patience", "max_epochs", "val_shots", "device", "log_every_epochs", "memory_format",
 )
 
 
@@ -171,7 +171,7 @@ def training_options(method):
     options = []
     for key in TRAINING_OPTION_KEYS:
         options += [f"--{key.replace('_', '-')}", str(settings[key])]
-    for flag in ("deterministic", "channels_last", "bf16"):
+    for flag in ("deterministic", "bf16"):
         if settings[flag]:
             options.append(f"--{flag.replace('_', '-')}")
     return " ".join(options)

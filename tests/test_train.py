@@ -146,10 +146,37 @@ def test_progress_writes_one_line_per_n_epochs_in_a_log(surveys):
     assert lines[-1].endswith("stopped by max_epochs")
 
 
-def test_channels_last_and_bf16_options_train(surveys):
-    config = TrainConfig(epoch_size=100, max_epochs=1, channels_last=True, bf16=True)
+def test_bf16_option_trains(surveys):
+    config = TrainConfig(epoch_size=100, max_epochs=1, bf16=True)
     result = _fit(_baseline(surveys), config)
     assert result.state.epoch == 1
+
+
+def test_memory_format_auto_is_channels_last_on_cpu_and_contiguous_on_cuda():
+    from rbda.train import resolve_memory_format
+
+    assert resolve_memory_format("auto", torch.device("cpu")) == "channels_last"
+    assert resolve_memory_format("auto", torch.device("cuda")) == "contiguous"
+    for setting in ("channels_last", "contiguous"):
+        assert resolve_memory_format(setting, torch.device("cpu")) == setting
+    with pytest.raises(SettingError, match="memory_format"):
+        TrainConfig(memory_format="nhwc").check()
+
+
+def test_memory_formats_train_the_same_model_up_to_rounding():
+    """Only the layout differs: same first-step loss up to rounding; the layout is recorded."""
+    runs = {}
+    for memory_format in ("channels_last", "contiguous"):
+        fresh = {"des": survey_data("des", 800, 1), "hits": survey_data("hits", 800, 2)}
+        assert fresh["des"].stamps.is_contiguous()
+        result = _fit(_baseline(fresh), TrainConfig(epoch_size=100, max_epochs=1, memory_format=memory_format))
+        assert result.memory_format == memory_format
+        runs[memory_format] = result.state.history[0]["train_loss"]
+    assert runs["channels_last"] == pytest.approx(runs["contiguous"], rel=1e-3)
+    fresh = {"des": survey_data("des", 800, 1), "hits": survey_data("hits", 800, 2)}
+    auto = _fit(_baseline(fresh), TrainConfig(epoch_size=100, max_epochs=1))
+    assert auto.memory_format == "channels_last"
+    assert fresh["des"].stamps.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_momentum_sgd_matches_torch_optim_sgd_exactly():

@@ -177,7 +177,7 @@ def test_training_commands_use_one_thread_and_the_configured_options(workflow):
     target = "results/runs/mme/atlas-to-ztf/shots-40/lambda-0.5/split-9.json"
     overlay = write_overlay(workflow, "gpu.yaml", {"training": {"device": "cuda", "epoch_size": 500},
                                                    "training_by_method": {"mme": {"max_epochs": 7,
-                                                                                  "channels_last": True}}})
+                                                                                  "memory_format": "contiguous"}}})
     commands = dry_run_commands(workflow, "--configfile", "config.yaml", overlay, "--", target)
     train = [line for line in commands if line.startswith("rbda train")]
     methods = [re.search(r"--method (\w+)", line).group(1) for line in train]
@@ -190,7 +190,7 @@ def test_training_commands_use_one_thread_and_the_configured_options(workflow):
                    "--data ztf=results/data/ztf.parquet:results/splits/ztf/split-9.npz"):
         assert option in mme, option
     assert "--max-epochs 7 " in mme and "--max-epochs 1000 " in train[0]  # per-method change
-    assert "--channels-last" in mme and "--channels-last" not in train[0]
+    assert "--memory-format contiguous" in mme and "--memory-format auto" in train[0]
     assert "--bf16" not in mme + train[0]  # off unless configured
     baseline_data = re.findall(r"--data (\w+)=", train[0])
     assert baseline_data == SURVEYS  # a baseline is evaluated on every survey

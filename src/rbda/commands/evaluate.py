@@ -16,6 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True, help="evaluation JSON to write")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int)
+    p.add_argument("--memory-format", default="auto", choices=("auto", "channels_last", "contiguous"),
+                   help="as for `rbda train`; auto: channels_last on CPU (about 3x faster inference here)")
     return p
 
 
@@ -27,20 +29,24 @@ def run(args: argparse.Namespace) -> int:
     from rbda.atomic import write_json
     from rbda.evaluate import evaluate_rows
     from rbda.models import load_model_file, model_from_payload
-    from rbda.train import configure_torch, load_survey_data, resolve_device, versions
+    from rbda.train import (apply_memory_format, configure_torch, load_survey_data, resolve_device,
+                            resolve_memory_format, versions)
 
     payload = load_model_file(args.model)
     configure_torch(args.threads, deterministic=False)
     device = resolve_device(args.device)
+    memory_format = resolve_memory_format(args.memory_format, device)
     model = model_from_payload(payload).to(device)
     facts = payload.get("facts", {})
     evaluations = []
     for name, (parquet, split_file) in data.items():
         survey = load_survey_data(name, parquet, split_file, device)
+        model = apply_memory_format(memory_format, model, [survey])
         counts = evaluate_rows(model, survey.stamps, survey.labels, survey.rows(survey.split.part(args.part)))
         role = ("source" if name == facts.get("source") else
                 "target" if name == facts.get("target") else "other")
         evaluations.append({"survey": name, "role": role, "part": args.part, **counts.as_dict()})
     write_json(args.output, {"schema": EVALUATION_SCHEMA, "model": str(args.model), "model_facts": facts,
-                             "evaluations": evaluations, "versions": versions()})
+                             "evaluations": evaluations, "device": device.type, "memory_format": memory_format,
+                             "versions": versions()})
     return 0

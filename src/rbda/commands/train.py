@@ -69,7 +69,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible to the bit)")
     g.add_argument("--log-every-epochs", type=int, default=10, help="progress line period when not a terminal")
     g.add_argument("--checkpoint-every-epochs", type=int, default=1)
-    g.add_argument("--channels-last", action="store_true", help="channels-last memory format (faster on CPU)")
+    g.add_argument("--memory-format", default="auto", choices=("auto", "channels_last", "contiguous"),
+                   help="tensor layout, float32 either way; auto: channels_last on CPU (1.35-1.5x faster), "
+                        "contiguous on CUDA")
     g.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster; not the study's float32)")
 
 
@@ -87,7 +89,7 @@ def _train_config(args: argparse.Namespace):
                          epoch_size=args.epoch_size, patience=args.patience, max_epochs=args.max_epochs,
                          log_every_epochs=args.log_every_epochs,
                          checkpoint_every_epochs=args.checkpoint_every_epochs,
-                         channels_last=args.channels_last, bf16=args.bf16)
+                         memory_format=args.memory_format, bf16=args.bf16)
     config.check()
     return config
 
