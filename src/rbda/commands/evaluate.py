@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int)
     p.add_argument("--memory-format", default="auto", choices=("auto", "channels_last", "contiguous"),
-                   help="as for `rbda train`; auto: channels_last on CPU (about 3x faster inference here)")
+                   help="as for `rbda train`; auto: channels_last on CPU (about 2x faster inference here)")
     return p
 
 
