@@ -172,6 +172,23 @@ def test_configured_subset_of_pairs(study, tmp_path):
     assert pd.read_csv(out / "tables/shots_to_beat.csv")["pair"].unique().tolist() == ["des-to-hits"]
 
 
+def test_tables_of_pairs_no_longer_configured_are_removed(study, tmp_path, caplog):
+    """Re-aggregating a smaller study into the same folder leaves no stale per-pair table."""
+    runs_list, config = study
+    status, out = aggregate(runs_list.read_text().split(), config, tmp_path)
+    assert status == 0 and (out / "tables/pairs/hits-to-des.md").exists()
+    (out / "tables/pairs/notes.md").write_text("a user's file")  # not named like a pair table: kept
+    subset = tmp_path / "subset.json"
+    subset.write_text(json.dumps({"study": {"surveys": SURVEYS, "pairs": ["des-to-hits"]}}))
+    kept = [p for p in runs_list.read_text().split() if "/baseline/" in p or "des-to-hits" in p]
+    with caplog.at_level("INFO", logger="rbda"):
+        status, out = aggregate(kept, subset, tmp_path)
+    assert status == 0
+    assert sorted(p.name for p in (out / "tables/pairs").iterdir()) == ["des-to-hits.csv", "des-to-hits.md",
+                                                                         "notes.md"]
+    assert "removed 10 per-pair table(s) of pairs no longer configured" in caplog.text
+
+
 @pytest.mark.parametrize("pairs, message", [(["des-to-ztf"], "pairs of two distinct surveys"),
                                             (["des_hits"], "source-to-target"),
                                             ("des-to-hits", "source-to-target")])

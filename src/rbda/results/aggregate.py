@@ -296,6 +296,27 @@ def staging_dir(out_dir: Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def remove_stale_pair_tables(out_dir: Path, expected: list[str]) -> list[str]:
+    """Delete per-pair tables of pairs no longer configured; return their relative paths.
+
+    Only files named like this command's own (``tables/pairs/SOURCE-to-TARGET.csv|md``)
+    are considered, so a stale table cannot pass for a result of the current study.
+    """
+    pairs_dir = out_dir / Path(pair_table_path("a", "b", "csv")).parent
+    keep = set(expected)
+    stale = []
+    for path in sorted(pairs_dir.glob("*")) if pairs_dir.is_dir() else []:
+        relative = str(path.relative_to(out_dir))
+        try:
+            parse_pair_name(path.stem)
+        except ValueError:
+            continue
+        if path.is_file() and path.suffix in (".csv", ".md") and relative not in keep:
+            path.unlink()
+            stale.append(relative)
+    return stale
+
+
 def aggregate(runs_list: str | Path, config_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Write all outputs under ``out_dir``; return their paths."""
     settings = read_config(config_path)
@@ -313,5 +334,8 @@ def aggregate(runs_list: str | Path, config_path: str | Path, out_dir: str | Pat
         for relative in expected:
             (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
             os.replace(stage / relative, out_dir / relative)
+    stale = remove_stale_pair_tables(out_dir, expected)
+    if stale:
+        log.info("removed %d per-pair table(s) of pairs no longer configured: %s", len(stale), ", ".join(stale))
     log.info("wrote %d files under %s from %d runs", len(expected), out_dir, len(runs))
     return [out_dir / p for p in expected]
