@@ -177,15 +177,16 @@ def test_tables_of_pairs_no_longer_configured_are_removed(study, tmp_path, caplo
     runs_list, config = study
     status, out = aggregate(runs_list.read_text().split(), config, tmp_path)
     assert status == 0 and (out / "tables/pairs/hits-to-des.md").exists()
-    (out / "tables/pairs/notes.md").write_text("a user's file")  # not named like a pair table: kept
+    for own in ("notes.md", "des-to-hits.backup.csv", "hits-to-des.old.md"):  # not named like a pair table: kept
+        (out / "tables/pairs" / own).write_text("a user's file")
     subset = tmp_path / "subset.json"
     subset.write_text(json.dumps({"study": {"surveys": SURVEYS, "pairs": ["des-to-hits"]}}))
     kept = [p for p in runs_list.read_text().split() if "/baseline/" in p or "des-to-hits" in p]
     with caplog.at_level("INFO", logger="rbda"):
         status, out = aggregate(kept, subset, tmp_path)
     assert status == 0
-    assert sorted(p.name for p in (out / "tables/pairs").iterdir()) == ["des-to-hits.csv", "des-to-hits.md",
-                                                                         "notes.md"]
+    assert sorted(p.name for p in (out / "tables/pairs").iterdir()) == [
+        "des-to-hits.backup.csv", "des-to-hits.csv", "des-to-hits.md", "hits-to-des.old.md", "notes.md"]
     assert "removed 10 per-pair table(s) of pairs no longer configured" in caplog.text
 
 

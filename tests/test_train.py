@@ -164,7 +164,7 @@ def test_memory_format_auto_is_channels_last_on_cpu_and_contiguous_on_cuda():
 
 
 def test_memory_formats_train_the_same_model_up_to_rounding():
-    """Only the layout differs: same first-step loss up to rounding; the layout is recorded."""
+    """Only the layout differs: the same first-epoch mean loss up to rounding; the layout is recorded."""
     runs = {}
     for memory_format in ("channels_last", "contiguous"):
         fresh = {"des": survey_data("des", 800, 1), "hits": survey_data("hits", 800, 2)}

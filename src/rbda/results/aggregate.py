@@ -20,6 +20,7 @@ import html
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from rbda.results.report import GUIDE, ReportSection, for_display, preformatted,
 from rbda.results.runs import Run, load_runs, read_runs_list
 
 log = logging.getLogger(__name__)
+PAIR_TABLE_NAME = re.compile(r"[a-z]+-to-[a-z]+\.(csv|md)")  # the schema's pair pattern
 
 
 @dataclass(frozen=True)
@@ -299,19 +301,18 @@ def staging_dir(out_dir: Path) -> Iterator[Path]:
 def remove_stale_pair_tables(out_dir: Path, expected: list[str]) -> list[str]:
     """Delete per-pair tables of pairs no longer configured; return their relative paths.
 
-    Only files named like this command's own (``tables/pairs/SOURCE-to-TARGET.csv|md``)
-    are considered, so a stale table cannot pass for a result of the current study.
+    Only files named exactly like this command's own (``tables/pairs/SOURCE-to-TARGET.csv|md``,
+    survey names as the config schema allows them) are considered, so a stale table cannot pass
+    for a result of the current study and a user's ``des-to-hits.backup.csv`` stays.
     """
     pairs_dir = out_dir / Path(pair_table_path("a", "b", "csv")).parent
     keep = set(expected)
     stale = []
     for path in sorted(pairs_dir.glob("*")) if pairs_dir.is_dir() else []:
         relative = str(path.relative_to(out_dir))
-        try:
-            parse_pair_name(path.stem)
-        except ValueError:
+        if not PAIR_TABLE_NAME.fullmatch(path.name):
             continue
-        if path.is_file() and path.suffix in (".csv", ".md") and relative not in keep:
+        if path.is_file() and relative not in keep:
             path.unlink()
             stale.append(relative)
     return stale
