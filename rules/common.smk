@@ -1,6 +1,7 @@
 # Study definition derived from the validated config, input functions and
 # path helpers shared by the rule files. Nothing here depends on time or on
-# Python's hash(): every value is a pure function of the config.
+# Python's hash(): every value is a pure function of the config, except the
+# training jobs' memory, which also follows their surveys' sizes.
 
 import itertools
 import re
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import rbda
 from rbda.results.naming import format_lambda, ordered_pairs
+from rbda.resources import training_mem_mb
 from rbda.results.outputs import expected_outputs
 
 
@@ -178,9 +180,10 @@ def training_options(method):
 
 
 def training_resources(method):
+    """Memory: the configured mem_mb, or more when the job's surveys need it (rbda.resources)."""
     estimate = config["resources"][method]
     return dict(
-        mem_mb=estimate["mem_mb"],
+        mem_mb=lambda wildcards, input: training_mem_mb(input.parquets, estimate["mem_mb"]),
         runtime=lambda wildcards, attempt: estimate["runtime"] * attempt,
         gpu=1 if TRAINING["device"] == "cuda" else 0,
     )

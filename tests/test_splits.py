@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from rbda.errors import InputFileError, RbdaError
 from rbda.splits import (Split, labelled_shots, load_split, make_split, save_split, unlabelled_rest,
@@ -137,6 +138,11 @@ def test_survey_columns_are_read_exactly_across_row_groups(tmp_path):
     reference = load_survey(path)
     stamps, labels = read_survey_arrays(chunked, "ztf")
     assert np.array_equal(stamps, reference.stamps) and np.array_equal(labels, reference.labels)
+    assert stamps.flags.c_contiguous
+    # channels-last: the same values, filled as (N, 21, 21, 3) and seen as (N, 3, 21, 21)
+    stamps_cl, labels_cl = read_survey_arrays(chunked, "ztf", channels_last=True)
+    assert stamps_cl.shape == stamps.shape and np.array_equal(stamps_cl, stamps) and np.array_equal(labels_cl, labels)
+    assert torch.from_numpy(stamps_cl).is_contiguous(memory_format=torch.channels_last)
     assert read_survey_arrays(chunked, "ztf", stamps=False)[0] is None
     with pytest.raises(InputFileError, match="holds survey 'ztf'"):
         read_survey_arrays(path, "des")

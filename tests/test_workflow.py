@@ -13,6 +13,7 @@ import functools
 import hashlib
 import http.server
 import io
+import math
 import json
 import os
 import re
@@ -210,6 +211,23 @@ def test_training_rules_declare_resources_that_grow_with_attempts(workflow):
     cpu = snakemake(workflow, "--dry-run", "--", "results/runs/finetune/des-to-hits/shots-1/split-0.json")
     finetune_cpu = next(job for job in cpu.stdout.split("\nrule ") if job.startswith("train_finetune:"))
     assert "gpu=0" in re.search(r"resources: (.*)", finetune_cpu).group(1)
+
+
+def test_training_jobs_ask_for_the_memory_their_surveys_need(workflow):
+    """mem_mb is a floor; with the surveys' Parquet files present it grows with their rows."""
+    from rbda.resources import BYTES_PER_STAMP, PROCESS_MB
+    from test_train_support import write_survey_parquet
+
+    (workflow / "results" / "data").mkdir(parents=True)
+    for name, rows in (("des", 3000), ("hits", 2000)):
+        write_survey_parquet(workflow / "results" / "data", name, rows, seed=1)
+    overlay = write_overlay(workflow, "small.yaml", {"resources": {"finetune": {"mem_mb": 100, "runtime": 120}}})
+    result = snakemake(workflow, "--dry-run", "--configfile", "config.yaml", overlay, "--",
+                       "results/runs/finetune/des-to-hits/shots-1/split-0.json")
+    assert result.returncode == 0, result.stderr
+    finetune = next(job for job in result.stdout.split("\nrule ") if job.startswith("train_finetune:"))
+    expected = PROCESS_MB + math.ceil(1.1 * 5000 * BYTES_PER_STAMP / 2**20)
+    assert f"mem_mb={expected}," in re.search(r"resources: (.*)", finetune).group(1)
 
 
 @pytest.mark.parametrize(

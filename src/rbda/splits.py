@@ -206,12 +206,17 @@ def _column_values(path: Path, table, column: str, dtype) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.empty(0, dtype)
 
 
-def read_survey_arrays(path: str | Path, name: str, stamps: bool = True):
+def read_survey_arrays(path: str | Path, name: str, stamps: bool = True, channels_last: bool = False):
     """Stamps float32 (N, 3, 21, 21) (None unless ``stamps``) and labels int8 (N,).
 
     Reads only the columns that splitting and training need, with pyarrow (no
     ids, no pandas: this is on the path of every training process), and checks
-    their types and the survey name stored in the file.
+    their types and the survey name stored in the file. Stamps are read one
+    row group at a time into one preallocated array, so the peak memory is the
+    survey's stamps plus one row group (reading the whole column first held
+    it twice, and more in Arrow's pool). With ``channels_last`` that array is
+    filled in (N, 21, 21, 3) order and returned as an (N, 3, 21, 21) view with
+    channels-last strides: the layout training uses on CPU, without a second copy.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -230,17 +235,27 @@ def read_survey_arrays(path: str | Path, name: str, stamps: bool = True):
             expected = SCHEMA.field(column).type
             if column not in schema.names or not schema.field(column).type.equals(expected):
                 raise InputFileError(path, f"a preprocessed survey with column {column!r} of type {expected}")
+        if stored is not None and stored.decode() != name:
+            raise InputFileError(path, f"the survey {name!r}, but the file holds survey {stored.decode()!r}")
         # ParquetFile.read without pandas metadata: pq.read_table would import pandas (~0.4 s)
-        table = parquet.read(columns=columns, use_pandas_metadata=False)
+        labels = _column_values(path, parquet.read(columns=["label"], use_pandas_metadata=False), "label", np.int8)
+        if not stamps:
+            return None, labels
+        n = labels.size
+        channels, height, width = STAMP_SHAPE
+        out = np.empty((n, height, width, channels) if channels_last else (n, *STAMP_SHAPE), np.float32)
+        start = 0
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group, columns=["stamp"], use_pandas_metadata=False)
+            values = _column_values(path, table, "stamp", np.float32).reshape(-1, *STAMP_SHAPE)
+            stop = start + values.shape[0]
+            if stop > n:
+                raise InputFileError(path, "one stamp per label")
+            out[start:stop] = values.transpose(0, 2, 3, 1) if channels_last else values
+            start = stop
+        if start != n:
+            raise InputFileError(path, "one stamp per label")
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputFileError(path, f"a Parquet survey file written by `rbda preprocess` ({exc})") from None
-    if stored is not None and stored.decode() != name:
-        raise InputFileError(path, f"the survey {name!r}, but the file holds survey {stored.decode()!r}")
-
-    labels = _column_values(path, table, "label", np.int8)
-    if not stamps:
-        return None, labels
-    stamp_array = _column_values(path, table, "stamp", np.float32).reshape(-1, *STAMP_SHAPE)
-    if labels.size != stamp_array.shape[0]:
-        raise InputFileError(path, "one stamp per label")
-    return stamp_array, labels
+    pa.default_memory_pool().release_unused()  # hand the row groups' buffers back
+    return (out.transpose(0, 3, 1, 2) if channels_last else out), labels

@@ -425,8 +425,9 @@ def run_record(method: TrainingMethod, config: TrainConfig, result: TrainingResu
     }
 
 
-def load_survey_data(name: str, parquet: str | Path, split_file: str | Path, device: torch.device):
-    """Load a preprocessed survey and its split onto ``device``.
+def load_survey_data(name: str, parquet: str | Path, split_file: str | Path, device: torch.device,
+                     memory_format: str = "contiguous"):
+    """Load a preprocessed survey and its split onto ``device``, stamps in ``memory_format`` (resolved).
 
     Checks that the file holds survey ``name`` and that the split was made
     for a survey of this many rows.
@@ -436,7 +437,7 @@ def load_survey_data(name: str, parquet: str | Path, split_file: str | Path, dev
     from rbda.methods.base import SurveyData
     from rbda.splits import load_split, read_survey_arrays
 
-    stamps_np, labels_np = read_survey_arrays(parquet, name)
+    stamps_np, labels_np = read_survey_arrays(parquet, name, channels_last=memory_format == "channels_last")
     split = load_split(split_file, n_rows=labels_np.size)
     return SurveyData(name=name, stamps=torch.from_numpy(stamps_np).to(device), labels=torch.from_numpy(labels_np.astype(np.int64)).to(device),
                       labels_np=labels_np, split=split)

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     facts = payload.get("facts", {})
     evaluations = []
     for name, (parquet, split_file) in data.items():
-        survey = load_survey_data(name, parquet, split_file, device)
+        survey = load_survey_data(name, parquet, split_file, device, memory_format)
         model = apply_memory_format(memory_format, model, [survey])
         counts = evaluate_rows(model, survey.stamps, survey.labels, survey.rows(survey.split.part(args.part)))
         role = ("source" if name == facts.get("source") else

@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from rbda.methods import method_class
-    from rbda.train import configure_torch, evaluate_method, load_survey_data, resolve_device, run_record, train
+    from rbda.train import (configure_torch, evaluate_method, load_survey_data, resolve_device, resolve_memory_format,
+                            run_record, train)
 
     method_cls = method_class(args.method)
     spec = _run_spec(args)
@@ -145,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     init_state, identity_extra = _initial_model(method_cls, args)
     configure_torch(args.threads, args.deterministic)
     device = resolve_device(args.device)
-    surveys = {name: load_survey_data(name, parquet, split_file, device)
+    memory_format = resolve_memory_format(config.memory_format, device)  # read straight into that layout
+    surveys = {name: load_survey_data(name, parquet, split_file, device, memory_format)
                for name, (parquet, split_file) in data.items()}
     method = method_cls(spec, surveys)
     checkpoint = args.checkpoint or args.metrics.with_name(args.metrics.name + ".ckpt")
