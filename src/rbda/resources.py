@@ -12,21 +12,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from rbda.store import STAMP_VALUES
+from rbda.store import STAMP_VALUES, survey_rows
 
 #: bytes per stamp in a training process: float32 stamp, int64 label tensor, int8 label array
 BYTES_PER_STAMP = STAMP_VALUES * 4 + 8 + 1
 PROCESS_MB = 1024
-
-
-def survey_rows(path: str | Path) -> int | None:
-    """Rows of a preprocessed survey file from its Parquet footer; ``None`` if it does not exist yet."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if not path.is_file():
-        return None
-    return pq.ParquetFile(path).metadata.num_rows
 
 
 def training_mem_mb(parquets: list[str | Path], floor_mb: int) -> int:
@@ -35,8 +25,8 @@ def training_mem_mb(parquets: list[str | Path], floor_mb: int) -> int:
     While an input does not exist yet (planning a run from scratch) the floor
     is returned; Snakemake evaluates resources again when the job is ready.
     """
-    rows = [survey_rows(p) for p in parquets]
-    if any(r is None for r in rows):
+    if not all(Path(p).is_file() for p in parquets):
         return floor_mb
+    rows = [survey_rows(p) for p in parquets]  # an unreadable file: an error naming it
     data_mb = 1.1 * sum(rows) * BYTES_PER_STAMP / 2**20
     return max(floor_mb, PROCESS_MB + math.ceil(data_mb))

@@ -197,6 +197,13 @@ def _open_survey(path: Path) -> tuple[pq.ParquetFile, dict[str, Any]]:
     return parquet, _rbda_metadata(parquet.schema_arrow)
 
 
+def survey_rows(path: str | Path) -> int:
+    """Rows of a survey file, from its Parquet footer (the data is not read)."""
+    path = Path(path)
+    parquet, _ = _open_survey(path)
+    return parquet.metadata.num_rows
+
+
 def _survey_from_table(table: pa.Table, name: str, metadata: dict[str, Any]) -> Survey:
     return Survey(
         name=name,

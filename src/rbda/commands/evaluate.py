@@ -36,12 +36,11 @@ def run(args: argparse.Namespace) -> int:
     configure_torch(args.threads, deterministic=False)
     device = resolve_device(args.device)
     memory_format = resolve_memory_format(args.memory_format, device)
-    model = model_from_payload(payload).to(device)
+    model = apply_memory_format(memory_format, model_from_payload(payload).to(device), surveys=[])
     facts = payload.get("facts", {})
     evaluations = []
     for name, (parquet, split_file) in data.items():
-        survey = load_survey_data(name, parquet, split_file, device, memory_format)
-        model = apply_memory_format(memory_format, model, [survey])
+        survey = load_survey_data(name, parquet, split_file, device, memory_format)  # read in that layout
         counts = evaluate_rows(model, survey.stamps, survey.labels, survey.rows(survey.split.part(args.part)))
         role = ("source" if name == facts.get("source") else
                 "target" if name == facts.get("target") else "other")

@@ -33,7 +33,7 @@ from rbda.atomic import atomic_path, write_text
 from rbda.errors import InputFileError, RbdaError
 from rbda.results import figures, published, stats, tables
 from rbda.results.naming import pair_label, parse_pair_name
-from rbda.results.outputs import (ALL_EVALUATIONS, REPORT, expected_outputs, figure_path,
+from rbda.results.outputs import (ALL_EVALUATIONS, PAIR_TABLES_DIR, REPORT, expected_outputs, figure_path,
                                   pair_table_path, stats_path, study_pairs, table_path)
 from rbda.results.report import GUIDE, ReportSection, for_display, preformatted, render_report
 from rbda.results.runs import Run, load_runs, read_runs_list
@@ -305,7 +305,7 @@ def remove_stale_pair_tables(out_dir: Path, expected: list[str]) -> list[str]:
     survey names as the config schema allows them) are considered, so a stale table cannot pass
     for a result of the current study and a user's ``des-to-hits.backup.csv`` stays.
     """
-    pairs_dir = out_dir / Path(pair_table_path("a", "b", "csv")).parent
+    pairs_dir = out_dir / PAIR_TABLES_DIR
     keep = set(expected)
     stale = []
     for path in sorted(pairs_dir.glob("*")) if pairs_dir.is_dir() else []:

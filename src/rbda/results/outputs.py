@@ -25,6 +25,8 @@ FIGURES = ("baseline_heatmap", "bacc_vs_shots", "boxplots", "lambda_curves")
 #: Every evaluation of every run, one row each (CSV only).
 ALL_EVALUATIONS = "tables/all_evaluations.csv"
 REPORT = "report.html"
+#: One table per (source, target) pair, under this folder.
+PAIR_TABLES_DIR = "tables/pairs"
 
 
 def table_path(name: str, ext: str) -> str:
@@ -32,7 +34,7 @@ def table_path(name: str, ext: str) -> str:
 
 
 def pair_table_path(source: str, target: str, ext: str) -> str:
-    return f"tables/pairs/{pair_name(source, target)}.{ext}"
+    return f"{PAIR_TABLES_DIR}/{pair_name(source, target)}.{ext}"
 
 
 def stats_path(name: str) -> str:
