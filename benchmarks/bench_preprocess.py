@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rbda.preprocess import preprocess_triplets
-from rbda.surveys.base import RawBatch
+from rbda.readers.base import RawBatch
 from rbda.synth import synthesize
 
 # VmHWM (peak resident set of this process image); ru_maxrss would carry the

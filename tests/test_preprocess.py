@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rbda.preprocess import SENTINEL_ABS, PreprocessStats, centre_crop, preprocess_triplets
-from rbda.surveys.base import MISMATCHED_SHAPES, RawBatch, TripletBatcher
+from rbda.readers.base import MISMATCHED_SHAPES, RawBatch, TripletBatcher
 
 F32_MAX = np.finfo(np.float32).max
 

@@ -29,8 +29,8 @@ from rbda.atomic import write_json
 from rbda.errors import InputFileError
 from rbda.progress import Progress
 from rbda.store import SurveyWriter
-from rbda.surveys import ClassMap, open_reader
-from rbda.surveys.base import NON_SQUARE, RawBatch
+from rbda.readers import ClassMap, open_reader
+from rbda.readers.base import NON_SQUARE, RawBatch
 
 log = logging.getLogger("rbda.preprocess")
 

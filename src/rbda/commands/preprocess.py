@@ -45,7 +45,7 @@ def _class_list(text: str | None, setting: str) -> list[str] | None:
 
 def run(args: argparse.Namespace) -> int:
     from rbda.preprocess import convert_survey
-    from rbda.surveys import ClassMap, default_class_map
+    from rbda.readers import ClassMap, default_class_map
 
     real = _class_list(args.real_classes, "real-classes")
     bogus = _class_list(args.bogus_classes, "bogus-classes")

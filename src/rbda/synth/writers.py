@@ -96,7 +96,7 @@ def write_ztf(sim: Triplets, out: Path, rng: np.random.Generator, layout: str) -
     n = len(sim.classes)
     oids = _ztf_oids(rng, n)
     if layout == "dict":
-        from rbda.surveys.ztf import ALERCE_CLASSES
+        from rbda.readers.ztf import ALERCE_CLASSES
 
         square = [i for i in range(n) if sim.science[i].shape[0] == sim.science[i].shape[1]]
         images = np.stack([np.stack([sim.science[i], sim.template[i], sim.difference[i]], axis=-1) for i in square])

@@ -22,7 +22,7 @@ import numpy as np
 
 from rbda.errors import InputFileError
 from rbda.safe_pickle import load_pickle
-from rbda.surveys.base import ClassMap, IgnoredFiles, RawBatch, TripletBatcher, iter_files
+from rbda.readers.base import ClassMap, IgnoredFiles, RawBatch, TripletBatcher, iter_files
 
 ALERCE_CLASSES = ("AGN", "SN", "VS", "asteroid", "bogus")
 DEFAULT_CLASSES = ClassMap.of(real=["AGN", "SN", "VS", "asteroid"], bogus=["bogus"])

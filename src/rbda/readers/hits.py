@@ -18,7 +18,7 @@ import numpy as np
 
 from rbda.errors import InputFileError
 from rbda.safe_pickle import load_pickle
-from rbda.surveys.base import ClassMap, IgnoredFiles, RawBatch
+from rbda.readers.base import ClassMap, IgnoredFiles, RawBatch
 
 CHANNEL_KEYS = ("temp_images", "sci_images", "diff_images")
 LABEL_NAMES = {0: "bogus", 1: "real"}

@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from rbda.errors import InputFileError
-from rbda.surveys.base import ClassMap, IgnoredFiles, RawBatch, TripletBatcher, iter_files
+from rbda.readers.base import ClassMap, IgnoredFiles, RawBatch, TripletBatcher, iter_files
 
 DEFAULT_CLASSES = ClassMap.of(real=["0"], bogus=["1"])
 PREFIXES = ("temp", "srch", "diff")  # channel order template, science, difference

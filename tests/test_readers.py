@@ -17,7 +17,7 @@ from data_helpers import hits_chunk, write_pickle, write_python2_pickle
 from rbda.errors import InputFileError, SettingError
 from rbda.preprocess import convert_survey
 from rbda.safe_pickle import RefusedPickleGlobal
-from rbda.surveys import ClassMap, open_reader
+from rbda.readers import ClassMap, open_reader
 from rbda.synth import synthesize
 from rbda.synth.writers import fits_bytes
 

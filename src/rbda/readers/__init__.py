@@ -1,7 +1,7 @@
 """Survey readers, one per raw layout, and layout detection.
 
 ``open_reader(survey, inputs, fmt, class_map)`` returns a reader with
-``batches()`` (an iterator of :class:`~rbda.surveys.base.RawBatch`),
+``batches()`` (an iterator of :class:`~rbda.readers.base.RawBatch`),
 ``format`` and ``total`` (number of triplets when known up front, else None).
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from rbda.errors import InputFileError, SettingError
-from rbda.surveys.base import ClassMap, RawBatch
+from rbda.readers.base import ClassMap, RawBatch
 
 SURVEYS = ("hits", "des", "ztf", "atlas")
 FORMATS = {
@@ -27,13 +27,13 @@ __all__ = ["SURVEYS", "FORMATS", "ClassMap", "RawBatch", "default_class_map", "o
 def default_class_map(survey: str) -> ClassMap:
     """The study's class -> real/bogus mapping for ``survey``."""
     if survey == "hits":
-        from rbda.surveys.hits import DEFAULT_CLASSES
+        from rbda.readers.hits import DEFAULT_CLASSES
     elif survey == "des":
-        from rbda.surveys.des import DEFAULT_CLASSES
+        from rbda.readers.des import DEFAULT_CLASSES
     elif survey == "ztf":
-        from rbda.surveys.ztf import DEFAULT_CLASSES
+        from rbda.readers.ztf import DEFAULT_CLASSES
     elif survey == "atlas":
-        from rbda.surveys.atlas import DEFAULT_CLASSES
+        from rbda.readers.atlas import DEFAULT_CLASSES
     else:
         raise SettingError("survey", f"one of {SURVEYS}", survey)
     return DEFAULT_CLASSES
@@ -64,18 +64,18 @@ def open_reader(survey: str, inputs: Sequence[str | Path], fmt: str | None = Non
             raise InputFileError(path, "an existing file or folder")
     class_map = class_map or default_class_map(survey)
     if survey == "hits":
-        from rbda.surveys.hits import HitsChunkReader
+        from rbda.readers.hits import HitsChunkReader
 
         return HitsChunkReader(paths, class_map, batch_size=max(batch_size, 4096))
     if survey == "des":
-        from rbda.surveys.des import DesStampReader
+        from rbda.readers.des import DesStampReader
 
         return DesStampReader(paths, class_map, image_format=fmt, batch_size=batch_size)
     if survey == "ztf":
-        from rbda.surveys.ztf import ZtfPickleReader
+        from rbda.readers.ztf import ZtfPickleReader
 
         return ZtfPickleReader(paths, class_map, batch_size=batch_size)
-    from rbda.surveys.atlas import AtlasFolderReader, AtlasPickleReader
+    from rbda.readers.atlas import AtlasFolderReader, AtlasPickleReader
 
     fmt = fmt or detect_atlas_format(paths)
     reader = AtlasPickleReader if fmt == "pickle" else AtlasFolderReader

@@ -26,7 +26,7 @@ import numpy as np
 
 from rbda.errors import InputFileError
 from rbda.safe_pickle import load_pickle
-from rbda.surveys.base import ClassMap, IgnoredFiles, RawBatch, TripletBatcher
+from rbda.readers.base import ClassMap, IgnoredFiles, RawBatch, TripletBatcher
 
 ATLAS_CLASSES = ("burn", "cr", "kast", "noise", "spike", "streak")
 DEFAULT_CLASSES = ClassMap.of(real=["kast", "streak"], bogus=["burn", "cr", "noise", "spike"])
