@@ -32,7 +32,7 @@ import numpy as np
 CHILD = r"""
 import json, sys, time
 import numpy as np, pyarrow as pa, pyarrow.parquet as pq, torch
-from rbda.splits import read_survey_arrays
+from rbda.store import read_survey_arrays
 
 def high_water_kb():
     # VmHWM of this process image (getrusage's ru_maxrss keeps the forking parent's peak)

@@ -42,11 +42,12 @@ from torch.nn import functional as F
 
 from rbda.evaluate import predict
 from rbda.methods import method_class
-from rbda.methods.base import RunSpec, SurveyData
+from rbda.data import SurveyTensors
+from rbda.methods.base import RunSpec
 from rbda.models import StampClassifier
 from rbda.splits import Split
-from rbda.train import (TrainConfig, apply_memory_format, configure_torch, resolve_device, resolve_memory_format,
-                        train)
+from rbda.device import apply_memory_format, configure_torch, resolve_device, resolve_memory_format
+from rbda.train import TrainConfig, train
 
 BATCH = 50
 DEVICE = torch.device("cpu")
@@ -67,7 +68,7 @@ STUDY_RUNS = {"baseline": 40, "finetune": 600, "mme": 600 * 8}
 SURVEY_SIZES = {"hits": 1_437_684, "des": 898_963, "ztf": 35_795, "atlas": 3_678}  # METHOD.md section 1
 
 
-def synthetic_survey(name: str, n: int, seed: int) -> SurveyData:
+def synthetic_survey(name: str, n: int, seed: int) -> SurveyTensors:
     """Random stamps and labels on DEVICE; a split with 200 validation and 200 test rows."""
     rng = np.random.default_rng(seed)
     stamps = rng.normal(size=(n, 3, 21, 21)).astype(np.float32)
@@ -75,11 +76,11 @@ def synthetic_survey(name: str, n: int, seed: int) -> SurveyData:
     order = rng.permutation(n)
     split = Split(train=np.sort(order[400:]), val=np.sort(order[:200]), test=np.sort(order[200:400]),
                   n_rows=n, seed=seed)
-    return SurveyData(name, torch.from_numpy(stamps).to(DEVICE), torch.from_numpy(labels.astype(np.int64)).to(DEVICE),
+    return SurveyTensors(name, torch.from_numpy(stamps).to(DEVICE), torch.from_numpy(labels.astype(np.int64)).to(DEVICE),
                       labels, split)
 
 
-def bare_loop(survey: SurveyData, items: int, channels_last: bool = False) -> float:
+def bare_loop(survey: SurveyTensors, items: int, channels_last: bool = False) -> float:
     """Seconds to train ``items`` samples with the bare loop."""
     torch.manual_seed(0)
     model = StampClassifier("linear").train().to(DEVICE)
@@ -113,7 +114,7 @@ class StampDataset(torch.utils.data.Dataset):
         return torch.from_numpy(self.stamps[row]), int(self.labels[row])
 
 
-def balanced_loader(survey: SurveyData, items: int) -> torch.utils.data.DataLoader:
+def balanced_loader(survey: SurveyTensors, items: int) -> torch.utils.data.DataLoader:
     """Class-balanced batches of 50 built item by item (``WeightedRandomSampler``)."""
     rows = survey.split.train
     labels = survey.labels_np[rows]
@@ -123,7 +124,7 @@ def balanced_loader(survey: SurveyData, items: int) -> torch.utils.data.DataLoad
                                        batch_size=BATCH, sampler=sampler, drop_last=True)
 
 
-def loader_loop(survey: SurveyData, items: int) -> float:
+def loader_loop(survey: SurveyTensors, items: int) -> float:
     torch.manual_seed(0)
     model = StampClassifier("linear").train().to(DEVICE)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -138,7 +139,7 @@ def loader_loop(survey: SurveyData, items: int) -> float:
     return clock() - start
 
 
-def loader_batches_only(survey: SurveyData, items: int) -> float:
+def loader_batches_only(survey: SurveyTensors, items: int) -> float:
     """Seconds to produce ``items`` samples' batches with the DataLoader, no model."""
     loader = balanced_loader(survey, items)
     start = clock()
@@ -169,7 +170,7 @@ def rbda_loop(surveys: dict, method: str, items: int, init_state=None, **options
     return clock() - start
 
 
-def inference_seconds(survey: SurveyData, items: int, memory_format: str) -> float:
+def inference_seconds(survey: SurveyTensors, items: int, memory_format: str) -> float:
     model = apply_memory_format(memory_format, StampClassifier("linear").to(DEVICE), [survey])
     rows = torch.from_numpy(np.resize(survey.split.train, items)).to(DEVICE)
     start = clock()

@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 
 import rbda
-from rbda.results.naming import format_lambda, ordered_pairs
 from rbda.resources import training_mem_mb
 from rbda.results.outputs import expected_outputs
+from rbda.study import format_lambda, study_pairs, training_option_fields
 
 
 class ConfigError(Exception):
@@ -48,28 +48,7 @@ LAMBDA_BY_LABEL = _lambda_labels(config["lambdas"])
 LAMBDA_LABELS = list(LAMBDA_BY_LABEL)
 
 
-def _pairs(configured):
-    if configured is None:
-        return ordered_pairs(SURVEYS)
-    pairs = []
-    for i, text in enumerate(configured):
-        source, target = text.split("-to-")
-        for role, name in (("source", source), ("target", target)):
-            if name not in SURVEYS:
-                raise ConfigError(
-                    f"config key 'pairs[{i}]' ({text!r}): {role} {name!r} is not a "
-                    f"configured survey; expected one of {', '.join(SURVEYS)}"
-                )
-        if source == target:
-            raise ConfigError(
-                f"config key 'pairs[{i}]' ({text!r}): source and target are the same "
-                "survey; a pair needs two different surveys"
-            )
-        pairs.append((source, target))
-    return pairs
-
-
-PAIRS = _pairs(config["pairs"])
+PAIRS = study_pairs(SURVEYS, config["pairs"])
 SURVEYS_BY_SOURCE = {
     kind: [s for s in SURVEYS if config["surveys"][s]["source"] == kind]
     for kind in ("url", "path", "synthetic")
@@ -161,21 +140,19 @@ def preprocess_options(wildcards):
 
 # ---------------------------------------------------------------- training
 
-TRAINING_OPTION_KEYS = (
-    "lr", "momentum", "batch_size", "lr_halve_every", "epoch_size",
-    "patience", "max_epochs", "val_shots", "device", "log_every_epochs", "memory_format",
-)
-
-
 def training_options(method):
-    """The config's training settings for ``method`` as `rbda train` options (fixed order)."""
+    """The config's training settings for ``method`` as `rbda train` options (rbda.study.TrainingOptions order)."""
     settings = {**TRAINING, **config["training_by_method"].get(method, {})}
     options = []
-    for key in TRAINING_OPTION_KEYS:
-        options += [f"--{key.replace('_', '-')}", str(settings[key])]
-    for flag in ("deterministic", "bf16"):
-        if settings[flag]:
-            options.append(f"--{flag.replace('_', '-')}")
+    for field in training_option_fields():
+        if not field.metadata["in_config"]:
+            continue
+        flag = f"--{field.name.replace('_', '-')}"
+        value = settings[field.name]
+        if isinstance(field.default, bool):
+            options += [flag] if value else []
+        else:
+            options += [flag, str(value)]
     return " ".join(options)
 
 

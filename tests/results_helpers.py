@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rbda.results.naming import format_lambda, ordered_pairs, pair_name
+from rbda.study import format_lambda, ordered_pairs, pair_name
 
 VERSIONS = {"rbda": "0.1.0", "torch": "2.13.0", "python": "3.11.7"}
 

@@ -22,8 +22,10 @@ import torch
 from rbda.cli import main
 from rbda.methods import method_class
 from rbda.methods.base import RunSpec
-from rbda.train import TrainConfig, configure_torch, evaluate_method, train
-from test_train_support import survey_data, write_survey_parquet
+from rbda.device import configure_torch
+from rbda.evaluate import evaluate_method
+from rbda.train import TrainConfig, train
+from train_helpers import survey_data, write_survey_parquet
 
 NO_GPU = "no CUDA device visible to torch; run `RBDA_REQUIRE_CUDA=1 pytest -m cuda` on a GPU machine"
 DEFAULT_LAYOUT = {"cpu": "channels_last", "cuda": "contiguous"}  # what memory_format auto must give

@@ -10,7 +10,7 @@ from rbda.errors import RbdaError, SettingError
 from rbda.methods import method_class
 from rbda.methods.base import RunSpec
 from rbda.models import StampClassifier
-from test_train_support import survey_data
+from train_helpers import survey_data
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from rbda.errors import InputFileError
 from rbda.resources import BYTES_PER_STAMP, PROCESS_MB, training_mem_mb
 from rbda.store import survey_rows
-from test_train_support import write_survey_parquet
+from train_helpers import write_survey_parquet
 
 
 def test_memory_grows_with_the_surveys_rows_above_the_floor(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from rbda.results import figures
-from rbda.results.naming import ordered_pairs
+from rbda.study import ordered_pairs
 
 
 def test_pair_layout_all_pairs_and_a_subset():

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from rbda.results import published
-from rbda.results.naming import ordered_pairs
+from rbda.study import ordered_pairs
 
 SURVEYS = ["hits", "des", "atlas", "ztf"]
 

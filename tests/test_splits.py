@@ -128,9 +128,9 @@ def test_split_part_names_are_checked(labels):
 def test_survey_columns_are_read_exactly_across_row_groups(tmp_path):
     import pyarrow.parquet as pq
 
-    from rbda.splits import read_survey_arrays
+    from rbda.store import read_survey_arrays
     from rbda.store import load_survey
-    from test_train_support import write_survey_parquet
+    from train_helpers import write_survey_parquet
 
     path = write_survey_parquet(tmp_path, "ztf", 50, seed=3, real_fraction=0.3)
     chunked = tmp_path / "chunked.parquet"

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 import torch
 
 from rbda.errors import InputFileError, RbdaError, SettingError
 from rbda.methods import method_class
 from rbda.methods.base import RunSpec
-from rbda.train import TrainConfig, configure_torch, evaluate_method, learning_rate_at, train
-from test_train_support import survey_data
+from rbda.device import configure_torch
+from rbda.evaluate import evaluate_method
+from rbda.train import TrainConfig, learning_rate_at, train
+from train_helpers import SIZE, make_survey, survey_data
 
 SHORT = TrainConfig(epoch_size=500, max_epochs=4, patience=10)
 
@@ -153,7 +156,7 @@ def test_bf16_option_trains(surveys):
 
 
 def test_memory_format_auto_is_channels_last_on_cpu_and_contiguous_on_cuda():
-    from rbda.train import resolve_memory_format
+    from rbda.device import resolve_memory_format
 
     assert resolve_memory_format("auto", torch.device("cpu")) == "channels_last"
     assert resolve_memory_format("auto", torch.device("cuda")) == "contiguous"
@@ -181,7 +184,7 @@ def test_memory_formats_train_the_same_model_up_to_rounding():
 
 def test_momentum_sgd_matches_torch_optim_sgd_exactly():
     from rbda.models import StampClassifier
-    from rbda.train import MomentumSGD
+    from rbda.optim import MomentumSGD
 
     torch.manual_seed(0)
     ours, reference = StampClassifier("prototype").eval(), StampClassifier("prototype").eval()
@@ -203,3 +206,13 @@ def test_momentum_sgd_matches_torch_optim_sgd_exactly():
     restored = MomentumSGD(reference.parameters(), lr=1.0, momentum=0.0)
     restored.load_state_dict(opt_ours.state_dict())
     assert restored.lr == 0.005 and all(torch.equal(a, b) for a, b in zip(restored.buffers, opt_ours.buffers))
+
+
+def test_generator_is_reproducible_and_normalised():
+    a, la = make_survey("des", 50, seed=3)
+    b, lb = make_survey("des", 50, seed=3)
+    assert np.array_equal(a, b) and np.array_equal(la, lb)
+    assert a.shape == (50, 3, SIZE, SIZE) and a.dtype == np.float32
+    np.testing.assert_allclose(a.mean(axis=(2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(a.std(axis=(2, 3)), 1, atol=1e-4)
+    assert set(np.unique(la)) == {0, 1}

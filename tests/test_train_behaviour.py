@@ -22,16 +22,19 @@ import pytest
 import torch
 
 from rbda.methods import method_class
-from rbda.methods.base import RunSpec, SurveyData
+from rbda.data import SurveyTensors
+from rbda.methods.base import RunSpec
 from rbda.splits import make_split
-from rbda.train import TrainConfig, configure_torch, evaluate_method, train
+from rbda.device import configure_torch
+from rbda.evaluate import evaluate_method
+from rbda.train import TrainConfig, train
 
 SURVEYS = ("hits", "des", "ztf", "atlas")
 SEED = 7
 SHORT = TrainConfig(epoch_size=1000, max_epochs=6, patience=3)
 
 
-def synthetic_surveys(directory: Path, n: int) -> dict[str, SurveyData]:
+def synthetic_surveys(directory: Path, n: int) -> dict[str, SurveyTensors]:
     from rbda.preprocess import convert_survey
     from rbda.store import load_survey
     from rbda.synth import synthesize
@@ -43,7 +46,7 @@ def synthetic_surveys(directory: Path, n: int) -> dict[str, SurveyData]:
         convert_survey(name, [raw], directory / f"{name}.parquet")
         s = load_survey(directory / f"{name}.parquet")
         labels = np.asarray(s.labels, np.int8)
-        surveys[name] = SurveyData(name, torch.from_numpy(s.stamps), torch.from_numpy(labels.astype(np.int64)),
+        surveys[name] = SurveyTensors(name, torch.from_numpy(s.stamps), torch.from_numpy(labels.astype(np.int64)),
                                    labels, make_split(labels, name, 0, SEED))
     return surveys
 
@@ -52,7 +55,7 @@ def _bacc(evaluations, role):
     return next(e["bacc"] for e in evaluations if e["role"] == role)
 
 
-def measure(surveys: dict[str, SurveyData], pairs, shots=(1, 5, 20), lam=0.1) -> dict:
+def measure(surveys: dict[str, SurveyTensors], pairs, shots=(1, 5, 20), lam=0.1) -> dict:
     """Baseline table, and FT / MME source and target BACC per (pair, shots)."""
     quiet = io.StringIO()
     table, models = {}, {}

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rbda.cli import main
-from test_train_support import write_survey_parquet
+from train_helpers import write_survey_parquet
 
 SHORT = ["--epoch-size", "300", "--max-epochs", "3", "--patience", "3", "--threads", "1", "--deterministic"]
 RUN_KEYS = {"schema", "method", "source", "target", "split", "shots", "lambda", "seed", "evaluations",

@@ -216,7 +216,7 @@ def test_training_rules_declare_resources_that_grow_with_attempts(workflow):
 def test_training_jobs_ask_for_the_memory_their_surveys_need(workflow):
     """mem_mb is a floor; with the surveys' Parquet files present it grows with their rows."""
     from rbda.resources import BYTES_PER_STAMP, PROCESS_MB
-    from test_train_support import write_survey_parquet
+    from train_helpers import write_survey_parquet
 
     (workflow / "results" / "data").mkdir(parents=True)
     for name, rows in (("des", 3000), ("hits", 2000)):

@@ -38,3 +38,11 @@ class SettingError(RbdaError):
         if got is not None:
             msg += f", got {got!r}"
         super().__init__(msg)
+
+
+class ConfigKeyError(SettingError):
+    """A configuration key whose value is not acceptable; ``message`` names the key."""
+
+    def __init__(self, key: str, message: str):
+        self.setting = key
+        RbdaError.__init__(self, message)

@@ -85,3 +85,13 @@ def evaluate_rows(
     """Confusion counts of ``model`` on ``stamps[rows]`` against ``labels[rows]``."""
     predicted = predict(model, stamps, rows, batch_size)
     return confusion(predicted, labels.index_select(0, rows))
+
+
+def evaluate_method(method, model: torch.nn.Module) -> list[dict]:
+    """Confusion counts and BACC on every test part the method names."""
+    results = []
+    for ev in method.evaluations():
+        rows = ev.survey.rows(ev.survey.split.part(ev.part))
+        counts = evaluate_rows(model, ev.survey.stamps, ev.survey.labels, rows)
+        results.append({"survey": ev.survey.name, "role": ev.role, "part": ev.part, **counts.as_dict()})
+    return results

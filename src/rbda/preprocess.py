@@ -29,12 +29,12 @@ from rbda.atomic import write_json
 from rbda.errors import InputFileError
 from rbda.progress import Progress
 from rbda.store import SurveyWriter
+from rbda.study import STAMP_SIZE
 from rbda.readers import ClassMap, open_reader
 from rbda.readers.base import NON_SQUARE, RawBatch
 
 log = logging.getLogger("rbda.preprocess")
 
-STAMP_SIZE = 21
 SENTINEL_ABS = np.float32(1e38)
 #: Rows processed at once inside a batch (keeps the working set in cache).
 BLOCK_ROWS = 1024

@@ -11,7 +11,6 @@ machine (seeds come from :func:`rbda.seeding.derive_seed`).
   part (model selection for fine-tuning and MME).
 * :func:`unlabelled_rest` -- the train part minus the labelled shots.
 * :func:`save_split` / :func:`load_split` -- the ``split-{k}.npz`` file.
-* :func:`read_survey_arrays` -- the label (and stamp) columns of a survey file.
 """
 
 from __future__ import annotations
@@ -187,75 +186,3 @@ def load_split(path: str | Path, n_rows: int | None = None) -> Split:
             "(the data file changed since the split was written; re-run `rbda split`)",
         )
     return Split(**{p: a.astype(np.int64) for p, a in arrays.items()}, n_rows=stored_rows, seed=stored_seed)
-
-
-def _column_values(path: Path, table, column: str, dtype) -> np.ndarray:
-    """A primitive (or fixed-size-list-of-primitive) column as one NumPy array.
-
-    Reads views of the Arrow data buffers chunk by chunk: ``Array.to_numpy``
-    would import pandas (~0.4 s in every training process). The caller has
-    checked the column's type.
-    """
-    chunks = []
-    for chunk in table.column(column).chunks:
-        values = chunk.flatten() if hasattr(chunk, "flatten") else chunk
-        if chunk.null_count or values.null_count:
-            raise InputFileError(path, f"no missing values in column {column!r}")
-        chunks.append(np.frombuffer(values.buffers()[1], dtype=dtype, count=len(values),
-                                    offset=values.offset * np.dtype(dtype).itemsize))
-    return np.concatenate(chunks) if chunks else np.empty(0, dtype)
-
-
-def read_survey_arrays(path: str | Path, name: str, stamps: bool = True, channels_last: bool = False):
-    """Stamps float32 (N, 3, 21, 21) (None unless ``stamps``) and labels int8 (N,).
-
-    Reads only the columns that splitting and training need, with pyarrow (no
-    ids, no pandas: this is on the path of every training process), and checks
-    their types and the survey name stored in the file. Stamps are read one
-    row group at a time into one preallocated array, so the peak memory is the
-    survey's stamps plus one row group (reading the whole column first held
-    it twice, and more in Arrow's pool). With ``channels_last`` that array is
-    filled in (N, 21, 21, 3) order and returned as an (N, 3, 21, 21) view with
-    channels-last strides: the layout training uses on CPU, without a second copy.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from rbda.store import SCHEMA, STAMP_SHAPE
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, f"preprocessed survey file for {name!r} not found (run `rbda preprocess`)")
-    try:
-        parquet = pq.ParquetFile(path)
-        schema = parquet.schema_arrow
-        stored = (schema.metadata or {}).get(b"rbda.survey")
-        columns = ["label", "stamp"] if stamps else ["label"]
-        for column in columns:
-            expected = SCHEMA.field(column).type
-            if column not in schema.names or not schema.field(column).type.equals(expected):
-                raise InputFileError(path, f"a preprocessed survey with column {column!r} of type {expected}")
-        if stored is not None and stored.decode() != name:
-            raise InputFileError(path, f"the survey {name!r}, but the file holds survey {stored.decode()!r}")
-        # ParquetFile.read without pandas metadata: pq.read_table would import pandas (~0.4 s)
-        labels = _column_values(path, parquet.read(columns=["label"], use_pandas_metadata=False), "label", np.int8)
-        if not stamps:
-            return None, labels
-        n = labels.size
-        channels, height, width = STAMP_SHAPE
-        out = np.empty((n, height, width, channels) if channels_last else (n, *STAMP_SHAPE), np.float32)
-        start = 0
-        for group in range(parquet.num_row_groups):
-            table = parquet.read_row_group(group, columns=["stamp"], use_pandas_metadata=False)
-            values = _column_values(path, table, "stamp", np.float32).reshape(-1, *STAMP_SHAPE)
-            stop = start + values.shape[0]
-            if stop > n:
-                raise InputFileError(path, "one stamp per label")
-            out[start:stop] = values.transpose(0, 2, 3, 1) if channels_last else values
-            start = stop
-        if start != n:
-            raise InputFileError(path, "one stamp per label")
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise InputFileError(path, f"a Parquet survey file written by `rbda preprocess` ({exc})") from None
-    pa.default_memory_pool().release_unused()  # hand the row groups' buffers back
-    return (out.transpose(0, 3, 1, 2) if channels_last else out), labels

@@ -4,8 +4,13 @@ Columns (docs/architecture.md): ``id`` string, ``label`` int8, ``class``
 string, ``stamp`` fixed_size_list<float32>[1323] (3 x 21 x 21, channels
 template, science, difference, C order). Schema metadata under ``rbda.*``
 keys. :class:`SurveyWriter` writes row groups as data arrives, to a temporary
-name that is renamed only when the file is complete; :func:`load_survey`
-returns the whole survey as contiguous arrays without per-row Python work.
+name that is renamed only when the file is complete.
+
+One reader: every read opens the file with :func:`_open_survey` (schema and
+survey-name checks, errors naming the file) and reads primitive columns
+through views of Arrow buffers (:func:`_column_values`). Training and
+evaluation use :func:`read_survey_arrays` (stamps and labels only, one row
+group at a time into one array); :func:`load_survey` adds ids and classes.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import pyarrow.parquet as pq
 from rbda import __version__
 from rbda.atomic import atomic_path
 from rbda.errors import InputFileError
+from rbda.study import CHANNELS, STAMP_SIZE
 
-STAMP_SHAPE = (3, 21, 21)
+STAMP_SHAPE = (len(CHANNELS), STAMP_SIZE, STAMP_SIZE)
 STAMP_VALUES = int(np.prod(STAMP_SHAPE))
 ROW_GROUP_ROWS = 4096
 
@@ -40,8 +46,8 @@ SCHEMA = pa.schema(
 
 
 @dataclass
-class Survey:
-    """A preprocessed survey held in memory."""
+class SurveyArrays:
+    """A whole preprocessed survey held in memory as NumPy arrays."""
 
     name: str
     stamps: np.ndarray  # float32 (N, 3, 21, 21), C-contiguous
@@ -155,12 +161,6 @@ def write_survey(path: str | Path, survey: str, stamps: np.ndarray, labels: np.n
         writer.write(stamps, labels, classes, ids)
 
 
-def _stamps_from_column(column: pa.ChunkedArray) -> np.ndarray:
-    values = [chunk.flatten().to_numpy(zero_copy_only=False) for chunk in column.chunks]
-    flat = np.concatenate(values) if values else np.empty(0, np.float32)
-    return np.ascontiguousarray(flat, dtype=np.float32).reshape(-1, *STAMP_SHAPE)
-
-
 def _check_schema(path: Path, schema: pa.Schema) -> None:
     for field in SCHEMA:
         if field.name not in schema.names:
@@ -187,48 +187,118 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return _rbda_metadata(schema)
 
 
-def _open_survey(path: Path) -> tuple[pq.ParquetFile, dict[str, Any]]:
-    """Open a survey file, check its columns, and return it with its ``rbda.*`` metadata."""
+def _open_survey(path: Path, name: str | None = None) -> tuple[pq.ParquetFile, dict[str, Any]]:
+    """Open a survey file, check its columns (and that it holds survey ``name``); return it and its metadata."""
+    if not path.is_file():
+        raise InputFileError(path, f"preprocessed survey file{f' for {name!r}' if name else ''} not found "
+                                   "(run `rbda preprocess`)")
     try:
         parquet = pq.ParquetFile(path)
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputFileError(path, f"a Parquet survey file written by rbda preprocess ({exc})") from None
     _check_schema(path, parquet.schema_arrow)
-    return parquet, _rbda_metadata(parquet.schema_arrow)
+    metadata = _rbda_metadata(parquet.schema_arrow)
+    stored = metadata.get("rbda.survey")
+    if name is not None and stored is not None and stored != name:
+        raise InputFileError(path, f"the survey {name!r}, but the file holds survey {stored!r}")
+    return parquet, metadata
 
 
 def survey_rows(path: str | Path) -> int:
     """Rows of a survey file, from its Parquet footer (the data is not read)."""
-    path = Path(path)
-    parquet, _ = _open_survey(path)
+    parquet, _ = _open_survey(Path(path))
     return parquet.metadata.num_rows
 
 
-def _survey_from_table(table: pa.Table, name: str, metadata: dict[str, Any]) -> Survey:
-    return Survey(
-        name=name,
-        stamps=_stamps_from_column(table.column("stamp")),
-        labels=table.column("label").to_numpy().astype(np.int8, copy=False),
-        ids=table.column("id").to_numpy(zero_copy_only=False).astype(str),
-        classes=table.column("class").to_numpy(zero_copy_only=False).astype(str),
-        metadata=metadata,
-    )
+def _column_values(path: Path, table, column: str, dtype) -> np.ndarray:
+    """A primitive (or fixed-size-list-of-primitive) column as one NumPy array.
+
+    Reads views of the Arrow data buffers chunk by chunk: ``Array.to_numpy``
+    would import pandas (~0.4 s in every training process). The caller has
+    checked the column's type.
+    """
+    chunks = []
+    for chunk in table.column(column).chunks:
+        values = chunk.flatten() if hasattr(chunk, "flatten") else chunk
+        if chunk.null_count or values.null_count:
+            raise InputFileError(path, f"no missing values in column {column!r}")
+        chunks.append(np.frombuffer(values.buffers()[1], dtype=dtype, count=len(values),
+                                    offset=values.offset * np.dtype(dtype).itemsize))
+    return np.concatenate(chunks) if chunks else np.empty(0, dtype)
 
 
-def load_survey(path: str | Path) -> Survey:
-    """Load a preprocessed survey: stamps float32 (N, 3, 21, 21), labels int8, ids and classes str."""
+def read_survey_arrays(path: str | Path, name: str, stamps: bool = True, channels_last: bool = False):
+    """Stamps float32 (N, 3, 21, 21) (None unless ``stamps``) and labels int8 (N,).
+
+    Reads only the columns that splitting and training need, with pyarrow (no
+    ids, no pandas: this is on the path of every training process), and checks
+    their types and the survey name stored in the file. Stamps are read one
+    row group at a time into one preallocated array, so the peak memory is the
+    survey's stamps plus one row group (reading the whole column first held
+    it twice, and more in Arrow's pool). With ``channels_last`` that array is
+    filled in (N, 21, 21, 3) order and returned as an (N, 3, 21, 21) view with
+    channels-last strides: the layout training uses on CPU, without a second copy.
+    """
     path = Path(path)
-    parquet, metadata = _open_survey(path)
+    parquet, _ = _open_survey(path, name)
     try:
-        table = parquet.read()
+        # ParquetFile.read without pandas metadata: pq.read_table would import pandas (~0.4 s)
+        labels = _column_values(path, parquet.read(columns=["label"], use_pandas_metadata=False), "label", np.int8)
+        if not stamps:
+            return None, labels
+        n = labels.size
+        channels, height, width = STAMP_SHAPE
+        out = np.empty((n, height, width, channels) if channels_last else (n, *STAMP_SHAPE), np.float32)
+        start = 0
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group, columns=["stamp"], use_pandas_metadata=False)
+            values = _column_values(path, table, "stamp", np.float32).reshape(-1, *STAMP_SHAPE)
+            stop = start + values.shape[0]
+            if stop > n:
+                raise InputFileError(path, "one stamp per label")
+            out[start:stop] = values.transpose(0, 2, 3, 1) if channels_last else values
+            start = stop
+        if start != n:
+            raise InputFileError(path, "one stamp per label")
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputFileError(path, f"a Parquet survey file written by `rbda preprocess` ({exc})") from None
+    pa.default_memory_pool().release_unused()  # hand the row groups' buffers back
+    return (out.transpose(0, 3, 1, 2) if channels_last else out), labels
+
+
+def _strings(path: Path, parquet: pq.ParquetFile, column: str) -> np.ndarray:
+    try:
+        values = parquet.read(columns=[column], use_pandas_metadata=False).column(column)
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputFileError(path, f"a readable Parquet survey file (its data: {exc})") from None
-    return _survey_from_table(table, metadata.get("rbda.survey", path.stem), metadata)
+    return values.to_numpy(zero_copy_only=False).astype(str)
 
 
-def iter_row_groups(path: str | Path) -> Iterator[Survey]:
+def load_survey(path: str | Path) -> SurveyArrays:
+    """A whole survey: stamps float32 (N, 3, 21, 21), labels int8, ids and classes str."""
+    path = Path(path)
+    parquet, metadata = _open_survey(path)
+    name = metadata.get("rbda.survey", path.stem)
+    stamps, labels = read_survey_arrays(path, name)
+    return SurveyArrays(name=name, stamps=stamps, labels=labels, ids=_strings(path, parquet, "id"),
+                        classes=_strings(path, parquet, "class"), metadata=metadata)
+
+
+def iter_row_groups(path: str | Path) -> Iterator[SurveyArrays]:
     """Yield a survey file row group by row group (bounded memory)."""
     path = Path(path)
     parquet, metadata = _open_survey(path)
+    name = metadata.get("rbda.survey", path.stem)
     for i in range(parquet.num_row_groups):
-        yield _survey_from_table(parquet.read_row_group(i), metadata.get("rbda.survey", path.stem), metadata)
+        try:
+            table = parquet.read_row_group(i, use_pandas_metadata=False)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise InputFileError(path, f"a readable Parquet survey file (row group {i}: {exc})") from None
+        yield SurveyArrays(
+            name=name,
+            stamps=_column_values(path, table, "stamp", np.float32).reshape(-1, *STAMP_SHAPE),
+            labels=_column_values(path, table, "label", np.int8),
+            ids=table.column("id").to_numpy(zero_copy_only=False).astype(str),
+            classes=table.column("class").to_numpy(zero_copy_only=False).astype(str),
+            metadata=metadata,
+        )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rbda.study import DEVICES, MEMORY_FORMATS, TRAINING_DEFAULTS
+
 EVALUATION_SCHEMA = "rbda.evaluation/1"
 
 
@@ -14,9 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", default=[], required=True, metavar="SURVEY=DATA.parquet:SPLIT.npz")
     p.add_argument("--part", default="test", choices=("train", "val", "test"))
     p.add_argument("--output", type=Path, required=True, help="evaluation JSON to write")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default=TRAINING_DEFAULTS.device, choices=DEVICES)
     p.add_argument("--threads", type=int)
-    p.add_argument("--memory-format", default="auto", choices=("auto", "channels_last", "contiguous"),
+    p.add_argument("--memory-format", default=TRAINING_DEFAULTS.memory_format, choices=MEMORY_FORMATS,
                    help="as for `rbda train`; auto: channels_last on CPU (about 2x faster inference here)")
     return p
 
@@ -29,8 +31,9 @@ def run(args: argparse.Namespace) -> int:
     from rbda.atomic import write_json
     from rbda.evaluate import evaluate_rows
     from rbda.models import load_model_file, model_from_payload
-    from rbda.train import (apply_memory_format, configure_torch, load_survey_data, resolve_device,
-                            resolve_memory_format, versions)
+    from rbda.data import load_survey_tensors
+    from rbda.device import apply_memory_format, configure_torch, resolve_device, resolve_memory_format
+    from rbda.records import versions
 
     payload = load_model_file(args.model)
     configure_torch(args.threads, deterministic=False)
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     facts = payload.get("facts", {})
     evaluations = []
     for name, (parquet, split_file) in data.items():
-        survey = load_survey_data(name, parquet, split_file, device, memory_format)  # read in that layout
+        survey = load_survey_tensors(name, parquet, split_file, device, memory_format)  # read in that layout
         counts = evaluate_rows(model, survey.stamps, survey.labels, survey.rows(survey.split.part(args.part)))
         role = ("source" if name == facts.get("source") else
                 "target" if name == facts.get("target") else "other")

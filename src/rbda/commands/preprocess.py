@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-SURVEYS = ("hits", "des", "ztf", "atlas")
-FORMAT_CHOICES = ("chunks", "gif", "fits", "pickle", "folder")
+from rbda.readers import FORMATS
+from rbda.study import SURVEYS
+
+FORMAT_CHOICES = tuple(dict.fromkeys(f for layouts in FORMATS.values() for f in layouts))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rbda import SURVEYS
+from rbda.study import SURVEYS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from rbda.splits import make_split, read_survey_arrays, save_split
+    from rbda.splits import make_split, save_split
+    from rbda.store import read_survey_arrays
 
     _, labels = read_survey_arrays(args.data, args.survey, stamps=False)
     split = make_split(labels, args.survey, args.split, args.seed)

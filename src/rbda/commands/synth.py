@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-SURVEYS = ("hits", "des", "ztf", "atlas")
+from rbda.study import SURVEYS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

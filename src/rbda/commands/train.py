@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rbda import SURVEYS
 from rbda.errors import SettingError
-from rbda.methods import METHOD_NAMES as METHODS
+from rbda.study import METHODS, SURVEYS, TRAINING_DEFAULTS, describe_bounds, training_option_fields
 
 
 def parse_data_spec(text: str) -> tuple[str, Path, Path]:
@@ -55,24 +54,20 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
+    """One option per field of :class:`rbda.study.TrainingOptions`, with its default and help."""
     g = p.add_argument_group("training options (defaults: the study's)")
-    g.add_argument("--lr", type=float, default=0.01)
-    g.add_argument("--momentum", type=float, default=0.9)
-    g.add_argument("--batch-size", type=int, default=50)
-    g.add_argument("--lr-halve-every", type=int, default=100_000, help="iterations")
-    g.add_argument("--epoch-size", type=int, default=10_000, help="labelled items per epoch")
-    g.add_argument("--patience", type=int, default=100, help="epochs without validation gain before stopping")
-    g.add_argument("--max-epochs", type=int, default=1000)
-    g.add_argument("--val-shots", type=int, default=10, help="target validation items per class (finetune, mme)")
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    g.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible to the bit)")
-    g.add_argument("--log-every-epochs", type=int, default=10, help="progress line period when not a terminal")
-    g.add_argument("--checkpoint-every-epochs", type=int, default=1)
-    g.add_argument("--memory-format", default="auto", choices=("auto", "channels_last", "contiguous"),
-                   help="tensor layout, float32 either way; auto: channels_last on CPU (about 1.6x faster here), "
-                        "contiguous on CUDA")
-    g.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster; not the study's float32)")
+    for f in training_option_fields():
+        flag = "--" + f.name.replace("_", "-")
+        meta, default = f.metadata, getattr(TRAINING_DEFAULTS, f.name)
+        bounds = describe_bounds(f.name)
+        help_text = meta["help"] + (f" ({bounds})" if bounds else "")
+        if isinstance(default, bool):
+            g.add_argument(flag, action="store_true", help=help_text)
+        elif meta["choices"] is not None:
+            g.add_argument(flag, default=default, choices=meta["choices"], help=help_text)
+        else:
+            kind = float if isinstance(default, float) else int
+            g.add_argument(flag, type=kind, default=default, help=help_text + ("" if default is None else f"; default {default}"))
 
 
 def _run_spec(args: argparse.Namespace):
@@ -83,19 +78,17 @@ def _run_spec(args: argparse.Namespace):
 
 
 def _train_config(args: argparse.Namespace):
+    from dataclasses import fields
+
     from rbda.train import TrainConfig
 
-    config = TrainConfig(lr=args.lr, momentum=args.momentum, lr_halve_every=args.lr_halve_every,
-                         epoch_size=args.epoch_size, patience=args.patience, max_epochs=args.max_epochs,
-                         log_every_epochs=args.log_every_epochs,
-                         checkpoint_every_epochs=args.checkpoint_every_epochs,
-                         memory_format=args.memory_format, bf16=args.bf16)
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     config.check()
     return config
 
 
 def _initial_model(method_cls, args: argparse.Namespace) -> tuple[dict | None, dict]:
-    """The baseline weights a method starts from, and the file's digest for the run identity."""
+    """The baseline weights a method starts from, and the file's digest (part of the checkpoint fingerprint)."""
     import hashlib
 
     from rbda.models import load_model_file
@@ -135,23 +128,26 @@ def run(args: argparse.Namespace) -> int:
     # Heavy imports only now: `rbda --help` and the data commands stay fast.
     import logging
 
+    from rbda.data import load_survey_tensors
+    from rbda.device import configure_torch, resolve_device, resolve_memory_format
+    from rbda.evaluate import evaluate_method
     from rbda.methods import method_class
-    from rbda.train import (configure_torch, evaluate_method, load_survey_data, resolve_device, resolve_memory_format,
-                            run_record, train)
+    from rbda.records import run_record
+    from rbda.train import train
 
     method_cls = method_class(args.method)
     spec = _run_spec(args)
     method_cls.check_spec(spec)  # settings first, before any data is read
     config = _train_config(args)
-    init_state, identity_extra = _initial_model(method_cls, args)
+    init_state, fingerprint_extra = _initial_model(method_cls, args)
     configure_torch(args.threads, args.deterministic)
     device = resolve_device(args.device)
     memory_format = resolve_memory_format(config.memory_format, device)  # read straight into that layout
-    surveys = {name: load_survey_data(name, parquet, split_file, device, memory_format)
+    surveys = {name: load_survey_tensors(name, parquet, split_file, device, memory_format)
                for name, (parquet, split_file) in data.items()}
     method = method_cls(spec, surveys)
     checkpoint = args.checkpoint or args.metrics.with_name(args.metrics.name + ".ckpt")
-    result = train(method, config, init_state=init_state, checkpoint=checkpoint, identity_extra=identity_extra)
+    result = train(method, config, init_state=init_state, checkpoint=checkpoint, fingerprint_extra=fingerprint_extra)
     record = run_record(method, config, result, evaluate_method(method, result.model))
     _write_outputs(args, record, result.model)
     checkpoint.unlink(missing_ok=True)

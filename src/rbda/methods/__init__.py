@@ -1,28 +1,29 @@
 """Training methods: each supplies its model, its batches and its loss.
 
 The one training loop (:mod:`rbda.train`) drives every method through the
-:class:`~rbda.methods.base.TrainingMethod` interface.
+:class:`~rbda.methods.base.TrainingMethod` interface. :data:`METHOD_CLASSES`
+maps each method name of :data:`rbda.study.METHODS` to the module and class
+that implement it (imported on first use: the table itself imports nothing).
 """
 
 from __future__ import annotations
 
-METHOD_NAMES = ("baseline", "finetune", "mme")
+import importlib
+
+from rbda.errors import SettingError
+from rbda.study import METHODS
+
+#: method name -> (module, class); one entry per name in rbda.study.METHODS (a test checks it).
+METHOD_CLASSES = {
+    "baseline": ("rbda.methods.baseline", "Baseline"),
+    "finetune": ("rbda.methods.finetune", "FineTune"),
+    "mme": ("rbda.methods.mme", "MinimaxEntropy"),
+}
 
 
 def method_class(name: str):
     """The :class:`TrainingMethod` subclass called ``name``."""
-    from rbda.errors import SettingError
-
-    if name == "baseline":
-        from rbda.methods.baseline import Baseline
-
-        return Baseline
-    if name == "finetune":
-        from rbda.methods.finetune import FineTune
-
-        return FineTune
-    if name == "mme":
-        from rbda.methods.mme import MinimaxEntropy
-
-        return MinimaxEntropy
-    raise SettingError("method", f"one of {', '.join(METHOD_NAMES)}", name)
+    if name not in METHOD_CLASSES:
+        raise SettingError("method", f"one of {', '.join(METHODS)}", name)
+    module, cls = METHOD_CLASSES[name]
+    return getattr(importlib.import_module(module), cls)

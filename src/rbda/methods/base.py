@@ -1,4 +1,4 @@
-"""What every training method provides, and the in-memory data it draws from.
+"""What every training method provides.
 
 A method is a small class: it names the rows it trains, validates and is
 evaluated on, builds its model (possibly from a baseline), plans one epoch of
@@ -6,8 +6,8 @@ batch indices in a single vectorised draw, and yields the loss of each
 optimiser update of an iteration. The loop in :mod:`rbda.train` does the rest
 (optimiser, learning-rate schedule, validation, early stopping, checkpoints).
 
-Batches are index gathers from stamp tensors held in memory (on the GPU when
-training there): no per-item Dataset, no DataLoader.
+Batches are index gathers from stamp tensors held in memory
+(:class:`rbda.data.SurveyTensors`, on the GPU when training there).
 """
 
 from __future__ import annotations
@@ -19,68 +19,11 @@ from typing import ClassVar, Iterator
 import numpy as np
 import torch
 
+from rbda.data import SurveyTensors
 from rbda.errors import RbdaError, SettingError
 from rbda.models import StampClassifier
-from rbda.splits import Split, labelled_shots, validation_shots
-
-
-@dataclass
-class SurveyData:
-    """One survey's stamps and labels as tensors, and its split."""
-
-    name: str
-    stamps: torch.Tensor  # float32 (N, 3, 21, 21), on the training device
-    labels: torch.Tensor  # int64 (N,), same device
-    labels_np: np.ndarray  # int8 (N,), for row selection on the host
-    split: Split
-
-    def rows(self, idx: np.ndarray) -> torch.Tensor:
-        """Row indices as an int64 tensor on the data's device."""
-        return torch.as_tensor(np.asarray(idx, dtype=np.int64), device=self.stamps.device)
-
-    def batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gather stamps and labels of ``rows`` (keeps the stamps' memory format)."""
-        return self.stamps[rows], self.labels[rows]
-
-
-class BalancedSampler:
-    """Draw rows with replacement, each draw's class real or bogus with probability 1/2.
-
-    This oversamples the minority class, as the study does for every epoch.
-    """
-
-    def __init__(self, survey: SurveyData, idx: np.ndarray, what: str):
-        idx = np.asarray(idx, dtype=np.int64)
-        per_class = [idx[survey.labels_np[idx] == c] for c in (0, 1)]
-        for cls, rows in enumerate(per_class):
-            if rows.size == 0:
-                raise RbdaError(f"{what}: no items of class {cls}; class-balanced sampling needs both classes")
-        device = survey.stamps.device
-        # Rows of both classes in one tensor, with each class's offset and count,
-        # so that a draw is a handful of tensor operations whatever its size.
-        self.rows = torch.as_tensor(np.concatenate(per_class), device=device)
-        self.offsets = torch.tensor([0, per_class[0].size], device=device)
-        self.counts = torch.tensor([per_class[0].size, per_class[1].size], device=device)
-
-    def draw(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-        device = self.rows.device
-        cls = torch.randint(0, 2, shape, generator=generator, device=device)
-        u = torch.rand(shape, generator=generator, device=device)
-        pos = (u * self.counts[cls]).long().clamp_max_(self.counts[cls] - 1)
-        return self.rows[self.offsets[cls] + pos]
-
-
-class UniformSampler:
-    """Draw rows uniformly with replacement (labels are not looked at)."""
-
-    def __init__(self, survey: SurveyData, idx: np.ndarray, what: str):
-        if len(idx) == 0:
-            raise RbdaError(f"{what}: no items to draw from")
-        self.rows = survey.rows(idx)
-
-    def draw(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-        pick = torch.randint(0, self.rows.numel(), shape, generator=generator, device=self.rows.device)
-        return self.rows[pick]
+from rbda.splits import labelled_shots, validation_shots
+from rbda.study import TRAINING_DEFAULTS
 
 
 @dataclass(frozen=True)
@@ -94,10 +37,10 @@ class RunSpec:
     seed: int
     shots: int | None = None
     lam: float | None = None
-    val_shots: int = 10
-    batch_size: int = 50
+    val_shots: int = TRAINING_DEFAULTS.val_shots
+    batch_size: int = TRAINING_DEFAULTS.batch_size
 
-    def identity(self) -> dict:
+    def as_dict(self) -> dict:
         return {"method": self.method, "source": self.source, "target": self.target,
                 "split": self.split, "seed": self.seed, "shots": self.shots,
                 "lambda": self.lam, "val_shots": self.val_shots, "batch_size": self.batch_size}
@@ -107,7 +50,7 @@ class RunSpec:
 class Evaluation:
     """A test part to evaluate on at the end, and the survey's role in the run."""
 
-    survey: SurveyData
+    survey: SurveyTensors
     role: str  # source | target | other
     part: str = "test"
 
@@ -120,7 +63,7 @@ class TrainingMethod(ABC):
     needs_init_model: ClassVar[bool] = False
     needs_target: ClassVar[bool] = False
 
-    def __init__(self, spec: RunSpec, surveys: dict[str, SurveyData]):
+    def __init__(self, spec: RunSpec, surveys: dict[str, SurveyTensors]):
         self.spec = spec
         self.surveys = surveys
         self.check_spec(spec)
@@ -143,7 +86,7 @@ class TrainingMethod(ABC):
             if spec.val_shots < 1:
                 raise SettingError("val_shots", "a positive number of validation items per class", spec.val_shots)
 
-    def _survey(self, name: str, role: str) -> SurveyData:
+    def _survey(self, name: str, role: str) -> SurveyTensors:
         if name not in self.surveys:
             raise SettingError(
                 "data", f"data for the {role} survey {name!r} (given: {', '.join(sorted(self.surveys)) or 'none'})"
@@ -167,7 +110,7 @@ class TrainingMethod(ABC):
 
     # -- what the loop asks for -----------------------------------------------
     @abstractmethod
-    def validation(self) -> tuple[SurveyData, np.ndarray]:
+    def validation(self) -> tuple[SurveyTensors, np.ndarray]:
         """The survey and rows whose balanced accuracy selects the best epoch."""
 
     @abstractmethod
@@ -199,13 +142,13 @@ class TargetAdaptation(TrainingMethod):
     needs_init_model = True
     needs_target = True
 
-    def __init__(self, spec: RunSpec, surveys: dict[str, SurveyData]):
+    def __init__(self, spec: RunSpec, surveys: dict[str, SurveyTensors]):
         super().__init__(spec, surveys)
         t = self.target
         self.shots = labelled_shots(t.split.train, t.labels_np, spec.shots, spec.seed, t.name, spec.split)
         self.val_rows = validation_shots(t.split.val, t.labels_np, spec.val_shots, spec.seed, t.name, spec.split)
 
-    def validation(self) -> tuple[SurveyData, np.ndarray]:
+    def validation(self) -> tuple[SurveyTensors, np.ndarray]:
         return self.target, self.val_rows
 
     def evaluations(self) -> list[Evaluation]:
@@ -215,6 +158,6 @@ class TargetAdaptation(TrainingMethod):
         return {"target_labelled": int(self.shots.size), "target_val": int(self.val_rows.size)}
 
 
-def cross_entropy_on(model: StampClassifier, survey: SurveyData, rows: torch.Tensor) -> torch.Tensor:
+def cross_entropy_on(model: StampClassifier, survey: SurveyTensors, rows: torch.Tensor) -> torch.Tensor:
     x, y = survey.batch(rows)
     return torch.nn.functional.cross_entropy(model(x), y)

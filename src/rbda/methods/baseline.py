@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from rbda.errors import SettingError
-from rbda.methods.base import BalancedSampler, Evaluation, RunSpec, SurveyData, TrainingMethod, cross_entropy_on
+from rbda.data import BalancedSampler, SurveyTensors
+from rbda.methods.base import Evaluation, RunSpec, TrainingMethod, cross_entropy_on
 from rbda.models import StampClassifier
 
 
@@ -30,7 +31,7 @@ class Baseline(TrainingMethod):
         super().__init__(spec, surveys)
         self.sampler = BalancedSampler(self.source, self.source.split.train, f"train part of {self.source.name!r}")
 
-    def validation(self) -> tuple[SurveyData, np.ndarray]:
+    def validation(self) -> tuple[SurveyTensors, np.ndarray]:
         return self.source, self.source.split.val
 
     def evaluations(self) -> list[Evaluation]:

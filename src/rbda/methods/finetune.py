@@ -13,7 +13,8 @@ from typing import Iterator
 import torch
 
 from rbda.errors import SettingError
-from rbda.methods.base import BalancedSampler, RunSpec, TargetAdaptation, cross_entropy_on
+from rbda.data import BalancedSampler
+from rbda.methods.base import RunSpec, TargetAdaptation, cross_entropy_on
 from rbda.models import StampClassifier
 
 

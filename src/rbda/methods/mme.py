@@ -30,7 +30,8 @@ import torch
 from torch.nn import functional as F
 
 from rbda.errors import RbdaError, SettingError
-from rbda.methods.base import BalancedSampler, RunSpec, TargetAdaptation, UniformSampler
+from rbda.data import BalancedSampler, UniformSampler
+from rbda.methods.base import RunSpec, TargetAdaptation
 from rbda.models import StampClassifier
 from rbda.splits import unlabelled_rest
 

@@ -12,8 +12,7 @@ from typing import Sequence
 
 from rbda.errors import InputFileError, SettingError
 from rbda.readers.base import ClassMap, RawBatch
-
-SURVEYS = ("hits", "des", "ztf", "atlas")
+from rbda.study import SURVEYS
 FORMATS = {
     "hits": ("chunks",),
     "des": ("gif", "fits"),
@@ -21,7 +20,7 @@ FORMATS = {
     "atlas": ("pickle", "folder"),
 }
 
-__all__ = ["SURVEYS", "FORMATS", "ClassMap", "RawBatch", "default_class_map", "open_reader"]
+__all__ = ["FORMATS", "ClassMap", "RawBatch", "default_class_map", "open_reader"]
 
 
 def default_class_map(survey: str) -> ClassMap:

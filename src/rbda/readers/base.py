@@ -17,8 +17,6 @@ import numpy as np
 
 from rbda.errors import InputFileError, SettingError
 
-CHANNELS = ("template", "science", "difference")
-
 #: Drop reasons a reader can attach to triplets that cannot be stacked.
 NON_SQUARE = "non_square"
 MISMATCHED_SHAPES = "mismatched_channel_shapes"

@@ -32,11 +32,12 @@ import pandas as pd
 from rbda.atomic import atomic_path, write_text
 from rbda.errors import InputFileError, RbdaError
 from rbda.results import figures, published, stats, tables
-from rbda.results.naming import pair_label, parse_pair_name
+from rbda.results.naming import pair_label
 from rbda.results.outputs import (ALL_EVALUATIONS, PAIR_TABLES_DIR, REPORT, expected_outputs, figure_path,
-                                  pair_table_path, stats_path, study_pairs, table_path)
+                                  pair_table_path, stats_path, table_path)
 from rbda.results.report import GUIDE, ReportSection, for_display, preformatted, render_report
 from rbda.results.runs import Run, load_runs, read_runs_list
+from rbda.study import study_pairs
 
 log = logging.getLogger(__name__)
 PAIR_TABLE_NAME = re.compile(r"[a-z]+-to-[a-z]+\.(csv|md)")  # the schema's pair pattern
@@ -86,9 +87,8 @@ def read_config(path: str | Path) -> StudySettings:
     if configured is not None and not isinstance(configured, list):
         raise InputFileError(path, "null or a list of source-to-target pair names", where=f"{prefix}pairs")
     try:
-        pairs = None if configured is None else [parse_pair_name(p) for p in configured]
-        pairs = study_pairs(names, pairs)
-    except (TypeError, ValueError, RbdaError) as exc:
+        pairs = study_pairs(names, configured, setting=f"{prefix}pairs")
+    except RbdaError as exc:
         raise InputFileError(path, f"null or a list of source-to-target pairs of configured surveys "
                                    f"({exc})", where=f"{prefix}pairs") from None
     return StudySettings(config=config, surveys=names, pairs=pairs)

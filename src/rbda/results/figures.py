@@ -18,8 +18,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rbda.atomic import atomic_path  # noqa: E402
-from rbda.results.naming import format_lambda, method_label, survey_label  # noqa: E402
+from rbda.results.naming import method_label, survey_label  # noqa: E402
 from rbda.results.outputs import figure_path  # noqa: E402
+from rbda.study import format_lambda  # noqa: E402
 
 METHOD_COLOURS = {"finetune": "#d95f02", "mme": "#1b9e77"}
 BASELINE_STYLE = dict(color="0.35", linestyle="--", linewidth=1.0)

@@ -1,35 +1,12 @@
-"""Stable names shared by paths, tables and figures.
+"""Display names of surveys, pairs and methods (tables, figures, the report).
 
-The identifiers here are part of the contracts in ``docs/architecture.md``:
-survey ids are lower case (``hits``), a pair is ``{source}-to-{target}`` and a
-lambda is written with :func:`format_lambda`.
+The identifiers themselves (survey names, ``source-to-target`` pairs, lambda
+labels) are defined in :mod:`rbda.study`.
 """
 
 from __future__ import annotations
 
-from itertools import permutations
-
-SURVEY_LABELS = {"hits": "HiTS", "des": "DES", "ztf": "ZTF", "atlas": "ATLAS"}
-
-METHOD_LABELS = {"baseline": "Baseline", "finetune": "FT", "mme": "MME"}
-
-
-def format_lambda(value: float) -> str:
-    """A lambda as it appears in paths and JSON: ``format(x, "g")`` (0.01, 0.5, 10)."""
-    return format(float(value), "g")
-
-
-def pair_name(source: str, target: str) -> str:
-    """``des-to-hits``."""
-    return f"{source}-to-{target}"
-
-
-def parse_pair_name(name: str) -> tuple[str, str]:
-    """``des-to-hits`` -> ``("des", "hits")``; ``ValueError`` if not of that form."""
-    parts = name.split("-to-")
-    if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
-        raise ValueError(f"expected a pair written source-to-target, got {name!r}")
-    return parts[0], parts[1]
+from rbda.study import METHOD_LABELS, SURVEY_LABELS
 
 
 def survey_label(survey: str) -> str:
@@ -44,9 +21,3 @@ def pair_label(source: str, target: str) -> str:
 
 def method_label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
-
-
-def ordered_pairs(surveys: list[str]) -> list[tuple[str, str]]:
-    """All ordered (source, target) pairs of distinct surveys, by source then target
-    in the given survey order."""
-    return list(permutations(surveys, 2))

@@ -12,8 +12,7 @@ The set depends only on the surveys and pairs, never on the run data.
 
 from __future__ import annotations
 
-from rbda.errors import SettingError
-from rbda.results.naming import ordered_pairs, pair_name
+from rbda.study import pair_name, study_pairs
 
 #: Tables written as both CSV and Markdown, under ``tables/``.
 TABLES = ("baseline", "methods_by_shots", "lambda_selection", "shots_to_beat", "winners",
@@ -43,23 +42,6 @@ def stats_path(name: str) -> str:
 
 def figure_path(name: str, ext: str) -> str:
     return f"figures/{name}.{ext}"
-
-
-def study_pairs(surveys: list[str], pairs: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
-    """The study's (source, target) pairs: ``pairs`` checked against ``surveys``, or all
-    ordered pairs of distinct surveys when ``None``."""
-    if len(surveys) < 2 or len(set(surveys)) != len(surveys):
-        raise SettingError("surveys", "at least two distinct survey names", surveys)
-    if pairs is None:
-        return ordered_pairs(surveys)
-    pairs = [tuple(pair) for pair in pairs]
-    for source, target in pairs:
-        if source not in surveys or target not in surveys or source == target:
-            raise SettingError("pairs", f"pairs of two distinct surveys among {surveys}",
-                               pair_name(source, target))
-    if not pairs or len(set(pairs)) != len(pairs):
-        raise SettingError("pairs", "a non-empty list of distinct pairs", pairs)
-    return pairs
 
 
 def expected_outputs(surveys: list[str], pairs: list[tuple[str, str]] | None = None) -> list[str]:

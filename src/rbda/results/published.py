@@ -11,7 +11,7 @@ from importlib import resources
 
 import pandas as pd
 
-from rbda.results.naming import pair_name
+from rbda.study import pair_name
 
 
 def load_published() -> dict:

@@ -17,11 +17,7 @@ from typing import Any, Iterable, Iterator
 import jsonschema
 
 from rbda.errors import InputFileError
-from rbda.results.naming import format_lambda, pair_name
-
-RUN_SCHEMA_ID = "rbda.run/1"
-METHODS = ("baseline", "finetune", "mme")
-SELECTION_RULES = ("per_split", "first_split")
+from rbda.study import METHODS, RUN_SCHEMA, SELECTION_RULES, format_lambda, pair_name
 
 #: Kind of a run in the study: its method, with selected MME runs apart.
 KIND_BASELINE = "baseline"
@@ -39,7 +35,7 @@ RUN_JSON_SCHEMA: dict[str, Any] = {
         "evaluations", "validation", "versions",
     ],
     "properties": {
-        "schema": {"const": RUN_SCHEMA_ID},
+        "schema": {"const": RUN_SCHEMA},
         "method": {"enum": list(METHODS)},
         "source": {"type": "string", "minLength": 1},
         "target": _NULLABLE_STRING,
@@ -138,7 +134,7 @@ class Run:
             return KIND_MME_SELECTED
         return self.method
 
-    def identity(self) -> tuple:
+    def key(self) -> tuple:
         """What makes a run unique in a study: kind, pair, shots, lambda, split.
 
         A selected MME run is unique per (pair, shots, split); its lambda is the
@@ -204,7 +200,7 @@ def validate_run(data: Any, path: str | Path) -> Run:
     """Check ``data`` against the run contract; return it as a :class:`Run`."""
     problem = _first_schema_error(data)
     if problem is not None:
-        raise InputFileError(path, f"a run result of schema {RUN_SCHEMA_ID!r} ({problem})")
+        raise InputFileError(path, f"a run result of schema {RUN_SCHEMA!r} ({problem})")
     problem = _consistency_problem(data)
     if problem is not None:
         raise InputFileError(path, f"a consistent run result: {problem}")
@@ -261,7 +257,7 @@ def check_unique(runs: Iterable[Run]) -> None:
     """Raise if two files describe the same run (same kind, pair, shots, lambda, split)."""
     seen: dict[tuple, Run] = {}
     for run in runs:
-        key = run.identity()
+        key = run.key()
         if key in seen:
             raise InputFileError(
                 run.path,

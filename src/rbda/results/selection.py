@@ -23,7 +23,8 @@ import copy
 from typing import Any
 
 from rbda.errors import InputFileError, SettingError
-from rbda.results.runs import KIND_MME, SELECTION_RULES, Run
+from rbda.results.runs import KIND_MME, Run
+from rbda.study import SELECTION_RULES
 
 
 def _check_candidate_group(runs: list[Run], what: str) -> None:

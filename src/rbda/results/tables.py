@@ -13,8 +13,9 @@ import math
 import pandas as pd
 
 from rbda.errors import RbdaError
-from rbda.results.naming import format_lambda, method_label, pair_label, pair_name, survey_label
+from rbda.results.naming import method_label, pair_label, survey_label
 from rbda.results.runs import KIND_BASELINE, KIND_FINETUNE, KIND_MME, KIND_MME_SELECTED, Run
+from rbda.study import format_lambda, pair_name
 
 NEVER = "never"
 NOT_TESTABLE = "not testable"

@@ -5,7 +5,7 @@ images. Bogus alerts: artefacts in the difference image (a dipole from bad
 subtraction, or a sharp hot pixel / cosmic ray). Each survey has its own PSF
 width, noise level and artefact mix, so a model trained on one survey is
 worse on another. Stamps are normalised per channel as preprocessing does.
-This module also checks its own generator.
+Its generator is checked in tests/test_train.py.
 """
 
 from __future__ import annotations
@@ -70,23 +70,13 @@ def write_survey_parquet(directory: Path, name: str, n: int, seed: int, real_fra
     return path
 
 
-def test_generator_is_reproducible_and_normalised():
-    a, la = make_survey("des", 50, seed=3)
-    b, lb = make_survey("des", 50, seed=3)
-    assert np.array_equal(a, b) and np.array_equal(la, lb)
-    assert a.shape == (50, 3, SIZE, SIZE) and a.dtype == np.float32
-    np.testing.assert_allclose(a.mean(axis=(2, 3)), 0, atol=1e-5)
-    np.testing.assert_allclose(a.std(axis=(2, 3)), 1, atol=1e-4)
-    assert set(np.unique(la)) == {0, 1}
-
-
 def survey_data(name: str, n: int, seed: int, real_fraction: float = 0.5, base_seed: int = 1, split: int = 0):
-    """In-memory :class:`SurveyData` (CPU tensors) of a synthetic survey with its split."""
+    """In-memory :class:`SurveyTensors` (CPU tensors) of a synthetic survey with its split."""
     import torch
 
-    from rbda.methods.base import SurveyData
+    from rbda.data import SurveyTensors
     from rbda.splits import make_split
 
     stamps, labels = make_survey(name, n, seed, real_fraction)
-    return SurveyData(name, torch.from_numpy(stamps), torch.from_numpy(labels.astype(np.int64)), labels,
+    return SurveyTensors(name, torch.from_numpy(stamps), torch.from_numpy(labels.astype(np.int64)), labels,
                       make_split(labels, name, split, base_seed))

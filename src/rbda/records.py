@@ -1,0 +1,42 @@
+"""The run record: the JSON a training run writes (schema ``rbda.run/1``, docs/architecture.md)."""
+
+from __future__ import annotations
+
+import platform
+
+from rbda import __version__
+from rbda.study import RUN_SCHEMA
+
+
+def versions() -> dict:
+    """Versions of rbda, torch and Python in this process."""
+    import torch
+
+    return {"rbda": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def run_record(method, config, result, evaluations: list[dict]) -> dict:
+    """The run JSON of a finished training run."""
+    spec = method.spec
+    state = result.state
+    return {
+        "schema": RUN_SCHEMA,
+        "method": spec.method, "source": spec.source, "target": spec.target,
+        "split": spec.split, "shots": spec.shots, "lambda": spec.lam, "seed": spec.seed,
+        "evaluations": evaluations,
+        "validation": {"best_bacc": state.best_bacc, "best_epoch": state.best_epoch, "history": state.history},
+        "training": {
+            "epochs_run": state.epoch, "best_epoch": state.best_epoch, "iterations": state.iteration,
+            "stopped_by": result.stopped_by, "wall_seconds": round(result.wall_seconds, 3),
+            "device": result.device, "threads": result.threads,
+            "resumed_from_epoch": result.resumed_from_epoch,
+            "memory_format": result.memory_format, "bf16": config.bf16,
+        },
+        "hyperparameters": {
+            "lr": config.lr, "momentum": config.momentum, "batch_size": spec.batch_size,
+            "lr_halve_every": config.lr_halve_every, "epoch_size": config.epoch_size,
+            "patience": config.patience, "max_epochs": config.max_epochs, "val_shots": spec.val_shots,
+        },
+        "data": method.describe(),
+        "versions": versions(),
+    }
