@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def _current_umask() -> int:
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -34,7 +35,7 @@ def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
     tmp = Path(tmp_name)
     # mkstemp creates 0600; give the final file the mode a plain open() would,
     # so outputs on a shared cluster are readable by the group as usual.
-    os.chmod(tmp, 0o666 & ~_current_umask())
+    os.chmod(tmp, 0o666 & ~current_umask())
     try:
         yield tmp
         os.replace(tmp, final)
