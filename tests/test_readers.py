@@ -88,9 +88,10 @@ def test_hits_chunk_that_runs_code_is_refused(tmp_path):
         def __reduce__(self):
             return (os.system, ("touch pwned",))
 
-    write_pickle(tmp_path / "chunk.pkl", {**hits_chunk(3), "labels": Evil()}, protocol=2)
+    (tmp_path / "raw").mkdir()
+    write_pickle(tmp_path / "raw" / "chunk.pkl", {**hits_chunk(3), "labels": Evil()}, protocol=2)
     with pytest.raises(RefusedPickleGlobal, match="chunk.pkl.*system"):
-        convert_survey("hits", [tmp_path], tmp_path / "out.parquet")
+        convert_survey("hits", [tmp_path / "raw"], tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
 
 
@@ -328,17 +329,18 @@ def test_atlas_pickle_wrong_shapes(tmp_path):
 
 
 def test_atlas_mismatched_pair_shapes_dropped_and_counted(tmp_path):
-    kast = tmp_path / "kast"
-    kast.mkdir()
+    raw = tmp_path / "raw"
+    kast = raw / "kast"
+    kast.mkdir(parents=True)
     gen = np.random.default_rng(0)
     for name, (shape_i, shape_d) in {"a": ((61, 61), (61, 61)), "b": ((61, 61), (55, 55))}.items():
         (kast / f"{name}_istamp.fits").write_bytes(fits_bytes(gen.normal(size=shape_i)))
         (kast / f"{name}_dstamp.fits").write_bytes(fits_bytes(gen.normal(size=shape_d)))
-    (tmp_path / "burn").mkdir()
+    (raw / "burn").mkdir()
     for name in ("c",):
-        (tmp_path / "burn" / f"{name}_istamp.fits").write_bytes(fits_bytes(gen.normal(size=(61, 61))))
-        (tmp_path / "burn" / f"{name}_dstamp.fits").write_bytes(fits_bytes(gen.normal(size=(61, 61))))
-    report = convert_survey("atlas", [tmp_path], tmp_path / "atlas.parquet")
+        (raw / "burn" / f"{name}_istamp.fits").write_bytes(fits_bytes(gen.normal(size=(61, 61))))
+        (raw / "burn" / f"{name}_dstamp.fits").write_bytes(fits_bytes(gen.normal(size=(61, 61))))
+    report = convert_survey("atlas", [raw], tmp_path / "atlas.parquet")
     assert report["kept"] == 2 and report["dropped"] == {"mismatched_channel_shapes": 1}
 
 
@@ -394,3 +396,56 @@ def test_no_stamp_found_or_kept_is_an_error_without_output(tmp_path):
     with pytest.raises(InputFileError, match="read 3, kept none \\(dropped: non_square 3\\)"):
         convert_survey("ztf", [path], tmp_path / "ztf.parquet")
     assert not (tmp_path / "des.parquet").exists() and not (tmp_path / "ztf.parquet").exists()
+
+
+# -- output paths are checked before anything is read ---------------------------------------
+
+def test_preprocess_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, capsys):
+    from rbda.cli import main
+
+    raw = write_pickle(tmp_path / "ztf.pkl", {"images": np.zeros((2, 63, 63, 3)), "labels": np.array([0, 4])})
+    before = raw.read_bytes()
+    assert main(["preprocess", "--survey", "ztf", "--input", str(raw), "--output", str(raw)]) == 2
+    assert "--output" in capsys.readouterr().err
+    assert main(["preprocess", "--survey", "ztf", "--input", str(tmp_path),
+                 "--output", str(tmp_path / "new.parquet")]) == 2
+    assert "is inside the input" in capsys.readouterr().err
+    assert raw.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ztf.pkl"]
+
+
+@pytest.mark.parametrize("case", ["output-folder", "output-below-file", "report-folder", "report-is-output"])
+def test_preprocess_bad_output_paths_are_errors_before_any_work(tmp_path, monkeypatch, case):
+    raw = tmp_path / "raw"
+    write_pickle(raw.mkdir() or raw / "ztf.pkl", {"images": np.zeros((2, 63, 63, 3)), "labels": np.array([0, 4])})
+    out, report = tmp_path / "out" / "ztf.parquet", tmp_path / "out" / "ztf.report.json"
+    (tmp_path / "out").mkdir()
+    if case == "output-folder":
+        out.mkdir()
+    elif case == "output-below-file":
+        (tmp_path / "out" / "file").write_text("x")
+        out = tmp_path / "out" / "file" / "ztf.parquet"
+    elif case == "report-folder":
+        report.mkdir()
+    else:
+        report = out
+    opened = []
+    monkeypatch.setattr("rbda.preprocess.open_reader", lambda *a, **k: opened.append(a))
+    setting = "--output" if case.startswith("output") else "--report"
+    with pytest.raises(SettingError, match=setting):
+        convert_survey("ztf", [raw], out, report)
+    assert opened == []  # refused before any input was opened
+    assert not (tmp_path / "out" / "ztf.parquet").is_file()
+
+
+def test_report_that_cannot_be_written_leaves_no_parquet(tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    write_pickle(raw.mkdir() or raw / "ztf.pkl", {"images": np.zeros((2, 63, 63, 3)), "labels": np.array([0, 4])})
+
+    def failing_write_json(path, obj):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("rbda.preprocess.write_json", failing_write_json)
+    with pytest.raises(OSError, match="No space"):
+        convert_survey("ztf", [raw], tmp_path / "ztf.parquet", tmp_path / "ztf.report.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
