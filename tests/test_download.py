@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rbda.cli import main as rbda_main
-from rbda.download import DownloadError, download, part_path, unpack, url_file_name
+from rbda.download import FALLBACK_FILE_NAME, DownloadError, download, part_path, unpack, url_file_name
 from rbda.errors import RbdaError, SettingError
 
 PAYLOAD = bytes(range(256)) * 4000  # 1,024,000 bytes
@@ -267,7 +267,7 @@ def test_unpack_refuses_a_non_empty_destination(tmp_path):
 def test_unpack_rejects_path_traversal_and_leaves_nothing(tmp_path):
     archive = tmp_path / "evil.tar.gz"
     archive.write_bytes(make_tar_gz({"../outside.txt": b"x"}))
-    with pytest.raises(RbdaError, match="cannot unpack the tar archive"):
+    with pytest.raises(RbdaError, match=r"refusing to unpack member '\.\./outside\.txt'"):
         unpack(archive, tmp_path / "raw")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.tar.gz"]
 
@@ -278,3 +278,191 @@ def test_corrupt_tar_fails_cleanly(tmp_path):
     with pytest.raises(RbdaError, match="cannot unpack the tar archive"):
         unpack(archive, tmp_path / "raw")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.tar.gz"]
+
+
+# --- hostile archives: only regular files and folders inside the destination -------------
+
+def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]], mode: str = "w") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    return info
+
+
+def unpack_refused(tmp_path: Path, archive_bytes: bytes, member_name: str, why: str, name: str = "evil.tar"):
+    """Unpacking is refused naming the archive and the member; nothing is left anywhere."""
+    archive = tmp_path / name
+    archive.write_bytes(archive_bytes)
+    with pytest.raises(RbdaError) as info:
+        unpack(archive, tmp_path / "raw")
+    message = str(info.value)
+    assert str(archive) in message
+    assert f"member {member_name!r}" in message
+    assert why in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no staging folder, nothing outside
+    return message
+
+
+@pytest.mark.parametrize(
+    ("members", "bad", "why"),
+    [
+        ([(member("/tmp/rbda-absolute.txt"), b"x")], "/tmp/rbda-absolute.txt", "an absolute path"),
+        ([(member("ok.txt"), b"x"), (member("../outside.txt"), b"x")], "../outside.txt", "'..'"),
+        ([(member("a/../../outside.txt"), b"x")], "a/../../outside.txt", "'..'"),
+        ([(member("up", tarfile.SYMTYPE, ".."), None)], "up", "a symbolic link"),
+        ([(member("etc", tarfile.SYMTYPE, "/etc"), None), (member("etc/rbda.txt"), b"x")], "etc", "a symbolic link"),
+        # a link inside the destination, then a member written through it: old code admitted both
+        ([(member("real"), b"x"), (member("alias", tarfile.SYMTYPE, "real"), None)], "alias", "a symbolic link"),
+        # a chain of links, each step inside, the last one out
+        ([(member("d", tarfile.DIRTYPE), None), (member("d/l1", tarfile.SYMTYPE, "l2"), None),
+          (member("d/l2", tarfile.SYMTYPE, "../.."), None), (member("d/l1/x.txt"), b"x")], "d/l1", "a symbolic link"),
+        ([(member("hard", tarfile.LNKTYPE, "/etc/passwd"), None)], "hard", "a hard link"),
+        ([(member("real"), b"x"), (member("copy", tarfile.LNKTYPE, "real"), None)], "copy", "a hard link"),
+        ([(member("null", tarfile.CHRTYPE), None)], "null", "a device file"),
+        ([(member("disk", tarfile.BLKTYPE), None)], "disk", "a device file"),
+        ([(member("pipe", tarfile.FIFOTYPE), None)], "pipe", "a FIFO"),
+    ],
+    ids=["absolute", "dotdot", "inner-dotdot", "symlink-up", "symlink-outside-then-write", "symlink-inside",
+         "symlink-chain", "hardlink-outside", "hardlink-inside", "char-device", "block-device", "fifo"],
+)
+def test_unpack_refuses_hostile_tar_members(tmp_path, members, bad, why):
+    unpack_refused(tmp_path, tar_bytes(members), bad, why)
+    assert not Path("/tmp/rbda-absolute.txt").exists()
+
+
+def path_overflow_tar(destination_length: int) -> bytes:
+    """CVE-2025-4517: links whose resolved path passes PATH_MAX fool ``os.path.realpath``.
+
+    ``a``..``p`` link to folders with long names, so ``a/b/.../p/lll...`` is short as
+    written but longer than PATH_MAX once resolved: ``realpath`` then stops
+    following links and takes ``lll.../..`` as a plain folder and its parent, while
+    the kernel follows ``lll...`` (a link back to the top) and ``..`` leaves it.
+    ``filter="data"`` before Python 3.11.13 / 3.12.11 admits ``escape/pwned.txt``.
+    """
+    steps = "abcdefghijklmnop"
+    long_folder = "d" * min(247, (3950 - destination_length) // len(steps) - 1)
+    members: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    path = ""
+    for step in steps:
+        members.append((member(f"{path}{long_folder}", tarfile.DIRTYPE), None))
+        members.append((member(f"{path}{step}", tarfile.SYMTYPE, long_folder), None))
+        path += long_folder + "/"
+    loop = "/".join(steps) + "/" + "l" * 254
+    members.append((member(loop, tarfile.SYMTYPE, "../" * len(steps)), None))
+    members.append((member("escape", tarfile.SYMTYPE, loop + "/.."), None))
+    members.append((member("escape/pwned.txt"), b"written outside the destination"))
+    return tar_bytes(members)
+
+
+def test_unpack_refuses_the_realpath_overflow_trick(tmp_path):
+    # The staging folder the old code extracted into: <parent>/.raw.XXXXXXXX.unpacking
+    archive_bytes = path_overflow_tar(len(str(tmp_path / ".raw.abcdefgh.unpacking")))
+    # the first link refuses the archive; nothing is extracted, pwned.txt is never written
+    unpack_refused(tmp_path, archive_bytes, "a", "a symbolic link")
+    assert not (tmp_path / "pwned.txt").exists()
+
+
+def zip_bytes(entries: list[tuple[str, bytes, int | None]]) -> bytes:
+    """Zip entries (name, data, Unix mode or None)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data, mode in entries:
+            info = zipfile.ZipInfo(name)
+            if mode is not None:
+                info.external_attr = mode << 16
+            zf.writestr(info, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("entries", "bad", "why"),
+    [
+        ([("/tmp/rbda-absolute.txt", b"x", None)], "/tmp/rbda-absolute.txt", "an absolute path"),
+        ([("../outside.txt", b"x", None)], "../outside.txt", "'..'"),
+        ([("a\\..\\..\\outside.txt", b"x", None)], "a\\..\\..\\outside.txt", "'..'"),
+        ([("up", b"..", 0o120777)], "up", "a symbolic link"),
+        ([("pipe", b"", 0o010644)], "pipe", "a FIFO"),
+        ([("null", b"", 0o020644)], "null", "a device file"),
+    ],
+    ids=["absolute", "dotdot", "backslash-dotdot", "symlink", "fifo", "device"],
+)
+def test_unpack_refuses_hostile_zip_members(tmp_path, entries, bad, why):
+    unpack_refused(tmp_path, zip_bytes(entries), bad, why, name="evil.zip")
+
+
+def test_unpack_admits_a_tar_of_dot_with_folders_and_files(tmp_path):
+    archive = tmp_path / "good.tar.gz"
+    archive.write_bytes(tar_bytes([(member("./", tarfile.DIRTYPE), None), (member("./chunks", tarfile.DIRTYPE), None),
+                                   (member("./chunks/c0.pkl"), b"zero"), (member("chunks/c1.pkl"), b"one")], "w:gz"))
+    dest = unpack(archive, tmp_path / "raw")
+    assert {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == {
+        "chunks/c0.pkl": b"zero", "chunks/c1.pkl": b"one"}
+
+
+def test_unpacked_folder_has_a_plain_mkdir_mode_not_0700(tmp_path):
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(ARCHIVE)
+    from rbda.atomic import current_umask
+
+    dest = unpack(archive, tmp_path / "raw")
+    assert dest.stat().st_mode & 0o777 == 0o777 & ~current_umask()
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"not an archive")
+    assert unpack(plain, tmp_path / "raw2").stat().st_mode & 0o777 == 0o777 & ~current_umask()
+
+
+# --- names taken from URLs -----------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("https://example.org/pub/all_chunks.tar.gz", "all_chunks.tar.gz"),
+        ("https://example.org/pub/..%2F..%2Fetc%2Fpasswd", "passwd"),
+        ("https://example.org/pub/x%2F..%2F..%2Fvictim.txt", "victim.txt"),
+        ("https://example.org/pub/a%5C..%5Cvictim.txt", "victim.txt"),
+        ("https://example.org/pub/..%2F", FALLBACK_FILE_NAME),
+        ("https://example.org/pub/%2E%2E", FALLBACK_FILE_NAME),
+        ("https://example.org/pub/.hidden", "hidden"),
+        ("https://example.org/pub/evil%00.pkl", "evil.pkl"),
+        ("https://example.org/pub/line%0Abreak%1B.pkl", "linebreak.pkl"),
+        ("https://example.org/", FALLBACK_FILE_NAME),
+        ("https://example.org", FALLBACK_FILE_NAME),
+    ],
+)
+def test_url_file_name_is_a_safe_base_name(url, name):
+    assert url_file_name(url) == name
+
+
+def test_placing_a_file_never_writes_outside_or_overwrites(tmp_path, monkeypatch):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("user data")
+    downloaded = tmp_path / "x.download"
+    downloaded.write_bytes(b"payload")
+    with pytest.raises(SettingError, match="file name"):
+        unpack(downloaded, tmp_path / "raw", file_name="../victim.txt")
+    # across devices (no hard link possible) the copy is placed under a fresh name only
+    monkeypatch.setattr("rbda.download.os.link", lambda *a: (_ for _ in ()).throw(OSError(18, "cross-device")))
+    dest = unpack(downloaded, tmp_path / "raw", file_name=url_file_name("https://h/..%2Fvictim.txt"))
+    assert (dest / "victim.txt").read_bytes() == b"payload"
+    assert victim.read_text() == "user data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw", "victim.txt", "x.download"]
+
+
+def test_download_without_checksum_logs_a_warning(server, tmp_path, caplog):
+    caplog.set_level("WARNING", logger="rbda.download")
+    fetch(f"{server.url}/data.bin", tmp_path / "a.bin")
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "sha256" in r.getMessage()]
+    assert len(warnings) == 1 and "/data.bin" in warnings[0].getMessage()
+    caplog.clear()
+    fetch(f"{server.url}/data.bin", tmp_path / "b.bin", sha256=sha(PAYLOAD))
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import shutil
 import warnings
 
@@ -88,9 +89,10 @@ def test_hits_chunk_that_runs_code_is_refused(tmp_path):
         def __reduce__(self):
             return (os.system, ("touch pwned",))
 
-    write_pickle(tmp_path / "chunk.pkl", {**hits_chunk(3), "labels": Evil()}, protocol=2)
+    (tmp_path / "raw").mkdir()
+    write_pickle(tmp_path / "raw" / "chunk.pkl", {**hits_chunk(3), "labels": Evil()}, protocol=2)
     with pytest.raises(RefusedPickleGlobal, match="chunk.pkl.*system"):
-        convert_survey("hits", [tmp_path], tmp_path / "out.parquet")
+        convert_survey("hits", [tmp_path / "raw"], tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
 
 
@@ -147,7 +149,7 @@ def test_des_same_id_in_two_folders(tmp_path):
         open_reader("des", [tmp_path / "raw"])
 
 
-def test_des_counts_stamps_without_labels_and_labels_without_stamps(tmp_path):
+def test_des_counts_stamps_without_labels_and_labels_without_stamps(tmp_path, caplog):
     synthesize("des", 12, seed=1, out=tmp_path / "raw")
     csv = tmp_path / "raw" / "autoscan_features.3.csv"
     lines = csv.read_text().splitlines()
@@ -155,9 +157,15 @@ def test_des_counts_stamps_without_labels_and_labels_without_stamps(tmp_path):
     data = [line for line in lines if line not in header]
     csv.write_text("\n".join(header + data[2:] + ["99999999,1,r,0"]) + "\n")
     (tmp_path / "raw" / "stamps" / "notes.txt").write_text("not a stamp")
+    caplog.set_level("WARNING", logger="rbda.readers.des")
     report = convert_survey("des", [tmp_path / "raw"], tmp_path / "des.parquet")
     assert report["read"] == 10
-    assert report["reader"] == {"stamps_without_label_row": 2, "label_rows_without_stamps": 1}
+    unlabelled = sorted((line.split(",")[0] for line in data[:2]), key=int)
+    assert report["reader"] == {"stamps_without_label_row": 2, "stamps_without_label_row_ids": unlabelled,
+                                "label_rows_without_stamps": 1, "label_rows_without_stamps_ids": ["99999999"]}
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("2 stamp triplet(s) have no row" in m and f"IDs {unlabelled[0]}, {unlabelled[1]})" in m for m in logged)
+    assert any("1 row(s) have no stamps" in m and "IDs 99999999)" in m for m in logged)
     assert report["ignored_files"] == {"count": 2, "examples": [str(tmp_path / "raw" / "synth.json"),
                                                                 str(tmp_path / "raw" / "stamps" / "notes.txt")]}
 
@@ -328,17 +336,18 @@ def test_atlas_pickle_wrong_shapes(tmp_path):
 
 
 def test_atlas_mismatched_pair_shapes_dropped_and_counted(tmp_path):
-    kast = tmp_path / "kast"
-    kast.mkdir()
+    raw = tmp_path / "raw"
+    kast = raw / "kast"
+    kast.mkdir(parents=True)
     gen = np.random.default_rng(0)
     for name, (shape_i, shape_d) in {"a": ((61, 61), (61, 61)), "b": ((61, 61), (55, 55))}.items():
         (kast / f"{name}_istamp.fits").write_bytes(fits_bytes(gen.normal(size=shape_i)))
         (kast / f"{name}_dstamp.fits").write_bytes(fits_bytes(gen.normal(size=shape_d)))
-    (tmp_path / "burn").mkdir()
+    (raw / "burn").mkdir()
     for name in ("c",):
-        (tmp_path / "burn" / f"{name}_istamp.fits").write_bytes(fits_bytes(gen.normal(size=(61, 61))))
-        (tmp_path / "burn" / f"{name}_dstamp.fits").write_bytes(fits_bytes(gen.normal(size=(61, 61))))
-    report = convert_survey("atlas", [tmp_path], tmp_path / "atlas.parquet")
+        (raw / "burn" / f"{name}_istamp.fits").write_bytes(fits_bytes(gen.normal(size=(61, 61))))
+        (raw / "burn" / f"{name}_dstamp.fits").write_bytes(fits_bytes(gen.normal(size=(61, 61))))
+    report = convert_survey("atlas", [raw], tmp_path / "atlas.parquet")
     assert report["kept"] == 2 and report["dropped"] == {"mismatched_channel_shapes": 1}
 
 
@@ -394,3 +403,126 @@ def test_no_stamp_found_or_kept_is_an_error_without_output(tmp_path):
     with pytest.raises(InputFileError, match="read 3, kept none \\(dropped: non_square 3\\)"):
         convert_survey("ztf", [path], tmp_path / "ztf.parquet")
     assert not (tmp_path / "des.parquet").exists() and not (tmp_path / "ztf.parquet").exists()
+
+
+# -- output paths are checked before anything is read ---------------------------------------
+
+def test_preprocess_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, capsys):
+    from rbda.cli import main
+
+    raw = write_pickle(tmp_path / "ztf.pkl", {"images": np.zeros((2, 63, 63, 3)), "labels": np.array([0, 4])})
+    before = raw.read_bytes()
+    assert main(["preprocess", "--survey", "ztf", "--input", str(raw), "--output", str(raw)]) == 2
+    assert "--output" in capsys.readouterr().err
+    assert main(["preprocess", "--survey", "ztf", "--input", str(tmp_path),
+                 "--output", str(tmp_path / "new.parquet")]) == 2
+    assert "is inside the input" in capsys.readouterr().err
+    assert raw.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ztf.pkl"]
+
+
+@pytest.mark.parametrize("case", ["output-folder", "output-below-file", "report-folder", "report-is-output"])
+def test_preprocess_bad_output_paths_are_errors_before_any_work(tmp_path, monkeypatch, case):
+    raw = tmp_path / "raw"
+    write_pickle(raw.mkdir() or raw / "ztf.pkl", {"images": np.zeros((2, 63, 63, 3)), "labels": np.array([0, 4])})
+    out, report = tmp_path / "out" / "ztf.parquet", tmp_path / "out" / "ztf.report.json"
+    (tmp_path / "out").mkdir()
+    if case == "output-folder":
+        out.mkdir()
+    elif case == "output-below-file":
+        (tmp_path / "out" / "file").write_text("x")
+        out = tmp_path / "out" / "file" / "ztf.parquet"
+    elif case == "report-folder":
+        report.mkdir()
+    else:
+        report = out
+    opened = []
+    monkeypatch.setattr("rbda.preprocess.open_reader", lambda *a, **k: opened.append(a))
+    setting = "--output" if case.startswith("output") else "--report"
+    with pytest.raises(SettingError, match=setting):
+        convert_survey("ztf", [raw], out, report)
+    assert opened == []  # refused before any input was opened
+    assert not (tmp_path / "out" / "ztf.parquet").is_file()
+
+
+def test_report_that_cannot_be_written_leaves_no_parquet(tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    write_pickle(raw.mkdir() or raw / "ztf.pkl", {"images": np.zeros((2, 63, 63, 3)), "labels": np.array([0, 4])})
+
+    def failing_write_json(path, obj):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("rbda.preprocess.write_json", failing_write_json)
+    with pytest.raises(OSError, match="No space"):
+        convert_survey("ztf", [raw], tmp_path / "ztf.parquet", tmp_path / "ztf.report.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+
+
+# -- silent or weak cases made errors or named warnings ---------------------------------------
+
+@pytest.mark.parametrize("form", ["ztf-dict", "atlas-pickle"])
+def test_pickled_string_images_are_an_error_naming_file_and_key(tmp_path, form):
+    if form == "ztf-dict":
+        images = np.full((2, 63, 63, 3), "1.0")
+        path = write_pickle(tmp_path / "z.pkl", {"images": images, "labels": np.array([0, 4])})
+        survey, key = "ztf", "key 'images'"
+    else:
+        text = np.full((2, 61, 61), "x")
+        path = write_pickle(tmp_path / "a.pkl", {"kast": {"science": text, "difference": text, "ids": ["a", "b"]}})
+        survey, key = "atlas", "class 'kast', key 'science'"
+    with pytest.raises(InputFileError, match=re.escape(f"{path.name} ({key})") + ".*real numbers.*text"):
+        convert_survey(survey, [path], tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_complex_hits_images_are_an_error_not_a_silent_cast(tmp_path):
+    chunk = hits_chunk(5)
+    chunk["sci_images"] = chunk["sci_images"] + 1j
+    write_python2_pickle(tmp_path / "chunk_0.pkl", chunk)
+    with pytest.raises(InputFileError, match=r"chunk_0.pkl \(key 'sci_images'\).*complex"):
+        convert_survey("hits", [tmp_path / "chunk_0.pkl"], tmp_path / "hits.parquet")
+    assert not (tmp_path / "hits.parquet").exists()
+
+
+def test_zero_row_protocol_2_hits_chunk_reads_as_no_rows(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    # protocol 2 pickles an empty array's data as builtins.bytes(): it must not be refused as code
+    write_pickle(raw / "chunk_0.pkl", hits_chunk(0), protocol=2)
+    assert batches(open_reader("hits", [raw / "chunk_0.pkl"])) == []
+    with pytest.raises(InputFileError, match="read 0, kept none"):
+        convert_survey("hits", [raw], tmp_path / "hits.parquet")
+    write_pickle(raw / "chunk_1.pkl", hits_chunk(7, seed=2), protocol=2)
+    assert convert_survey("hits", [raw], tmp_path / "hits.parquet")["read"] == 7
+
+
+def test_atlas_symlink_to_parent_is_not_a_class_folder(tmp_path, caplog):
+    raw = tmp_path / "raw"
+    synthesize("atlas", 20, seed=4, out=raw, layout="folder")
+    expected = len(open_reader("atlas", [raw]).pairs)
+    (raw / "up").symlink_to("..")
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(raw / "kast", outside / "kast")
+    (raw / "kast" / "more").symlink_to(outside / "kast")
+    caplog.set_level("WARNING", logger="rbda.readers")
+    reader = open_reader("atlas", [raw])
+    assert len(reader.pairs) == expected
+    logged = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert str(raw / "up") in logged and str(raw / "kast" / "more") in logged
+
+
+@pytest.mark.parametrize("survey", ["hits", "des", "ztf"])
+def test_recursive_search_does_not_follow_linked_folders(tmp_path, caplog, survey):
+    raw, outside = tmp_path / "raw", tmp_path / "outside"
+    synthesize(survey, 12, seed=3, out=raw)
+    synthesize(survey, 12, seed=9, out=outside)
+    n_inside = convert_survey(survey, [raw], tmp_path / "a.parquet")["read"]
+    (raw / "loop").symlink_to("..")  # would read the tree (and its sibling) again
+    link_target = next(p for p in sorted(outside.rglob("*")) if p.is_dir()) if survey == "des" else outside
+    (raw / "linked").symlink_to(link_target)
+    if survey == "des":  # the DES stamps sit in a sub-folder: link there too
+        (raw / "stamps" / "linked").symlink_to(link_target)
+    caplog.set_level("WARNING", logger="rbda.readers")
+    assert convert_survey(survey, [raw], tmp_path / "b.parquet")["read"] == n_inside
+    logged = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert str(raw / "loop") in logged and str(raw / "linked") in logged

@@ -4,37 +4,109 @@ A failed step must leave no partial output. Every writer in the package goes
 through :func:`atomic_path` (or the small helpers on top of it): the file
 appears under its final name only once it is complete, and the temporary file
 is removed if anything fails.
+
+A process killed hard (SIGKILL, a segfault, the node going down) cannot clean
+up, so the temporary name records who wrote it:
+``.<final name>.rbda-<host>-<pid>-<random><suffix>``. The next
+:func:`atomic_path` for the same target removes that target's temporaries
+whose writer was on this host and is no longer running (:func:`sweep_stale_temporaries`).
+A temporary of a live process, or of another host (a shared cluster file
+system, where this host cannot tell whether the pid is alive), is never
+touched; nor is any file that is not exactly a temporary of that target.
+
+:func:`check_output_path` checks an output path before any work: not an
+input (nor inside an input folder), not a folder, in a place that can be
+written; each failure is a :class:`~rbda.errors.SettingError` naming it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
+
+from rbda.errors import SettingError
+
+log = logging.getLogger(__name__)
 
 
-def _current_umask() -> int:
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
+def _host_tag() -> str:
+    """This host's name as it appears in temporary names (letters, digits, ``_``)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+
+
+def _temporary_prefix(final: Path, pid: int | None = None) -> str:
+    return f".{final.name}.rbda-{_host_tag()}-{os.getpid() if pid is None else pid}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def sweep_stale_temporaries(final: str | Path) -> list[Path]:
+    """Remove the temporaries of ``final`` left by processes of this host that are gone.
+
+    Only names of exactly the form :func:`atomic_path` gives ``final``'s
+    temporaries, with this host's tag and the pid of a process that no longer
+    exists, are removed; returns them.
+    """
+    final = Path(final)
+    pattern = re.compile(re.escape(f".{final.name}.rbda-{_host_tag()}-") + r"(\d+)-[a-z0-9_]{8}(?:\..*)?\Z")
+    removed = []
+    try:
+        names = os.listdir(final.parent)
+    except OSError:
+        return removed
+    for name in names:
+        match = pattern.match(name)
+        if not match or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
+            continue
+        stale = final.parent / name
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            stale.unlink()
+            removed.append(stale)
+            log.warning("removed %s, a temporary file left by process %s (killed before it finished %s)",
+                        stale, match.group(1), final.name)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; rename it to ``final`` on success."""
+    """Yield a temporary path beside ``final``; rename it to ``final`` on success.
+
+    Stale temporaries of ``final`` from killed processes are swept first
+    (see the module docstring).
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temporaries(final)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.name}.", suffix=suffix or ".tmp", dir=final.parent
+        prefix=_temporary_prefix(final), suffix=suffix or ".tmp", dir=final.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp creates 0600; give the final file the mode a plain open() would,
     # so outputs on a shared cluster are readable by the group as usual.
-    os.chmod(tmp, 0o666 & ~_current_umask())
+    os.chmod(tmp, 0o666 & ~current_umask())
     try:
         yield tmp
         os.replace(tmp, final)
@@ -53,3 +125,36 @@ def write_json(path: str | Path, obj: Any) -> None:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
+
+
+def check_output_path(path: str | Path, setting: str, inputs: Iterable[str | Path] = ()) -> Path:
+    """Check, before any work, that ``path`` can be written as a file; return it.
+
+    Refused with a :class:`SettingError` naming ``setting`` and the path: one of
+    ``inputs`` (the same file, by any name) or inside an input folder; an
+    existing folder; a place below a file; a folder this process cannot write in.
+    """
+    path = Path(path)
+    real = os.path.realpath(path)
+    for item in map(Path, inputs):
+        if not item.exists():
+            continue
+        same = path.exists() and os.path.samefile(path, item)
+        if same or (item.is_dir() and _inside(real, os.path.realpath(item))):
+            where = "is" if same else "is inside"
+            raise SettingError(setting, f"an output path that is not an input (it {where} the input {str(item)!r}, "
+                                        "which writing would replace or add to)", str(path))
+    if path.is_dir():
+        raise SettingError(setting, "a file path (it is an existing folder)", str(path))
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise SettingError(setting, f"a path below folders ({str(ancestor)!r} is a file)", str(path))
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise SettingError(setting, f"a place this process can write ({str(ancestor)!r} is not writable)", str(path))
+    return path

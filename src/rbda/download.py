@@ -18,7 +18,15 @@ the error says so.
 
 :func:`unpack` extracts a tar (any compression) or zip archive into a
 temporary folder beside the destination and renames it into place; any other
-file is placed in the folder as it is (hard link, or a copy across devices).
+file is placed in the folder as it is (hard link, or a copy across devices),
+under a plain base name (:func:`url_file_name` / :func:`safe_file_name`).
+Archives are hostile: every member is checked by rbda itself before anything
+is written (a regular file or a folder, a relative name without ``..``, a
+target that resolves inside the destination) and then streamed to that path;
+links, devices and FIFOs refuse the whole archive, naming it and the member.
+The standard library's ``filter="data"`` is not relied on: Python releases
+before 3.11.13 / 3.12.11 let a path longer than PATH_MAX through it
+(CVE-2025-4517).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tarfile
 import tempfile
 import time
@@ -41,6 +50,7 @@ import zlib
 from pathlib import Path
 
 from rbda import __version__
+from rbda.atomic import current_umask
 from rbda.errors import RbdaError, SettingError
 from rbda.progress import Progress
 
@@ -177,6 +187,10 @@ def download(
                 "the file was deleted (check the URL and the configured sha256)"
             )
         log.info("sha256 verified: %s", got)
+    else:
+        log.warning("%s: no sha256 given, so the downloaded file is not verified "
+                    "(its sha256 is %s; set it in the config or with --sha256 to check later downloads)",
+                    url, sha256_of(part))
     os.replace(part, output)
     log.info("downloaded %s -> %s (%d bytes)", url, output, output.stat().st_size)
     return output
@@ -190,52 +204,172 @@ def _is_tar(archive: Path) -> bool:
         raise RbdaError(f"{archive}: cannot unpack the tar archive: {exc!r}") from exc
 
 
+class RefusedMember(RbdaError):
+    """An archive member that is not a plain file or folder inside the destination."""
+
+    def __init__(self, archive: Path, member: str, why: str):
+        self.archive, self.member = archive, member
+        super().__init__(
+            f"{archive}: refusing to unpack member {member!r}: {why}; only regular files and "
+            "folders inside the destination are unpacked, and nothing was unpacked"
+        )
+
+
+def _member_parts(archive: Path, name: str) -> tuple[str, ...]:
+    """The path components of a member name, checked: relative, no ``..``, no NUL."""
+    if "\x00" in name:
+        raise RefusedMember(archive, name, "the name holds a NUL character")
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        raise RefusedMember(archive, name, "an absolute path")
+    parts = tuple(part for part in re.split(r"[/\\]", name) if part not in ("", "."))
+    if ".." in parts:
+        raise RefusedMember(archive, name, "a path with a '..' component")
+    return parts
+
+
+def _checked_target(archive: Path, name: str, parts: tuple[str, ...], root: Path) -> Path:
+    """``root / parts``, after checking that it resolves inside ``root``."""
+    target = root.joinpath(*parts)
+    resolved = Path(os.path.realpath(target))
+    if resolved == root or root not in resolved.parents:
+        raise RefusedMember(archive, name, f"it would be written at {resolved}, outside the destination")
+    return target
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} characters)"
+
+
+def _tar_kind(member: tarfile.TarInfo) -> str | None:
+    """Why a tar member is refused (None for a regular file or a folder)."""
+    if member.isreg() or member.isdir():
+        return None
+    if member.issym():
+        return f"a symbolic link (to {_shorten(member.linkname)!r})"
+    if member.islnk():
+        return f"a hard link (to {_shorten(member.linkname)!r})"
+    if member.ischr() or member.isblk():
+        return "a device file"
+    if member.isfifo():
+        return "a FIFO"
+    return f"a tar member of type {member.type!r}, not a regular file or folder"
+
+
+def _zip_kind(info: zipfile.ZipInfo) -> str | None:
+    """Why a zip member is refused (None for a regular file or a folder)."""
+    mode = info.external_attr >> 16
+    if info.is_dir() or not stat.S_IFMT(mode) or stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None  # no Unix file type recorded (Windows, zipfile.writestr): a plain file
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device file"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return f"a zip member of Unix mode {oct(mode)}, not a regular file or folder"
+
+
+def _write_member(source, target: Path, mode: int) -> None:
+    """Stream ``source`` into a new regular file ``target`` (never through a link)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(target, flags, mode)
+    with os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(source, out, CHUNK_BYTES)
+
+
+def _extract(archive: Path, into: Path, members: list, name_of, kind_of, is_dir, open_member) -> None:
+    """Check every member first, then create its folder or stream its bytes to the checked path.
+
+    rbda's own checks, not only the standard library's ``filter="data"``
+    (which Python before 3.11.13 / 3.12.11 lets through with a path longer
+    than PATH_MAX, CVE-2025-4517): a member is a regular file or a folder, its
+    name relative without ``..``, and its target resolves inside ``into``.
+    Nothing but folders and regular files is ever created, so no later member
+    can be redirected by a link an earlier one made.
+    """
+    root = Path(os.path.realpath(into))
+    umask = current_umask()
+    checked = []
+    for member in members:
+        name = name_of(member)
+        parts = _member_parts(archive, name)
+        why = kind_of(member)
+        if why is not None:
+            raise RefusedMember(archive, name, why)
+        if not parts:
+            if is_dir(member):
+                continue  # "./", the destination itself (tar -C folder -cf x.tar .)
+            raise RefusedMember(archive, name, "a file without a name")
+        checked.append((member, name, _checked_target(archive, name, parts, root)))
+    for member, name, target in checked:
+        # Re-checked at write time: the folders above were made by earlier members.
+        _checked_target(archive, name, target.relative_to(root).parts, root)
+        if is_dir(member):
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        if target.is_dir():
+            raise RefusedMember(archive, name, "a file with the name of a folder made by an earlier member")
+        with open_member(member) as source:
+            _write_member(source, target, 0o666 & ~umask)
+
+
 def _extract_tar(archive: Path, into: Path) -> None:
     with tarfile.open(archive) as tar:
-        # The "data" filter refuses absolute paths, "..", links outside the
-        # folder and device files.
-        tar.extractall(into, filter="data")
+        _extract(archive, into, tar.getmembers(), lambda m: m.name, _tar_kind, tarfile.TarInfo.isdir,
+                 tar.extractfile)
 
 
 def _extract_zip(archive: Path, into: Path) -> None:
-    root = into.resolve()
     with zipfile.ZipFile(archive) as zf:
-        for name in zf.namelist():
-            target = (into / name).resolve()
-            if root != target and root not in target.parents:
-                raise RbdaError(f"{archive}: member {name!r} would be written outside {into}")
-        zf.extractall(into)
+        _extract(archive, into, zf.infolist(), lambda i: i.filename, _zip_kind, zipfile.ZipInfo.is_dir,
+                 zf.open)
 
 
 def unpack(archive: str | Path, destination: str | Path, file_name: str | None = None) -> Path:
     """Unpack ``archive`` into the folder ``destination``, which must not exist or be empty.
 
-    A tar or zip archive is extracted; any other file is placed in the folder
-    under ``file_name`` (default: its own name). The folder appears complete
-    or not at all.
+    A tar or zip archive is extracted (regular files and folders only: any
+    other member, or one whose path leads outside, refuses the whole archive
+    with the archive and member named); any other file is placed in the folder
+    under ``file_name`` (default: its own name), a plain base name. The folder
+    appears complete or not at all, with the mode a plain ``mkdir`` gives.
     """
     archive, destination = Path(archive), Path(destination)
     if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
         raise SettingError("--unpack-to", "a folder that does not exist yet or is empty", str(destination))
+    if file_name is not None and safe_file_name(file_name) != file_name:
+        raise SettingError("file name", "a plain base name (no '/', '\\', '..', control characters, "
+                                        "leading dot)", file_name)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".unpacking", dir=destination.parent))
     try:
         if zipfile.is_zipfile(archive):
-            _extract_zip(archive, staging)
+            try:
+                _extract_zip(archive, staging)
+            except (zipfile.BadZipFile, EOFError, OSError, zlib.error, NotImplementedError) as exc:
+                raise RbdaError(f"{archive}: cannot unpack the zip archive: {exc}") from exc
             kind = "zip archive"
         elif _is_tar(archive):
             try:
                 _extract_tar(archive, staging)
-            except (tarfile.TarError, EOFError, OSError) as exc:
+            except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
                 raise RbdaError(f"{archive}: cannot unpack the tar archive: {exc}") from exc
             kind = "tar archive"
         else:
             placed = staging / (file_name or archive.name)
             try:
                 os.link(archive, placed)
+            except FileExistsError:
+                raise
             except OSError:
-                shutil.copy2(archive, placed)
+                # Exclusive creation: the fallback never replaces an existing file.
+                with open(archive, "rb") as source, open(placed, "xb") as out:
+                    shutil.copyfileobj(source, out, CHUNK_BYTES)
+                shutil.copystat(archive, placed)
             kind = "single file"
+        # mkdtemp makes the staging folder 0700; the destination gets a plain mkdir's mode.
+        os.chmod(staging, 0o777 & ~current_umask())
         if destination.exists():
             destination.rmdir()
         os.replace(staging, destination)
@@ -247,7 +381,26 @@ def unpack(archive: str | Path, destination: str | Path, file_name: str | None =
     return destination
 
 
-def url_file_name(url: str) -> str | None:
-    """The last path component of ``url`` (``all_chunks.tar.gz``), or None."""
-    name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
-    return name or None
+#: The name a URL whose path leaves no usable file name is saved under.
+FALLBACK_FILE_NAME = "download"
+_UNSAFE_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def safe_file_name(name: str) -> str:
+    """``name`` reduced to a plain base name: the last ``/`` or ``\\`` component, control
+    characters (NUL included) removed, leading dots and surrounding blanks stripped;
+    :data:`FALLBACK_FILE_NAME` when nothing is left."""
+    base = re.split(r"[/\\]", name)[-1]
+    base = _UNSAFE_CHARACTERS.sub("", base).strip().lstrip(".").strip()
+    return base or FALLBACK_FILE_NAME
+
+
+def url_file_name(url: str) -> str:
+    """A safe file name for what ``url`` serves: its path's last component (``all_chunks.tar.gz``).
+
+    The path is unquoted *before* it is split, so ``%2F``, ``%5C`` and ``..%2F`` cannot
+    smuggle a folder into the name; the result is a plain base name
+    (:func:`safe_file_name`), :data:`FALLBACK_FILE_NAME` when the path has none.
+    """
+    path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
+    return safe_file_name(path.rstrip("/\\"))

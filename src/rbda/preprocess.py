@@ -17,6 +17,7 @@ stamp in these surveys comes near that magnitude.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,8 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
-from rbda.atomic import write_json
-from rbda.errors import InputFileError
+from rbda.atomic import check_output_path, write_json
+from rbda.errors import InputFileError, SettingError
 from rbda.progress import Progress
 from rbda.store import SurveyWriter
 from rbda.study import STAMP_SIZE
@@ -250,8 +251,16 @@ def convert_survey(survey: str, inputs: Sequence[str | Path], output: str | Path
 
     Bounded memory: each reader batch is preprocessed and appended as it
     arrives. Returns the report dict. ``output`` appears only once complete
-    (any error leaves nothing); the report is written after it.
+    (any error leaves nothing); the report is written after it, and a report
+    that cannot be written removes it again. Both paths are checked before
+    anything is read (:func:`check_output_path`): an input, a folder or an
+    unwritable place is a :class:`SettingError` naming it.
     """
+    output = check_output_path(output, "--output", inputs)
+    if report_path is not None:
+        report_path = check_output_path(report_path, "--report", inputs)
+        if os.path.realpath(report_path) == os.path.realpath(output):
+            raise SettingError("--report", "a different file from --output", str(report_path))
     started = time.monotonic()
     reader = open_reader(survey, inputs, fmt, class_map)
     stats = PreprocessStats()
@@ -288,6 +297,10 @@ def convert_survey(survey: str, inputs: Sequence[str | Path], output: str | Path
                     "(--real-classes/--bogus-classes)", survey, report["study_comparison"]["read_real"],
                     report["study_comparison"]["read_bogus"], *STUDY_COUNTS[survey])
     if report_path is not None:
-        write_json(report_path, report)
+        try:
+            write_json(report_path, report)
+        except BaseException:
+            output.unlink(missing_ok=True)  # no store without its report
+            raise
     log.info("%s: %s", survey, stats.summary())
     return report

@@ -34,6 +34,9 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         ("builtins", "set"),
         ("builtins", "frozenset"),
         ("builtins", "bytearray"),
+        # protocol 2 pickles b"" as bytes() (a zero-row HiTS chunk's array data); bytes
+        # builds only a bytes object, as bytearray and _codecs.encode below do
+        ("builtins", "bytes"),
         ("builtins", "object"),
         ("collections", "OrderedDict"),
         ("_codecs", "encode"),  # protocol-2 pickles store bytes as encode(str, "latin1")

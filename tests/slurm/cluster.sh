@@ -27,6 +27,8 @@ ownership_mark="# written by rbda tests/slurm/cluster.sh"
 munged_pidfile=/run/munge/rbda-test-munged.pid
 ctld_port="${RBDA_SLURM_CTLD_PORT:-6817}"
 slurmd_port="${RBDA_SLURM_SLURMD_PORT:-6818}"
+# How long `start` waits for the pid files and for the node to be idle.
+start_timeout_s=30
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 
@@ -53,6 +55,30 @@ stop_pidfile() {
         kill "$pid" 2>/dev/null || true
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
         if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+    fi
+    rm -f "$pidfile"
+}
+
+# The pid a daemon wrote to its pid file; empty while the file is missing or
+# not yet complete.
+daemon_pid() {
+    local pid=""
+    if [[ -s "$1" ]]; then pid="$(head -n 1 "$1" 2>/dev/null || true)"; fi
+    if [[ "$pid" =~ ^[0-9]+$ ]]; then echo "$pid"; fi
+}
+
+# Whether process PID is running and is DAEMON (not an unrelated process that
+# was given a recycled pid).
+daemon_running() {
+    kill -0 "$1" 2>/dev/null && [[ "$(cat "/proc/$1/comm" 2>/dev/null)" == "$2" ]]
+}
+
+# Remove a pid file left by a daemon that is gone; a daemon still running is an error.
+clear_stale_pidfile() {
+    local pidfile="$1" daemon="$2" state="$3" pid
+    pid="$(daemon_pid "$pidfile")"
+    if [[ -n "$pid" ]] && daemon_running "$pid" "$daemon"; then
+        die "$daemon is already running (pid $pid in $pidfile); run '$0 stop $state' first"
     fi
     rm -f "$pidfile"
 }
@@ -105,30 +131,46 @@ write_conf() {
 
 start_cluster() {
     need_root
-    local state="$1" node node_state="" daemon
+    local state="$1" node node_state="" daemon pid up deadline
     mkdir -p "$state"
     state="$(cd "$state" && pwd)"
     write_conf "$state"
     start_munge "$state"
+    # A pid file left by an earlier run would be judged instead of the new daemon's.
+    for daemon in slurmctld slurmd; do clear_stale_pidfile "$state/$daemon.pid" "$daemon" "$state"; done
     # -c: start from a clean state (no jobs from an earlier run of the test).
     slurmctld -c </dev/null >"$state/slurmctld.out" 2>&1 \
         || die "slurmctld did not start: $(cat "$state/slurmctld.out"); see $state/slurmctld.log"
     slurmd </dev/null >"$state/slurmd.out" 2>&1 \
         || die "slurmd did not start: $(cat "$state/slurmd.out"); see $state/slurmd.log"
     node="$(hostname -s)"
-    for _ in $(seq 150); do
+    # Both daemons fork into the background: the commands above return before
+    # the child has written its pid file (under load, well before). A missing
+    # pid file means "not yet", so liveness is judged only once the file is
+    # there; a daemon that never writes one fails at the deadline, with its log.
+    deadline=$(( SECONDS + start_timeout_s ))
+    while :; do
+        up=0
         for daemon in slurmctld slurmd; do
-            kill -0 "$(cat "$state/$daemon.pid" 2>/dev/null || echo none)" 2>/dev/null \
-                || die "$daemon exited: $(tail -n 3 "$state/$daemon.log")"
+            pid="$(daemon_pid "$state/$daemon.pid")"
+            if [[ -z "$pid" ]]; then
+                (( SECONDS < deadline )) \
+                    || die "$daemon wrote no pid file in ${start_timeout_s} s: $(tail -n 3 "$state/$daemon.log" 2>/dev/null)"
+            elif daemon_running "$pid" "$daemon"; then
+                up=$(( up + 1 ))
+            else
+                die "$daemon (pid $pid) exited: $(tail -n 3 "$state/$daemon.log" 2>/dev/null)"
+            fi
         done
         node_state="$(sinfo --noheader --nodes="$node" --format=%T 2>/dev/null | sort -u || true)"
-        if [[ "$node_state" == "idle" ]]; then
+        if [[ "$up" == 2 && "$node_state" == "idle" ]]; then
             echo "cluster up: node $node idle, configuration $conf_dir/slurm.conf, state $state"
             return 0
         fi
+        (( SECONDS < deadline )) \
+            || die "node $node not idle after ${start_timeout_s} s (state: '${node_state:-none}'); see $state/*.log"
         sleep 0.2
     done
-    die "node $node not idle after 30 s (state: '${node_state:-none}'); see $state/*.log"
 }
 
 stop_cluster() {

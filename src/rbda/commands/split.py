@@ -24,9 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import logging
 
+    from rbda.atomic import check_output_path
     from rbda.splits import make_split, save_split
     from rbda.store import read_survey_arrays
 
+    check_output_path(args.output, "--output", inputs=[args.data])
     _, labels = read_survey_arrays(args.data, args.survey, stamps=False)
     split = make_split(labels, args.survey, args.split, args.seed)
     save_split(args.output, split)

@@ -26,7 +26,8 @@ import numpy as np
 
 from rbda.errors import InputFileError
 from rbda.safe_pickle import load_pickle
-from rbda.readers.base import ClassMap, IgnoredFiles, RawBatch, TripletBatcher
+from rbda.readers.base import (ClassMap, IgnoredFiles, RawBatch, TripletBatcher, check_real_numeric,
+                               skip_linked_folders, walk_files)
 
 ATLAS_CLASSES = ("burn", "cr", "kast", "noise", "spike", "streak")
 DEFAULT_CLASSES = ClassMap.of(real=["kast", "streak"], bogus=["burn", "cr", "noise", "spike"])
@@ -70,13 +71,15 @@ def find_pairs(folder: Path, ignored: IgnoredFiles) -> list[tuple[str, str, Path
     if not folder.is_dir():
         raise InputFileError(folder, "a folder of ATLAS class sub-folders (burn/, cr/, kast/, ...)")
     pairs = []
-    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    # A linked folder (``up -> ..``, or one leading out of the tree) is not a class folder.
+    folders = skip_linked_folders(folder, sorted(p.name for p in folder.iterdir() if p.is_dir()))
+    class_dirs = [folder / name for name in folders if not name.startswith(".")]
     for path in sorted(folder.iterdir()):
         if path.is_file():
             ignored.add(path)
     for class_dir in class_dirs:
         found: dict[str, dict[str, Path]] = {}
-        for path in sorted(p for p in class_dir.rglob("*") if p.is_file()):
+        for path in (p for p in walk_files(class_dir) if p.is_file()):
             match = _STAMP.match(path.name)
             if match:
                 found.setdefault(match["name"], {})[match["kind"]] = path
@@ -156,7 +159,8 @@ class AtlasPickleReader:
             found = next((a for a in aliases if a in group), None)
             if found is None:
                 raise InputFileError(path, f"key {key!r} (or {aliases[1]!r})", where)
-            arrays[key] = np.asarray(group[found])
+            arrays[key] = check_real_numeric(np.asarray(group[found]), path, f"{where}, key {found!r}",
+                                             f"{key} stamps")
         science, difference = arrays["science"], arrays["difference"]
         if science.ndim != 3 or science.shape != difference.shape:
             raise InputFileError(path, "science and difference arrays of one shape (n, H, W), got "

@@ -8,6 +8,9 @@ input file's (HiTS: one chunk's) raw data at a time beyond the current batch.
 
 from __future__ import annotations
 
+import fnmatch
+import logging
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +19,8 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from rbda.errors import InputFileError, SettingError
+
+log = logging.getLogger("rbda.readers")
 
 #: Drop reasons a reader can attach to triplets that cannot be stacked.
 NON_SQUARE = "non_square"
@@ -99,18 +104,66 @@ class IgnoredFiles:
         return {"count": self.count, "examples": self.examples}
 
 
+def skip_linked_folders(root: str | Path, folders: list[str]) -> list[str]:
+    """``folders`` (names in ``root``) without symbolic links, each skipped with a warning.
+
+    Searches of an input tree never follow a link to a folder: ``up -> ..``
+    would loop or read the tree twice, and a link can lead out of the tree.
+    Give a linked folder itself as an input to read it.
+    """
+    kept = []
+    for name in folders:
+        path = Path(root, name)
+        if path.is_symlink():
+            log.warning("%s: not following this symbolic link to a folder (-> %s); give the folder itself "
+                        "as an input to read it", path, os.readlink(path))
+        else:
+            kept.append(name)
+    return kept
+
+
+def unreadable_folder(exc: OSError) -> None:
+    """``os.walk``'s ``onerror``: a folder that cannot be listed is an error, not silently skipped."""
+    raise InputFileError(exc.filename or "?", f"a folder that can be listed ({exc.strerror or exc})")
+
+
+def walk_files(folder: Path) -> Iterator[Path]:
+    """Every file name under ``folder`` (recursively, in sorted order), not following linked folders."""
+    for root, folders, names in os.walk(folder, onerror=unreadable_folder):
+        folders[:] = skip_linked_folders(root, sorted(folders))
+        for name in sorted(names):
+            yield Path(root, name)
+
+
 def iter_files(inputs: Sequence[Path], patterns: Sequence[str]) -> list[Path]:
     """Files among ``inputs`` (files, or folders searched recursively) matching any pattern."""
     found: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            for pattern in patterns:
-                found.extend(p for p in item.rglob(pattern) if p.is_file() and not p.name.startswith("."))
+            found.extend(p for p in walk_files(item)
+                         if not p.name.startswith(".") and any(fnmatch.fnmatchcase(p.name, pat) for pat in patterns)
+                         and p.is_file())
         elif item.is_file():
             found.append(item)
         else:
             raise InputFileError(item, "an existing file or folder")
     return sorted(set(found))
+
+
+def check_real_numeric(array: np.ndarray, path: str | Path, where: str, expected: str) -> np.ndarray:
+    """``array`` if it holds real numbers (integers or floats); else an error naming the file and key.
+
+    Strings, objects and booleans are not images; complex values would lose
+    their imaginary part in the float32 cast without a word.
+    """
+    if array.dtype.kind not in "iuf":
+        raise InputFileError(path, f"{expected}: real numbers (integer or float), got {array.dtype} "
+                                   f"({_KIND_NAMES.get(array.dtype.kind, 'not numbers')})", where)
+    return array
+
+
+_KIND_NAMES = {"U": "text", "S": "bytes", "O": "Python objects", "c": "complex numbers", "b": "booleans",
+               "M": "dates", "m": "time spans", "V": "raw records"}
 
 
 @dataclass

@@ -8,13 +8,17 @@ columns include ``ID`` and ``OBJECT_TYPE``). The class name is the
 (artefact) is bogus.
 
 A triplet missing one of its images is an error naming the missing file. A
-stamp triplet without a CSV row and a CSV row without stamps are counted
-(``extra_counts``) and not read.
+stamp triplet without a CSV row and a CSV row without stamps are not read:
+each kind is logged as a warning with its count and first IDs, and counted
+with up to 20 example IDs in the report (``extra_counts``). Linked folders
+inside the stamp folders are not followed (a warning names them).
 """
 
 from __future__ import annotations
 
+import heapq
 import io
+import logging
 import os
 import re
 import sys
@@ -26,7 +30,13 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from rbda.errors import InputFileError
-from rbda.readers.base import ClassMap, IgnoredFiles, RawBatch, TripletBatcher, iter_files
+from rbda.readers.base import (ClassMap, IgnoredFiles, RawBatch, TripletBatcher, iter_files, skip_linked_folders,
+                               unreadable_folder)
+
+log = logging.getLogger("rbda.readers.des")
+#: IDs named in the report (and the first few in the log) for each kind of unmatched ID.
+MAX_EXAMPLE_IDS = 20
+LOGGED_IDS = 5
 
 DEFAULT_CLASSES = ClassMap.of(real=["0"], bogus=["1"])
 PREFIXES = ("temp", "srch", "diff")  # channel order template, science, difference
@@ -113,10 +123,26 @@ class DesStampReader:
         self.ids = [i for i in self.triplets if i in object_types]
         self.classes = np.array([object_types[i] for i in self.ids], dtype=str)
         self.labels = self.class_map.labels(self.classes, self.labels_path, self.ids)
+        n_unlabelled = len(self.triplets) - len(self.ids)
+        n_stampless = len(object_types) - len(self.ids)
+        # The triplets are sorted by ID already; the CSV rows are not.
+        unlabelled = [i for i in self.triplets if i not in object_types][:MAX_EXAMPLE_IDS] if n_unlabelled else []
+        stampless = (heapq.nsmallest(MAX_EXAMPLE_IDS, (i for i in object_types if i not in self.triplets),
+                                     key=_id_sort_key) if n_stampless else [])
         self.extra_counts = {
-            "stamps_without_label_row": len(self.triplets) - len(self.ids),
-            "label_rows_without_stamps": len(object_types) - len(self.ids),
+            "stamps_without_label_row": n_unlabelled,
+            "stamps_without_label_row_ids": unlabelled,
+            "label_rows_without_stamps": n_stampless,
+            "label_rows_without_stamps_ids": stampless,
         }
+        if n_unlabelled:
+            log.warning("%s: %d stamp triplet(s) have no row in this CSV and are not read (IDs %s%s)",
+                        self.labels_path, n_unlabelled, ", ".join(unlabelled[:LOGGED_IDS]),
+                        ", ..." if n_unlabelled > LOGGED_IDS else "")
+        if n_stampless:
+            log.warning("%s: %d row(s) have no stamps among the inputs and are not read (IDs %s%s)",
+                        self.labels_path, n_stampless, ", ".join(stampless[:LOGGED_IDS]),
+                        ", ..." if n_stampless > LOGGED_IDS else "")
         self.total = len(self.ids)
 
     def batches(self) -> Iterator[RawBatch]:
@@ -167,7 +193,8 @@ def _walk(inputs: Sequence[Path]) -> Iterator[tuple[str, list[str]]]:
     """(folder, file names) for every folder under ``inputs``; a file input is its own folder entry."""
     for item in inputs:
         if item.is_dir():
-            for folder, _, names in os.walk(item):
+            for folder, folders, names in os.walk(item, onerror=unreadable_folder):
+                folders[:] = skip_linked_folders(folder, sorted(folders))
                 yield folder, names
         elif item.is_file():
             yield str(item.parent), [item.name]

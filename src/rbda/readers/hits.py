@@ -18,7 +18,7 @@ import numpy as np
 
 from rbda.errors import InputFileError
 from rbda.safe_pickle import load_pickle
-from rbda.readers.base import ClassMap, IgnoredFiles, RawBatch
+from rbda.readers.base import ClassMap, IgnoredFiles, RawBatch, check_real_numeric, walk_files
 
 CHANNEL_KEYS = ("temp_images", "sci_images", "diff_images")
 LABEL_NAMES = {0: "bogus", 1: "real"}
@@ -56,7 +56,7 @@ def find_chunks(inputs: Sequence[Path]) -> tuple[list[Path], IgnoredFiles]:
     ignored = IgnoredFiles()
     for item in inputs:
         if item.is_dir():
-            for path in sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            for path in (p for p in walk_files(item) if p.is_file() and not p.name.startswith(".")):
                 if path.name.endswith(NOT_CHUNKS):
                     ignored.add(path)
                 else:
@@ -87,9 +87,10 @@ def read_chunk(path: Path, class_map: ClassMap, batch_size: int = 4096) -> Itera
         array = np.asarray(chunk[key])
         if array.shape == (n, SIDE, SIDE):
             array = array.reshape(n, SIDE * SIDE)
-        if array.shape != (n, SIDE * SIDE) or not np.issubdtype(array.dtype, np.number):
+        if array.shape != (n, SIDE * SIDE):
             raise InputFileError(path, f"numeric {n} x {SIDE * SIDE} array (one flattened 21x21 "
                                        f"stamp per label), got {array.dtype} {array.shape}", f"key {key!r}")
+        check_real_numeric(array, path, f"key {key!r}", f"a {n} x {SIDE * SIDE} stamp array")
         channels.append(array.reshape(n, SIDE, SIDE))
     ids = np.char.add(f"{path.name}:", np.arange(n).astype(str))
     bad = ~np.isin(labels_raw, list(LABEL_NAMES))

@@ -22,7 +22,7 @@ import numpy as np
 
 from rbda.errors import InputFileError
 from rbda.safe_pickle import load_pickle
-from rbda.readers.base import ClassMap, IgnoredFiles, RawBatch, TripletBatcher, iter_files
+from rbda.readers.base import ClassMap, IgnoredFiles, RawBatch, TripletBatcher, check_real_numeric, iter_files
 
 ALERCE_CLASSES = ("AGN", "SN", "VS", "asteroid", "bogus")
 DEFAULT_CLASSES = ClassMap.of(real=["AGN", "SN", "VS", "asteroid"], bogus=["bogus"])
@@ -101,6 +101,7 @@ class ZtfPickleReader:
         if images.ndim != 4 or images.shape[0] != n or images.shape[3] != 3:
             raise InputFileError(path, f"'images' of shape ({n}, H, W, 3) (one triplet per label), "
                                        f"got {images.shape}", "key 'images'")
+        check_real_numeric(images, path, "key 'images'", "stamp triplets")
         raw_ids = content.get("ids", content.get("oid"))
         ids = (np.asarray(raw_ids).astype(str) if raw_ids is not None
                else np.char.add(f"{path.name}:", np.arange(n).astype(str)))
