@@ -109,7 +109,8 @@ def packet_triplet(packet: dict, path: Path, where: str, min_size: int) -> np.nd
         raise BadPacketError(f"cutouts of one shape, got {shapes}")
     height, width = shapes["science"]
     if height != width or height < min_size:
-        raise BadPacketError(f"square cutouts of at least {min_size}x{min_size} pixels, got {height}x{width}")
+        raise BadPacketError(f"square cutouts of at least {min_size}x{min_size} pixels (the training preprocessing "
+                             f"drops other stamps), got {height}x{width}")
     if derive_template:
         images["template"] = images["science"] - images["difference"]
     for channel in CHANNELS:
