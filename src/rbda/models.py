@@ -17,6 +17,7 @@ Models return logits; the softmax is applied by the losses.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -166,8 +167,10 @@ def save_model_file(path: str | Path, model: StampClassifier, facts: dict, train
     from rbda.preprocess import PREPROCESSING, PREPROCESSING_VERSION
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"format": MODEL_FORMAT, "head_kind": model.head_kind, "facts": dict(facts),
-               "training": dict(training or {}), "preprocessing": PREPROCESSING_VERSION,
+    # plain JSON values only (a weights-only load accepts nothing else; torch's version is an object)
+    plain = lambda value: json.loads(json.dumps(value, default=str))  # noqa: E731
+    payload = {"format": MODEL_FORMAT, "head_kind": model.head_kind, "facts": plain(dict(facts)),
+               "training": plain(dict(training or {})), "preprocessing": PREPROCESSING_VERSION,
                "preprocessing_settings": dict(PREPROCESSING), "weights_sha256": weights_hash(state),
                "state_dict": state}
     with atomic_path(path, suffix=".pt.tmp") as tmp:
