@@ -120,6 +120,34 @@ def packet_triplet(packet: dict, path: Path, where: str, min_size: int) -> np.nd
     return np.stack([images[channel] for channel in CHANNELS])
 
 
+#: Fields decoded from each packet; the rest (``prv_candidates``, most of ``candidate``) is skipped.
+WANTED = {"objectId": None, "candid": None, "candidate": {"candid", "rb", "drb"},
+          "cutoutScience": None, "cutoutTemplate": None, "cutoutDifference": None}
+
+
+def projected_schema(writer_schema: dict) -> dict | None:
+    """A reader schema of only the :data:`WANTED` fields (fastavro then skips the others), or None."""
+    if not isinstance(writer_schema, dict) or writer_schema.get("type") != "record":
+        return None
+
+    def keep_subfields(field_type, names):
+        branches = field_type if isinstance(field_type, list) else [field_type]
+        out = []
+        for branch in branches:
+            if isinstance(branch, dict) and branch.get("type") == "record":
+                branch = {**branch, "fields": [f for f in branch["fields"] if f["name"] in names]}
+            out.append(branch)
+        return out if isinstance(field_type, list) else out[0]
+
+    fields = []
+    for field in writer_schema.get("fields", []):
+        if field.get("name") not in WANTED:
+            continue
+        sub = WANTED[field["name"]]
+        fields.append(field if sub is None else {**field, "type": keep_subfields(field["type"], sub)})
+    return {**writer_schema, "fields": fields}
+
+
 class AlertReader:
     """Reads Avro alert packets from files and folders; see the module docstring."""
 
@@ -157,7 +185,16 @@ class AlertReader:
         index = -1
         try:
             with open(path, "rb") as fh:
-                for index, packet in enumerate(fastavro.reader(fh)):
+                reader = fastavro.reader(fh)
+                try:  # decode only the fields used: much faster on packets with a long history
+                    projected = projected_schema(reader.writer_schema)
+                    if projected is not None:
+                        fh.seek(0)
+                        reader = fastavro.reader(fh, reader_schema=projected)
+                except Exception:  # noqa: BLE001 - a schema the projection cannot express: read it whole
+                    fh.seek(0)
+                    reader = fastavro.reader(fh)
+                for index, packet in enumerate(reader):
                     yield index, packet
         except OSError as exc:
             self._bad(path, "", f"a readable Avro file ({exc})")
