@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_SAMPLES = REPO.parent / "shared" / "real-samples"
+# beside the checkout; RBDA_REAL_SAMPLES names another place (e.g. from a git worktree)
+REAL_SAMPLES = Path(os.environ.get("RBDA_REAL_SAMPLES") or REPO.parent / "shared" / "real-samples")
 
 
 @pytest.fixture(scope="session")

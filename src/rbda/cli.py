@@ -23,6 +23,7 @@ COMMANDS = (
     "split",
     "train",
     "evaluate",
+    "predict",
     "select_lambda",
     "aggregate",
 )

@@ -16,6 +16,8 @@ Models return logits; the softmax is applied by the losses.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -145,12 +147,32 @@ class StampClassifier(nn.Module):
 
 
 MODEL_FORMAT = "rbda.model/1"
+#: Payload keys: format, head_kind, facts (run identity: method, source, target, split, shots,
+#: lambda, seed), training (the run's test evaluations, versions, ...), preprocessing (version),
+#: preprocessing_settings, weights_sha256, state_dict.
 
 
-def save_model_file(path: str | Path, model: StampClassifier, facts: dict) -> None:
-    """Write the model's weights and the facts of the run that made it, atomically."""
-    payload = {"format": MODEL_FORMAT, "head_kind": model.head_kind, "facts": dict(facts),
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+def weights_hash(state_dict: dict) -> str:
+    """SHA-256 of the weights: every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_model_file(path: str | Path, model: StampClassifier, facts: dict, training: dict | None = None) -> None:
+    """Write the model's weights, the facts of the run that made it and the preprocessing version, atomically."""
+    from rbda.preprocess import PREPROCESSING, PREPROCESSING_VERSION
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    # plain JSON values only (a weights-only load accepts nothing else; torch's version is an object)
+    plain = lambda value: json.loads(json.dumps(value, default=str))  # noqa: E731
+    payload = {"format": MODEL_FORMAT, "head_kind": model.head_kind, "facts": plain(dict(facts)),
+               "training": plain(dict(training or {})), "preprocessing": PREPROCESSING_VERSION,
+               "preprocessing_settings": dict(PREPROCESSING), "weights_sha256": weights_hash(state),
+               "state_dict": state}
     with atomic_path(path, suffix=".pt.tmp") as tmp:
         torch.save(payload, tmp)
 
@@ -159,8 +181,13 @@ def load_model_file(path: str | Path, expect_head: str | None = None) -> dict:
     """Read a file written by :func:`save_model_file`; returns its payload.
 
     Errors name the file and say what was expected: a missing file, another
-    kind of file, or (with ``expect_head``) a model of another head kind.
+    kind of file, weights that do not match their recorded hash, a model
+    trained with another preprocessing version than this rbda's, or (with
+    ``expect_head``) a model of another head kind. A file written before
+    models recorded their preprocessing is of version 1 (the first).
     """
+    from rbda.preprocess import PREPROCESSING_VERSION
+
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "model file not found (train the baseline first: `rbda train --method baseline ... --model FILE`)")
@@ -172,6 +199,21 @@ def load_model_file(path: str | Path, expect_head: str | None = None) -> dict:
         raise InputFileError(path, f"a model file of format {MODEL_FORMAT!r}")
     if payload.get("head_kind") not in HEAD_KINDS:
         raise InputFileError(path, f"head kind one of {HEAD_KINDS}", where="head_kind")
+    if not isinstance(payload.get("state_dict"), dict):
+        raise InputFileError(path, "the model's weights (a state_dict)", where="state_dict")
+    version = payload.setdefault("preprocessing", 1)
+    if version != PREPROCESSING_VERSION:
+        raise InputFileError(
+            path, f"a model trained on stamps of preprocessing version {PREPROCESSING_VERSION} (this rbda's), "
+                  f"but it was trained with preprocessing version {version!r}: its scores on stamps "
+                  f"preprocessed now would be meaningless; retrain it with this rbda", where="preprocessing")
+    recorded = payload.get("weights_sha256")
+    payload["weights_sha256"] = actual = weights_hash(payload["state_dict"])
+    if recorded is not None and recorded != actual:
+        raise InputFileError(path, f"weights matching their recorded SHA-256 {recorded[:12]}..., got "
+                                   f"{actual[:12]}... (the file was altered)", where="weights_sha256")
+    payload.setdefault("facts", {})
+    payload.setdefault("training", {})
     if expect_head is not None and payload["head_kind"] != expect_head:
         raise InputFileError(
             path, f"a model with a {expect_head!r} head, but it has a {payload['head_kind']!r} head"

@@ -32,13 +32,30 @@ from rbda.progress import Progress
 from rbda.store import SurveyWriter
 from rbda.study import STAMP_SIZE
 from rbda.readers import ClassMap, open_reader
-from rbda.readers.base import NON_SQUARE, RawBatch
+from rbda.readers.base import CHANNELS, NON_SQUARE, RawBatch
 
 log = logging.getLogger("rbda.preprocess")
 
 SENTINEL_ABS = np.float32(1e38)
 #: Rows processed at once inside a batch (keeps the working set in cache).
 BLOCK_ROWS = 1024
+
+#: Version of what :func:`preprocess_triplets` does to a stamp. A model file
+#: records the version it was trained with and ``rbda predict`` refuses a model
+#: of another version. Bump it (and describe the change in PREPROCESSING) when
+#: the crop, the invalid-pixel rule, the normalisation or the fill changes.
+PREPROCESSING_VERSION = 1
+PREPROCESSING = {
+    "version": PREPROCESSING_VERSION,
+    "channels": list(CHANNELS),
+    "crop": f"central {STAMP_SIZE}x{STAMP_SIZE}, start (H - {STAMP_SIZE}) // 2; non-square stamps dropped",
+    "stamp_size": STAMP_SIZE,
+    "invalid_pixels": f"NaN, +-inf or |x| >= {float(SENTINEL_ABS):g}",
+    "sentinel_abs": float(SENTINEL_ABS),
+    "normalisation": "per triplet and channel: mean 0, standard deviation 1 over the valid pixels",
+    "fill": "invalid pixels: median of the channel's normalised valid pixels; a channel without valid "
+            "pixels, or constant, is all 0",
+}
 
 
 def _count(counter: Counter, values: np.ndarray) -> None:
@@ -264,7 +281,8 @@ def convert_survey(survey: str, inputs: Sequence[str | Path], output: str | Path
     started = time.monotonic()
     reader = open_reader(survey, inputs, fmt, class_map)
     stats = PreprocessStats()
-    settings = {"stamp_size": STAMP_SIZE, "sentinel_abs": float(SENTINEL_ABS),
+    settings = {"preprocessing_version": PREPROCESSING_VERSION, "stamp_size": STAMP_SIZE,
+                "sentinel_abs": float(SENTINEL_ABS),
                 "format": reader.format, "real_classes": sorted(reader.class_map.real),
                 "bogus_classes": sorted(reader.class_map.bogus)}
     with SurveyWriter(output, survey, settings) as writer, \

@@ -110,7 +110,9 @@ def _write_outputs(args: argparse.Namespace, record: dict, model) -> None:
 
     if args.model is not None:
         facts = {k: record[k] for k in ("method", "source", "target", "split", "shots", "lambda", "seed")}
-        save_model_file(args.model, model, facts)
+        training = {k: record[k] for k in ("evaluations", "validation", "hyperparameters", "versions")}
+        training["validation"] = {k: v for k, v in training["validation"].items() if k != "history"}
+        save_model_file(args.model, model, facts, training)
     try:
         write_json(args.metrics, record)
     except BaseException:

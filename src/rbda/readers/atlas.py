@@ -18,13 +18,13 @@ expected and silenced for these reads only.
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from rbda.errors import InputFileError
+from rbda.fits import read_stamp_file
 from rbda.safe_pickle import load_pickle
 from rbda.readers.base import (ClassMap, IgnoredFiles, RawBatch, TripletBatcher, check_real_numeric,
                                skip_linked_folders, walk_files)
@@ -36,20 +36,8 @@ KEY_ALIASES = {"science": ("science", "istamp"), "difference": ("difference", "d
 
 
 def read_fits_stamp(path: Path) -> np.ndarray:
-    """An ATLAS stamp as float32, tolerating the non-conforming SIMPLE card."""
-    from astropy.io import fits
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=fits.verify.VerifyWarning)
-            with fits.open(path, ignore_missing_simple=True, memmap=False) as hdus:
-                data = next((h.data for h in hdus if h.data is not None), None)
-                data = None if data is None else np.array(data, dtype=np.float32)
-    except Exception as exc:  # noqa: BLE001 - corrupt gzip/FITS raise many types
-        raise InputFileError(path, f"a readable FITS stamp ({exc.__class__.__name__}: {exc})") from None
-    if data is None or data.ndim != 2:
-        raise InputFileError(path, f"a 2-d FITS image, got {None if data is None else data.shape}")
-    return data
+    """An ATLAS stamp as float32, tolerating the non-conforming SIMPLE card (:mod:`rbda.fits`)."""
+    return read_stamp_file(path, ignore_missing_simple=True)
 
 
 def _triplet(science: np.ndarray, difference: np.ndarray) -> list[np.ndarray]:

@@ -12,15 +12,13 @@ Ids are the ``oid`` values (``<file>:<row>`` where there is none).
 
 from __future__ import annotations
 
-import gzip
-import io
-import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from rbda.errors import InputFileError
+from rbda.fits import decode_stamp
 from rbda.safe_pickle import load_pickle
 from rbda.readers.base import ClassMap, IgnoredFiles, RawBatch, TripletBatcher, check_real_numeric, iter_files
 
@@ -31,23 +29,8 @@ DICT_CHANNEL_ORDER = (1, 0, 2)  # dict form stores science, template, difference
 
 
 def decode_cutout(blob: object, path: Path, where: str) -> np.ndarray:
-    """A cutout's gzip-compressed (or plain) FITS bytes as a float32 2-d image."""
-    from astropy.io import fits
-
-    if not isinstance(blob, (bytes, bytearray)):
-        raise InputFileError(path, f"FITS cutout bytes, got {type(blob).__name__}", where)
-    try:
-        raw = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else bytes(blob)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=fits.verify.VerifyWarning)
-            with fits.open(io.BytesIO(raw), memmap=False) as hdus:
-                data = next((h.data for h in hdus if h.data is not None), None)
-                data = None if data is None else np.array(data, dtype=np.float32)
-    except Exception as exc:  # noqa: BLE001 - corrupt gzip/FITS raise many types
-        raise InputFileError(path, f"a gzip-compressed FITS cutout ({exc.__class__.__name__}: {exc})", where) from None
-    if data is None or data.ndim != 2:
-        raise InputFileError(path, f"a 2-d FITS image, got {None if data is None else data.shape}", where)
-    return data
+    """A cutout's gzip-compressed (or plain) FITS bytes as a float32 2-d image (:func:`rbda.fits.decode_stamp`)."""
+    return decode_stamp(blob, path, where)
 
 
 def _class_names(labels: np.ndarray, path: Path) -> np.ndarray:

@@ -1,0 +1,178 @@
+"""`rbda predict` on ZTF alert packets: alerts/s end to end on one core, and each part alone.
+
+Input: the real ZTF packets of ``../shared/real-samples/ztf_avro/`` (those with
+square cutouts) repeated into one snappy-compressed Avro file of ``--alerts``
+packets with their own schema; where the samples are absent, packets of the
+same layout (63x63 gzip-compressed float32 FITS cutouts) are synthesised.
+The model is an untrained baseline network (speed does not depend on the weights).
+
+Measured in one process, one thread (``torch.set_num_threads(1)``), each step
+on the same packets:
+
+* end to end    -- :func:`rbda.predict.predict_files` (read, decompress, parse, preprocess, infer, write Parquet);
+* avro          -- fastavro reading the packets (snappy blocks included);
+* gzip          -- inflating the three cutouts (zlib);
+* fits rbda     -- :func:`rbda.fits.parse_image` on the three inflated cutouts;
+* fits astropy  -- ``astropy.io.fits`` on the same bytes (what the readers did before; on a subset);
+* preprocess    -- :func:`rbda.preprocess.preprocess_triplets` on the stacked 63x63 triplets;
+* inference     -- :func:`rbda.predict.score_stamps` (channels-last, batch 512);
+* write         -- building the output table and writing it as Parquet.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_predict.py [--alerts 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real-samples" / "ztf_avro"
+
+
+def packets_source(samples: Path) -> tuple[dict | None, list[dict], str]:
+    """(writer schema, packets with square cutouts, where they come from)."""
+    import fastavro
+
+    if samples.is_dir() and list(samples.glob("*.avro")):
+        schema, packets = None, []
+        for path in sorted(samples.glob("*.avro")):
+            with open(path, "rb") as fh:
+                reader = fastavro.reader(fh)
+                schema = schema or reader.writer_schema
+                for p in reader:
+                    shape = fits_shape(gzip.decompress(p["cutoutScience"]["stampData"]))
+                    if shape[0] == shape[1]:
+                        packets.append(p)
+        return schema, packets, f"{len(packets)} real ZTF packets from {samples}"
+    from astropy.io import fits
+
+    rng = np.random.default_rng(0)
+    cutout = {"type": "record", "name": "cutout",
+              "fields": [{"name": "fileName", "type": "string"}, {"name": "stampData", "type": "bytes"}]}
+    schema = {"type": "record", "name": "alert", "fields": [
+        {"name": "objectId", "type": "string"},
+        {"name": "candidate", "type": {"type": "record", "name": "candidate", "fields": [
+            {"name": "candid", "type": "long"}, {"name": "rb", "type": ["null", "float"]},
+            {"name": "drb", "type": ["null", "float"]}]}},
+        {"name": "cutoutScience", "type": ["null", cutout]}, {"name": "cutoutTemplate", "type": ["null", "cutout"]},
+        {"name": "cutoutDifference", "type": ["null", "cutout"]}]}
+    packets = []
+    for i in range(20):
+        cut = {}
+        for key in ("cutoutScience", "cutoutTemplate", "cutoutDifference"):
+            buf = io.BytesIO()
+            fits.PrimaryHDU(rng.normal(100, 10, (63, 63)).astype(np.float32)).writeto(buf)
+            cut[key] = {"fileName": f"{i}_{key}.fits.gz", "stampData": gzip.compress(buf.getvalue())}
+        packets.append({"objectId": f"ZTF{i}", "candidate": {"candid": i, "rb": 0.5, "drb": 0.5}, **cut})
+    return schema, packets, "20 synthetic ZTF-layout packets (real samples absent)"
+
+
+def fits_shape(raw: bytes) -> tuple[int, int]:
+    from rbda.fits import parse_image
+
+    return parse_image(raw).shape
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=20_000)
+    parser.add_argument("--astropy-alerts", type=int, default=1_000, help="subset parsed with astropy")
+    parser.add_argument("--samples", type=Path, default=REAL)
+    args = parser.parse_args()
+
+    import fastavro
+    import torch
+
+    torch.set_num_threads(1)
+    from rbda.fits import astropy_image, decompress, parse_image
+    from rbda.models import StampClassifier, save_model_file
+    from rbda.predict import _table, model_identity, predict_files, score_stamps, write_table
+    from rbda.preprocess import preprocess_triplets
+    from rbda.readers.base import RawBatch
+
+    schema, base, origin = packets_source(args.samples)
+    n = args.alerts
+    packets = []
+    for i in range(n):
+        p = dict(base[i % len(base)])
+        p["candidate"] = {**p["candidate"], "candid": 10**15 + i}
+        packets.append(p)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        avro = tmp / "alerts.avro"
+        with open(avro, "wb") as fh:
+            fastavro.writer(fh, fastavro.parse_schema(schema), packets, codec="snappy")
+        model_path = tmp / "model.pt"
+        save_model_file(model_path, StampClassifier("linear"),
+                        {"method": "baseline", "source": "ztf", "target": None, "split": 0, "shots": None,
+                         "lambda": None, "seed": 0})
+        predict_files(model_path, [avro], tmp / "warm.parquet", threads=1, log_every=1e9)  # warm-up
+        t_e2e, summary = timed(predict_files, model_path, [avro], tmp / "scores.parquet", 0.5, 512, "cpu",
+                               None, None, False, 1, 1e9)
+        assert summary.scored == n, summary.as_dict()
+
+        def read_avro():
+            with open(avro, "rb") as fh:
+                return list(fastavro.reader(fh))
+
+        t_avro, read = timed(read_avro)
+        keys = ("cutoutTemplate", "cutoutScience", "cutoutDifference")
+        blobs = [p[k]["stampData"] for p in read for k in keys]
+        t_gzip, raws = timed(lambda: [decompress(b) for b in blobs])
+        t_fits, images = timed(lambda: [parse_image(r) for r in raws])
+        subset = raws[: 3 * args.astropy_alerts]
+        t_astropy_sub, _ = timed(lambda: [astropy_image(r) for r in subset])
+        t_astropy = t_astropy_sub * len(raws) / len(subset)
+        triplets = np.stack(images).reshape(n, 3, *images[0].shape)
+        batches = [RawBatch(triplets[s : s + 1024], np.arange(s, min(s + 1024, n)).astype(str),
+                            np.full(min(1024, n - s), "alert"), np.full(min(1024, n - s), -1, np.int8), "bench")
+                   for s in range(0, n, 1024)]
+        t_pre, stamps = timed(lambda: np.concatenate([preprocess_triplets(b)[0] for b in batches]))
+        model = StampClassifier("linear").eval().to(memory_format=torch.channels_last)
+        score_stamps(model, stamps[:1024], torch.device("cpu"), True, 512)
+        t_inf, p_real = timed(score_stamps, model, stamps, torch.device("cpu"), True, 512)
+        columns = {"objectId": np.array([p["objectId"] for p in read], dtype=object),
+                   "candid": np.array([p["candidate"]["candid"] for p in read], dtype=np.int64),
+                   "rb": np.zeros(n), "drb": np.zeros(n), "file": np.full(n, str(avro), dtype=object),
+                   "p_real": p_real, "predicted": (p_real >= 0.5).astype(np.int8)}
+        from rbda.models import load_model_file
+
+        identity = model_identity(load_model_file(model_path), 0.5)
+        t_write, _ = timed(lambda: write_table(_table([columns], identity, "alerts"), tmp / "w.parquet"))
+
+    print(f"rbda predict benchmark: {n} alerts ({origin}), one thread; {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}")
+    parts = [("end to end (rbda predict)", t_e2e), ("avro read (fastavro, snappy)", t_avro),
+             ("gzip inflate, 3 cutouts", t_gzip), ("FITS parse, rbda.fits", t_fits),
+             (f"FITS parse, astropy ({args.astropy_alerts} alerts, scaled)", t_astropy),
+             ("preprocess (crop, normalise, fill)", t_pre), ("inference (CNN, channels-last)", t_inf),
+             ("write Parquet", t_write)]
+    print(f"{'step':48s} {'alerts/s':>10s} {'us/alert':>9s} {'share of e2e':>12s}")
+    for name, seconds in parts:
+        print(f"{name:48s} {n / seconds:10,.0f} {seconds / n * 1e6:9.1f} {seconds / t_e2e:11.1%}")
+    measured = dict(parts[1:])
+    measured.pop(f"FITS parse, astropy ({args.astropy_alerts} alerts, scaled)")
+    slowest = max(measured, key=measured.get)
+    print(f"astropy / rbda.fits FITS parse time: {t_astropy / t_fits:.1f}x")
+    print(f"bottleneck: {slowest} ({measured[slowest] / t_e2e:.0%} of end to end); "
+          f"parts alone sum to {sum(measured.values()) / t_e2e:.0%} of end to end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""`rbda predict`: score alert packets, preprocessed surveys or raw survey files with a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+SURVEYS = ("hits", "des", "ztf", "atlas")
+FORMAT_CHOICES = ("chunks", "gif", "fits", "pickle", "folder")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "predict", help="score alerts (Avro packets, preprocessed Parquet or raw survey files) with a model",
+        description=(
+            "Score every alert of the inputs with a model written by `rbda train --model`: p_real (the "
+            "softmax probability of 'real') and the label at --threshold, with the alert's ids, ZTF's own "
+            "rb/drb for ZTF packets and the model's identity. Inputs are Avro alert packets (files or "
+            "folders), preprocessed survey Parquet files, or raw survey files (with --survey). Raw stamps "
+            "are preprocessed as for training. `rbda predict --describe MODEL.pt` prints what a model file "
+            "records (training facts, test metrics, preprocessing version, weights hash)."),
+    )
+    p.add_argument("--model", type=Path, help="model file written by `rbda train --model`")
+    p.add_argument("--describe", type=Path, metavar="MODEL.pt", help="print the model file's description and exit")
+    p.add_argument("--input", nargs="+", type=Path, metavar="PATH", help="alert packets, Parquet or raw files/folders")
+    p.add_argument("--output", type=Path, metavar="SCORES.{parquet,csv}", help="scores to write")
+    p.add_argument("--threshold", type=float, default=0.5, help="p_real at or above which an alert is real (default 0.5)")
+    p.add_argument("--batch-size", type=int, default=512, help="stamps per inference batch (default 512)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--survey", choices=SURVEYS, help="the inputs are raw files of this survey's layout")
+    p.add_argument("--format", choices=FORMAT_CHOICES, help="raw layout with --survey (default: detected)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="list bad packets/stamps in SCORES.bad.csv (file, candid, reason) and go on")
+    p.add_argument("--log-every", type=float, default=30.0, metavar="S",
+                   help="seconds between progress lines when not in a terminal (default 30)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from rbda.errors import SettingError
+
+    if args.describe is not None:
+        from rbda.predict import describe_model
+
+        print(json.dumps(describe_model(args.describe), indent=2, sort_keys=True))
+        return 0
+    for name in ("model", "input", "output"):
+        if getattr(args, name) is None:
+            raise SettingError(name, f"--{name} (or --describe MODEL.pt)")
+    if args.format is not None and args.survey is None:
+        raise SettingError("format", "--survey with --format (the raw layout of that survey)", args.format)
+
+    from rbda.predict import predict_files
+
+    summary = predict_files(args.model, args.input, args.output, threshold=args.threshold,
+                            batch_size=args.batch_size, device=args.device, survey=args.survey, fmt=args.format,
+                            skip_bad=args.skip_bad, threads=args.threads, log_every=args.log_every)
+    return 0

@@ -1,0 +1,202 @@
+"""rbda.fits: the fast stamp parser gives astropy's pixels, or hands the file to astropy, or fails clearly."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from rbda.errors import InputFileError
+from rbda.fits import Corrupt, Unsupported, astropy_image, decode_stamp, parse_image, read_stamp_file
+
+
+def same_pixels(a: np.ndarray, b: np.ndarray) -> None:
+    """Equal shape, float32, and equal bit for bit where not NaN, NaN at the same places."""
+    assert a.dtype == np.float32 and b.dtype == np.float32
+    assert a.shape == b.shape
+    assert np.array_equal(a, b, equal_nan=True)
+
+
+def fits_bytes(data: np.ndarray, **cards) -> bytes:
+    hdu = fits.PrimaryHDU(data)
+    for key, value in cards.items():
+        hdu.header[key] = value
+    buf = io.BytesIO()
+    hdu.writeto(buf)
+    return buf.getvalue()
+
+
+def scaled_fits_bytes(data: np.ndarray, bitpix: int, bscale: float, bzero: float) -> bytes:
+    """Raw integer/float ``data`` stored as is, with BSCALE/BZERO cards (no rescaling on write)."""
+    hdu = fits.PrimaryHDU(data, do_not_scale_image_data=True)
+    hdu.header["BSCALE"] = bscale
+    hdu.header["BZERO"] = bzero
+    buf = io.BytesIO()
+    hdu.writeto(buf)
+    assert hdu.header["BITPIX"] == bitpix
+    return buf.getvalue()
+
+
+def reference(raw: bytes) -> np.ndarray:
+    return astropy_image(raw)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "int32", "int64", "float32", "float64"])
+def test_every_bitpix_matches_astropy(dtype):
+    rng = np.random.default_rng(1)
+    data = (rng.normal(0, 1e3, (63, 61)) if dtype.startswith("float")
+            else rng.integers(0, 120 if dtype == "uint8" else 30000, (63, 61))).astype(dtype)
+    if dtype.startswith("float"):
+        data[3, 4] = np.nan
+        data[5, 6] = np.finfo(np.float32).max
+    raw = fits_bytes(data)
+    same_pixels(parse_image(raw), reference(raw))
+
+
+@pytest.mark.parametrize("dtype,bitpix", [("uint8", 8), ("int16", 16), ("int32", 32), ("int64", 64),
+                                          ("float32", -32), ("float64", -64)])
+@pytest.mark.parametrize("bscale,bzero", [(0.1, 0.0), (1.0, 100.5), (2.5e-3, -17.25), (3.0, 7.0)])
+def test_bscale_bzero_match_astropy(dtype, bitpix, bscale, bzero):
+    rng = np.random.default_rng(bitpix + 100)
+    data = (rng.normal(0, 100, (21, 25)) if bitpix < 0 else rng.integers(0, 127, (21, 25))).astype(dtype)
+    raw = scaled_fits_bytes(data, bitpix, bscale, bzero)
+    same_pixels(parse_image(raw), reference(raw))
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "uint32", "int8"])
+def test_pseudo_unsigned_and_signed_bytes_match_astropy(dtype):
+    info = np.iinfo(dtype)
+    data = np.linspace(info.min, info.max, 30 * 30).astype(dtype).reshape(30, 30)
+    raw = fits_bytes(data)
+    same_pixels(decode_stamp(raw, "x.fits"), reference(raw))
+
+
+def test_uint64_goes_to_astropy():
+    raw = fits_bytes(np.arange(16, dtype=np.uint64).reshape(4, 4) + np.uint64(2**63))
+    with pytest.raises(Unsupported):
+        parse_image(raw)
+    same_pixels(decode_stamp(raw, "x.fits"), reference(raw))
+
+
+def test_gzip_and_plain_bytes_decode_the_same():
+    data = np.random.default_rng(0).normal(size=(63, 63)).astype(np.float32)
+    raw = fits_bytes(data)
+    same_pixels(decode_stamp(gzip.compress(raw), "x.fits.gz"), decode_stamp(raw, "x.fits"))
+    same_pixels(decode_stamp(raw, "x.fits"), data)
+
+
+def test_integer_data_with_blank_is_read_by_astropy():
+    data = np.arange(100, dtype=np.int16).reshape(10, 10)
+    raw = fits_bytes(data, BLANK=5)
+    with pytest.raises(Unsupported):
+        parse_image(raw)
+    out = decode_stamp(raw, "x.fits")
+    same_pixels(out, reference(raw))
+    assert np.isnan(out[0, 5])
+
+
+def test_image_in_an_extension_and_cubes_go_to_astropy():
+    data = np.arange(36, dtype=np.float32).reshape(6, 6)
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data)]).writeto(buf)
+    same_pixels(decode_stamp(buf.getvalue(), "ext.fits"), data)
+    cube = fits_bytes(np.zeros((2, 6, 6), np.float32))
+    with pytest.raises(Unsupported):
+        parse_image(cube)
+    with pytest.raises(InputFileError, match=r"cube.fits \(candid 7\).*2-d FITS image, got \(2, 6, 6\)"):
+        decode_stamp(cube, "cube.fits", "candid 7")
+
+
+def test_compressed_image_goes_to_astropy():
+    data = np.random.default_rng(2).normal(size=(16, 16)).astype(np.float32)
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, compression_type="GZIP_1")]).writeto(buf)
+    raw = buf.getvalue()
+    same_pixels(decode_stamp(raw, "c.fits"), reference(raw))
+
+
+@pytest.mark.parametrize("cut", [100, 2880, 2880 + 10])
+def test_truncated_stamps_are_errors(cut):
+    raw = fits_bytes(np.ones((63, 63), np.float32))
+    with pytest.raises(Corrupt if cut > 2880 else Exception):
+        parse_image(raw[:cut])
+    with pytest.raises(InputFileError, match="t.fits"):
+        decode_stamp(raw[:cut], "t.fits", "cutoutScience")
+    with pytest.raises(InputFileError, match="gzip"):
+        decode_stamp(gzip.compress(raw)[:-20], "t.fits.gz", "cutoutScience")
+
+
+@pytest.mark.parametrize("blob", [b"", b"not a fits file at all" * 200, gzip.compress(b"PNG" * 1000), None, 5])
+def test_not_fits_is_an_error_naming_the_file(blob):
+    with pytest.raises(InputFileError, match=r"bad\.avro \(candid 1, cutoutDifference\)"):
+        decode_stamp(blob, "bad.avro", "candid 1, cutoutDifference")
+
+
+def test_header_without_end_within_the_limit_is_refused():
+    card = b"COMMENT".ljust(80)
+    raw = b"SIMPLE  =                    T".ljust(80) + card * (36 * 101)
+    with pytest.raises(Unsupported, match="longer than"):
+        parse_image(raw)
+
+
+def test_absurd_axes_are_not_parsed():
+    raw = fits_bytes(np.ones((4, 4), np.float32)).replace(b"NAXIS1  =                    4",
+                                                          b"NAXIS1  =              9999999")
+    with pytest.raises(Unsupported):
+        parse_image(raw)
+    with pytest.raises(InputFileError):
+        decode_stamp(raw, "big.fits")
+
+
+def test_gzip_bomb_is_refused():
+    with pytest.raises(InputFileError, match="more than"):
+        decode_stamp(gzip.compress(b"\0" * (65 * 2**20)), "bomb.fits.gz")
+
+
+# --- the real samples -----------------------------------------------------------------------------
+
+@pytest.mark.realsamples
+def test_real_ztf_pickle_cutouts_match_astropy(real_samples):
+    from rbda.safe_pickle import load_pickle
+
+    n = 0
+    for name in ("small_dataset.pkl", "single_stamp.pkl"):
+        frame = load_pickle(real_samples / "ztf_alerce" / name, encoding="latin1")
+        for column in ("cutoutScience", "cutoutTemplate", "cutoutDifference"):
+            for blob in frame[column]:
+                same_pixels(decode_stamp(blob, name), reference(gzip.decompress(blob)))
+                n += 1
+    assert n == 93
+
+
+@pytest.mark.realsamples
+def test_real_ztf_avro_cutouts_match_astropy(real_samples):
+    import fastavro
+
+    files = sorted((real_samples / "ztf_avro").glob("*.avro"))
+    assert len(files) == 20
+    for path in files:
+        with open(path, "rb") as fh:
+            for packet in fastavro.reader(fh):
+                for column in ("cutoutScience", "cutoutTemplate", "cutoutDifference"):
+                    blob = packet[column]["stampData"]
+                    raw = gzip.decompress(blob)
+                    fast = parse_image(raw)  # the fast path itself, no fallback
+                    same_pixels(fast, reference(raw))
+
+
+@pytest.mark.realsamples
+def test_real_atlas_stamps_match_astropy(real_samples):
+    for kind in ("istamp", "dstamp"):
+        path = real_samples / "atlas" / f"01a59897o0020c_000002_{kind}.fits.gz"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = astropy_image(path, ignore_missing_simple=True)
+        fast = parse_image(gzip.decompress(path.read_bytes()))
+        same_pixels(fast, expected)
+        same_pixels(read_stamp_file(path, ignore_missing_simple=True), expected)
+        assert fast.shape == (61, 61)
