@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from rbda.errors import InputFileError
-from rbda.methods.mme import adversarial_entropy_loss, prediction_entropy
+from rbda.entropy import prediction_entropy
+from rbda.methods.mme import adversarial_entropy_loss
 from rbda.models import (Backbone, GradientReversal, PrototypeHead, StampClassifier, load_model_file,
                          model_from_payload, save_model_file)
 

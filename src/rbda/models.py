@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from rbda.atomic import atomic_path
 from rbda.errors import InputFileError, RbdaError
+from rbda.reversal import GradientReversal
 
 FEATURE_DIM = 100
 N_CLASSES = 2
@@ -89,36 +90,6 @@ class PrototypeHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.prototypes(F.normalize(features, dim=1)) / self.temperature
-
-
-class _ReverseGradient(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, coefficient: float) -> torch.Tensor:
-        ctx.coefficient = coefficient
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad_output: torch.Tensor):
-        return grad_output.neg() * ctx.coefficient, None
-
-
-def reverse_gradient(x: torch.Tensor, coefficient: float = 1.0) -> torch.Tensor:
-    """Identity forward; backward multiplies the incoming gradient by ``-coefficient``."""
-    return _ReverseGradient.apply(x, coefficient)
-
-
-class GradientReversal(nn.Module):
-    """Gradient reversal layer (Ganin & Lempitsky 2015) as a module."""
-
-    def __init__(self, coefficient: float = 1.0):
-        super().__init__()
-        self.coefficient = coefficient
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return reverse_gradient(x, self.coefficient)
-
-    def extra_repr(self) -> str:
-        return f"coefficient={self.coefficient}"
 
 
 def make_head(kind: str) -> nn.Module:

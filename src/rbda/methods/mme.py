@@ -31,15 +31,10 @@ from torch.nn import functional as F
 
 from rbda.errors import RbdaError, SettingError
 from rbda.data import BalancedSampler, UniformSampler
+from rbda.entropy import prediction_entropy
 from rbda.methods.base import RunSpec, TargetAdaptation
 from rbda.models import StampClassifier
 from rbda.splits import unlabelled_rest
-
-
-def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of the entropy of the softmax distribution (nats)."""
-    log_p = F.log_softmax(logits, dim=1)
-    return -(log_p.exp() * log_p).sum(dim=1).mean()
 
 
 def adversarial_entropy_loss(model: StampClassifier, x: torch.Tensor, lam: float) -> torch.Tensor:
