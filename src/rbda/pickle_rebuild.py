@@ -470,11 +470,24 @@ class ManagerStandIn(StandIn):
         return axes, data
 
 
-def _series(values: Any, index: Any, name: Any = None) -> Any:
+def series_of(values: Any, index: Any = None, name: Any = None) -> Any:
+    """A pandas Series holding ``values`` as they are (no dtype inference: object stays object)."""
     import pandas as pd
 
-    dtype = values.dtype
-    return pd.Series(values, index=index, dtype=dtype, name=name, copy=False)
+    return pd.Series(values, index=index, dtype=values.dtype, name=name, copy=False)
+
+
+def frame_from_columns(columns: Any, index: Any, data: list[Any]) -> Any:
+    """A DataFrame from checked parts: one 1-d array per column, each as long as ``index``."""
+    import pandas as pd
+
+    if len(columns) != len(data) or any(len(values) != len(index) for values in data):
+        raise Refused(f"{len(columns)} columns of {len(index)} rows")
+    if not data:
+        return pd.DataFrame(index=index, columns=columns)
+    frame = pd.DataFrame({i: series_of(values) for i, values in enumerate(data)})
+    frame.index, frame.columns = index, columns
+    return frame
 
 
 class FrameStandIn(StandIn):
@@ -500,13 +513,9 @@ class FrameStandIn(StandIn):
             raise Refused(f"a pandas {'Series' if self.series else 'DataFrame'} state with its block manager")
         if self.series:
             (index,), (values,) = manager.columns(m, 1)
-            return _series(values, index, _label(m(state.get("_name"))))
+            return series_of(values, index, _label(m(state.get("_name"))))
         (columns, index), data = manager.columns(m, 2)
-        if not data:
-            return pd.DataFrame(index=index, columns=columns)
-        frame = pd.DataFrame({i: _series(values, None) for i, values in enumerate(data)})
-        frame.index, frame.columns = index, columns
-        return frame
+        return frame_from_columns(columns, index, data)
 
 
 class SeriesStandIn(FrameStandIn):
