@@ -136,3 +136,47 @@ def test_conda_environment_matches_pyproject_dependencies():
     assert pip == [], "the package is installed by the post-deploy script, not by pip requirements"
     post_deploy = (REPO / "envs" / "rbda.post-deploy.sh").read_text()
     assert "pip install --no-deps" in post_deploy and "-e ." in post_deploy
+
+
+def _bounds_from_schema(entry: dict) -> dict:
+    return {"gt": entry.get("exclusiveMinimum"), "ge": entry.get("minimum"),
+            "lt": entry.get("exclusiveMaximum"), "le": entry.get("maximum"),
+            "choices": tuple(entry["enum"]) if "enum" in entry else None}
+
+
+@pytest.mark.parametrize("section", ["training", "training_override"])
+def test_schema_training_defaults_and_bounds_are_the_vocabularys(section):
+    """One place for training defaults: the schema agrees with rbda.study.TrainingOptions
+    (a config the workflow accepts can never be one training rejects, e.g. momentum 1)."""
+    from rbda.study import TRAINING_DEFAULTS, training_option_fields
+
+    schema = load_yaml(SCHEMA)
+    entries = (schema["properties"]["training"]["properties"] if section == "training"
+               else schema["$defs"]["training_override"]["properties"])
+    options = {f.name: f for f in training_option_fields()}
+    in_config = {name for name, f in options.items() if f.metadata["in_config"]}
+    # the device is one for the whole study (training jobs' GPU request follows it)
+    assert set(entries) == (in_config if section == "training" else in_config - {"device"})
+    for name, entry in entries.items():
+        meta = options[name].metadata
+        assert _bounds_from_schema(entry) == {k: meta[k] for k in ("gt", "ge", "lt", "le", "choices")}, name
+        if section == "training":
+            assert entry["default"] == getattr(TRAINING_DEFAULTS, name), name
+
+
+def test_schema_survey_names_are_the_vocabularys():
+    from rbda.study import SURVEYS
+
+    assert tuple(load_yaml(SCHEMA)["$defs"]["survey_name"]["enum"]) == SURVEYS
+
+
+@pytest.mark.parametrize(("key", "value"), [("momentum", 1), ("lr", 0), ("batch_size", 1), ("patience", 0)])
+def test_a_training_value_training_rejects_is_rejected_by_the_schema(study, key, value):
+    from rbda.errors import SettingError
+    from rbda.study import check_option
+
+    with pytest.raises(SettingError, match=key):
+        check_option(key, value)
+    study["training"][key] = value
+    with pytest.raises(WorkflowError):
+        validated(study)

@@ -208,4 +208,4 @@ def read_stamp_file(path: Path, ignore_missing_simple: bool = False) -> np.ndarr
 
 
 __all__ = ["decode_stamp", "read_stamp_file", "parse_image", "decompress", "astropy_image",
-           "Unsupported", "Corrupt", "gzip"]
+           "Unsupported", "Corrupt"]

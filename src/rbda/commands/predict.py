@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rbda.predict import predict_files
 
-    summary = predict_files(args.model, args.input, args.output, threshold=args.threshold,
+    predict_files(args.model, args.input, args.output, threshold=args.threshold,
                             batch_size=args.batch_size, device=args.device, survey=args.survey, fmt=args.format,
                             skip_bad=args.skip_bad, threads=args.threads, log_every=args.log_every)
     return 0

@@ -26,7 +26,7 @@ file and the packet's candid; with ``skip_bad=True`` they are collected in
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
