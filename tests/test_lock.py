@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -69,7 +70,14 @@ def test_every_locked_package_is_hashed_and_torch_is_left_out(repo_root):
     blocks = lock.split("==")[1:]
     assert all("--hash=sha256:" in block for block in blocks), "a locked package without a hash"
     assert not {"torch", "triton"} & set(pins) and not any(n.startswith("nvidia-") for n in pins)
-    assert pins["snakemake-executor-plugin-slurm"] == "2.8.0"  # the version the README says is tested
+
+
+def test_the_lock_has_the_slurm_plugin_version_the_readme_says_is_tested(repo_root):
+    readme = " ".join((repo_root / "README.md").read_text().split())
+    tested = re.search(r"Tested with snakemake-executor-plugin-slurm (\S+)", readme)
+    assert tested, "README: no 'Tested with snakemake-executor-plugin-slurm VERSION'"
+    pins = provenance.locked_versions((repo_root / provenance.LOCK_FILE).read_text())
+    assert pins["snakemake-executor-plugin-slurm"] == tested[1]
 
 
 def fake_checkout(tmp_path: Path, repo_root: Path) -> Path:
