@@ -65,22 +65,3 @@ def test_full_study_slurm_job_count_is_the_readme_count(repo_root, tmp_path):
         f"the full study submits {slurm_jobs:,} Slurm jobs "
         f"(bundles {dict(group_jobs)}, single jobs {dict(single_jobs)}); update the README")
 
-
-def test_array_option_plans_training_runs_as_single_jobs(repo_root, tmp_path):
-    """profiles/slurm-arrays on top of profiles/slurm: training rules ungrouped (arrays need that),
-    the selections still bundled, the array setting accepted by the installed Slurm plugin."""
-    dry_run = subprocess.run(
-        [str(VENV_BIN / "snakemake"), "--dry-run", "--nolock", "--profile", "profiles/slurm",
-         "--workflow-profile", "profiles/slurm-arrays", "--directory", str(tmp_path),
-         "--snakefile", str(repo_root / "Snakefile"),
-         "--configfile", str(repo_root / "config.yaml"), str(repo_root / "presets" / "demo.yaml")],
-        cwd=repo_root, capture_output=True, text=True, timeout=600,
-    )
-    output = dry_run.stdout + dry_run.stderr
-    assert dry_run.returncode == 0, output[-3000:]
-    arrays = yaml.safe_load((repo_root / "profiles/slurm-arrays/config.yaml").read_text())
-    array_rules = set(arrays["slurm-array-jobs"].split(","))
-    single_jobs = Counter(re.findall(r"^rule (\w+):$", output, flags=re.MULTILINE))
-    group_jobs = Counter(re.findall(r"Group job (\w+) \(jobs in lexicogr\. order\):", output))
-    assert array_rules == {"train_finetune", "train_mme"} and all(single_jobs[r] > 0 for r in array_rules)
-    assert set(group_jobs) == set(arrays["groups"].values()) == {"selection"}
