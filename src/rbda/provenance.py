@@ -122,12 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.lock_input_sha256:
         print(lock_input_sha256(Path(__file__).resolve().parents[2]))
         return 0
-    print(json.dumps(lock_provenance()))
+    print(json.dumps(lock_provenance()), flush=True)
     if args.check:
-        if checkout_root() is None:
+        root = checkout_root()
+        if root is None:
             print("provenance: rbda is not run from a checkout with requirements/lock.txt", file=sys.stderr)
             return 1
-        differences = lock_differences((checkout_root() / LOCK_FILE).read_text(), installed_versions())
+        differences = lock_differences((root / LOCK_FILE).read_text(), installed_versions())
         for line in differences:
             print(f"provenance: {line}", file=sys.stderr)
         return 1 if differences else 0
