@@ -13,6 +13,8 @@ from results_helpers import fabricate_study
 
 from rbda.cli import main
 from rbda.errors import SettingError
+from rbda.provenance import lock_provenance
+from rbda.results.aggregate import lock_sentence
 from rbda.results.outputs import expected_outputs
 
 SURVEYS = ["hits", "des", "atlas"]
@@ -86,6 +88,19 @@ def test_report_is_self_contained_with_every_figure(aggregated):
     for needle in ("How to read", "meaningful <b>only when this study ran on the real surveys",
                    "2.13.0", "per_split", "DES→HiTS"):
         assert needle in html
+
+
+def test_report_names_the_lock_of_the_environment_that_made_it(aggregated):
+    lock = lock_provenance()
+    html = (aggregated / "report.html").read_text()
+    assert lock["lock_sha256"] is not None  # the tests run from the checkout
+    assert lock_sentence(lock) in html and lock["lock_sha256"] in html
+
+
+def test_lock_sentence_says_when_installed_packages_differ_or_there_is_no_lock():
+    assert "differ from the lock" in lock_sentence({"lock_sha256": "ab", "lock_matches_installed": False})
+    assert "every locked package installed" in lock_sentence({"lock_sha256": "ab", "lock_matches_installed": True})
+    assert "outside a source checkout" in lock_sentence({"lock_sha256": None, "lock_matches_installed": None})
 
 
 def test_synthetic_surveys_are_flagged_in_the_comparison_with_the_paper():

@@ -64,3 +64,4 @@ def test_full_study_slurm_job_count_is_the_readme_count(repo_root, tmp_path):
     assert total_row.group(1) == f"{slurm_jobs:,}", (
         f"the full study submits {slurm_jobs:,} Slurm jobs "
         f"(bundles {dict(group_jobs)}, single jobs {dict(single_jobs)}); update the README")
+

@@ -31,6 +31,7 @@ import pandas as pd
 
 from rbda.atomic import atomic_path, write_text
 from rbda.errors import InputFileError, RbdaError
+from rbda.provenance import lock_provenance
 from rbda.results import figures, published, stats, tables
 from rbda.results.naming import pair_label
 from rbda.results.outputs import (ALL_EVALUATIONS, PAIR_TABLES_DIR, REPORT, expected_outputs, figure_path,
@@ -219,6 +220,17 @@ STATS_COLUMNS = ["source", "target", "shots", "domain", "test", "n_a", "n_b", "m
                  "ci_low", "ci_high", "p", "p_holm", "family_size", "significant", "note"]
 
 
+def lock_sentence(lock: dict) -> str:
+    """What the report says about the environment that made it (rbda.provenance.lock_provenance)."""
+    if lock["lock_sha256"] is None:
+        return "This report was made outside a source checkout: no <code>requirements/lock.txt</code> to name."
+    state = ("every locked package installed at its locked version" if lock["lock_matches_installed"]
+             else "<b>installed packages differ from the lock</b> (<code>python -m rbda.provenance --check</code> "
+                  "names them)")
+    return (f"This report was made with <code>requirements/lock.txt</code> sha256 "
+            f"<code>{lock['lock_sha256']}</code>: {state}.")
+
+
 def build_report(results: StudyResults, config: dict, out: Path) -> str:
     r = results
     png = lambda name: out / figure_path(name, "png")  # noqa: E731
@@ -280,6 +292,7 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
 
     setup = ReportSection("Configuration and versions", "configuration")
     setup.table(r.versions, caption="Package versions recorded in the run files (runs: how many)")
+    setup.paragraph(lock_sentence(lock_provenance()))
     setup.paragraph(f"{len(r.evaluations['path'].unique())} run files; configuration as given:")
     setup.raw(preformatted(config))
 

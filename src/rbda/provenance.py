@@ -1,0 +1,139 @@
+"""Which locked environment a result came from (standard library only).
+
+The checkout holds ``requirements/lock.txt`` (exact versions and hashes of every
+Python dependency except torch, written by ``scripts/lock.sh``) and
+``requirements/torch.txt`` (the torch pin ``scripts/setup.sh`` installs first).
+The lock's first line records :func:`lock_input_sha256`, a hash of what the lock
+was generated from (pyproject.toml's dependency lists and the torch pin), so a
+lock that was not regenerated after a dependency change is detectable
+(tests/test_lock.py).
+
+    python -m rbda.provenance                     # {"lock_sha256": ..., "lock_matches_installed": ...}
+    python -m rbda.provenance --lock-input-sha256  # what scripts/lock.sh writes into the header
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+LOCK_FILE = Path("requirements") / "lock.txt"
+TORCH_PIN_FILE = Path("requirements") / "torch.txt"
+LOCK_INPUT_HEADER = "# rbda-lock-input-sha256: "
+
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
+
+
+def canonical_name(name: str) -> str:
+    """PEP 503 normalised project name (``Jinja2`` -> ``jinja2``, ``typing_extensions`` -> ``typing-extensions``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def checkout_root() -> Path | None:
+    """The source checkout this module was imported from, or None (an installed, non-editable copy)."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() and (root / LOCK_FILE).is_file() else None
+
+
+def torch_pin(root: Path) -> str:
+    """The requirement line of ``requirements/torch.txt`` (``torch==X.Y.Z``)."""
+    lines = [line.strip() for line in (root / TORCH_PIN_FILE).read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    if len(lines) != 1 or not _PIN.match(lines[0]) or canonical_name(_PIN.match(lines[0])[1]) != "torch":
+        raise ValueError(f"{root / TORCH_PIN_FILE}: expected exactly one line 'torch==VERSION', got {lines}")
+    return lines[0]
+
+
+def lock_input_sha256(root: Path) -> str:
+    """Hash of the lock's inputs: pyproject.toml's dependency lists (parsed, so comments and
+    layout do not count) and the torch pin. Changes whenever the lock must be regenerated."""
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    inputs = {
+        "dependencies": project.get("dependencies", []),
+        "optional-dependencies": project.get("optional-dependencies", {}),
+        "torch": torch_pin(root),
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def recorded_lock_input_sha256(lock_text: str) -> str | None:
+    """The input hash in the lock's header line, or None when the header is missing."""
+    for line in lock_text.splitlines():
+        if line.startswith(LOCK_INPUT_HEADER):
+            return line[len(LOCK_INPUT_HEADER):].strip()
+    return None
+
+
+def locked_versions(lock_text: str) -> dict[str, str]:
+    """``{canonical name: version}`` of the ``name==version`` lines of a lock file."""
+    pins: dict[str, str] = {}
+    for line in lock_text.splitlines():
+        match = _PIN.match(line)
+        if match:
+            pins[canonical_name(match[1])] = match[2]
+    return pins
+
+
+def installed_versions() -> dict[str, str]:
+    """``{canonical name: version}`` of the distributions importable here (the first on sys.path wins)."""
+    found: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found.setdefault(canonical_name(name), dist.version)
+    return found
+
+
+def lock_differences(lock_text: str, installed: dict[str, str]) -> list[str]:
+    """One line per locked package whose installed version (``installed``: canonical name ->
+    version) is not the locked one, missing packages included; empty when everything matches."""
+    return [f"{name}: locked {version}, installed {installed.get(name, 'nothing')}"
+            for name, version in sorted(locked_versions(lock_text).items()) if installed.get(name) != version]
+
+
+def lock_provenance() -> dict:
+    """``{"lock_sha256": hex or None, "lock_matches_installed": bool or None}``.
+
+    ``lock_sha256`` is the hash of ``requirements/lock.txt`` of the checkout rbda runs from
+    (None when rbda is not run from a checkout); ``lock_matches_installed`` is True when every
+    locked package is installed in exactly the locked version (None without a lock).
+    """
+    root = checkout_root()
+    if root is None:
+        return {"lock_sha256": None, "lock_matches_installed": None}
+    data = (root / LOCK_FILE).read_bytes()
+    return {"lock_sha256": hashlib.sha256(data).hexdigest(),
+            "lock_matches_installed": not lock_differences(data.decode(), installed_versions())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rbda.provenance", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lock-input-sha256", action="store_true",
+                        help="print the hash of the lock's inputs (pyproject.toml dependencies, torch pin)")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1, naming each difference, unless the installed packages equal the lock")
+    args = parser.parse_args(argv)
+    if args.lock_input_sha256:
+        print(lock_input_sha256(Path(__file__).resolve().parents[2]))
+        return 0
+    print(json.dumps(lock_provenance()), flush=True)
+    if args.check:
+        root = checkout_root()
+        if root is None:
+            print("provenance: rbda is not run from a checkout with requirements/lock.txt", file=sys.stderr)
+            return 1
+        differences = lock_differences((root / LOCK_FILE).read_text(), installed_versions())
+        for line in differences:
+            print(f"provenance: {line}", file=sys.stderr)
+        return 1 if differences else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
