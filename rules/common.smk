@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import rbda
+from rbda.provenance import learning_core_sha256
 from rbda.resources import training_mem_mb
 from rbda.results.outputs import expected_outputs
 from rbda.study import format_lambda, study_pairs, training_option_fields
@@ -28,6 +29,13 @@ FIRST_SPLIT = SPLITS[0]
 SHOTS = sorted(config["shots"])
 TRAINING = config["training"]
 LAMBDA_SELECTION = config["lambda_selection"]
+# Every training job carries the learning core's code hash as a parameter: editing that
+# code (rbda.provenance.LEARNING_CORE) reruns training, unless the config opts out.
+TRAINING_CODE = (
+    learning_core_sha256()
+    if config["rerun_on_code_change"]
+    else "not tracked (rerun_on_code_change: false)"
+)
 
 
 def _lambda_labels(values):

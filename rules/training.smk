@@ -15,6 +15,7 @@ rule train_baseline:
         data=lambda wildcards: data_options(SURVEYS, wildcards.split),
         checkpoint=run_checkpoint("baseline"),
         seed=config["seed"],
+        code=TRAINING_CODE,
         options=training_options("baseline"),
     threads: 1
     resources:
@@ -42,6 +43,7 @@ rule train_finetune:
         data=lambda wildcards: data_options((wildcards.source, wildcards.target), wildcards.split),
         checkpoint=run_checkpoint("finetune"),
         seed=config["seed"],
+        code=TRAINING_CODE,
         options=training_options("finetune"),
     threads: 1
     resources:
@@ -71,6 +73,7 @@ rule train_mme:
         checkpoint=run_checkpoint("mme"),
         lam=lambda wildcards: LAMBDA_BY_LABEL[wildcards.lam],
         seed=config["seed"],
+        code=TRAINING_CODE,
         options=training_options("mme"),
     threads: 1
     resources:

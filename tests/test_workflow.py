@@ -409,6 +409,21 @@ def test_editing_report_code_reruns_only_reporting(demo):
 
 
 @pytest.mark.slow
+def test_editing_learning_code_reruns_training(demo):
+    code = demo["src"] / "rbda" / "entropy.py"
+    original, stat = code.read_text(), code.stat()
+    try:
+        code.write_text(original + "\n# an edit to the learning core\n")
+        assert planned_jobs(demo["workdir"], *DEMO, pythonpath=demo["src"]) == {
+            "train_baseline": 8, "train_finetune": 72, "train_mme": 144, "select_lambda": 72,
+            "aggregation_inputs": 1, "aggregate": 1, "all": 1}
+    finally:
+        code.write_text(original)
+        os.utime(code, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert planned_jobs(demo["workdir"], *DEMO, pythonpath=demo["src"]) == {}
+
+
+@pytest.mark.slow
 def test_snakemake_report_bundles_figures_with_captions(demo):
     result = snakemake(demo["workdir"], *DEMO, "--report", "report.zip", pythonpath=demo["src"])
     assert result.returncode == 0, result.stderr[-4000:]

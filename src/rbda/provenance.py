@@ -112,6 +112,32 @@ def lock_provenance() -> dict:
             "lock_matches_installed": not lock_differences(data.decode(), installed_versions())}
 
 
+#: The learning core: modules whose code changes the numbers a training run produces
+#: (relative to the ``rbda`` package). ``rbda.methods`` counts whole.
+LEARNING_CORE = ("train.py", "checkpoint.py", "device.py", "optim.py", "data.py", "evaluate.py", "models.py",
+                 "reversal.py", "entropy.py", "seeding.py", "splits.py", "store.py", "study.py", "methods")
+
+
+def learning_core_files() -> list[Path]:
+    """The learning core's source files, sorted (the package as installed or checked out)."""
+    package = Path(__file__).resolve().parent
+    files: list[Path] = []
+    for name in LEARNING_CORE:
+        path = package / name
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return files
+
+
+def learning_core_sha256() -> str:
+    """A hash of the learning core's code (file names and contents): recorded in every run JSON,
+    and a workflow parameter of every training job, so that editing the code reruns training."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in learning_core_files():
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rbda.provenance", description=__doc__.split("\n\n")[0])
     parser.add_argument("--lock-input-sha256", action="store_true",

@@ -5,14 +5,17 @@ from __future__ import annotations
 import platform
 
 from rbda import __version__
+from rbda.provenance import learning_core_sha256, lock_provenance
 from rbda.study import RUN_SCHEMA
 
 
 def versions() -> dict:
-    """Versions of rbda, torch and Python in this process."""
+    """Versions of rbda, torch and Python in this process, the hash of the learning core's code
+    and of the dependency lock (:mod:`rbda.provenance`)."""
     import torch
 
-    return {"rbda": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {"rbda": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "code_sha256": learning_core_sha256(), **lock_provenance()}
 
 
 def run_record(method, config, result, evaluations: list[dict]) -> dict:

@@ -292,6 +292,12 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
 
     setup = ReportSection("Configuration and versions", "configuration")
     setup.table(r.versions, caption="Package versions recorded in the run files (runs: how many)")
+    codes = r.versions["code_sha256"].dropna().unique() if "code_sha256" in r.versions else []
+    if len(codes) > 1:
+        setup.paragraph(f"<b>These runs were made by {len(codes)} different versions of the learning code</b> "
+                        "(<code>code_sha256</code> above): results made by different code are mixed in "
+                        "this report (<code>rerun_on_code_change: false</code>, or runs copied in).",
+                        css="warning")
     setup.paragraph(lock_sentence(lock_provenance()))
     setup.paragraph(f"{len(r.evaluations['path'].unique())} run files; configuration as given:")
     setup.raw(preformatted(config))
