@@ -65,7 +65,7 @@ def clock() -> float:
 # The published study: 4 surveys x 10 splits baselines; 12 pairs x 5 shots x 10 splits FT;
 # the same for MME per lambda (thesis grid: 8 lambdas).
 STUDY_RUNS = {"baseline": 40, "finetune": 600, "mme": 600 * 8}
-SURVEY_SIZES = {"hits": 1_437_684, "des": 898_963, "ztf": 35_795, "atlas": 3_678}  # METHOD.md section 1
+SURVEY_SIZES = {"hits": 1_437_684, "des": 898_963, "ztf": 35_795, "atlas": 3_678}  # docs/method.md section 1
 
 
 def synthetic_survey(name: str, n: int, seed: int) -> SurveyTensors:

@@ -1,4 +1,4 @@
-"""Preprocessing (METHOD.md section 2) properties on constructed batches."""
+"""Preprocessing (docs/method.md section 2) properties on constructed batches."""
 
 from __future__ import annotations
 

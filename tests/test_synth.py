@@ -110,11 +110,15 @@ def test_cli_preprocess_bad_input_exit_2_and_no_output(tmp_path, capsys):
 
 
 def test_specs_use_known_generators_and_unique_ids(tmp_path):
-    from rbda.synth.model import GENERATORS
+    from rbda.synth.model import GENERATORS, StampSimulator
 
     for spec in SPECS.values():
         for _, _, kinds in spec.classes.values():
-            assert set(kinds) <= GENERATORS
+            assert set(kinds) <= set(GENERATORS)
+    # the explicit dispatch table names every generator method, each under its own name
+    drawers = {name for name in vars(StampSimulator) if name.startswith("_draw_")}
+    assert {f.__name__ for f in GENERATORS.values()} == drawers
+    assert all(f.__name__ == f"_draw_{kind}" for kind, f in GENERATORS.items())
     from rbda.preprocess import convert_survey
 
     for survey in ("ztf", "atlas", "des"):

@@ -1,4 +1,4 @@
-"""Networks of the study (METHOD.md section 4).
+"""Networks of the study (docs/method.md section 4).
 
 * :class:`Backbone` -- the feature extractor of the baseline CNN (after Ganin
   et al. 2016): 3x21x21 stamp -> 100-d feature.

@@ -1,4 +1,4 @@
-"""Preprocessing of raw triplets (METHOD.md section 2), vectorised over a batch.
+"""Preprocessing of raw triplets (docs/method.md section 2), vectorised over a batch.
 
 1. filter: a triplet with a non-square image is dropped (and counted);
 2. crop: the central 21x21 pixels of each image;
@@ -235,7 +235,7 @@ def preprocess_triplets(batch: RawBatch, stats: PreprocessStats | None = None) -
     return out, keep
 
 
-#: (real, bogus) alerts in the study's data sets (METHOD.md section 1), before filtering.
+#: (real, bogus) alerts in the study's data sets (docs/method.md section 1), before filtering.
 STUDY_COUNTS = {"hits": (718_842, 718_842), "des": (454_092, 444_871), "ztf": (30_912, 5_350),
                 "atlas": (1_178, 2_500)}
 

@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=(
             "Read raw stamps in a survey's native layout (HiTS chunk pickles; DES srch/temp/diff GIF or "
             "FITS stamps plus autoscan_features CSV; ZTF ALeRCE pickle, dict or DataFrame form; ATLAS "
-            "class folders of istamp/dstamp FITS or a pickle), preprocess them as in METHOD.md section 2 "
+            "class folders of istamp/dstamp FITS or a pickle), preprocess them as in docs/method.md section 2 "
             "and write one Parquet file. Inputs may be files or folders; the layout is detected unless "
             "--format names it."
         ),

@@ -29,7 +29,6 @@ from rbda.safe_pickle import load_pickle
 from rbda.readers.base import (ClassMap, IgnoredFiles, RawBatch, TripletBatcher, check_real_numeric,
                                skip_linked_folders, walk_files)
 
-ATLAS_CLASSES = ("burn", "cr", "kast", "noise", "spike", "streak")
 DEFAULT_CLASSES = ClassMap.of(real=["kast", "streak"], bogus=["burn", "cr", "noise", "spike"])
 _STAMP = re.compile(r"^(?P<name>.+)_(?P<kind>istamp|dstamp)\.(?:fits|fit|fts)(?:\.gz)?$")
 KEY_ALIASES = {"science": ("science", "istamp"), "difference": ("difference", "dstamp")}

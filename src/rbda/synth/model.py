@@ -160,12 +160,13 @@ class StampSimulator:
         size, rng, spec = self.size, self.rng, self.spec
         if kind not in GENERATORS:
             raise ValueError(f"unknown stamp generator {kind!r}; known: {sorted(GENERATORS)}")
+        draw_kind = GENERATORS[kind]
         sigma = self._psf_sigma()
         static = self._field_stars(sigma)
         scene = Scene(static=static, static_sci=static.copy(), added=np.zeros((size, size)),
                       diff_only=np.zeros((size, size)))
         x, y = self._jitter()
-        getattr(self, f"_draw_{kind}")(scene, x, y, sigma)
+        draw_kind(self, scene, x, y, sigma)
         template = spec.sky + scene.static + rng.normal(0, spec.template_noise, (size, size))
         science = (spec.sky * rng.uniform(0.9, 1.1) + scene.static_sci + scene.added
                    + rng.normal(0, spec.noise, (size, size)))
@@ -266,7 +267,22 @@ class StampSimulator:
         scene.add_static(star + line, star + line * rng.uniform(1.3, 2.0))
 
 
-GENERATORS = frozenset(name[len("_draw_"):] for name in vars(StampSimulator) if name.startswith("_draw_"))
+#: generator kind (as named in SurveySpec.classes) -> the method that adds it to a scene
+GENERATORS = {
+    "transient": StampSimulator._draw_transient,
+    "asteroid": StampSimulator._draw_asteroid,
+    "variable_star": StampSimulator._draw_variable_star,
+    "agn": StampSimulator._draw_agn,
+    "streak": StampSimulator._draw_streak,
+    "cosmic_ray": StampSimulator._draw_cosmic_ray,
+    "dipole": StampSimulator._draw_dipole,
+    "psf_mismatch": StampSimulator._draw_psf_mismatch,
+    "hot_pixel": StampSimulator._draw_hot_pixel,
+    "bad_column": StampSimulator._draw_bad_column,
+    "faint_blob": StampSimulator._draw_faint_blob,
+    "burn": StampSimulator._draw_burn,
+    "spike": StampSimulator._draw_spike,
+}
 
 
 def simulate(spec: SurveySpec, n: int, rng: np.random.Generator) -> Triplets:
