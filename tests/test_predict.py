@@ -19,7 +19,7 @@ from rbda.cli import main
 from rbda.errors import InputFileError
 from rbda.preprocess import PREPROCESSING_VERSION
 from rbda.readers.alerts import AlertReader
-from test_train_support import write_survey_parquet
+from train_helpers import write_survey_parquet
 
 TINY = ["--epoch-size", "50", "--max-epochs", "1", "--patience", "1", "--batch-size", "25", "--val-shots", "5",
         "--threads", "1", "--deterministic"]

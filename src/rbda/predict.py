@@ -269,7 +269,7 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
 
     from rbda.models import load_model_file, model_from_payload
     from rbda.progress import Progress
-    from rbda.train import configure_torch, resolve_device, resolve_memory_format
+    from rbda.device import configure_torch, resolve_device, resolve_memory_format
 
     payload = load_model_file(model_path)
     configure_torch(threads, deterministic=False)
