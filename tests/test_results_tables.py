@@ -155,3 +155,23 @@ def test_runs_of_a_pair_outside_the_configured_pairs_are_an_error():
     with pytest.raises(RbdaError, match="des-to-hits, which is not among the configured pairs"):
         tables.check_study(tables.baseline_scores(evaluations), tables.method_scores(evaluations), SURVEYS,
                            [("hits", "des")])
+
+
+def selected(split, shots, lam, tie, broken_by):
+    data = adapted_run("mme", "des", "hits", split, shots, 0.9, 0.8, lam=lam)
+    data["selection"] = {"rule": "per_pair", "chosen_lambda": lam, "tie": tie, "tie_broken_by": broken_by,
+                         "candidates": [{"lambda": lam, "val_bacc": 0.9}]}
+    return data
+
+
+def test_lambda_choices_count_ties_and_how_they_were_broken():
+    runs = runs_from([selected(0, 1, 0.1, False, "none"), selected(1, 1, 0.1, True, "recent_epochs"),
+                      selected(0, 5, 0.5, True, "smaller_lambda"), selected(1, 5, 0.1, True, "recent_epochs")])
+    table = tables.lambda_choices(tables.chosen_lambdas(runs))
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert (row["pair"], row["rule"], row["n_selections"], row["n_ties"]) == ("des-to-hits", "per_pair", 4, 3)
+    assert row["chosen_lambdas"] == "0.1 (3), 0.5 (1)"
+    assert row["ties_broken_by"] == "recent_epochs (2), smaller_lambda (1)"
+    untied = tables.lambda_choices(tables.chosen_lambdas(runs_from([selected(0, 1, 0.1, False, "none")])))
+    assert (untied.iloc[0]["n_ties"], untied.iloc[0]["ties_broken_by"]) == (0, "–")

@@ -50,7 +50,9 @@ METHOD_LABELS = {"baseline": "Baseline", "finetune": "FT", "mme": "MME"}
 #: Schema id of a run result (one JSON per training run; docs/architecture.md).
 RUN_SCHEMA = "rbda.run/1"
 #: Rules that choose MME's lambda (``rbda select-lambda --rule``; docs/method.md section 6).
-SELECTION_RULES = ("per_split", "first_split")
+SELECTION_RULES = ("per_pair", "per_split", "first_split")
+#: The default rule: one lambda per (source, target) pair (docs/method.md, "Choice of lambda").
+DEFAULT_SELECTION_RULE = "per_pair"
 
 #: Where training runs (``--device``); ``auto`` is CUDA when available.
 DEVICES = ("auto", "cpu", "cuda")

@@ -117,6 +117,7 @@ class StudyResults:
     scores: pd.DataFrame
     lambda_scores: pd.DataFrame
     lambdas: pd.DataFrame
+    lambda_choices: pd.DataFrame
     mme_vs_finetune: pd.DataFrame
     vs_baseline: pd.DataFrame
     shots_to_beat: pd.DataFrame
@@ -146,8 +147,9 @@ def compute(runs: list[Run], surveys: list[str], pairs: list[tuple[str, str]]) -
     baseline = tables.baseline_table(baseline_runs[baseline_runs["tested_on"].isin(surveys)], surveys)
     methods = tables.in_study_order(tables.methods_table(scores), surveys, ["method", "domain", "shots"])
     lambda_scores = tables.lambda_scores(runs)
-    lambdas = tables.in_study_order(tables.lambda_table(lambda_scores, tables.chosen_lambdas(runs)),
-                                    surveys, ["shots", "lambda"])
+    chosen = tables.chosen_lambdas(runs)
+    lambdas = tables.in_study_order(tables.lambda_table(lambda_scores, chosen), surveys, ["shots", "lambda"])
+    lambda_choices = tables.in_study_order(tables.lambda_choices(chosen), surveys, [])
     mme_vs_finetune = tables.in_study_order(stats.compare_mme_with_finetune(scores), surveys,
                                             ["domain", "shots", "test"])
     vs_baseline = tables.in_study_order(stats.compare_with_baseline(scores, baseline_runs), surveys,
@@ -157,7 +159,7 @@ def compute(runs: list[Run], surveys: list[str], pairs: list[tuple[str, str]]) -
     paper = published.load_published()
     return StudyResults(
         surveys=surveys, pairs=pairs, evaluations=evaluations, baseline=baseline, methods=methods, scores=scores,
-        lambda_scores=lambda_scores, lambdas=lambdas, mme_vs_finetune=mme_vs_finetune,
+        lambda_scores=lambda_scores, lambdas=lambdas, lambda_choices=lambda_choices, mme_vs_finetune=mme_vs_finetune,
         vs_baseline=vs_baseline, shots_to_beat=shots, winners=winners,
         published_baseline=published.baseline_side_by_side(baseline, paper),
         published_shots=published.shots_to_beat_side_by_side(shots, paper),
@@ -188,6 +190,8 @@ def write_tables(results: StudyResults, out: Path) -> None:
     lambda_wide = tables.lambda_matrix(r.lambdas) if len(r.lambdas) else None
     _write_table(out, "lambda_selection", r.lambdas, lambda_wide,
                  "MME target validation BACC per λ, and the λ chosen")
+    _write_table(out, "lambda_choices", r.lambda_choices, for_display(r.lambda_choices),
+                 "MME: the λ chosen per pair, how many choices were ties and how each was broken")
     _write_table(out, "shots_to_beat", r.shots_to_beat, tables.shots_to_beat_matrix(r.shots_to_beat),
                  "Shots per class to beat the baseline on the target (significant in brackets)")
     _write_table(out, "winners", r.winners, title="MME vs FT: who wins, from which shot count")
@@ -257,8 +261,11 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
     lambdas = ReportSection("Choice of λ (MME)", "lambda")
     lambdas.figure(png("lambda_curves"), "Target validation BACC (the selection criterion) vs shots, "
                    "one line per λ, mean over splits.")
+    if len(r.lambda_choices):
+        lambdas.table(for_display(r.lambda_choices),
+                      caption="λ chosen per pair (selections per λ), ties and how they were broken")
     if len(r.lambdas):
-        lambdas.table(tables.lambda_matrix(r.lambdas))
+        lambdas.table(tables.lambda_matrix(r.lambdas), caption="Mean target validation BACC per λ and shots")
     else:
         lambdas.paragraph("No per-λ MME runs were given, so there is no λ table.")
 

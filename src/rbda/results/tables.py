@@ -69,11 +69,37 @@ def lambda_scores(runs: list[Run]) -> pd.DataFrame:
 
 
 def chosen_lambdas(runs: list[Run]) -> pd.DataFrame:
-    """The lambda of each selected MME run: source, target, shots, split, lambda, rule."""
-    rows = [{"source": r.source, "target": r.target, "shots": r.shots, "split": r.split,
-             "lambda": r.lambda_, "rule": r.data["selection"]["rule"]}
-            for r in runs if r.kind == KIND_MME_SELECTED]
-    return pd.DataFrame(rows, columns=["source", "target", "shots", "split", "lambda", "rule"])
+    """The lambda of each selected MME run: source, target, shots, split, lambda, rule, tie,
+    tie_broken_by (``none`` for runs selected before ties were recorded)."""
+    rows = []
+    for r in runs:
+        if r.kind != KIND_MME_SELECTED:
+            continue
+        selection = r.data["selection"]
+        rows.append({"source": r.source, "target": r.target, "shots": r.shots, "split": r.split,
+                     "lambda": r.lambda_, "rule": selection["rule"], "tie": bool(selection.get("tie", False)),
+                     "tie_broken_by": selection.get("tie_broken_by", "none")})
+    return pd.DataFrame(rows, columns=["source", "target", "shots", "split", "lambda", "rule", "tie",
+                                       "tie_broken_by"])
+
+
+LAMBDA_CHOICE_COLUMNS = ["source", "target", "pair", "rule", "chosen_lambdas", "n_selections", "n_ties",
+                         "ties_broken_by"]
+
+
+def lambda_choices(chosen: pd.DataFrame) -> pd.DataFrame:
+    """Per pair: the rule, the lambda(s) chosen (with how many selections each), how many
+    choices were ties and how they were broken."""
+    rows = []
+    for (source, target), group in chosen.groupby(["source", "target"], sort=False):
+        counts = group["lambda"].value_counts().sort_index()
+        broken = group.loc[group["tie"], "tie_broken_by"].value_counts().sort_index()
+        rows.append({"source": source, "target": target, "pair": pair_name(source, target),
+                     "rule": ", ".join(sorted(set(group["rule"]))),
+                     "chosen_lambdas": ", ".join(f"{format_lambda(lam)} ({n})" for lam, n in counts.items()),
+                     "n_selections": len(group), "n_ties": int(group["tie"].sum()),
+                     "ties_broken_by": ", ".join(f"{how} ({n})" for how, n in broken.items()) or "–"})
+    return pd.DataFrame(rows, columns=LAMBDA_CHOICE_COLUMNS)
 
 
 # --- completeness ---------------------------------------------------------------------------
