@@ -74,8 +74,13 @@ def test_statistics_are_explained_where_weak(aggregated):
     wilcoxon = tests[tests["test"] == "wilcoxon"]
     assert wilcoxon["note"].str.contains("smallest attainable p is 0.5").all()
     assert tests["p"].notna().all()
-    assert set(tests["family"]) == {"mme_vs_finetune/welch", "mme_vs_finetune/wilcoxon"}
+    assert set(tests["test"]) == {"paired_t", "wilcoxon"}
+    assert tests["family"].nunique() == 6 * 2 * 2  # pairs x domains x tests; members: the shot counts
+    assert tests["family_size"].eq(2).all()
     assert len(tests) == 6 * 2 * 2 * 2  # pairs x shots x domains x tests
+    versus = pd.read_csv(aggregated / "stats/vs_baseline.csv")
+    assert set(versus["domain"]) == {"source", "target"}  # the source-domain tests exist
+    assert set(versus.loc[versus["domain"] == "source", "alternative"]) == {"two-sided"}
 
 
 def test_report_is_self_contained_with_every_figure(aggregated):

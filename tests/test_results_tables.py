@@ -92,7 +92,7 @@ def test_shots_to_beat_with_one_split_is_not_testable():
     table = _shots({1: [0.9]}, {1: [0.5]}, des_on_hits=(0.7,))
     assert table.loc["finetune", "shots_to_beat"] == 1
     assert table.loc["finetune", "shots_to_beat_significant"] == tables.NOT_TESTABLE
-    assert "fewer than 2 splits" in table.loc["finetune", "note"]
+    assert "fewer than 2 paired splits" in table.loc["finetune", "note"]
     assert table.loc["mme", "shots_to_beat"] == tables.NEVER
 
 

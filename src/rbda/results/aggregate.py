@@ -219,7 +219,7 @@ def write_figures(results: StudyResults, out: Path) -> None:
     figures.save_figure(figures.lambda_curves(r.lambda_scores, r.pairs), out, "lambda_curves")
 
 
-STATS_COLUMNS = ["source", "target", "shots", "domain", "test", "n_a", "n_b", "mean_diff",
+STATS_COLUMNS = ["source", "target", "shots", "domain", "test", "alternative", "n_a", "n_b", "mean_diff",
                  "ci_low", "ci_high", "p", "p_holm", "family_size", "significant", "note"]
 
 
@@ -251,12 +251,13 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
 
     significance = ReportSection("MME vs FT and significance", "significance")
     significance.table(for_display(r.winners.drop(columns=["pair"])))
-    significance.paragraph("<i>significant_at_shots</i>: Welch's test, Holm-adjusted p &lt; 0.05 within "
+    significance.paragraph("<i>significant_at_shots</i>: the paired t-test by split, Holm-adjusted p &lt; 0.05 within "
                            "its family. Full test tables below and in <code>stats/</code>.")
     significance.table(for_display(r.mme_vs_finetune[STATS_COLUMNS]), caption="MME − FT, all tests",
                        collapsed=True)
     significance.table(for_display(r.vs_baseline[["method", *STATS_COLUMNS]]),
-                       caption="Method − baseline on the target (one-sided), all tests", collapsed=True)
+                       caption="Method − baseline on the target (one-sided) and on the source (two-sided), "
+                               "all tests", collapsed=True)
 
     lambdas = ReportSection("Choice of λ (MME)", "lambda")
     lambdas.figure(png("lambda_curves"), "Target validation BACC (the selection criterion) vs shots, "

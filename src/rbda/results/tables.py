@@ -13,6 +13,7 @@ import math
 import pandas as pd
 
 from rbda.errors import RbdaError
+from rbda.results import stats
 from rbda.results.naming import method_label, pair_label, survey_label
 from rbda.results.runs import KIND_BASELINE, KIND_FINETUNE, KIND_MME, KIND_MME_SELECTED, Run
 from rbda.study import format_lambda, pair_name
@@ -276,12 +277,14 @@ def shots_to_beat(methods: pd.DataFrame, baseline: pd.DataFrame, versus_baseline
     ``shots_to_beat`` (thesis): smallest shots whose mean target BACC exceeds
     the baseline's mean BACC on the target (source model evaluated on the
     target). ``shots_to_beat_significant``: smallest shots that does so and
-    whose one-sided Welch test against the baseline has a Holm-adjusted
-    p < 0.05. ``never`` when no tested shot count qualifies; ``not testable``
-    when no Welch test at any shot count could be computed (see the note).
+    whose one-sided paired t-test against the baseline (by split; Welch's
+    test if no split is shared) has a Holm-adjusted p < 0.05 (family: the
+    pair's shot counts). ``never`` when no tested shot count qualifies; ``not testable``
+    when no such test at any shot count could be computed (see the note).
     """
     rows = []
-    welch = versus_baseline[versus_baseline["test"] == "welch"]
+    welch = versus_baseline[versus_baseline["test"].isin(stats.PRIMARY_TESTS)
+                            & (versus_baseline["domain"] == "target")]
     for source, target in pairs:
         base = baseline[(baseline["trained_on"] == source) & (baseline["tested_on"] == target)]
         base_mean = float(base["mean"].iloc[0])
@@ -342,7 +345,7 @@ def winner_from(shots: list[int], winners: list[str]) -> str:
 def winners_table(methods: pd.DataFrame, mme_vs_ft: pd.DataFrame) -> pd.DataFrame:
     """Per pair and domain: who wins at each shot count, from which count, where significant."""
     rows = []
-    welch = mme_vs_ft[mme_vs_ft["test"] == "welch"]
+    welch = mme_vs_ft[mme_vs_ft["test"].isin(stats.PRIMARY_TESTS)]
     for (source, target, domain), group in methods.groupby(["source", "target", "domain"], sort=False):
         means = group.pivot_table(index="shots", columns="method", values="mean")
         if not {"finetune", "mme"} <= set(means.columns):
