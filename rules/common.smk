@@ -135,6 +135,8 @@ def preprocess_options(wildcards):
         classes = _survey_setting(survey, key)
         if classes:
             options += [f"--{key.replace('_', '-')}", ",".join(classes)]
+    if _survey_setting(survey, "allow_count_mismatch"):
+        options.append("--allow-count-mismatch")
     return options
 
 
