@@ -89,7 +89,8 @@ def test_report_is_self_contained_with_every_figure(aggregated):
     assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert not re.search(r'(src|href)="(?!data:|#)', html)  # no external resources
     for needle in ("How to read", "meaningful <b>only when this study ran on the real surveys",
-                   "2.13.0", "per_split", "DES→HiTS"):
+                   "2.13.0", "per_split", "DES→HiTS", "How the runs stopped", "stopped_by_max_epochs",
+                   "ties_broken_by"):
         assert needle in html
 
 

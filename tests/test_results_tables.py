@@ -175,3 +175,16 @@ def test_lambda_choices_count_ties_and_how_they_were_broken():
     assert row["ties_broken_by"] == "recent_epochs (2), smaller_lambda (1)"
     untied = tables.lambda_choices(tables.chosen_lambdas(runs_from([selected(0, 1, 0.1, False, "none")])))
     assert (untied.iloc[0]["n_ties"], untied.iloc[0]["ties_broken_by"]) == (0, "–")
+
+
+def test_training_stops_count_the_cap_and_patience_per_method():
+    dicts = baselines()
+    capped = adapted_run("finetune", "des", "hits", 0, 5, 0.9, 0.8)
+    capped["training"].update(stopped_by="max_epochs", best_epoch=1)
+    zero = adapted_run("finetune", "des", "hits", 1, 5, 0.9, 0.8)
+    zero["training"].update(best_epoch=0)
+    table = tables.training_stops(runs_from(dicts + [capped, zero])).set_index("method")
+    assert table.loc["baseline", ["runs", "stopped_by_patience", "stopped_by_max_epochs"]].tolist() == [6, 6, 0]
+    assert table.loc["finetune", ["runs", "stopped_by_patience", "stopped_by_max_epochs"]].tolist() == [2, 1, 1]
+    assert table.loc["finetune", ["best_epoch_0", "best_epoch_1"]].tolist() == [1, 1]
+    assert "mme" not in table.index

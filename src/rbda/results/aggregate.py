@@ -126,6 +126,7 @@ class StudyResults:
     published_shots: pd.DataFrame
     published_selected: pd.DataFrame
     versions: pd.DataFrame
+    training_stops: pd.DataFrame
 
 
 def versions_table(runs: list[Run]) -> pd.DataFrame:
@@ -164,7 +165,7 @@ def compute(runs: list[Run], surveys: list[str], pairs: list[tuple[str, str]]) -
         published_baseline=published.baseline_side_by_side(baseline, paper),
         published_shots=published.shots_to_beat_side_by_side(shots, paper),
         published_selected=published.selected_bacc_side_by_side(methods, paper),
-        versions=versions_table(runs),
+        versions=versions_table(runs), training_stops=tables.training_stops(runs),
     )
 
 
@@ -286,13 +287,20 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
     paper.table(for_display(r.published_selected),
                 caption="BACC values quoted in the thesis (FT / MME at given shots) vs this study")
 
+    stops = ReportSection("How the runs stopped", "stopping")
+    stops.paragraph("Per method (MME: every per-λ run): runs stopped by early stopping (patience) and "
+                    "by the <code>max_epochs</code> cap, which ends a run that was still improving; and "
+                    "where the kept epoch lies (0: the starting model, only with "
+                    "<code>epoch_zero_candidate</code>; 1: after a single epoch).")
+    stops.table(for_display(r.training_stops))
+
     setup = ReportSection("Configuration and versions", "configuration")
     setup.table(r.versions, caption="Package versions recorded in the run files (runs: how many)")
     setup.paragraph(f"{len(r.evaluations['path'].unique())} run files; configuration as given:")
     setup.raw(preformatted(config))
 
     return render_report("rbda: cross-survey domain adaptation results",
-                         [guide, base, curves, beat, significance, lambdas, paper, setup])
+                         [guide, base, curves, beat, significance, lambdas, stops, paper, setup])
 
 
 @contextlib.contextmanager

@@ -103,6 +103,28 @@ def lambda_choices(chosen: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=LAMBDA_CHOICE_COLUMNS)
 
 
+def training_stops(runs: list[Run]) -> pd.DataFrame:
+    """Per kind of run: how many stopped by patience, by the max_epochs cap, or do not say;
+    and where the kept (best) epoch lies (0 = the starting model, 1 = after one epoch)."""
+    rows = []
+    for kind in (KIND_BASELINE, KIND_FINETUNE, KIND_MME):
+        group = [r for r in runs if r.kind == kind]
+        if not group:
+            continue
+        training = [r.data.get("training") or {} for r in group]
+        stopped = [t.get("stopped_by") for t in training]
+        best = [t["best_epoch"] for t in training if isinstance(t.get("best_epoch"), int)]
+        rows.append({"method": kind, "runs": len(group),
+                     "stopped_by_patience": stopped.count("patience"),
+                     "stopped_by_max_epochs": stopped.count("max_epochs"),
+                     "stop_not_recorded": sum(s not in ("patience", "max_epochs") for s in stopped),
+                     "best_epoch_0": best.count(0), "best_epoch_1": best.count(1),
+                     "best_epoch_median": float(pd.Series(best).median()) if best else math.nan})
+    return pd.DataFrame(rows, columns=["method", "runs", "stopped_by_patience", "stopped_by_max_epochs",
+                                       "stop_not_recorded", "best_epoch_0", "best_epoch_1",
+                                       "best_epoch_median"])
+
+
 # --- completeness ---------------------------------------------------------------------------
 
 
