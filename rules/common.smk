@@ -143,6 +143,8 @@ def preprocess_options(wildcards):
         classes = _survey_setting(survey, key)
         if classes:
             options += [f"--{key.replace('_', '-')}", ",".join(classes)]
+    if _survey_setting(survey, "allow_count_mismatch"):
+        options.append("--allow-count-mismatch")
     return options
 
 
@@ -207,10 +209,21 @@ def mme_runs(wildcards, split):
     ]
 
 
+def pair_mme_runs(wildcards, splits):
+    """Every MME run of the pair over all shot counts and lambdas, for ``splits``."""
+    return [
+        run_json("mme").format(source=wildcards.source, target=wildcards.target, shots=n, lam=lam, split=k)
+        for n, lam, k in itertools.product(SHOTS, LAMBDA_LABELS, splits)
+    ]
+
+
 def selection_inputs(wildcards):
+    """The group's runs (one per lambda) and the runs the rule chooses on (docs/method.md)."""
     inputs = {"runs": mme_runs(wildcards, wildcards.split)}
-    if LAMBDA_SELECTION == "first_split":
-        inputs["reference"] = mme_runs(wildcards, FIRST_SPLIT)
+    if LAMBDA_SELECTION == "per_pair":
+        inputs["reference"] = pair_mme_runs(wildcards, SPLITS)
+    elif LAMBDA_SELECTION == "first_split":
+        inputs["reference"] = pair_mme_runs(wildcards, [FIRST_SPLIT])
     return inputs
 
 

@@ -23,7 +23,7 @@ rule aggregation_inputs:
 
 
 rule aggregate:
-    """Tables, statistics, figures and report.html (docs/method.md section 6)."""
+    """Tables, statistics, figures and report.html (docs/method.md section 8)."""
     input:
         runs_list="results/aggregate/runs.txt",
         config="results/aggregate/config.json",

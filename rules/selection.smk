@@ -1,4 +1,5 @@
-# Choice of the MME entropy weight lambda per (source, target, shots, split).
+# Choice of the MME entropy weight lambda: one selected run per (source, target, shots, split),
+# the lambda chosen by the configured rule (per_pair: on every MME run of the pair).
 
 
 rule select_lambda:

@@ -86,7 +86,7 @@ def fabricate_study(root: Path, surveys: list[str], splits: int, shots: list[int
                         / f"split-{k}.json",
                         adapted_run("mme", source, target, k, n, 0.94 + noise(),
                                     0.72 + gain + noise(), lam, val_bacc=min(val, 1.0))))
-                selected = select_lambda(load_runs(lambda_paths))
+                selected = select_lambda(load_runs(lambda_paths), "per_split")
                 paths.append(write(runs_dir / "mme-selected" / pair / f"shots-{n}" / f"split-{k}.json",
                                    selected))
                 paths.extend(lambda_paths)

@@ -38,7 +38,7 @@ def test_published_config_is_the_papers_study(study):
     assert config["splits"] == 10
     assert config["shots"] == [1, 5, 10, 20, 40]
     assert config["lambdas"] == PAPER_LAMBDAS
-    assert config["lambda_selection"] == "per_split"
+    assert config["lambda_selection"] == "per_pair"
     assert config["surveys"]["atlas"]["real_classes"] == ["kast", "streak"]
     training = config["training"]
     assert (training["lr"], training["momentum"], training["batch_size"]) == (0.01, 0.9, 50)
@@ -70,7 +70,7 @@ def test_schema_fills_defaults():
         "splits": 1, "shots": [1], "lambdas": [0.1],
     })
     assert config["seed"] == 2023
-    assert config["lambda_selection"] == "per_split"
+    assert config["lambda_selection"] == "per_pair"
     assert config["training"]["epoch_size"] == 10000
     assert config["resources"]["mme"]["runtime"] == 60
 
@@ -85,7 +85,7 @@ def test_schema_fills_defaults():
         ({"lambdas": [0.1, 0]}, r"0 is less than or equal to the minimum of 0"),
         ({"splits": 0}, r"0 is less than the minimum of 1"),
         ({"shots": [5, 5]}, r"has non-unique elements"),
-        ({"lambda_selection": "best"}, r"'best' is not one of \['per_split', 'first_split'\]"),
+        ({"lambda_selection": "best"}, r"'best' is not one of \['per_pair', 'per_split', 'first_split'\]"),
         ({"surveys": {"hits": {"source": "ftp"}}}, r"'ftp' is not one of \['url', 'path', 'synthetic'\]"),
         ({"surveys": {"hits": {"sha256": "abc"}}}, r"'abc' does not match"),
         ({"surveys": {"des": {"source": "url"}}}, r"'url' is a required property"),

@@ -168,4 +168,28 @@ def test_study_comparison_flags_an_inverted_mapping_on_a_full_size_set():
     small = PreprocessStats(read=300, read_per_label=Counter({1: 200, 0: 100}))
     assert compare_with_study("atlas", small) == {
         "study_real": 1178, "study_bogus": 2500, "read_real": 200, "read_bogus": 100,
-        "full_size": False, "real_share_differs": False}
+        "full_size": False, "real_share_differs": False, "counts_match": False, "counts_swapped": False}
+
+
+def test_a_swapped_des_mapping_is_an_error_naming_survey_setting_and_counts():
+    from collections import Counter
+
+    from rbda.errors import SettingError
+    from rbda.preprocess import check_label_mapping, compare_with_study
+
+    right = compare_with_study("des", PreprocessStats(read=898_963, read_per_label=Counter({1: 454_092, 0: 444_871})))
+    assert right["counts_match"] and not right["counts_swapped"] and not right["real_share_differs"]
+    check_label_mapping("des", right)
+    swapped = compare_with_study("des", PreprocessStats(read=898_963,
+                                                        read_per_label=Counter({1: 444_871, 0: 454_092})))
+    assert swapped["counts_swapped"] and not swapped["real_share_differs"]  # the share test misses it
+    with pytest.raises(SettingError) as info:
+        check_label_mapping("des", swapped)
+    message = str(info.value)
+    for part in ("des", "--real-classes/--bogus-classes", "surveys.des.real_classes", "454,092 real / 444,871 bogus",
+                 "444,871 real / 454,092 bogus", "--allow-count-mismatch"):
+        assert part in message, part
+    check_label_mapping("des", swapped, allow_count_mismatch=True)  # a different release, on purpose
+    hits = compare_with_study("hits", PreprocessStats(read=1_437_684, read_per_label=Counter({1: 718_842, 0: 718_842})))
+    assert not hits["counts_swapped"]  # equal counts: a swap cannot be seen
+    check_label_mapping("hits", hits)

@@ -76,8 +76,13 @@ def test_statistics_are_explained_where_weak(aggregated):
     wilcoxon = tests[tests["test"] == "wilcoxon"]
     assert wilcoxon["note"].str.contains("smallest attainable p is 0.5").all()
     assert tests["p"].notna().all()
-    assert set(tests["family"]) == {"mme_vs_finetune/welch", "mme_vs_finetune/wilcoxon"}
+    assert set(tests["test"]) == {"paired_t", "wilcoxon"}
+    assert tests["family"].nunique() == 6 * 2 * 2  # pairs x domains x tests; members: the shot counts
+    assert tests["family_size"].eq(2).all()
     assert len(tests) == 6 * 2 * 2 * 2  # pairs x shots x domains x tests
+    versus = pd.read_csv(aggregated / "stats/vs_baseline.csv")
+    assert set(versus["domain"]) == {"source", "target"}  # the source-domain tests exist
+    assert set(versus.loc[versus["domain"] == "source", "alternative"]) == {"two-sided"}
 
 
 def test_report_is_self_contained_with_every_figure(aggregated):
@@ -86,7 +91,8 @@ def test_report_is_self_contained_with_every_figure(aggregated):
     assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert not re.search(r'(src|href)="(?!data:|#)', html)  # no external resources
     for needle in ("How to read", "meaningful <b>only when this study ran on the real surveys",
-                   "2.13.0", "per_split", "DES→HiTS"):
+                   "2.13.0", "per_split", "DES→HiTS", "How the runs stopped", "stopped_by_max_epochs",
+                   "ties_broken_by"):
         assert needle in html
 
 

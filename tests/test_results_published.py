@@ -1,4 +1,4 @@
-"""The published numbers (docs/method.md section 7) and the side-by-side tables."""
+"""The published numbers (docs/method.md section 9) and the side-by-side tables."""
 
 from __future__ import annotations
 

@@ -84,54 +84,139 @@ def test_runs_list_reports_missing_line(tmp_path):
         read_runs_list(listing)
 
 
-def test_per_split_picks_best_validation_and_ties_go_to_smaller_lambda(tmp_path):
+def mme_with_history(split=0, lam=0.1, shots=5, history=(0.9,), best_epoch=None):
+    """An MME run whose validation history is ``history`` (epochs 1, 2, ...)."""
+    data = mme(split=split, lam=lam, shots=shots, val=max(history))
+    best = best_epoch or (len(history) - history[::-1].index(max(history)))
+    data["validation"].update(best_epoch=best, history=[
+        {"epoch": i + 1, "val_bacc": v, "train_loss": 0.5} for i, v in enumerate(history)])
+    return data
+
+
+def test_per_split_picks_best_validation(tmp_path):
     runs = load_runs([write(tmp_path / f"{lam}.json", mme(lam=lam, val=val))
-                      for lam, val in ((0.01, 0.80), (0.1, 0.92), (1.0, 0.92), (10.0, 0.5))])
-    selected = select_lambda(runs)
+                      for lam, val in ((0.01, 0.80), (0.1, 0.92), (1.0, 0.90), (10.0, 0.5))])
+    selected = select_lambda(runs, "per_split")
     assert selected["lambda"] == 0.1
-    assert selected["selection"] == {
-        "rule": "per_split", "chosen_lambda": 0.1,
-        "candidates": [{"lambda": 0.01, "val_bacc": 0.80}, {"lambda": 0.1, "val_bacc": 0.92},
-                       {"lambda": 1.0, "val_bacc": 0.92}, {"lambda": 10.0, "val_bacc": 0.5}]}
+    sel = selected["selection"]
+    assert (sel["rule"], sel["chosen_lambda"], sel["tie"], sel["tie_broken_by"]) == ("per_split", 0.1, False, "none")
+    assert [(c["lambda"], c["val_bacc"], c["n_runs"]) for c in sel["candidates"]] == [
+        (0.01, 0.80, 1), (0.1, 0.92, 1), (1.0, 0.90, 1), (10.0, 0.5, 1)]
     assert "selection" not in runs[1].data  # the input run is not modified
 
 
-def test_first_split_chooses_on_reference_and_takes_current_split_run(tmp_path):
-    reference = load_runs([write(tmp_path / f"r{lam}.json", mme(split=0, lam=lam, val=val))
-                           for lam, val in ((0.1, 0.95), (1.0, 0.90))])
-    current = load_runs([write(tmp_path / f"c{lam}.json", mme(split=3, lam=lam, val=val))
-                         for lam, val in ((0.1, 0.70), (1.0, 0.99))])
-    selected = select_lambda(current, "first_split", reference)
-    assert (selected["split"], selected["lambda"]) == (3, 0.1)
-    assert selected["selection"]["reference_split"] == 0
-    assert [c["val_bacc"] for c in selected["selection"]["candidates"]] == [0.95, 0.90]
+def test_tie_broken_by_recent_epochs_then_by_the_smaller_lambda(tmp_path):
+    # equal best BACC; lambda 1 was good for longer before its best epoch
+    runs = load_runs([write(tmp_path / "a.json", mme_with_history(lam=0.1, history=(0.5, 0.6, 0.6, 0.9, 0.7))),
+                      write(tmp_path / "b.json", mme_with_history(lam=1.0, history=(0.85, 0.85, 0.9, 0.9, 0.6)))])
+    sel = select_lambda(runs, "per_split")["selection"]
+    assert (sel["chosen_lambda"], sel["tie"], sel["tie_broken_by"]) == (1.0, True, "recent_epochs")
+    # the other way round: the tie-breaker decides, not the lambda's size
+    runs = load_runs([write(tmp_path / "c.json", mme_with_history(lam=0.1, history=(0.85, 0.85, 0.9))),
+                      write(tmp_path / "d.json", mme_with_history(lam=1.0, history=(0.5, 0.5, 0.9)))])
+    sel = select_lambda(runs, "per_split")["selection"]
+    assert (sel["chosen_lambda"], sel["tie_broken_by"]) == (0.1, "recent_epochs")
+    # identical curves: the smaller lambda
+    runs = load_runs([write(tmp_path / "e.json", mme_with_history(lam=1.0, history=(0.8, 0.9))),
+                      write(tmp_path / "f.json", mme_with_history(lam=0.1, history=(0.8, 0.9)))])
+    sel = select_lambda(runs, "per_split")["selection"]
+    assert (sel["chosen_lambda"], sel["tie"], sel["tie_broken_by"]) == (0.1, True, "smaller_lambda")
+
+
+def test_recent_epochs_stop_at_the_best_epoch(tmp_path):
+    from rbda.results.runs import load_run
+    from rbda.results.selection import TIE_BREAK_EPOCHS, recent_val_bacc
+
+    history = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.9, 0.0, 0.0)
+    run = load_run(write(tmp_path / "a.json", mme_with_history(history=history, best_epoch=7)))
+    assert TIE_BREAK_EPOCHS == 5
+    assert recent_val_bacc(run) == pytest.approx((0.3 + 0.4 + 0.5 + 0.6 + 0.9) / 5)
+
+
+def pair_runs(tmp_path, table, splits=(0, 1), shots=(1, 5)):
+    """Write MME runs of des-to-hits; ``table[lam](shots, split)`` is the validation BACC."""
+    paths = {}
+    for lam, val in table.items():
+        for n in shots:
+            for k in splits:
+                paths[(lam, n, k)] = write(tmp_path / f"l{lam}-s{n}-k{k}.json",
+                                           mme(split=k, lam=lam, shots=n, val=val(n, k)))
+    return paths
+
+
+def test_per_pair_one_lambda_for_every_group_on_the_mean_over_shots_and_splits(tmp_path):
+    # lambda 0.1 wins most groups by a little, lambda 1 wins one group by a lot: the mean decides
+    table = {0.1: lambda n, k: 0.80, 1.0: lambda n, k: 0.95 if (n, k) == (5, 1) else 0.78}
+    paths = pair_runs(tmp_path, table)
+    reference = load_runs(list(paths.values()))
+    chosen = set()
+    for n in (1, 5):
+        for k in (0, 1):
+            current = load_runs([paths[(lam, n, k)] for lam in table])
+            selected = select_lambda(current, "per_pair", reference)
+            assert (selected["shots"], selected["split"]) == (n, k)
+            chosen.add(selected["lambda"])
+            sel = selected["selection"]
+            assert sel["reference_shots"] == [1, 5] and sel["reference_splits"] == [0, 1]
+            assert [c["n_runs"] for c in sel["candidates"]] == [4, 4]
+    assert chosen == {1.0}  # mean 0.8225 vs 0.80
+    # per_split would have chosen 0.1 in three of the four groups
+    assert select_lambda(load_runs([paths[(lam, 1, 0)] for lam in table]), "per_split")["lambda"] == 0.1
+    with pytest.raises(SettingError, match="every MME run of the pair"):
+        select_lambda(load_runs([paths[(lam, 1, 0)] for lam in table]), "per_pair")
+
+
+def test_per_pair_refuses_an_incomplete_reference(tmp_path):
+    table = {0.1: lambda n, k: 0.80, 1.0: lambda n, k: 0.85}
+    paths = pair_runs(tmp_path, table)
+    incomplete = [p for key, p in paths.items() if key != (1.0, 5, 1)]
+    current = load_runs([paths[(lam, 1, 0)] for lam in table])
+    with pytest.raises(SettingError, match="shots 5 split 1 lacks lambda"):
+        select_lambda(current, "per_pair", load_runs(incomplete))
+
+
+def test_first_split_one_lambda_per_pair_chosen_on_split_0_over_all_shots(tmp_path):
+    # on split 0, lambda 0.1 is better on average over shots; on split 1 lambda 1 is better
+    table = {0.1: lambda n, k: (0.95 if n == 1 else 0.80) if k == 0 else 0.70,
+             1.0: lambda n, k: (0.85 if n == 1 else 0.82) if k == 0 else 0.99}
+    paths = pair_runs(tmp_path, table)
+    reference = load_runs([p for (lam, n, k), p in paths.items() if k == 0])
+    for n in (1, 5):
+        current = load_runs([paths[(lam, n, 1)] for lam in table])
+        selected = select_lambda(current, "first_split", reference)
+        assert (selected["split"], selected["shots"], selected["lambda"]) == (1, n, 0.1)
+        assert selected["selection"]["reference_split"] == 0
+        assert [c["val_bacc"] for c in selected["selection"]["candidates"]] == [
+            pytest.approx(0.875), pytest.approx(0.835)]
     with pytest.raises(SettingError, match="reference"):
         select_lambda(current, "first_split", None)
+    with pytest.raises(SettingError, match="one reference split"):
+        select_lambda(current, "first_split", load_runs(list(paths.values())))
 
 
 def test_selection_rejects_a_run_of_another_identity(tmp_path):
     good = write(tmp_path / "good.json", mme(lam=0.1))
     odd = write(tmp_path / "odd.json", mme(lam=1.0, shots=20))
     with pytest.raises(InputFileError) as info:
-        select_lambda(load_runs([good, odd]))
+        select_lambda(load_runs([good, odd]), "per_split")
     assert str(odd) in str(info.value) and "shots=20" in str(info.value)
     ft = write(tmp_path / "ft.json", adapted_run("finetune", "des", "hits", 0, 5, 0.9, 0.8))
     with pytest.raises(InputFileError, match="got a finetune run"):
-        select_lambda(load_runs([good, ft]))
+        select_lambda(load_runs([good, ft]), "per_split")
 
 
 def test_cli_writes_selected_run_and_leaves_nothing_on_error(tmp_path, capsys):
     a = write(tmp_path / "a.json", mme(lam=0.1, val=0.7))
     b = write(tmp_path / "b.json", mme(lam=0.5, val=0.8))
     out = tmp_path / "sel" / "selected.json"
-    assert main(["select-lambda", "--runs", str(a), str(b), "--output", str(out)]) == 0
+    assert main(["select-lambda", "--runs", str(a), str(b), "--rule", "per_split", "--output", str(out)]) == 0
     written = json.loads(out.read_text())
     assert written["selection"]["chosen_lambda"] == 0.5
     assert load_run(out).kind == "mme-selected"
 
     odd = write(tmp_path / "odd.json", mme(lam=1.0, split=1))
     out2 = tmp_path / "sel2" / "selected.json"
-    assert main(["select-lambda", "--runs", str(a), str(odd), "--output", str(out2)]) == 2
+    assert main(["select-lambda", "--runs", str(a), str(odd), "--rule", "per_split", "--output", str(out2)]) == 2
     assert str(odd) in capsys.readouterr().err
     assert not out2.exists()
 

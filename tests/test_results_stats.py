@@ -10,8 +10,8 @@ import pytest
 from scipy import stats as st
 
 from rbda.results.stats import (adjust_within_families, compare_mme_with_finetune,
-                                compare_with_baseline, holm, smallest_wilcoxon_p, welch_test,
-                                wilcoxon_paired)
+                                compare_with_baseline, holm, paired_t_test, smallest_wilcoxon_p,
+                                welch_test, wilcoxon_paired)
 
 A = [0.91, 0.93, 0.90, 0.95, 0.92, 0.94, 0.96]
 B = [0.88, 0.90, 0.91, 0.89, 0.87, 0.92, 0.90]
@@ -117,24 +117,80 @@ def _scores(method, values, domain="target", shots=5):
 def test_mme_vs_finetune_pairs_by_split_and_notes_unpaired():
     scores = pd.DataFrame(_scores("mme", A) + _scores("finetune", B[:5]))
     out = compare_mme_with_finetune(scores)
-    welch = out[out["test"] == "welch"].iloc[0]
+    assert set(out["test"]) == {"paired_t", "wilcoxon"}  # they share splits: no Welch
+    paired = out[out["test"] == "paired_t"].iloc[0]
     wilcoxon = out[out["test"] == "wilcoxon"].iloc[0]
-    assert welch["p"] == pytest.approx(st.ttest_ind(A, B[:5], equal_var=False).pvalue)
+    assert paired["p"] == pytest.approx(st.ttest_rel(A[:5], B[:5]).pvalue)
     assert wilcoxon["p"] == pytest.approx(st.wilcoxon(A[:5], B[:5]).pvalue)
-    assert "2 unpaired split(s)" in wilcoxon["note"]
-    assert set(out["family"]) == {"mme_vs_finetune/welch", "mme_vs_finetune/wilcoxon"}
+    assert "2 unpaired split(s)" in wilcoxon["note"] and "2 unpaired split(s)" in paired["note"]
+    assert set(out["family"]) == {"des-to-hits/target/mme - finetune/paired_t",
+                                  "des-to-hits/target/mme - finetune/wilcoxon"}
 
 
-def test_method_vs_baseline_is_one_sided_against_the_source_model_on_the_target():
-    scores = pd.DataFrame(_scores("finetune", A))
-    baseline = pd.DataFrame(
-        [{"trained_on": "des", "tested_on": "hits", "split": k, "bacc": v} for k, v in enumerate(B)]
-        + [{"trained_on": "des", "tested_on": "des", "split": k, "bacc": 0.99} for k in range(7)])
+def test_groups_without_a_shared_split_use_welch():
+    scores = pd.DataFrame(_scores("mme", A[:3]) + [dict(r, split=r["split"] + 10) for r in _scores("finetune", B)])
+    out = compare_mme_with_finetune(scores)
+    assert list(out["test"]) == ["welch"] and "no shared split" in out.iloc[0]["note"]
+    assert out.iloc[0]["p"] == pytest.approx(st.ttest_ind(A[:3], B, equal_var=False).pvalue)
+
+
+def _baseline_rows(on_target, on_source):
+    return pd.DataFrame(
+        [{"trained_on": "des", "tested_on": "hits", "split": k, "bacc": v} for k, v in enumerate(on_target)]
+        + [{"trained_on": "des", "tested_on": "des", "split": k, "bacc": v} for k, v in enumerate(on_source)])
+
+
+def test_method_vs_baseline_is_paired_one_sided_on_the_target_and_two_sided_on_the_source():
+    scores = pd.DataFrame(_scores("finetune", A) + _scores("finetune", B, domain="source"))
+    out = compare_with_baseline(scores, _baseline_rows(B, A))
+    target = out[(out["test"] == "paired_t") & (out["domain"] == "target")].iloc[0]
+    assert target["alternative"] == "greater"
+    assert target["p"] == pytest.approx(st.ttest_rel(A, B, alternative="greater").pvalue)
+    assert target["family"] == "des-to-hits/target/finetune - baseline/paired_t"
+    source = out[(out["test"] == "paired_t") & (out["domain"] == "source")].iloc[0]
+    assert source["alternative"] == "two-sided" and source["mean_diff"] < 0  # FT lost source BACC
+    assert source["p"] == pytest.approx(st.ttest_rel(B, A).pvalue)
+    interval = st.ttest_1samp(np.subtract(B, A), 0).confidence_interval(0.95)
+    assert (source["ci_low"], source["ci_high"]) == pytest.approx((interval.low, interval.high))
+
+
+def _study(effect, splits=10, shots=(1, 5, 10, 20, 40), seed=0):
+    """FT scores = baseline + ``effect`` + noise on the target, per split; baseline noisy per split."""
+    rng = np.random.default_rng(seed)
+    base = 0.7 + rng.normal(0, 0.03, splits)
+    rows = []
+    for n in shots:
+        values = base + effect + rng.normal(0, 0.01, splits)
+        rows += _scores("finetune", values, shots=n)
+    return pd.DataFrame(rows), _baseline_rows(base, [0.95] * splits)
+
+
+def test_a_constant_effect_in_every_split_is_significant_under_both_paired_tests():
+    scores, baseline = _study(0.2)
     out = compare_with_baseline(scores, baseline)
-    welch = out[out["test"] == "welch"].iloc[0]
-    assert welch["alternative"] == "greater"
-    assert welch["p"] == pytest.approx(st.ttest_ind(A, B, equal_var=False, alternative="greater").pvalue)
-    assert welch["family"] == "finetune_vs_baseline/welch"
+    for test in ("paired_t", "wilcoxon"):
+        rows = out[out["test"] == test]
+        assert len(rows) == 5 and rows["family_size"].eq(5).all()
+        assert rows["significant"].all(), rows[["p", "p_holm", "note"]]
+        assert (rows["p_holm"] >= rows["p"]).all()
+
+
+def test_no_effect_is_not_significant():
+    scores, baseline = _study(0.0, seed=1)
+    out = compare_with_baseline(scores, baseline)
+    assert not out["significant"].any()
+
+
+def test_a_test_that_cannot_reach_alpha_after_holm_says_so():
+    scores, baseline = _study(0.2, splits=6)  # two-sided floor 1/32, one-sided 1/64; x 5 shot counts
+    out = compare_with_baseline(scores, baseline)
+    wilcoxon = out[out["test"] == "wilcoxon"]
+    assert wilcoxon["p_floor"].eq(1 / 64).all()
+    assert wilcoxon["note"].str.contains("cannot reach p_holm < 0.05 by construction").all()
+    assert not wilcoxon["significant"].any()
+    assert out[out["test"] == "paired_t"]["significant"].all()  # the t-test has no such floor
+    ten = compare_with_baseline(*_study(0.2))
+    assert not ten["note"].str.contains("by construction").any()
 
 
 def test_wilcoxon_ties_with_many_pairs_say_normal_approximation():
@@ -146,3 +202,17 @@ def test_wilcoxon_ties_with_many_pairs_say_normal_approximation():
     assert "normal approximation" in outcome.note
     few = wilcoxon_paired(a[:6], b[:6])
     assert "normal approximation" not in few.note
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_paired_t_matches_scipy(alternative):
+    outcome = paired_t_test(A, B, alternative)
+    assert outcome.p == pytest.approx(st.ttest_rel(A, B, alternative=alternative).pvalue)
+    assert outcome.mean_diff == pytest.approx(np.mean(np.subtract(A, B)))
+    assert outcome.ci_low < outcome.mean_diff < outcome.ci_high
+
+
+def test_paired_t_constant_difference_is_explained():
+    outcome = paired_t_test([0.9, 0.8, 0.7], [0.7, 0.6, 0.5])
+    assert math.isnan(outcome.p) and "same in every split" in outcome.note
+    assert "fewer than 2" in paired_t_test([0.9], [0.8]).note

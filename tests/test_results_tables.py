@@ -92,7 +92,7 @@ def test_shots_to_beat_with_one_split_is_not_testable():
     table = _shots({1: [0.9]}, {1: [0.5]}, des_on_hits=(0.7,))
     assert table.loc["finetune", "shots_to_beat"] == 1
     assert table.loc["finetune", "shots_to_beat_significant"] == tables.NOT_TESTABLE
-    assert "fewer than 2 splits" in table.loc["finetune", "note"]
+    assert "fewer than 2 paired splits" in table.loc["finetune", "note"]
     assert table.loc["mme", "shots_to_beat"] == tables.NEVER
 
 
@@ -155,3 +155,36 @@ def test_runs_of_a_pair_outside_the_configured_pairs_are_an_error():
     with pytest.raises(RbdaError, match="des-to-hits, which is not among the configured pairs"):
         tables.check_study(tables.baseline_scores(evaluations), tables.method_scores(evaluations), SURVEYS,
                            [("hits", "des")])
+
+
+def selected(split, shots, lam, tie, broken_by):
+    data = adapted_run("mme", "des", "hits", split, shots, 0.9, 0.8, lam=lam)
+    data["selection"] = {"rule": "per_pair", "chosen_lambda": lam, "tie": tie, "tie_broken_by": broken_by,
+                         "candidates": [{"lambda": lam, "val_bacc": 0.9}]}
+    return data
+
+
+def test_lambda_choices_count_ties_and_how_they_were_broken():
+    runs = runs_from([selected(0, 1, 0.1, False, "none"), selected(1, 1, 0.1, True, "recent_epochs"),
+                      selected(0, 5, 0.5, True, "smaller_lambda"), selected(1, 5, 0.1, True, "recent_epochs")])
+    table = tables.lambda_choices(tables.chosen_lambdas(runs))
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert (row["pair"], row["rule"], row["n_selections"], row["n_ties"]) == ("des-to-hits", "per_pair", 4, 3)
+    assert row["chosen_lambdas"] == "0.1 (3), 0.5 (1)"
+    assert row["ties_broken_by"] == "recent_epochs (2), smaller_lambda (1)"
+    untied = tables.lambda_choices(tables.chosen_lambdas(runs_from([selected(0, 1, 0.1, False, "none")])))
+    assert (untied.iloc[0]["n_ties"], untied.iloc[0]["ties_broken_by"]) == (0, "–")
+
+
+def test_training_stops_count_the_cap_and_patience_per_method():
+    dicts = baselines()
+    capped = adapted_run("finetune", "des", "hits", 0, 5, 0.9, 0.8)
+    capped["training"].update(stopped_by="max_epochs", best_epoch=1)
+    zero = adapted_run("finetune", "des", "hits", 1, 5, 0.9, 0.8)
+    zero["training"].update(best_epoch=0)
+    table = tables.training_stops(runs_from(dicts + [capped, zero])).set_index("method")
+    assert table.loc["baseline", ["runs", "stopped_by_patience", "stopped_by_max_epochs"]].tolist() == [6, 6, 0]
+    assert table.loc["finetune", ["runs", "stopped_by_patience", "stopped_by_max_epochs"]].tolist() == [2, 1, 1]
+    assert table.loc["finetune", ["best_epoch_0", "best_epoch_1"]].tolist() == [1, 1]
+    assert "mme" not in table.index

@@ -62,16 +62,92 @@ def test_same_seed_same_numbers(surveys):
     assert _numbers(_fit(m1), m1) == _numbers(_fit(m2), m2)
 
 
-def test_early_stopping_keeps_the_best_epoch(surveys):
-    config = TrainConfig(epoch_size=100, max_epochs=50, patience=2)
+@pytest.mark.parametrize("ties", ["latest", "earliest"])
+def test_early_stopping_keeps_the_best_epoch(surveys, ties):
+    config = TrainConfig(epoch_size=100, max_epochs=50, patience=2, best_epoch_ties=ties)
     result = _fit(_baseline(surveys), config)
     history = result.state.history
     assert result.stopped_by == "patience"
     best = max(h["val_bacc"] for h in history)
     assert result.state.best_bacc == best
-    first_best = next(h["epoch"] for h in history if h["val_bacc"] == best)
-    assert result.state.best_epoch == first_best
-    assert result.state.epoch == first_best + 2 < 50
+    best_epochs = [h["epoch"] for h in history if h["val_bacc"] == best]
+    assert result.state.best_epoch == (best_epochs[-1] if ties == "latest" else best_epochs[0])
+    # patience counts from the first epoch with that BACC: a tie does not extend the run
+    assert result.state.epoch == best_epochs[0] + 2 < 50
+
+
+class _Model(torch.nn.Module):
+    def __init__(self, value):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor([float(value)]))
+
+
+@pytest.mark.parametrize(("ties", "expected_epoch", "expected_weight"), [("latest", 3, 3.0), ("earliest", 1, 1.0)])
+def test_record_epoch_tie_rule(ties, expected_epoch, expected_weight):
+    from rbda.checkpoint import TrainingState
+    from rbda.train import _record_epoch
+
+    state = TrainingState()
+    for epoch, bacc in ((1, 0.9), (2, 0.8), (3, 0.9), (4, 0.85)):
+        state.epoch = epoch
+        _record_epoch(state, _Model(epoch), 0.1, bacc, ties)
+    assert (state.best_epoch, state.best_bacc) == (expected_epoch, 0.9)
+    assert state.best_weights["w"].item() == expected_weight
+    assert state.epochs_since_best == 3  # only epoch 1 was strictly better
+
+
+def _finetune(surveys):
+    return method_class("finetune")(RunSpec("finetune", "des", "hits", 0, seed=4, shots=5), surveys)
+
+
+class _Scripted:
+    """Stands in for rbda.train.evaluate_rows: validation BACCs from a script, in call order."""
+
+    def __init__(self, baccs):
+        self.baccs = list(baccs)
+
+    def __call__(self, *args, **kwargs):
+        bacc = self.baccs.pop(0)
+        return type("C", (), {"balanced_accuracy": lambda _: bacc})()
+
+
+def test_epoch_zero_is_a_candidate_only_when_asked(surveys, baseline_state, monkeypatch):
+    config = TrainConfig(epoch_size=100, max_epochs=3, patience=10, epoch_zero_candidate=True)
+    monkeypatch.setattr("rbda.train.evaluate_rows", _Scripted([0.9, 0.8, 0.85, 0.7]))
+    result = _fit(_finetune(surveys), config, init_state=baseline_state)
+    history = result.state.history
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3] and history[0]["train_loss"] is None
+    assert (result.state.best_epoch, result.state.best_bacc, result.state.epoch) == (0, 0.9, 3)
+    assert all(torch.equal(result.model.state_dict()[k], v) for k, v in baseline_state.items()
+               if k in result.model.state_dict())  # the starting model's weights came back
+    # a training epoch that beats it wins
+    monkeypatch.setattr("rbda.train.evaluate_rows", _Scripted([0.9, 0.95, 0.85, 0.7]))
+    assert _fit(_finetune(surveys), config, init_state=baseline_state).state.best_epoch == 1
+    # off: no epoch 0
+    monkeypatch.setattr("rbda.train.evaluate_rows", _Scripted([0.8, 0.85, 0.7]))
+    off = _fit(_finetune(surveys), TrainConfig(epoch_size=100, max_epochs=3, patience=10), init_state=baseline_state)
+    assert [h["epoch"] for h in off.state.history] == [1, 2, 3] and off.state.best_epoch == 2
+    # a baseline never has an epoch 0 (its starting model is random)
+    monkeypatch.setattr("rbda.train.evaluate_rows", _Scripted([0.8]))
+    base = _fit(_baseline(surveys), TrainConfig(epoch_size=100, max_epochs=1, epoch_zero_candidate=True))
+    assert [h["epoch"] for h in base.state.history] == [1]
+
+
+def test_run_record_says_whether_epoch_zero_won(surveys, baseline_state, monkeypatch):
+    from rbda.records import run_record
+
+    method = _finetune(surveys)
+    config = TrainConfig(epoch_size=100, max_epochs=2, patience=10, best_epoch_ties="earliest",
+                         epoch_zero_candidate=True)
+    monkeypatch.setattr("rbda.train.evaluate_rows", _Scripted([0.9, 0.9, 0.9]))
+    record = run_record(method, config, _fit(method, config, init_state=baseline_state), [])
+    assert record["training"]["best_epoch"] == 0 and record["training"]["epoch_zero_won"] is True
+    assert record["hyperparameters"]["epoch_zero_candidate"] is True
+    assert record["hyperparameters"]["best_epoch_ties"] == "earliest"
+    latest = TrainConfig(epoch_size=100, max_epochs=2, patience=10, epoch_zero_candidate=True)
+    monkeypatch.setattr("rbda.train.evaluate_rows", _Scripted([0.9, 0.9, 0.9]))
+    record = run_record(method, latest, _fit(_finetune(surveys), latest, init_state=baseline_state), [])
+    assert record["training"]["best_epoch"] == 2 and record["training"]["epoch_zero_won"] is False
 
 
 def test_learning_rate_is_halved_every_n_iterations():

@@ -162,16 +162,31 @@ def test_first_split_rule_selects_lambda_with_the_first_splits_runs(workflow):
     reference = select.split("--reference-runs ", 1)[1].split(" --output", 1)[0].split()
     assert runs == [f"results/runs/mme/des-to-hits/shots-5/lambda-{lam}/split-3.json"
                     for lam in ("0.01", "0.02", "0.03", "0.05", "0.1", "0.5", "10")]
-    assert reference == [path.replace("split-3", "split-0") for path in runs]
+    lambdas = ("0.01", "0.02", "0.03", "0.05", "0.1", "0.5", "10")
+    assert sorted(reference) == sorted(f"results/runs/mme/des-to-hits/shots-{n}/lambda-{lam}/split-0.json"
+                                       for n in (1, 5, 10, 20, 40) for lam in lambdas)
     assert "--rule first_split" in select
 
 
 def test_per_split_rule_uses_only_its_own_split(workflow):
+    overlay = write_overlay(workflow, "paper.yaml", {"lambda_selection": "per_split"})
     target = "results/runs/mme-selected/des-to-hits/shots-5/split-3.json"
-    commands = dry_run_commands(workflow, "--", target)
+    commands = dry_run_commands(workflow, "--configfile", "config.yaml", overlay, "--", target)
     select = next(line for line in commands if line.startswith("rbda select-lambda"))
     assert "--reference-runs" not in select and "--rule per_split" in select
     assert "split-0" not in select
+
+
+def test_per_pair_rule_chooses_on_every_mme_run_of_the_pair(workflow):
+    target = "results/runs/mme-selected/des-to-hits/shots-5/split-3.json"
+    commands = dry_run_commands(workflow, "--", target)
+    select = next(line for line in commands if line.startswith("rbda select-lambda"))
+    assert "--rule per_pair" in select
+    runs = select.split("--runs ", 1)[1].split(" --rule", 1)[0].split()
+    reference = select.split("--reference-runs ", 1)[1].split(" --output", 1)[0].split()
+    assert len(runs) == 7 and all("shots-5/" in r and r.endswith("split-3.json") for r in runs)
+    assert len(reference) == 5 * 7 * 10 and set(runs) <= set(reference)
+    assert not any("des-to-hits" not in r for r in reference)
 
 
 def test_training_commands_use_one_thread_and_the_configured_options(workflow):
@@ -360,7 +375,7 @@ def test_demo_writes_every_output_of_the_study(demo):
         assert run["method"] == ("mme" if method == "mme-selected" else method)
         assert run["training"]["threads"] == 1
     selected = json.loads((results / "runs/mme-selected/des-to-hits/shots-5/split-1.json").read_text())
-    assert selected["selection"]["rule"] == "per_split"
+    assert selected["selection"]["rule"] == "per_pair"
     assert {c["lambda"] for c in selected["selection"]["candidates"]} == {0.05, 0.5}
     assert (demo["workdir"] / "logs/runs/mme/des-to-hits/shots-5/lambda-0.05/split-1.log").is_file()
     assert (demo["workdir"] / "logs/benchmarks/runs/baseline/hits/split-0.tsv").is_file()

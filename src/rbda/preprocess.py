@@ -241,17 +241,36 @@ STUDY_COUNTS = {"hits": (718_842, 718_842), "des": (454_092, 444_871), "ztf": (3
 
 
 def compare_with_study(survey: str, stats: PreprocessStats) -> dict:
-    """Read real/bogus counts next to the study's; flags a full-size set whose real share differs.
+    """Read real/bogus counts next to the study's; flags a full-size set whose real share
+    differs, and one whose counts are exactly the study's with real and bogus swapped.
 
-    A real share far from the study's on a full-size set usually means the
-    class mapping is the wrong way round (e.g. DES ``OBJECT_TYPE``).
+    A swapped mapping is invisible to the share test when the classes are nearly
+    balanced (DES: 50.5% real, swapped 49.5%), so exact counts are compared too.
+    A survey with equal published counts (HiTS) cannot show a swap this way.
     """
     real, bogus = STUDY_COUNTS[survey]
     read_real, read_bogus = int(stats.read_per_label[1]), int(stats.read_per_label[0])
     full_size = stats.read >= 0.9 * (real + bogus)
     share_gap = abs(read_real / max(stats.read, 1) - real / (real + bogus))
     return {"study_real": real, "study_bogus": bogus, "read_real": read_real, "read_bogus": read_bogus,
-            "full_size": full_size, "real_share_differs": bool(full_size and share_gap > 0.02)}
+            "full_size": full_size, "real_share_differs": bool(full_size and share_gap > 0.02),
+            "counts_match": (read_real, read_bogus) == (real, bogus),
+            "counts_swapped": real != bogus and (read_real, read_bogus) == (bogus, real)}
+
+
+def check_label_mapping(survey: str, comparison: dict, allow_count_mismatch: bool = False) -> None:
+    """A :class:`SettingError` when the read counts are the study's with real and bogus swapped
+    (unless ``allow_count_mismatch``: a deliberately different data release)."""
+    if not comparison["counts_swapped"] or allow_count_mismatch:
+        return
+    raise SettingError(
+        f"--real-classes/--bogus-classes (config surveys.{survey}.real_classes / bogus_classes)",
+        f"a class mapping that gives {survey}'s published counts, {comparison['study_real']:,} real / "
+        f"{comparison['study_bogus']:,} bogus (for a different data release: --allow-count-mismatch, "
+        f"config surveys.{survey}.allow_count_mismatch: true)",
+        f"{comparison['read_real']:,} real / {comparison['read_bogus']:,} bogus, the published counts with "
+        f"real and bogus swapped",
+    )
 
 
 def _estimated_total(file_rows: dict[str, int], files: int) -> int | None:
@@ -263,7 +282,8 @@ def _estimated_total(file_rows: dict[str, int], files: int) -> int | None:
 
 def convert_survey(survey: str, inputs: Sequence[str | Path], output: str | Path,
                    report_path: str | Path | None = None, fmt: str | None = None,
-                   class_map: ClassMap | None = None, progress_log_every: float = 30.0) -> dict:
+                   class_map: ClassMap | None = None, progress_log_every: float = 30.0,
+                   allow_count_mismatch: bool = False) -> dict:
     """Read a survey's raw files, preprocess them and write the Parquet store (and report).
 
     Bounded memory: each reader batch is preprocessed and appended as it
@@ -297,6 +317,8 @@ def convert_survey(survey: str, inputs: Sequence[str | Path], output: str | Path
             dropped = ", ".join(f"{k} {v}" for k, v in sorted(stats.dropped.items()))
             raise InputFileError(Path(inputs[0]), f"{survey} stamps in the {reader.format!r} layout; "
                                                   f"read {stats.read}, kept none" + (f" (dropped: {dropped})" if dropped else ""))
+        # inside the writer: a swapped mapping leaves no Parquet behind
+        check_label_mapping(survey, compare_with_study(survey, stats), allow_count_mismatch)
     report = {
         "survey": survey,
         "format": reader.format,

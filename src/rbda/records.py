@@ -30,6 +30,7 @@ def run_record(method, config, result, evaluations: list[dict]) -> dict:
         "validation": {"best_bacc": state.best_bacc, "best_epoch": state.best_epoch, "history": state.history},
         "training": {
             "epochs_run": state.epoch, "best_epoch": state.best_epoch, "iterations": state.iteration,
+            "epoch_zero_won": state.best_epoch == 0,
             "stopped_by": result.stopped_by, "wall_seconds": round(result.wall_seconds, 3),
             "device": result.device, "threads": result.threads,
             "resumed_from_epoch": result.resumed_from_epoch,
@@ -39,6 +40,7 @@ def run_record(method, config, result, evaluations: list[dict]) -> dict:
             "lr": config.lr, "momentum": config.momentum, "batch_size": spec.batch_size,
             "lr_halve_every": config.lr_halve_every, "epoch_size": config.epoch_size,
             "patience": config.patience, "max_epochs": config.max_epochs, "val_shots": spec.val_shots,
+            "best_epoch_ties": config.best_epoch_ties, "epoch_zero_candidate": config.epoch_zero_candidate,
         },
         "data": method.describe(),
         "versions": versions(),

@@ -49,8 +49,13 @@ METHOD_LABELS = {"baseline": "Baseline", "finetune": "FT", "mme": "MME"}
 
 #: Schema id of a run result (one JSON per training run; docs/architecture.md).
 RUN_SCHEMA = "rbda.run/1"
-#: Rules that choose MME's lambda (``rbda select-lambda --rule``; docs/method.md section 6).
-SELECTION_RULES = ("per_split", "first_split")
+#: Rules that choose MME's lambda (``rbda select-lambda --rule``; docs/method.md section 7).
+SELECTION_RULES = ("per_pair", "per_split", "first_split")
+#: The default rule: one lambda per (source, target) pair (docs/method.md section 7).
+DEFAULT_SELECTION_RULE = "per_pair"
+
+#: Which of several epochs with the same best validation BACC keeps its weights (``--best-epoch-ties``).
+BEST_EPOCH_TIES = ("latest", "earliest")
 
 #: Where training runs (``--device``); ``auto`` is CUDA when available.
 DEVICES = ("auto", "cpu", "cuda")
@@ -146,6 +151,11 @@ class TrainingOptions:
     patience: int = option(100, "epochs without validation gain before stopping", ge=1)
     max_epochs: int = option(1000, "most epochs a run trains", ge=1)
     val_shots: int = option(10, "target validation items per class (adaptation methods)", ge=1)
+    best_epoch_ties: str = option("latest", "which of several epochs with the best validation BACC is kept: "
+                                  "latest (the reference MME code) or earliest; patience counts epochs "
+                                  "without a strictly better BACC either way", choices=BEST_EPOCH_TIES)
+    epoch_zero_candidate: bool = option(False, "FT/MME: the starting model, evaluated on the validation "
+                                        "items before training, is a candidate for the best epoch (epoch 0)")
     device: str = option("auto", "auto (CUDA when available), cpu or cuda", choices=DEVICES,
                          affects_results=False)
     threads: int | None = option(None, "torch CPU threads (default: torch's)", ge=1, affects_results=False,

@@ -35,7 +35,7 @@ from rbda.optim import MomentumSGD
 from rbda.progress import Progress
 from rbda.seeding import derive_seed
 from rbda.study import TRAINING_DEFAULTS as DEFAULTS
-from rbda.study import check_option, training_option_fields
+from rbda.study import ADAPTATION_METHODS, check_option, training_option_fields
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -47,6 +47,8 @@ class TrainConfig:
     epoch_size: int = DEFAULTS.epoch_size
     patience: int = DEFAULTS.patience
     max_epochs: int = DEFAULTS.max_epochs
+    best_epoch_ties: str = DEFAULTS.best_epoch_ties
+    epoch_zero_candidate: bool = DEFAULTS.epoch_zero_candidate
     log_every_epochs: int = DEFAULTS.log_every_epochs
     checkpoint_every_epochs: int = DEFAULTS.checkpoint_every_epochs
     memory_format: str = DEFAULTS.memory_format  # see rbda.device.resolve_memory_format
@@ -107,12 +109,25 @@ def _train_epoch(method: TrainingMethod, model, optimizer, generator, config: Tr
     return loss_sum.item() / iterations  # the epoch's one host-device sync
 
 
-def _record_epoch(state: TrainingState, model, train_loss: float, bacc: float) -> None:
-    """History, best weights and the early-stopping counter after an epoch."""
+def _keep_best(state: TrainingState, model, bacc: float) -> None:
+    state.best_bacc, state.best_epoch = bacc, state.epoch
+    state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _record_epoch(state: TrainingState, model, train_loss: float | None, bacc: float,
+                  ties: str = DEFAULTS.best_epoch_ties) -> None:
+    """History, best weights and the early-stopping counter after an epoch.
+
+    A strictly better BACC is a new best and resets the patience counter; an
+    equal BACC moves the best epoch (and weights) to this epoch when ``ties``
+    is ``latest`` but does not reset the counter.
+    """
     if bacc > state.best_bacc:
-        state.best_bacc, state.best_epoch, state.epochs_since_best = bacc, state.epoch, 0
-        state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        _keep_best(state, model, bacc)
+        state.epochs_since_best = 0
     else:
+        if bacc == state.best_bacc and ties == "latest":
+            _keep_best(state, model, bacc)
         state.epochs_since_best += 1
     state.history.append({"epoch": state.epoch, "val_bacc": bacc, "train_loss": train_loss})
 
@@ -160,6 +175,11 @@ def train(
     label = f"{spec.method} {spec.source}" + (f"->{spec.target}" if spec.target else "") + f" split {spec.split}"
     if resumed_from is not None:
         label += f" (resumed after epoch {resumed_from})"
+    if state.epoch == 0 and config.epoch_zero_candidate and spec.method in ADAPTATION_METHODS:
+        # the starting model is epoch 0: a candidate for the best epoch, not a patience epoch
+        bacc = evaluate_rows(model, val_survey.stamps, val_survey.labels, val_rows).balanced_accuracy()
+        _keep_best(state, model, bacc)
+        state.history.append({"epoch": 0, "val_bacc": bacc, "train_loss": None})
     first_epoch = state.epoch  # the bar counts this process's epochs, so rate and ETA hold after a resume
     progress = Progress(config.max_epochs - first_epoch, label, unit="epochs", log_every=float("inf"),
                         stream=progress_stream)
@@ -174,7 +194,7 @@ def train(
                 raise RbdaError(f"training diverged: the mean loss of epoch {state.epoch} is {train_loss} "
                                 f"(lr {config.lr}, lambda {spec.lam}); no output written")
             bacc = evaluate_rows(model, val_survey.stamps, val_survey.labels, val_rows).balanced_accuracy()
-            _record_epoch(state, model, train_loss, bacc)
+            _record_epoch(state, model, train_loss, bacc, config.best_epoch_ties)
             now = time.monotonic()
             state.elapsed_seconds, started = state.elapsed_seconds + now - started, now
             if checkpoint is not None and state.epoch % config.checkpoint_every_epochs == 0:

@@ -29,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMAT_CHOICES, help="raw layout (default: detected)")
     p.add_argument("--real-classes", metavar="A,B", help="class names labelled real (default: the study's)")
     p.add_argument("--bogus-classes", metavar="C,D", help="class names labelled bogus (default: the study's)")
+    p.add_argument("--allow-count-mismatch", action="store_true",
+                   help="accept read class counts equal to the published ones with real and bogus "
+                        "swapped (a deliberately different data release); otherwise an error")
     p.add_argument("--log-every", type=float, default=30.0, metavar="S",
                    help="seconds between progress lines when not in a terminal (default 30)")
     return p
@@ -57,5 +60,5 @@ def run(args: argparse.Namespace) -> int:
         class_map = ClassMap.of(real if real is not None else default.real,
                                 bogus if bogus is not None else default.bogus)
     convert_survey(args.survey, args.input, args.output, args.report, args.format, class_map,
-                   progress_log_every=args.log_every)
+                   progress_log_every=args.log_every, allow_count_mismatch=args.allow_count_mismatch)
     return 0

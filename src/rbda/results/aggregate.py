@@ -118,6 +118,7 @@ class StudyResults:
     scores: pd.DataFrame
     lambda_scores: pd.DataFrame
     lambdas: pd.DataFrame
+    lambda_choices: pd.DataFrame
     mme_vs_finetune: pd.DataFrame
     vs_baseline: pd.DataFrame
     shots_to_beat: pd.DataFrame
@@ -126,6 +127,7 @@ class StudyResults:
     published_shots: pd.DataFrame
     published_selected: pd.DataFrame
     versions: pd.DataFrame
+    training_stops: pd.DataFrame
 
 
 def versions_table(runs: list[Run]) -> pd.DataFrame:
@@ -147,8 +149,9 @@ def compute(runs: list[Run], surveys: list[str], pairs: list[tuple[str, str]]) -
     baseline = tables.baseline_table(baseline_runs[baseline_runs["tested_on"].isin(surveys)], surveys)
     methods = tables.in_study_order(tables.methods_table(scores), surveys, ["method", "domain", "shots"])
     lambda_scores = tables.lambda_scores(runs)
-    lambdas = tables.in_study_order(tables.lambda_table(lambda_scores, tables.chosen_lambdas(runs)),
-                                    surveys, ["shots", "lambda"])
+    chosen = tables.chosen_lambdas(runs)
+    lambdas = tables.in_study_order(tables.lambda_table(lambda_scores, chosen), surveys, ["shots", "lambda"])
+    lambda_choices = tables.in_study_order(tables.lambda_choices(chosen), surveys, [])
     mme_vs_finetune = tables.in_study_order(stats.compare_mme_with_finetune(scores), surveys,
                                             ["domain", "shots", "test"])
     vs_baseline = tables.in_study_order(stats.compare_with_baseline(scores, baseline_runs), surveys,
@@ -158,12 +161,12 @@ def compute(runs: list[Run], surveys: list[str], pairs: list[tuple[str, str]]) -
     paper = published.load_published()
     return StudyResults(
         surveys=surveys, pairs=pairs, evaluations=evaluations, baseline=baseline, methods=methods, scores=scores,
-        lambda_scores=lambda_scores, lambdas=lambdas, mme_vs_finetune=mme_vs_finetune,
+        lambda_scores=lambda_scores, lambdas=lambdas, lambda_choices=lambda_choices, mme_vs_finetune=mme_vs_finetune,
         vs_baseline=vs_baseline, shots_to_beat=shots, winners=winners,
         published_baseline=published.baseline_side_by_side(baseline, paper),
         published_shots=published.shots_to_beat_side_by_side(shots, paper),
         published_selected=published.selected_bacc_side_by_side(methods, paper),
-        versions=versions_table(runs),
+        versions=versions_table(runs), training_stops=tables.training_stops(runs),
     )
 
 
@@ -189,6 +192,8 @@ def write_tables(results: StudyResults, out: Path) -> None:
     lambda_wide = tables.lambda_matrix(r.lambdas) if len(r.lambdas) else None
     _write_table(out, "lambda_selection", r.lambdas, lambda_wide,
                  "MME target validation BACC per λ, and the λ chosen")
+    _write_table(out, "lambda_choices", r.lambda_choices, for_display(r.lambda_choices),
+                 "MME: the λ chosen per pair, how many choices were ties and how each was broken")
     _write_table(out, "shots_to_beat", r.shots_to_beat, tables.shots_to_beat_matrix(r.shots_to_beat),
                  "Shots per class to beat the baseline on the target (significant in brackets)")
     _write_table(out, "winners", r.winners, title="MME vs FT: who wins, from which shot count")
@@ -216,7 +221,7 @@ def write_figures(results: StudyResults, out: Path) -> None:
     figures.save_figure(figures.lambda_curves(r.lambda_scores, r.pairs), out, "lambda_curves")
 
 
-STATS_COLUMNS = ["source", "target", "shots", "domain", "test", "n_a", "n_b", "mean_diff",
+STATS_COLUMNS = ["source", "target", "shots", "domain", "test", "alternative", "n_a", "n_b", "mean_diff",
                  "ci_low", "ci_high", "p", "p_holm", "family_size", "significant", "note"]
 
 
@@ -259,18 +264,22 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
 
     significance = ReportSection("MME vs FT and significance", "significance")
     significance.table(for_display(r.winners.drop(columns=["pair"])))
-    significance.paragraph("<i>significant_at_shots</i>: Welch's test, Holm-adjusted p &lt; 0.05 within "
+    significance.paragraph("<i>significant_at_shots</i>: the paired t-test by split, Holm-adjusted p &lt; 0.05 within "
                            "its family. Full test tables below and in <code>stats/</code>.")
     significance.table(for_display(r.mme_vs_finetune[STATS_COLUMNS]), caption="MME − FT, all tests",
                        collapsed=True)
     significance.table(for_display(r.vs_baseline[["method", *STATS_COLUMNS]]),
-                       caption="Method − baseline on the target (one-sided), all tests", collapsed=True)
+                       caption="Method − baseline on the target (one-sided) and on the source (two-sided), "
+                               "all tests", collapsed=True)
 
     lambdas = ReportSection("Choice of λ (MME)", "lambda")
     lambdas.figure(png("lambda_curves"), "Target validation BACC (the selection criterion) vs shots, "
                    "one line per λ, mean over splits.")
+    if len(r.lambda_choices):
+        lambdas.table(for_display(r.lambda_choices),
+                      caption="λ chosen per pair (selections per λ), ties and how they were broken")
     if len(r.lambdas):
-        lambdas.table(tables.lambda_matrix(r.lambdas))
+        lambdas.table(tables.lambda_matrix(r.lambdas), caption="Mean target validation BACC per λ and shots")
     else:
         lambdas.paragraph("No per-λ MME runs were given, so there is no λ table.")
 
@@ -290,6 +299,13 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
     paper.table(for_display(r.published_selected),
                 caption="BACC values quoted in the thesis (FT / MME at given shots) vs this study")
 
+    stops = ReportSection("How the runs stopped", "stopping")
+    stops.paragraph("Per method (MME: every per-λ run): runs stopped by early stopping (patience) and "
+                    "by the <code>max_epochs</code> cap, which ends a run that was still improving; and "
+                    "where the kept epoch lies (0: the starting model, only with "
+                    "<code>epoch_zero_candidate</code>; 1: after a single epoch).")
+    stops.table(for_display(r.training_stops))
+
     setup = ReportSection("Configuration and versions", "configuration")
     setup.table(r.versions, caption="Package versions recorded in the run files (runs: how many)")
     codes = r.versions["code_sha256"].dropna().unique() if "code_sha256" in r.versions else []
@@ -303,7 +319,7 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
     setup.raw(preformatted(config))
 
     return render_report("rbda: cross-survey domain adaptation results",
-                         [guide, base, curves, beat, significance, lambdas, paper, setup])
+                         [guide, base, curves, beat, significance, lambdas, stops, paper, setup])
 
 
 @contextlib.contextmanager

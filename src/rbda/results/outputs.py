@@ -15,7 +15,7 @@ from __future__ import annotations
 from rbda.study import pair_name, study_pairs
 
 #: Tables written as both CSV and Markdown, under ``tables/``.
-TABLES = ("baseline", "methods_by_shots", "lambda_selection", "shots_to_beat", "winners",
+TABLES = ("baseline", "methods_by_shots", "lambda_selection", "lambda_choices", "shots_to_beat", "winners",
           "published_baseline", "published_shots_to_beat", "published_selected_bacc")
 #: Statistics (CSV only), under ``stats/``.
 STATS = ("mme_vs_finetune", "vs_baseline")

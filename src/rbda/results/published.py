@@ -1,4 +1,4 @@
-"""The published numbers (docs/method.md section 7) and side-by-side tables with this study.
+"""The published numbers (docs/method.md section 9) and side-by-side tables with this study.
 
 The numbers come from the real surveys; a comparison is meaningful only when
 this study also ran on the real surveys (not on synthetic data).

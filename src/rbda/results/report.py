@@ -65,15 +65,17 @@ help?) and on the source (did it forget?). MME's λ was chosen per pair and shot
 validation BACC; the λ table shows the candidates and how often each was chosen.</li>
 <li><b>Shots to beat the baseline</b>: the smallest shot count whose mean target BACC exceeds the
 baseline's mean on the target; in brackets the stricter count whose improvement is also
-significant (one-sided Welch test, Holm-adjusted p &lt; 0.05). "never": no tested shot count
-qualifies; "not testable": no test could be computed (e.g. a single split).</li>
-<li><b>Significance</b>: MME vs FT per (pair, shots, domain) with Welch's t-test (two-sided, all
-splits) and the paired Wilcoxon signed-rank test (same splits). Holm's correction is applied
-within each family (one per comparison and test). With few splits the Wilcoxon test cannot
-reach p &lt; 0.05 at all (with n pairs the smallest two-sided p is 2<sup>1−n</sup>); the
-<i>note</i> column says so, and says why a p-value is missing where it is. After Holm's
-correction a test can only be significant if its p is below 0.05 / <i>family_size</i>: with 10
-splits the Wilcoxon floor (0.002) survives a family of at most 25 tests.</li>
+significant (one-sided paired t-test by split, Holm-adjusted p &lt; 0.05). "never": no tested shot
+count qualifies; "not testable": no test could be computed (e.g. a single split).</li>
+<li><b>Significance</b>: FT and MME run <i>k</i> start from baseline <i>k</i> and use split <i>k</i>,
+so every comparison (method vs baseline on the target, one-sided; on the source, two-sided; MME vs
+FT on both, two-sided) is paired by split: the paired t-test and the Wilcoxon signed-rank test;
+Welch's test only where two groups share no split. <i>mean_diff</i> is the mean paired difference
+with its 95% interval. Holm's correction is applied within each family: one (pair, domain,
+comparison, test), whose members are the shot counts; <i>p</i> is raw, <i>p_holm</i> adjusted. With
+n pairs the exact Wilcoxon test cannot give p below 2<sup>1−n</sup> (two-sided); the <i>note</i>
+column says when a test cannot reach 0.05 by construction (that floor times the family size), and
+why a p-value is missing where it is.</li>
 </ul>
 """
 

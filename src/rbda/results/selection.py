@@ -1,42 +1,77 @@
 """Choosing MME's lambda on target validation BACC (``rbda select-lambda``).
 
-Rules
------
-``per_split``
-    Among the MME runs of one (source, target, shots, split) - one per lambda -
-    take the run with the highest target validation BACC
-    (``validation.best_bacc``). Ties go to the **smaller** lambda (the weaker
-    entropy term), so the choice never depends on file order.
-``first_split`` (the thesis)
-    The lambda is chosen the same way, but on the runs of a reference split
-    (``--reference-runs``, normally split 0) of the same pair and shots; the
-    current split's run with that lambda is taken.
+Rules (docs/method.md section 7)
+------------------------------------------
+``per_pair`` (default; the thesis's intent)
+    One lambda per (source, target): the lambda with the highest mean target
+    validation BACC (``validation.best_bacc``) over all shot counts and all
+    splits of the pair (``--reference-runs``: every MME run of the pair).
+``per_split`` (the paper)
+    One lambda per (source, target, shots, split), on that group's runs only.
+``first_split`` (the thesis's tuning)
+    One lambda per (source, target), chosen as ``per_pair`` but on the runs of
+    one reference split only (``--reference-runs``: split 0's MME runs of the
+    pair, all shot counts).
 
-The output is the chosen run's JSON plus a ``selection`` object: ``rule``,
-``chosen_lambda``, ``candidates`` (lambda and val_bacc of each run the choice
-was made on) and, for ``first_split``, ``reference_split``.
+In every rule the chosen lambda's run of the current (pair, shots, split)
+(``--runs``, one per lambda) is written out.
+
+Ties
+----
+Validation BACC on 20 items moves in steps of 0.05, so ties are common. They
+are broken, in this order, by
+
+1. ``recent_epochs``: the mean validation BACC over the last
+   :data:`TIE_BREAK_EPOCHS` recorded epochs up to and including each run's best
+   epoch (averaged over the candidate's runs) - a model that was good for
+   several epochs beats one that touched the best value once;
+2. ``smaller_lambda``: the smaller lambda (the weaker entropy term).
+
+(Validation cross-entropy is not recorded in the run files, so it is not a
+criterion.) The ``selection`` object records ``rule``, ``chosen_lambda``,
+``candidates`` (per lambda: ``lambda``, ``val_bacc`` - the criterion -,
+``recent_val_bacc`` - the tie-breaker -, ``n_runs``), ``tie`` (whether the
+best criterion value was shared), ``tie_broken_by`` (``none``,
+``recent_epochs`` or ``smaller_lambda``), ``reference_shots`` and
+``reference_splits`` (the runs the choice was made on) and, for
+``first_split``, ``reference_split``.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from rbda.errors import InputFileError, SettingError
 from rbda.results.runs import KIND_MME, Run
-from rbda.study import SELECTION_RULES
+from rbda.study import DEFAULT_SELECTION_RULE, SELECTION_RULES, format_lambda
+
+#: Epochs (up to and including the best) whose mean validation BACC breaks a tie.
+TIE_BREAK_EPOCHS = 5
+#: Criterion values closer than this are a tie (means of BACCs; rounding only).
+TIE_TOLERANCE = 1e-9
+
+TIE_NONE = "none"
+TIE_RECENT = "recent_epochs"
+TIE_SMALLER = "smaller_lambda"
+
+
+def _check_mme(runs: list[Run], what: str) -> None:
+    if not runs:
+        raise SettingError(what, "at least one MME run JSON")
+    for run in runs:
+        if run.kind != KIND_MME:
+            raise InputFileError(run.path, f"an MME run without a selection ({what}), got a {run.kind} run")
 
 
 def _check_candidate_group(runs: list[Run], what: str) -> None:
     """All runs: unselected MME, one (source, target, shots, split), distinct lambdas."""
-    if not runs:
-        raise SettingError(what, "at least one MME run JSON")
+    _check_mme(runs, what)
     first = runs[0]
     group = (first.source, first.target, first.shots, first.split)
     lambdas_seen: dict[str, Run] = {}
     for run in runs:
-        if run.kind != KIND_MME:
-            raise InputFileError(run.path, f"an MME run without a selection ({what}), got a {run.kind} run")
         if (run.source, run.target, run.shots, run.split) != group:
             raise InputFileError(
                 run.path,
@@ -50,60 +85,117 @@ def _check_candidate_group(runs: list[Run], what: str) -> None:
         lambdas_seen[run.lambda_name] = run
 
 
+def _check_reference(reference: list[Run], current: Run, what: str, one_split: bool) -> None:
+    """Reference runs: MME runs of ``current``'s pair, each (shots, split) with every lambda once."""
+    _check_mme(reference, what)
+    groups: dict[tuple, dict[str, Run]] = {}
+    for run in reference:
+        if (run.source, run.target) != (current.source, current.target):
+            raise InputFileError(run.path, f"an MME run of the pair of {current.path} ({current.describe()}) "
+                                           f"in {what}; got {run.describe()}")
+        by_lambda = groups.setdefault((run.shots, run.split), {})
+        if run.lambda_name in by_lambda:
+            raise InputFileError(run.path, f"one run per (shots, split, lambda) in {what}, but "
+                                           f"{by_lambda[run.lambda_name].path} is the same run")
+        by_lambda[run.lambda_name] = run
+    if one_split and len({split for _, split in groups}) != 1:
+        raise SettingError(what, "the MME runs of one reference split",
+                           sorted({split for _, split in groups}))
+    lambdas = set().union(*groups.values())
+    for (shots, split), by_lambda in sorted(groups.items()):
+        missing = sorted(lambdas - set(by_lambda))
+        if missing:
+            raise SettingError(what, f"a run of every lambda for each (shots, split); shots {shots} split "
+                                     f"{split} lacks lambda(s) {', '.join(missing)}", "incomplete")
+
+
+def recent_val_bacc(run: Run, epochs: int = TIE_BREAK_EPOCHS) -> float:
+    """Mean validation BACC over the last ``epochs`` recorded epochs up to and including the best.
+
+    Falls back to ``validation.best_bacc`` when the run has no history.
+    """
+    validation = run.data["validation"]
+    history = validation.get("history") or []
+    best = validation.get("best_epoch")
+    if best is not None:
+        history = [h for h in history if h.get("epoch", math.inf) <= best]
+    values = [float(h["val_bacc"]) for h in history[-epochs:] if "val_bacc" in h]
+    return sum(values) / len(values) if values else run.val_bacc
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def choose(runs: list[Run]) -> tuple[float, dict[str, Any]]:
+    """Pick a lambda from ``runs`` (any number of runs per lambda); return it and the selection facts."""
+    by_lambda: dict[float, list[Run]] = {}
+    for run in runs:
+        by_lambda.setdefault(run.lambda_, []).append(run)
+    candidates = [{"lambda": lam, "val_bacc": _mean([r.val_bacc for r in group]),
+                   "recent_val_bacc": _mean([recent_val_bacc(r) for r in group]), "n_runs": len(group)}
+                  for lam, group in sorted(by_lambda.items())]
+    best = max(c["val_bacc"] for c in candidates)
+    tied = [c for c in candidates if best - c["val_bacc"] <= TIE_TOLERANCE]
+    broken_by = TIE_NONE
+    if len(tied) > 1:
+        best_recent = max(c["recent_val_bacc"] for c in tied)
+        still = [c for c in tied if best_recent - c["recent_val_bacc"] <= TIE_TOLERANCE]
+        broken_by = TIE_RECENT if len(still) == 1 else TIE_SMALLER
+        tied = still
+    chosen = min(tied, key=lambda c: c["lambda"])
+    return chosen["lambda"], {"chosen_lambda": chosen["lambda"], "candidates": candidates,
+                              "tie": broken_by != TIE_NONE, "tie_broken_by": broken_by,
+                              "reference_shots": sorted({r.shots for r in runs}),
+                              "reference_splits": sorted({r.split for r in runs})}
+
+
 def best_by_validation(runs: list[Run]) -> Run:
-    """The run with the highest validation BACC; ties go to the smaller lambda."""
-    return min(runs, key=lambda run: (-run.val_bacc, run.lambda_))
+    """The run of one group with the best validation BACC, ties broken as :func:`choose` does."""
+    lam, _ = choose(runs)
+    return next(r for r in runs if r.lambda_ == lam)
 
 
-def _candidates(runs: list[Run]) -> list[dict[str, float]]:
-    return [{"lambda": run.lambda_, "val_bacc": run.val_bacc}
-            for run in sorted(runs, key=lambda r: r.lambda_)]
-
-
-def select_lambda(runs: list[Run], rule: str = "per_split",
+def select_lambda(runs: list[Run], rule: str = DEFAULT_SELECTION_RULE,
                   reference_runs: list[Run] | None = None) -> dict[str, Any]:
-    """The selected run's JSON (a new dict) with its ``selection`` object."""
+    """The selected run's JSON (a new dict) with its ``selection`` object.
+
+    ``runs``: the current (pair, shots, split)'s MME runs, one per lambda.
+    ``reference_runs``: what the choice is made on - none for ``per_split``,
+    every MME run of the pair for ``per_pair``, the reference split's MME runs
+    of the pair (all shot counts) for ``first_split``.
+    """
     if rule not in SELECTION_RULES:
         raise SettingError("--rule", " or ".join(SELECTION_RULES), rule)
     _check_candidate_group(runs, "--runs")
+    current = runs[0]
     if rule == "per_split":
         if reference_runs:
             raise SettingError("--reference-runs", "no reference runs with rule per_split", "given")
-        chosen = best_by_validation(runs)
-        selection = {"rule": rule, "chosen_lambda": chosen.lambda_, "candidates": _candidates(runs)}
+        basis = runs
     else:
-        chosen, selection = _select_first_split(runs, reference_runs or [])
+        if not reference_runs:
+            what = ("every MME run of the pair (all shots and splits)" if rule == "per_pair"
+                    else "the reference split's MME runs of the pair (all shots)")
+            raise SettingError("--reference-runs", f"{what} with rule {rule}")
+        _check_reference(reference_runs, current, "--reference-runs", one_split=rule == "first_split")
+        if rule == "per_pair":
+            have = {(r.lambda_name, r.shots, r.split) for r in reference_runs}
+            absent = [r for r in runs if (r.lambda_name, r.shots, r.split) not in have]
+            if absent:
+                raise InputFileError(absent[0].path, "a run that is among --reference-runs with rule per_pair "
+                                                     "(the choice is made on every run of the pair)")
+        basis = reference_runs
+    chosen_lambda, facts = choose(basis)
+    by_lambda = {run.lambda_name: run for run in runs}
+    chosen = by_lambda.get(format_lambda(chosen_lambda))
+    if chosen is None:
+        raise SettingError("--runs", f"a run with lambda {format_lambda(chosen_lambda)}, the lambda chosen "
+                                     f"by rule {rule}", sorted(by_lambda))
+    selection = {"rule": rule, **facts}
+    if rule == "first_split":
+        selection["reference_split"] = facts["reference_splits"][0]
     result = copy.deepcopy(chosen.data)
     result["selection"] = selection
     return result
-
-
-def _select_first_split(runs: list[Run], reference_runs: list[Run]) -> tuple[Run, dict[str, Any]]:
-    if not reference_runs:
-        raise SettingError("--reference-runs", "the reference split's MME runs with rule first_split")
-    _check_candidate_group(reference_runs, "--reference-runs")
-    current, reference = runs[0], reference_runs[0]
-    if (reference.source, reference.target, reference.shots) != (current.source, current.target, current.shots):
-        raise InputFileError(
-            reference.path,
-            f"a reference run of the same source, target and shots as {current.path} "
-            f"({current.describe()}); got {reference.describe()}",
-        )
-    reference_choice = best_by_validation(reference_runs)
-    by_lambda = {run.lambda_name: run for run in runs}
-    chosen = by_lambda.get(reference_choice.lambda_name)
-    if chosen is None:
-        raise SettingError(
-            "--runs",
-            f"a run with lambda {reference_choice.lambda_name}, the lambda chosen on split "
-            f"{reference.split}",
-            sorted(by_lambda),
-        )
-    selection = {
-        "rule": "first_split",
-        "chosen_lambda": chosen.lambda_,
-        "reference_split": reference.split,
-        "candidates": _candidates(reference_runs),
-    }
-    return chosen, selection
 

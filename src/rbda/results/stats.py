@@ -1,4 +1,4 @@
-"""Significance tests over splits: Welch's t-test, paired Wilcoxon, Holm.
+"""Significance tests over splits: paired t, Wilcoxon signed-rank, Welch, Holm.
 
 Every test returns a :class:`TestOutcome` whose ``note`` says in words why a
 p-value is missing or why it cannot be small (too few splits, zero variance,
@@ -14,6 +14,11 @@ Conventions
   or for Wilcoxon rows the paired t interval of the differences.
 * Holm's step-down adjustment is applied within a *family* of tests; tests
   without a p-value are left out of their family (they do not inflate it).
+* Runs that share a split are compared by split (paired t and Wilcoxon
+  signed-rank on the common splits): FT and MME run k start from baseline k,
+  and MME and FT run k use split k's data. Welch's test is used only when two
+  groups share no split. A family is one (pair, domain, comparison, test):
+  its members are the shot counts.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ class TestOutcome:
     statistic: float
     p: float
     note: str
+    #: The smallest p this test can give with these data (exact Wilcoxon); nan when not bounded.
+    p_floor: float = math.nan
 
     def as_row(self) -> dict:
         return asdict(self)
@@ -58,6 +65,11 @@ def _mean(x: np.ndarray) -> float:
 
 def _zero_variance(x: np.ndarray) -> bool:
     return bool(np.all(x == x[0]))
+
+
+def _constant_differences(d: np.ndarray) -> bool:
+    """Differences equal up to float rounding (0.9 - 0.7 vs 0.8 - 0.6): t is undefined."""
+    return bool(np.ptp(d) <= 1e-12)
 
 
 def welch_test(a, b, alternative: str = "two-sided") -> TestOutcome:
@@ -91,8 +103,30 @@ def smallest_wilcoxon_p(n_nonzero: int, alternative: str) -> float:
     return one_sided if alternative != "two-sided" else min(1.0, 2 * one_sided)
 
 
+def paired_t_test(a, b, alternative: str = "two-sided") -> TestOutcome:
+    """Paired t-test of the differences ``a_i - b_i`` (scipy.stats.ttest_rel); the
+    interval is the two-sided 95% t interval of the mean difference."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) != len(b):
+        raise ValueError("paired samples must have the same length")
+    d = a - b
+    base = dict(test="paired_t", alternative=alternative, n_a=len(a), n_b=len(b),
+                mean_a=_mean(a), mean_b=_mean(b), mean_diff=_mean(d))
+    if len(d) < 2:
+        return TestOutcome(**base, ci_low=math.nan, ci_high=math.nan, statistic=math.nan, p=math.nan,
+                           note=f"no test: fewer than 2 paired splits (n={len(d)})")
+    if _constant_differences(d):
+        note = ("no test: all paired differences are zero" if abs(d[0]) <= 1e-12 else
+                f"no test: the difference {d[0]:+.4f} is the same in every split (zero variance), t undefined")
+        return TestOutcome(**base, ci_low=math.nan, ci_high=math.nan, statistic=math.nan, p=math.nan, note=note)
+    low, high = _paired_interval(d)
+    result = st.ttest_rel(a, b, alternative=alternative)
+    return TestOutcome(**base, ci_low=low, ci_high=high, statistic=float(result.statistic),
+                       p=float(result.pvalue), note="")
+
+
 def _paired_interval(d: np.ndarray) -> tuple[float, float]:
-    if len(d) < 2 or _zero_variance(d):
+    if len(d) < 2 or _constant_differences(d):
         return math.nan, math.nan
     interval = st.ttest_1samp(d, 0.0).confidence_interval(CONFIDENCE)
     return float(interval.low), float(interval.high)
@@ -132,7 +166,7 @@ def wilcoxon_paired(a, b, alternative: str = "two-sided") -> TestOutcome:
         notes.append("no interval: differences constant")
     result = st.wilcoxon(a, b, zero_method="wilcox", alternative=alternative)
     return TestOutcome(**base, statistic=float(result.statistic), p=float(result.pvalue),
-                       note="; ".join(notes))
+                       note="; ".join(notes), p_floor=floor)
 
 
 def holm(pvalues) -> np.ndarray:
@@ -162,10 +196,22 @@ def adjust_within_families(tests: pd.DataFrame, alpha: float = ALPHA) -> pd.Data
         tests.loc[index, "p_holm"] = holm(p)
         tests.loc[index, "family_size"] = int(np.count_nonzero(~np.isnan(p)))
     tests["significant"] = tests["p_holm"] < alpha
+    floors = tests["p_floor"] if "p_floor" in tests.columns else pd.Series(math.nan, index=tests.index)
+    for index in tests.index[floors.notna() & tests["p"].notna()]:
+        row = tests.loc[index]
+        floor = row["p_floor"]
+        if floor < alpha <= floor * row["family_size"]:
+            extra = (f"cannot reach p_holm < {alpha} by construction: smallest attainable p {floor:.3g} "
+                     f"x family size {row['family_size']} >= {alpha}")
+            tests.loc[index, "note"] = "; ".join(n for n in (row["note"], extra) if n)
     return tests
 
 
 # --- the study's comparisons ------------------------------------------------
+
+#: The test a verdict rests on: the paired t-test where runs share splits, Welch's otherwise.
+PRIMARY_TESTS = ("paired_t", "welch")
+
 
 def _paired_by_split(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, str]:
     """Values of two split-indexed series on their common splits, and a note on any left out."""
@@ -175,51 +221,66 @@ def _paired_by_split(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray
     return a.loc[common].to_numpy(), b.loc[common].to_numpy(), note
 
 
-def _two_tests(a: pd.Series, b: pd.Series, alternative: str) -> list[dict]:
-    """Welch on all splits, Wilcoxon on the splits both have."""
-    welch = welch_test(a.to_numpy(), b.to_numpy(), alternative).as_row()
+def compare(a: pd.Series, b: pd.Series, alternative: str) -> list[dict]:
+    """Paired t and Wilcoxon on the splits both have; Welch when they share none."""
     pa, pb, pairing_note = _paired_by_split(a, b)
-    wilcoxon = wilcoxon_paired(pa, pb, alternative).as_row()
-    wilcoxon["note"] = "; ".join(n for n in (pairing_note, wilcoxon["note"]) if n)
-    return [welch, wilcoxon]
+    if len(pa) == 0:
+        welch = welch_test(a.to_numpy(), b.to_numpy(), alternative).as_row()
+        welch["note"] = "; ".join(n for n in ("no shared split: unpaired test", welch["note"]) if n)
+        return [welch]
+    rows = [paired_t_test(pa, pb, alternative).as_row(), wilcoxon_paired(pa, pb, alternative).as_row()]
+    for row in rows:
+        row["note"] = "; ".join(n for n in (pairing_note, row["note"]) if n)
+    return rows
+
+
+def _family(source: str, target: str, domain: str, comparison: str, test: str) -> str:
+    return f"{source}-to-{target}/{domain}/{comparison}/{test}"
 
 
 def compare_mme_with_finetune(scores: pd.DataFrame) -> pd.DataFrame:
-    """MME vs FT per (pair, shots, domain): two-sided Welch and paired Wilcoxon.
+    """MME vs FT per (pair, shots, domain), two-sided, paired by split.
 
     ``scores``: columns method, source, target, shots, domain, split, bacc.
-    ``mean_diff`` > 0 means MME is better. Families (for Holm): one per test.
+    ``mean_diff`` > 0 means MME is better. Families: (pair, domain, comparison, test).
     """
     rows = []
     keys = ["source", "target", "shots", "domain"]
     for key, group in scores.groupby(keys, sort=False):
+        source, target, _, domain = key
         by_method = {m: g.set_index("split")["bacc"] for m, g in group.groupby("method")}
         if "mme" not in by_method or "finetune" not in by_method:
             continue
-        for row in _two_tests(by_method["mme"], by_method["finetune"], "two-sided"):
+        for row in compare(by_method["mme"], by_method["finetune"], "two-sided"):
             rows.append({**dict(zip(keys, key)), "comparison": "mme - finetune",
-                         "family": f"mme_vs_finetune/{row['test']}", **row})
+                         "family": _family(source, target, domain, "mme - finetune", row["test"]), **row})
     return _finish(rows, keys)
 
 
-def compare_with_baseline(scores: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
-    """Each method vs the source baseline on the target, one-sided (method better).
+#: The alternative of "method - baseline" per domain: on the target the claim is that adaptation
+#: helps (one-sided); on the source the question is whether it changes (two-sided).
+BASELINE_ALTERNATIVE = {"target": "greater", "source": "two-sided"}
 
-    ``baseline``: columns trained_on, tested_on, split, bacc. The baseline of a
-    pair is the source's model evaluated on the target's test part. Families:
-    one per (method, test).
+
+def compare_with_baseline(scores: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
+    """Each method vs the source baseline, on the target (one-sided, method better) and on
+    the source (two-sided), paired by split (run k starts from baseline k).
+
+    ``baseline``: columns trained_on, tested_on, split, bacc. On the target the
+    baseline is the source model on the target's test part; on the source, on
+    the source's. Families: (pair, domain, comparison, test).
     """
     rows = []
-    keys = ["method", "source", "target", "shots"]
-    target_scores = scores[scores["domain"] == "target"]
-    for key, group in target_scores.groupby(keys, sort=False):
-        method, source, target, _ = key
-        reference = baseline[(baseline["trained_on"] == source) & (baseline["tested_on"] == target)]
-        for row in _two_tests(group.set_index("split")["bacc"],
-                              reference.set_index("split")["bacc"], "greater"):
-            rows.append({**dict(zip(keys, key)), "domain": "target",
-                         "comparison": f"{method} - baseline",
-                         "family": f"{method}_vs_baseline/{row['test']}", **row})
+    keys = ["method", "source", "target", "shots", "domain"]
+    for key, group in scores.groupby(keys, sort=False):
+        method, source, target, _, domain = key
+        tested_on = target if domain == "target" else source
+        reference = baseline[(baseline["trained_on"] == source) & (baseline["tested_on"] == tested_on)]
+        comparison = f"{method} - baseline"
+        for row in compare(group.set_index("split")["bacc"], reference.set_index("split")["bacc"],
+                           BASELINE_ALTERNATIVE[domain]):
+            rows.append({**dict(zip(keys, key)), "comparison": comparison,
+                         "family": _family(source, target, domain, comparison, row["test"]), **row})
     return _finish(rows, keys)
 
 

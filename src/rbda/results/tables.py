@@ -13,6 +13,7 @@ import math
 import pandas as pd
 
 from rbda.errors import RbdaError
+from rbda.results import stats
 from rbda.results.naming import method_label, pair_label, survey_label
 from rbda.results.runs import KIND_BASELINE, KIND_FINETUNE, KIND_MME, KIND_MME_SELECTED, Run
 from rbda.study import format_lambda, pair_name
@@ -69,11 +70,59 @@ def lambda_scores(runs: list[Run]) -> pd.DataFrame:
 
 
 def chosen_lambdas(runs: list[Run]) -> pd.DataFrame:
-    """The lambda of each selected MME run: source, target, shots, split, lambda, rule."""
-    rows = [{"source": r.source, "target": r.target, "shots": r.shots, "split": r.split,
-             "lambda": r.lambda_, "rule": r.data["selection"]["rule"]}
-            for r in runs if r.kind == KIND_MME_SELECTED]
-    return pd.DataFrame(rows, columns=["source", "target", "shots", "split", "lambda", "rule"])
+    """The lambda of each selected MME run: source, target, shots, split, lambda, rule, tie,
+    tie_broken_by (``none`` for runs selected before ties were recorded)."""
+    rows = []
+    for r in runs:
+        if r.kind != KIND_MME_SELECTED:
+            continue
+        selection = r.data["selection"]
+        rows.append({"source": r.source, "target": r.target, "shots": r.shots, "split": r.split,
+                     "lambda": r.lambda_, "rule": selection["rule"], "tie": bool(selection.get("tie", False)),
+                     "tie_broken_by": selection.get("tie_broken_by", "none")})
+    return pd.DataFrame(rows, columns=["source", "target", "shots", "split", "lambda", "rule", "tie",
+                                       "tie_broken_by"])
+
+
+LAMBDA_CHOICE_COLUMNS = ["source", "target", "pair", "rule", "chosen_lambdas", "n_selections", "n_ties",
+                         "ties_broken_by"]
+
+
+def lambda_choices(chosen: pd.DataFrame) -> pd.DataFrame:
+    """Per pair: the rule, the lambda(s) chosen (with how many selections each), how many
+    choices were ties and how they were broken."""
+    rows = []
+    for (source, target), group in chosen.groupby(["source", "target"], sort=False):
+        counts = group["lambda"].value_counts().sort_index()
+        broken = group.loc[group["tie"], "tie_broken_by"].value_counts().sort_index()
+        rows.append({"source": source, "target": target, "pair": pair_name(source, target),
+                     "rule": ", ".join(sorted(set(group["rule"]))),
+                     "chosen_lambdas": ", ".join(f"{format_lambda(lam)} ({n})" for lam, n in counts.items()),
+                     "n_selections": len(group), "n_ties": int(group["tie"].sum()),
+                     "ties_broken_by": ", ".join(f"{how} ({n})" for how, n in broken.items()) or "–"})
+    return pd.DataFrame(rows, columns=LAMBDA_CHOICE_COLUMNS)
+
+
+def training_stops(runs: list[Run]) -> pd.DataFrame:
+    """Per kind of run: how many stopped by patience, by the max_epochs cap, or do not say;
+    and where the kept (best) epoch lies (0 = the starting model, 1 = after one epoch)."""
+    rows = []
+    for kind in (KIND_BASELINE, KIND_FINETUNE, KIND_MME):
+        group = [r for r in runs if r.kind == kind]
+        if not group:
+            continue
+        training = [r.data.get("training") or {} for r in group]
+        stopped = [t.get("stopped_by") for t in training]
+        best = [t["best_epoch"] for t in training if isinstance(t.get("best_epoch"), int)]
+        rows.append({"method": kind, "runs": len(group),
+                     "stopped_by_patience": stopped.count("patience"),
+                     "stopped_by_max_epochs": stopped.count("max_epochs"),
+                     "stop_not_recorded": sum(s not in ("patience", "max_epochs") for s in stopped),
+                     "best_epoch_0": best.count(0), "best_epoch_1": best.count(1),
+                     "best_epoch_median": float(pd.Series(best).median()) if best else math.nan})
+    return pd.DataFrame(rows, columns=["method", "runs", "stopped_by_patience", "stopped_by_max_epochs",
+                                       "stop_not_recorded", "best_epoch_0", "best_epoch_1",
+                                       "best_epoch_median"])
 
 
 # --- completeness ---------------------------------------------------------------------------
@@ -250,12 +299,14 @@ def shots_to_beat(methods: pd.DataFrame, baseline: pd.DataFrame, versus_baseline
     ``shots_to_beat`` (thesis): smallest shots whose mean target BACC exceeds
     the baseline's mean BACC on the target (source model evaluated on the
     target). ``shots_to_beat_significant``: smallest shots that does so and
-    whose one-sided Welch test against the baseline has a Holm-adjusted
-    p < 0.05. ``never`` when no tested shot count qualifies; ``not testable``
-    when no Welch test at any shot count could be computed (see the note).
+    whose one-sided paired t-test against the baseline (by split; Welch's
+    test if no split is shared) has a Holm-adjusted p < 0.05 (family: the
+    pair's shot counts). ``never`` when no tested shot count qualifies; ``not testable``
+    when no such test at any shot count could be computed (see the note).
     """
     rows = []
-    welch = versus_baseline[versus_baseline["test"] == "welch"]
+    welch = versus_baseline[versus_baseline["test"].isin(stats.PRIMARY_TESTS)
+                            & (versus_baseline["domain"] == "target")]
     for source, target in pairs:
         base = baseline[(baseline["trained_on"] == source) & (baseline["tested_on"] == target)]
         base_mean = float(base["mean"].iloc[0])
@@ -316,7 +367,7 @@ def winner_from(shots: list[int], winners: list[str]) -> str:
 def winners_table(methods: pd.DataFrame, mme_vs_ft: pd.DataFrame) -> pd.DataFrame:
     """Per pair and domain: who wins at each shot count, from which count, where significant."""
     rows = []
-    welch = mme_vs_ft[mme_vs_ft["test"] == "welch"]
+    welch = mme_vs_ft[mme_vs_ft["test"].isin(stats.PRIMARY_TESTS)]
     for (source, target, domain), group in methods.groupby(["source", "target", "domain"], sort=False):
         means = group.pivot_table(index="shots", columns="method", values="mean")
         if not {"finetune", "mme"} <= set(means.columns):
