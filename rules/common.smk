@@ -10,7 +10,7 @@ from pathlib import Path
 import rbda
 from rbda.resources import training_mem_mb
 from rbda.results.outputs import expected_outputs
-from rbda.study import format_lambda, study_pairs, training_option_fields
+from rbda.study import format_lambda, option_flag, study_pairs, training_option_fields
 
 
 class ConfigError(Exception):
@@ -147,7 +147,7 @@ def training_options(method):
     for field in training_option_fields():
         if not field.metadata["in_config"]:
             continue
-        flag = f"--{field.name.replace('_', '-')}"
+        flag = option_flag(field)
         value = settings[field.name]
         if isinstance(field.default, bool):
             options += [flag] if value else []

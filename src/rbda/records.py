@@ -36,6 +36,7 @@ def run_record(method, config, result, evaluations: list[dict]) -> dict:
             "lr": config.lr, "momentum": config.momentum, "batch_size": spec.batch_size,
             "lr_halve_every": config.lr_halve_every, "epoch_size": config.epoch_size,
             "patience": config.patience, "max_epochs": config.max_epochs, "val_shots": spec.val_shots,
+            "model": spec.model, "beta": spec.beta,
         },
         "data": method.describe(),
         "versions": versions(),

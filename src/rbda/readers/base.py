@@ -19,6 +19,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from rbda.errors import InputFileError, SettingError
+from rbda.study import CHANNELS  # noqa: F401 (the stored channel order; readers import it from here)
 
 log = logging.getLogger("rbda.readers")
 
