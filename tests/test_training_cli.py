@@ -177,3 +177,10 @@ def test_backbone_and_beta_options_reach_the_run_and_a_baseline_of_another_backb
     assert _adapt(study, "finetune", out, "--shots", "5", "--backbone", "deephits") != 0
     err = capsys.readouterr().err
     assert "baseline.pt" in err and "'deephits'" in err and "'study_cnn'" in err and not out.exists()
+    # fine-tuning and MME from the deephits baseline
+    for method, extra in (("finetune", []), ("mme", ["--lambda", "0.1"])):
+        out = tmp_path / f"{method}.json"
+        assert main(["train", "--method", method, "--source", "des", "--target", "hits", "--init-model", str(model),
+                     "--data", study["data"]["des"], "--data", study["data"]["hits"], "--split", "0", "--seed", "7",
+                     "--shots", "5", "--backbone", "deephits", "--metrics", str(out), *extra, *SHORT]) == 0
+        assert json.loads(out.read_text())["hyperparameters"]["model"] == "deephits"
