@@ -22,7 +22,13 @@ each is reported, with the ratios side by side:
 It also times the data path alone, one 10,000-item epoch, validation
 inference, and projects the cost of the full study from them.
 
-    .venv/bin/python benchmarks/bench_training.py [--threads 1] [--rounds 3] [--items 5000] [--device cpu]
+``--backbones`` times instead each backbone of :data:`rbda.study.BACKBONES`
+(``training.model``) in rbda's loop (baseline method, default memory format,
+interleaved rounds): seconds per 10,000-sample epoch and inference stamps/s,
+with the ratios to the study CNN side by side (EarlySN reports about 3.4x per
+epoch for its rotation-invariant network).
+
+    .venv/bin/python benchmarks/bench_training.py [--threads 1] [--rounds 3] [--items 5000] [--device cpu] [--backbones]
 
 With one thread on CPU the loops are timed by process CPU time, so the
 figures hold on a machine shared with other jobs; with several threads or on
@@ -47,6 +53,7 @@ from rbda.methods.base import RunSpec
 from rbda.models import StampClassifier
 from rbda.splits import Split
 from rbda.device import apply_memory_format, configure_torch, resolve_device, resolve_memory_format
+from rbda.study import BACKBONES
 from rbda.train import TrainConfig, train
 
 BATCH = 50
@@ -159,19 +166,20 @@ def rbda_batches_only(surveys: dict, items: int) -> float:
     return clock() - start
 
 
-def rbda_loop(surveys: dict, method: str, items: int, init_state=None, **options) -> float:
+def rbda_loop(surveys: dict, method: str, items: int, init_state=None, backbone: str = "study_cnn",
+              **options) -> float:
     """Seconds for :func:`rbda.train.train` to run one epoch of ``items`` samples."""
-    spec = {"baseline": RunSpec("baseline", "des", None, 0, seed=1),
-            "finetune": RunSpec("finetune", "des", "hits", 0, seed=1, shots=40),
-            "mme": RunSpec("mme", "des", "hits", 0, seed=1, shots=40, lam=0.1)}[method]
+    spec = {"baseline": RunSpec("baseline", "des", None, 0, seed=1, model=backbone),
+            "finetune": RunSpec("finetune", "des", "hits", 0, seed=1, shots=40, model=backbone),
+            "mme": RunSpec("mme", "des", "hits", 0, seed=1, shots=40, lam=0.1, model=backbone)}[method]
     config = TrainConfig(epoch_size=items, max_epochs=1, patience=10, **options)
     start = clock()
     train(method_class(method)(spec, surveys), config, init_state=init_state, progress_stream=io.StringIO())
     return clock() - start
 
 
-def inference_seconds(survey: SurveyTensors, items: int, memory_format: str) -> float:
-    model = apply_memory_format(memory_format, StampClassifier("linear").to(DEVICE), [survey])
+def inference_seconds(survey: SurveyTensors, items: int, memory_format: str, backbone: str = "study_cnn") -> float:
+    model = apply_memory_format(memory_format, StampClassifier("linear", backbone=backbone).to(DEVICE), [survey])
     rows = torch.from_numpy(np.resize(survey.split.train, items)).to(DEVICE)
     start = clock()
     predict(model, survey.stamps, rows)
@@ -187,6 +195,31 @@ def fresh_surveys() -> dict:
     return {"des": synthetic_survey("des", 20_000, 1), "hits": synthetic_survey("hits", 20_000, 2)}
 
 
+def compare_backbones(args: argparse.Namespace, default_format: str) -> None:
+    """Seconds per 10,000-sample epoch and inference stamps/s of every backbone, side by side."""
+    surveys = {b: fresh_surveys() for b in BACKBONES}
+    n = args.items
+    for backbone in BACKBONES:  # warm-up
+        rbda_loop(surveys[backbone], "baseline", min(n, 500), backbone=backbone)
+    timings: dict[str, list[float]] = {b: [] for b in BACKBONES}
+    infer: dict[str, list[float]] = {b: [] for b in BACKBONES}
+    for _ in range(args.rounds):  # interleaved, so drift in machine load hits all alike
+        for backbone in BACKBONES:
+            timings[backbone].append(rbda_loop(surveys[backbone], "baseline", n, backbone=backbone))
+            infer[backbone].append(inference_seconds(surveys[backbone]["des"], 10_000, default_format, backbone))
+    epoch = {b: 10_000 * statistics.median(t) / n for b, t in timings.items()}
+    stamps = {b: 10_000 / statistics.median(t) for b, t in infer.items()}
+    timed_by = "process CPU time" if _timer is time.process_time else "wall time"
+    print(f"torch {torch.__version__}, {DEVICE.type}, {args.threads} thread(s), batch {BATCH}, rbda.train baseline, "
+          f"{default_format}, float32, {n} samples x {args.rounds} rounds (median), timed by {timed_by}")
+    print(f"{'backbone':10s} {'parameters':>10s} {'s/10k epoch':>11s} {'x study_cnn':>11s} "
+          f"{'infer stamps/s':>14s} {'x study_cnn':>11s}")
+    for b in BACKBONES:
+        params = sum(p.numel() for p in StampClassifier("linear", backbone=b).parameters())
+        print(f"{b:10s} {params:10,d} {epoch[b]:11.2f} {epoch[b] / epoch['study_cnn']:11.2f} "
+              f"{stamps[b]:14,.0f} {stamps[b] / stamps['study_cnn']:11.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -195,6 +228,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--epochs-per-run", type=int, default=150,
                         help="assumed epochs per run for the projection (patience 100 => at least 101)")
+    parser.add_argument("--backbones", action="store_true",
+                        help="compare the backbones (training.model) instead of the loops")
     args = parser.parse_args()
     global _timer, DEVICE
     DEVICE = resolve_device(args.device)
@@ -202,6 +237,9 @@ def main() -> None:
         _timer = time.perf_counter
     configure_torch(args.threads, deterministic=False)
     default_format = resolve_memory_format("auto", DEVICE)
+    if args.backbones:
+        compare_backbones(args, default_format)
+        return
     surveys = {fmt: fresh_surveys() for fmt in ("auto", "channels_last", "contiguous", "bf16", "mme")}
     plain = surveys["contiguous"]["des"]  # the bare and DataLoader loops read it, never converted
     baseline_state = StampClassifier("linear").state_dict()

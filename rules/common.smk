@@ -11,7 +11,7 @@ import rbda
 from rbda.provenance import learning_core_sha256
 from rbda.resources import training_mem_mb
 from rbda.results.outputs import expected_outputs
-from rbda.study import format_lambda, study_pairs, training_option_fields
+from rbda.study import format_lambda, option_flag, study_pairs, training_option_fields
 
 
 class ConfigError(Exception):
@@ -157,7 +157,7 @@ def training_options(method):
     for field in training_option_fields():
         if not field.metadata["in_config"]:
             continue
-        flag = f"--{field.name.replace('_', '-')}"
+        flag = option_flag(field)
         value = settings[field.name]
         if isinstance(field.default, bool):
             options += [flag] if value else []

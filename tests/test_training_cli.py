@@ -161,3 +161,26 @@ def test_killed_process_resumes_to_the_same_metrics(study, tmp_path):
     assert b["training"]["resumed_from_epoch"] >= 1
     assert a["evaluations"] == b["evaluations"] and a["validation"] == b["validation"]
     assert not checkpoint.exists()
+
+
+def test_backbone_and_beta_options_reach_the_run_and_a_baseline_of_another_backbone_is_refused(study, tmp_path, capsys):
+    metrics, model = tmp_path / "deephits.json", tmp_path / "deephits.pt"
+    assert main(["train", "--method", "baseline", "--source", "des", "--data", study["data"]["des"],
+                 "--split", "0", "--seed", "7", "--metrics", str(metrics), "--model", str(model),
+                 "--backbone", "deephits", "--beta", "0.5", *SHORT]) == 0
+    hyper = json.loads(metrics.read_text())["hyperparameters"]
+    assert (hyper["model"], hyper["beta"]) == ("deephits", 0.5)
+    from rbda.models import load_model_file
+    assert load_model_file(model)["backbone"] == "deephits"
+    # fine-tuning a study-CNN baseline with --backbone deephits: refused, naming the file and both backbones
+    out = tmp_path / "ft.json"
+    assert _adapt(study, "finetune", out, "--shots", "5", "--backbone", "deephits") != 0
+    err = capsys.readouterr().err
+    assert "baseline.pt" in err and "'deephits'" in err and "'study_cnn'" in err and not out.exists()
+    # fine-tuning and MME from the deephits baseline
+    for method, extra in (("finetune", []), ("mme", ["--lambda", "0.1"])):
+        out = tmp_path / f"{method}.json"
+        assert main(["train", "--method", method, "--source", "des", "--target", "hits", "--init-model", str(model),
+                     "--data", study["data"]["des"], "--data", study["data"]["hits"], "--split", "0", "--seed", "7",
+                     "--shots", "5", "--backbone", "deephits", "--metrics", str(out), *extra, *SHORT]) == 0
+        assert json.loads(out.read_text())["hyperparameters"]["model"] == "deephits"

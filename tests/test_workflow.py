@@ -212,6 +212,21 @@ def test_training_commands_use_one_thread_and_the_configured_options(workflow):
     assert baseline_data == SURVEYS  # a baseline is evaluated on every survey
 
 
+def test_the_study_runs_with_another_backbone_unchanged_otherwise(workflow):
+    """training: {model: deephits} gives every method (baseline, FT, MME) the backbone, and nothing else changes."""
+    target = "results/runs/mme-selected/des-to-hits/shots-5/split-0.json"
+    default = [line for line in dry_run_commands(workflow, "--", target) if line.startswith("rbda train")]
+    overlay = write_overlay(workflow, "deephits.yaml", {"training": {"model": "deephits"}})
+    commands = dry_run_commands(workflow, "--configfile", "config.yaml", overlay, "--", target)
+    train = [line for line in commands if line.startswith("rbda train")]
+    assert {re.search(r"--method (\w+)", line).group(1) for line in train} == {"baseline", "mme"}
+    assert all("--backbone study_cnn" in line and "--beta 0.0" in line for line in default)
+    assert [line.replace("--backbone deephits", "--backbone study_cnn") for line in train] == default
+    ft = dry_run_commands(workflow, "--configfile", "config.yaml", overlay, "--",
+                          "results/runs/finetune/des-to-hits/shots-5/split-0.json")
+    assert any(line.startswith("rbda train --method finetune") and "--backbone deephits" in line for line in ft)
+
+
 def test_training_rules_declare_resources_that_grow_with_attempts(workflow):
     overlay = write_overlay(workflow, "gpu.yaml", {"training": {"device": "cuda"}})
     result = snakemake(workflow, "--dry-run", "--configfile", "config.yaml", overlay, "--",

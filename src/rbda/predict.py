@@ -49,7 +49,7 @@ def describe_model(path: str | Path) -> dict:
     payload = load_model_file(path)
     n_parameters = sum(int(t.numel()) for t in payload["state_dict"].values())
     return {"file": str(path), "format": payload["format"], "head_kind": payload["head_kind"],
-            "facts": payload["facts"], "training": payload["training"],
+            "backbone": payload["backbone"], "facts": payload["facts"], "training": payload["training"],
             "preprocessing": payload["preprocessing"],
             "preprocessing_settings": payload.get("preprocessing_settings", {}),
             "weights_sha256": payload["weights_sha256"], "tensors": len(payload["state_dict"]),

@@ -57,6 +57,11 @@ DEFAULT_SELECTION_RULE = "per_pair"
 #: Which of several epochs with the same best validation BACC keeps its weights (``--best-epoch-ties``).
 BEST_EPOCH_TIES = ("latest", "earliest")
 
+#: Feature extractors a model can have (``training.model``; ``rbda train --backbone``):
+#: the study's CNN, the ALeRCE "DeepHiTS layer" with cyclic pooling, EarlySN's rotation-averaged
+#: conv maps (RELATED.md B.3, A.3; rbda.models.BACKBONE_CLASSES).
+BACKBONES = ("study_cnn", "deephits", "earlysn")
+
 #: Where training runs (``--device``); ``auto`` is CUDA when available.
 DEVICES = ("auto", "cpu", "cuda")
 #: Tensor memory layouts (``--memory-format``); ``auto`` is channels-last on CPU, contiguous on CUDA.
@@ -127,15 +132,16 @@ def format_lambda(value: float) -> str:
 
 def option(default: Any, help: str, *, gt: float | None = None, ge: float | None = None,
            lt: float | None = None, le: float | None = None, choices: tuple | None = None,
-           affects_results: bool = True, in_config: bool = True) -> Any:
+           affects_results: bool = True, in_config: bool = True, flag: str | None = None) -> Any:
     """A field of :class:`TrainingOptions`: its default, bounds and help text.
 
     ``affects_results``: the option changes the numbers a run produces (it is
     part of what a resumed checkpoint must match). ``in_config``: the option
-    is a key of the config's ``training:`` section.
+    is a key of the config's ``training:`` section. ``flag``: the ``rbda train``
+    option's name when it is not the field's (see :func:`option_flag`).
     """
     meta = {"help": help, "gt": gt, "ge": ge, "lt": lt, "le": le, "choices": choices,
-            "affects_results": affects_results, "in_config": in_config}
+            "affects_results": affects_results, "in_config": in_config, "flag": flag}
     return field(default=default, metadata=meta)
 
 
@@ -156,6 +162,12 @@ class TrainingOptions:
                                   "without a strictly better BACC either way", choices=BEST_EPOCH_TIES)
     epoch_zero_candidate: bool = option(False, "FT/MME: the starting model, evaluated on the validation "
                                         "items before training, is a candidate for the best epoch (epoch 0)")
+    # `rbda train --model` names the model file to write, so this option's flag is --backbone
+    model: str = option("study_cnn", "feature extractor: study_cnn (the study's), deephits (ALeRCE's "
+                        "rotation-invariant DeepHiTS layer) or earlysn (rotations averaged on conv maps)",
+                        choices=BACKBONES, flag="backbone")
+    beta: float = option(0.0, "confidence penalty: the classification loss is CE - beta * H(softmax) "
+                         "(EarlySN: 0.5; 0 = plain cross-entropy, the study's)", ge=0)
     device: str = option("auto", "auto (CUDA when available), cpu or cuda", choices=DEVICES,
                          affects_results=False)
     threads: int | None = option(None, "torch CPU threads (default: torch's)", ge=1, affects_results=False,
@@ -178,6 +190,16 @@ class TrainingOptions:
 def training_option_fields() -> tuple:
     """The :class:`TrainingOptions` fields, with their metadata."""
     return fields(TrainingOptions)
+
+
+def option_flag(f) -> str:
+    """The ``rbda train`` option of a :class:`TrainingOptions` field: ``--batch-size``, ``--backbone``."""
+    return "--" + (f.metadata["flag"] or f.name).replace("_", "-")
+
+
+def option_dest(f) -> str:
+    """The argparse attribute holding a :class:`TrainingOptions` field's value (``args.backbone``)."""
+    return (f.metadata["flag"] or f.name).replace("-", "_")
 
 
 def _field(name: str):

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from rbda.errors import SettingError
-from rbda.study import METHODS, SURVEYS, TRAINING_DEFAULTS, describe_bounds, training_option_fields
+from rbda.study import (METHODS, SURVEYS, TRAINING_DEFAULTS, describe_bounds, option_dest, option_flag,
+                        training_option_fields)
 
 
 def parse_data_spec(text: str) -> tuple[str, Path, Path]:
@@ -57,24 +58,26 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     """One option per field of :class:`rbda.study.TrainingOptions`, with its default and help."""
     g = p.add_argument_group("training options (defaults: the study's)")
     for f in training_option_fields():
-        flag = "--" + f.name.replace("_", "-")
+        flag, dest = option_flag(f), option_dest(f)
         meta, default = f.metadata, getattr(TRAINING_DEFAULTS, f.name)
         bounds = describe_bounds(f.name)
         help_text = meta["help"] + (f" ({bounds})" if bounds else "")
         if isinstance(default, bool):
-            g.add_argument(flag, action="store_true", help=help_text)
+            g.add_argument(flag, dest=dest, action="store_true", help=help_text)
         elif meta["choices"] is not None:
-            g.add_argument(flag, default=default, choices=meta["choices"], help=help_text)
+            g.add_argument(flag, dest=dest, default=default, choices=meta["choices"],
+                           help=help_text + f"; default {default}")
         else:
             kind = float if isinstance(default, float) else int
-            g.add_argument(flag, type=kind, default=default, help=help_text + ("" if default is None else f"; default {default}"))
+            g.add_argument(flag, dest=dest, type=kind, default=default, help=help_text + ("" if default is None else f"; default {default}"))
 
 
 def _run_spec(args: argparse.Namespace):
     from rbda.methods.base import RunSpec
 
     return RunSpec(method=args.method, source=args.source, target=args.target, split=args.split, seed=args.seed,
-                   shots=args.shots, lam=args.lam, val_shots=args.val_shots, batch_size=args.batch_size)
+                   shots=args.shots, lam=args.lam, val_shots=args.val_shots, batch_size=args.batch_size,
+                   model=args.backbone, beta=args.beta)
 
 
 def _train_config(args: argparse.Namespace):
@@ -99,7 +102,7 @@ def _initial_model(method_cls, args: argparse.Namespace) -> tuple[dict | None, d
         return None, {}
     if args.init_model is None:
         raise SettingError("--init-model", f"the (source, split) baseline model file for method {args.method!r}")
-    payload = load_model_file(args.init_model, expect_head="linear")
+    payload = load_model_file(args.init_model, expect_head="linear", expect_backbone=args.backbone)
     return payload["state_dict"], {"init_model_sha256": hashlib.sha256(args.init_model.read_bytes()).hexdigest()}
 
 

@@ -23,7 +23,8 @@ from rbda.data import SurveyTensors
 from rbda.errors import RbdaError, SettingError
 from rbda.models import StampClassifier
 from rbda.splits import labelled_shots, validation_shots
-from rbda.study import TRAINING_DEFAULTS
+from rbda.losses import classification_loss
+from rbda.study import TRAINING_DEFAULTS, check_option
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,14 @@ class RunSpec:
     lam: float | None = None
     val_shots: int = TRAINING_DEFAULTS.val_shots
     batch_size: int = TRAINING_DEFAULTS.batch_size
+    model: str = TRAINING_DEFAULTS.model  # the backbone (rbda.study.BACKBONES)
+    beta: float = TRAINING_DEFAULTS.beta  # confidence penalty of the classification loss (rbda.losses)
 
     def as_dict(self) -> dict:
         return {"method": self.method, "source": self.source, "target": self.target,
                 "split": self.split, "seed": self.seed, "shots": self.shots,
-                "lambda": self.lam, "val_shots": self.val_shots, "batch_size": self.batch_size}
+                "lambda": self.lam, "val_shots": self.val_shots, "batch_size": self.batch_size,
+                "model": self.model, "beta": self.beta}
 
 
 @dataclass
@@ -76,6 +80,8 @@ class TrainingMethod(ABC):
         """Reject settings that do not apply to this method (before any data is loaded)."""
         if spec.batch_size < 1:
             raise SettingError("batch_size", "a positive integer", spec.batch_size)
+        check_option("model", spec.model)
+        check_option("beta", spec.beta)
         if cls.needs_target:
             if spec.target is None:
                 raise SettingError("target", f"a target survey for method {cls.name!r}")
@@ -94,10 +100,10 @@ class TrainingMethod(ABC):
         return self.surveys[name]
 
     def build_model(self, init_state: dict | None) -> StampClassifier:
-        """A fresh model of this method's head kind, loaded from ``init_state`` if needed."""
+        """A fresh model of this method's head kind and the run's backbone, loaded from ``init_state`` if needed."""
         if self.needs_init_model and init_state is None:
             raise SettingError("init_model", f"a baseline model to start {self.name!r} from")
-        model = StampClassifier(self.head_kind)
+        model = StampClassifier(self.head_kind, backbone=self.spec.model)
         if init_state is not None:
             try:
                 self.load_init_state(model, init_state)
@@ -158,6 +164,9 @@ class TargetAdaptation(TrainingMethod):
         return {"target_labelled": int(self.shots.size), "target_val": int(self.val_rows.size)}
 
 
-def cross_entropy_on(model: StampClassifier, survey: SurveyTensors, rows: torch.Tensor) -> torch.Tensor:
+def cross_entropy_on(model: StampClassifier, survey: SurveyTensors, rows: torch.Tensor,
+                     beta: float = TRAINING_DEFAULTS.beta) -> torch.Tensor:
+    """The classification loss on ``rows`` of ``survey``: cross-entropy minus ``beta`` times the
+    predictions' entropy (:func:`rbda.losses.classification_loss`; plain CE at ``beta = 0``)."""
     x, y = survey.batch(rows)
-    return torch.nn.functional.cross_entropy(model(x), y)
+    return classification_loss(model(x), y, beta)

@@ -42,7 +42,7 @@ class Baseline(TrainingMethod):
         return {"source": self.sampler.draw((iterations, self.spec.batch_size), generator)}
 
     def losses(self, model: StampClassifier, plan: dict[str, torch.Tensor], i: int) -> Iterator[torch.Tensor]:
-        yield cross_entropy_on(model, self.source, plan["source"][i])
+        yield cross_entropy_on(model, self.source, plan["source"][i], self.spec.beta)
 
     def describe(self) -> dict:
         return {"source_train": int(self.source.split.train.size),

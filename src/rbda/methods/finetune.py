@@ -35,4 +35,4 @@ class FineTune(TargetAdaptation):
         return {"target": self.sampler.draw((iterations, self.spec.batch_size), generator)}
 
     def losses(self, model: StampClassifier, plan: dict[str, torch.Tensor], i: int) -> Iterator[torch.Tensor]:
-        yield cross_entropy_on(model, self.target, plan["target"][i])
+        yield cross_entropy_on(model, self.target, plan["target"][i], self.spec.beta)

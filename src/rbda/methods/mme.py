@@ -7,7 +7,9 @@ Each iteration makes two optimiser updates, as the reference implementation
 (VisionLearningGroup/SSDA_MME) does:
 
 1. cross-entropy on a labelled batch, half source (class-balanced from the
-   source train part), half labelled target shots (class-balanced);
+   source train part), half labelled target shots (class-balanced), minus
+   ``beta`` times its prediction entropy when the confidence penalty is set
+   (:mod:`rbda.losses`; ``beta = 0``, the study's, is plain cross-entropy);
 2. ``-lambda * H`` on a batch of unlabelled target items, with a gradient
    reversal layer between feature extractor and head. Minimising ``-lambda*H``
    moves the head to *maximise* the entropy H of the unlabelled predictions;
@@ -27,11 +29,11 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from rbda.errors import RbdaError, SettingError
 from rbda.data import BalancedSampler, UniformSampler
 from rbda.entropy import prediction_entropy
+from rbda.losses import classification_loss
 from rbda.methods.base import RunSpec, TargetAdaptation
 from rbda.models import StampClassifier
 from rbda.splits import unlabelled_rest
@@ -87,7 +89,7 @@ class MinimaxEntropy(TargetAdaptation):
     def losses(self, model: StampClassifier, plan: dict[str, torch.Tensor], i: int) -> Iterator[torch.Tensor]:
         xs, ys = self.source.batch(plan["source"][i])
         xt, yt = self.target.batch(plan["target"][i])
-        yield F.cross_entropy(model(torch.cat((xs, xt))), torch.cat((ys, yt)))
+        yield classification_loss(model(torch.cat((xs, xt))), torch.cat((ys, yt)), self.spec.beta)
         xu, _ = self.target.batch(plan["unlabelled"][i])
         yield adversarial_entropy_loss(model, xu, self.spec.lam)
 
