@@ -30,9 +30,9 @@ from rbda.atomic import check_output_path, write_json
 from rbda.errors import InputFileError, SettingError
 from rbda.progress import Progress
 from rbda.store import SurveyWriter
-from rbda.study import STAMP_SIZE
+from rbda.study import CHANNELS, STAMP_SIZE
 from rbda.readers import ClassMap, open_reader
-from rbda.readers.base import CHANNELS, NON_SQUARE, RawBatch
+from rbda.readers.base import NON_SQUARE, RawBatch
 
 log = logging.getLogger("rbda.preprocess")
 

@@ -35,7 +35,8 @@ import numpy as np
 from rbda.errors import InputFileError
 from rbda.fits import GZIP_MAGIC, decode_stamp
 from rbda.preprocess import STAMP_SIZE, valid_mask
-from rbda.readers.base import CHANNELS, IgnoredFiles, RawBatch, iter_files
+from rbda.readers.base import IgnoredFiles, RawBatch, iter_files
+from rbda.study import CHANNELS
 
 CUTOUTS = {"template": "cutoutTemplate", "science": "cutoutScience", "difference": "cutoutDifference"}
 #: Per-alert columns an :class:`AlertBatch` carries, in output order.
