@@ -23,8 +23,8 @@ import copy
 from typing import Any
 
 from rbda.errors import InputFileError, SettingError
-from rbda.results.runs import KIND_MME, Run
-from rbda.study import SELECTION_RULES
+from rbda.results.runs import Run
+from rbda.study import LAMBDA_METHODS, SELECTION_RULES
 
 
 def _check_candidate_group(runs: list[Run], what: str) -> None:
@@ -35,8 +35,9 @@ def _check_candidate_group(runs: list[Run], what: str) -> None:
     group = (first.source, first.target, first.shots, first.split)
     lambdas_seen: dict[str, Run] = {}
     for run in runs:
-        if run.kind != KIND_MME:
-            raise InputFileError(run.path, f"an MME run without a selection ({what}), got a {run.kind} run")
+        if run.method not in LAMBDA_METHODS or run.is_selected or run.method != first.method:
+            raise InputFileError(run.path, f"runs of one lambda method ({', '.join(LAMBDA_METHODS)}) without a "
+                                           f"selection ({what}), all {first.kind}; got a {run.kind} run")
         if (run.source, run.target, run.shots, run.split) != group:
             raise InputFileError(
                 run.path,
