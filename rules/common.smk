@@ -11,7 +11,7 @@ import rbda
 from rbda.provenance import learning_core_sha256
 from rbda.resources import training_mem_mb
 from rbda.results.outputs import expected_outputs
-from rbda.study import format_lambda, option_flag, study_pairs, training_option_fields
+from rbda.study import ADAPTATION_METHODS, LAMBDA_METHODS, format_lambda, option_flag, study_pairs, training_option_fields
 
 
 class ConfigError(Exception):
@@ -36,6 +36,8 @@ TRAINING_CODE = (
     if config["rerun_on_code_change"]
     else "not tracked (rerun_on_code_change: false)"
 )
+#: The configured adaptation methods, in the vocabulary's order.
+STUDY_METHODS = [m for m in ADAPTATION_METHODS if m in config["methods"]]
 
 
 def _lambda_labels(values):
@@ -79,29 +81,36 @@ wildcard_constraints:
 
 # ---------------------------------------------------------------- paths
 
-RUN_ID = {
-    "baseline": "{source}/split-{split}",
-    "finetune": "{source}-to-{target}/shots-{shots}/split-{split}",
-    "mme": "{source}-to-{target}/shots-{shots}/lambda-{lam}/split-{split}",
-    "mme-selected": "{source}-to-{target}/shots-{shots}/split-{split}",
-}
+PAIR_RUN_ID = "{source}-to-{target}/shots-{shots}/split-{split}"
+LAMBDA_RUN_ID = "{source}-to-{target}/shots-{shots}/lambda-{lam}/split-{split}"
+
+
+def run_id(method):
+    """A run's path below its method folder: baseline, per pair, or per pair and lambda.
+
+    ``method`` is a method name, ``NAME-selected`` for a lambda method, or a
+    pattern such as ``{method}-selected``.
+    """
+    if method == "baseline":
+        return "{source}/split-{split}"
+    return LAMBDA_RUN_ID if method in LAMBDA_METHODS else PAIR_RUN_ID
 
 
 def run_json(method):
-    return f"results/runs/{method}/{RUN_ID[method]}.json"
+    return f"results/runs/{method}/{run_id(method)}.json"
 
 
 def run_log(method):
-    return f"logs/runs/{method}/{RUN_ID[method]}.log"
+    return f"logs/runs/{method}/{run_id(method)}.log"
 
 
 def run_benchmark(method):
-    return f"logs/benchmarks/runs/{method}/{RUN_ID[method]}.tsv"
+    return f"logs/benchmarks/runs/{method}/{run_id(method)}.tsv"
 
 
 def run_checkpoint(method):
     """Resumable training state; not a Snakemake output, so a failed attempt keeps it."""
-    return f"results/checkpoints/{method}/{RUN_ID[method]}.ckpt"
+    return f"results/checkpoints/{method}/{run_id(method)}.ckpt"
 
 
 PARQUET = "results/data/{survey}.parquet"
@@ -176,6 +185,11 @@ def training_resources(method):
     )
 
 
+def lambda_option(wildcards):
+    """``--lambda X`` for a run of a lambda method (its path label -> the config's number), else nothing."""
+    return f"--lambda {LAMBDA_BY_LABEL[wildcards.lam]}" if "lam" in wildcards.keys() else ""
+
+
 def baseline_data(wildcards):
     """Every configured survey's data and split: the baseline is evaluated on all of them."""
     return {
@@ -199,31 +213,24 @@ def data_options(surveys, split):
 
 # ---------------------------------------------------------------- selection
 
-def mme_runs(wildcards, split):
+def lambda_runs(wildcards, splits, shots=None):
+    """Runs of lambda method ``wildcards.method`` of the pair, one per lambda, for ``splits``
+    and ``shots`` (default: the group's own shot count)."""
     return [
-        run_json("mme").format(
-            source=wildcards.source, target=wildcards.target,
-            shots=wildcards.shots, lam=lam, split=split,
+        run_json(wildcards.method).format(
+            source=wildcards.source, target=wildcards.target, shots=n, lam=lam, split=k
         )
-        for lam in LAMBDA_LABELS
-    ]
-
-
-def pair_mme_runs(wildcards, splits):
-    """Every MME run of the pair over all shot counts and lambdas, for ``splits``."""
-    return [
-        run_json("mme").format(source=wildcards.source, target=wildcards.target, shots=n, lam=lam, split=k)
-        for n, lam, k in itertools.product(SHOTS, LAMBDA_LABELS, splits)
+        for n, lam, k in itertools.product(shots or [wildcards.shots], LAMBDA_LABELS, splits)
     ]
 
 
 def selection_inputs(wildcards):
-    """The group's runs (one per lambda) and the runs the rule chooses on (docs/method.md)."""
-    inputs = {"runs": mme_runs(wildcards, wildcards.split)}
+    """The group's runs (one per lambda) and the runs the rule chooses on (docs/method.md section 7)."""
+    inputs = {"runs": lambda_runs(wildcards, [wildcards.split])}
     if LAMBDA_SELECTION == "per_pair":
-        inputs["reference"] = pair_mme_runs(wildcards, SPLITS)
+        inputs["reference"] = lambda_runs(wildcards, SPLITS, SHOTS)
     elif LAMBDA_SELECTION == "first_split":
-        inputs["reference"] = pair_mme_runs(wildcards, [FIRST_SPLIT])
+        inputs["reference"] = lambda_runs(wildcards, [FIRST_SPLIT], SHOTS)
     return inputs
 
 
@@ -232,15 +239,23 @@ def selection_inputs(wildcards):
 def all_runs():
     """Every run JSON of the study, in a fixed order."""
     runs = expand(run_json("baseline"), source=SURVEYS, split=SPLITS)
-    for method in ("finetune", "mme-selected"):
-        runs += [
-            run_json(method).format(source=s, target=t, shots=n, split=k)
-            for (s, t), n, k in itertools.product(PAIRS, SHOTS, SPLITS)
-        ]
-    runs += [
-        run_json("mme").format(source=s, target=t, shots=n, lam=lam, split=k)
-        for (s, t), n, lam, k in itertools.product(PAIRS, SHOTS, LAMBDA_LABELS, SPLITS)
-    ]
+    for method in STUDY_METHODS:  # finetune, then mme-selected and mme, as in the published study
+        if method in LAMBDA_METHODS:
+            runs += [
+                run_json(f"{method}-selected").format(source=s, target=t, shots=n, split=k)
+                for (s, t), n, k in itertools.product(PAIRS, SHOTS, SPLITS)
+            ]
+        else:
+            runs += [
+                run_json(method).format(source=s, target=t, shots=n, split=k)
+                for (s, t), n, k in itertools.product(PAIRS, SHOTS, SPLITS)
+            ]
+    for method in STUDY_METHODS:
+        if method in LAMBDA_METHODS:
+            runs += [
+                run_json(method).format(source=s, target=t, shots=n, lam=lam, split=k)
+                for (s, t), n, lam, k in itertools.product(PAIRS, SHOTS, LAMBDA_LABELS, SPLITS)
+            ]
     return runs
 
 
@@ -256,6 +271,7 @@ def effective_config():
             "lambdas": [LAMBDA_BY_LABEL[label] for label in LAMBDA_LABELS],
             "lambda_labels": LAMBDA_LABELS,
             "lambda_selection": LAMBDA_SELECTION,
+            "methods": STUDY_METHODS,
         },
         "rbda_version": rbda.__version__,
     }

@@ -1,20 +1,23 @@
-# Choice of the MME entropy weight lambda: one selected run per (source, target, shots, split),
-# the lambda chosen by the configured rule (per_pair: on every MME run of the pair).
+# Choice of the entropy weight lambda of every lambda method (rbda.study.LAMBDA_METHODS:
+# mme, ent): one selected run per (source, target, shots, split), {method}-selected, the
+# lambda chosen by the configured rule (per_pair: on every run of the pair and method).
 
 
 rule select_lambda:
-    """Keep the MME run whose lambda has the best target-validation BACC (rule from config)."""
+    """Keep the run whose lambda has the best target-validation BACC (rule from config)."""
     input:
         unpack(selection_inputs),
     output:
-        run_json("mme-selected"),
+        run_json("{method}-selected"),
     params:
         rule=LAMBDA_SELECTION,
         reference=lambda wildcards, input: (
             ["--reference-runs", *input.reference] if "reference" in input.keys() else []
         ),
     log:
-        run_log("mme-selected"),
+        run_log("{method}-selected"),
+    wildcard_constraints:
+        method=one_of(LAMBDA_METHODS),
     conda:
         "../envs/rbda.yaml"
     shell:

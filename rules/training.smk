@@ -1,5 +1,5 @@
-# Training runs: baseline per (source, split); fine-tuning per
-# (split, source, target, shots); MME per (split, source, target, shots, lambda).
+# Training runs: baseline per (source, split); each adaptation method per
+# (split, source, target, shots), lambda methods (MME, ENT) also per lambda.
 # One compute thread per job: on CPU, Snakemake then runs as many training
 # jobs at once as there are cores, which beats one multi-threaded job.
 
@@ -33,60 +33,39 @@ rule train_baseline:
         " --checkpoint {params.checkpoint:q} {params.options} > {log:q} 2>&1"
 
 
-rule train_finetune:
-    """Continue training the source baseline on `shots` labelled target items per class."""
-    input:
-        unpack(pair_data),
-    output:
-        metrics=run_json("finetune"),
-    params:
-        data=lambda wildcards: data_options((wildcards.source, wildcards.target), wildcards.split),
-        checkpoint=run_checkpoint("finetune"),
-        seed=config["seed"],
-        code=TRAINING_CODE,
-        options=training_options("finetune"),
-    threads: 1
-    resources:
-        **training_resources("finetune"),
-    log:
-        run_log("finetune"),
-    benchmark:
-        run_benchmark("finetune")
-    conda:
-        "../envs/rbda.yaml"
-    shell:
-        "rbda train --method finetune --source {wildcards.source} --target {wildcards.target}"
-        " --init-model {input.init_model:q} {params.data} --shots {wildcards.shots}"
-        " --split {wildcards.split} --seed {params.seed} --threads {threads}"
-        " --metrics {output.metrics:q} --checkpoint {params.checkpoint:q} {params.options}"
-        " > {log:q} 2>&1"
+# One rule per adaptation method of the vocabulary (rbda.study.ADAPTATION_METHODS):
+# train_finetune, train_mme, train_st, train_ent, train_dann. Which of them run is
+# the config's `methods:` (all_runs() asks for their outputs). Lambda methods
+# (rbda.study.LAMBDA_METHODS) run once per lambda of the grid.
+for _method in ADAPTATION_METHODS:
 
-
-rule train_mme:
-    """Minimax Entropy from the source baseline's features, with entropy weight `lam`."""
-    input:
-        unpack(pair_data),
-    output:
-        metrics=run_json("mme"),
-    params:
-        data=lambda wildcards: data_options((wildcards.source, wildcards.target), wildcards.split),
-        checkpoint=run_checkpoint("mme"),
-        lam=lambda wildcards: LAMBDA_BY_LABEL[wildcards.lam],
-        seed=config["seed"],
-        code=TRAINING_CODE,
-        options=training_options("mme"),
-    threads: 1
-    resources:
-        **training_resources("mme"),
-    log:
-        run_log("mme"),
-    benchmark:
-        run_benchmark("mme")
-    conda:
-        "../envs/rbda.yaml"
-    shell:
-        "rbda train --method mme --source {wildcards.source} --target {wildcards.target}"
-        " --init-model {input.init_model:q} {params.data} --shots {wildcards.shots}"
-        " --lambda {params.lam} --split {wildcards.split} --seed {params.seed}"
-        " --threads {threads} --metrics {output.metrics:q} --checkpoint {params.checkpoint:q}"
-        " {params.options} > {log:q} 2>&1"
+    rule:
+        name:
+            f"train_{_method}"
+        input:
+            unpack(pair_data),
+        output:
+            metrics=run_json(_method),
+        params:
+            data=lambda wildcards: data_options((wildcards.source, wildcards.target), wildcards.split),
+            checkpoint=run_checkpoint(_method),
+            lam=lambda_option,
+            seed=config["seed"],
+            code=TRAINING_CODE,
+            options=training_options(_method),
+        threads: 1
+        resources:
+            **training_resources(_method),
+        log:
+            run_log(_method),
+        benchmark:
+            run_benchmark(_method)
+        conda:
+            "../envs/rbda.yaml"
+        shell:
+            f"rbda train --method {_method}"
+            " --source {wildcards.source} --target {wildcards.target}"
+            " --init-model {input.init_model:q} {params.data} --shots {wildcards.shots}"
+            " {params.lam} --split {wildcards.split} --seed {params.seed} --threads {threads}"
+            " --metrics {output.metrics:q} --checkpoint {params.checkpoint:q} {params.options}"
+            " > {log:q} 2>&1"

@@ -26,8 +26,18 @@ def _gen(seed=0):
 
 
 def test_unknown_method_is_a_setting_error():
-    with pytest.raises(SettingError, match="'method'.*baseline, finetune, mme.*'dann'"):
-        method_class("dann")
+    with pytest.raises(SettingError, match="'method'.*baseline, finetune, mme, st, ent, dann.*'cdac'"):
+        method_class("cdac")
+
+
+def test_every_method_name_has_a_class():
+    from rbda.methods import METHOD_CLASSES
+    from rbda.study import ADAPTATION_METHODS, LAMBDA_METHODS, METHOD_LABELS, METHODS
+
+    assert set(METHOD_CLASSES) == set(METHODS) == set(METHOD_LABELS)
+    assert set(LAMBDA_METHODS) <= set(ADAPTATION_METHODS)
+    for name in METHODS:
+        assert method_class(name).name == name
 
 
 def test_baseline_draws_class_balanced_batches_from_source_train(surveys):
@@ -100,6 +110,10 @@ def test_finetune_starts_from_the_whole_baseline(surveys):
         (RunSpec("mme", "des", "hits", 0, seed=1, shots=5), "'lambda'"),
         (RunSpec("mme", "des", "hits", 0, seed=1, shots=5, lam=float("nan")), "'lambda'"),
         (RunSpec("baseline", "des", None, 0, seed=1, shots=5), "'shots'"),
+        (RunSpec("ent", "des", "hits", 0, seed=1, shots=5), "'lambda'.*'ent'"),
+        (RunSpec("st", "des", "hits", 0, seed=1, shots=5, lam=0.1), "'lambda'"),
+        (RunSpec("dann", "des", "hits", 0, seed=1, shots=5, lam=-1.0), "'lambda'"),
+        (RunSpec("finetune", "des", "hits", 0, seed=1, shots=5, from_scratch=True), "'from_scratch'"),
         (RunSpec("baseline", "ztf", None, 0, seed=1), "source survey 'ztf'"),
         (RunSpec("finetune", "des", "atlas", 0, seed=1, shots=1), "target survey 'atlas'"),
     ],
@@ -113,3 +127,151 @@ def test_finetune_without_an_initial_model_is_refused(surveys):
     m = method_class("finetune")(RunSpec("finetune", "des", "hits", 0, seed=1, shots=1), surveys)
     with pytest.raises(SettingError, match="baseline model"):
         m.build_model(None)
+
+
+# -- the standard semi-supervised baselines: S+T, ENT, DANN ------------------------------------
+
+
+def test_st_batches_half_source_half_target_shots_one_update(surveys):
+    m = method_class("st")(RunSpec("st", "des", "hits", 0, seed=1, shots=5), surveys)
+    plan = m.plan_epoch(30, _gen())
+    assert set(plan) == {"source", "target"}
+    assert plan["source"].shape == (30, 25) and plan["target"].shape == (30, 25)
+    assert np.isin(plan["source"].numpy(), surveys["des"].split.train).all()
+    assert np.isin(plan["target"].numpy(), m.shots).all()
+    assert surveys["des"].labels_np[plan["source"].numpy()].mean() == pytest.approx(0.5, abs=0.06)
+    model = StampClassifier("linear")
+    xs, ys = surveys["des"].batch(plan["source"][0])
+    xt, yt = surveys["hits"].batch(plan["target"][0])
+    model.eval()  # same BatchNorm behaviour for both computations
+    [loss] = list(m.losses(model, plan, 0))
+    expected = torch.nn.functional.cross_entropy(model(torch.cat((xs, xt))), torch.cat((ys, yt)))
+    assert torch.equal(loss, expected)
+
+
+def test_st_starts_from_the_baseline_or_from_scratch(surveys):
+    baseline = StampClassifier("linear")
+    m = method_class("st")(RunSpec("st", "des", "hits", 0, seed=1, shots=1), surveys)
+    model = m.build_model(baseline.state_dict())
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in baseline.state_dict().items())
+    with pytest.raises(SettingError, match="baseline model"):
+        m.build_model(None)
+    scratch = method_class("st")(RunSpec("st", "des", "hits", 0, seed=1, shots=1, from_scratch=True), surveys)
+    assert scratch.build_model(None).head_kind == "linear"
+    with pytest.raises(SettingError, match="init_model"):
+        scratch.build_model(baseline.state_dict())
+
+
+def _grads(model, loss):
+    model.zero_grad()
+    loss.backward()
+    return ({k: p.grad.clone() for k, p in model.backbone.named_parameters() if p.grad is not None},
+            {k: p.grad.clone() for k, p in model.head.named_parameters()})
+
+
+def test_ent_minimises_entropy_with_head_and_features_where_mme_maximises_it_with_the_head():
+    from rbda.entropy import prediction_entropy
+    from rbda.methods.entropy_min import entropy_loss
+    from rbda.methods.mme import adversarial_entropy_loss
+
+    torch.manual_seed(0)
+    model = StampClassifier("prototype").eval()
+    x = torch.randn(16, 3, 21, 21)
+    ent_backbone, ent_head = _grads(model, entropy_loss(model, x, 0.5))
+    mme_backbone, mme_head = _grads(model, adversarial_entropy_loss(model, x, 0.5))
+    h_backbone, h_head = _grads(model, prediction_entropy(model(x)))
+    assert entropy_loss(model, x, 0.5).item() == pytest.approx(0.5 * prediction_entropy(model(x)).item())
+    for k in h_head:  # head: ENT descends H, MME ascends it
+        torch.testing.assert_close(ent_head[k], 0.5 * h_head[k])
+        torch.testing.assert_close(mme_head[k], -0.5 * h_head[k])
+    for k in h_backbone:  # features: both descend H
+        torch.testing.assert_close(ent_backbone[k], 0.5 * h_backbone[k])
+        torch.testing.assert_close(mme_backbone[k], 0.5 * h_backbone[k])
+    # one SGD step on the ENT loss lowers the entropy
+    before = prediction_entropy(model(x)).item()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None:
+                p.grad.zero_()
+    entropy_loss(model, x, 1.0).backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None:
+                p -= 0.01 * p.grad
+    assert prediction_entropy(model(x)).item() < before
+
+
+def test_ent_is_mme_with_the_entropy_step_replaced(surveys):
+    spec = RunSpec("ent", "des", "hits", 0, seed=1, shots=5, lam=0.1)
+    m = method_class("ent")(spec, surveys)
+    assert m.head_kind == "prototype"
+    plan = m.plan_epoch(3, _gen())
+    assert set(plan) == {"source", "target", "unlabelled"}
+    model = StampClassifier("prototype").eval()
+    losses = list(m.losses(model, plan, 0))
+    assert len(losses) == 2 and losses[1].item() > 0  # +lambda*H (MME's is negative)
+
+
+def test_dann_reversal_schedule():
+    from rbda.methods.dann import reversal_coefficient
+
+    assert reversal_coefficient(0.0) == 0.0
+    assert reversal_coefficient(1.0) == pytest.approx(2 / (1 + np.exp(-10)) - 1)
+    assert reversal_coefficient(0.1) == pytest.approx(2 / (1 + np.exp(-1)) - 1)
+    values = [reversal_coefficient(p) for p in np.linspace(0, 1, 11)]
+    assert all(a < b for a, b in zip(values, values[1:]))
+
+
+def test_dann_progress_counts_iterations_towards_max_epochs(surveys):
+    m = method_class("dann")(RunSpec("dann", "des", "hits", 0, seed=1, shots=5), surveys)
+    m.begin_epoch(iteration=30, total_iterations=100)  # e.g. epoch 4 of 10, 10 iterations each
+    assert m.progress(0) == 0.3 and m.progress(5) == 0.35
+
+
+def test_dann_domain_head_learns_while_features_get_the_reversed_gradient():
+    from rbda.methods.dann import DomainAdversarialClassifier, domain_loss
+
+    torch.manual_seed(0)
+    model = DomainAdversarialClassifier().eval()
+    x = torch.randn(12, 3, 21, 21)
+    is_target = torch.arange(12) >= 4
+
+    def grads(coefficient):
+        model.zero_grad()
+        domain_loss(model.domain_logits(model.backbone(x), coefficient), is_target).backward()
+        return ({k: p.grad.clone() for k, p in model.backbone.named_parameters() if p.grad is not None},
+                {k: p.grad.clone() for k, p in model.domain_head.named_parameters()})
+
+    plain_backbone, plain_head = grads(-1.0)  # coefficient -1: no reversal (gradient times +1)
+    rev_backbone, rev_head = grads(0.5)
+    for k in plain_head:  # the domain head descends its loss, whatever the coefficient
+        torch.testing.assert_close(rev_head[k], plain_head[k])
+    for k in plain_backbone:  # the features ascend it, scaled
+        torch.testing.assert_close(rev_backbone[k], -0.5 * plain_backbone[k])
+    assert any(g.abs().sum() > 0 for g in plain_backbone.values())
+
+
+def test_dann_domain_loss_weighs_the_two_domains_equally():
+    from rbda.methods.dann import domain_loss
+
+    logits = torch.tensor([0.0, 0.0, 2.0, 2.0, 2.0, -1.0])
+    is_target = torch.tensor([False, False, True, True, True, True])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    expected = 0.5 * (bce(logits[:2], torch.zeros(2)) + bce(logits[2:], torch.ones(4)))
+    torch.testing.assert_close(domain_loss(logits, is_target), expected)
+
+
+def test_dann_model_starts_from_the_whole_baseline_and_writes_the_classifier_only(surveys):
+    baseline = StampClassifier("linear")
+    m = method_class("dann")(RunSpec("dann", "des", "hits", 0, seed=1, shots=5), surveys)
+    model = m.build_model(baseline.state_dict())
+    for k, v in baseline.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v)
+    assert any(k.startswith("domain_head.") for k in model.state_dict())
+    assert set(model.classifier_state()) == set(baseline.state_dict())
+    plan = m.plan_epoch(2, _gen())
+    assert plan["unlabelled"].shape == (2, 50) and not np.isin(plan["unlabelled"].numpy(), m.shots).any()
+    m.begin_epoch(0, 10)
+    [loss] = list(m.losses(model, plan, 0))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert m.describe()["domain_weight"] == 1.0

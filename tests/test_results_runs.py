@@ -25,7 +25,7 @@ def test_valid_run_loads(tmp_path):
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d.pop("evaluations"), "'evaluations' is a required property"),
     (lambda d: d.update(schema="rbda.run/2"), "schema"),
-    (lambda d: d.update(method="dann"), "method"),
+    (lambda d: d.update(method="cdac"), "method"),
     (lambda d: d["validation"].pop("best_bacc"), "best_bacc"),
     (lambda d: d["evaluations"][0].update(bacc=1.5), "bacc"),
     (lambda d: d.__setitem__("lambda", None), "mme run has a lambda"),
@@ -234,3 +234,21 @@ def test_first_split_without_the_chosen_lambda_in_current_split(tmp_path):
     current = load_runs([write(tmp_path / "c.json", mme(split=1, lam=0.1))])
     with pytest.raises(SettingError, match="lambda 0.5"):
         select_lambda(current, "first_split", reference)
+
+
+def test_ent_runs_are_selected_like_mme_and_methods_are_not_mixed(tmp_path):
+    def ent(lam, val):
+        return adapted_run("ent", "des", "hits", 0, 5, 0.9, 0.8, lam=lam, val_bacc=val)
+
+    runs = load_runs([write(tmp_path / f"ent-{lam}.json", ent(lam, val)) for lam, val in ((0.1, 0.7), (0.5, 0.8))])
+    selected = select_lambda(runs)
+    assert selected["method"] == "ent" and selected["lambda"] == 0.5
+    chosen = load_run(write(tmp_path / "ent-selected.json", selected))
+    assert chosen.kind == "ent-selected" and chosen.key()[4] is None  # not a duplicate of the lambda-0.5 run
+    load_runs([write(tmp_path / "ent-selected.json", selected), *[r.path for r in runs]])
+    mixed = load_runs([runs[0].path, write(tmp_path / "mme.json", mme(lam=0.5))])
+    with pytest.raises(InputFileError, match="runs of one lambda method"):
+        select_lambda(mixed)
+    with pytest.raises(InputFileError, match="only runs of mme, ent carry a 'selection'"):
+        load_run(write(tmp_path / "st.json", {**adapted_run("st", "des", "hits", 0, 5, 0.9, 0.8),
+                                              "selection": selected["selection"]}))

@@ -167,12 +167,35 @@ def _interrupt_after(epoch):
     return hook
 
 
-@pytest.mark.parametrize("method_name", ["baseline", "mme"])
+LAMBDAS = {"mme": 0.1, "ent": 0.1}
+
+
+def _adapt(surveys, name, **kwargs):
+    return method_class(name)(RunSpec(name, "des", "hits", 0, seed=4, shots=5, lam=LAMBDAS.get(name), **kwargs),
+                              surveys)
+
+
+@pytest.mark.parametrize("method_name", ["st", "ent", "dann"])
+def test_other_adaptation_methods_train_on_the_synthetic_surveys(surveys, baseline_state, method_name):
+    method = _adapt(surveys, method_name)
+    result = _fit(method, init_state=baseline_state)
+    assert result.state.iteration == 4 * 10 and len(result.state.history) == 4
+    evaluations = {e["role"]: e["bacc"] for e in evaluate_method(method, result.model)}
+    assert evaluations["source"] > 0.8 and evaluations["target"] > 0.6
+
+
+def test_st_trains_from_scratch(surveys):
+    method = _adapt(surveys, "st", from_scratch=True)
+    result = _fit(method)
+    assert {e["role"]: e["bacc"] for e in evaluate_method(method, result.model)}["source"] > 0.8
+
+
+@pytest.mark.parametrize("method_name", ["baseline", "mme", "st", "ent", "dann"])
 def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, surveys, baseline_state, method_name):
     def make():
         if method_name == "baseline":
             return _baseline(surveys)
-        return method_class("mme")(RunSpec("mme", "des", "hits", 0, seed=4, shots=5, lam=0.1), surveys)
+        return _adapt(surveys, method_name)
 
     init = None if method_name == "baseline" else baseline_state
     config = TrainConfig(epoch_size=300, max_epochs=5, patience=10, checkpoint_every_epochs=2)

@@ -55,8 +55,13 @@ def _bacc(evaluations, role):
     return next(e["bacc"] for e in evaluations if e["role"] == role)
 
 
-def measure(surveys: dict[str, SurveyTensors], pairs, shots=(1, 5, 20), lam=0.1) -> dict:
-    """Baseline table, and FT / MME source and target BACC per (pair, shots)."""
+#: The adaptation methods measured, with their lambda (None: the method takes none).
+METHOD_LAMBDAS = {"finetune": None, "mme": 0.1, "st": None, "ent": 0.1, "dann": None}
+
+
+def measure(surveys: dict[str, SurveyTensors], pairs, shots=(1, 5, 20), lam=0.1,
+            methods=("finetune", "mme")) -> dict:
+    """Baseline table, and each method's source and target BACC per (pair, shots)."""
     quiet = io.StringIO()
     table, models = {}, {}
     for source in SURVEYS:
@@ -66,7 +71,8 @@ def measure(surveys: dict[str, SurveyTensors], pairs, shots=(1, 5, 20), lam=0.1)
         table[source] = {e["survey"]: e["bacc"] for e in evaluate_method(method, result.model)}
     adapted = {}
     for (source, target), n in itertools.product(pairs, shots):
-        for name, lam_value in (("finetune", None), ("mme", lam)):
+        for name in methods:
+            lam_value = None if METHOD_LAMBDAS[name] is None else lam
             spec = RunSpec(name, source, target, 0, SEED, shots=n, lam=lam_value)
             method = method_class(name)(spec, surveys)
             result = train(method, SHORT, init_state=models[source], progress_stream=quiet)
@@ -94,14 +100,49 @@ def test_methods_behave_as_in_the_study_on_synthetic_surveys(tmp_path):
     assert statistics.mean(mme_drop) < statistics.mean(ft_drop)
 
 
+def print_methods_at(m: dict, pairs, shots: int, methods) -> None:
+    """Per pair: each method's target gain and source loss (BACC) against the baseline, then means."""
+    print(f"at {shots} shots, target gain / source loss vs baseline: " + " | ".join(methods))
+    gains = {name: [] for name in methods}
+    for s, t in pairs:
+        cells = []
+        for name in methods:
+            src, tgt = m["adapted"][(s, t, shots, name)]
+            gain, loss = tgt - m["table"][s][t], m["table"][s][s] - src
+            gains[name].append((gain, loss))
+            cells.append(f"{gain:+.3f}/{loss:+.3f}")
+        print(f"  {s}->{t}: " + " | ".join(cells))
+    for name in methods:
+        g = [x[0] for x in gains[name]]
+        print(f"  {name}: mean target gain {statistics.mean(g):+.3f}, beats baseline on {sum(x > 0 for x in g)}/{len(g)}"
+              f" pairs, mean source loss {statistics.mean(x[1] for x in gains[name]):+.3f}")
+
+
 if __name__ == "__main__":
+    import argparse
     import tempfile
 
-    configure_torch(threads=int(sys.argv[1]) if len(sys.argv) > 1 else 1, deterministic=False)
+    parser = argparse.ArgumentParser(description="measure the methods on the synthetic surveys")
+    parser.add_argument("threads", nargs="?", type=int, default=1)
+    parser.add_argument("--methods", default="finetune,mme", help="comma-separated, e.g. finetune,mme,st,ent,dann")
+    parser.add_argument("--size", type=int, default=2000, help="alerts per synthetic survey")
+    parser.add_argument("--pairs", type=int, default=12, help="first N ordered pairs")
+    parser.add_argument("--shots", default="1,5,20")
+    args = parser.parse_args()
+    methods = args.methods.split(",")
+    shots = tuple(int(x) for x in args.shots.split(","))
+    configure_torch(threads=args.threads, deterministic=False)
     with tempfile.TemporaryDirectory() as tmp:
-        surveys = synthetic_surveys(Path(tmp), 2000)
-        pairs = [(s, t) for s in SURVEYS for t in SURVEYS if s != t]
-        m = measure(surveys, pairs)
+        surveys = synthetic_surveys(Path(tmp), args.size)
+        pairs = [(s, t) for s in SURVEYS for t in SURVEYS if s != t][:args.pairs]
+        m = measure(surveys, pairs, shots=shots, methods=methods)
+    if len(methods) > 2 or methods != ["finetune", "mme"]:
+        print("baseline BACC, train \\ test: " + " ".join(SURVEYS))
+        for s in SURVEYS:
+            print(f"  {s:6s} " + " ".join(f"{m['table'][s][t]:.3f}" for t in SURVEYS))
+        for n in shots:
+            print_methods_at(m, pairs, n, methods)
+        sys.exit(0)
     print("baseline BACC, train \\ test: " + " ".join(SURVEYS))
     for s in SURVEYS:
         print(f"  {s:6s} " + " ".join(f"{m['table'][s][t]:.3f}" for t in SURVEYS))

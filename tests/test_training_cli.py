@@ -62,14 +62,34 @@ def test_baseline_run_json_follows_the_contract(study):
     assert not Path(str(study["baseline"]) + ".ckpt").exists()  # removed when the run completes
 
 
-@pytest.mark.parametrize("method, extra", [("finetune", []), ("mme", ["--lambda", "0.1"])])
+@pytest.mark.parametrize("method, extra", [("finetune", []), ("mme", ["--lambda", "0.1"]), ("st", []),
+                                           ("ent", ["--lambda", "0.1"]), ("dann", [])])
 def test_adaptation_runs_evaluate_source_and_target(study, tmp_path, method, extra):
     metrics = tmp_path / "run.json"
-    assert _adapt(study, method, metrics, "--shots", "5", *extra) == 0
+    model = tmp_path / "run.pt"
+    assert _adapt(study, method, metrics, "--shots", "5", "--model", str(model), *extra) == 0
     record = json.loads(metrics.read_text())
     assert (record["method"], record["target"], record["shots"]) == (method, "hits", 5)
-    assert record["lambda"] == (0.1 if method == "mme" else None)
+    assert record["lambda"] == (0.1 if method in ("mme", "ent") else None)
+    # the model file holds the stamp classifier alone (DANN's domain head is left out) and scores again
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(model), "--data", study["data"]["des"], "--data", study["data"]["hits"],
+                 "--output", str(out), "--device", "cpu"]) == 0
+    evaluated = {e["survey"]: e["bacc"] for e in json.loads(out.read_text())["evaluations"]}
+    assert evaluated == {e["survey"]: e["bacc"] for e in record["evaluations"]}
     assert [(e["survey"], e["role"]) for e in record["evaluations"]] == [("des", "source"), ("hits", "target")]
+
+
+def test_st_from_scratch_needs_no_initial_model(study, tmp_path, capsys):
+    metrics = tmp_path / "run.json"
+    base = ["train", "--method", "st", "--source", "des", "--target", "hits", "--shots", "5",
+            "--data", study["data"]["des"], "--data", study["data"]["hits"], "--split", "0", "--seed", "7",
+            "--metrics", str(metrics), *SHORT, "--from-scratch"]
+    _fails_cleanly(capsys, [*base, "--init-model", str(study["model"])], "no initial model for method 'st'", metrics)
+    assert main(base) == 0
+    assert json.loads(metrics.read_text())["data"]["from_scratch"] is True
+    _fails_cleanly(capsys, [*base[:2], "finetune", *base[3:], "--init-model", str(study["model"])],
+                   "'from_scratch'", tmp_path / "other.json")
 
 
 def test_same_arguments_same_metrics(study, tmp_path):
@@ -101,7 +121,7 @@ def test_bad_input_is_a_clear_error_without_output(study, tmp_path, capsys):
     metrics = tmp_path / "run.json"
     base = ["--data", study["data"]["des"], "--data", study["data"]["hits"], "--split", "0", "--seed", "7",
             "--metrics", str(metrics), *SHORT]
-    _fails_cleanly(capsys, ["train", "--method", "dann", "--source", "des", *base], "one of baseline, finetune, mme", metrics)
+    _fails_cleanly(capsys, ["train", "--method", "cdac", "--source", "des", *base], "one of baseline, finetune, mme", metrics)
     _fails_cleanly(capsys, ["train", "--method", "finetune", "--source", "des", "--target", "hits", "--shots", "5",
                             "--init-model", str(tmp_path / "none.pt"), *base], "none.pt: model file not found", metrics)
     _fails_cleanly(capsys, ["train", "--method", "finetune", "--source", "des", "--target", "hits", "--shots", "500",

@@ -144,6 +144,53 @@ def test_demo_preset_plans_the_same_rules_smaller(workflow):
     }
 
 
+EXTENDED = (*DEMO, "presets/extended.yaml")
+
+
+def test_extended_preset_fans_out_every_method(workflow):
+    """S+T and DANN per (split, pair, shots); ENT per lambda too, then selected like MME."""
+    per_pair = 12 * 3 * 2
+    assert planned_jobs(workflow, *EXTENDED) == {
+        "synthesize_survey": 4,
+        "preprocess_survey": 4,
+        "split_survey": 4 * 2,
+        "train_baseline": 4 * 2,
+        "train_finetune": per_pair,
+        "train_mme": per_pair * 2,
+        "train_st": per_pair,
+        "train_ent": per_pair * 2,
+        "train_dann": per_pair,
+        "select_lambda": per_pair * 2,  # mme-selected and ent-selected
+        "aggregation_inputs": 1,
+        "aggregate": 1,
+        "all": 1,
+    }
+
+
+def test_methods_schema_enum_is_the_vocabulary():
+    from rbda.study import ADAPTATION_METHODS, METHODS, STUDY_METHODS
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    methods = schema["properties"]["methods"]
+    assert methods["items"]["enum"] == list(ADAPTATION_METHODS)
+    assert methods["default"] == list(STUDY_METHODS)
+    for key in ("training_by_method", "resources"):
+        assert list(schema["properties"][key]["properties"]) == list(METHODS)
+
+
+def test_one_method_subset_plans_only_its_rules(workflow):
+    overlay = write_overlay(workflow, "ent.yaml", {"methods": ["ent"]})
+    jobs = planned_jobs(workflow, *DEMO, overlay)
+    assert jobs["train_ent"] == 12 * 3 * 2 * 2 and jobs["select_lambda"] == 12 * 3 * 2
+    assert not {"train_finetune", "train_mme", "train_st", "train_dann"} & set(jobs)
+    commands = dry_run_commands(workflow, *DEMO, overlay, "--",
+                                "results/runs/ent-selected/des-to-hits/shots-5/split-1.json")
+    train = [c for c in commands if c.startswith("rbda train --method ent")]
+    assert len(train) == 2 and all("--lambda 0.05" in c or "--lambda 0.5" in c for c in train)
+    select = next(c for c in commands if c.startswith("rbda select-lambda"))
+    assert "results/runs/ent/des-to-hits/shots-5/lambda-0.05/split-1.json" in select
+
+
 def dry_run_commands(workdir: Path, *args: str) -> list[str]:
     """The shell commands a dry run would execute."""
     result = snakemake(workdir, "--dry-run", "--printshellcmds", *args)

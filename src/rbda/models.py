@@ -246,6 +246,10 @@ class StampClassifier(nn.Module):
             features = self.reversal(features)
         return self.head(features)
 
+    def classifier_state(self) -> dict:
+        """The weights a model file holds (a subclass with training-only parts leaves them out)."""
+        return self.state_dict()
+
 
 MODEL_FORMAT = "rbda.model/1"
 #: Payload keys: format, head_kind, backbone (a file without it is of the study CNN), facts (run identity: method, source, target, split, shots,
@@ -267,7 +271,7 @@ def save_model_file(path: str | Path, model: StampClassifier, facts: dict, train
     """Write the model's weights, the facts of the run that made it and the preprocessing version, atomically."""
     from rbda.preprocess import PREPROCESSING, PREPROCESSING_VERSION
 
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in model.classifier_state().items()}
     # plain JSON values only (a weights-only load accepts nothing else; torch's version is an object)
     plain = lambda value: json.loads(json.dumps(value, default=str))  # noqa: E731
     payload = {"format": MODEL_FORMAT, "head_kind": model.head_kind, "backbone": model.backbone_name, "facts": plain(dict(facts)),

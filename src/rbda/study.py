@@ -39,13 +39,16 @@ SURVEY_LABELS = {"hits": "HiTS", "des": "DES", "ztf": "ZTF", "atlas": "ATLAS"}
 #: The method that trains a model from scratch on one survey.
 BASELINE = "baseline"
 #: Methods that adapt a (source, split) baseline to a target survey.
-ADAPTATION_METHODS = ("finetune", "mme")
+ADAPTATION_METHODS = ("finetune", "mme", "st", "ent", "dann")
+#: The published study's adaptation methods (the config's default ``methods``).
+STUDY_METHODS = ("finetune", "mme")
 #: Adaptation methods that are run once per lambda of the grid, then selected.
-LAMBDA_METHODS = ("mme",)
+LAMBDA_METHODS = ("mme", "ent")
 #: Every training method, as ``rbda train --method`` names it.
 METHODS = (BASELINE, *ADAPTATION_METHODS)
 #: Display names of the methods.
-METHOD_LABELS = {"baseline": "Baseline", "finetune": "FT", "mme": "MME"}
+METHOD_LABELS = {"baseline": "Baseline", "finetune": "FT", "mme": "MME", "st": "S+T", "ent": "ENT",
+                 "dann": "DANN"}
 
 #: Schema id of a run result (one JSON per training run; docs/architecture.md).
 RUN_SCHEMA = "rbda.run/1"

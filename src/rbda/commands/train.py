@@ -33,20 +33,23 @@ def parse_data_specs(texts: list[str]) -> dict[str, tuple[Path, Path]]:
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "train", help="train one model (baseline, finetune or mme) and write its run JSON",
+        "train", help="train one model (baseline or an adaptation method) and write its run JSON",
         description="Train one model and evaluate it on test parts; see docs/architecture.md for the run JSON.",
     )
     p.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}")
     p.add_argument("--source", required=True, choices=SURVEYS, help="source survey")
-    p.add_argument("--target", choices=SURVEYS, help="target survey (finetune, mme)")
+    p.add_argument("--target", choices=SURVEYS, help="target survey (adaptation methods)")
     p.add_argument("--data", action="append", default=[], metavar="SURVEY=DATA.parquet:SPLIT.npz",
                    help="a survey's preprocessed data and split; repeat per survey (a baseline is "
                         "evaluated on the test part of every survey given)")
     p.add_argument("--split", type=int, required=True, help="split number k")
     p.add_argument("--seed", type=int, required=True, help="the study's base seed")
-    p.add_argument("--shots", type=int, help="labelled target items per class (finetune, mme)")
-    p.add_argument("--lambda", dest="lam", type=float, help="MME entropy weight")
-    p.add_argument("--init-model", type=Path, help="baseline model file to start from (finetune, mme)")
+    p.add_argument("--shots", type=int, help="labelled target items per class (adaptation methods)")
+    p.add_argument("--lambda", dest="lam", type=float,
+                   help="entropy weight (mme, ent); domain-loss weight (dann, default 1)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="st only: train a fresh network on source + target shots (no --init-model)")
+    p.add_argument("--init-model", type=Path, help="baseline model file to start from (adaptation methods)")
     p.add_argument("--metrics", type=Path, required=True, help="run JSON to write")
     p.add_argument("--model", type=Path, help="also write the best model here")
     p.add_argument("--checkpoint", type=Path, help="resumable checkpoint (default: METRICS.ckpt)")
@@ -77,7 +80,7 @@ def _run_spec(args: argparse.Namespace):
 
     return RunSpec(method=args.method, source=args.source, target=args.target, split=args.split, seed=args.seed,
                    shots=args.shots, lam=args.lam, val_shots=args.val_shots, batch_size=args.batch_size,
-                   model=args.backbone, beta=args.beta)
+                   model=args.backbone, beta=args.beta, from_scratch=args.from_scratch)
 
 
 def _train_config(args: argparse.Namespace):
@@ -96,9 +99,10 @@ def _initial_model(method_cls, args: argparse.Namespace) -> tuple[dict | None, d
 
     from rbda.models import load_model_file
 
-    if args.init_model is not None and not method_cls.needs_init_model:
+    needs_init_model = method_cls.needs_init_model and not args.from_scratch
+    if args.init_model is not None and not needs_init_model:
         raise SettingError("--init-model", f"no initial model for method {args.method!r} (it trains from scratch)")
-    if not method_cls.needs_init_model:
+    if not needs_init_model:
         return None, {}
     if args.init_model is None:
         raise SettingError("--init-model", f"the (source, split) baseline model file for method {args.method!r}")

@@ -18,6 +18,9 @@ METHOD_CLASSES = {
     "baseline": ("rbda.methods.baseline", "Baseline"),
     "finetune": ("rbda.methods.finetune", "FineTune"),
     "mme": ("rbda.methods.mme", "MinimaxEntropy"),
+    "st": ("rbda.methods.source_target", "SourceTarget"),
+    "ent": ("rbda.methods.entropy_min", "EntropyMinimisation"),
+    "dann": ("rbda.methods.dann", "DomainAdversarial"),
 }
 
 

@@ -42,12 +42,16 @@ class RunSpec:
     batch_size: int = TRAINING_DEFAULTS.batch_size
     model: str = TRAINING_DEFAULTS.model  # the backbone (rbda.study.BACKBONES)
     beta: float = TRAINING_DEFAULTS.beta  # confidence penalty of the classification loss (rbda.losses)
+    from_scratch: bool = False  # st only: start from a fresh network instead of the baseline
 
     def as_dict(self) -> dict:
-        return {"method": self.method, "source": self.source, "target": self.target,
-                "split": self.split, "seed": self.seed, "shots": self.shots,
-                "lambda": self.lam, "val_shots": self.val_shots, "batch_size": self.batch_size,
-                "model": self.model, "beta": self.beta}
+        d = {"method": self.method, "source": self.source, "target": self.target,
+             "split": self.split, "seed": self.seed, "shots": self.shots,
+             "lambda": self.lam, "val_shots": self.val_shots, "batch_size": self.batch_size,
+             "model": self.model, "beta": self.beta}
+        if self.from_scratch:  # only when set: checkpoints of the other methods keep their fingerprint
+            d["from_scratch"] = True
+        return d
 
 
 @dataclass
@@ -82,6 +86,8 @@ class TrainingMethod(ABC):
             raise SettingError("batch_size", "a positive integer", spec.batch_size)
         check_option("model", spec.model)
         check_option("beta", spec.beta)
+        if spec.from_scratch and cls.name != "st":
+            raise SettingError("from_scratch", "false for method " + repr(cls.name) + " (only 'st' can start from scratch)", True)
         if cls.needs_target:
             if spec.target is None:
                 raise SettingError("target", f"a target survey for method {cls.name!r}")
@@ -122,6 +128,10 @@ class TrainingMethod(ABC):
     @abstractmethod
     def evaluations(self) -> list[Evaluation]:
         """The test parts evaluated once training ends."""
+
+    def begin_epoch(self, iteration: int, total_iterations: int) -> None:
+        """Called by the loop before each epoch: the iteration it starts at and
+        ``max_epochs * iterations_per_epoch`` (training progress for schedules such as DANN's)."""
 
     @abstractmethod
     def plan_epoch(self, iterations: int, generator: torch.Generator) -> dict[str, torch.Tensor]:

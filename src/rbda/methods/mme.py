@@ -57,9 +57,9 @@ class MinimaxEntropy(TargetAdaptation):
         super().check_spec(spec)
         lam = spec.lam
         if lam is None or not np.isfinite(lam) or lam < 0:
-            raise SettingError("lambda", "a finite lambda >= 0 for method 'mme'", lam)
+            raise SettingError("lambda", f"a finite lambda >= 0 for method {cls.name!r}", lam)
         if spec.batch_size < 2:
-            raise SettingError("batch_size", "at least 2 for 'mme' (half source, half target)", spec.batch_size)
+            raise SettingError("batch_size", f"at least 2 for {cls.name!r} (half source, half target)", spec.batch_size)
 
     def __init__(self, spec, surveys):
         super().__init__(spec, surveys)
@@ -91,7 +91,11 @@ class MinimaxEntropy(TargetAdaptation):
         xt, yt = self.target.batch(plan["target"][i])
         yield classification_loss(model(torch.cat((xs, xt))), torch.cat((ys, yt)), self.spec.beta)
         xu, _ = self.target.batch(plan["unlabelled"][i])
-        yield adversarial_entropy_loss(model, xu, self.spec.lam)
+        yield self.unlabelled_loss(model, xu)
+
+    def unlabelled_loss(self, model: StampClassifier, x: torch.Tensor) -> torch.Tensor:
+        """The second update's loss (MME: the minimax entropy term; ENT overrides it)."""
+        return adversarial_entropy_loss(model, x, self.spec.lam)
 
     def describe(self) -> dict:
         return {**super().describe(), "target_unlabelled": int(self.unlabelled.size)}

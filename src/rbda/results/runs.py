@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator
 import jsonschema
 
 from rbda.errors import InputFileError
-from rbda.study import METHODS, RUN_SCHEMA, SELECTION_RULES, format_lambda, pair_name
+from rbda.study import LAMBDA_METHODS, METHODS, RUN_SCHEMA, SELECTION_RULES, format_lambda, pair_name
 
 #: Kind of a run in the study: its method, with selected MME runs apart.
 KIND_BASELINE = "baseline"
@@ -130,8 +130,8 @@ class Run:
 
     @property
     def kind(self) -> str:
-        if self.method == "mme" and self.is_selected:
-            return KIND_MME_SELECTED
+        if self.method in LAMBDA_METHODS and self.is_selected:
+            return f"{self.method}-selected"  # KIND_MME_SELECTED for mme
         return self.method
 
     def key(self) -> tuple:
@@ -140,14 +140,14 @@ class Run:
         A selected MME run is unique per (pair, shots, split); its lambda is the
         outcome of the selection, not part of its identity.
         """
-        lam = None if self.kind == KIND_MME_SELECTED else self.lambda_name
+        lam = None if self.is_selected else self.lambda_name
         return (self.kind, self.source, self.target, self.shots, lam, self.split)
 
     def describe(self) -> str:
         parts = [self.kind, self.source if self.target is None else pair_name(self.source, self.target)]
         if self.shots is not None:
             parts.append(f"shots={self.shots}")
-        if self.lambda_ is not None and self.kind == KIND_MME:
+        if self.lambda_ is not None and not self.is_selected:
             parts.append(f"lambda={self.lambda_name}")
         parts.append(f"split={self.split}")
         return " ".join(parts)
@@ -182,15 +182,15 @@ def _consistency_problem(data: dict[str, Any]) -> str | None:
         return f"a {method} run has an integer 'shots' >= 1"
     if method == "finetune" and lam is not None:
         return "a finetune run has lambda null"
-    if method == "mme" and lam is None:
-        return "an mme run has a lambda > 0"
+    if method in LAMBDA_METHODS and lam is None:
+        return f"an {method} run has a lambda > 0"
     for role, survey in (("source", source), ("target", target)):
         if (role, survey) not in test_roles:
             return f"a {method} run has a test evaluation of {survey!r} with role {role!r}"
     selection = data.get("selection")
     if selection is not None:
-        if method != "mme":
-            return "only mme runs carry a 'selection'"
+        if method not in LAMBDA_METHODS:
+            return f"only runs of {', '.join(LAMBDA_METHODS)} carry a 'selection'"
         if format_lambda(selection["chosen_lambda"]) != format_lambda(lam):
             return "selection.chosen_lambda equals the run's lambda"
     return None

@@ -44,8 +44,8 @@ import math
 from typing import Any
 
 from rbda.errors import InputFileError, SettingError
-from rbda.results.runs import KIND_MME, Run
-from rbda.study import DEFAULT_SELECTION_RULE, SELECTION_RULES, format_lambda
+from rbda.results.runs import Run
+from rbda.study import DEFAULT_SELECTION_RULE, LAMBDA_METHODS, SELECTION_RULES, format_lambda
 
 #: Epochs (up to and including the best) whose mean validation BACC breaks a tie.
 TIE_BREAK_EPOCHS = 5
@@ -57,17 +57,20 @@ TIE_RECENT = "recent_epochs"
 TIE_SMALLER = "smaller_lambda"
 
 
-def _check_mme(runs: list[Run], what: str) -> None:
+def _check_lambda_runs(runs: list[Run], what: str) -> None:
+    """Runs of one lambda method (rbda.study.LAMBDA_METHODS), none of them a selected run."""
     if not runs:
-        raise SettingError(what, "at least one MME run JSON")
+        raise SettingError(what, f"at least one run of a lambda method ({', '.join(LAMBDA_METHODS)})")
+    first = runs[0]
     for run in runs:
-        if run.kind != KIND_MME:
-            raise InputFileError(run.path, f"an MME run without a selection ({what}), got a {run.kind} run")
+        if run.method not in LAMBDA_METHODS or run.is_selected or run.method != first.method:
+            raise InputFileError(run.path, f"runs of one lambda method ({', '.join(LAMBDA_METHODS)}) without a "
+                                           f"selection ({what}), all {first.kind}; got a {run.kind} run")
 
 
 def _check_candidate_group(runs: list[Run], what: str) -> None:
     """All runs: unselected MME, one (source, target, shots, split), distinct lambdas."""
-    _check_mme(runs, what)
+    _check_lambda_runs(runs, what)
     first = runs[0]
     group = (first.source, first.target, first.shots, first.split)
     lambdas_seen: dict[str, Run] = {}
@@ -87,7 +90,7 @@ def _check_candidate_group(runs: list[Run], what: str) -> None:
 
 def _check_reference(reference: list[Run], current: Run, what: str, one_split: bool) -> None:
     """Reference runs: MME runs of ``current``'s pair, each (shots, split) with every lambda once."""
-    _check_mme(reference, what)
+    _check_lambda_runs(reference, what)
     groups: dict[tuple, dict[str, Run]] = {}
     for run in reference:
         if (run.source, run.target) != (current.source, current.target):
