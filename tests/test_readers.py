@@ -526,3 +526,35 @@ def test_recursive_search_does_not_follow_linked_folders(tmp_path, caplog, surve
     assert convert_survey(survey, [raw], tmp_path / "b.parquet")["read"] == n_inside
     logged = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert str(raw / "loop") in logged and str(raw / "linked") in logged
+
+
+def test_every_layout_has_one_reader_in_the_table():
+    """The reader table covers every survey of the vocabulary, and each entry imports."""
+    import importlib
+
+    from rbda.readers import FORMATS, READERS
+    from rbda.study import SURVEYS
+
+    assert set(FORMATS) == set(SURVEYS) and all(FORMATS[s] for s in SURVEYS)
+    for (survey, fmt), (module, name) in READERS.items():
+        reader = getattr(importlib.import_module(module), name)
+        assert reader.survey == survey, (survey, fmt)
+
+
+def test_file_set_readers_share_one_discovery_rule(tmp_path):
+    """HiTS, ZTF and ATLAS pickles are found by the base reader: hidden files skipped, other
+    names counted as ignored, a file given explicitly taken whatever its name."""
+    from rbda.readers.atlas import AtlasPickleReader
+    from rbda.readers.hits import HitsChunkReader
+    from rbda.readers.ztf import ZtfPickleReader
+
+    (tmp_path / "sub").mkdir()
+    for name in ("a.pkl", "sub/b.pickle", ".hidden.pkl", "notes.txt", "archive.tar.gz"):
+        (tmp_path / name).write_bytes(b"x")
+    names = lambda reader: sorted(p.relative_to(tmp_path).as_posix() for p in reader.files)  # noqa: E731
+    assert names(ZtfPickleReader([tmp_path])) == ["a.pkl", "sub/b.pickle"]
+    assert names(AtlasPickleReader([tmp_path])) == ["a.pkl", "sub/b.pickle"]
+    hits = HitsChunkReader([tmp_path])
+    assert names(hits) == ["a.pkl", "sub/b.pickle"]  # archives and notes are not chunks
+    assert hits.ignored.count == 2
+    assert names(ZtfPickleReader([tmp_path / "notes.txt"])) == ["notes.txt"]

@@ -7,35 +7,42 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Sequence
 
 from rbda.errors import InputFileError, SettingError
 from rbda.readers.base import ClassMap, RawBatch
 from rbda.study import SURVEYS
-FORMATS = {
-    "hits": ("chunks",),
-    "des": ("gif", "fits"),
-    "ztf": ("pickle",),
-    "atlas": ("pickle", "folder"),
-}
 
-__all__ = ["FORMATS", "ClassMap", "RawBatch", "default_class_map", "open_reader"]
+__all__ = ["FORMATS", "READERS", "ClassMap", "RawBatch", "default_class_map", "open_reader"]
+
+
+#: (survey, raw layout) -> (module, reader class): the one table of readers. A survey's
+#: first layout is its default; DES's image format and ATLAS's layout are detected.
+READERS = {
+    ("hits", "chunks"): ("rbda.readers.hits", "HitsChunkReader"),
+    ("des", "gif"): ("rbda.readers.des", "DesStampReader"),
+    ("des", "fits"): ("rbda.readers.des", "DesStampReader"),
+    ("ztf", "pickle"): ("rbda.readers.ztf", "ZtfPickleReader"),
+    ("atlas", "pickle"): ("rbda.readers.atlas", "AtlasPickleReader"),
+    ("atlas", "folder"): ("rbda.readers.atlas", "AtlasFolderReader"),
+}
+#: survey -> the raw layouts its readers read (the first is the default).
+FORMATS = {survey: tuple(fmt for (s, fmt) in READERS if s == survey) for survey in SURVEYS}
+
+
+def _reader_class(survey: str, fmt: str):
+    module, name = READERS[(survey, fmt)]
+    return getattr(importlib.import_module(module), name)
 
 
 def default_class_map(survey: str) -> ClassMap:
-    """The study's class -> real/bogus mapping for ``survey``."""
-    if survey == "hits":
-        from rbda.readers.hits import DEFAULT_CLASSES
-    elif survey == "des":
-        from rbda.readers.des import DEFAULT_CLASSES
-    elif survey == "ztf":
-        from rbda.readers.ztf import DEFAULT_CLASSES
-    elif survey == "atlas":
-        from rbda.readers.atlas import DEFAULT_CLASSES
-    else:
+    """The study's class -> real/bogus mapping for ``survey`` (its reader module's ``DEFAULT_CLASSES``)."""
+    if survey not in SURVEYS:
         raise SettingError("survey", f"one of {SURVEYS}", survey)
-    return DEFAULT_CLASSES
+    module, _ = READERS[(survey, FORMATS[survey][0])]
+    return importlib.import_module(module).DEFAULT_CLASSES
 
 
 def detect_atlas_format(inputs: Sequence[Path]) -> str:
@@ -49,7 +56,7 @@ def detect_atlas_format(inputs: Sequence[Path]) -> str:
 
 
 def open_reader(survey: str, inputs: Sequence[str | Path], fmt: str | None = None,
-                class_map: ClassMap | None = None, batch_size: int = 1024):
+                class_map: ClassMap | None = None, batch_size: int | None = None):
     """A reader for ``survey`` over ``inputs`` (files or folders); ``fmt`` None detects the layout."""
     if survey not in SURVEYS:
         raise SettingError("survey", f"one of {SURVEYS}", survey)
@@ -62,20 +69,8 @@ def open_reader(survey: str, inputs: Sequence[str | Path], fmt: str | None = Non
         if not path.exists():
             raise InputFileError(path, "an existing file or folder")
     class_map = class_map or default_class_map(survey)
-    if survey == "hits":
-        from rbda.readers.hits import HitsChunkReader
-
-        return HitsChunkReader(paths, class_map, batch_size=max(batch_size, 4096))
-    if survey == "des":
-        from rbda.readers.des import DesStampReader
-
-        return DesStampReader(paths, class_map, image_format=fmt, batch_size=batch_size)
-    if survey == "ztf":
-        from rbda.readers.ztf import ZtfPickleReader
-
-        return ZtfPickleReader(paths, class_map, batch_size=batch_size)
-    from rbda.readers.atlas import AtlasFolderReader, AtlasPickleReader
-
-    fmt = fmt or detect_atlas_format(paths)
-    reader = AtlasPickleReader if fmt == "pickle" else AtlasFolderReader
-    return reader(paths, class_map, batch_size=batch_size)
+    if survey == "des":  # one reader for both image formats; it detects the format when not given
+        return _reader_class(survey, fmt or "gif")(paths, class_map, image_format=fmt, batch_size=batch_size or 1024)
+    fmt = fmt or (detect_atlas_format(paths) if survey == "atlas" else FORMATS[survey][0])
+    reader = _reader_class(survey, fmt)
+    return reader(paths, class_map, batch_size=batch_size) if batch_size else reader(paths, class_map)

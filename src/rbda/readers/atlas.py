@@ -26,7 +26,7 @@ import numpy as np
 from rbda.errors import InputFileError
 from rbda.fits import read_stamp_file
 from rbda.safe_pickle import load_pickle
-from rbda.readers.base import (ClassMap, IgnoredFiles, RawBatch, TripletBatcher, check_real_numeric,
+from rbda.readers.base import (ClassMap, FileSetReader, IgnoredFiles, RawBatch, TripletBatcher, check_real_numeric,
                                skip_linked_folders, walk_files)
 
 DEFAULT_CLASSES = ClassMap.of(real=["kast", "streak"], bogus=["burn", "cr", "noise", "spike"])
@@ -107,35 +107,21 @@ class AtlasFolderReader:
         yield from batcher.flush()
 
 
-class AtlasPickleReader:
+class AtlasPickleReader(FileSetReader):
     survey = "atlas"
     format = "pickle"
 
-    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None, batch_size: int = 1024):
-        self.class_map = class_map or DEFAULT_CLASSES
-        self.batch_size = batch_size
-        self.files = [p for item in inputs
-                      for p in (sorted(item.glob("*.pkl")) if item.is_dir() else [item])]
-        self.ignored = IgnoredFiles()
-        for item in inputs:
-            for path in sorted(item.iterdir()) if item.is_dir() else ():
-                if path not in self.files:
-                    self.ignored.add(path)
-        if not self.files:
-            raise InputFileError(inputs[0], "ATLAS pickle files (*.pkl)")
-        self.total: int | None = None
-        self.file_rows: dict[str, int] = {}  # rows of each pickle loaded so far (progress estimate)
+    default_classes = DEFAULT_CLASSES
+    patterns = ("*.pkl", "*.pickle")
+    expected = "ATLAS pickle files (*.pkl)"
 
-    def batches(self) -> Iterator[RawBatch]:
-        for path in self.files:
-            content = load_pickle(path, encoding="latin1")
-            if not isinstance(content, dict) or not content:
-                raise InputFileError(path, "a pickled dict {class name: {'science', 'difference', 'ids'}}, "
-                                           f"got {type(content).__name__}")
-            self.file_rows[str(path)] = sum(len(g.get("science", g.get("istamp", ())))
-                                            for g in content.values() if isinstance(g, dict))
-            for class_name, group in content.items():
-                yield from self._class_group(path, str(class_name), group)
+    def read_file(self, path: Path) -> Iterator[RawBatch]:
+        content = load_pickle(path, encoding="latin1")
+        if not isinstance(content, dict) or not content:
+            raise InputFileError(path, "a pickled dict {class name: {'science', 'difference', 'ids'}}, "
+                                       f"got {type(content).__name__}")
+        for class_name, group in content.items():
+            yield from self._class_group(path, str(class_name), group)
 
     def _class_group(self, path: Path, class_name: str, group: object) -> Iterator[RawBatch]:
         where = f"class {class_name!r}"

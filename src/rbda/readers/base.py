@@ -14,7 +14,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -135,19 +135,80 @@ def walk_files(folder: Path) -> Iterator[Path]:
             yield Path(root, name)
 
 
-def iter_files(inputs: Sequence[Path], patterns: Sequence[str]) -> list[Path]:
-    """Files among ``inputs`` (files, or folders searched recursively) matching any pattern."""
+def find_files(inputs: Sequence[Path], accept: Callable[[Path], bool]) -> tuple[list[Path], IgnoredFiles]:
+    """The one rule for finding a layout's files: ``(files, ignored)``.
+
+    A file given as an input is taken whatever its name; a folder is searched
+    recursively (hidden files skipped, linked folders not followed) and its
+    files that ``accept`` are taken, the others counted in ``ignored``.
+    """
     found: list[Path] = []
+    ignored = IgnoredFiles()
     for item in inputs:
         if item.is_dir():
-            found.extend(p for p in walk_files(item)
-                         if not p.name.startswith(".") and any(fnmatch.fnmatchcase(p.name, pat) for pat in patterns)
-                         and p.is_file())
+            for path in walk_files(item):
+                if path.name.startswith(".") or not path.is_file():
+                    continue
+                if accept(path):
+                    found.append(path)
+                else:
+                    ignored.add(path)
         elif item.is_file():
             found.append(item)
         else:
             raise InputFileError(item, "an existing file or folder")
-    return sorted(set(found))
+    return sorted(set(found)), ignored
+
+
+def iter_files(inputs: Sequence[Path], patterns: Sequence[str]) -> list[Path]:
+    """Files among ``inputs`` (files, or folders searched recursively) matching any pattern."""
+    return find_files(inputs, lambda p: any(fnmatch.fnmatchcase(p.name, pat) for pat in patterns))[0]
+
+
+class FileSetReader:
+    """A layout that is a set of files, each read on its own (HiTS chunks, ZTF and ATLAS pickles).
+
+    The base owns what these readers share: the class map (the subclass's
+    ``default_classes`` unless given), the batch size, finding the files
+    (:func:`find_files` with the subclass's ``patterns`` and ``excluded``
+    suffixes) and counting the rows of each file read (``file_rows``, the
+    progress estimate of a layout that cannot count up front). A subclass
+    sets ``survey``, ``format``, ``default_classes``, ``patterns``,
+    ``expected`` (what the inputs should hold, for the error when none is
+    found) and implements :meth:`read_file`.
+    """
+
+    survey: ClassVar[str]
+    format: ClassVar[str]
+    default_classes: ClassVar[ClassMap]
+    patterns: ClassVar[tuple[str, ...]] = ("*",)
+    excluded: ClassVar[tuple[str, ...]] = ()  # name endings that are never the layout's files
+    expected: ClassVar[str]
+    default_batch_size: ClassVar[int] = 1024
+
+    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None, batch_size: int | None = None):
+        self.class_map = class_map or self.default_classes
+        self.batch_size = batch_size or self.default_batch_size
+        self.files, self.ignored = find_files(inputs, self.is_layout_file)
+        if not self.files:
+            raise InputFileError(inputs[0], self.expected)
+        self.total: int | None = None
+        self.file_rows: dict[str, int] = {}
+
+    @classmethod
+    def is_layout_file(cls, path: Path) -> bool:
+        name = path.name
+        return (any(fnmatch.fnmatchcase(name, pattern) for pattern in cls.patterns)
+                and not name.lower().endswith(cls.excluded))
+
+    def batches(self) -> Iterator[RawBatch]:
+        for path in self.files:
+            for batch in self.read_file(path):
+                self.file_rows[str(path)] = self.file_rows.get(str(path), 0) + len(batch)
+                yield batch
+
+    def read_file(self, path: Path) -> Iterator[RawBatch]:
+        raise NotImplementedError
 
 
 def check_real_numeric(array: np.ndarray, path: str | Path, where: str, expected: str) -> np.ndarray:

@@ -12,13 +12,13 @@ Chunks are read one at a time (never more than one chunk in memory); ids are
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 
 from rbda.errors import InputFileError
 from rbda.safe_pickle import load_pickle
-from rbda.readers.base import ClassMap, IgnoredFiles, RawBatch, check_real_numeric, walk_files
+from rbda.readers.base import ClassMap, FileSetReader, RawBatch, check_real_numeric
 
 CHANNEL_KEYS = ("temp_images", "sci_images", "diff_images")
 LABEL_NAMES = {0: "bogus", 1: "real"}
@@ -28,44 +28,18 @@ SIDE = 21
 NOT_CHUNKS = (".tar", ".gz", ".tgz", ".zip", ".md", ".txt", ".json", ".sha256")
 
 
-class HitsChunkReader:
-    """Reads a folder (or list) of HiTS chunk files."""
+class HitsChunkReader(FileSetReader):
+    """Reads a folder (or list) of HiTS chunk files (any file but archives and notes)."""
 
     survey = "hits"
     format = "chunks"
+    default_classes = DEFAULT_CLASSES
+    excluded = NOT_CHUNKS
+    expected = "HiTS chunk files (pickled dicts with temp_images, sci_images, diff_images, labels)"
+    default_batch_size = 4096
 
-    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None, batch_size: int = 4096):
-        self.class_map = class_map or DEFAULT_CLASSES
-        self.batch_size = batch_size
-        self.files, self.ignored = find_chunks(inputs)
-        if not self.files:
-            raise InputFileError(inputs[0], "HiTS chunk files (pickled dicts with temp_images, "
-                                            "sci_images, diff_images, labels)")
-        self.total: int | None = None
-        self.file_rows: dict[str, int] = {}  # rows of each chunk read so far (progress estimate)
-
-    def batches(self) -> Iterator[RawBatch]:
-        for path in self.files:
-            for batch in read_chunk(path, self.class_map, self.batch_size):
-                self.file_rows[str(path)] = self.file_rows.get(str(path), 0) + len(batch)
-                yield batch
-
-
-def find_chunks(inputs: Sequence[Path]) -> tuple[list[Path], IgnoredFiles]:
-    files: list[Path] = []
-    ignored = IgnoredFiles()
-    for item in inputs:
-        if item.is_dir():
-            for path in (p for p in walk_files(item) if p.is_file() and not p.name.startswith(".")):
-                if path.name.endswith(NOT_CHUNKS):
-                    ignored.add(path)
-                else:
-                    files.append(path)
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise InputFileError(item, "an existing HiTS chunk file or folder of chunks")
-    return files, ignored
+    def read_file(self, path: Path) -> Iterator[RawBatch]:
+        return read_chunk(path, self.class_map, self.batch_size)
 
 
 def read_chunk(path: Path, class_map: ClassMap, batch_size: int = 4096) -> Iterator[RawBatch]:

@@ -13,14 +13,14 @@ Ids are the ``oid`` values (``<file>:<row>`` where there is none).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 
 from rbda.errors import InputFileError
 from rbda.fits import decode_stamp
 from rbda.safe_pickle import load_pickle
-from rbda.readers.base import ClassMap, IgnoredFiles, RawBatch, TripletBatcher, check_real_numeric, iter_files
+from rbda.readers.base import ClassMap, FileSetReader, RawBatch, TripletBatcher, check_real_numeric
 
 ALERCE_CLASSES = ("AGN", "SN", "VS", "asteroid", "bogus")
 DEFAULT_CLASSES = ClassMap.of(real=["AGN", "SN", "VS", "asteroid"], bogus=["bogus"])
@@ -44,35 +44,25 @@ def _class_names(labels: np.ndarray, path: Path) -> np.ndarray:
     return labels.astype(str)
 
 
-class ZtfPickleReader:
+class ZtfPickleReader(FileSetReader):
     """Reads ALeRCE ZTF pickles (dict or DataFrame form, detected per file)."""
 
     survey = "ztf"
     format = "pickle"
 
-    def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None, batch_size: int = 1024):
-        self.class_map = class_map or DEFAULT_CLASSES
-        self.batch_size = batch_size
-        self.files = iter_files(inputs, ["*.pkl", "*.pickle"])
-        self.ignored = IgnoredFiles()
-        for path in sorted(set(iter_files(inputs, ["*"])) - set(self.files)):
-            self.ignored.add(path)
-        if not self.files:
-            raise InputFileError(inputs[0], "ZTF pickle files (*.pkl)")
-        self.total: int | None = None
-        self.file_rows: dict[str, int] = {}  # rows of each pickle loaded so far (progress estimate)
+    default_classes = DEFAULT_CLASSES
+    patterns = ("*.pkl", "*.pickle")
+    expected = "ZTF pickle files (*.pkl)"
 
-    def batches(self) -> Iterator[RawBatch]:
-        for path in self.files:
-            content = load_pickle(path, encoding="latin1")
-            self.file_rows[str(path)] = len(content.get("labels", ())) if isinstance(content, dict) else len(content)
-            if isinstance(content, dict):
-                yield from self._dict_form(content, path)
-            elif hasattr(content, "columns") and hasattr(content, "iloc"):
-                yield from self._dataframe_form(content, path)
-            else:
-                raise InputFileError(path, "a ZTF pickle: a dict with 'images' and 'labels' or a pandas "
-                                           f"DataFrame with cutout columns, got {type(content).__name__}")
+    def read_file(self, path: Path) -> Iterator[RawBatch]:
+        content = load_pickle(path, encoding="latin1")
+        if isinstance(content, dict):
+            yield from self._dict_form(content, path)
+        elif hasattr(content, "columns") and hasattr(content, "iloc"):
+            yield from self._dataframe_form(content, path)
+        else:
+            raise InputFileError(path, "a ZTF pickle: a dict with 'images' and 'labels' or a pandas "
+                                       f"DataFrame with cutout columns, got {type(content).__name__}")
 
     def _dict_form(self, content: dict, path: Path) -> Iterator[RawBatch]:
         missing = [k for k in ("images", "labels") if k not in content]
