@@ -19,10 +19,10 @@ from typing import ClassVar, Iterator
 import numpy as np
 import torch
 
-from rbda.data import SurveyTensors
+from rbda.data import BalancedSampler, SurveyTensors, UniformSampler
 from rbda.errors import RbdaError, SettingError
 from rbda.models import StampClassifier
-from rbda.splits import labelled_shots, validation_shots
+from rbda.splits import labelled_shots, unlabelled_rest, validation_shots
 from rbda.losses import classification_loss
 from rbda.study import TRAINING_DEFAULTS, check_option
 
@@ -172,6 +172,59 @@ class TargetAdaptation(TrainingMethod):
 
     def describe(self) -> dict:
         return {"target_labelled": int(self.shots.size), "target_val": int(self.val_rows.size)}
+
+
+class MixedBatchAdaptation(TargetAdaptation):
+    """Adaptation on labelled batches half source, half target shots (S+T, MME, ENT, DANN).
+
+    Each iteration draws ``batch_size - batch_size // 2`` source items
+    (class-balanced from the source train part) and ``batch_size // 2``
+    labelled target items (class-balanced from the shots); with
+    ``uses_unlabelled`` also ``batch_size`` unlabelled target items (uniformly
+    from the rest of the target train part).
+    """
+
+    uses_unlabelled: ClassVar[bool] = False
+
+    @classmethod
+    def check_spec(cls, spec: RunSpec) -> None:
+        super().check_spec(spec)
+        if spec.batch_size < 2:
+            raise SettingError("batch_size", f"at least 2 for {cls.name!r} (half source, half target)", spec.batch_size)
+
+    def __init__(self, spec: RunSpec, surveys: dict[str, SurveyTensors]):
+        super().__init__(spec, surveys)
+        self.n_target = spec.batch_size // 2
+        self.n_source = spec.batch_size - self.n_target
+        self.source_sampler = BalancedSampler(self.source, self.source.split.train, f"train part of {self.source.name!r}")
+        self.target_sampler = BalancedSampler(self.target, self.shots, f"labelled shots of {self.target.name!r}")
+        if self.uses_unlabelled:
+            self.unlabelled = unlabelled_rest(self.target.split.train, self.shots)
+            self.unlabelled_sampler = UniformSampler(
+                self.target, self.unlabelled,
+                f"unlabelled train part of {self.target.name!r} (all train items are labelled shots)")
+
+    def plan_epoch(self, iterations: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        plan = {"source": self.source_sampler.draw((iterations, self.n_source), generator),
+                "target": self.target_sampler.draw((iterations, self.n_target), generator)}
+        if self.uses_unlabelled:
+            plan["unlabelled"] = self.unlabelled_sampler.draw((iterations, self.spec.batch_size), generator)
+        return plan
+
+    def labelled_batch(self, plan: dict[str, torch.Tensor], i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Iteration ``i``'s labelled batch: its source items, then its target shots."""
+        xs, ys = self.source.batch(plan["source"][i])
+        xt, yt = self.target.batch(plan["target"][i])
+        return torch.cat((xs, xt)), torch.cat((ys, yt))
+
+    def unlabelled_batch(self, plan: dict[str, torch.Tensor], i: int) -> torch.Tensor:
+        return self.target.batch(plan["unlabelled"][i])[0]
+
+    def describe(self) -> dict:
+        facts = super().describe()
+        if self.uses_unlabelled:
+            facts["target_unlabelled"] = int(self.unlabelled.size)
+        return facts
 
 
 def cross_entropy_on(model: StampClassifier, survey: SurveyTensors, rows: torch.Tensor,

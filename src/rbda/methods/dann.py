@@ -39,12 +39,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rbda.data import BalancedSampler, UniformSampler
 from rbda.errors import RbdaError, SettingError
-from rbda.methods.base import RunSpec, TargetAdaptation
-from rbda.models import FEATURE_DIM, StampClassifier
+from rbda.losses import classification_loss
+from rbda.methods.base import MixedBatchAdaptation, RunSpec
+from rbda.models import StampClassifier
 from rbda.reversal import reverse_gradient
-from rbda.splits import unlabelled_rest
+from rbda.study import TRAINING_DEFAULTS
 
 #: lambda_d when the run gives no lambda.
 DOMAIN_WEIGHT = 1.0
@@ -60,9 +60,10 @@ def reversal_coefficient(progress: float) -> float:
 class DomainAdversarialClassifier(StampClassifier):
     """Backbone + linear head + a domain classifier (MLP 100 -> 100 -> 1 logit)."""
 
-    def __init__(self):
-        super().__init__("linear")
-        self.domain_head = nn.Sequential(nn.Linear(FEATURE_DIM, 100), nn.ReLU(inplace=True), nn.Linear(100, 1))
+    def __init__(self, backbone: str = TRAINING_DEFAULTS.model):
+        super().__init__("linear", backbone=backbone)
+        width = self.backbone.feature_dim
+        self.domain_head = nn.Sequential(nn.Linear(width, 100), nn.ReLU(inplace=True), nn.Linear(100, 1))
 
     def domain_logits(self, features: torch.Tensor, coefficient: float) -> torch.Tensor:
         """The domain classifier's logits behind the reversal layer (gradient times ``-coefficient``)."""
@@ -79,28 +80,19 @@ def domain_loss(domain_logits: torch.Tensor, is_target: torch.Tensor) -> torch.T
     return 0.5 * (per_item[~is_target].mean() + per_item[is_target].mean())
 
 
-class DomainAdversarial(TargetAdaptation):
+class DomainAdversarial(MixedBatchAdaptation):
     name = "dann"
+    uses_unlabelled = True
 
     @classmethod
     def check_spec(cls, spec: RunSpec) -> None:
         super().check_spec(spec)
         if spec.lam is not None and (not np.isfinite(spec.lam) or spec.lam < 0):
             raise SettingError("lambda", "a finite domain-loss weight >= 0 for 'dann' (or none: 1)", spec.lam)
-        if spec.batch_size < 2:
-            raise SettingError("batch_size", "at least 2 for 'dann' (half source, half target)", spec.batch_size)
 
     def __init__(self, spec, surveys):
         super().__init__(spec, surveys)
         self.weight = DOMAIN_WEIGHT if spec.lam is None else float(spec.lam)
-        self.unlabelled = unlabelled_rest(self.target.split.train, self.shots)
-        self.n_target = spec.batch_size // 2
-        self.n_source = spec.batch_size - self.n_target
-        self.source_sampler = BalancedSampler(self.source, self.source.split.train, f"train part of {self.source.name!r}")
-        self.target_sampler = BalancedSampler(self.target, self.shots, f"labelled shots of {self.target.name!r}")
-        self.unlabelled_sampler = UniformSampler(
-            self.target, self.unlabelled, f"unlabelled train part of {self.target.name!r} (all train items are labelled shots)"
-        )
         n_domain = self.n_source + self.n_target + spec.batch_size
         self.is_target = torch.arange(n_domain, device=self.source.stamps.device) >= self.n_source
         self.first_iteration, self.total_iterations = 0, 1
@@ -108,7 +100,7 @@ class DomainAdversarial(TargetAdaptation):
     def build_model(self, init_state: dict | None) -> StampClassifier:
         if init_state is None:
             raise SettingError("init_model", f"a baseline model to start {self.name!r} from")
-        model = DomainAdversarialClassifier()
+        model = DomainAdversarialClassifier(self.spec.model)
         try:
             missing, unexpected = model.load_state_dict(init_state, strict=False)
         except RuntimeError as exc:
@@ -125,23 +117,13 @@ class DomainAdversarial(TargetAdaptation):
         """``p`` of iteration ``i`` of the current epoch: iteration / (max_epochs * iterations per epoch)."""
         return min(1.0, (self.first_iteration + i) / self.total_iterations)
 
-    def plan_epoch(self, iterations: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return {
-            "source": self.source_sampler.draw((iterations, self.n_source), generator),
-            "target": self.target_sampler.draw((iterations, self.n_target), generator),
-            "unlabelled": self.unlabelled_sampler.draw((iterations, self.spec.batch_size), generator),
-        }
-
     def losses(self, model: DomainAdversarialClassifier, plan: dict[str, torch.Tensor], i: int) -> Iterator[torch.Tensor]:
-        xs, ys = self.source.batch(plan["source"][i])
-        xt, yt = self.target.batch(plan["target"][i])
-        xu, _ = self.target.batch(plan["unlabelled"][i])
-        features = model.backbone(torch.cat((xs, xt, xu)))
-        n_labelled = self.n_source + self.n_target
-        ce = F.cross_entropy(model.head(features[:n_labelled]), torch.cat((ys, yt)))
+        x, y = self.labelled_batch(plan, i)
+        features = model.backbone(torch.cat((x, self.unlabelled_batch(plan, i))))
+        ce = classification_loss(model.head(features[:len(y)]), y, self.spec.beta)
         domain = domain_loss(model.domain_logits(features, reversal_coefficient(self.progress(i))), self.is_target)
         yield ce + self.weight * domain
 
     def describe(self) -> dict:
-        return {**super().describe(), "target_unlabelled": int(self.unlabelled.size), "domain_weight": self.weight,
+        return {**super().describe(), "domain_weight": self.weight,
                 "reversal_schedule": "2/(1+exp(-10 p))-1, p = iteration / (max_epochs * iterations_per_epoch)"}
