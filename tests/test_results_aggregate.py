@@ -15,7 +15,7 @@ from rbda.cli import main
 from rbda.errors import SettingError
 from rbda.provenance import lock_provenance
 from rbda.results.aggregate import lock_sentence
-from rbda.results.outputs import expected_outputs
+from rbda.results.outputs import FIGURES, expected_outputs
 
 SURVEYS = ["hits", "des", "atlas"]
 
@@ -88,11 +88,12 @@ def test_statistics_are_explained_where_weak(aggregated):
 def test_report_is_self_contained_with_every_figure(aggregated):
     html = (aggregated / "report.html").read_text()
     sources = re.findall(r'<img src="([^"]+)"', html)
-    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == len(FIGURES) and all(s.startswith("data:image/png;base64,") for s in sources)
     assert not re.search(r'(src|href)="(?!data:|#)', html)  # no external resources
     for needle in ("How to read", "meaningful <b>only when this study ran on the real surveys",
                    "2.13.0", "per_split", "DES→HiTS", "How the runs stopped", "stopped_by_max_epochs",
-                   "ties_broken_by"):
+                   "ties_broken_by", "The study&#x27;s findings", "Ranking of the methods",
+                   "Source cost vs target gain"):
         assert needle in html
 
 
@@ -179,7 +180,7 @@ def test_without_per_lambda_runs_the_lambda_table_is_empty_but_present(study, tm
     assert status == 0
     assert files_under(out) == sorted(expected_outputs(SURVEYS))
     assert pd.read_csv(out / "tables/lambda_selection.csv").empty
-    assert "No per-λ MME runs were given" in (out / "report.html").read_text()
+    assert "No per-λ runs (MME, ENT) were given" in (out / "report.html").read_text()
 
 
 def test_configured_subset_of_pairs(study, tmp_path):

@@ -118,8 +118,9 @@ def test_winners_table_counts_and_direction():
     methods = tables.methods_table(scores)
     versus = stats.compare_mme_with_finetune(scores)
     winners = tables.winners_table(methods, versus).set_index("domain")
+    assert winners.loc["target", ["method_a", "method_b"]].tolist() == ["mme", "finetune"]
     assert winners.loc["target", "winner_by_shots"] == "1:MME 5:FT"
-    assert winners.loc["target", "mme_wins"] == "1/2"
+    assert winners.loc["target", "a_wins"] == "1/2"
     assert winners.loc["target", "wins_from"] == "FT from 5 shots"
     assert winners.loc["source", "winner_by_shots"] == "1:tie 5:tie"
 
@@ -138,7 +139,7 @@ def test_baseline_split_missing_for_pair_runs_is_an_error():
     dicts = baselines(des_on_hits=(0.7,))
     dicts += [adapted_run("finetune", "des", "hits", 1, 5, 0.8, 0.8)]
     evaluations = tables.tidy_evaluations(runs_from(dicts))
-    with pytest.raises(RbdaError, match=r"des-to-hits has FT/MME runs for split\(s\) \[1\]"):
+    with pytest.raises(RbdaError, match=r"des-to-hits has adapted runs for split\(s\) \[1\]"):
         tables.check_study(tables.baseline_scores(evaluations), tables.method_scores(evaluations), SURVEYS,
                            PAIRS)
 
