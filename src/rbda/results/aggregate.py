@@ -42,10 +42,12 @@ from rbda.results.outputs import (ALL_EVALUATIONS, PAIR_TABLES_DIR, REPORT, expe
                                   study_methods, table_path)
 from rbda.results.report import GUIDE, ReportSection, for_display, preformatted, render_report
 from rbda.results.runs import Run, load_runs, read_runs_list
-from rbda.study import study_pairs
+from rbda.study import ADAPTATION_METHODS, study_pairs
 
 log = logging.getLogger(__name__)
 PAIR_TABLE_NAME = re.compile(r"[a-z]+-to-[a-z]+\.(csv|md)")  # the schema's pair pattern
+#: Statistics of one pair of methods (``stats/mme_vs_finetune.csv``), methods of the vocabulary.
+METHOD_PAIR_STATS_NAME = re.compile(r"({0})_vs_({0})\.csv".format("|".join(ADAPTATION_METHODS)))
 
 
 @dataclass(frozen=True)
@@ -423,18 +425,26 @@ def staging_dir(out_dir: Path) -> Iterator[Path]:
 
 
 def remove_stale_pair_tables(out_dir: Path, expected: list[str]) -> list[str]:
-    """Delete per-pair tables of pairs no longer configured; return their relative paths.
+    """Delete per-pair tables of pairs, and statistics of pairs of methods, no longer configured;
+    return their relative paths.
 
     Only files named exactly like this command's own (``tables/pairs/SOURCE-to-TARGET.csv|md``,
     survey names as the config schema allows them) are considered, so a stale table cannot pass
     for a result of the current study and a user's ``des-to-hits.backup.csv`` stays.
     """
-    pairs_dir = out_dir / PAIR_TABLES_DIR
     keep = set(expected)
     stale = []
-    for path in sorted(pairs_dir.glob("*")) if pairs_dir.is_dir() else []:
+    candidates = [(out_dir / PAIR_TABLES_DIR, PAIR_TABLE_NAME), (out_dir / "stats", METHOD_PAIR_STATS_NAME)]
+    for folder, pattern in candidates:
+        stale += _remove_unexpected(out_dir, folder, pattern, keep)
+    return stale
+
+
+def _remove_unexpected(out_dir: Path, folder: Path, pattern: re.Pattern, keep: set[str]) -> list[str]:
+    stale = []
+    for path in sorted(folder.glob("*")) if folder.is_dir() else []:
         relative = str(path.relative_to(out_dir))
-        if not PAIR_TABLE_NAME.fullmatch(path.name):
+        if not pattern.fullmatch(path.name):
             continue
         if path.is_file() and relative not in keep:
             path.unlink()
@@ -461,6 +471,7 @@ def aggregate(runs_list: str | Path, config_path: str | Path, out_dir: str | Pat
             os.replace(stage / relative, out_dir / relative)
     stale = remove_stale_pair_tables(out_dir, expected)
     if stale:
-        log.info("removed %d per-pair table(s) of pairs no longer configured: %s", len(stale), ", ".join(stale))
+        log.info("removed %d per-pair table(s) or method-pair statistics no longer configured: %s", len(stale),
+                 ", ".join(stale))
     log.info("wrote %d files under %s from %d runs", len(expected), out_dir, len(runs))
     return [out_dir / p for p in expected]

@@ -424,7 +424,7 @@ def winners_table(methods: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFr
     primary = comparisons[comparisons["test"].isin(stats.PRIMARY_TESTS)]
     compared = list(dict.fromkeys(zip(comparisons["method_a"], comparisons["method_b"])))
     for (source, target, domain), group in methods.groupby(["source", "target", "domain"], sort=False):
-        means = group.pivot_table(index="shots", columns="method", values="mean")
+        means = group.pivot_table(index="shots", columns="method", values="mean").round(12)  # float-equal: tie
         for a, b in compared:
             if not {a, b} <= set(means.columns):
                 continue
@@ -462,7 +462,8 @@ def ranking_table(methods: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFr
     primary = comparisons[comparisons["test"].isin(stats.PRIMARY_TESTS) & (comparisons["domain"] == "target")]
     rows = []
     for (source, target_survey, shots), group in target.groupby(["source", "target", "shots"], sort=False):
-        group = group.assign(rank=group["mean"].rank(method="min", ascending=False).astype(int))
+        # means equal up to float rounding (sums of the same values in another order) share a rank
+        group = group.assign(rank=group["mean"].round(12).rank(method="min", ascending=False).astype(int))
         tests = primary[(primary["source"] == source) & (primary["target"] == target_survey)
                         & (primary["shots"] == shots) & primary["significant"].fillna(False).astype(bool)]
         better: dict[str, list[str]] = {}
