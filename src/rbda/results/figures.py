@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 
@@ -277,10 +278,11 @@ def source_cost_vs_target_gain(cost_gain: pd.DataFrame, pairs: list[tuple[str, s
                 ax.annotate(str(p.shots), (p.source_loss, p.target_gain), fontsize=6, xytext=(2, 2),
                             textcoords="offset points", color=colour)
         ax.set_xlabel("source BACC loss vs baseline", fontsize=7)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
     for i in range(n_rows):
         axes[i, 0].set_ylabel("target BACC gain", fontsize=8)
     _legend(fig, axes.flat)
-    fig.suptitle("Source cost vs target gain (mean paired differences with the baseline; labels: shots; "
-                 "filled: gain significant; ring: loss significant)", fontsize=9)
+    fig.suptitle("Source cost vs target gain (mean paired differences with the baseline)\n"
+                 "labels: shots; filled: gain significant; ring: loss significant", fontsize=9)
     fig.tight_layout()
     return fig

@@ -142,8 +142,8 @@ def beat_baseline_findings(versus_baseline: pd.DataFrame, methods: list[str], pa
                 verdict = HOLDS
                 w = wilcoxon[(wilcoxon["source"] == source) & (wilcoxon["target"] == target_survey)
                              & (wilcoxon["method"] == method) & (wilcoxon["shots"] == first["shots"])]
-                evidence = (f"significant from {int(first['shots'])} shots: "
-                            + _evidence(first, w.iloc[0] if len(w) else None, f"{int(first['shots'])} shots"))
+                evidence = _evidence(first, w.iloc[0] if len(w) else None,
+                                     f"significant from {int(first['shots'])} shots")
             elif within["p"].notna().any():
                 verdict = FAILS
                 best = within.loc[within["p_holm"].idxmin()] if within["p_holm"].notna().any() else within.iloc[0]
