@@ -37,10 +37,6 @@ def score_kind(method: str) -> str:
     return selected_kind(method) if method in LAMBDA_METHODS else method
 
 
-def kind_method(kind: str) -> str:
-    """The method of a kind: ``mme-selected`` -> ``mme``, ``finetune`` -> ``finetune``."""
-    return kind[: -len(SELECTED_SUFFIX)] if kind.endswith(SELECTED_SUFFIX) else kind
-
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _BACC = {"type": "number", "minimum": 0, "maximum": 1}
 

@@ -15,7 +15,7 @@ import pandas as pd
 from rbda.errors import RbdaError
 from rbda.results import stats
 from rbda.results.naming import method_label, pair_label, survey_label
-from rbda.results.runs import KIND_BASELINE, Run, kind_method, score_kind
+from rbda.results.runs import KIND_BASELINE, Run, score_kind
 from rbda.study import ADAPTATION_METHODS, LAMBDA_METHODS, METHODS, format_lambda, pair_name
 
 NEVER = "never"
