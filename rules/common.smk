@@ -314,4 +314,4 @@ def _in_snakemake_report(path):
 
 def report_outputs():
     """Every file `rbda aggregate` writes (named by rbda.results.outputs), most of them in the Snakemake report."""
-    return [_in_snakemake_report(path) for path in expected_outputs(SURVEYS, PAIRS)]
+    return [_in_snakemake_report(path) for path in expected_outputs(SURVEYS, PAIRS, methods=STUDY_METHODS)]

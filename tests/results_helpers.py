@@ -50,12 +50,20 @@ def write(path: Path, data: dict) -> Path:
     return path
 
 
+#: Per adaptation method of a fabricated study: (source BACC, target BACC at 0 gain, gain scale).
+FABRICATED = {"finetune": (0.80, 0.70, 0.20), "mme": (0.94, 0.72, 0.20), "st": (0.90, 0.70, 0.15),
+              "ent": (0.85, 0.71, 0.18), "dann": (0.93, 0.69, 0.10)}
+
+
 def fabricate_study(root: Path, surveys: list[str], splits: int, shots: list[int],
-                    lambdas: list[float], seed: int = 0) -> tuple[Path, Path]:
+                    lambdas: list[float], seed: int = 0,
+                    methods: tuple[str, ...] = ("finetune", "mme")) -> tuple[Path, Path]:
     """A complete synthetic study in the architecture's layout; returns (runs list, config).
 
-    Baseline: 0.95 at home, 0.7 elsewhere; FT/MME rise on the target with shots, FT drops on
-    the source, MME does not; the per-lambda MME runs' validation BACC prefers the middle lambda.
+    Baseline: 0.95 at home, 0.7 elsewhere; every method rises on the target with shots (see
+    :data:`FABRICATED`): FT drops on the source, MME does not; the per-lambda runs of a lambda
+    method (MME, ENT) have a validation BACC that prefers the middle lambda. The config names
+    ``methods`` only when they are not the published study's.
     """
     from rbda.results.runs import load_runs
     from rbda.results.selection import select_lambda
@@ -72,28 +80,35 @@ def fabricate_study(root: Path, surveys: list[str], splits: int, shots: list[int
     for source, target in ordered_pairs(surveys):
         pair = pair_name(source, target)
         for n in shots:
-            gain = 0.2 * np.log1p(n) / np.log1p(max(shots))
+            share = np.log1p(n) / np.log1p(max(shots))
             for k in range(splits):
-                paths.append(write(
-                    runs_dir / "finetune" / pair / f"shots-{n}" / f"split-{k}.json",
-                    adapted_run("finetune", source, target, k, n, 0.80 + noise(),
-                                0.70 + gain + noise())))
-                lambda_paths = []
-                for i, lam in enumerate(lambdas):
-                    val = 0.8 + gain - 0.02 * abs(i - len(lambdas) // 2) + noise()
-                    lambda_paths.append(write(
-                        runs_dir / "mme" / pair / f"shots-{n}" / f"lambda-{format_lambda(lam)}"
-                        / f"split-{k}.json",
-                        adapted_run("mme", source, target, k, n, 0.94 + noise(),
-                                    0.72 + gain + noise(), lam, val_bacc=min(val, 1.0))))
-                selected = select_lambda(load_runs(lambda_paths), "per_split")
-                paths.append(write(runs_dir / "mme-selected" / pair / f"shots-{n}" / f"split-{k}.json",
-                                   selected))
-                paths.extend(lambda_paths)
+                for method in methods:
+                    on_source, on_target, scale = FABRICATED[method]
+                    gain = scale * share
+                    if method not in ("mme", "ent"):
+                        paths.append(write(
+                            runs_dir / method / pair / f"shots-{n}" / f"split-{k}.json",
+                            adapted_run(method, source, target, k, n, on_source + noise(),
+                                        on_target + gain + noise())))
+                        continue
+                    lambda_paths = []
+                    for i, lam in enumerate(lambdas):
+                        val = 0.8 + gain - 0.02 * abs(i - len(lambdas) // 2) + noise()
+                        lambda_paths.append(write(
+                            runs_dir / method / pair / f"shots-{n}" / f"lambda-{format_lambda(lam)}"
+                            / f"split-{k}.json",
+                            adapted_run(method, source, target, k, n, on_source + noise(),
+                                        on_target + gain + noise(), lam, val_bacc=min(val, 1.0))))
+                    selected = select_lambda(load_runs(lambda_paths), "per_split")
+                    paths.append(write(runs_dir / f"{method}-selected" / pair / f"shots-{n}" / f"split-{k}.json",
+                                       selected))
+                    paths.extend(lambda_paths)
     runs_list = root / "runs.txt"
     runs_list.write_text("".join(f"{p}\n" for p in paths))
     config = root / "config.json"
-    config.write_text(json.dumps({"surveys": surveys, "splits": splits, "shots": shots,
-                                  "lambdas": lambdas, "seed": 2023,
-                                  "selection": {"rule": "per_split"}}))
+    settings = {"surveys": surveys, "splits": splits, "shots": shots, "lambdas": lambdas, "seed": 2023,
+                "selection": {"rule": "per_split"}}
+    if tuple(methods) != ("finetune", "mme"):
+        settings["methods"] = list(methods)
+    config.write_text(json.dumps(settings))
     return runs_list, config

@@ -15,7 +15,7 @@ from rbda.cli import main
 from rbda.errors import SettingError
 from rbda.provenance import lock_provenance
 from rbda.results.aggregate import lock_sentence
-from rbda.results.outputs import expected_outputs
+from rbda.results.outputs import FIGURES, expected_outputs
 
 SURVEYS = ["hits", "des", "atlas"]
 
@@ -88,11 +88,12 @@ def test_statistics_are_explained_where_weak(aggregated):
 def test_report_is_self_contained_with_every_figure(aggregated):
     html = (aggregated / "report.html").read_text()
     sources = re.findall(r'<img src="([^"]+)"', html)
-    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == len(FIGURES) and all(s.startswith("data:image/png;base64,") for s in sources)
     assert not re.search(r'(src|href)="(?!data:|#)', html)  # no external resources
     for needle in ("How to read", "meaningful <b>only when this study ran on the real surveys",
                    "2.13.0", "per_split", "DES→HiTS", "How the runs stopped", "stopped_by_max_epochs",
-                   "ties_broken_by"):
+                   "ties_broken_by", "The study&#x27;s findings", "Ranking of the methods",
+                   "Source cost vs target gain"):
         assert needle in html
 
 
@@ -179,7 +180,7 @@ def test_without_per_lambda_runs_the_lambda_table_is_empty_but_present(study, tm
     assert status == 0
     assert files_under(out) == sorted(expected_outputs(SURVEYS))
     assert pd.read_csv(out / "tables/lambda_selection.csv").empty
-    assert "No per-λ MME runs were given" in (out / "report.html").read_text()
+    assert "No per-λ runs (MME, ENT) were given" in (out / "report.html").read_text()
 
 
 def test_configured_subset_of_pairs(study, tmp_path):
@@ -208,7 +209,7 @@ def test_tables_of_pairs_no_longer_configured_are_removed(study, tmp_path, caplo
     assert status == 0
     assert sorted(p.name for p in (out / "tables/pairs").iterdir()) == [
         "des-to-hits.backup.csv", "des-to-hits.csv", "des-to-hits.md", "hits-to-des.old.md", "notes.md"]
-    assert "removed 10 per-pair table(s) of pairs no longer configured" in caplog.text
+    assert "removed 10 per-pair table(s) or method-pair statistics no longer configured" in caplog.text
 
 
 @pytest.mark.parametrize("pairs, message", [(["des-to-ztf"], "pairs of two distinct surveys"),
@@ -222,3 +223,132 @@ def test_bad_pairs_in_config_name_the_key(study, tmp_path, capsys, pairs, messag
                  "--out-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "(study.pairs)" in err and message in err
+
+
+# --- more than two methods ----------------------------------------------------------------------
+
+TWO = ["hits", "des"]
+FOUR = ("finetune", "mme", "st", "ent")
+
+
+@pytest.fixture(scope="module")
+def extended(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """A study of four methods (two of them lambda methods), 3 splits, aggregated."""
+    root = tmp_path_factory.mktemp("extended")
+    runs_list, config = fabricate_study(root, TWO, splits=3, shots=[1, 5], lambdas=[0.1, 1.0], methods=FOUR)
+    out = root / "out"
+    assert main(["aggregate", "--runs-list", str(runs_list), "--config", str(config), "--out-dir", str(out)]) == 0
+    return runs_list, config, out
+
+
+def test_expected_outputs_depend_on_the_methods():
+    published = expected_outputs(SURVEYS)
+    assert expected_outputs(SURVEYS, methods=["mme", "finetune"]) == published
+    assert [p for p in published if p.startswith("stats/")] == [
+        "stats/mme_vs_finetune.csv", "stats/method_pairs.csv", "stats/vs_baseline.csv"]
+    four = expected_outputs(SURVEYS, methods=list(FOUR))
+    assert sorted(p for p in four if p.startswith("stats/") and "_vs_" in p) == sorted(
+        f"stats/{a}_vs_{b}.csv" for a, b in [("mme", "finetune"), ("st", "finetune"), ("ent", "finetune"),
+                                              ("st", "mme"), ("ent", "mme"), ("ent", "st")])
+    assert len(expected_outputs(SURVEYS, methods=["dann"])) == len(published) - 1
+    for bad in (["sgd"], [], ["mme", "mme"], "mme"):
+        with pytest.raises(SettingError, match="methods"):
+            expected_outputs(SURVEYS, methods=bad)
+
+
+def test_every_method_is_in_every_table(extended):
+    _, _, out = extended
+    assert files_under(out) == sorted(expected_outputs(TWO, methods=list(FOUR)))
+    by_shots = pd.read_csv(out / "tables/methods_by_shots.csv")
+    assert list(dict.fromkeys(by_shots["method"])) == list(FOUR)  # the vocabulary's order
+    assert len(by_shots) == 2 * 4 * 2 * 2  # pairs x methods x shots x domains
+    beat = pd.read_csv(out / "tables/shots_to_beat.csv")
+    assert beat.groupby("pair")["method"].apply(list).tolist() == [list(FOUR)] * 2
+    assert "S+T: shots (significant)" in (out / "tables/shots_to_beat.md").read_text()
+    pair = pd.read_csv(out / "tables/pairs/des-to-hits.csv")
+    assert {"st_target_mean", "ent_source_mean", "mme_target_n_splits"} <= set(pair.columns)
+    lambdas = pd.read_csv(out / "tables/lambda_selection.csv")
+    assert set(lambdas["method"]) == {"mme", "ent"} and len(lambdas) == 2 * 2 * 2 * 2  # pairs x methods x shots x λ
+    assert set(pd.read_csv(out / "tables/lambda_choices.csv")["method"]) == {"mme", "ent"}
+    stops = pd.read_csv(out / "tables/all_evaluations.csv")
+    assert {"st", "ent", "ent-selected", "mme-selected"} <= set(stops["kind"])
+
+
+def test_every_pair_of_methods_is_tested_and_ranked(extended):
+    _, _, out = extended
+    pairs = pd.read_csv(out / "stats/method_pairs.csv")
+    assert set(pairs["comparison"]) == {"mme - finetune", "st - finetune", "ent - finetune", "st - mme",
+                                        "ent - mme", "ent - st"}
+    assert pairs["family"].nunique() == 2 * 2 * 6 * 2  # pairs x domains x comparisons x tests
+    headline = pd.read_csv(out / "stats/mme_vs_finetune.csv")
+    assert set(headline["comparison"]) == {"mme - finetune"} and len(headline) == 2 * 2 * 2 * 2
+    same = pairs[pairs["comparison"] == "mme - finetune"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(headline, same)
+    ent_st = pd.read_csv(out / "stats/ent_vs_st.csv")
+    assert set(ent_st[["method_a", "method_b"]].apply(tuple, axis=1)) == {("ent", "st")}
+    winners = pd.read_csv(out / "tables/winners.csv")
+    assert len(winners) == 2 * 2 * 6  # pairs x domains x pairs of methods
+    ranking = pd.read_csv(out / "tables/ranking.csv")
+    assert len(ranking) == 2 * 2 * 4  # pairs x shots x methods
+    for _, group in ranking.groupby(["pair", "shots"]):
+        assert group["rank"].min() == 1 and group["mean"].is_monotonic_decreasing
+    # at 5 shots MME (0.72 + 0.2) is best on the target in the fabricated study
+    top = ranking[(ranking["shots"] == 5) & (ranking["rank"] == 1)]
+    assert set(top["method"]) == {"mme"}
+    cost = pd.read_csv(out / "tables/source_cost_target_gain.csv")
+    assert len(cost) == 2 * 4 * 2
+    ft = cost[cost["method"] == "finetune"]
+    mme = cost[cost["method"] == "mme"]
+    assert (ft["source_loss"] > 0.1).all() and (mme["source_loss"].abs() < 0.05).all()
+
+
+def test_report_shows_every_method_and_the_findings(extended):
+    _, _, out = extended
+    html = (out / "report.html").read_text()
+    for needle in ("S+T", "ENT", "FT, MME, S+T and ENT by shots", "S+T − FT, all tests", "ENT − S+T, all tests",
+                   "The study&#x27;s findings", "within k = 5 shots"):
+        assert needle in html
+    verdicts = pd.read_csv(out / "tables/findings.csv")
+    assert set(verdicts["finding"]) == {"a", "b", "c"}
+    assert set(verdicts.loc[verdicts["finding"] == "b", "method"]) == set(FOUR)
+    source = verdicts[verdicts["finding"] == "c"].set_index(["scope", "method"])["verdict"]
+    for scope in ("HiTS→DES", "DES→HiTS"):
+        assert source[(scope, "finetune")] == "holds"  # FT forgets 0.15 in every split
+        # MME's source BACC is 0.94 vs the baseline's 0.95 (noise 0.01): the joint verdict follows it
+        assert source[(scope, "finetune, mme")] == source[(scope, "mme")] != "not testable"
+    assert set(verdicts.loc[verdicts["finding"] == "a", "verdict"]) == {"holds"}
+
+
+def test_runs_of_a_method_that_is_not_configured_are_an_error_naming_them(extended, tmp_path, capsys):
+    runs_list, _, _ = extended
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"study": {"surveys": TWO, "methods": ["finetune", "mme"]}}))
+    status, out = aggregate(runs_list.read_text().split(), config, tmp_path)
+    assert status == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "not configured (methods: finetune, mme)" in err
+    assert "st (" in err and "ent (" in err and "/runs/st/" in err
+
+
+def test_methods_in_config_are_checked(extended, tmp_path, capsys):
+    runs_list, _, _ = extended
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"study": {"surveys": TWO, "methods": ["finetune", "sgd"]}}))
+    assert main(["aggregate", "--runs-list", str(runs_list), "--config", str(config),
+                 "--out-dir", str(tmp_path / "out")]) == 2
+    assert "study.methods" in capsys.readouterr().err
+
+
+def test_statistics_of_methods_no_longer_configured_are_removed(extended, tmp_path):
+    runs_list, _, before = extended
+    out = tmp_path / "out"
+    shutil.copytree(before, out)
+    (out / "stats" / "st_vs_sgd.csv").write_text("a user's file")  # not named like one of ours: kept
+    kept = [p for p in runs_list.read_text().split() if "/st/" not in p and "/ent" not in p]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"study": {"surveys": TWO, "methods": ["mme", "finetune"]}}))
+    status, out = aggregate(kept, config, tmp_path)
+    assert status == 0
+    assert sorted(p.name for p in (out / "stats").iterdir()) == [
+        "method_pairs.csv", "mme_vs_finetune.csv", "st_vs_sgd.csv", "vs_baseline.csv"]
+    assert set(pd.read_csv(out / "tables/methods_by_shots.csv")["method"]) == {"finetune", "mme"}

@@ -35,3 +35,54 @@ def test_curves_figure_draws_both_methods_and_the_baseline_per_panel():
         assert [ax.get_legend_handles_labels()[1] for ax in visible[2:]] == [["baseline"], []]
     finally:
         figures.plt.close(fig)
+
+
+def _methods_frame(names):
+    return pd.DataFrame([
+        {"source": "des", "target": "hits", "method": m, "shots": n, "domain": d, "mean": 0.8,
+         "std": 0.01, "n_splits": 2}
+        for m in names for n in (1, 5) for d in ("source", "target")])
+
+
+def test_curves_and_boxes_draw_every_method():
+    names = ("finetune", "mme", "st", "ent", "dann")
+    baseline = pd.DataFrame([{"trained_on": "des", "tested_on": s, "mean": 0.7, "std": 0.0, "n_splits": 2}
+                             for s in ("des", "hits")])
+    fig = figures.bacc_vs_shots(_methods_frame(names), baseline, [("des", "hits")])
+    try:
+        labels = fig.axes[1].get_legend_handles_labels()[1]
+        assert [label for label in labels if label != "baseline"] == ["FT", "MME", "S+T", "ENT", "DANN"]
+        assert "baseline" in labels
+    finally:
+        figures.plt.close(fig)
+    scores = pd.DataFrame([{"source": "des", "target": "hits", "method": m, "shots": n, "domain": d,
+                            "split": k, "bacc": 0.8 + 0.01 * k}
+                           for m in names for n in (1, 5) for d in ("source", "target") for k in range(3)])
+    fig = figures.boxplots(scores, baseline, [("des", "hits")])
+    try:
+        ax = fig.axes[1]
+        labels = ax.get_legend_handles_labels()[1]
+        assert sorted(labels) == sorted(["FT", "MME", "S+T", "ENT", "DANN", "baseline"])
+        assert [label for label in labels if label != "baseline"] == ["FT", "MME", "S+T", "ENT", "DANN"]
+        colours = {figures.matplotlib.colors.to_hex(p.get_facecolor()) for p in ax.patches}
+        assert colours == {figures.METHOD_COLOURS[m] for m in names}  # one colour per method
+    finally:
+        figures.plt.close(fig)
+
+
+def test_source_cost_vs_target_gain_has_a_point_per_method_and_shots():
+    cost = pd.DataFrame([{"source": "des", "target": "hits", "method": m, "shots": n, "source_loss": loss,
+                          "target_gain": gain, "source_loss_significant": loss > 0.1,
+                          "target_gain_significant": gain > 0.1, "n_splits": 3}
+                         for m, loss in (("finetune", 0.15), ("mme", 0.0), ("st", 0.05))
+                         for n, gain in ((1, 0.05), (5, 0.2))])
+    fig = figures.source_cost_vs_target_gain(cost, [("des", "hits"), ("hits", "des")])
+    try:
+        drawn, empty = fig.axes[0], fig.axes[1]
+        offsets = [tuple(p) for c in drawn.collections for p in c.get_offsets()]
+        assert {(0.15, 0.2), (0.0, 0.05), (0.05, 0.2)} <= set(offsets)
+        assert sorted(t.get_text() for t in drawn.texts) == ["1", "1", "1", "5", "5", "5"]
+        assert [t.get_text() for t in empty.texts] == ["no runs"]
+        assert drawn.get_xlabel() == "source BACC loss vs baseline"
+    finally:
+        figures.plt.close(fig)

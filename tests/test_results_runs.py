@@ -241,7 +241,7 @@ def test_ent_runs_are_selected_like_mme_and_methods_are_not_mixed(tmp_path):
         return adapted_run("ent", "des", "hits", 0, 5, 0.9, 0.8, lam=lam, val_bacc=val)
 
     runs = load_runs([write(tmp_path / f"ent-{lam}.json", ent(lam, val)) for lam, val in ((0.1, 0.7), (0.5, 0.8))])
-    selected = select_lambda(runs)
+    selected = select_lambda(runs, "per_split")
     assert selected["method"] == "ent" and selected["lambda"] == 0.5
     chosen = load_run(write(tmp_path / "ent-selected.json", selected))
     assert chosen.kind == "ent-selected" and chosen.key()[4] is None  # not a duplicate of the lambda-0.5 run

@@ -118,8 +118,9 @@ def test_winners_table_counts_and_direction():
     methods = tables.methods_table(scores)
     versus = stats.compare_mme_with_finetune(scores)
     winners = tables.winners_table(methods, versus).set_index("domain")
+    assert winners.loc["target", ["method_a", "method_b"]].tolist() == ["mme", "finetune"]
     assert winners.loc["target", "winner_by_shots"] == "1:MME 5:FT"
-    assert winners.loc["target", "mme_wins"] == "1/2"
+    assert winners.loc["target", "a_wins"] == "1/2"
     assert winners.loc["target", "wins_from"] == "FT from 5 shots"
     assert winners.loc["source", "winner_by_shots"] == "1:tie 5:tie"
 
@@ -138,7 +139,7 @@ def test_baseline_split_missing_for_pair_runs_is_an_error():
     dicts = baselines(des_on_hits=(0.7,))
     dicts += [adapted_run("finetune", "des", "hits", 1, 5, 0.8, 0.8)]
     evaluations = tables.tidy_evaluations(runs_from(dicts))
-    with pytest.raises(RbdaError, match=r"des-to-hits has FT/MME runs for split\(s\) \[1\]"):
+    with pytest.raises(RbdaError, match=r"des-to-hits has adapted runs for split\(s\) \[1\]"):
         tables.check_study(tables.baseline_scores(evaluations), tables.method_scores(evaluations), SURVEYS,
                            PAIRS)
 
@@ -188,3 +189,109 @@ def test_training_stops_count_the_cap_and_patience_per_method():
     assert table.loc["finetune", ["runs", "stopped_by_patience", "stopped_by_max_epochs"]].tolist() == [2, 1, 1]
     assert table.loc["finetune", ["best_epoch_0", "best_epoch_1"]].tolist() == [1, 1]
     assert "mme" not in table.index
+
+
+# --- more than two methods ------------------------------------------------------------------------
+
+
+def multi(curves: dict[str, dict[int, list[float]]], source_bacc: float = 0.8):
+    """Runs of several methods on des-to-hits (target BACC per split; ``ent``/``mme`` selected)."""
+    dicts = baselines()
+    for method, curve in curves.items():
+        for shots, values in curve.items():
+            for k, value in enumerate(values):
+                lam = 0.1 if method in ("mme", "ent") else None
+                run = adapted_run(method, "des", "hits", k, shots, source_bacc, value, lam=lam)
+                if lam is not None:
+                    run["selection"] = {"rule": "per_pair", "chosen_lambda": lam,
+                                        "candidates": [{"lambda": lam, "val_bacc": 0.9}]}
+                dicts.append(run)
+    return runs_from(dicts)
+
+
+FOUR_METHODS = {"finetune": {5: [0.80, 0.81, 0.83]}, "mme": {5: [0.90, 0.92, 0.91]},
+                "st": {5: [0.83, 0.80, 0.81]}, "ent": {5: [0.70, 0.69, 0.72]}}  # S+T: FT's mean
+
+
+def test_method_scores_keep_every_adaptation_method():
+    runs = multi(FOUR_METHODS)
+    evaluations = tables.tidy_evaluations(runs)
+    scores = tables.method_scores(evaluations)
+    assert set(scores["method"]) == {"finetune", "mme", "st", "ent"}
+    assert tables.methods_in(evaluations) == ["finetune", "mme", "st", "ent"]
+    methods = tables.methods_table(scores)
+    table = tables.pair_table(methods, tables.baseline_table(tables.baseline_scores(evaluations), SURVEYS),
+                              "des", "hits")
+    assert list(table.columns)[1:5] == ["FT on source (DES)", "MME on source (DES)", "S+T on source (DES)",
+                                        "ENT on source (DES)"]
+
+
+def test_unselected_runs_of_a_lambda_method_are_candidates_not_scores():
+    candidate = adapted_run("ent", "des", "hits", 0, 5, 0.8, 0.99, lam=0.5)
+    runs = multi({"ent": {5: [0.7]}}) + runs_from([candidate])
+    scores = tables.method_scores(tables.tidy_evaluations(runs))
+    assert scores.loc[scores["domain"] == "target", "bacc"].tolist() == [0.7]
+    lambdas = tables.lambda_scores(runs)
+    assert lambdas[["method", "lambda"]].values.tolist() == [["ent", 0.5]]
+    assert tables.chosen_lambdas(runs)["method"].tolist() == ["ent"]
+
+
+def test_runs_of_unconfigured_methods_are_an_error_naming_them():
+    runs = multi(FOUR_METHODS)
+    tables.check_methods(runs, ["finetune", "mme", "st", "ent"])
+    with pytest.raises(RbdaError, match=r"not configured \(methods: finetune, mme\): st \(3 run\(s\): "
+                                        r"run-\d+\.json.*; ent \(3 run"):
+        tables.check_methods(runs, ["finetune", "mme"])
+
+
+def test_ranking_orders_methods_and_names_significant_differences():
+    runs = multi(FOUR_METHODS)
+    scores = tables.method_scores(tables.tidy_evaluations(runs))
+    methods = tables.methods_table(scores)
+    from rbda.results.outputs import method_pairs
+    pairwise = stats.compare_method_pairs(scores, method_pairs(["finetune", "mme", "st", "ent"]))
+    assert set(pairwise["comparison"]) == {"mme - finetune", "st - finetune", "ent - finetune", "st - mme",
+                                           "ent - mme", "ent - st"}
+    ranking = tables.ranking_table(methods, pairwise).set_index("method")
+    assert ranking["rank"].to_dict() == {"mme": 1, "st": 2, "finetune": 2, "ent": 4}  # FT and S+T tie
+    assert ranking.loc["mme", "significantly_better_than"] == "finetune st ent"
+    assert ranking.loc["ent", "significantly_worse_than"] == "finetune mme st"
+    assert ranking.loc["finetune", "significantly_worse_than"] == "mme"
+    wide = tables.ranking_matrix(tables.ranking_table(methods, pairwise))
+    assert wide.iloc[0, 2] == "MME 0.910 > FT 0.813 = S+T 0.813 > ENT 0.703"
+    assert "MME > S+T" in wide.iloc[0, 3] and "FT > ENT" in wide.iloc[0, 3]
+    winners = tables.winners_table(methods, pairwise)
+    target = winners[winners["domain"] == "target"].set_index(["method_a", "method_b"])
+    assert target.loc[("st", "finetune"), "winner_by_shots"] == "5:tie"
+    assert target.loc[("ent", "st"), "wins_from"] == "S+T from 5 shots"
+
+
+def test_shots_to_beat_for_every_method():
+    runs = multi({"st": {1: [0.70, 0.71, 0.72], 5: [0.90, 0.91, 0.92]}, "dann": {1: [0.5, 0.5, 0.51]}})
+    evaluations = tables.tidy_evaluations(runs)
+    base = tables.baseline_scores(evaluations)
+    scores = tables.method_scores(evaluations)
+    methods = tables.methods_table(scores)
+    versus = stats.compare_with_baseline(scores, base)
+    table = tables.shots_to_beat(methods, tables.baseline_table(base, SURVEYS), versus, [("des", "hits")])
+    assert table.set_index("method")["shots_to_beat"].to_dict() == {"st": 5, "dann": tables.NEVER}
+    wide = tables.shots_to_beat_matrix(table)
+    assert list(wide.columns) == ["pair", "baseline on target", "S+T: shots (significant)",
+                                  "DANN: shots (significant)"]
+
+
+def test_cost_gain_is_the_mean_paired_difference_with_the_baseline():
+    runs = multi({"st": {5: [0.80, 0.82, 0.81]}}, source_bacc=0.85)
+    evaluations = tables.tidy_evaluations(runs)
+    base = tables.baseline_scores(evaluations)
+    versus = stats.compare_with_baseline(tables.method_scores(evaluations), base)
+    row = tables.cost_gain_table(versus).iloc[0]
+    assert row["source_loss"] == pytest.approx(0.95 - 0.85)
+    assert row["target_gain"] == pytest.approx(0.81 - 0.72)
+    assert row["method"] == "st" and row["shots"] == 5 and row["n_splits"] == 3
+
+
+def test_training_stops_count_every_method():
+    runs = multi({"st": {5: [0.8]}, "dann": {5: [0.8, 0.8]}})
+    table = tables.training_stops(runs).set_index("method")
+    assert table.loc[["baseline", "st", "dann"], "runs"].tolist() == [6, 1, 2]

@@ -1,12 +1,15 @@
 """``rbda aggregate``: every table, statistic, figure and the report from the run files.
 
-Inputs: a list of run JSON paths (baseline, finetune, selected MME and all
-per-lambda MME runs; told apart by ``method`` and the presence of
-``selection``) and the workflow's effective configuration. Of the
-configuration only the survey names are read, from ``study.surveys`` (the
-workflow's effective config) or a top-level ``surveys``: a list of names, or
-a mapping whose keys are the names, in study order. The whole configuration
-is shown in the report.
+Inputs: a list of run JSON paths (baseline runs, and per adaptation method its
+runs: for a lambda method such as MME the selected runs and all per-lambda
+runs; told apart by ``method`` and the presence of ``selection``) and the
+workflow's effective configuration. Of the configuration only the survey
+names, the pairs, the adaptation methods and the shot counts are read, from
+``study`` (the workflow's effective config) or the top level: ``surveys`` (a
+list of names, or a mapping whose keys are the names, in study order),
+``pairs``, ``methods`` (default: the published study's ``finetune, mme``) and
+``shots``. The whole configuration is shown in the report. Runs of a method
+that is not configured are an error naming them.
 
 All outputs are first written into a staging folder inside ``out_dir`` and
 moved into place only once every file has been written, so a failure leaves
@@ -32,16 +35,19 @@ import pandas as pd
 from rbda.atomic import atomic_path, write_text
 from rbda.errors import InputFileError, RbdaError
 from rbda.provenance import lock_provenance
-from rbda.results import figures, published, stats, tables
-from rbda.results.naming import pair_label
+from rbda.results import figures, findings, published, stats, tables
+from rbda.results.naming import method_label, pair_label
 from rbda.results.outputs import (ALL_EVALUATIONS, PAIR_TABLES_DIR, REPORT, expected_outputs, figure_path,
-                                  pair_table_path, stats_path, table_path)
+                                  method_pair_stats_name, method_pairs, pair_table_path, stats_path,
+                                  study_methods, table_path)
 from rbda.results.report import GUIDE, ReportSection, for_display, preformatted, render_report
 from rbda.results.runs import Run, load_runs, read_runs_list
-from rbda.study import study_pairs
+from rbda.study import ADAPTATION_METHODS, study_pairs
 
 log = logging.getLogger(__name__)
 PAIR_TABLE_NAME = re.compile(r"[a-z]+-to-[a-z]+\.(csv|md)")  # the schema's pair pattern
+#: Statistics of one pair of methods (``stats/mme_vs_finetune.csv``), methods of the vocabulary.
+METHOD_PAIR_STATS_NAME = re.compile(r"({0})_vs_({0})\.csv".format("|".join(ADAPTATION_METHODS)))
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,10 @@ class StudySettings:
     config: dict
     surveys: list[str]
     pairs: list[tuple[str, str]]
+    #: The configured adaptation methods, in the vocabulary's order.
+    methods: list[str]
+    #: The configured shot counts (``None``: not in the config; the runs' are used).
+    shots: list[int] | None = None
 
 
 def _study_section(config: dict) -> tuple[dict, str]:
@@ -92,7 +102,16 @@ def read_config(path: str | Path) -> StudySettings:
     except RbdaError as exc:
         raise InputFileError(path, f"null or a list of source-to-target pairs of configured surveys "
                                    f"({exc})", where=f"{prefix}pairs") from None
-    return StudySettings(config=config, surveys=names, pairs=pairs)
+    try:
+        methods = study_methods(section.get("methods"), setting=f"{prefix}methods")
+    except RbdaError as exc:
+        raise InputFileError(path, f"a list of adaptation methods ({exc})", where=f"{prefix}methods") from None
+    shots = section.get("shots")
+    if shots is not None and (not isinstance(shots, list) or not shots
+                              or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shots)):
+        raise InputFileError(path, "null or a non-empty list of shot counts (integers >= 1)", where=f"{prefix}shots")
+    return StudySettings(config=config, surveys=names, pairs=pairs, methods=methods,
+                         shots=sorted(shots) if shots is not None else None)
 
 
 def synthetic_surveys(config: dict) -> list[str]:
@@ -112,6 +131,7 @@ class StudyResults:
 
     surveys: list[str]
     pairs: list[tuple[str, str]]
+    methods_configured: list[str]
     evaluations: pd.DataFrame
     baseline: pd.DataFrame
     methods: pd.DataFrame
@@ -119,10 +139,14 @@ class StudyResults:
     lambda_scores: pd.DataFrame
     lambdas: pd.DataFrame
     lambda_choices: pd.DataFrame
-    mme_vs_finetune: pd.DataFrame
+    method_pairs: pd.DataFrame
     vs_baseline: pd.DataFrame
     shots_to_beat: pd.DataFrame
     winners: pd.DataFrame
+    ranking: pd.DataFrame
+    cost_gain: pd.DataFrame
+    findings: pd.DataFrame
+    largest_shots: int
     published_baseline: pd.DataFrame
     published_shots: pd.DataFrame
     published_selected: pd.DataFrame
@@ -140,32 +164,47 @@ def versions_table(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def compute(runs: list[Run], surveys: list[str], pairs: list[tuple[str, str]]) -> StudyResults:
-    """All tables and tests, in memory; raises on an incomplete or inconsistent study."""
+def compute(runs: list[Run], surveys: list[str], pairs: list[tuple[str, str]],
+            methods: list[str] | None = None, shots: list[int] | None = None) -> StudyResults:
+    """All tables and tests, in memory; raises on an incomplete or inconsistent study.
+
+    ``methods``: the configured adaptation methods (``None``: the published study's);
+    runs of any other method are an error. ``shots``: the configured shot counts (the
+    largest is the k of finding (b)); ``None``: the runs' shot counts.
+    """
+    methods = study_methods(methods)
+    tables.check_methods(runs, methods)
     evaluations = tables.tidy_evaluations(runs)
     baseline_runs = tables.baseline_scores(evaluations)
     scores = tables.method_scores(evaluations)
     tables.check_study(baseline_runs, scores, surveys, pairs)
     baseline = tables.baseline_table(baseline_runs[baseline_runs["tested_on"].isin(surveys)], surveys)
-    methods = tables.in_study_order(tables.methods_table(scores), surveys, ["method", "domain", "shots"])
+    by_shots = tables.in_study_order(tables.methods_table(scores), surveys, ["method", "domain", "shots"])
     lambda_scores = tables.lambda_scores(runs)
     chosen = tables.chosen_lambdas(runs)
-    lambdas = tables.in_study_order(tables.lambda_table(lambda_scores, chosen), surveys, ["shots", "lambda"])
-    lambda_choices = tables.in_study_order(tables.lambda_choices(chosen), surveys, [])
-    mme_vs_finetune = tables.in_study_order(stats.compare_mme_with_finetune(scores), surveys,
-                                            ["domain", "shots", "test"])
+    lambdas = tables.in_study_order(tables.lambda_table(lambda_scores, chosen), surveys,
+                                    ["method", "shots", "lambda"])
+    lambda_choices = tables.in_study_order(tables.lambda_choices(chosen), surveys, ["method"])
+    pairwise = tables.in_study_order(stats.compare_method_pairs(scores, method_pairs(methods)), surveys,
+                                     ["method_b", "method_a", "domain", "shots", "test"])
     vs_baseline = tables.in_study_order(stats.compare_with_baseline(scores, baseline_runs), surveys,
                                         ["method", "shots", "test"])
-    shots = tables.shots_to_beat(methods, baseline, vs_baseline, pairs)
-    winners = tables.in_study_order(tables.winners_table(methods, mme_vs_finetune), surveys, ["domain"])
+    to_beat = tables.shots_to_beat(by_shots, baseline, vs_baseline, pairs)
+    winners = tables.in_study_order(tables.winners_table(by_shots, pairwise), surveys,
+                                    ["domain", "method_b", "method_a"])
+    ranking = tables.ranking_table(by_shots, pairwise)
+    cost_gain = tables.in_study_order(tables.cost_gain_table(vs_baseline), surveys, ["method", "shots"])
+    largest = max(shots) if shots else (int(scores["shots"].max()) if len(scores) else 0)
+    verdicts = findings.findings_table(baseline_runs, scores, vs_baseline, surveys, pairs, methods, largest)
     paper = published.load_published()
     return StudyResults(
-        surveys=surveys, pairs=pairs, evaluations=evaluations, baseline=baseline, methods=methods, scores=scores,
-        lambda_scores=lambda_scores, lambdas=lambdas, lambda_choices=lambda_choices, mme_vs_finetune=mme_vs_finetune,
-        vs_baseline=vs_baseline, shots_to_beat=shots, winners=winners,
+        surveys=surveys, pairs=pairs, methods_configured=methods, evaluations=evaluations, baseline=baseline,
+        methods=by_shots, scores=scores, lambda_scores=lambda_scores, lambdas=lambdas,
+        lambda_choices=lambda_choices, method_pairs=pairwise, vs_baseline=vs_baseline, shots_to_beat=to_beat,
+        winners=winners, ranking=ranking, cost_gain=cost_gain, findings=verdicts, largest_shots=largest,
         published_baseline=published.baseline_side_by_side(baseline, paper),
-        published_shots=published.shots_to_beat_side_by_side(shots, paper),
-        published_selected=published.selected_bacc_side_by_side(methods, paper),
+        published_shots=published.shots_to_beat_side_by_side(to_beat, paper),
+        published_selected=published.selected_bacc_side_by_side(by_shots, paper),
         versions=versions_table(runs), training_stops=tables.training_stops(runs),
     )
 
@@ -188,15 +227,21 @@ def write_tables(results: StudyResults, out: Path) -> None:
     _write_csv(r.evaluations, out / ALL_EVALUATIONS)
     _write_table(out, "baseline", r.baseline, tables.baseline_matrix(r.baseline, r.surveys).reset_index(),
                  "Baseline BACC (rows: trained on, columns: tested on), mean ± std over splits")
-    _write_table(out, "methods_by_shots", r.methods, title="FT and MME BACC by shots (long form)")
+    _write_table(out, "methods_by_shots", r.methods, title=f"{_method_names(r)} BACC by shots (long form)")
     lambda_wide = tables.lambda_matrix(r.lambdas) if len(r.lambdas) else None
     _write_table(out, "lambda_selection", r.lambdas, lambda_wide,
-                 "MME target validation BACC per λ, and the λ chosen")
+                 "λ methods: target validation BACC per λ, and the λ chosen")
     _write_table(out, "lambda_choices", r.lambda_choices, for_display(r.lambda_choices),
-                 "MME: the λ chosen per pair, how many choices were ties and how each was broken")
+                 "λ methods: the λ chosen per pair, how many choices were ties and how each was broken")
     _write_table(out, "shots_to_beat", r.shots_to_beat, tables.shots_to_beat_matrix(r.shots_to_beat),
                  "Shots per class to beat the baseline on the target (significant in brackets)")
-    _write_table(out, "winners", r.winners, title="MME vs FT: who wins, from which shot count")
+    _write_table(out, "winners", r.winners, title="Method a vs method b: who wins, from which shot count")
+    _write_table(out, "ranking", r.ranking, tables.ranking_matrix(r.ranking),
+                 "Methods ranked by mean target BACC per pair and shot count, with the significant differences")
+    _write_table(out, "source_cost_target_gain", r.cost_gain, for_display(r.cost_gain),
+                 "Per method and shot count: mean source BACC loss and mean target BACC gain against the baseline")
+    _write_table(out, "findings", r.findings, findings_display(r.findings),
+                 "The study's findings as computed verdicts, with the test behind each")
     _write_table(out, "published_baseline", r.published_baseline,
                  title="Baseline: this study vs the paper (meaningful only on the real surveys)")
     _write_table(out, "published_shots_to_beat", r.published_shots,
@@ -209,8 +254,24 @@ def write_tables(results: StudyResults, out: Path) -> None:
         write_text(out / pair_table_path(source, target, "md"),
                    f"# {pair_label(source, target)}: BACC by shots, mean ± std over splits\n\n"
                    + tables.to_markdown(tables.pair_table(r.methods, r.baseline, source, target)))
-    _write_csv(r.mme_vs_finetune, out / stats_path("mme_vs_finetune"))
+    _write_csv(r.method_pairs, out / stats_path("method_pairs"))
+    for a, b in method_pairs(r.methods_configured):
+        one = r.method_pairs[(r.method_pairs["method_a"] == a) & (r.method_pairs["method_b"] == b)]
+        _write_csv(one, out / stats_path(method_pair_stats_name(a, b)))
     _write_csv(r.vs_baseline, out / stats_path("vs_baseline"))
+
+
+def _method_names(r: StudyResults) -> str:
+    """``FT, MME and S+T``: the configured methods in words."""
+    labels = [method_label(m) for m in r.methods_configured]
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def findings_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """The findings table for reading: methods by display name."""
+    out = frame.copy()
+    out["method"] = out["method"].map(lambda m: ", ".join(method_label(x) for x in str(m).split(", ")))
+    return out
 
 
 def write_figures(results: StudyResults, out: Path) -> None:
@@ -218,6 +279,8 @@ def write_figures(results: StudyResults, out: Path) -> None:
     figures.save_figure(figures.baseline_heatmap(r.baseline, r.surveys), out, "baseline_heatmap")
     figures.save_figure(figures.bacc_vs_shots(r.methods, r.baseline, r.pairs), out, "bacc_vs_shots")
     figures.save_figure(figures.boxplots(r.scores, r.baseline, r.pairs), out, "boxplots")
+    figures.save_figure(figures.source_cost_vs_target_gain(r.cost_gain, r.pairs), out,
+                        "source_cost_vs_target_gain")
     figures.save_figure(figures.lambda_curves(r.lambda_scores, r.pairs), out, "lambda_curves")
 
 
@@ -243,11 +306,23 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
     guide = ReportSection("How to read this report", "guide")
     guide.raw(f'<div class="guide">{GUIDE}</div>')
 
+    verdicts = ReportSection("The study's findings", "findings")
+    verdicts.paragraph(
+        "Each finding of the study, evaluated on these runs: (a) per baseline row, the model scores higher at "
+        "home than on each other survey; (b) per pair, each adaptation method beats the baseline on the target "
+        f"within k = {r.largest_shots} shots (the largest configured shot count); (c) per pair, FT loses source "
+        "BACC and MME does not (each half, then the joint verdict; the other methods beside it). A verdict "
+        "<i>holds</i>, <i>does not hold</i>, or is <i>not testable</i> (no test could be computed; the evidence "
+        "says why). Verdicts rest on the paired t-test by split with Holm's correction; the evidence gives the "
+        "mean paired difference, its 95% interval, p, p_holm and the Wilcoxon test's p_holm with its notes.")
+    verdicts.table(findings.summary(r.findings).rename(columns={"finding": "finding (verdicts per scope)"}))
+    verdicts.table(findings_display(r.findings))
+
     base = ReportSection("Baseline", "baseline")
     base.table(tables.baseline_matrix(r.baseline, r.surveys).reset_index())
     base.figure(png("baseline_heatmap"), "Baseline BACC: rows trained on, columns tested on.")
 
-    curves = ReportSection("FT and MME by shots", "by-shots")
+    curves = ReportSection(f"{_method_names(r)} by shots", "by-shots")
     curves.figure(png("bacc_vs_shots"), "BACC vs shots per class, mean ± std over splits; per pair "
                   "the left panel is the source's test part, the right the target's; dashed: baseline.")
     curves.figure(png("boxplots"), "The same runs as distributions over splits.")
@@ -262,17 +337,33 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
         beat.table(for_display(untestable[["source", "target", "method", "note"]]),
                    caption="Why some pairs are not testable", collapsed=True)
 
-    significance = ReportSection("MME vs FT and significance", "significance")
+    ranking = ReportSection("Ranking of the methods", "ranking")
+    ranking.paragraph("Per pair and shot count, the methods by mean target BACC (equal means share a rank), "
+                      "and the differences that are significant (two-sided paired t-test by split, Holm within "
+                      "each comparison's family: one per pair, domain, pair of methods and test).")
+    ranking.table(tables.ranking_matrix(r.ranking))
+    ranking.figure(png("source_cost_vs_target_gain"),
+                   "Source cost vs target gain per pair: one point per method and shot count (labelled with "
+                   "the shot count); x: mean source BACC loss against the baseline, y: mean target gain; "
+                   "upper left is best.")
+    ranking.table(for_display(r.cost_gain), caption="Source loss and target gain per method and shots",
+                  collapsed=True)
+
+    significance = ReportSection("Method vs method and significance", "significance")
+    significance.paragraph("The study's headline comparison is MME vs FT; every other pair of configured "
+                           "methods is tested the same way.")
     significance.table(for_display(r.winners.drop(columns=["pair"])))
     significance.paragraph("<i>significant_at_shots</i>: the paired t-test by split, Holm-adjusted p &lt; 0.05 within "
                            "its family. Full test tables below and in <code>stats/</code>.")
-    significance.table(for_display(r.mme_vs_finetune[STATS_COLUMNS]), caption="MME − FT, all tests",
-                       collapsed=True)
+    for a, b in method_pairs(r.methods_configured):
+        one = r.method_pairs[(r.method_pairs["method_a"] == a) & (r.method_pairs["method_b"] == b)]
+        significance.table(for_display(one[STATS_COLUMNS]),
+                           caption=f"{method_label(a)} − {method_label(b)}, all tests", collapsed=True)
     significance.table(for_display(r.vs_baseline[["method", *STATS_COLUMNS]]),
                        caption="Method − baseline on the target (one-sided) and on the source (two-sided), "
                                "all tests", collapsed=True)
 
-    lambdas = ReportSection("Choice of λ (MME)", "lambda")
+    lambdas = ReportSection("Choice of λ (λ methods)", "lambda")
     lambdas.figure(png("lambda_curves"), "Target validation BACC (the selection criterion) vs shots, "
                    "one line per λ, mean over splits.")
     if len(r.lambda_choices):
@@ -281,7 +372,7 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
     if len(r.lambdas):
         lambdas.table(tables.lambda_matrix(r.lambdas), caption="Mean target validation BACC per λ and shots")
     else:
-        lambdas.paragraph("No per-λ MME runs were given, so there is no λ table.")
+        lambdas.paragraph("No per-λ runs (MME, ENT) were given, so there is no λ table.")
 
     paper = ReportSection("Against the paper", "published")
     synthetic = synthetic_surveys(config)
@@ -319,7 +410,7 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
     setup.raw(preformatted(config))
 
     return render_report("rbda: cross-survey domain adaptation results",
-                         [guide, base, curves, beat, significance, lambdas, stops, paper, setup])
+                         [guide, verdicts, base, curves, beat, ranking, significance, lambdas, stops, paper, setup])
 
 
 @contextlib.contextmanager
@@ -334,18 +425,26 @@ def staging_dir(out_dir: Path) -> Iterator[Path]:
 
 
 def remove_stale_pair_tables(out_dir: Path, expected: list[str]) -> list[str]:
-    """Delete per-pair tables of pairs no longer configured; return their relative paths.
+    """Delete per-pair tables of pairs, and statistics of pairs of methods, no longer configured;
+    return their relative paths.
 
     Only files named exactly like this command's own (``tables/pairs/SOURCE-to-TARGET.csv|md``,
     survey names as the config schema allows them) are considered, so a stale table cannot pass
     for a result of the current study and a user's ``des-to-hits.backup.csv`` stays.
     """
-    pairs_dir = out_dir / PAIR_TABLES_DIR
     keep = set(expected)
     stale = []
-    for path in sorted(pairs_dir.glob("*")) if pairs_dir.is_dir() else []:
+    candidates = [(out_dir / PAIR_TABLES_DIR, PAIR_TABLE_NAME), (out_dir / "stats", METHOD_PAIR_STATS_NAME)]
+    for folder, pattern in candidates:
+        stale += _remove_unexpected(out_dir, folder, pattern, keep)
+    return stale
+
+
+def _remove_unexpected(out_dir: Path, folder: Path, pattern: re.Pattern, keep: set[str]) -> list[str]:
+    stale = []
+    for path in sorted(folder.glob("*")) if folder.is_dir() else []:
         relative = str(path.relative_to(out_dir))
-        if not PAIR_TABLE_NAME.fullmatch(path.name):
+        if not pattern.fullmatch(path.name):
             continue
         if path.is_file() and relative not in keep:
             path.unlink()
@@ -357,9 +456,9 @@ def aggregate(runs_list: str | Path, config_path: str | Path, out_dir: str | Pat
     """Write all outputs under ``out_dir``; return their paths."""
     settings = read_config(config_path)
     runs = load_runs(read_runs_list(runs_list))
-    results = compute(runs, settings.surveys, settings.pairs)
+    results = compute(runs, settings.surveys, settings.pairs, settings.methods, settings.shots)
     out_dir = Path(out_dir)
-    expected = expected_outputs(settings.surveys, settings.pairs)
+    expected = expected_outputs(settings.surveys, settings.pairs, settings.methods)
     with staging_dir(out_dir) as stage:
         write_tables(results, stage)
         write_figures(results, stage)
@@ -372,6 +471,7 @@ def aggregate(runs_list: str | Path, config_path: str | Path, out_dir: str | Pat
             os.replace(stage / relative, out_dir / relative)
     stale = remove_stale_pair_tables(out_dir, expected)
     if stale:
-        log.info("removed %d per-pair table(s) of pairs no longer configured: %s", len(stale), ", ".join(stale))
+        log.info("removed %d per-pair table(s) or method-pair statistics no longer configured: %s", len(stale),
+                 ", ".join(stale))
     log.info("wrote %d files under %s from %d runs", len(expected), out_dir, len(runs))
     return [out_dir / p for p in expected]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 
@@ -20,9 +21,12 @@ import pandas as pd  # noqa: E402
 from rbda.atomic import atomic_path  # noqa: E402
 from rbda.results.naming import method_label, survey_label  # noqa: E402
 from rbda.results.outputs import figure_path  # noqa: E402
-from rbda.study import format_lambda  # noqa: E402
+from rbda.study import ADAPTATION_METHODS, format_lambda  # noqa: E402
 
-METHOD_COLOURS = {"finetune": "#d95f02", "mme": "#1b9e77"}
+#: One colour per adaptation method (colour-blind safe Dark2; FT orange and MME green as published).
+METHOD_COLOURS = dict(zip(ADAPTATION_METHODS, ("#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e")))
+#: Line styles of the lambda methods in the lambda curves.
+LAMBDA_METHOD_STYLES = ("-", "--", ":", "-.")
 BASELINE_STYLE = dict(color="0.35", linestyle="--", linewidth=1.0)
 PNG_DPI = 110
 
@@ -114,18 +118,28 @@ def _shots_axis(ax, shots: list[int]) -> None:
     ax.set_xlabel("shots per class", fontsize=7)
 
 
+def method_colour(method: str) -> str:
+    """The method's colour (a grey for a name outside the vocabulary)."""
+    return METHOD_COLOURS.get(method, "0.5")
+
+
+def _methods_present(frame: pd.DataFrame) -> list[str]:
+    present = set(frame["method"]) if len(frame) else set()
+    return [m for m in ADAPTATION_METHODS if m in present] + sorted(present - set(ADAPTATION_METHODS))
+
+
 def bacc_vs_shots(methods: pd.DataFrame, baseline: pd.DataFrame,
                   pairs: list[tuple[str, str]]) -> plt.Figure:
-    """FT and MME mean ± std over splits against shots; baseline dashed."""
+    """Every method's mean ± std over splits against shots; baseline dashed."""
     fig, grid = _pair_grid(pairs)
     shots = sorted(methods["shots"].unique().tolist())
     for (source, target, domain), ax in grid.items():
         rows = methods[(methods["source"] == source) & (methods["target"] == target)
                        & (methods["domain"] == domain)]
-        for method, curve in rows.groupby("method"):
-            curve = curve.sort_values("shots")
+        for method in _methods_present(rows):
+            curve = rows[rows["method"] == method].sort_values("shots")
             ax.errorbar(curve["shots"], curve["mean"], yerr=curve["std"].fillna(0), marker="o",
-                        markersize=3, capsize=2, linewidth=1.2, color=METHOD_COLOURS[method],
+                        markersize=3, capsize=2, linewidth=1.2, color=method_colour(method),
                         label=method_label(method))
         level = _baseline_value(baseline, source, source if domain == "source" else target)
         if level is not None:
@@ -152,11 +166,13 @@ def _legend(fig: plt.Figure, axes, ncol_max: int = 8) -> None:
 
 
 def boxplots(scores: pd.DataFrame, baseline: pd.DataFrame, pairs: list[tuple[str, str]]) -> plt.Figure:
-    """Distribution over splits: per shot count an FT box and an MME box."""
+    """Distribution over splits: per shot count one box per method, side by side."""
     fig, grid = _pair_grid(pairs)
     shots = sorted(scores["shots"].unique().tolist())
     positions = {n: i for i, n in enumerate(shots)}
-    offsets = {"finetune": -0.18, "mme": 0.18}
+    present = _methods_present(scores)
+    width = 0.8 / max(len(present), 1)
+    offsets = {m: (i - (len(present) - 1) / 2) * width for i, m in enumerate(present)}
     for (source, target, domain), ax in grid.items():
         rows = scores[(scores["source"] == source) & (scores["target"] == target)
                       & (scores["domain"] == domain)]
@@ -167,11 +183,11 @@ def boxplots(scores: pd.DataFrame, baseline: pd.DataFrame, pairs: list[tuple[str
             if not present:
                 continue
             parts = ax.boxplot([data[i] for i in present], positions=[i + offset for i in present],
-                               widths=0.3, patch_artist=True, manage_ticks=False,
+                               widths=0.85 * width, patch_artist=True, manage_ticks=False,
                                medianprops=dict(color="black", linewidth=1),
                                flierprops=dict(markersize=2))
             for box in parts["boxes"]:
-                box.set_facecolor(METHOD_COLOURS[method])
+                box.set_facecolor(method_colour(method))
                 box.set_alpha(0.75)
             box_handle = parts["boxes"][0]
             box_handle.set_label(method_label(method))
@@ -181,7 +197,7 @@ def boxplots(scores: pd.DataFrame, baseline: pd.DataFrame, pairs: list[tuple[str
         ax.set_xticks(list(positions.values()), [str(n) for n in shots])
         ax.set_xlabel("shots per class", fontsize=7)
     _legend(fig, grid.values())
-    fig.suptitle("BACC over splits (boxes: FT and MME per shot count); dashed: baseline mean",
+    fig.suptitle("BACC over splits (one box per method and shot count); dashed: baseline mean",
                  fontsize=10)
     fig.tight_layout()
     return fig
@@ -196,25 +212,77 @@ def lambda_curves(lambdas: pd.DataFrame, pairs: list[tuple[str, str]]) -> plt.Fi
     values = sorted(lambdas["lambda"].unique().tolist()) if not lambdas.empty else []
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(values), 1)))
     shots = sorted(lambdas["shots"].unique().tolist()) if not lambdas.empty else []
+    lambda_methods = _methods_present(lambdas)
     for (source, target), (i, j) in positions.items():
         ax = axes[i, j]
         ax.set_title(f"{survey_label(source)}→{survey_label(target)}", fontsize=8)
         ax.tick_params(labelsize=7)
         rows = lambdas[(lambdas["source"] == source) & (lambdas["target"] == target)]
         if rows.empty:
-            ax.text(0.5, 0.5, "no per-lambda\nMME runs", ha="center", va="center",
+            ax.text(0.5, 0.5, "no per-lambda\nruns", ha="center", va="center",
                     transform=ax.transAxes, fontsize=8, color="0.4")
             continue
-        means = rows.groupby(["lambda", "shots"])["val_bacc"].mean().reset_index()
-        for value, colour in zip(values, colours):
-            curve = means[means["lambda"] == value].sort_values("shots")
-            if len(curve):
-                ax.plot(curve["shots"], curve["val_bacc"], marker="o", markersize=3,
-                        linewidth=1.1, color=colour, label=f"λ={format_lambda(value)}")
+        means = rows.groupby(["method", "lambda", "shots"])["val_bacc"].mean().reset_index()
+        for method, style in zip(lambda_methods, LAMBDA_METHOD_STYLES):
+            for value, colour in zip(values, colours):
+                curve = means[(means["method"] == method) & (means["lambda"] == value)].sort_values("shots")
+                if len(curve):
+                    label = f"λ={format_lambda(value)}" + (f" ({method_label(method)})" if len(lambda_methods) > 1 else "")
+                    ax.plot(curve["shots"], curve["val_bacc"], marker="o", markersize=3, linestyle=style,
+                            linewidth=1.1, color=colour, label=label)
         _shots_axis(ax, shots)
     for i in range(n_rows):
         axes[i, 0].set_ylabel("target val. BACC", fontsize=8)
     _legend(fig, axes.flat)
-    fig.suptitle("MME: target validation BACC vs shots per λ (mean over splits)", fontsize=10)
+    names = ", ".join(method_label(m) for m in lambda_methods) or "λ methods"
+    styles = (" (line style: method)" if len(lambda_methods) > 1 else "")
+    fig.suptitle(f"{names}: target validation BACC vs shots per λ (mean over splits){styles}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def source_cost_vs_target_gain(cost_gain: pd.DataFrame, pairs: list[tuple[str, str]]) -> plt.Figure:
+    """Per pair: one point per method and shot count, x = mean source BACC loss against the
+    baseline, y = mean target gain; a method's points joined in shot order and labelled with
+    their shot count; filled markers where the gain (target) is significant, a ring around a
+    point whose source loss is significant."""
+    positions, n_rows, n_cols = pair_layout(pairs)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.9 * n_cols, 2.5 * n_rows + 0.7), squeeze=False)
+    _hide_unused(axes, set(positions.values()))
+    present = _methods_present(cost_gain)
+    for (source, target), (i, j) in positions.items():
+        ax = axes[i, j]
+        ax.set_title(f"{survey_label(source)}→{survey_label(target)}", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.axhline(0, color="0.6", linewidth=0.7)
+        ax.axvline(0, color="0.6", linewidth=0.7)
+        rows = cost_gain[(cost_gain["source"] == source) & (cost_gain["target"] == target)]
+        if rows.empty:
+            ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes, fontsize=8,
+                    color="0.4")
+        for method in present:
+            points = rows[rows["method"] == method].sort_values("shots")
+            if points.empty:
+                continue
+            colour = method_colour(method)
+            ax.plot(points["source_loss"], points["target_gain"], color=colour, linewidth=0.8, alpha=0.6)
+            filled = points["target_gain_significant"].astype(bool)
+            ax.scatter(points.loc[filled, "source_loss"], points.loc[filled, "target_gain"], color=colour,
+                       s=18, zorder=3, label=method_label(method))
+            ax.scatter(points.loc[~filled, "source_loss"], points.loc[~filled, "target_gain"], facecolors="white",
+                       edgecolors=colour, s=18, zorder=3, label=method_label(method))
+            lost = points[points["source_loss_significant"].astype(bool)]
+            ax.scatter(lost["source_loss"], lost["target_gain"], facecolors="none", edgecolors="black",
+                       s=55, linewidths=0.7, zorder=2)
+            for p in points.itertuples():
+                ax.annotate(str(p.shots), (p.source_loss, p.target_gain), fontsize=6, xytext=(2, 2),
+                            textcoords="offset points", color=colour)
+        ax.set_xlabel("source BACC loss vs baseline", fontsize=7)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
+    for i in range(n_rows):
+        axes[i, 0].set_ylabel("target BACC gain", fontsize=8)
+    _legend(fig, axes.flat)
+    fig.suptitle("Source cost vs target gain (mean paired differences with the baseline)\n"
+                 "labels: shots; filled: gain significant; ring: loss significant", fontsize=9)
     fig.tight_layout()
     return fig

@@ -59,17 +59,18 @@ standard deviation over splits ("(1 split)" when there is only one).</li>
 how it does on every survey's test part; the diagonal is "at home", the rest is the domain
 shift. For a pair <i>source→target</i> the baseline is the source model tested on the target
 (dashed lines in the figures).</li>
-<li><b>FT</b> (fine-tuning) and <b>MME</b> (minimax entropy) start from the source baseline and
-use <i>n</i> labelled target alerts per class ("shots"). Both are tested on the target (did it
-help?) and on the source (did it forget?). MME's λ was chosen per pair and shots on target
-validation BACC; the λ table shows the candidates and how often each was chosen.</li>
+<li><b>FT</b> (fine-tuning) and <b>MME</b> (minimax entropy), the published study's methods, and any
+other configured adaptation method (<b>S+T</b>, <b>ENT</b>, <b>DANN</b>) start from the source baseline
+and use <i>n</i> labelled target alerts per class ("shots"). Each is tested on the target (did it
+help?) and on the source (did it forget?). The λ of MME (and ENT) was chosen on target validation
+BACC by the configured rule; the λ table shows the candidates and how often each was chosen.</li>
 <li><b>Shots to beat the baseline</b>: the smallest shot count whose mean target BACC exceeds the
 baseline's mean on the target; in brackets the stricter count whose improvement is also
 significant (one-sided paired t-test by split, Holm-adjusted p &lt; 0.05). "never": no tested shot
 count qualifies; "not testable": no test could be computed (e.g. a single split).</li>
-<li><b>Significance</b>: FT and MME run <i>k</i> start from baseline <i>k</i> and use split <i>k</i>,
-so every comparison (method vs baseline on the target, one-sided; on the source, two-sided; MME vs
-FT on both, two-sided) is paired by split: the paired t-test and the Wilcoxon signed-rank test;
+<li><b>Significance</b>: every method's run <i>k</i> starts from baseline <i>k</i> and uses split <i>k</i>,
+so every comparison (method vs baseline on the target, one-sided; on the source, two-sided; method vs
+method, MME vs FT being the headline, on both, two-sided) is paired by split: the paired t-test and the Wilcoxon signed-rank test;
 Welch's test only where two groups share no split. <i>mean_diff</i> is the mean paired difference
 with its 95% interval. Holm's correction is applied within each family: one (pair, domain,
 comparison, test), whose members are the shot counts; <i>p</i> is raw, <i>p_holm</i> adjusted. With
@@ -122,8 +123,9 @@ def for_display(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("trained_on", "tested_on"):
         if column in out.columns:
             out[column] = out[column].map(survey_label)
-    if "method" in out.columns:
-        out["method"] = out["method"].map(method_label)
+    for column in ("method", "method_a", "method_b"):
+        if column in out.columns:
+            out[column] = out[column].map(method_label)
     return out
 
 

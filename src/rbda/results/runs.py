@@ -17,13 +17,25 @@ from typing import Any, Iterable, Iterator
 import jsonschema
 
 from rbda.errors import InputFileError
-from rbda.study import LAMBDA_METHODS, METHODS, RUN_SCHEMA, SELECTION_RULES, format_lambda, pair_name
+from rbda.study import BASELINE, LAMBDA_METHODS, METHODS, RUN_SCHEMA, SELECTION_RULES, format_lambda, pair_name
 
-#: Kind of a run in the study: its method, with selected MME runs apart.
-KIND_BASELINE = "baseline"
-KIND_FINETUNE = "finetune"
-KIND_MME = "mme"
-KIND_MME_SELECTED = "mme-selected"
+#: Kind of a run in the study: its method, with the selected runs of a lambda method apart
+#: (``mme-selected``, ``ent-selected``; see :func:`selected_kind`). A lambda method's unselected
+#: runs (kind ``mme``) are the per-lambda candidates.
+KIND_BASELINE = BASELINE
+SELECTED_SUFFIX = "-selected"
+
+
+def selected_kind(method: str) -> str:
+    """``mme`` -> ``mme-selected``: the kind of a lambda method's selected runs."""
+    return f"{method}{SELECTED_SUFFIX}"
+
+
+def score_kind(method: str) -> str:
+    """The kind of run that stands for an adaptation method in the tables: its selected runs
+    for a lambda method (``mme-selected``), its runs otherwise (``finetune``)."""
+    return selected_kind(method) if method in LAMBDA_METHODS else method
+
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _BACC = {"type": "number", "minimum": 0, "maximum": 1}
@@ -131,7 +143,7 @@ class Run:
     @property
     def kind(self) -> str:
         if self.method in LAMBDA_METHODS and self.is_selected:
-            return f"{self.method}-selected"  # KIND_MME_SELECTED for mme
+            return selected_kind(self.method)
         return self.method
 
     def key(self) -> tuple:

@@ -238,23 +238,40 @@ def _family(source: str, target: str, domain: str, comparison: str, test: str) -
     return f"{source}-to-{target}/{domain}/{comparison}/{test}"
 
 
-def compare_mme_with_finetune(scores: pd.DataFrame) -> pd.DataFrame:
-    """MME vs FT per (pair, shots, domain), two-sided, paired by split.
+def compare_methods(scores: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Method ``a`` vs method ``b`` per (pair, shots, domain), two-sided, paired by split.
 
     ``scores``: columns method, source, target, shots, domain, split, bacc.
-    ``mean_diff`` > 0 means MME is better. Families: (pair, domain, comparison, test).
+    ``mean_diff`` > 0 means ``a`` is better. Families: (pair, domain, comparison, test),
+    the comparison being ``"a - b"``; columns ``method_a``, ``method_b`` name the two.
     """
     rows = []
     keys = ["source", "target", "shots", "domain"]
+    comparison = f"{a} - {b}"
     for key, group in scores.groupby(keys, sort=False):
         source, target, _, domain = key
         by_method = {m: g.set_index("split")["bacc"] for m, g in group.groupby("method")}
-        if "mme" not in by_method or "finetune" not in by_method:
+        if a not in by_method or b not in by_method:
             continue
-        for row in compare(by_method["mme"], by_method["finetune"], "two-sided"):
-            rows.append({**dict(zip(keys, key)), "comparison": "mme - finetune",
-                         "family": _family(source, target, domain, "mme - finetune", row["test"]), **row})
-    return _finish(rows, keys)
+        for row in compare(by_method[a], by_method[b], "two-sided"):
+            rows.append({**dict(zip(keys, key)), "method_a": a, "method_b": b, "comparison": comparison,
+                         "family": _family(source, target, domain, comparison, row["test"]), **row})
+    return _finish(rows, keys + ["method_a", "method_b"])
+
+
+def compare_method_pairs(scores: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """:func:`compare_methods` for every ``(a, b)`` of ``pairs``, in one frame (each comparison
+    its own Holm families, as if run alone)."""
+    frames = [compare_methods(scores, a, b) for a, b in pairs]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return compare_methods(scores.iloc[0:0], "a", "b")
+    return pd.concat(frames, ignore_index=True)
+
+
+def compare_mme_with_finetune(scores: pd.DataFrame) -> pd.DataFrame:
+    """The study's headline comparison: MME - FT (:func:`compare_methods`)."""
+    return compare_methods(scores, "mme", "finetune")
 
 
 #: The alternative of "method - baseline" per domain: on the target the claim is that adaptation
@@ -262,23 +279,34 @@ def compare_mme_with_finetune(scores: pd.DataFrame) -> pd.DataFrame:
 BASELINE_ALTERNATIVE = {"target": "greater", "source": "two-sided"}
 
 
-def compare_with_baseline(scores: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
+def compare_with_baseline(scores: pd.DataFrame, baseline: pd.DataFrame,
+                          alternatives: dict[str, str] | None = None) -> pd.DataFrame:
     """Each method vs the source baseline, on the target (one-sided, method better) and on
     the source (two-sided), paired by split (run k starts from baseline k).
 
     ``baseline``: columns trained_on, tested_on, split, bacc. On the target the
     baseline is the source model on the target's test part; on the source, on
     the source's. Families: (pair, domain, comparison, test).
+
+    ``alternatives``: the alternative per domain (default :data:`BASELINE_ALTERNATIVE`); a
+    domain missing from it is not tested. A non-default alternative is part of the comparison's
+    name (``"finetune - baseline (less)"``), so its families stay apart.
     """
+    alternatives = BASELINE_ALTERNATIVE if alternatives is None else alternatives
     rows = []
     keys = ["method", "source", "target", "shots", "domain"]
     for key, group in scores.groupby(keys, sort=False):
         method, source, target, _, domain = key
+        if domain not in alternatives:
+            continue
         tested_on = target if domain == "target" else source
         reference = baseline[(baseline["trained_on"] == source) & (baseline["tested_on"] == tested_on)]
+        alternative = alternatives[domain]
         comparison = f"{method} - baseline"
+        if alternative != BASELINE_ALTERNATIVE.get(domain):
+            comparison += f" ({alternative})"
         for row in compare(group.set_index("split")["bacc"], reference.set_index("split")["bacc"],
-                           BASELINE_ALTERNATIVE[domain]):
+                           alternative):
             rows.append({**dict(zip(keys, key)), "comparison": comparison,
                          "family": _family(source, target, domain, comparison, row["test"]), **row})
     return _finish(rows, keys)

@@ -15,8 +15,8 @@ import pandas as pd
 from rbda.errors import RbdaError
 from rbda.results import stats
 from rbda.results.naming import method_label, pair_label, survey_label
-from rbda.results.runs import KIND_BASELINE, KIND_FINETUNE, KIND_MME, KIND_MME_SELECTED, Run
-from rbda.study import format_lambda, pair_name
+from rbda.results.runs import KIND_BASELINE, Run, score_kind
+from rbda.study import ADAPTATION_METHODS, LAMBDA_METHODS, METHODS, format_lambda, pair_name
 
 NEVER = "never"
 NOT_TESTABLE = "not testable"
@@ -49,13 +49,45 @@ def baseline_scores(evaluations: pd.DataFrame) -> pd.DataFrame:
             [["trained_on", "tested_on", "split", "bacc"]].reset_index(drop=True))
 
 
-def method_scores(evaluations: pd.DataFrame) -> pd.DataFrame:
-    """FT and selected-MME BACC per split on source and target.
+def methods_in(evaluations: pd.DataFrame) -> list[str]:
+    """The adaptation methods whose scored runs are present, in the vocabulary's order
+    (``rbda.study.ADAPTATION_METHODS``; a lambda method counts by its selected runs)."""
+    kinds = set(evaluations["kind"])
+    return [m for m in ADAPTATION_METHODS if score_kind(m) in kinds]
 
-    Columns: method (finetune, mme), source, target, shots, domain (source or
-    target), split, bacc.
+
+def method_order(methods) -> list[str]:
+    """``methods`` sorted in the vocabulary's order."""
+    rank = {m: i for i, m in enumerate(METHODS)}
+    return sorted(methods, key=lambda m: rank.get(m, len(rank)))
+
+
+def check_methods(runs: list[Run], methods: list[str]) -> None:
+    """Raise naming the runs of adaptation methods that are not configured (``methods``),
+    rather than leaving them out of the tables."""
+    stray: dict[str, list[Run]] = {}
+    for run in runs:
+        if run.method != KIND_BASELINE and run.method not in methods:
+            stray.setdefault(run.method, []).append(run)
+    if stray:
+        parts = []
+        for method in method_order(stray):
+            group = stray[method]
+            shown = ", ".join(str(r.path) for r in group[:3]) + (f" and {len(group) - 3} more" if len(group) > 3 else "")
+            parts.append(f"{method} ({len(group)} run(s): {shown})")
+        raise RbdaError(f"the runs list has runs of method(s) that are not configured (methods: "
+                        f"{', '.join(methods)}): {'; '.join(parts)}; add the method to the config's "
+                        f"'methods' or leave its runs out of the list")
+
+
+def method_scores(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """BACC per split on source and target of every adaptation method's scored runs (a lambda
+    method's selected runs, every other method's runs).
+
+    Columns: method (finetune, mme, st, ent, dann), source, target, shots, domain
+    (source or target), split, bacc.
     """
-    kinds = {KIND_FINETUNE: "finetune", KIND_MME_SELECTED: "mme"}
+    kinds = {score_kind(m): m for m in ADAPTATION_METHODS}
     rows = evaluations[evaluations["kind"].isin(kinds) & evaluations["role"].isin(["source", "target"])]
     rows = rows.assign(method=rows["kind"].map(kinds), domain=rows["role"],
                        shots=rows["shots"].astype(int))
@@ -63,39 +95,42 @@ def method_scores(evaluations: pd.DataFrame) -> pd.DataFrame:
 
 
 def lambda_scores(runs: list[Run]) -> pd.DataFrame:
-    """Validation BACC of every (unselected) MME run: source, target, shots, lambda, split, val_bacc."""
-    rows = [{"source": r.source, "target": r.target, "shots": r.shots, "lambda": r.lambda_,
-             "split": r.split, "val_bacc": r.val_bacc} for r in runs if r.kind == KIND_MME]
-    return pd.DataFrame(rows, columns=["source", "target", "shots", "lambda", "split", "val_bacc"])
+    """Validation BACC of every unselected run of a lambda method (the candidates):
+    method, source, target, shots, lambda, split, val_bacc."""
+    rows = [{"method": r.method, "source": r.source, "target": r.target, "shots": r.shots, "lambda": r.lambda_,
+             "split": r.split, "val_bacc": r.val_bacc}
+            for r in runs if r.method in LAMBDA_METHODS and not r.is_selected]
+    return pd.DataFrame(rows, columns=["method", "source", "target", "shots", "lambda", "split", "val_bacc"])
 
 
 def chosen_lambdas(runs: list[Run]) -> pd.DataFrame:
-    """The lambda of each selected MME run: source, target, shots, split, lambda, rule, tie,
-    tie_broken_by (``none`` for runs selected before ties were recorded)."""
+    """The lambda of each selected run of a lambda method: method, source, target, shots, split,
+    lambda, rule, tie, tie_broken_by (``none`` for runs selected before ties were recorded)."""
     rows = []
     for r in runs:
-        if r.kind != KIND_MME_SELECTED:
+        if r.method not in LAMBDA_METHODS or not r.is_selected:
             continue
         selection = r.data["selection"]
-        rows.append({"source": r.source, "target": r.target, "shots": r.shots, "split": r.split,
-                     "lambda": r.lambda_, "rule": selection["rule"], "tie": bool(selection.get("tie", False)),
+        rows.append({"method": r.method, "source": r.source, "target": r.target, "shots": r.shots,
+                     "split": r.split, "lambda": r.lambda_, "rule": selection["rule"],
+                     "tie": bool(selection.get("tie", False)),
                      "tie_broken_by": selection.get("tie_broken_by", "none")})
-    return pd.DataFrame(rows, columns=["source", "target", "shots", "split", "lambda", "rule", "tie",
+    return pd.DataFrame(rows, columns=["method", "source", "target", "shots", "split", "lambda", "rule", "tie",
                                        "tie_broken_by"])
 
 
-LAMBDA_CHOICE_COLUMNS = ["source", "target", "pair", "rule", "chosen_lambdas", "n_selections", "n_ties",
+LAMBDA_CHOICE_COLUMNS = ["source", "target", "pair", "method", "rule", "chosen_lambdas", "n_selections", "n_ties",
                          "ties_broken_by"]
 
 
 def lambda_choices(chosen: pd.DataFrame) -> pd.DataFrame:
-    """Per pair: the rule, the lambda(s) chosen (with how many selections each), how many
-    choices were ties and how they were broken."""
+    """Per pair and lambda method: the rule, the lambda(s) chosen (with how many selections each),
+    how many choices were ties and how they were broken."""
     rows = []
-    for (source, target), group in chosen.groupby(["source", "target"], sort=False):
+    for (source, target, method), group in chosen.groupby(["source", "target", "method"], sort=False):
         counts = group["lambda"].value_counts().sort_index()
         broken = group.loc[group["tie"], "tie_broken_by"].value_counts().sort_index()
-        rows.append({"source": source, "target": target, "pair": pair_name(source, target),
+        rows.append({"source": source, "target": target, "pair": pair_name(source, target), "method": method,
                      "rule": ", ".join(sorted(set(group["rule"]))),
                      "chosen_lambdas": ", ".join(f"{format_lambda(lam)} ({n})" for lam, n in counts.items()),
                      "n_selections": len(group), "n_ties": int(group["tie"].sum()),
@@ -107,7 +142,7 @@ def training_stops(runs: list[Run]) -> pd.DataFrame:
     """Per kind of run: how many stopped by patience, by the max_epochs cap, or do not say;
     and where the kept (best) epoch lies (0 = the starting model, 1 = after one epoch)."""
     rows = []
-    for kind in (KIND_BASELINE, KIND_FINETUNE, KIND_MME):
+    for kind in METHODS:  # a lambda method: every per-lambda run (its selected copies are not counted twice)
         group = [r for r in runs if r.kind == kind]
         if not group:
             continue
@@ -130,8 +165,8 @@ def training_stops(runs: list[Run]) -> pd.DataFrame:
 
 def check_study(baseline: pd.DataFrame, scores: pd.DataFrame, surveys: list[str],
                 pairs: list[tuple[str, str]]) -> None:
-    """Every survey's baseline is evaluated on every survey, on the same splits as its FT/MME
-    runs, and every FT/MME run is of a configured pair."""
+    """Every survey's baseline is evaluated on every survey, on the same splits as its adapted
+    runs, and every adapted run is of a configured pair."""
     if baseline.empty:
         raise RbdaError("the runs list has no baseline runs (method 'baseline'); "
                         "the tables need one per (survey, split)")
@@ -145,23 +180,31 @@ def check_study(baseline: pd.DataFrame, scores: pd.DataFrame, surveys: list[str]
                                 f"on {tested_on!r}; every baseline is evaluated on all configured surveys")
     for (source, target), group in scores.groupby(["source", "target"]):
         if (source, target) not in pairs:
-            raise RbdaError(f"the runs list has FT/MME runs for {pair_name(source, target)}, which is not "
+            raise RbdaError(f"the runs list has adapted runs for {pair_name(source, target)}, which is not "
                             f"among the configured pairs {[pair_name(*p) for p in pairs]}")
         have = set(baseline.loc[(baseline["trained_on"] == source)
                                 & (baseline["tested_on"] == target), "split"])
         missing = sorted(set(group["split"]) - have)
         if missing:
-            raise RbdaError(f"pair {pair_name(source, target)} has FT/MME runs for split(s) {missing} "
+            raise RbdaError(f"pair {pair_name(source, target)} has adapted runs for split(s) {missing} "
                             f"but no baseline run trained on {source!r} for them")
 
 
 def in_study_order(frame: pd.DataFrame, surveys: list[str], then: list[str]) -> pd.DataFrame:
-    """Rows sorted by source and target in the configured survey order, then by ``then``."""
+    """Rows sorted by source and target in the configured survey order, then by ``then``
+    (methods in the vocabulary's order)."""
     rank = {s: i for i, s in enumerate(surveys)}
+    method_rank = {m: i for i, m in enumerate(METHODS)}
     keys = ["source", "target", *then]
-    return (frame.sort_values(keys, key=lambda c: c.map(rank) if c.name in ("source", "target") else c,
-                              kind="stable")
-            .reset_index(drop=True))
+
+    def key(column: pd.Series) -> pd.Series:
+        if column.name in ("source", "target"):
+            return column.map(rank)
+        if column.name in ("method", "method_a", "method_b"):
+            return column.map(lambda m: method_rank.get(m, len(method_rank)))
+        return column
+
+    return frame.sort_values(keys, key=key, kind="stable").reset_index(drop=True)
 
 
 # --- summaries -------------------------------------------------------------------------------
@@ -210,13 +253,14 @@ def methods_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def pair_table(methods: pd.DataFrame, baseline: pd.DataFrame, source: str, target: str) -> pd.DataFrame:
-    """One pair, wide: a row per shot count, FT and MME on source and target.
+    """One pair, wide: a row per shot count, every method of the study (``methods``) on source
+    and on target.
 
     The first row (shots "baseline") is the source model itself on the source
     and on the target.
     """
     rows = methods[(methods["source"] == source) & (methods["target"] == target)]
-    columns = [(m, d) for d in ("source", "target") for m in ("finetune", "mme")]
+    columns = [(m, d) for d in ("source", "target") for m in method_order(methods["method"].unique())]
     header = [f"{method_label(m)} on {d} ({survey_label(source if d == 'source' else target)})"
               for m, d in columns]
     cells = {(r.method, r.domain, r.shots): format_mean_std(r.mean, r.std, r.n_splits)
@@ -239,41 +283,45 @@ def pair_table_numeric(methods: pd.DataFrame, source: str, target: str) -> pd.Da
     wide = rows.pivot_table(index="shots", columns=["method", "domain"],
                             values=["mean", "std", "n_splits"], aggfunc="first", dropna=False)
     wide.columns = [f"{m}_{d}_{stat}" for stat, m, d in wide.columns]
-    order = [f"{m}_{d}_{stat}" for d in ("source", "target") for m in ("finetune", "mme")
+    order = [f"{m}_{d}_{stat}" for d in ("source", "target") for m in method_order(methods["method"].unique())
              for stat in ("mean", "std", "n_splits")]
     return wide.reindex(columns=[c for c in order if c in wide.columns]).reset_index()
 
 
 def lambda_table(lambdas: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
-    """Long form: source, target, pair, shots, lambda, val mean/std/n, times chosen."""
+    """Long form, per lambda method: source, target, pair, method, shots, lambda, val mean/std/n,
+    times chosen."""
+    columns = ["source", "target", "pair", "method", "shots", "lambda", "mean_val_bacc", "std_val_bacc",
+               "n_splits", "times_chosen", "n_selected_splits"]
     if lambdas.empty:
-        return pd.DataFrame(columns=["source", "target", "pair", "shots", "lambda", "mean_val_bacc",
-                                     "std_val_bacc", "n_splits", "times_chosen", "n_selected_splits"])
-    table = _summarise(lambdas, ["source", "target", "shots", "lambda"], "val_bacc")
+        return pd.DataFrame(columns=columns)
+    table = _summarise(lambdas, ["source", "target", "method", "shots", "lambda"], "val_bacc")
     table = table.rename(columns={"mean": "mean_val_bacc", "std": "std_val_bacc"})
-    counts = chosen.groupby(["source", "target", "shots", "lambda"]).size().rename("times_chosen")
-    totals = chosen.groupby(["source", "target", "shots"]).size().rename("n_selected_splits")
-    table = table.join(counts, on=["source", "target", "shots", "lambda"])
-    table = table.join(totals, on=["source", "target", "shots"])
+    counts = chosen.groupby(["source", "target", "method", "shots", "lambda"]).size().rename("times_chosen")
+    totals = chosen.groupby(["source", "target", "method", "shots"]).size().rename("n_selected_splits")
+    table = table.join(counts, on=["source", "target", "method", "shots", "lambda"])
+    table = table.join(totals, on=["source", "target", "method", "shots"])
     table[["times_chosen", "n_selected_splits"]] = table[["times_chosen", "n_selected_splits"]].fillna(0).astype(int)
     table.insert(2, "pair", [pair_name(s, t) for s, t in zip(table["source"], table["target"])])
-    return table.sort_values(["pair", "shots", "lambda"]).reset_index(drop=True)
+    return table.sort_values(["pair", "method", "shots", "lambda"]).reset_index(drop=True)[columns]
 
 
 def lambda_matrix(table: pd.DataFrame) -> pd.DataFrame:
-    """Wide view: a row per (pair, shots), mean validation BACC per lambda, the chosen lambdas."""
+    """Wide view: a row per (pair, lambda method, shots), mean validation BACC per lambda, the
+    chosen lambdas."""
     lambdas = sorted(table["lambda"].unique())
     body = []
-    for (source, target, shots), group in table.groupby(["source", "target", "shots"], sort=False):
+    for (source, target, method, shots), group in table.groupby(["source", "target", "method", "shots"],
+                                                                sort=False):
         by_lambda = {r["lambda"]: r for _, r in group.iterrows()}
         picked = [f"{format_lambda(r['lambda'])} ({r['times_chosen']}/{r['n_selected_splits']})"
                   for _, r in group.iterrows() if r["times_chosen"] > 0]
-        body.append([pair_label(source, target), str(shots),
+        body.append([pair_label(source, target), method_label(method), str(shots),
                      *[format_mean_std(by_lambda[lam]["mean_val_bacc"], by_lambda[lam]["std_val_bacc"],
                                        by_lambda[lam]["n_splits"]) if lam in by_lambda else "–"
                        for lam in lambdas],
                      ", ".join(picked) or "–"])
-    return pd.DataFrame(body, columns=["pair", "shots", *[f"λ={format_lambda(x)}" for x in lambdas],
+    return pd.DataFrame(body, columns=["pair", "method", "shots", *[f"λ={format_lambda(x)}" for x in lambdas],
                                        "chosen λ (splits)"])
 
 
@@ -310,7 +358,7 @@ def shots_to_beat(methods: pd.DataFrame, baseline: pd.DataFrame, versus_baseline
     for source, target in pairs:
         base = baseline[(baseline["trained_on"] == source) & (baseline["tested_on"] == target)]
         base_mean = float(base["mean"].iloc[0])
-        for method in ("finetune", "mme"):
+        for method in method_order(methods["method"].unique()):
             curve = methods[(methods["source"] == source) & (methods["target"] == target)
                             & (methods["method"] == method) & (methods["domain"] == "target")]
             curve = curve.sort_values("shots")
@@ -335,16 +383,17 @@ def shots_to_beat(methods: pd.DataFrame, baseline: pd.DataFrame, versus_baseline
 
 
 def shots_to_beat_matrix(table: pd.DataFrame) -> pd.DataFrame:
-    """Wide view: a row per pair, FT and MME side by side (significant in brackets)."""
+    """Wide view: a row per pair, the methods side by side (significant in brackets)."""
+    methods = method_order(table["method"].unique())
     body = []
     for (source, target), group in table.groupby(["source", "target"], sort=False):
         cells = {}
         for _, r in group.iterrows():
             cells[r["method"]] = f"{r['shots_to_beat']} ({r['shots_to_beat_significant']})"
         body.append([pair_label(source, target), f"{group['baseline_target_mean'].iloc[0]:.3f}",
-                     cells.get("finetune", "–"), cells.get("mme", "–")])
+                     *[cells.get(m, "–") for m in methods]])
     return pd.DataFrame(body, columns=["pair", "baseline on target",
-                                       "FT: shots (significant)", "MME: shots (significant)"])
+                                       *[f"{method_label(m)}: shots (significant)" for m in methods]])
 
 
 # --- which method wins ------------------------------------------------------------------------------
@@ -364,30 +413,118 @@ def winner_from(shots: list[int], winners: list[str]) -> str:
     return f"{last} from {shots[start]} shot{'s' if shots[start] != 1 else ''}"
 
 
-def winners_table(methods: pd.DataFrame, mme_vs_ft: pd.DataFrame) -> pd.DataFrame:
-    """Per pair and domain: who wins at each shot count, from which count, where significant."""
+def winners_table(methods: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
+    """Per pair, domain and pair of methods (a, b): who wins at each shot count, from which
+    count, where the difference is significant.
+
+    ``comparisons``: :func:`rbda.results.stats.compare_method_pairs` (columns method_a,
+    method_b; ``mean_diff`` is a - b). Only pairs of methods that were compared appear.
+    """
     rows = []
-    welch = mme_vs_ft[mme_vs_ft["test"].isin(stats.PRIMARY_TESTS)]
+    primary = comparisons[comparisons["test"].isin(stats.PRIMARY_TESTS)]
+    compared = list(dict.fromkeys(zip(comparisons["method_a"], comparisons["method_b"])))
     for (source, target, domain), group in methods.groupby(["source", "target", "domain"], sort=False):
-        means = group.pivot_table(index="shots", columns="method", values="mean")
-        if not {"finetune", "mme"} <= set(means.columns):
+        means = group.pivot_table(index="shots", columns="method", values="mean").round(12)  # float-equal: tie
+        for a, b in compared:
+            if not {a, b} <= set(means.columns):
+                continue
+            both = means[[a, b]].dropna().sort_index()
+            shots = both.index.tolist()
+            la, lb = method_label(a), method_label(b)
+            winners = [(la if x > y else lb if y > x else "tie") for x, y in zip(both[a], both[b])]
+            tests = primary[(primary["source"] == source) & (primary["target"] == target)
+                            & (primary["domain"] == domain) & (primary["method_a"] == a)
+                            & (primary["method_b"] == b)].set_index("shots")
+            significant = [f"{n} ({la if tests.loc[n, 'mean_diff'] > 0 else lb})"
+                           for n in shots if n in tests.index and _flag(tests.loc[n, "significant"])]
+            rows.append({"source": source, "target": target, "pair": pair_name(source, target),
+                         "domain": domain, "method_a": a, "method_b": b,
+                         "winner_by_shots": " ".join(f"{n}:{w}" for n, w in zip(shots, winners)),
+                         "a_wins": f"{winners.count(la)}/{len(winners)}",
+                         "wins_from": winner_from(shots, winners),
+                         "significant_at_shots": ", ".join(significant) or "none"})
+    return pd.DataFrame(rows, columns=["source", "target", "pair", "domain", "method_a", "method_b",
+                                       "winner_by_shots", "a_wins", "wins_from", "significant_at_shots"])
+
+
+# --- ranking, source cost vs target gain ------------------------------------------------------------
+
+
+RANKING_COLUMNS = ["source", "target", "pair", "shots", "rank", "method", "mean", "std", "n_splits",
+                   "significantly_better_than", "significantly_worse_than"]
+
+
+def ranking_table(methods: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
+    """Per pair and shot count, the methods ranked by mean target BACC (rank 1 = best; equal
+    means share a rank), with the methods each is significantly better / worse than on the
+    target (two-sided paired t-test by split, Holm within its family; Welch if no split is shared)."""
+    target = methods[methods["domain"] == "target"]
+    primary = comparisons[comparisons["test"].isin(stats.PRIMARY_TESTS) & (comparisons["domain"] == "target")]
+    rows = []
+    for (source, target_survey, shots), group in target.groupby(["source", "target", "shots"], sort=False):
+        # means equal up to float rounding (sums of the same values in another order) share a rank
+        group = group.assign(rank=group["mean"].round(12).rank(method="min", ascending=False).astype(int))
+        tests = primary[(primary["source"] == source) & (primary["target"] == target_survey)
+                        & (primary["shots"] == shots) & primary["significant"].fillna(False).astype(bool)]
+        better: dict[str, list[str]] = {}
+        worse: dict[str, list[str]] = {}
+        for t in tests.itertuples():
+            winner, loser = (t.method_a, t.method_b) if t.mean_diff > 0 else (t.method_b, t.method_a)
+            better.setdefault(winner, []).append(loser)
+            worse.setdefault(loser, []).append(winner)
+        for r in group.sort_values(["rank", "method"], key=lambda c: c if c.name == "rank" else
+                                   c.map({m: i for i, m in enumerate(METHODS)})).itertuples():
+            rows.append({"source": source, "target": target_survey, "pair": pair_name(source, target_survey),
+                         "shots": int(shots), "rank": int(r.rank), "method": r.method, "mean": r.mean,
+                         "std": r.std, "n_splits": int(r.n_splits),
+                         "significantly_better_than": " ".join(method_order(better.get(r.method, []))),
+                         "significantly_worse_than": " ".join(method_order(worse.get(r.method, [])))})
+    return pd.DataFrame(rows, columns=RANKING_COLUMNS)
+
+
+def ranking_matrix(ranking: pd.DataFrame) -> pd.DataFrame:
+    """Wide view: a row per (pair, shots): ``MME 0.912 > FT 0.884 = S+T 0.884`` and the
+    significant differences (``MME > S+T``)."""
+    body = []
+    for (source, target, shots), group in ranking.groupby(["source", "target", "shots"], sort=False):
+        order, previous = [], None
+        for r in group.itertuples():
+            if previous is not None:
+                order.append("=" if r.rank == previous else ">")
+            order.append(f"{method_label(r.method)} {r.mean:.3f}")
+            previous = r.rank
+        significant = [f"{method_label(r.method)} > {method_label(loser)}" for r in group.itertuples()
+                       for loser in str(r.significantly_better_than).split() if loser]
+        body.append([pair_label(source, target), str(shots), " ".join(order), "; ".join(significant) or "none"])
+    return pd.DataFrame(body, columns=["pair", "shots", "ranking by mean target BACC",
+                                       "significant differences (paired t, Holm)"])
+
+
+COST_GAIN_COLUMNS = ["source", "target", "pair", "method", "shots", "source_loss", "target_gain",
+                     "source_loss_significant", "target_gain_significant", "n_splits"]
+
+
+def cost_gain_table(versus_baseline: pd.DataFrame) -> pd.DataFrame:
+    """Per pair, method and shot count: the mean source BACC loss against the baseline
+    (baseline - method on the source's test part; positive = forgotten) and the mean target gain
+    (method - baseline on the target's), both mean paired differences by split (the primary
+    tests of ``stats/vs_baseline.csv``), and whether each is significant there (source:
+    two-sided, target: one-sided, Holm)."""
+    primary = versus_baseline[versus_baseline["test"].isin(stats.PRIMARY_TESTS)]
+    rows = []
+    for (method, source, target, shots), group in primary.groupby(["method", "source", "target", "shots"],
+                                                                   sort=False):
+        by_domain = {d: g.iloc[0] for d, g in group.groupby("domain")}
+        if set(by_domain) != {"source", "target"}:
             continue
-        means = means.dropna().sort_index()
-        shots = means.index.tolist()
-        winners = [("MME" if m > f else "FT" if f > m else "tie")
-                   for m, f in zip(means["mme"], means["finetune"])]
-        tests = welch[(welch["source"] == source) & (welch["target"] == target)
-                      & (welch["domain"] == domain)].set_index("shots")
-        significant = [f"{n} ({'MME' if tests.loc[n, 'mean_diff'] > 0 else 'FT'})"
-                       for n in shots if n in tests.index and _flag(tests.loc[n, "significant"])]
-        rows.append({"source": source, "target": target, "pair": pair_name(source, target),
-                     "domain": domain,
-                     "winner_by_shots": " ".join(f"{n}:{w}" for n, w in zip(shots, winners)),
-                     "mme_wins": f"{winners.count('MME')}/{len(winners)}",
-                     "wins_from": winner_from(shots, winners),
-                     "significant_at_shots": ", ".join(significant) or "none"})
-    return pd.DataFrame(rows, columns=["source", "target", "pair", "domain", "winner_by_shots",
-                                       "mme_wins", "wins_from", "significant_at_shots"])
+        src, tgt = by_domain["source"], by_domain["target"]
+        rows.append({"source": source, "target": target, "pair": pair_name(source, target), "method": method,
+                     "shots": int(shots), "source_loss": -float(src["mean_diff"]),
+                     "target_gain": float(tgt["mean_diff"]),
+                     "source_loss_significant": bool(_flag(src["significant"]) and src["mean_diff"] < 0),
+                     "target_gain_significant": bool(_flag(tgt["significant"])),
+                     "n_splits": int(min(src["n_a"], tgt["n_a"]))})
+    return pd.DataFrame(rows, columns=COST_GAIN_COLUMNS)
 
 
 # --- Markdown -------------------------------------------------------------------------------------
