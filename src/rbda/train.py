@@ -28,7 +28,7 @@ import torch
 from rbda.checkpoint import TrainingState, fingerprint, load_checkpoint, resume, save_checkpoint
 from rbda.device import apply_memory_format, resolve_memory_format
 from rbda.errors import RbdaError
-from rbda.evaluate import evaluate_rows
+from rbda.evaluate import validation_score
 from rbda.methods.base import TrainingMethod
 from rbda.models import StampClassifier
 from rbda.optim import MomentumSGD
@@ -178,7 +178,7 @@ def train(
         label += f" (resumed after epoch {resumed_from})"
     if state.epoch == 0 and config.epoch_zero_candidate and spec.method in ADAPTATION_METHODS:
         # the starting model is epoch 0: a candidate for the best epoch, not a patience epoch
-        bacc = evaluate_rows(model, val_survey.stamps, val_survey.labels, val_rows).balanced_accuracy()
+        bacc = validation_score(method, model, val_survey, val_rows)
         _keep_best(state, model, bacc)
         state.history.append({"epoch": 0, "val_bacc": bacc, "train_loss": None})
     first_epoch = state.epoch  # the bar counts this process's epochs, so rate and ETA hold after a resume
@@ -194,7 +194,7 @@ def train(
                     checkpoint.unlink(missing_ok=True)  # resuming would diverge again
                 raise RbdaError(f"training diverged: the mean loss of epoch {state.epoch} is {train_loss} "
                                 f"(lr {config.lr}, lambda {spec.lam}); no output written")
-            bacc = evaluate_rows(model, val_survey.stamps, val_survey.labels, val_rows).balanced_accuracy()
+            bacc = validation_score(method, model, val_survey, val_rows)
             _record_epoch(state, model, train_loss, bacc, config.best_epoch_ties)
             now = time.monotonic()
             state.elapsed_seconds, started = state.elapsed_seconds + now - started, now

@@ -80,7 +80,7 @@ def _run_spec(args: argparse.Namespace):
 
     return RunSpec(method=args.method, source=args.source, target=args.target, split=args.split, seed=args.seed,
                    shots=args.shots, lam=args.lam, val_shots=args.val_shots, batch_size=args.batch_size,
-                   model=args.backbone, beta=args.beta, from_scratch=args.from_scratch)
+                   model=args.backbone, beta=args.beta, from_scratch=args.from_scratch, task=args.task)
 
 
 def _train_config(args: argparse.Namespace):
@@ -152,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
     configure_torch(args.threads, args.deterministic)
     device = resolve_device(args.device)
     memory_format = resolve_memory_format(config.memory_format, device)  # read straight into that layout
-    surveys = {name: load_survey_tensors(name, parquet, split_file, device, memory_format)
+    surveys = {name: load_survey_tensors(name, parquet, split_file, device, memory_format,
+                                         task=args.task if name == args.source else "binary")
                for name, (parquet, split_file) in data.items()}
     method = method_cls(spec, surveys)
     checkpoint = args.checkpoint or args.metrics.with_name(args.metrics.name + ".ckpt")

@@ -26,9 +26,10 @@ import numpy as np
 from rbda.errors import InputFileError
 from rbda.fits import decode_stamp
 from rbda.safe_pickle import load_pickle
+from rbda.study import SURVEY_CLASSES
 from rbda.readers.base import ClassMap, IgnoredFiles, RawBatch, TripletBatcher, check_real_numeric, iter_files
 
-ALERCE_CLASSES = ("AGN", "SN", "VS", "asteroid", "bogus")
+ALERCE_CLASSES = SURVEY_CLASSES["ztf"]  # ALeRCE label order: 0 AGN, 1 SN, 2 VS, 3 asteroid, 4 bogus
 DEFAULT_CLASSES = ClassMap.of(real=["AGN", "SN", "VS", "asteroid"], bogus=["bogus"])
 CUTOUT_COLUMNS = ("cutoutTemplate", "cutoutScience", "cutoutDifference")  # output channel order
 DICT_CHANNEL_ORDER = (1, 0, 2)  # dict form stores science, template, difference
