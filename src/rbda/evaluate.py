@@ -96,13 +96,6 @@ def multiclass_rows(model: torch.nn.Module, survey, rows: torch.Tensor, class_na
                                   class_names)
 
 
-def validation_score(method, model: torch.nn.Module, survey, rows: torch.Tensor) -> float:
-    """The balanced accuracy that selects the best epoch: real/bogus, or over the K classes (multiclass)."""
-    if getattr(method, "class_names", None) is None:
-        return evaluate_rows(model, survey.stamps, survey.labels, rows).balanced_accuracy()
-    return multiclass_rows(model, survey, rows, method.class_names).balanced_accuracy
-
-
 def evaluate_method(method, model: torch.nn.Module) -> list[dict]:
     """Confusion counts and BACC on every test part the method names (multiclass: rbda.metrics' metrics)."""
     results = []
