@@ -145,7 +145,7 @@ def report_markdown(summary: pd.DataFrame, tests: pd.DataFrame, variants: list[s
               "| metric | hypothesis | mean diff (b - a) | p | p (Holm) | significant | note |",
               "|---|---|---|---|---|---|---|"]
     for _, t in tests.iterrows():
-        lines.append(f"| {t['metric']} | {t['hypothesis']} | {-t['mean_diff']:+.4f} | {t['p']:.3g} | "
+        lines.append(f"| {t['metric']} | {t['hypothesis']} | {t['mean_b'] - t['mean_a']:+.4f} | {t['p']:.3g} | "
                      f"{t['p_holm']:.3g} | {'yes' if t['significant'] else 'no'} | {t['note']} |")
     pub = published()
     lines += ["", "## Published figures (meaningful on the real ALeRCE set only)", "", pub["note"], "",
