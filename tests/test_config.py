@@ -187,3 +187,16 @@ def test_a_training_value_training_rejects_is_rejected_by_the_schema(study, key,
     study["training"][key] = value
     with pytest.raises(WorkflowError):
         validated(study)
+
+
+def test_schema_stamp_classifier_section_is_the_vocabularys():
+    """stamp_classifier: surveys with original classes, the backbones, the balanced split's defaults."""
+    from rbda.study import BACKBONES, MULTICLASS_TEST_PER_CLASS, MULTICLASS_VAL_PER_CLASS, SURVEY_CLASSES
+
+    section = load_yaml(SCHEMA)["properties"]["stamp_classifier"]
+    assert "default" not in section  # absent unless configured
+    props = section["properties"]
+    assert tuple(props["survey"]["enum"]) == tuple(SURVEY_CLASSES)
+    assert tuple(props["variants"]["items"]["properties"]["model"]["enum"]) == BACKBONES
+    assert props["val_per_class"]["default"] == MULTICLASS_VAL_PER_CLASS
+    assert props["test_per_class"]["default"] == MULTICLASS_TEST_PER_CLASS
