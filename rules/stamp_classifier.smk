@@ -13,7 +13,7 @@ STAMP_CLASSIFIER = config.get("stamp_classifier")
 SC_DIR = "results/stamp_classifier"
 SC_SPLIT = SC_DIR + "/split.npz"
 SC_RUN = SC_DIR + "/runs/{variant}/run-{run}.json"
-SC_OUTPUTS = [f"{SC_DIR}/summary.csv", f"{SC_DIR}/tests.csv", f"{SC_DIR}/report.md"]
+SC_OUTPUTS = [f"{SC_DIR}/summary.csv", f"{SC_DIR}/tests.csv", f"{SC_DIR}/report.md", f"{SC_DIR}/confusion.png"]
 # what a variant sets (`rbda train` fills the rest from the config's `training:`)
 SC_VARIANT_KEYS = ("model", "beta")
 

@@ -133,6 +133,8 @@ def test_multiclass_baseline_run_records_test_metrics(tmp_path):
                  "--output", str(binary)]) == 0
     bad = [a.replace(str(split), str(binary)) for a in args]
     assert main(bad) == 2
+    # no model file: model files are real/bogus classifiers (FT, MME, rbda predict)
+    assert main(args + ["--model", str(tmp_path / "m.pt")]) == 2 and not (tmp_path / "m.pt").exists()
     # multiclass is for the baseline only
     assert main(["train", "--method", "finetune", "--source", "ztf", "--target", "atlas", "--shots", "1",
                  "--data", f"ztf={parquet}:{split}", "--split", "0", "--seed", "1", "--metrics",

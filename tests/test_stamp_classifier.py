@@ -30,13 +30,15 @@ def test_published_figures_are_labelled_real_alerce_only():
     assert accuracies == [0.8652, 0.8768, 0.8832, 0.923]
 
 
-def fake_run(path, seed, accuracy, bacc, sn):
+def fake_run(path, seed, accuracy, bacc, sn, confusion=None):
     """A run JSON as `rbda train --task multiclass` writes it (only the fields the summary reads)."""
     per_class = {c: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "f2": 0.5} for c in ("AGN", "VS", "asteroid", "bogus")}
     per_class["SN"] = dict(zip(("precision", "recall", "f1", "f2"), sn))
     record = {"source": "ztf", "seed": seed, "evaluations": [
         {"survey": "ztf", "role": "source", "part": "test", "bacc": bacc,
-         "multiclass": {"accuracy": accuracy, "balanced_accuracy": bacc, "per_class": per_class}}]}
+         "multiclass": {"accuracy": accuracy, "balanced_accuracy": bacc, "per_class": per_class,
+                        "classes": ["AGN", "SN", "VS", "asteroid", "bogus"],
+                        "confusion": confusion if confusion is not None else np.eye(5, dtype=int).tolist()}}]}
     path.write_text(json.dumps(record))
     return path
 
@@ -69,6 +71,20 @@ def test_summary_and_one_sided_holm_tests_on_test_metrics(tmp_path):
     np.testing.assert_allclose(accuracy["p_holm"].to_numpy()[order], expected)
     report = (tmp_path / "out" / "report.md").read_text()
     assert "real ALeRCE set only" in report and "0.8500 ± 0.0100 (n=3)" in report
+    assert (tmp_path / "out" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_confusion_is_summed_over_runs_then_row_normalised(tmp_path):
+    from rbda.metrics import row_normalised
+    from rbda.results.stamp_classifier import summed_confusion
+
+    one, two = np.eye(5, dtype=int) * 2, np.eye(5, dtype=int)
+    two[1] = [1, 0, 0, 1, 0]  # an SN called AGN, one called asteroid
+    runs = [("a", fake_run(tmp_path / "1.json", 0, 0.8, 0.8, (0.9, 0.7, 0.8, 0.75), one.tolist())),
+            ("a", fake_run(tmp_path / "2.json", 1, 0.8, 0.8, (0.9, 0.7, 0.8, 0.75), two.tolist()))]
+    classes, total = summed_confusion(runs, "a")
+    assert classes[1] == "SN" and total[1].tolist() == [1, 2, 0, 1, 0]
+    assert row_normalised(total)[1].tolist() == [0.25, 0.5, 0.0, 0.25, 0.0]
 
 
 def test_a_run_that_is_not_multiclass_is_named(tmp_path):

@@ -146,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
 
     method_cls = method_class(args.method)
     spec = _run_spec(args)
+    if spec.task == "multiclass" and args.model is not None:
+        raise SettingError("--model", "no model file for --task multiclass (model files hold real/bogus "
+                                      "classifiers, for fine-tuning, MME and `rbda predict`)", str(args.model))
     method_cls.check_spec(spec)  # settings first, before any data is read
     config = _train_config(args)
     init_state, fingerprint_extra = _initial_model(method_cls, args)

@@ -11,6 +11,7 @@ seeds, one balanced split). Output:
   variant's mean is higher, as EarlySN's trials were meant to show), Holm-adjusted
   (:func:`rbda.results.stats.holm`) within each metric. On the test part, never the
   validation part that selected the epochs (TwoAlert's flaw);
+* ``confusion.png``: per variant, the row-normalised test confusion matrix summed over runs;
 * ``report.md``: both tables, beside the published figures
   (``rbda/data/published_stamp_classifier.json``), which are labelled as meaningful on
   the real ALeRCE set only.
@@ -52,14 +53,18 @@ def welch_from_summary(mean_a: float, sd_a: float, n_a: int, mean_b: float, sd_b
                                          alternative=alternative).pvalue)
 
 
-def run_metrics(record: dict, path: str | Path, survey: str) -> dict[str, float]:
-    """The test-part metrics of one multiclass run JSON (NaN where undefined)."""
+def _multiclass(record: dict, path: str | Path) -> dict:
     try:
         (evaluation,) = [e for e in record["evaluations"] if e.get("role") == "source" and e.get("part") == "test"]
-        metrics = evaluation["multiclass"]
+        return evaluation["multiclass"]
     except (KeyError, TypeError, ValueError):
         raise InputFileError(path, "the run JSON of a `rbda train --task multiclass` baseline run "
                                    "(one source test evaluation with 'multiclass' metrics)") from None
+
+
+def run_metrics(record: dict, path: str | Path, survey: str) -> dict[str, float]:
+    """The test-part metrics of one multiclass run JSON (NaN where undefined)."""
+    metrics = _multiclass(record, path)
     if record.get("source") != survey:
         raise InputFileError(path, f"a run on survey {survey!r}, got {record.get('source')!r}")
     value = lambda v: math.nan if v is None else float(v)  # noqa: E731
@@ -83,6 +88,51 @@ def collect(runs: list[tuple[str, Path]], survey: str) -> pd.DataFrame:
         rows.append({"variant": variant, "seed": record.get("seed"), "path": str(path),
                      **run_metrics(record, path, survey)})
     return pd.DataFrame(rows)
+
+
+def summed_confusion(runs: list[tuple[str, Path]], variant: str) -> tuple[list[str], np.ndarray]:
+    """Class names and the test confusion counts of ``variant`` summed over its runs."""
+    total, classes = None, None
+    for name, path in runs:
+        if name != variant:
+            continue
+        metrics = _multiclass(json.loads(Path(path).read_text()), path)
+        matrix = np.asarray(metrics.get("confusion"), dtype=float)
+        if classes is None:
+            classes, total = metrics["classes"], np.zeros_like(matrix)
+        if list(metrics["classes"]) != list(classes) or matrix.shape != total.shape:
+            raise InputFileError(path, f"the classes {classes} of the other runs, got {metrics['classes']}")
+        total += matrix
+    return classes, total
+
+
+def confusion_figure(runs: list[tuple[str, Path]], variants: list[str], path: Path) -> None:
+    """Row-normalised test confusion matrices (summed over runs), one panel per variant, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rbda.metrics import row_normalised
+
+    fig, axes = plt.subplots(1, len(variants), figsize=(3.6 * len(variants), 3.4), squeeze=False)
+    for ax, variant in zip(axes[0], variants):
+        classes, counts = summed_confusion(runs, variant)
+        shares = row_normalised(counts)
+        ax.imshow(np.nan_to_num(shares), vmin=0, vmax=1, cmap="Blues")
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                ax.text(j, i, "" if np.isnan(shares[i, j]) else f"{shares[i, j]:.2f}", ha="center", va="center",
+                        fontsize=7, color="white" if shares[i, j] > 0.5 else "black")
+        ax.set_xticks(range(len(classes)), classes, rotation=45, fontsize=7)
+        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+        ax.set_title(variant, fontsize=9)
+        ax.set_xlabel("predicted")
+    axes[0][0].set_ylabel("true")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png.tmp") as tmp:
+        fig.savefig(tmp, format="png", dpi=150)
+    plt.close(fig)
 
 
 def metric_names(frame: pd.DataFrame) -> list[str]:
@@ -155,13 +205,15 @@ def report_markdown(summary: pd.DataFrame, tests: pd.DataFrame, variants: list[s
         cells = [f"{row[k][0]:.4f} ± {row[k][1]:.4f}" if k in row else "—"
                  for k in ("accuracy", "SN precision", "SN recall", "SN f1", "SN f2")]
         lines.append(f"| {row['system']} | {row['variant']} | {row['set']} | {row['runs']} | " + " | ".join(cells) + " |")
-    lines += ["", pub["tests"]["note"], ""]
+    lines += ["", pub["tests"]["note"], "", "Row-normalised test confusion matrices (summed over runs): "
+              "confusion.png.", ""]
     return "\n".join(lines)
 
 
 def write_outputs(runs: list[tuple[str, Path]], variants: list[str], survey: str, out_dir: Path,
                   settings: dict | None = None) -> dict[str, Path]:
-    """``summary.csv``, ``tests.csv`` and ``report.md`` in ``out_dir`` (each written atomically)."""
+    """``summary.csv``, ``tests.csv``, ``report.md`` and ``confusion.png`` in ``out_dir`` (each atomically;
+    none left if one fails)."""
     unknown = sorted({v for v, _ in runs} - set(variants))
     if unknown:
         raise RbdaError(f"runs of variants {unknown} that are not among the configured variants {variants}")
@@ -175,8 +227,12 @@ def write_outputs(runs: list[tuple[str, Path]], variants: list[str], survey: str
     paths = {"summary": out_dir / "summary.csv", "tests": out_dir / "tests.csv", "report": out_dir / "report.md"}
     texts = {"summary": summary.to_csv(index=False), "tests": tests.to_csv(index=False),
              "report": report_markdown(summary, tests, variants, survey, settings or {})}  # all before any write
+    paths["confusion"] = out_dir / "confusion.png"
     try:
         for name, path in paths.items():
+            if name == "confusion":
+                confusion_figure(runs, variants, path)
+                continue
             with atomic_path(path) as tmp:
                 Path(tmp).write_text(texts[name])
     except BaseException:
