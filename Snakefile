@@ -21,10 +21,12 @@ include: "rules/data.smk"
 include: "rules/training.smk"
 include: "rules/selection.smk"
 include: "rules/report.smk"
+include: "rules/stamp_classifier.smk"
 
 
 rule all:
     """Every output of the study: data, splits, runs, tables, statistics, figures, report."""
     input:
         report_outputs(),
+        stamp_classifier_outputs(),
     default_target: True

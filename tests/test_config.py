@@ -94,6 +94,7 @@ def test_schema_fills_defaults():
         ({"training": {"device": "tpu"}}, r"'tpu' is not one of"),
         ({"training": {"model": "resnet"}}, r"'resnet' is not one of \['study_cnn', 'deephits', 'earlysn'\]"),
         ({"training": {"beta": -0.5}}, r"-0.5 is less than the minimum of 0"),
+        ({"training": {"task": "regression"}}, r"'regression' is not one of \['binary', 'multiclass'\]"),
         # one backbone for every method: fine-tuning and MME start from the baseline's weights
         ({"training_by_method": {"finetune": {"model": "deephits"}}}, r"'model' was unexpected"),
         ({"pairs": ["des_hits"]}, r"'des_hits' does not match"),
@@ -161,7 +162,8 @@ def test_schema_training_defaults_and_bounds_are_the_vocabularys(section):
     in_config = {name for name, f in options.items() if f.metadata["in_config"]}
     # the device is one for the whole study (training jobs' GPU request follows it)
     # and the backbone too: fine-tuning and MME start from the baseline, so all methods share one
-    assert set(entries) == (in_config if section == "training" else in_config - {"device", "model"})
+    # and the task: the study's methods are binary (task: multiclass is the stamp_classifier target's)
+    assert set(entries) == (in_config if section == "training" else in_config - {"device", "model", "task"})
     for name, entry in entries.items():
         meta = options[name].metadata
         assert _bounds_from_schema(entry) == {k: meta[k] for k in ("gt", "ge", "lt", "le", "choices")}, name
@@ -185,3 +187,16 @@ def test_a_training_value_training_rejects_is_rejected_by_the_schema(study, key,
     study["training"][key] = value
     with pytest.raises(WorkflowError):
         validated(study)
+
+
+def test_schema_stamp_classifier_section_is_the_vocabularys():
+    """stamp_classifier: surveys with original classes, the backbones, the balanced split's defaults."""
+    from rbda.study import BACKBONES, MULTICLASS_TEST_PER_CLASS, MULTICLASS_VAL_PER_CLASS, SURVEY_CLASSES
+
+    section = load_yaml(SCHEMA)["properties"]["stamp_classifier"]
+    assert "default" not in section  # absent unless configured
+    props = section["properties"]
+    assert tuple(props["survey"]["enum"]) == tuple(SURVEY_CLASSES)
+    assert tuple(props["variants"]["items"]["properties"]["model"]["enum"]) == BACKBONES
+    assert props["val_per_class"]["default"] == MULTICLASS_VAL_PER_CLASS
+    assert props["test_per_class"]["default"] == MULTICLASS_TEST_PER_CLASS

@@ -245,7 +245,39 @@ def test_ztf_dict_integer_labels_map_to_alerce_names(tmp_path):
     assert got[1][3] == "set.pkl:3"
 
 
+def earlysn_pickle(path, images, labels):
+    """A pickle of EarlySN's layout (``ALERCE_stamps_2020.pkl``): capitalised keys, metadata beside."""
+    metadata = np.arange(len(labels) * 2, dtype=np.float64).reshape(len(labels), 2)
+    return write_pickle(path, {"Images": images, "Labels": np.asarray(labels), "Metadata": metadata})
+
+
+def test_ztf_earlysn_layout(tmp_path):
+    images = np.zeros((5, 63, 63, 3), np.float32)
+    images[..., 0], images[..., 1], images[..., 2] = 1.0, 2.0, 3.0  # science, template, difference
+    images[4, 10, 20, 2] = 7.0
+    path = earlysn_pickle(tmp_path / "ALERCE_stamps_2020.pkl", images, [4, 3, 2, 1, 0])
+    got = usable(open_reader("ztf", [path]))
+    assert list(got[2]) == ["bogus", "asteroid", "VS", "SN", "AGN"]
+    assert got[3].tolist() == [0, 1, 1, 1, 1]
+    assert got[0][0, :, 0, 0].tolist() == [2.0, 1.0, 3.0]  # template, science, difference
+    assert got[0][4, 2, 10, 20] == 7.0  # (row, column) kept, difference channel last
+    assert got[1][2] == "ALERCE_stamps_2020.pkl:2"
+
+
+def test_ztf_earlysn_layout_list_of_stamps_drops_non_square(tmp_path):
+    square = [np.full((63, 63, 3), k, np.float32) for k in range(3)]
+    path = earlysn_pickle(tmp_path / "set.pkl", [square[0], np.zeros((63, 50, 3)), square[1], square[2]], [1, 1, 0, 4])
+    report = convert_survey("ztf", [path], tmp_path / "ztf.parquet")
+    assert report["read"] == 4 and report["kept"] == 3 and report["dropped_total"] == 1
+    from rbda.store import load_survey
+
+    assert sorted(load_survey(tmp_path / "ztf.parquet").classes.tolist()) == ["AGN", "SN", "bogus"]
+
+
 @pytest.mark.parametrize("content, message", [
+    ({"Images": np.zeros((2, 63, 63, 3)), "Labels": np.array([0, 9]), "Metadata": None}, "row 1.*ALeRCE label"),
+    ({"Images": [np.zeros((63, 63))], "Labels": np.array([0])}, "item 0.*H x W x 3"),
+    ({"Images": np.zeros((1, 63, 63, 3)), "Labels": np.array([0]), "labels": np.array([1])}, "got both"),
     ({"images": np.zeros((2, 63, 63, 3)), "labels": np.array([0, 9])}, "row 1.*ALeRCE label"),
     ({"images": np.zeros((3, 63, 63)), "labels": np.array([0, 1, 2])}, "'images' of shape"),
     ({"labels": np.array([0])}, "missing \\['images'\\]"),

@@ -507,3 +507,33 @@ def test_snakemake_report_bundles_figures_with_captions(demo):
     result = snakemake(demo["workdir"], *DEMO, "--report", "report.zip", pythonpath=demo["src"])
     assert result.returncode == 0, result.stderr[-4000:]
     assert (demo["workdir"] / "report.zip").stat().st_size > 0
+
+
+# ---------------------------------------------------------------- stamp_classifier target
+
+
+def test_stamp_classifier_target_plans_runs_per_variant_with_distinct_seeds(workflow):
+    """The demo preset's section: N runs per variant, one balanced split, the summary; absent = not in `all`."""
+    assert "stamp_classifier" not in planned_jobs(workflow)  # default config: no section, not part of `all`
+    args = ("--configfile", "config.yaml", "presets/demo.yaml", "presets/stamp_classifier.yaml")
+    jobs = planned_jobs(workflow, *args, "--", "stamp_classifier")
+    assert jobs["stamp_classifier_train"] == 9 and jobs["stamp_classifier_split"] == 1
+    assert jobs["stamp_classifier"] == 1 and "train_baseline" not in jobs
+    assert planned_jobs(workflow, *args)["stamp_classifier"] == 1  # configured: `all` includes it
+    commands = dry_run_commands(workflow, *args, "--", "stamp_classifier")
+    train = [c for c in commands if c.startswith("rbda train")]
+    seeds = {re.search(r"--backbone (\w+) --beta (\S+)", c).groups(): [] for c in train}
+    for c in train:
+        seeds[re.search(r"--backbone (\w+) --beta (\S+)", c).groups()].append(int(re.search(r"--seed (\d+)", c).group(1)))
+    assert set(seeds) == {("study_cnn", "0"), ("deephits", "0"), ("deephits", "0.5")}
+    assert all(sorted(s) == [2023, 2024, 2025] for s in seeds.values())
+    assert all("--task multiclass" in c and "--epoch-size 300" in c for c in train)
+    (split,) = [c for c in commands if c.startswith("rbda split")]
+    assert "--task multiclass" in split and "--val-per-class 10 --test-per-class 10" in split
+
+
+def test_stamp_classifier_section_is_checked(workflow):
+    overlay = write_overlay(workflow, "sc.yaml", {"stamp_classifier": {
+        "survey": "ztf", "variants": [{"name": "a", "model": "resnet"}, {"name": "b", "model": "deephits"}]}})
+    result = snakemake(workflow, "--dry-run", "--configfile", "config.yaml", overlay)
+    assert result.returncode != 0 and "'resnet' is not one of" in result.stdout + result.stderr

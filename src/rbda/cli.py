@@ -26,6 +26,7 @@ COMMANDS = (
     "predict",
     "select_lambda",
     "aggregate",
+    "stamp_classifier",
 )
 
 

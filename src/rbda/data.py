@@ -38,27 +38,33 @@ class SurveyTensors:
 
 
 class BalancedSampler:
-    """Draw rows with replacement, each draw's class real or bogus with probability 1/2.
+    """Draw rows with replacement, each draw's class one of ``classes`` with equal probability.
 
-    This oversamples the minority class, as the study does for every epoch.
+    This oversamples the minority classes, as the study does for every epoch.
+    ``classes`` defaults to real/bogus (0, 1); ``task: multiclass`` passes
+    ``range(K)``. With two classes the draw is the binary study's, bit for bit.
     """
 
-    def __init__(self, survey: SurveyTensors, idx: np.ndarray, what: str):
+    def __init__(self, survey: SurveyTensors, idx: np.ndarray, what: str, classes=(0, 1)):
         idx = np.asarray(idx, dtype=np.int64)
-        per_class = [idx[survey.labels_np[idx] == c] for c in (0, 1)]
-        for cls, rows in enumerate(per_class):
+        classes = list(classes)
+        per_class = [idx[survey.labels_np[idx] == c] for c in classes]
+        for cls, rows in zip(classes, per_class):
             if rows.size == 0:
-                raise RbdaError(f"{what}: no items of class {cls}; class-balanced sampling needs both classes")
+                raise RbdaError(f"{what}: no items of class {cls}; class-balanced sampling needs every class "
+                                f"({', '.join(map(str, classes))})")
         device = survey.stamps.device
-        # Rows of both classes in one tensor, with each class's offset and count,
+        # Rows of all classes in one tensor, with each class's offset and count,
         # so that a draw is a handful of tensor operations whatever its size.
+        sizes = [rows.size for rows in per_class]
+        self.n_classes = len(classes)
         self.rows = torch.as_tensor(np.concatenate(per_class), device=device)
-        self.offsets = torch.tensor([0, per_class[0].size], device=device)
-        self.counts = torch.tensor([per_class[0].size, per_class[1].size], device=device)
+        self.offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist(), device=device)
+        self.counts = torch.tensor(sizes, device=device)
 
     def draw(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         device = self.rows.device
-        cls = torch.randint(0, 2, shape, generator=generator, device=device)
+        cls = torch.randint(0, self.n_classes, shape, generator=generator, device=device)
         u = torch.rand(shape, generator=generator, device=device)
         pos = (u * self.counts[cls]).long().clamp_max_(self.counts[cls] - 1)
         return self.rows[self.offsets[cls] + pos]
@@ -78,15 +84,22 @@ class UniformSampler:
 
 
 def load_survey_tensors(name: str, parquet: str | Path, split_file: str | Path, device: torch.device,
-                        memory_format: str = "contiguous") -> SurveyTensors:
+                        memory_format: str = "contiguous", task: str = "binary") -> SurveyTensors:
     """Load a preprocessed survey and its split onto ``device``, stamps in ``memory_format`` (resolved).
 
     Checks that the file holds survey ``name`` and that the split was made
-    for a survey of this many rows.
+    for a survey of this many rows. With ``task="multiclass"`` the labels are
+    the original classes' indices (:mod:`rbda.multiclass`) and the split must
+    be a balanced multiclass split.
     """
     from rbda.store import read_survey_arrays
 
     stamps, labels = read_survey_arrays(parquet, name, channels_last=memory_format == "channels_last")
     split = load_split(split_file, n_rows=labels.size)
+    if task == "multiclass":
+        from rbda.multiclass import check_balanced, read_class_indices
+
+        labels = read_class_indices(parquet, name)
+        check_balanced(split, labels, name, split_file)
     return SurveyTensors(name=name, stamps=torch.from_numpy(stamps).to(device),
                          labels=torch.from_numpy(labels.astype(np.int64)).to(device), labels_np=labels, split=split)

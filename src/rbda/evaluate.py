@@ -87,11 +87,25 @@ def evaluate_rows(
     return confusion(predicted, labels.index_select(0, rows))
 
 
+def multiclass_rows(model: torch.nn.Module, survey, rows: torch.Tensor, class_names):
+    """:class:`rbda.metrics.MulticlassMetrics` of ``model`` on ``survey``'s ``rows`` (task: multiclass)."""
+    from rbda.metrics import metrics_of_predictions
+
+    predicted = predict(model, survey.stamps, rows)
+    return metrics_of_predictions(survey.labels.index_select(0, rows).cpu().numpy(), predicted.cpu().numpy(),
+                                  class_names)
+
+
 def evaluate_method(method, model: torch.nn.Module) -> list[dict]:
-    """Confusion counts and BACC on every test part the method names."""
+    """Confusion counts and BACC on every test part the method names (multiclass: rbda.metrics' metrics)."""
     results = []
     for ev in method.evaluations():
         rows = ev.survey.rows(ev.survey.split.part(ev.part))
+        if getattr(method, "class_names", None) is not None:
+            metrics = multiclass_rows(model, ev.survey, rows, method.class_names)
+            results.append({"survey": ev.survey.name, "role": ev.role, "part": ev.part,
+                            "bacc": metrics.balanced_accuracy, "multiclass": metrics.as_dict()})
+            continue
         counts = evaluate_rows(model, ev.survey.stamps, ev.survey.labels, rows)
         results.append({"survey": ev.survey.name, "role": ev.role, "part": ev.part, **counts.as_dict()})
     return results

@@ -41,7 +41,7 @@ def run_record(method, config, result, evaluations: list[dict]) -> dict:
             "lr_halve_every": config.lr_halve_every, "epoch_size": config.epoch_size,
             "patience": config.patience, "max_epochs": config.max_epochs, "val_shots": spec.val_shots,
             "best_epoch_ties": config.best_epoch_ties, "epoch_zero_candidate": config.epoch_zero_candidate,
-            "model": spec.model, "beta": spec.beta,
+            "model": spec.model, "beta": spec.beta, "task": spec.task,
         },
         "data": method.describe(),
         "versions": versions(),

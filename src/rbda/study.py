@@ -65,6 +65,17 @@ BEST_EPOCH_TIES = ("latest", "earliest")
 #: conv maps (RELATED.md B.3, A.3; rbda.models.BACKBONE_CLASSES).
 BACKBONES = ("study_cnn", "deephits", "earlysn")
 
+#: What a model learns (``training.task``; ``rbda train --task``): real/bogus (the study's) or the
+#: survey's original classes (RELATED.md E.2; rbda.multiclass).
+TASKS = ("binary", "multiclass")
+#: The original classes of the surveys that have more than real/bogus, in label order (index = label
+#: of ``task: multiclass``): ALeRCE's order for ZTF (0 AGN .. 4 bogus), alphabetical for ATLAS.
+SURVEY_CLASSES = {"ztf": ("AGN", "SN", "VS", "asteroid", "bogus"),
+                  "atlas": ("burn", "cr", "kast", "noise", "spike", "streak")}
+#: Balanced parts of a multiclass split, items per class (TwoAlert: 200 validation, 100 test).
+MULTICLASS_VAL_PER_CLASS = 200
+MULTICLASS_TEST_PER_CLASS = 100
+
 #: Where training runs (``--device``); ``auto`` is CUDA when available.
 DEVICES = ("auto", "cpu", "cuda")
 #: Tensor memory layouts (``--memory-format``); ``auto`` is channels-last on CPU, contiguous on CUDA.
@@ -171,6 +182,9 @@ class TrainingOptions:
                         choices=BACKBONES, flag="backbone")
     beta: float = option(0.0, "confidence penalty: the classification loss is CE - beta * H(softmax) "
                          "(EarlySN: 0.5; 0 = plain cross-entropy, the study's)", ge=0)
+    task: str = option("binary", "binary (real/bogus, the study's) or multiclass (the survey's original "
+                       "classes, rbda.study.SURVEY_CLASSES; baseline only, on a `rbda split --task multiclass` "
+                       "split)", choices=TASKS)
     device: str = option("auto", "auto (CUDA when available), cpu or cuda", choices=DEVICES,
                          affects_results=False)
     threads: int | None = option(None, "torch CPU threads (default: torch's)", ge=1, affects_results=False,

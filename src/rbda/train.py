@@ -28,7 +28,7 @@ import torch
 from rbda.checkpoint import TrainingState, fingerprint, load_checkpoint, resume, save_checkpoint
 from rbda.device import apply_memory_format, resolve_memory_format
 from rbda.errors import RbdaError
-from rbda.evaluate import evaluate_rows
+from rbda.evaluate import evaluate_rows, multiclass_rows
 from rbda.methods.base import TrainingMethod
 from rbda.models import StampClassifier
 from rbda.optim import MomentumSGD
@@ -83,6 +83,13 @@ def learning_rate_at(config: TrainConfig, iteration: int) -> float:
 
 def _status(state: TrainingState, loss: float, bacc: float) -> str:
     return f"loss {loss:.4f} | val BACC {bacc:.4f} | best {state.best_bacc:.4f} @ epoch {state.best_epoch}"
+
+
+def _validation_bacc(method: TrainingMethod, model, survey, rows) -> float:
+    """The balanced accuracy that selects the best epoch: real/bogus, or over the K classes (task: multiclass)."""
+    if getattr(method, "class_names", None) is not None:
+        return multiclass_rows(model, survey, rows, method.class_names).balanced_accuracy
+    return evaluate_rows(model, survey.stamps, survey.labels, rows).balanced_accuracy()
 
 
 def _train_epoch(method: TrainingMethod, model, optimizer, generator, config: TrainConfig,
@@ -178,7 +185,7 @@ def train(
         label += f" (resumed after epoch {resumed_from})"
     if state.epoch == 0 and config.epoch_zero_candidate and spec.method in ADAPTATION_METHODS:
         # the starting model is epoch 0: a candidate for the best epoch, not a patience epoch
-        bacc = evaluate_rows(model, val_survey.stamps, val_survey.labels, val_rows).balanced_accuracy()
+        bacc = _validation_bacc(method, model, val_survey, val_rows)
         _keep_best(state, model, bacc)
         state.history.append({"epoch": 0, "val_bacc": bacc, "train_loss": None})
     first_epoch = state.epoch  # the bar counts this process's epochs, so rate and ETA hold after a resume
@@ -194,7 +201,7 @@ def train(
                     checkpoint.unlink(missing_ok=True)  # resuming would diverge again
                 raise RbdaError(f"training diverged: the mean loss of epoch {state.epoch} is {train_loss} "
                                 f"(lr {config.lr}, lambda {spec.lam}); no output written")
-            bacc = evaluate_rows(model, val_survey.stamps, val_survey.labels, val_rows).balanced_accuracy()
+            bacc = _validation_bacc(method, model, val_survey, val_rows)
             _record_epoch(state, model, train_loss, bacc, config.best_epoch_ties)
             now = time.monotonic()
             state.elapsed_seconds, started = state.elapsed_seconds + now - started, now

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rbda.study import SURVEYS
+from rbda.study import MULTICLASS_TEST_PER_CLASS, MULTICLASS_VAL_PER_CLASS, SURVEYS, TASKS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -18,6 +18,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--split", type=int, required=True, help="split number k")
     p.add_argument("--seed", type=int, required=True, help="the study's base seed")
     p.add_argument("--output", type=Path, required=True, help="split file (.npz) to write")
+    p.add_argument("--task", choices=TASKS, default=TASKS[0],
+                   help="binary: stratified 80/10/10 by real/bogus; multiclass: balanced validation and "
+                        "test parts per original class (rbda.multiclass), the rest to train")
+    p.add_argument("--val-per-class", type=int, default=MULTICLASS_VAL_PER_CLASS,
+                   help=f"multiclass: validation items per class (default {MULTICLASS_VAL_PER_CLASS})")
+    p.add_argument("--test-per-class", type=int, default=MULTICLASS_TEST_PER_CLASS,
+                   help=f"multiclass: test items per class (default {MULTICLASS_TEST_PER_CLASS})")
     return p
 
 
@@ -29,8 +36,14 @@ def run(args: argparse.Namespace) -> int:
     from rbda.store import read_survey_arrays
 
     check_output_path(args.output, "--output", inputs=[args.data])
-    _, labels = read_survey_arrays(args.data, args.survey, stamps=False)
-    split = make_split(labels, args.survey, args.split, args.seed)
+    if args.task == "multiclass":
+        from rbda.multiclass import balanced_split, read_class_indices
+
+        labels = read_class_indices(args.data, args.survey)
+        split = balanced_split(labels, args.survey, args.split, args.seed, args.val_per_class, args.test_per_class)
+    else:
+        _, labels = read_survey_arrays(args.data, args.survey, stamps=False)
+        split = make_split(labels, args.survey, args.split, args.seed)
     save_split(args.output, split)
     logging.getLogger("rbda.split").info(
         "%s split %d: train %d, val %d, test %d rows -> %s", args.survey, args.split,

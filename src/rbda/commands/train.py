@@ -80,7 +80,7 @@ def _run_spec(args: argparse.Namespace):
 
     return RunSpec(method=args.method, source=args.source, target=args.target, split=args.split, seed=args.seed,
                    shots=args.shots, lam=args.lam, val_shots=args.val_shots, batch_size=args.batch_size,
-                   model=args.backbone, beta=args.beta, from_scratch=args.from_scratch)
+                   model=args.backbone, beta=args.beta, from_scratch=args.from_scratch, task=args.task)
 
 
 def _train_config(args: argparse.Namespace):
@@ -146,13 +146,17 @@ def run(args: argparse.Namespace) -> int:
 
     method_cls = method_class(args.method)
     spec = _run_spec(args)
+    if spec.task == "multiclass" and args.model is not None:
+        raise SettingError("--model", "no model file for --task multiclass (model files hold real/bogus "
+                                      "classifiers, for fine-tuning, MME and `rbda predict`)", str(args.model))
     method_cls.check_spec(spec)  # settings first, before any data is read
     config = _train_config(args)
     init_state, fingerprint_extra = _initial_model(method_cls, args)
     configure_torch(args.threads, args.deterministic)
     device = resolve_device(args.device)
     memory_format = resolve_memory_format(config.memory_format, device)  # read straight into that layout
-    surveys = {name: load_survey_tensors(name, parquet, split_file, device, memory_format)
+    surveys = {name: load_survey_tensors(name, parquet, split_file, device, memory_format,
+                                         task=args.task if name == args.source else "binary")
                for name, (parquet, split_file) in data.items()}
     method = method_cls(spec, surveys)
     checkpoint = args.checkpoint or args.metrics.with_name(args.metrics.name + ".ckpt")

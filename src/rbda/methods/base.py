@@ -43,6 +43,7 @@ class RunSpec:
     model: str = TRAINING_DEFAULTS.model  # the backbone (rbda.study.BACKBONES)
     beta: float = TRAINING_DEFAULTS.beta  # confidence penalty of the classification loss (rbda.losses)
     from_scratch: bool = False  # st only: start from a fresh network instead of the baseline
+    task: str = TRAINING_DEFAULTS.task  # binary | multiclass (rbda.study.TASKS; rbda.multiclass)
 
     def as_dict(self) -> dict:
         d = {"method": self.method, "source": self.source, "target": self.target,
@@ -51,6 +52,8 @@ class RunSpec:
              "model": self.model, "beta": self.beta}
         if self.from_scratch:  # only when set: checkpoints of the other methods keep their fingerprint
             d["from_scratch"] = True
+        if self.task != TRAINING_DEFAULTS.task:  # likewise: binary runs keep their fingerprint
+            d["task"] = self.task
         return d
 
 
@@ -70,6 +73,7 @@ class TrainingMethod(ABC):
     head_kind: ClassVar[str] = "linear"
     needs_init_model: ClassVar[bool] = False
     needs_target: ClassVar[bool] = False
+    supports_multiclass: ClassVar[bool] = False  # trains on the source's original classes (task: multiclass)
 
     def __init__(self, spec: RunSpec, surveys: dict[str, SurveyTensors]):
         self.spec = spec
@@ -86,6 +90,9 @@ class TrainingMethod(ABC):
             raise SettingError("batch_size", "a positive integer", spec.batch_size)
         check_option("model", spec.model)
         check_option("beta", spec.beta)
+        check_option("task", spec.task)
+        if spec.task == "multiclass" and not cls.supports_multiclass:
+            raise SettingError("task", f"binary for method {cls.name!r} (multiclass: baseline only)", spec.task)
         if spec.from_scratch and cls.name != "st":
             raise SettingError("from_scratch", "false for method " + repr(cls.name) + " (only 'st' can start from scratch)", True)
         if cls.needs_target:
@@ -98,6 +105,20 @@ class TrainingMethod(ABC):
             if spec.val_shots < 1:
                 raise SettingError("val_shots", "a positive number of validation items per class", spec.val_shots)
 
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The source's original classes in label order for ``task: multiclass``; None for binary."""
+        if self.spec.task != "multiclass":
+            return None
+        from rbda.multiclass import survey_classes
+
+        return survey_classes(self.spec.source)
+
+    @property
+    def n_classes(self) -> int:
+        """Outputs of the model: 2 (real/bogus) or the source's class count."""
+        return 2 if self.class_names is None else len(self.class_names)
+
     def _survey(self, name: str, role: str) -> SurveyTensors:
         if name not in self.surveys:
             raise SettingError(
@@ -109,7 +130,7 @@ class TrainingMethod(ABC):
         """A fresh model of this method's head kind and the run's backbone, loaded from ``init_state`` if needed."""
         if self.needs_init_model and init_state is None:
             raise SettingError("init_model", f"a baseline model to start {self.name!r} from")
-        model = StampClassifier(self.head_kind, backbone=self.spec.model)
+        model = StampClassifier(self.head_kind, backbone=self.spec.model, n_classes=self.n_classes)
         if init_state is not None:
             try:
                 self.load_init_state(model, init_state)

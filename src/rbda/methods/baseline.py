@@ -19,6 +19,7 @@ from rbda.models import StampClassifier
 
 class Baseline(TrainingMethod):
     name = "baseline"
+    supports_multiclass = True
 
     @classmethod
     def check_spec(cls, spec: RunSpec) -> None:
@@ -29,12 +30,15 @@ class Baseline(TrainingMethod):
 
     def __init__(self, spec, surveys):
         super().__init__(spec, surveys)
-        self.sampler = BalancedSampler(self.source, self.source.split.train, f"train part of {self.source.name!r}")
+        self.sampler = BalancedSampler(self.source, self.source.split.train, f"train part of {self.source.name!r}",
+                                       classes=range(self.n_classes))
 
     def validation(self) -> tuple[SurveyTensors, np.ndarray]:
         return self.source, self.source.split.val
 
     def evaluations(self) -> list[Evaluation]:
+        if self.class_names is not None:  # other surveys have other classes
+            return [Evaluation(self.source, "source")]
         ordered = [self.source] + [s for name, s in sorted(self.surveys.items()) if name != self.source.name]
         return [Evaluation(s, "source" if s is self.source else "other") for s in ordered]
 
@@ -46,4 +50,5 @@ class Baseline(TrainingMethod):
 
     def describe(self) -> dict:
         return {"source_train": int(self.source.split.train.size),
-                "source_val": int(self.source.split.val.size)}
+                "source_val": int(self.source.split.val.size),
+                **({} if self.class_names is None else {"classes": list(self.class_names)})}

@@ -7,6 +7,12 @@
     ``cutoutTemplate``, ``cutoutDifference``, each cutout gzip-compressed FITS
     bytes (stamps may be smaller than 63x63 and hold NaN or sentinel pixels).
 
+(c) EarlySN layout (``ALERCE_stamps_2020.pkl``): dict with capitalised keys
+    ``Images`` (N x 63 x 63 x 3, or a list of per-item H x W x 3 arrays, same
+    channel order as (a)), ``Labels`` (ALeRCE ints as in (a)) and ``Metadata``;
+    the metadata is not read (rbda's stamp models use none). Items whose stamps
+    are not square are counted and dropped like the DataFrame form's.
+
 Ids are the ``oid`` values (``<file>:<row>`` where there is none).
 """
 
@@ -21,16 +27,29 @@ from rbda.errors import InputFileError
 from rbda.fits import decode_stamp
 from rbda.safe_pickle import load_pickle
 from rbda.readers.base import ClassMap, FileSetReader, RawBatch, TripletBatcher, check_real_numeric
+from rbda.study import SURVEY_CLASSES
 
-ALERCE_CLASSES = ("AGN", "SN", "VS", "asteroid", "bogus")
+ALERCE_CLASSES = SURVEY_CLASSES["ztf"]  # ALeRCE label order: 0 AGN, 1 SN, 2 VS, 3 asteroid, 4 bogus
 DEFAULT_CLASSES = ClassMap.of(real=["AGN", "SN", "VS", "asteroid"], bogus=["bogus"])
 CUTOUT_COLUMNS = ("cutoutTemplate", "cutoutScience", "cutoutDifference")  # output channel order
 DICT_CHANNEL_ORDER = (1, 0, 2)  # dict form stores science, template, difference
+EARLYSN_KEYS = {"Images": "images", "Labels": "labels"}  # EarlySN layout -> dict form; "Metadata" not read
 
 
 def decode_cutout(blob: object, path: Path, where: str) -> np.ndarray:
     """A cutout's gzip-compressed (or plain) FITS bytes as a float32 2-d image (:func:`rbda.fits.decode_stamp`)."""
     return decode_stamp(blob, path, where)
+
+
+def _earlysn_as_dict_form(content: dict, path: Path) -> dict:
+    """The EarlySN layout (``Images``/``Labels``/``Metadata``) renamed to the dict form; other dicts as given."""
+    if not all(key in content for key in EARLYSN_KEYS):
+        return content
+    clash = [new for new in EARLYSN_KEYS.values() if new in content]
+    if clash:
+        raise InputFileError(path, "one ZTF dict layout: 'Images'/'Labels' (EarlySN) or 'images'/'labels', "
+                                   f"got both (also {clash})")
+    return {new: content[old] for old, new in EARLYSN_KEYS.items()}
 
 
 def _class_names(labels: np.ndarray, path: Path) -> np.ndarray:
@@ -57,20 +76,24 @@ class ZtfPickleReader(FileSetReader):
     def read_file(self, path: Path) -> Iterator[RawBatch]:
         content = load_pickle(path, encoding="latin1")
         if isinstance(content, dict):
+            content = _earlysn_as_dict_form(content, path)
             yield from self._dict_form(content, path)
         elif hasattr(content, "columns") and hasattr(content, "iloc"):
             yield from self._dataframe_form(content, path)
         else:
-            raise InputFileError(path, "a ZTF pickle: a dict with 'images' and 'labels' or a pandas "
+            raise InputFileError(path, "a ZTF pickle: a dict with 'images' and 'labels' (or EarlySN's 'Images', 'Labels') or a pandas "
                                        f"DataFrame with cutout columns, got {type(content).__name__}")
 
     def _dict_form(self, content: dict, path: Path) -> Iterator[RawBatch]:
         missing = [k for k in ("images", "labels") if k not in content]
         if missing:
             raise InputFileError(path, f"ZTF dict keys 'images' and 'labels', missing {missing}")
-        images = np.asarray(content["images"])
         labels_raw = np.asarray(content["labels"]).reshape(-1)
         n = len(labels_raw)
+        if isinstance(content["images"], (list, tuple)):
+            yield from self._ragged_images(content["images"], labels_raw, path)
+            return
+        images = np.asarray(content["images"])
         if images.ndim != 4 or images.shape[0] != n or images.shape[3] != 3:
             raise InputFileError(path, f"'images' of shape ({n}, H, W, 3) (one triplet per label), "
                                        f"got {images.shape}", "key 'images'")
@@ -86,6 +109,24 @@ class ZtfPickleReader(FileSetReader):
             part = slice(start, start + self.batch_size)
             triplets = np.moveaxis(images[part], 3, 1)[:, DICT_CHANNEL_ORDER]
             yield RawBatch(triplets, ids[part], classes[part], labels[part], str(path))
+
+    def _ragged_images(self, images: Sequence, labels_raw: np.ndarray, path: Path) -> Iterator[RawBatch]:
+        """Dict form whose ``images`` is a list of per-item H x W x 3 arrays (EarlySN's pickle)."""
+        n = len(labels_raw)
+        if len(images) != n:
+            raise InputFileError(path, f"{n} images (one per label), got {len(images)}", "key 'images'")
+        ids = np.char.add(f"{path.name}:", np.arange(n).astype(str))
+        classes = _class_names(labels_raw, path)
+        labels = self.class_map.labels(classes, path, ids)
+        batcher = TripletBatcher(str(path), self.batch_size)
+        for row, item in enumerate(images):
+            where = f"key 'images', item {row}"
+            item = check_real_numeric(np.asarray(item), path, where, "a stamp triplet")
+            if item.ndim != 3 or item.shape[2] != 3:
+                raise InputFileError(path, f"an H x W x 3 stamp triplet, got shape {item.shape}", where)
+            triplet = [item[:, :, c].astype(np.float32) for c in DICT_CHANNEL_ORDER]
+            yield from batcher.add(triplet, ids[row], classes[row], labels[row])
+        yield from batcher.flush()
 
     def _dataframe_form(self, frame, path: Path) -> Iterator[RawBatch]:
         missing = [c for c in ("class", *CUTOUT_COLUMNS) if c not in frame.columns]
