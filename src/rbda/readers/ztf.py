@@ -19,7 +19,7 @@ Ids are the ``oid`` values (``<file>:<row>`` where there is none).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
