@@ -29,6 +29,11 @@ FIRST_SPLIT = SPLITS[0]
 SHOTS = sorted(config["shots"])
 TRAINING = config["training"]
 LAMBDA_SELECTION = config["lambda_selection"]
+if TRAINING["task"] != "binary":
+    raise ConfigError(
+        f"config key 'training.task': the domain-adaptation study is binary (real/bogus), got "
+        f"{TRAINING['task']!r}; the multiclass task runs in the stamp_classifier section"
+    )
 # Every training job carries the learning core's code hash as a parameter: editing that
 # code (rbda.provenance.LEARNING_CORE) reruns training, unless the config opts out.
 TRAINING_CODE = (
@@ -161,7 +166,11 @@ def preprocess_options(wildcards):
 
 def training_options(method):
     """The config's training settings for ``method`` as `rbda train` options (rbda.study.TrainingOptions order)."""
-    settings = {**TRAINING, **config["training_by_method"].get(method, {})}
+    return options_from({**TRAINING, **config["training_by_method"].get(method, {})})
+
+
+def options_from(settings):
+    """Training settings (config keys -> values) as `rbda train` options, in rbda.study.TrainingOptions order."""
     options = []
     for field in training_option_fields():
         if not field.metadata["in_config"]:

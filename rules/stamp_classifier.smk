@@ -46,18 +46,8 @@ def stamp_classifier_options(wildcards):
     """`rbda train` options: the config's training settings (and the section's `training:`), the
     variant's backbone and beta, task multiclass."""
     variant = SC_VARIANTS[wildcards.variant]
-    settings = {**TRAINING, **STAMP_CLASSIFIER.get("training", {}),
-                **{k: variant[k] for k in SC_VARIANT_KEYS}, "task": "multiclass"}
-    options = []
-    for field in training_option_fields():
-        if not field.metadata["in_config"]:
-            continue
-        value = settings[field.name]
-        if isinstance(field.default, bool):
-            options += [option_flag(field)] if value else []
-        else:
-            options += [option_flag(field), str(value)]
-    return " ".join(options)
+    return options_from({**TRAINING, **STAMP_CLASSIFIER.get("training", {}),
+                         **{k: variant[k] for k in SC_VARIANT_KEYS}, "task": "multiclass"})
 
 
 rule stamp_classifier_split:

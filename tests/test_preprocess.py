@@ -190,6 +190,16 @@ def test_a_swapped_des_mapping_is_an_error_naming_survey_setting_and_counts():
                  "444,871 real / 454,092 bogus", "--allow-count-mismatch"):
         assert part in message, part
     check_label_mapping("des", swapped, allow_count_mismatch=True)  # a different release, on purpose
+    # a swap survives a few missing rows (one ignored file): nearer the swapped counts is a swap
+    nearly = compare_with_study("des", PreprocessStats(read=898_950, read_per_label=Counter({1: 444_870, 0: 454_080})))
+    assert nearly["counts_swapped"]
+    # ... and the right mapping with a few rows missing is not
+    short = compare_with_study("des", PreprocessStats(read=898_950, read_per_label=Counter({1: 454_080, 0: 444_870})))
+    assert not short["counts_swapped"]
+    check_label_mapping("des", short)
+    # a small demo-sized set is never judged against the published counts
+    small = compare_with_study("des", PreprocessStats(read=2_000, read_per_label=Counter({1: 990, 0: 1_010})))
+    assert not small["counts_swapped"]
     hits = compare_with_study("hits", PreprocessStats(read=1_437_684, read_per_label=Counter({1: 718_842, 0: 718_842})))
     assert not hits["counts_swapped"]  # equal counts: a swap cannot be seen
     check_label_mapping("hits", hits)

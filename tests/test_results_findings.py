@@ -176,3 +176,17 @@ def test_summary_counts_every_verdict():
 @pytest.mark.parametrize("name", ["HOLDS", "FAILS", "NOT_TESTABLE"])
 def test_verdict_words_are_distinct(name):
     assert list(findings.VERDICTS).count(getattr(findings, name)) == 1
+
+
+def test_mme_not_losing_needs_evidence_of_no_loss_not_just_no_significant_loss():
+    """'MME does not lose source BACC' is a non-inferiority claim: a small, noisy, non-significant
+    loss is inconclusive (it used to count as 'holds'); a source BACC as the baseline's holds."""
+    noisy_small_loss = [h - 0.02 + j for h, j in zip(HOME, (0.03, -0.04, 0.035, -0.03, 0.005))]
+    ft = adapted("finetune", {1: (LOSE, GAIN), 20: (LOSE, GAIN)})
+    mme = adapted("mme", {1: (noisy_small_loss, GAIN), 20: (noisy_small_loss, GAIN)})
+    table = verdicts(baselines() + ft + mme, ["finetune", "mme"])
+    assert verdict(table, "c", "mme") == findings.INCONCLUSIVE
+    assert verdict(table, "c", "finetune, mme") == findings.INCONCLUSIVE
+    kept = verdicts(baselines() + ft + adapted("mme", {1: (KEEP, GAIN), 20: (KEEP, GAIN)}), ["finetune", "mme"])
+    assert verdict(kept, "c", "mme") == findings.HOLDS
+    assert f"minus {findings.SOURCE_MARGIN}" in kept[(kept.finding == "c") & (kept.method == "mme")]["evidence"].iloc[0]

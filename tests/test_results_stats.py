@@ -212,7 +212,15 @@ def test_paired_t_matches_scipy(alternative):
     assert outcome.ci_low < outcome.mean_diff < outcome.ci_high
 
 
-def test_paired_t_constant_difference_is_explained():
+def test_paired_t_constant_difference_gets_the_sign_test_p_and_says_so():
+    """Zero variance leaves t undefined, but a difference of one sign in every split is evidence:
+    the exact sign test's p (0.5**n one-sided), which can reach alpha with enough splits, or not."""
     outcome = paired_t_test([0.9, 0.8, 0.7], [0.7, 0.6, 0.5])
-    assert math.isnan(outcome.p) and "same in every split" in outcome.note
+    assert outcome.p == pytest.approx(2 * 0.5**3) and "same in every split" in outcome.note
+    assert "sign test" in outcome.note
+    ten = paired_t_test([0.9] * 10, [0.65] * 10, "greater")
+    assert ten.p == pytest.approx(0.5**10) and ten.p < 0.05
+    assert paired_t_test([0.9] * 10, [0.65] * 10, "less").p == 1.0  # the wrong direction never rejects
+    assert paired_t_test([0.9] * 4, [0.65] * 4, "greater").p > 0.05  # too few splits cannot reject
+    assert math.isnan(paired_t_test([0.9, 0.9], [0.9, 0.9]).p)
     assert "fewer than 2" in paired_t_test([0.9], [0.8]).note

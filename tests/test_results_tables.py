@@ -295,3 +295,20 @@ def test_training_stops_count_every_method():
     runs = multi({"st": {5: [0.8]}, "dann": {5: [0.8, 0.8]}})
     table = tables.training_stops(runs).set_index("method")
     assert table.loc[["baseline", "st", "dann"], "runs"].tolist() == [6, 1, 2]
+
+
+def test_a_missing_run_of_the_configured_study_is_an_error_naming_it(tmp_path):
+    """Without the check a missing run silently drops out of the tables and the tests."""
+    from results_helpers import fabricate_study
+
+    from rbda.errors import RbdaError
+    from rbda.results.aggregate import compute
+    from rbda.results.runs import load_runs, read_runs_list
+
+    runs_list, _ = fabricate_study(tmp_path, ["des", "hits"], splits=3, shots=[1, 5], lambdas=[0.1, 1.0])
+    runs = load_runs(read_runs_list(runs_list))
+    compute(runs, ["des", "hits"], [("des", "hits"), ("hits", "des")], ["finetune", "mme"], [1, 5])  # complete
+    gone = [r for r in runs if not (r.kind == "finetune" and r.source == "des" and r.shots == 5 and r.split == 2)]
+    assert len(gone) == len(runs) - 1
+    with pytest.raises(RbdaError, match=r"lacks 1 run.*finetune des-to-hits shots=5 split=2"):
+        compute(gone, ["des", "hits"], [("des", "hits"), ("hits", "des")], ["finetune", "mme"], [1, 5])

@@ -19,6 +19,7 @@ import torch
 
 from rbda.atomic import atomic_path
 from rbda.errors import InputFileError
+from rbda.provenance import learning_core_sha256
 
 CHECKPOINT_FORMAT = "rbda.checkpoint/2"
 
@@ -40,8 +41,11 @@ class TrainingState:
 def fingerprint(method, config, device: torch.device, extra: dict) -> dict:
     """What a checkpoint must match to be resumed by this run."""
     data = {name: {"n_rows": s.split.n_rows, "split_seed": s.split.seed} for name, s in sorted(method.surveys.items())}
+    # the code and torch that made the state: after a code fix a rerun starts afresh, never from
+    # the state the old code left behind
+    code = {"code_sha256": learning_core_sha256(), "torch": torch.__version__}
     return {"run": method.spec.as_dict(), "config": config.result_affecting(), "device": device.type,
-            "data": data, **extra}
+            "data": data, **code, **extra}
 
 
 def _difference(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -85,11 +89,15 @@ def load_checkpoint(path: Path, fingerprint_: dict) -> dict:
     return payload
 
 
-def resume(payload: dict, model, optimizer, generator) -> TrainingState:
+def resume(payload: dict, model, optimizer, generator, path: Path) -> TrainingState:
     """Restore model, optimiser and RNG states from a checkpoint payload; return the training state."""
-    model.load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
-    generator.set_state(payload["generator"])
+    try:
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        generator.set_state(payload["generator"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise InputFileError(path, f"a checkpoint whose state fits this run's model ({exc}); "
+                                   "delete it to start afresh") from None
     torch.set_rng_state(payload["torch_rng"])
     if payload["cuda_rng"]:
         torch.cuda.set_rng_state_all(payload["cuda_rng"])

@@ -119,7 +119,7 @@ def study_pairs(surveys: list[str], pairs: Iterable[str | tuple[str, str]] | Non
         raise ConfigKeyError(setting, f"config key {setting!r}: null or a list of source-to-target names expected, got {pairs!r}")
     checked: list[tuple[str, str]] = []
     for i, pair in enumerate(pairs):
-        key = f"config key '{setting}[{i}]' ({pair if isinstance(pair, str) else pair_name(*pair)!r})"
+        key = f"config key '{setting}[{i}]' ({pair!r})"
         try:
             source, target = parse_pair_name(pair) if isinstance(pair, str) else tuple(pair)
         except (TypeError, ValueError):

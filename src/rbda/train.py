@@ -174,7 +174,7 @@ def train(
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     state, resumed_from = TrainingState(), None
     if checkpoint is not None and checkpoint.exists():
-        state = resume(load_checkpoint(checkpoint, expected), model, optimizer, generator)
+        state = resume(load_checkpoint(checkpoint, expected), model, optimizer, generator, checkpoint)
         resumed_from = state.epoch
 
     val_survey, val_idx = method.validation()

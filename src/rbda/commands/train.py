@@ -97,7 +97,8 @@ def _initial_model(method_cls, args: argparse.Namespace) -> tuple[dict | None, d
     """The baseline weights a method starts from, and the file's digest (part of the checkpoint fingerprint)."""
     import hashlib
 
-    from rbda.models import load_model_file
+    from rbda.errors import InputFileError, RbdaError
+    from rbda.models import load_model_file, model_from_payload
 
     needs_init_model = method_cls.needs_init_model and not args.from_scratch
     if args.init_model is not None and not needs_init_model:
@@ -107,6 +108,10 @@ def _initial_model(method_cls, args: argparse.Namespace) -> tuple[dict | None, d
     if args.init_model is None:
         raise SettingError("--init-model", f"the (source, split) baseline model file for method {args.method!r}")
     payload = load_model_file(args.init_model, expect_head="linear", expect_backbone=args.backbone)
+    try:  # the file's weights must build its own network (a file of another architecture fails here)
+        model_from_payload(payload)
+    except RbdaError as exc:
+        raise InputFileError(args.init_model, f"a baseline model file whose weights fit its network ({exc})") from None
     return payload["state_dict"], {"init_model_sha256": hashlib.sha256(args.init_model.read_bytes()).hexdigest()}
 
 

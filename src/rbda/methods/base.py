@@ -86,11 +86,8 @@ class TrainingMethod(ABC):
     @classmethod
     def check_spec(cls, spec: RunSpec) -> None:
         """Reject settings that do not apply to this method (before any data is loaded)."""
-        if spec.batch_size < 1:
-            raise SettingError("batch_size", "a positive integer", spec.batch_size)
-        check_option("model", spec.model)
-        check_option("beta", spec.beta)
-        check_option("task", spec.task)
+        for name in ("batch_size", "val_shots", "model", "beta", "task"):
+            check_option(name, getattr(spec, name))
         if spec.task == "multiclass" and not cls.supports_multiclass:
             raise SettingError("task", f"binary for method {cls.name!r} (multiclass: baseline only)", spec.task)
         if spec.from_scratch and cls.name != "st":
@@ -210,8 +207,6 @@ class MixedBatchAdaptation(TargetAdaptation):
     @classmethod
     def check_spec(cls, spec: RunSpec) -> None:
         super().check_spec(spec)
-        if spec.batch_size < 2:
-            raise SettingError("batch_size", f"at least 2 for {cls.name!r} (half source, half target)", spec.batch_size)
 
     def __init__(self, spec: RunSpec, surveys: dict[str, SurveyTensors]):
         super().__init__(spec, surveys)

@@ -177,7 +177,7 @@ def compute(runs: list[Run], surveys: list[str], pairs: list[tuple[str, str]],
     evaluations = tables.tidy_evaluations(runs)
     baseline_runs = tables.baseline_scores(evaluations)
     scores = tables.method_scores(evaluations)
-    tables.check_study(baseline_runs, scores, surveys, pairs)
+    tables.check_study(baseline_runs, scores, surveys, pairs, methods, shots)
     baseline = tables.baseline_table(baseline_runs[baseline_runs["tested_on"].isin(surveys)], surveys)
     by_shots = tables.in_study_order(tables.methods_table(scores), surveys, ["method", "domain", "shots"])
     lambda_scores = tables.lambda_scores(runs)

@@ -10,13 +10,18 @@ Three findings of the study (docs/method.md; issue 11 item 5), evaluated on any 
     (k = the largest configured shot count): the smallest shot count whose one-sided paired
     test against the baseline is significant after Holm (``stats/vs_baseline.csv``'s target
     rows, family: the pair's shot counts);
-(c) **FT loses source BACC and MME does not**, per pair: FT's source BACC significantly below
-    the baseline's at some shot count, MME's not significantly below at any (one-sided paired
-    t-test by split, method - baseline < 0, Holm over the shot counts); each half is reported,
+(c) **FT loses source BACC and MME does not**, per pair: "FT loses" holds when FT's source
+    BACC is significantly below the baseline's at some shot count (one-sided paired t-test by
+    split, method - baseline < 0, Holm over the shot counts). "MME does not lose" is a
+    *non-inferiority* claim, so a non-significant loss is not evidence for it: it holds when at
+    every shot count MME's source BACC is significantly above the baseline's minus
+    :data:`SOURCE_MARGIN` (one-sided paired t-test of method - baseline + margin > 0, Holm over
+    the shot counts); it does not hold when a loss is significant at some shot count; otherwise
+    it is ``inconclusive`` (too few splits or too much spread to tell). Each half is reported,
     then the joint verdict; the other methods get the same "loses source BACC" row.
 
-A verdict is ``holds``, ``does not hold`` or ``not testable`` (no test could be computed:
-one split, zero variance, missing runs; the evidence says why). The verdicts rest on the
+A verdict is ``holds``, ``does not hold``, ``inconclusive`` or ``not testable`` (no test could
+be computed: one split, missing runs; the evidence says why). The verdicts rest on the
 paired t-test (Welch's where runs share no split, :data:`rbda.results.stats.PRIMARY_TESTS`);
 the evidence also gives the Wilcoxon signed-rank test's Holm-adjusted p and the notes of
 :mod:`rbda.results.stats` (for example when a test cannot reach alpha by construction).
@@ -33,8 +38,13 @@ from rbda.results.naming import method_label, pair_label, survey_label
 
 HOLDS = "holds"
 FAILS = "does not hold"
+INCONCLUSIVE = "inconclusive"
 NOT_TESTABLE = "not testable"
-VERDICTS = (HOLDS, FAILS, NOT_TESTABLE)
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE)
+
+#: Finding (c): a source-BACC loss smaller than this (BACC units) counts as no loss; "MME does
+#: not lose source BACC" must show MME's source BACC above the baseline's minus this margin.
+SOURCE_MARGIN = 0.01
 
 COLUMNS = ["finding", "claim", "scope", "method", "verdict", "test", "evidence"]
 
@@ -172,6 +182,32 @@ def source_loss_tests(scores: pd.DataFrame, baseline_runs: pd.DataFrame) -> pd.D
     return stats.compare_with_baseline(scores[scores["domain"] == "source"], baseline_runs, SOURCE_LOSS)
 
 
+def non_inferiority_tests(scores: pd.DataFrame, baseline_runs: pd.DataFrame,
+                          margin: float = SOURCE_MARGIN) -> pd.DataFrame:
+    """Method - baseline + ``margin`` on the source, one-sided (greater), paired by split, Holm
+    within (pair, method, test) over the shot counts: is the method's source BACC above the
+    baseline's minus the margin?"""
+    source = scores[scores["domain"] == "source"].copy()
+    source["bacc"] = source["bacc"] + margin
+    return stats.compare_with_baseline(source, baseline_runs, {"source": "greater"})
+
+
+def _not_inferior(tests: pd.DataFrame, source: str, target: str, method: str) -> tuple[bool | None, str]:
+    """(True: non-inferior at every shot count, False: not shown at some, None: untestable; evidence)."""
+    primary, _ = _split_tests(tests)
+    mine = primary[(primary["source"] == source) & (primary["target"] == target)
+                   & (primary["method"] == method)].sort_values("shots")
+    if mine.empty or not mine["p"].notna().any():
+        return None, "no test" if mine.empty else "; ".join(sorted(set(mine["note"].dropna())))
+    shown = mine["significant"].fillna(False).astype(bool)
+    worst = mine.loc[mine["p_holm"].fillna(1.0).idxmax()]
+    evidence = _evidence(worst, None, f"weakest at {int(worst['shots'])} shots (difference + margin)")
+    if shown.all():
+        return True, f"above the baseline minus {SOURCE_MARGIN} at every shot count; " + evidence
+    missing = " ".join(str(int(n)) for n, ok in zip(mine["shots"], shown) if not ok)
+    return False, f"not shown at {missing} shots; " + evidence
+
+
 def _loses(tests: pd.DataFrame, source: str, target: str, method: str) -> tuple[bool | None, str]:
     """(True: significantly below at some shot count, False: tested and never, None: untestable;
     the evidence)."""
@@ -201,31 +237,45 @@ SOURCE_TEST = ("one-sided paired t-test by split (method − baseline < 0 on the
                "Holm over the pair's shot counts")
 
 
-def source_findings(tests: pd.DataFrame, methods: list[str], pairs: list[tuple[str, str]]) -> list[dict]:
+def source_findings(tests: pd.DataFrame, non_inferiority: pd.DataFrame, methods: list[str],
+                    pairs: list[tuple[str, str]]) -> list[dict]:
     rows = []
     for source, target in pairs:
         scope = pair_label(source, target)
-        result = {}
-        for method in methods:
-            result[method] = _loses(tests, source, target, method)
+        result = {method: _loses(tests, source, target, method) for method in methods}
         halves = {}
-        for method, keep in (("finetune", False), ("mme", True)):
-            if method not in methods:
-                flag, evidence = None, f"{method} is not among the configured methods"
+        # FT loses source BACC: a significant loss at some shot count
+        if "finetune" in methods:
+            flag, evidence = result["finetune"]
+        else:
+            flag, evidence = None, "finetune is not among the configured methods"
+        halves["finetune"] = None if flag is None else HOLDS if flag else FAILS
+        rows.append({"finding": "c", "claim": "FT loses source BACC (significantly below the baseline at some "
+                     "shot count)", "scope": scope, "method": "finetune", "verdict": _word(flag),
+                     "test": SOURCE_TEST, "evidence": evidence})
+        # MME does not lose source BACC: non-inferiority at every shot count
+        if "mme" not in methods:
+            verdict, evidence = NOT_TESTABLE, "mme is not among the configured methods"
+        else:
+            loses, loss_evidence = result["mme"]
+            shown, ni_evidence = _not_inferior(non_inferiority, source, target, "mme")
+            if loses:
+                verdict, evidence = FAILS, "a significant loss: " + loss_evidence
+            elif shown:
+                verdict, evidence = HOLDS, ni_evidence
+            elif loses is None and shown is None:
+                verdict, evidence = NOT_TESTABLE, loss_evidence
             else:
-                flag, evidence = result[method]
-            holds = None if flag is None else (not flag if keep else flag)
-            halves[method] = holds
-            claim = (f"{method_label(method)} does not lose source BACC (not significantly below the baseline "
-                     "at any shot count)" if keep else
-                     f"{method_label(method)} loses source BACC (significantly below the baseline at some shot count)")
-            rows.append({"finding": "c", "claim": claim, "scope": scope, "method": method,
-                         "verdict": NOT_TESTABLE if holds is None else HOLDS if holds else FAILS,
-                         "test": SOURCE_TEST, "evidence": evidence})
+                verdict, evidence = INCONCLUSIVE, f"no significant loss, but non-inferiority {ni_evidence}"
+        halves["mme"] = verdict
+        rows.append({"finding": "c", "claim": f"MME does not lose source BACC (above the baseline minus "
+                     f"{SOURCE_MARGIN} at every shot count)", "scope": scope, "method": "mme", "verdict": verdict,
+                     "test": NON_INFERIORITY_TEST, "evidence": evidence})
+        joint = (FAILS if FAILS in halves.values() else HOLDS if all(v == HOLDS for v in halves.values())
+                 else NOT_TESTABLE if NOT_TESTABLE in halves.values() else INCONCLUSIVE)
         rows.append({"finding": "c", "claim": "FT loses source BACC and MME does not (joint)", "scope": scope,
-                     "method": "finetune, mme", "verdict": _all_of([halves["finetune"], halves["mme"]]),
-                     "test": "both halves above hold",
-                     "evidence": f"FT loses: {_word(halves['finetune'])}; MME does not lose: {_word(halves['mme'])}"})
+                     "method": "finetune, mme", "verdict": joint, "test": "both halves above hold",
+                     "evidence": f"FT loses: {halves['finetune'] or NOT_TESTABLE}; MME does not lose: {halves['mme']}"})
         for method in methods:
             if method in ("finetune", "mme"):
                 continue
@@ -233,10 +283,14 @@ def source_findings(tests: pd.DataFrame, methods: list[str], pairs: list[tuple[s
             rows.append({"finding": "c",
                          "claim": f"{method_label(method)} loses source BACC (significantly below the baseline "
                                   "at some shot count; beside the study's claim)",
-                         "scope": scope, "method": method,
-                         "verdict": NOT_TESTABLE if flag is None else HOLDS if flag else FAILS,
+                         "scope": scope, "method": method, "verdict": _word(flag),
                          "test": SOURCE_TEST, "evidence": evidence})
     return rows
+
+
+NON_INFERIORITY_TEST = (f"one-sided paired t-test by split of method − baseline + {SOURCE_MARGIN} > 0 on the "
+                        "source's test part (non-inferiority), Holm over the pair's shot counts; a significant "
+                        "loss (the test above) refutes it")
 
 
 def _word(flag: bool | None) -> str:
@@ -251,7 +305,8 @@ def findings_table(baseline_runs: pd.DataFrame, scores: pd.DataFrame, versus_bas
     """Every finding's verdict: columns finding, claim, scope, method, verdict, test, evidence."""
     rows = diagonal_findings(diagonal_tests(baseline_runs, surveys), surveys)
     rows += beat_baseline_findings(versus_baseline, methods, pairs, k)
-    rows += source_findings(source_loss_tests(scores, baseline_runs), methods, pairs)
+    rows += source_findings(source_loss_tests(scores, baseline_runs),
+                            non_inferiority_tests(scores, baseline_runs), methods, pairs)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

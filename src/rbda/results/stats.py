@@ -97,6 +97,15 @@ def welch_test(a, b, alternative: str = "two-sided") -> TestOutcome:
                        statistic=float(result.statistic), p=float(result.pvalue), note="")
 
 
+def sign_test_p(n: int, positive: bool, alternative: str) -> float:
+    """p of the exact sign test when all ``n`` paired differences have one sign (positive or not)."""
+    one_sided = 0.5 ** n
+    if alternative == "two-sided":
+        return min(1.0, 2 * one_sided)
+    agrees = positive if alternative == "greater" else not positive
+    return one_sided if agrees else 1.0
+
+
 def smallest_wilcoxon_p(n_nonzero: int, alternative: str) -> float:
     """Smallest p the exact signed-rank test can give with ``n_nonzero`` pairs."""
     one_sided = 0.5 ** n_nonzero
@@ -116,9 +125,15 @@ def paired_t_test(a, b, alternative: str = "two-sided") -> TestOutcome:
         return TestOutcome(**base, ci_low=math.nan, ci_high=math.nan, statistic=math.nan, p=math.nan,
                            note=f"no test: fewer than 2 paired splits (n={len(d)})")
     if _constant_differences(d):
-        note = ("no test: all paired differences are zero" if abs(d[0]) <= 1e-12 else
-                f"no test: the difference {d[0]:+.4f} is the same in every split (zero variance), t undefined")
-        return TestOutcome(**base, ci_low=math.nan, ci_high=math.nan, statistic=math.nan, p=math.nan, note=note)
+        if abs(d[0]) <= 1e-12:
+            return TestOutcome(**base, ci_low=math.nan, ci_high=math.nan, statistic=math.nan, p=math.nan,
+                               note="no test: all paired differences are zero")
+        # t is undefined (zero variance) but the evidence is not nil: every split moves the same
+        # way. The exact sign test gives the p of n differences of one sign under H0.
+        p = sign_test_p(len(d), positive=d[0] > 0, alternative=alternative)
+        return TestOutcome(**base, ci_low=float(d[0]), ci_high=float(d[0]), statistic=math.nan, p=p,
+                           note=f"the difference {d[0]:+.4f} is the same in every split (zero variance, t "
+                                f"undefined): p from the exact sign test ({len(d)} differences of one sign)")
     low, high = _paired_interval(d)
     result = st.ttest_rel(a, b, alternative=alternative)
     return TestOutcome(**base, ci_low=low, ci_high=high, statistic=float(result.statistic),

@@ -164,9 +164,12 @@ def training_stops(runs: list[Run]) -> pd.DataFrame:
 
 
 def check_study(baseline: pd.DataFrame, scores: pd.DataFrame, surveys: list[str],
-                pairs: list[tuple[str, str]]) -> None:
+                pairs: list[tuple[str, str]], methods: list[str] | None = None,
+                shots: list[int] | None = None) -> None:
     """Every survey's baseline is evaluated on every survey, on the same splits as its adapted
-    runs, and every adapted run is of a configured pair."""
+    runs, and every adapted run is of a configured pair. With the configured ``methods`` and
+    ``shots``: every (pair, method, shots, baseline split) has its run, tested on source and
+    target (a missing run would silently drop out of the tables and tests)."""
     if baseline.empty:
         raise RbdaError("the runs list has no baseline runs (method 'baseline'); "
                         "the tables need one per (survey, split)")
@@ -188,6 +191,24 @@ def check_study(baseline: pd.DataFrame, scores: pd.DataFrame, surveys: list[str]
         if missing:
             raise RbdaError(f"pair {pair_name(source, target)} has adapted runs for split(s) {missing} "
                             f"but no baseline run trained on {source!r} for them")
+    if methods is None or shots is None:
+        return
+    have = set(zip(scores["source"], scores["target"], scores["method"], scores["shots"], scores["split"],
+                   scores["domain"]))
+    absent = []
+    for source, target in pairs:
+        splits = sorted(set(baseline.loc[baseline["trained_on"] == source, "split"]))
+        for method in methods:
+            for n in shots:
+                for k in splits:
+                    lacking = [d for d in ("source", "target") if (source, target, method, n, k, d) not in have]
+                    if lacking:
+                        absent.append(f"{method} {pair_name(source, target)} shots={n} split={k}"
+                                      + ("" if len(lacking) == 2 else f" (no {lacking[0]} evaluation)"))
+    if absent:
+        raise RbdaError(f"the runs list lacks {len(absent)} run(s) of the configured study (methods "
+                        f"{', '.join(methods)}, shots {', '.join(map(str, shots))}, every baseline split), e.g. "
+                        + "; ".join(absent[:5]) + "; a study with missing runs would drop them from the tables")
 
 
 def in_study_order(frame: pd.DataFrame, surveys: list[str], then: list[str]) -> pd.DataFrame:
