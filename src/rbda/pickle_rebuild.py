@@ -298,8 +298,11 @@ class StringDtypeStandIn(StandIn):
         return pd.StringDtype(self.storage, na_value=np.nan if nan else pd.NA)
 
 
-class ArrowStringArrayStandIn(StandIn):
-    def __new__(cls, *args: Any, **kwargs: Any) -> "ArrowStringArrayStandIn":
+class StatefulStandIn(StandIn):
+    """A stand-in rebuilt from its pickled state (NEWOBJ, then BUILD): arguments are ignored,
+    the state is kept for :meth:`build` to check."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "StatefulStandIn":
         return super().__new__(cls)
 
     def __init__(self, *args: Any) -> None:
@@ -307,6 +310,9 @@ class ArrowStringArrayStandIn(StandIn):
 
     def __setstate__(self, state: Any) -> None:
         self.state = state
+
+
+class ArrowStringArrayStandIn(StatefulStandIn):
 
     def build(self, m: Callable[[Any], Any]) -> Any:
         import pandas as pd
@@ -490,23 +496,12 @@ def frame_from_columns(columns: Any, index: Any, data: list[Any]) -> Any:
     return frame
 
 
-class FrameStandIn(StandIn):
+class FrameStandIn(StatefulStandIn):
     """``pandas.DataFrame`` / ``Series``: NEWOBJ then a state dict holding the manager."""
 
     series = False
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "FrameStandIn":
-        return super().__new__(cls)
-
-    def __init__(self, *args: Any) -> None:
-        self.state: Any = None
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
     def build(self, m: Callable[[Any], Any]) -> Any:
-        import pandas as pd
-
         state = self.state
         manager = state.get("_mgr", state.get("_data")) if isinstance(state, dict) else None
         if not isinstance(manager, ManagerStandIn):
