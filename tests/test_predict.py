@@ -19,7 +19,7 @@ from rbda.cli import main
 from rbda.errors import InputFileError
 from rbda.preprocess import PREPROCESSING_VERSION
 from rbda.readers.alerts import AlertReader
-from train_helpers import write_survey_parquet
+from train_helpers import surveys_with_splits
 
 TINY = ["--epoch-size", "50", "--max-epochs", "1", "--patience", "1", "--batch-size", "25", "--val-shots", "5",
         "--threads", "1", "--deterministic"]
@@ -64,13 +64,7 @@ def write_packets(path: Path, packets: list[dict], codec: str = "null") -> Path:
 def trained(tmp_path_factory):
     """Two small surveys with splits, a des baseline model and an MME model (1 epoch of 50 items each)."""
     root = tmp_path_factory.mktemp("predict")
-    data = {}
-    for i, name in enumerate(("des", "hits")):
-        parquet = write_survey_parquet(root, name, 200, seed=i)
-        split = root / f"{name}-split.npz"
-        assert main(["split", "--data", str(parquet), "--survey", name, "--split", "0", "--seed", "7",
-                     "--output", str(split)]) == 0
-        data[name] = (parquet, f"{name}={parquet}:{split}")
+    data = surveys_with_splits(root, ("des", "hits"), 200)
     model = root / "baseline.pt"
     assert main(["train", "--method", "baseline", "--source", "des", "--data", data["des"][1], "--data",
                  data["hits"][1], "--split", "0", "--seed", "7", "--metrics", str(root / "b.json"),

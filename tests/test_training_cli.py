@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rbda.cli import main
-from train_helpers import write_survey_parquet
+from train_helpers import surveys_with_splits, write_survey_parquet
 
 SHORT = ["--epoch-size", "300", "--max-epochs", "3", "--patience", "3", "--threads", "1", "--deterministic"]
 RUN_KEYS = {"schema", "method", "source", "target", "split", "shots", "lambda", "seed", "evaluations",
@@ -25,13 +25,7 @@ RUN_KEYS = {"schema", "method", "source", "target", "split", "shots", "lambda", 
 def study(tmp_path_factory):
     """Two small surveys, split 0 of each, and a trained des baseline."""
     root = tmp_path_factory.mktemp("study")
-    data = {}
-    for i, name in enumerate(("des", "hits")):
-        parquet = write_survey_parquet(root, name, 600, seed=i)
-        split = root / f"{name}-split-0.npz"
-        assert main(["split", "--data", str(parquet), "--survey", name, "--split", "0", "--seed", "7",
-                     "--output", str(split)]) == 0
-        data[name] = f"{name}={parquet}:{split}"
+    data = {name: arg for name, (_, arg) in surveys_with_splits(root, ("des", "hits"), 600).items()}
     baseline = root / "baseline.json"
     model = root / "baseline.pt"
     assert main(["train", "--method", "baseline", "--source", "des", "--data", data["des"], "--data", data["hits"],

@@ -80,3 +80,18 @@ def survey_data(name: str, n: int, seed: int, real_fraction: float = 0.5, base_s
     stamps, labels = make_survey(name, n, seed, real_fraction)
     return SurveyTensors(name, torch.from_numpy(stamps), torch.from_numpy(labels.astype(np.int64)), labels,
                       make_split(labels, name, split, base_seed))
+
+
+def surveys_with_splits(root: Path, names: tuple[str, ...], rows: int) -> dict[str, tuple[Path, str]]:
+    """Synthetic surveys written by rbda.store and split 0 of each made by `rbda split` (seed 7):
+    ``{name: (parquet, "NAME=PARQUET:SPLIT" for rbda train --data)}``."""
+    from rbda.cli import main
+
+    data = {}
+    for i, name in enumerate(names):
+        parquet = write_survey_parquet(root, name, rows, seed=i)
+        split = Path(root) / f"{name}-split-0.npz"
+        assert main(["split", "--data", str(parquet), "--survey", name, "--split", "0", "--seed", "7",
+                     "--output", str(split)]) == 0
+        data[name] = (parquet, f"{name}={parquet}:{split}")
+    return data

@@ -43,7 +43,7 @@ def fingerprint(method, config, device: torch.device, extra: dict) -> dict:
     data = {name: {"n_rows": s.split.n_rows, "split_seed": s.split.seed} for name, s in sorted(method.surveys.items())}
     # the code and torch that made the state: after a code fix a rerun starts afresh, never from
     # the state the old code left behind
-    code = {"code_sha256": learning_core_sha256(), "torch": torch.__version__}
+    code = {"code_sha256": learning_core_sha256(), "torch": str(torch.__version__)}
     return {"run": method.spec.as_dict(), "config": config.result_affecting(), "device": device.type,
             "data": data, **code, **extra}
 
