@@ -42,6 +42,8 @@ def run_record(method, config, result, evaluations: list[dict]) -> dict:
             "patience": config.patience, "max_epochs": config.max_epochs, "val_shots": spec.val_shots,
             "best_epoch_ties": config.best_epoch_ties, "epoch_zero_candidate": config.epoch_zero_candidate,
             "model": spec.model, "beta": spec.beta,
+            "backbone_lr_scale": config.backbone_lr_scale, "head_lr_scale": config.head_lr_scale,
+            "weight_decay": config.weight_decay, "nesterov": config.nesterov,
         },
         "data": method.describe(),
         "versions": versions(),

@@ -171,6 +171,15 @@ class TrainingOptions:
                         choices=BACKBONES, flag="backbone")
     beta: float = option(0.0, "confidence penalty: the classification loss is CE - beta * H(softmax) "
                          "(EarlySN: 0.5; 0 = plain cross-entropy, the study's)", ge=0)
+    # the optimiser (rbda.optim.MomentumSGD); the study's is plain SGD, the reference MME code
+    # (SSDA_MME main.py) uses backbone_lr_scale 0.1, weight_decay 0.0005, nesterov (docs/method.md section 5)
+    backbone_lr_scale: float = option(1.0, "learning-rate multiplier of the feature extractor "
+                                      "(reference MME code: 0.1; the study's: 1)", gt=0)
+    head_lr_scale: float = option(1.0, "learning-rate multiplier of every other weight: the head "
+                                  "(and DANN's domain classifier); 1 in the study and the reference MME code", gt=0)
+    weight_decay: float = option(0.0, "L2 weight decay of SGD (reference MME code: 0.0005; the study's: 0)", ge=0)
+    nesterov: bool = option(False, "Nesterov momentum (reference MME code: on; the study's: off); "
+                            "needs momentum > 0")
     device: str = option("auto", "auto (CUDA when available), cpu or cuda", choices=DEVICES,
                          affects_results=False)
     threads: int | None = option(None, "torch CPU threads (default: torch's)", ge=1, affects_results=False,
