@@ -167,7 +167,7 @@ def _interrupt_after(epoch):
     return hook
 
 
-LAMBDAS = {"mme": 0.1, "ent": 0.1}
+LAMBDAS = {"mme": 0.1, "ent": 0.1, "mmefm": 0.1}
 
 
 def _adapt(surveys, name, **kwargs):
@@ -175,7 +175,7 @@ def _adapt(surveys, name, **kwargs):
                               surveys)
 
 
-@pytest.mark.parametrize("method_name", ["st", "ent", "dann"])
+@pytest.mark.parametrize("method_name", ["st", "ent", "dann", "mmefm"])
 def test_other_adaptation_methods_train_on_the_synthetic_surveys(surveys, baseline_state, method_name):
     method = _adapt(surveys, method_name)
     result = _fit(method, init_state=baseline_state)
@@ -190,7 +190,7 @@ def test_st_trains_from_scratch(surveys):
     assert {e["role"]: e["bacc"] for e in evaluate_method(method, result.model)}["source"] > 0.8
 
 
-@pytest.mark.parametrize("method_name", ["baseline", "mme", "st", "ent", "dann"])
+@pytest.mark.parametrize("method_name", ["baseline", "mme", "st", "ent", "dann", "mmefm"])
 def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, surveys, baseline_state, method_name):
     def make():
         if method_name == "baseline":

@@ -43,6 +43,8 @@ class RunSpec:
     model: str = TRAINING_DEFAULTS.model  # the backbone (rbda.study.BACKBONES)
     beta: float = TRAINING_DEFAULTS.beta  # confidence penalty of the classification loss (rbda.losses)
     from_scratch: bool = False  # st only: start from a fresh network instead of the baseline
+    tau: float = TRAINING_DEFAULTS.pseudo_label_threshold  # mmefm only: pseudo-label threshold
+    mu: float = TRAINING_DEFAULTS.consistency_weight  # mmefm only: consistency-loss weight
 
     def as_dict(self) -> dict:
         d = {"method": self.method, "source": self.source, "target": self.target,
@@ -51,6 +53,8 @@ class RunSpec:
              "model": self.model, "beta": self.beta}
         if self.from_scratch:  # only when set: checkpoints of the other methods keep their fingerprint
             d["from_scratch"] = True
+        if self.method == "mmefm":  # only there: the other methods keep their fingerprint
+            d["tau"], d["mu"] = self.tau, self.mu
         return d
 
 
