@@ -25,8 +25,8 @@ Each iteration makes MME's two optimiser updates:
 ``tau`` and ``mu`` are the training options ``pseudo_label_threshold`` and
 ``consistency_weight`` (defaults and their measurement: docs/method.md section 5).
 The minimax entropy term is computed on the weak view, whose detached
-prediction also gives the pseudo-labels: one extra forward pass (the strong
-view) per iteration over MME. The name has no ``_`` or ``-``: method names
+prediction also gives the pseudo-labels; weak and strong views share one
+forward pass of twice MME's unlabelled batch. The name has no ``_`` or ``-``: method names
 are parts of rule names (``train_mmefm``), paths and ``NAME-selected``.
 """
 
@@ -63,9 +63,16 @@ def pseudo_label_loss(logits_weak: torch.Tensor, logits_strong: torch.Tensor, ta
 
 def mmefm_unlabelled_loss(model: StampClassifier, weak: torch.Tensor, strong: torch.Tensor, lam: float, tau: float,
                           mu: float) -> torch.Tensor:
-    """``-lam * H(p(weak))`` through the reversal layer plus ``mu`` times the consistency loss."""
-    logits_weak = model(weak, reverse=True)
-    consistency, _ = pseudo_label_loss(logits_weak, model(strong), tau)
+    """``-lam * H(p(weak))`` through the reversal layer plus ``mu`` times the consistency loss.
+
+    The two views go through the feature extractor in one forward pass (as
+    FixMatch does; BatchNorm statistics over both views); the reversal layer
+    sits on the weak view's features only.
+    """
+    features = model.backbone(torch.cat((weak, strong)))
+    n = weak.shape[0]
+    logits_weak = model.head(model.reversal(features[:n]))
+    consistency, _ = pseudo_label_loss(logits_weak, model.head(features[n:]), tau)
     return -lam * prediction_entropy(logits_weak) + mu * consistency
 
 
