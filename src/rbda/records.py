@@ -44,6 +44,7 @@ def run_record(method, config, result, evaluations: list[dict]) -> dict:
             "model": spec.model, "beta": spec.beta,
             "backbone_lr_scale": config.backbone_lr_scale, "head_lr_scale": config.head_lr_scale,
             "weight_decay": config.weight_decay, "nesterov": config.nesterov,
+            **({"pseudo_label_threshold": spec.tau, "consistency_weight": spec.mu} if spec.method == "mmefm" else {}),
         },
         "data": method.describe(),
         "versions": versions(),

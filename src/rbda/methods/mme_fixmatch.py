@@ -103,6 +103,3 @@ class MinimaxEntropyFixMatch(MinimaxEntropy):
         weak = weak_view(xu, views).contiguous(memory_format=layout)
         strong = strong_view(xu, views).contiguous(memory_format=layout)
         yield mmefm_unlabelled_loss(model, weak, strong, self.spec.lam, self.spec.tau, self.spec.mu)
-
-    def describe(self) -> dict:
-        return {**super().describe(), "pseudo_label_threshold": self.spec.tau, "consistency_weight": self.spec.mu}
