@@ -115,7 +115,8 @@ def lock_provenance() -> dict:
 #: The learning core: modules whose code changes the numbers a training run produces
 #: (relative to the ``rbda`` package). ``rbda.methods`` counts whole.
 LEARNING_CORE = ("train.py", "checkpoint.py", "device.py", "optim.py", "data.py", "evaluate.py", "models.py",
-                 "reversal.py", "entropy.py", "seeding.py", "splits.py", "store.py", "study.py", "methods")
+                 "reversal.py", "entropy.py", "seeding.py", "splits.py", "store.py", "study.py", "methods",
+                 "augment.py")
 
 
 def learning_core_files() -> list[Path]:
