@@ -28,7 +28,15 @@ interleaved rounds): seconds per 10,000-sample epoch and inference stamps/s,
 with the ratios to the study CNN side by side (EarlySN reports about 3.4x per
 epoch for its rotation-invariant network).
 
-    .venv/bin/python benchmarks/bench_training.py [--threads 1] [--rounds 3] [--items 5000] [--device cpu] [--backbones]
+``--methods`` times instead every training method of :data:`rbda.study.METHODS`
+(baseline, finetune, mme, st, ent, dann, mmefm) in rbda's loop, interleaved:
+seconds per 10,000-item epoch (an epoch is 10,000 *labelled* items; MME-like
+methods make a second update per iteration on an unlabelled batch) with the
+ratio to the baseline, and projects the cost of the extended study (every
+method on the published config's grid: ``config.yaml``'s surveys, splits,
+shots and lambdas) from them.
+
+    .venv/bin/python benchmarks/bench_training.py [--threads 1] [--rounds 3] [--items 5000] [--device cpu] [--backbones | --methods]
 
 With one thread on CPU the loops are timed by process CPU time, so the
 figures hold on a machine shared with other jobs; with several threads or on
@@ -53,7 +61,7 @@ from rbda.methods.base import RunSpec
 from rbda.models import StampClassifier
 from rbda.splits import Split
 from rbda.device import apply_memory_format, configure_torch, resolve_device, resolve_memory_format
-from rbda.study import BACKBONES
+from rbda.study import BACKBONES, LAMBDA_METHODS, METHODS
 from rbda.train import TrainConfig, train
 
 BATCH = 50
@@ -169,9 +177,11 @@ def rbda_batches_only(surveys: dict, items: int) -> float:
 def rbda_loop(surveys: dict, method: str, items: int, init_state=None, backbone: str = "study_cnn",
               **options) -> float:
     """Seconds for :func:`rbda.train.train` to run one epoch of ``items`` samples."""
-    spec = {"baseline": RunSpec("baseline", "des", None, 0, seed=1, model=backbone),
-            "finetune": RunSpec("finetune", "des", "hits", 0, seed=1, shots=40, model=backbone),
-            "mme": RunSpec("mme", "des", "hits", 0, seed=1, shots=40, lam=0.1, model=backbone)}[method]
+    if method == "baseline":
+        spec = RunSpec("baseline", "des", None, 0, seed=1, model=backbone)
+    else:
+        spec = RunSpec(method, "des", "hits", 0, seed=1, shots=40, model=backbone,
+                       lam=0.1 if method in LAMBDA_METHODS else None)
     config = TrainConfig(epoch_size=items, max_epochs=1, patience=10, **options)
     start = clock()
     train(method_class(method)(spec, surveys), config, init_state=init_state, progress_stream=io.StringIO())
@@ -220,6 +230,57 @@ def compare_backbones(args: argparse.Namespace, default_format: str) -> None:
               f"{stamps[b]:14,.0f} {stamps[b] / stamps['study_cnn']:11.2f}")
 
 
+def study_grid() -> dict:
+    """Runs per method of the extended study on the published config's grid (config.yaml)."""
+    from pathlib import Path
+
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    n_surveys, splits = len(config["surveys"]), config["splits"]
+    pairs = n_surveys * (n_surveys - 1) if config["pairs"] is None else len(config["pairs"])
+    per_pair = pairs * len(config["shots"]) * splits
+    runs = {m: per_pair * (len(config["lambdas"]) if m in LAMBDA_METHODS else 1) for m in METHODS}
+    runs["baseline"] = n_surveys * splits
+    return {"runs": runs, "describe": f"{n_surveys} surveys, {pairs} pairs, {len(config['shots'])} shot counts, "
+                                      f"{splits} splits, {len(config['lambdas'])} lambdas"}
+
+
+def compare_methods(args: argparse.Namespace, default_format: str) -> None:
+    """Seconds per 10,000-item epoch of every method, side by side, and the extended study's projected cost."""
+    surveys = {m: fresh_surveys() for m in METHODS}
+    baseline_state = StampClassifier("linear").state_dict()
+    init = {m: None if m == "baseline" else baseline_state for m in METHODS}
+    n = args.items
+    for m in METHODS:  # warm-up
+        rbda_loop(surveys[m], m, min(n, 500), init_state=init[m])
+    timings: dict[str, list[float]] = {m: [] for m in METHODS}
+    for _ in range(args.rounds):  # interleaved, so drift in machine load hits all alike
+        for m in METHODS:
+            timings[m].append(rbda_loop(surveys[m], m, n, init_state=init[m]))
+    epoch = {m: 10_000 * statistics.median(t) / n for m, t in timings.items()}
+    timed_by = "process CPU time" if _timer is time.process_time else "wall time"
+    print(f"torch {torch.__version__}, {DEVICE.type}, {args.threads} thread(s), batch {BATCH}, study_cnn, "
+          f"{default_format}, float32, {n} labelled samples x {args.rounds} rounds (median), timed by {timed_by}")
+    print(f"{'method':10s} {'s/10k epoch':>11s} {'x baseline':>10s}")
+    for m in METHODS:
+        print(f"{m:10s} {epoch[m]:11.2f} {epoch[m] / epoch['baseline']:10.2f}")
+    grid = study_grid()
+    infer = 20_000 / median_time(lambda: inference_seconds(surveys["baseline"]["des"], 20_000, default_format),
+                                 args.rounds)
+    baseline_val = statistics.mean(SURVEY_SIZES.values()) * 0.1 / infer  # per epoch, on the whole validation part
+    hours = {m: grid["runs"][m] * args.epochs_per_run * (epoch[m] + (baseline_val if m == "baseline" else 0)) / 3600
+             for m in METHODS}
+    print(f"projected extended study ({grid['describe']}) at {args.epochs_per_run} epochs per run, one process, "
+          f"this {DEVICE.type}:")
+    for m in METHODS:
+        print(f"  {m:10s} {grid['runs'][m]:6,d} runs {hours[m]:9,.0f} h")
+    total = sum(hours.values())
+    study = hours["baseline"] + hours["finetune"] + hours["mme"]
+    print(f"  total {total:,.0f} h = {total / 24:,.0f} days (the published study's methods alone: {study:,.0f} h, "
+          f"x{total / study:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -230,6 +291,8 @@ def main() -> None:
                         help="assumed epochs per run for the projection (patience 100 => at least 101)")
     parser.add_argument("--backbones", action="store_true",
                         help="compare the backbones (training.model) instead of the loops")
+    parser.add_argument("--methods", action="store_true",
+                        help="compare the training methods (seconds per epoch) and project the extended study")
     args = parser.parse_args()
     global _timer, DEVICE
     DEVICE = resolve_device(args.device)
@@ -239,6 +302,9 @@ def main() -> None:
     default_format = resolve_memory_format("auto", DEVICE)
     if args.backbones:
         compare_backbones(args, default_format)
+        return
+    if args.methods:
+        compare_methods(args, default_format)
         return
     surveys = {fmt: fresh_surveys() for fmt in ("auto", "channels_last", "contiguous", "bf16", "mme")}
     plain = surveys["contiguous"]["des"]  # the bare and DataLoader loops read it, never converted

@@ -275,3 +275,86 @@ def test_dann_model_starts_from_the_whole_baseline_and_writes_the_classifier_onl
     [loss] = list(m.losses(model, plan, 0))
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert m.describe()["domain_weight"] == 1.0
+
+
+# -- mmefm: MME + FixMatch-style pseudo-labels --------------------------------------------------
+
+
+def test_pseudo_label_loss_on_fixed_inputs_masks_items_below_the_threshold():
+    from rbda.methods.mme_fixmatch import pseudo_label_loss
+
+    # weak-view probabilities of class 1: 0.9 (confident), 0.6 (not), 0.02 (confident class 0), 0.5
+    p1 = torch.tensor([0.9, 0.6, 0.02, 0.5])
+    logits_weak = torch.stack((torch.zeros(4), torch.log(p1 / (1 - p1))), dim=1)
+    logits_strong = torch.tensor([[0.0, 2.0], [1.0, -1.0], [0.5, 0.0], [0.0, 0.0]], requires_grad=True)
+    loss, mask = pseudo_label_loss(logits_weak, logits_strong, tau=0.8)
+    assert mask.tolist() == [True, False, True, False]
+    log_p = torch.log_softmax(logits_strong.detach(), dim=1)
+    expected = -(log_p[0, 1] + log_p[2, 0]) / 4  # confident items' CE, divided by the whole batch
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss.backward()
+    assert torch.equal(logits_strong.grad[1], torch.zeros(2)) and torch.equal(logits_strong.grad[3], torch.zeros(2))
+    assert logits_strong.grad[0].abs().sum() > 0 and logits_strong.grad[2].abs().sum() > 0
+    # tau = 1: no item is confident enough -> no target, loss 0
+    none, mask = pseudo_label_loss(logits_weak, logits_strong, tau=1.0)
+    assert not mask.any() and none.item() == 0.0
+    # tau = 0: every item has a target (its weak argmax; a tie goes to class 0)
+    _, mask = pseudo_label_loss(logits_weak, logits_strong, tau=0.0)
+    assert mask.all()
+
+
+def test_pseudo_labels_carry_no_gradient_to_the_weak_view():
+    from rbda.methods.mme_fixmatch import pseudo_label_loss
+
+    logits_weak = torch.tensor([[3.0, 0.0], [0.0, 3.0]], requires_grad=True)
+    loss, _ = pseudo_label_loss(logits_weak, torch.zeros(2, 2, requires_grad=True), tau=0.9)
+    loss.backward()
+    assert logits_weak.grad is None or torch.equal(logits_weak.grad, torch.zeros(2, 2))
+
+
+def test_mmefm_unlabelled_loss_is_mme_entropy_plus_weighted_consistency():
+    from rbda.methods.mme import adversarial_entropy_loss
+    from rbda.methods.mme_fixmatch import mmefm_unlabelled_loss, pseudo_label_loss
+
+    torch.manual_seed(0)
+    model = StampClassifier("prototype").eval()
+    weak, strong = torch.randn(16, 3, 21, 21), torch.randn(16, 3, 21, 21)
+    lam, mu = 0.1, 2.0
+    # the threshold between the weak view's confidences (the prototype head's T = 0.05 makes most high)
+    tau = torch.softmax(model(weak), dim=1).max(dim=1).values.median().item()
+    total = mmefm_unlabelled_loss(model, weak, strong, lam, tau, mu)
+    consistency, mask = pseudo_label_loss(model(weak), model(strong), tau)
+    assert 0 < mask.sum() < 16  # the fixed inputs exercise both sides of the threshold
+    expected = adversarial_entropy_loss(model, weak, lam) + mu * consistency
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    # mu = 0 is MME's unlabelled step exactly, gradients included
+    g_fm = _grads(model, mmefm_unlabelled_loss(model, weak, strong, lam, tau, 0.0))
+    g_mme = _grads(model, adversarial_entropy_loss(model, weak, lam))
+    for a, b in zip(g_fm, g_mme):
+        for k in b:
+            torch.testing.assert_close(a[k], b[k])
+
+
+def test_mmefm_plans_mme_batches_and_resumable_view_seeds(surveys):
+    spec = RunSpec("mmefm", "des", "hits", 0, seed=1, shots=5, lam=0.1, tau=0.9, mu=0.5)
+    m = method_class("mmefm")(spec, surveys)
+    assert m.head_kind == "prototype"
+    plan = m.plan_epoch(3, _gen())
+    assert set(plan) == {"source", "target", "unlabelled", "augment_seed"}
+    assert plan["augment_seed"].shape == (3,) and plan["augment_seed"].device.type == "cpu"
+    assert torch.equal(plan["augment_seed"], m.plan_epoch(3, _gen())["augment_seed"])
+    model = StampClassifier("prototype").eval()
+    first = [loss.item() for loss in m.losses(model, plan, 0)]
+    again = [loss.item() for loss in m.losses(model, plan, 0)]
+    assert len(first) == 2 and first == again  # views drawn from the plan's seed: the same numbers
+    assert spec.as_dict()["tau"] == 0.9 and spec.as_dict()["mu"] == 0.5
+    assert "tau" not in RunSpec("mme", "des", "hits", 0, seed=1, shots=5, lam=0.1).as_dict()
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"tau": 1.5}, "pseudo_label_threshold"),
+                                                 ({"mu": -1.0}, "consistency_weight"),
+                                                 ({"lam": None}, "'lambda'")])
+def test_mmefm_settings_are_checked(surveys, kwargs, message):
+    spec = RunSpec("mmefm", "des", "hits", 0, seed=1, shots=5, **{"lam": 0.1, **kwargs})
+    with pytest.raises(SettingError, match=message):
+        method_class("mmefm")(spec, surveys)

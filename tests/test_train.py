@@ -167,7 +167,7 @@ def _interrupt_after(epoch):
     return hook
 
 
-LAMBDAS = {"mme": 0.1, "ent": 0.1}
+LAMBDAS = {"mme": 0.1, "ent": 0.1, "mmefm": 0.1}
 
 
 def _adapt(surveys, name, **kwargs):
@@ -175,7 +175,7 @@ def _adapt(surveys, name, **kwargs):
                               surveys)
 
 
-@pytest.mark.parametrize("method_name", ["st", "ent", "dann"])
+@pytest.mark.parametrize("method_name", ["st", "ent", "dann", "mmefm"])
 def test_other_adaptation_methods_train_on_the_synthetic_surveys(surveys, baseline_state, method_name):
     method = _adapt(surveys, method_name)
     result = _fit(method, init_state=baseline_state)
@@ -190,7 +190,7 @@ def test_st_trains_from_scratch(surveys):
     assert {e["role"]: e["bacc"] for e in evaluate_method(method, result.model)}["source"] > 0.8
 
 
-@pytest.mark.parametrize("method_name", ["baseline", "mme", "st", "ent", "dann"])
+@pytest.mark.parametrize("method_name", ["baseline", "mme", "st", "ent", "dann", "mmefm"])
 def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, surveys, baseline_state, method_name):
     def make():
         if method_name == "baseline":
@@ -305,6 +305,104 @@ def test_momentum_sgd_matches_torch_optim_sgd_exactly():
     restored = MomentumSGD(reference.parameters(), lr=1.0, momentum=0.0)
     restored.load_state_dict(opt_ours.state_dict())
     assert restored.lr == 0.005 and all(torch.equal(a, b) for a, b in zip(restored.buffers, opt_ours.buffers))
+
+
+def test_momentum_sgd_with_the_reference_mme_options_matches_torch_optim_sgd_exactly():
+    """Per-group learning rates (backbone 0.1x, head 1x), weight decay and Nesterov: the same update as
+    torch.optim.SGD with one param group per group, through a learning-rate change and a state restore."""
+    from rbda.models import StampClassifier
+    from rbda.optim import MomentumSGD, parameter_groups
+
+    torch.manual_seed(1)
+    ours, reference = StampClassifier("prototype").eval(), StampClassifier("prototype").eval()
+    reference.load_state_dict(ours.state_dict())
+    scales = (0.1, 1.0)
+    opt_ours = MomentumSGD(parameter_groups(ours.backbone.parameters(), ours, *scales), lr=0.01, momentum=0.9,
+                           weight_decay=0.0005, nesterov=True)
+    assert [len(g) for g, _ in opt_ours.groups] == [len(list(ours.backbone.parameters())),
+                                                    len(list(ours.head.parameters()))]
+    groups = [{"params": list(reference.backbone.parameters()), "lr": 0.01 * scales[0]},
+              {"params": list(reference.head.parameters()), "lr": 0.01 * scales[1]}]
+    opt_ref = torch.optim.SGD(groups, lr=0.01, momentum=0.9, weight_decay=0.0005, nesterov=True)
+    for step in range(4):
+        x = torch.randn(8, 3, 21, 21)
+        if step == 2:
+            opt_ours.lr = 0.005
+            for group, scale in zip(opt_ref.param_groups, scales):
+                group["lr"] = 0.005 * scale
+        for model, opt in ((ours, opt_ours), (reference, opt_ref)):
+            opt.zero_grad()
+            model(x).logsumexp(dim=1).mean().backward()
+            opt.step()
+    for a, b in zip(ours.state_dict().values(), reference.state_dict().values()):
+        assert torch.equal(a, b)
+    restored = MomentumSGD(parameter_groups(ours.backbone.parameters(), ours, 1.0, 1.0), lr=1.0, momentum=0.0)
+    restored.load_state_dict(opt_ours.state_dict())
+    assert (restored.lr, restored.weight_decay, restored.nesterov) == (0.005, 0.0005, True)
+    assert [scale for _, scale in restored.groups] == list(scales)
+    assert all(torch.equal(a, b) for a, b in zip(restored.buffers, opt_ours.buffers))
+
+
+def test_the_loop_builds_the_optimiser_from_the_options(surveys, baseline_state, monkeypatch):
+    """Backbone = the method's feature extractor, head = every other weight; the run JSON records the options."""
+    import rbda.train
+    from rbda.optim import MomentumSGD
+    from rbda.records import run_record
+
+    built = []
+
+    class Recording(MomentumSGD):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(rbda.train, "MomentumSGD", Recording)
+    config = TrainConfig(epoch_size=100, max_epochs=1, patience=10, backbone_lr_scale=0.1, weight_decay=0.0005,
+                         nesterov=True)
+    for name in ("mme", "dann"):
+        method = _adapt(surveys, name)
+        result = _fit(method, config, init_state=baseline_state)
+        optimizer = built.pop()
+        (backbone, backbone_scale), (head, head_scale) = optimizer.groups
+        model = result.model
+        assert {id(p) for p in backbone} == {id(p) for p in model.backbone.parameters()}
+        assert {id(p) for p in backbone} | {id(p) for p in head} == {id(p) for p in model.parameters()}
+        assert not {id(p) for p in backbone} & {id(p) for p in head}
+        assert (backbone_scale, head_scale, optimizer.weight_decay, optimizer.nesterov) == (0.1, 1.0, 0.0005, True)
+        hyper = run_record(method, config, result, [])["hyperparameters"]
+        assert (hyper["backbone_lr_scale"], hyper["head_lr_scale"], hyper["weight_decay"], hyper["nesterov"]) == \
+            (0.1, 1.0, 0.0005, True)
+    # the default is the study's plain SGD: one learning rate, no decay, no Nesterov
+    _fit(_baseline(surveys), TrainConfig(epoch_size=100, max_epochs=1))
+    optimizer = built.pop()
+    assert [scale for _, scale in optimizer.groups] == [1.0, 1.0]
+    assert (optimizer.weight_decay, optimizer.nesterov) == (0.0, False)
+
+
+def test_nesterov_needs_momentum():
+    with pytest.raises(SettingError, match="nesterov"):
+        TrainConfig(momentum=0.0, nesterov=True).check()
+    TrainConfig(momentum=0.9, nesterov=True).check()
+
+
+def test_interrupted_run_with_the_reference_mme_optimiser_resumes_to_the_same_numbers(tmp_path, surveys,
+                                                                                     baseline_state):
+    config = TrainConfig(epoch_size=300, max_epochs=5, patience=10, checkpoint_every_epochs=2,
+                         backbone_lr_scale=0.1, weight_decay=0.0005, nesterov=True)
+    m = _adapt(surveys, "mme")
+    uninterrupted = _numbers(_fit(m, config, init_state=baseline_state), m)
+    checkpoint = tmp_path / "run.ckpt"
+    with pytest.raises(_Interrupt):
+        _fit(_adapt(surveys, "mme"), config, init_state=baseline_state, checkpoint=checkpoint,
+             on_epoch_end=_interrupt_after(3))
+    m = _adapt(surveys, "mme")
+    resumed = _fit(m, config, init_state=baseline_state, checkpoint=checkpoint)
+    assert resumed.resumed_from_epoch == 2
+    assert _numbers(resumed, m) == uninterrupted
+    # a checkpoint of the plain optimiser is not resumed with the reference one
+    with pytest.raises(InputFileError, match="backbone_lr_scale: checkpoint 0.1, now 1.0"):
+        _fit(_adapt(surveys, "mme"), TrainConfig(epoch_size=300, max_epochs=5, patience=10, weight_decay=0.0005,
+                                                 nesterov=True), init_state=baseline_state, checkpoint=checkpoint)
 
 
 def test_generator_is_reproducible_and_normalised():

@@ -56,11 +56,11 @@ def _bacc(evaluations, role):
 
 
 #: The adaptation methods measured, with their lambda (None: the method takes none).
-METHOD_LAMBDAS = {"finetune": None, "mme": 0.1, "st": None, "ent": 0.1, "dann": None}
+METHOD_LAMBDAS = {"finetune": None, "mme": 0.1, "st": None, "ent": 0.1, "dann": None, "mmefm": 0.1}
 
 
 def measure(surveys: dict[str, SurveyTensors], pairs, shots=(1, 5, 20), lam=0.1,
-            methods=("finetune", "mme")) -> dict:
+            methods=("finetune", "mme"), spec_options: dict | None = None) -> dict:
     """Baseline table, and each method's source and target BACC per (pair, shots)."""
     quiet = io.StringIO()
     table, models = {}, {}
@@ -73,7 +73,8 @@ def measure(surveys: dict[str, SurveyTensors], pairs, shots=(1, 5, 20), lam=0.1,
     for (source, target), n in itertools.product(pairs, shots):
         for name in methods:
             lam_value = None if METHOD_LAMBDAS[name] is None else lam
-            spec = RunSpec(name, source, target, 0, SEED, shots=n, lam=lam_value)
+            spec = RunSpec(name, source, target, 0, SEED, shots=n, lam=lam_value,
+                           **(spec_options or {}).get(name, {}))
             method = method_class(name)(spec, surveys)
             result = train(method, SHORT, init_state=models[source], progress_stream=quiet)
             ev = evaluate_method(method, result.model)
@@ -124,10 +125,12 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description="measure the methods on the synthetic surveys")
     parser.add_argument("threads", nargs="?", type=int, default=1)
-    parser.add_argument("--methods", default="finetune,mme", help="comma-separated, e.g. finetune,mme,st,ent,dann")
+    parser.add_argument("--methods", default="finetune,mme", help="comma-separated, e.g. finetune,mme,st,ent,dann,mmefm")
     parser.add_argument("--size", type=int, default=2000, help="alerts per synthetic survey")
     parser.add_argument("--pairs", type=int, default=12, help="first N ordered pairs")
     parser.add_argument("--shots", default="1,5,20")
+    parser.add_argument("--tau", type=float, default=None, help="mmefm's pseudo-label threshold (default: the option's)")
+    parser.add_argument("--mu", type=float, default=None, help="mmefm's consistency weight (default: the option's)")
     args = parser.parse_args()
     methods = args.methods.split(",")
     shots = tuple(int(x) for x in args.shots.split(","))
@@ -135,7 +138,8 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         surveys = synthetic_surveys(Path(tmp), args.size)
         pairs = [(s, t) for s in SURVEYS for t in SURVEYS if s != t][:args.pairs]
-        m = measure(surveys, pairs, shots=shots, methods=methods)
+        mmefm = {k: v for k, v in (("tau", args.tau), ("mu", args.mu)) if v is not None}
+        m = measure(surveys, pairs, shots=shots, methods=methods, spec_options={"mmefm": mmefm})
     if len(methods) > 2 or methods != ["finetune", "mme"]:
         print("baseline BACC, train \\ test: " + " ".join(SURVEYS))
         for s in SURVEYS:

@@ -57,14 +57,15 @@ def test_baseline_run_json_follows_the_contract(study):
 
 
 @pytest.mark.parametrize("method, extra", [("finetune", []), ("mme", ["--lambda", "0.1"]), ("st", []),
-                                           ("ent", ["--lambda", "0.1"]), ("dann", [])])
+                                           ("ent", ["--lambda", "0.1"]), ("dann", []),
+                                           ("mmefm", ["--lambda", "0.1"])])
 def test_adaptation_runs_evaluate_source_and_target(study, tmp_path, method, extra):
     metrics = tmp_path / "run.json"
     model = tmp_path / "run.pt"
     assert _adapt(study, method, metrics, "--shots", "5", "--model", str(model), *extra) == 0
     record = json.loads(metrics.read_text())
     assert (record["method"], record["target"], record["shots"]) == (method, "hits", 5)
-    assert record["lambda"] == (0.1 if method in ("mme", "ent") else None)
+    assert record["lambda"] == (0.1 if method in ("mme", "ent", "mmefm") else None)
     # the model file holds the stamp classifier alone (DANN's domain head is left out) and scores again
     out = tmp_path / "eval.json"
     assert main(["evaluate", "--model", str(model), "--data", study["data"]["des"], "--data", study["data"]["hits"],
@@ -198,3 +199,14 @@ def test_backbone_and_beta_options_reach_the_run_and_a_baseline_of_another_backb
                      "--data", study["data"]["des"], "--data", study["data"]["hits"], "--split", "0", "--seed", "7",
                      "--shots", "5", "--backbone", "deephits", "--metrics", str(out), *extra, *SHORT]) == 0
         assert json.loads(out.read_text())["hyperparameters"]["model"] == "deephits"
+
+
+def test_optimiser_and_mmefm_options_reach_the_run_json(study, tmp_path):
+    metrics = tmp_path / "run.json"
+    assert _adapt(study, "mmefm", metrics, "--shots", "5", "--lambda", "0.1", "--backbone-lr-scale", "0.1",
+                  "--weight-decay", "0.0005", "--nesterov", "--pseudo-label-threshold", "0.9",
+                  "--consistency-weight", "0.5") == 0
+    hyper = json.loads(metrics.read_text())["hyperparameters"]
+    assert (hyper["backbone_lr_scale"], hyper["head_lr_scale"], hyper["weight_decay"], hyper["nesterov"]) == \
+        (0.1, 1.0, 0.0005, True)
+    assert (hyper["pseudo_label_threshold"], hyper["consistency_weight"]) == (0.9, 0.5)

@@ -192,6 +192,19 @@ def test_one_method_subset_plans_only_its_rules(workflow):
     assert "results/runs/ent/des-to-hits/shots-5/lambda-0.05/split-1.json" in select
 
 
+def test_mmefm_plans_like_a_lambda_method_with_its_options(workflow):
+    overlay = write_overlay(workflow, "mmefm.yaml", {"methods": ["mmefm"],
+                                                     "training_by_method": {"mmefm": {"consistency_weight": 0.5}}})
+    jobs = planned_jobs(workflow, *DEMO, overlay)
+    assert jobs["train_mmefm"] == 12 * 3 * 2 * 2 and jobs["select_lambda"] == 12 * 3 * 2
+    commands = dry_run_commands(workflow, *DEMO, overlay, "--",
+                                "results/runs/mmefm-selected/des-to-hits/shots-5/split-1.json")
+    train = [c for c in commands if c.startswith("rbda train --method mmefm")]
+    # per_pair selection: every (shots, lambda, split) run of the pair
+    assert len(train) == 3 * 2 * 2
+    assert all("--pseudo-label-threshold 0.95 --consistency-weight 0.5" in c for c in train)
+
+
 def dry_run_commands(workdir: Path, *args: str) -> list[str]:
     """The shell commands a dry run would execute."""
     result = snakemake(workdir, "--dry-run", "--printshellcmds", *args)

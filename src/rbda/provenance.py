@@ -115,8 +115,8 @@ def lock_provenance() -> dict:
 #: The learning core: modules whose code changes the numbers a training run produces
 #: (relative to the ``rbda`` package). ``rbda.methods`` counts whole.
 LEARNING_CORE = ("train.py", "checkpoint.py", "device.py", "optim.py", "data.py", "evaluate.py", "models.py",
-                 "reversal.py", "entropy.py", "losses.py", "metrics.py", "multiclass.py", "seeding.py", "splits.py",
-                 "store.py", "study.py", "methods", "commands/train.py")
+                 "reversal.py", "entropy.py", "losses.py", "metrics.py", "multiclass.py", "augment.py",
+                 "seeding.py", "splits.py", "store.py", "study.py", "methods", "commands/train.py")
 
 
 def learning_core_files() -> list[Path]:

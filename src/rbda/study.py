@@ -39,16 +39,16 @@ SURVEY_LABELS = {"hits": "HiTS", "des": "DES", "ztf": "ZTF", "atlas": "ATLAS"}
 #: The method that trains a model from scratch on one survey.
 BASELINE = "baseline"
 #: Methods that adapt a (source, split) baseline to a target survey.
-ADAPTATION_METHODS = ("finetune", "mme", "st", "ent", "dann")
+ADAPTATION_METHODS = ("finetune", "mme", "st", "ent", "dann", "mmefm")
 #: The published study's adaptation methods (the config's default ``methods``).
 STUDY_METHODS = ("finetune", "mme")
 #: Adaptation methods that are run once per lambda of the grid, then selected.
-LAMBDA_METHODS = ("mme", "ent")
+LAMBDA_METHODS = ("mme", "ent", "mmefm")
 #: Every training method, as ``rbda train --method`` names it.
 METHODS = (BASELINE, *ADAPTATION_METHODS)
 #: Display names of the methods.
 METHOD_LABELS = {"baseline": "Baseline", "finetune": "FT", "mme": "MME", "st": "S+T", "ent": "ENT",
-                 "dann": "DANN"}
+                 "dann": "DANN", "mmefm": "MME+FM"}
 
 #: Schema id of a run result (one JSON per training run; docs/architecture.md).
 RUN_SCHEMA = "rbda.run/1"
@@ -185,6 +185,19 @@ class TrainingOptions:
     task: str = option("binary", "binary (real/bogus, the study's) or multiclass (the survey's original "
                        "classes, rbda.study.SURVEY_CLASSES; baseline only, on a `rbda split --task multiclass` "
                        "split)", choices=TASKS)
+    # the optimiser (rbda.optim.MomentumSGD); the study's is plain SGD, the reference MME code
+    # (SSDA_MME main.py) uses backbone_lr_scale 0.1, weight_decay 0.0005, nesterov (docs/method.md section 5)
+    backbone_lr_scale: float = option(1.0, "learning-rate multiplier of the feature extractor "
+                                      "(reference MME code: 0.1; the study's: 1)", gt=0)
+    head_lr_scale: float = option(1.0, "learning-rate multiplier of every other weight: the head "
+                                  "(and DANN's domain classifier); 1 in the study and the reference MME code", gt=0)
+    weight_decay: float = option(0.0, "L2 weight decay of SGD (reference MME code: 0.0005; the study's: 0)", ge=0)
+    nesterov: bool = option(False, "Nesterov momentum (reference MME code: on; the study's: off); "
+                            "needs momentum > 0")
+    # mmefm (rbda.methods.mme_fixmatch): FixMatch-style pseudo-labels on MME (docs/method.md section 5)
+    pseudo_label_threshold: float = option(0.95, "mmefm: tau, the least softmax probability of the weak view's "
+                                           "class for it to become the strong view's target", ge=0, le=1)
+    consistency_weight: float = option(1.0, "mmefm: mu, the weight of the pseudo-label consistency loss", ge=0)
     device: str = option("auto", "auto (CUDA when available), cpu or cuda", choices=DEVICES,
                          affects_results=False)
     threads: int | None = option(None, "torch CPU threads (default: torch's)", ge=1, affects_results=False,

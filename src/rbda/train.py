@@ -1,7 +1,8 @@
 """The one training loop, shared by every method.
 
 :func:`train` drives a :class:`~rbda.methods.base.TrainingMethod`: SGD with
-momentum, the learning rate halved every ``lr_halve_every`` iterations,
+momentum (per-group learning-rate multipliers, weight decay and Nesterov as
+options: :mod:`rbda.optim`), the learning rate halved every ``lr_halve_every`` iterations,
 epochs of ``epoch_size`` labelled items (``ceil(epoch_size / batch_size)``
 iterations), validation balanced accuracy after every epoch, early stopping
 after ``patience`` epochs without improvement, the best weights kept
@@ -27,11 +28,11 @@ import torch
 
 from rbda.checkpoint import TrainingState, fingerprint, load_checkpoint, resume, save_checkpoint
 from rbda.device import apply_memory_format, resolve_memory_format
-from rbda.errors import RbdaError
+from rbda.errors import RbdaError, SettingError
 from rbda.evaluate import evaluate_rows, multiclass_rows
 from rbda.methods.base import TrainingMethod
 from rbda.models import StampClassifier
-from rbda.optim import MomentumSGD
+from rbda.optim import MomentumSGD, parameter_groups
 from rbda.progress import Progress
 from rbda.seeding import derive_seed
 from rbda.study import TRAINING_DEFAULTS as DEFAULTS
@@ -53,10 +54,16 @@ class TrainConfig:
     checkpoint_every_epochs: int = DEFAULTS.checkpoint_every_epochs
     memory_format: str = DEFAULTS.memory_format  # see rbda.device.resolve_memory_format
     bf16: bool = DEFAULTS.bf16
+    backbone_lr_scale: float = DEFAULTS.backbone_lr_scale
+    head_lr_scale: float = DEFAULTS.head_lr_scale
+    weight_decay: float = DEFAULTS.weight_decay
+    nesterov: bool = DEFAULTS.nesterov
 
     def check(self) -> None:
         for f in fields(self):
             check_option(f.name, getattr(self, f.name))
+        if self.nesterov and self.momentum == 0:
+            raise SettingError("nesterov", "false when momentum is 0 (Nesterov momentum needs a momentum > 0)", True)
 
     def result_affecting(self) -> dict:
         """Settings that change the numbers a run produces (part of a checkpoint's fingerprint)."""
@@ -165,7 +172,9 @@ def train(
     config = replace(config, memory_format=resolve_memory_format(config.memory_format, device))
     model = method.build_model(init_state).to(device)
     model = apply_memory_format(config.memory_format, model, method.surveys.values())
-    optimizer = MomentumSGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    groups = parameter_groups(method.backbone_parameters(model), model, config.backbone_lr_scale, config.head_lr_scale)
+    optimizer = MomentumSGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                            nesterov=config.nesterov)
     generator = torch.Generator(device=device)
     generator.manual_seed(derive_seed(spec.seed, "batches", *seed_keys))
     torch.manual_seed(derive_seed(spec.seed, "dropout", *seed_keys))

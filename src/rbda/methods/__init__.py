@@ -21,6 +21,7 @@ METHOD_CLASSES = {
     "st": ("rbda.methods.source_target", "SourceTarget"),
     "ent": ("rbda.methods.entropy_min", "EntropyMinimisation"),
     "dann": ("rbda.methods.dann", "DomainAdversarial"),
+    "mmefm": ("rbda.methods.mme_fixmatch", "MinimaxEntropyFixMatch"),
 }
 
 

@@ -44,6 +44,8 @@ class RunSpec:
     beta: float = TRAINING_DEFAULTS.beta  # confidence penalty of the classification loss (rbda.losses)
     from_scratch: bool = False  # st only: start from a fresh network instead of the baseline
     task: str = TRAINING_DEFAULTS.task  # binary | multiclass (rbda.study.TASKS; rbda.multiclass)
+    tau: float = TRAINING_DEFAULTS.pseudo_label_threshold  # mmefm only: pseudo-label threshold
+    mu: float = TRAINING_DEFAULTS.consistency_weight  # mmefm only: consistency-loss weight
 
     def as_dict(self) -> dict:
         d = {"method": self.method, "source": self.source, "target": self.target,
@@ -54,6 +56,8 @@ class RunSpec:
             d["from_scratch"] = True
         if self.task != TRAINING_DEFAULTS.task:  # likewise: binary runs keep their fingerprint
             d["task"] = self.task
+        if self.method == "mmefm":  # only there: the other methods keep their fingerprint
+            d["tau"], d["mu"] = self.tau, self.mu
         return d
 
 
@@ -137,6 +141,11 @@ class TrainingMethod(ABC):
 
     def load_init_state(self, model: StampClassifier, state: dict) -> None:
         model.load_state_dict(state)
+
+    def backbone_parameters(self, model: StampClassifier) -> list:
+        """The feature extractor's parameters (the optimiser's ``backbone_lr_scale`` group; every
+        other parameter of the model is in the head group)."""
+        return list(model.backbone.parameters())
 
     # -- what the loop asks for -----------------------------------------------
     @abstractmethod
