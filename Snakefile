@@ -24,7 +24,9 @@ include: "rules/report.smk"
 
 
 rule all:
-    """Every output of the study: data, splits, runs, tables, statistics, figures, report."""
+    """Every output of the study: data, splits, runs, tables, statistics, figures, report, and
+    the model files of config save_models."""
     input:
         report_outputs(),
+        saved_models(),
     default_target: True

@@ -11,7 +11,15 @@ import rbda
 from rbda.provenance import learning_core_sha256
 from rbda.resources import training_mem_mb
 from rbda.results.outputs import expected_outputs
-from rbda.study import ADAPTATION_METHODS, LAMBDA_METHODS, format_lambda, option_flag, study_pairs, training_option_fields
+from rbda.study import (
+    ADAPTATION_METHODS,
+    LAMBDA_METHODS,
+    SELECTED_SUFFIX,
+    format_lambda,
+    option_flag,
+    study_pairs,
+    training_option_fields,
+)
 
 
 class ConfigError(Exception):
@@ -38,6 +46,16 @@ TRAINING_CODE = (
 )
 #: The configured adaptation methods, in the vocabulary's order.
 STUDY_METHODS = [m for m in ADAPTATION_METHODS if m in config["methods"]]
+#: What keeps model files besides the baselines (config save_models: methods and NAME-selected).
+SAVE_MODELS = set(config["save_models"])
+
+
+def saves_model(method):
+    """Whether runs of ``method`` (a method or NAME-selected) write a model file: a lambda
+    method's runs also write theirs when its selected runs keep one (the selection copies it)."""
+    if method == "baseline" or method in SAVE_MODELS:
+        return True
+    return method in LAMBDA_METHODS and f"{method}{SELECTED_SUFFIX}" in SAVE_MODELS
 
 
 def _lambda_labels(values):
@@ -113,9 +131,14 @@ def run_checkpoint(method):
     return f"results/checkpoints/{method}/{run_id(method)}.ckpt"
 
 
+def model_file(method):
+    """A run's model file: results/models/ with the run's path (rbda predict --model reads it)."""
+    return f"results/models/{method}/{run_id(method)}.pt"
+
+
 PARQUET = "results/data/{survey}.parquet"
 SPLIT_NPZ = "results/splits/{survey}/split-{split}.npz"
-BASELINE_MODEL = "results/models/baseline/{source}/split-{split}.pt"
+BASELINE_MODEL = model_file("baseline")
 
 
 def data_arg(survey, split):
@@ -234,7 +257,40 @@ def selection_inputs(wildcards):
     return inputs
 
 
+def lambda_models(wildcards):
+    """The model files of a selection group's runs (one per lambda): the chosen one is copied."""
+    return [
+        model_file(wildcards.method).format(
+            source=wildcards.source, target=wildcards.target, shots=wildcards.shots, lam=lam, split=wildcards.split
+        )
+        for lam in LAMBDA_LABELS
+    ]
+
+
 # ---------------------------------------------------------------- targets
+
+
+def saved_models():
+    """The model files config save_models asks for (baselines' are inputs of the adaptation runs)."""
+    models = []
+    for method in STUDY_METHODS:
+        groups = itertools.product(PAIRS, SHOTS, SPLITS)
+        if method in SAVE_MODELS and method in LAMBDA_METHODS:
+            models += [
+                model_file(method).format(source=s, target=t, shots=n, lam=lam, split=k)
+                for (s, t), n, k in groups
+                for lam in LAMBDA_LABELS
+            ]
+        elif method in SAVE_MODELS:
+            models += [model_file(method).format(source=s, target=t, shots=n, split=k) for (s, t), n, k in groups]
+        if f"{method}{SELECTED_SUFFIX}" in SAVE_MODELS:
+            selected = model_file(f"{method}{SELECTED_SUFFIX}")
+            models += [
+                selected.format(source=s, target=t, shots=n, split=k)
+                for (s, t), n, k in itertools.product(PAIRS, SHOTS, SPLITS)
+            ]
+    return models
+
 
 def all_runs():
     """Every run JSON of the study, in a fixed order."""

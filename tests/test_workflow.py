@@ -122,6 +122,7 @@ def test_published_study_plans_the_papers_jobs(workflow):
         "train_finetune": 12 * 5 * 10,
         "train_mme": 12 * 5 * 10 * n_lambdas,
         "select_lambda": 12 * 5 * 10,
+        "select_model": 12 * 5 * 10,  # save_models: [mme-selected]
         "aggregation_inputs": 1,
         "aggregate": 1,
         "all": 1,
@@ -138,6 +139,7 @@ def test_demo_preset_plans_the_same_rules_smaller(workflow):
         "train_finetune": 12 * 3 * 2,
         "train_mme": 12 * 3 * 2 * 2,
         "select_lambda": 12 * 3 * 2,
+        "select_model": 12 * 3 * 2,
         "aggregation_inputs": 1,
         "aggregate": 1,
         "all": 1,
@@ -161,6 +163,7 @@ def test_extended_preset_fans_out_every_method(workflow):
         "train_ent": per_pair * 2,
         "train_dann": per_pair,
         "select_lambda": per_pair * 2,  # mme-selected and ent-selected
+        "select_model": per_pair,  # save_models: [mme-selected]
         "aggregation_inputs": 1,
         "aggregate": 1,
         "all": 1,
@@ -178,6 +181,46 @@ def test_methods_schema_enum_is_the_vocabulary():
         assert list(schema["properties"][key]["properties"]) == list(METHODS)
 
 
+def test_save_models_schema_enum_is_the_vocabulary():
+    from rbda.study import DEFAULT_SAVE_MODELS, SAVE_MODEL_CHOICES
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    save = schema["properties"]["save_models"]
+    assert save["items"]["enum"] == list(SAVE_MODEL_CHOICES)
+    assert save["default"] == list(DEFAULT_SAVE_MODELS)
+    assert yaml.safe_load((REPO / "config.yaml").read_text())["save_models"] == list(DEFAULT_SAVE_MODELS)
+
+
+def test_selected_mme_runs_keep_their_model_by_default(workflow):
+    """Every MME run writes its model; select-model copies the chosen lambda's next to the selected run."""
+    target = "results/models/mme-selected/des-to-hits/shots-5/split-1.pt"
+    commands = dry_run_commands(workflow, *DEMO, "--", target)
+    mme = [c for c in commands if c.startswith("rbda train --method mme")]  # per_pair: every run of the pair
+    assert len(mme) == 12 and all("--model results/models/mme/des-to-hits/shots-" in c for c in mme)
+    select = next(c for c in commands if c.startswith("rbda select-model"))
+    assert "--selected results/runs/mme-selected/des-to-hits/shots-5/split-1.json" in select
+    assert "results/models/mme/des-to-hits/shots-5/lambda-0.05/split-1.pt" in select
+    assert select.endswith(f"--output {target} > logs/models/mme-selected/des-to-hits/shots-5/split-1.log 2>&1")
+    commands = dry_run_commands(workflow, *DEMO)
+    assert not any("--model" in c for c in commands if c.startswith("rbda train --method finetune"))
+
+
+def test_save_models_chooses_which_runs_keep_a_model(workflow):
+    none = write_overlay(workflow, "none.yaml", {"save_models": []})
+    jobs = planned_jobs(workflow, *DEMO, none)
+    assert "select_model" not in jobs and jobs["train_mme"] == 12 * 3 * 2 * 2
+    assert not any("--model" in c for c in dry_run_commands(workflow, *DEMO, none)
+                   if c.startswith("rbda train --method mme"))
+    some = write_overlay(workflow, "some.yaml", {"save_models": ["finetune", "ent-selected"]})
+    jobs = planned_jobs(workflow, *EXTENDED, some)
+    assert jobs["select_model"] == 12 * 3 * 2  # ent-selected only
+    commands = dry_run_commands(workflow, *EXTENDED, some)
+    assert all("--model results/models/finetune/" in c for c in commands if c.startswith("rbda train --method finetune"))
+    assert all("--model results/models/ent/" in c for c in commands if c.startswith("rbda train --method ent"))
+    assert not any("--model" in c for c in commands if c.startswith("rbda train --method mme"))
+    assert all("results/runs/ent-selected/" in c for c in commands if c.startswith("rbda select-model"))
+
+
 def test_one_method_subset_plans_only_its_rules(workflow):
     overlay = write_overlay(workflow, "ent.yaml", {"methods": ["ent"]})
     jobs = planned_jobs(workflow, *DEMO, overlay)
@@ -186,7 +229,9 @@ def test_one_method_subset_plans_only_its_rules(workflow):
     commands = dry_run_commands(workflow, *DEMO, overlay, "--",
                                 "results/runs/ent-selected/des-to-hits/shots-5/split-1.json")
     train = [c for c in commands if c.startswith("rbda train --method ent")]
-    assert len(train) == 2 and all("--lambda 0.05" in c or "--lambda 0.5" in c for c in train)
+    assert len(train) == 12  # per_pair: the choice is made on every ENT run of the pair
+    group = [c for c in train if "--shots 5 " in c and "--split 1 " in c]
+    assert len(group) == 2 and all("--lambda 0.05" in c or "--lambda 0.5" in c for c in group)
     select = next(c for c in commands if c.startswith("rbda select-lambda"))
     assert "results/runs/ent/des-to-hits/shots-5/lambda-0.05/split-1.json" in select
 

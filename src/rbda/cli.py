@@ -25,6 +25,7 @@ COMMANDS = (
     "evaluate",
     "predict",
     "select_lambda",
+    "select_model",
     "aggregate",
 )
 
