@@ -21,12 +21,14 @@ include: "rules/data.smk"
 include: "rules/training.smk"
 include: "rules/selection.smk"
 include: "rules/report.smk"
+include: "rules/predict.smk"
 
 
 rule all:
     """Every output of the study: data, splits, runs, tables, statistics, figures, report, and
-    the model files of config save_models."""
+    the model files of config save_models and the scores of config predict."""
     input:
         report_outputs(),
         saved_models(),
+        prediction_outputs(),
     default_target: True

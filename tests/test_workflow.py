@@ -361,6 +361,12 @@ def test_training_jobs_ask_for_the_memory_their_surveys_need(workflow):
         ({"lambdas": []}, "On instance['lambdas']"),
         ({"surveys": {"kepler": {"source": "synthetic", "synthetic_size": 100}}}, "'kepler' is not one of"),
         ({"lambdas": [0.1, 0.1000000001]}, "config key 'lambdas': 0.1 and 0.1000000001 are the same value in paths"),
+        ({"predict": {"inputs": ["a.avro"]}}, "config key 'predict': give both 'inputs' and 'models'"),
+        ({"predict": {"inputs": ["a.avro"], "models": ["finetune/des-to-hits/shots-1/split-0"]}},
+         "config key 'predict.models': 'finetune/des-to-hits/shots-1/split-0' is not a model this study writes"),
+        ({"predict": {"inputs": ["x/night.avro", "y/night.avro"], "models": ["baseline/des/split-0"]}},
+         "config key 'predict.inputs': 'x/night.avro' and 'y/night.avro' have the same name 'night'"),
+        ({"predict": {"threshold": 1.5}}, "On instance['predict']['threshold']"),
     ],
 )
 def test_bad_config_stops_before_planning_naming_the_key(workflow, overlay, message):
@@ -369,6 +375,51 @@ def test_bad_config_stops_before_planning_naming_the_key(workflow, overlay, mess
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
     assert not (workflow / "results").exists()
+
+
+def test_predict_scores_each_input_with_each_configured_model(workflow):
+    (workflow / "alerts").mkdir()
+    (workflow / "own.pt").write_bytes(b"")  # planning only checks that it exists
+    overlay = write_overlay(workflow, "predict.yaml", {"predict": {
+        "inputs": ["alerts/", "night.2024.parquet"], "threshold": 0.8, "skip_bad": True,
+        "models": ["mme-selected/des-to-hits/shots-5/split-1", "baseline/des/split-0", "own.pt"]}})
+    (workflow / "night.2024.parquet").write_bytes(b"")
+    assert "predict_alerts" not in planned_jobs(workflow, *DEMO)  # not configured: no jobs
+    jobs = planned_jobs(workflow, *DEMO, overlay, "--", "predict")
+    assert jobs["predict_alerts"] == 3 * 2 and jobs["predict"] == 1 and "aggregate" not in jobs
+    assert planned_jobs(workflow, *DEMO, overlay)["predict_alerts"] == 3 * 2  # configured: part of `all`
+    commands = [c for c in dry_run_commands(workflow, *DEMO, overlay, "--", "predict") if c.startswith("rbda predict")]
+    assert ("rbda predict --model results/models/mme-selected/des-to-hits/shots-5/split-1.pt --input alerts"
+            " --output results/predictions/mme-selected/des-to-hits/shots-5/split-1/alerts.parquet"
+            " --threshold 0.8 --device auto --threads 1 --skip-bad"
+            " > logs/predictions/mme-selected/des-to-hits/shots-5/split-1/alerts.log 2>&1") in commands
+    assert any("--model own.pt --input night.2024.parquet --output results/predictions/own/night.parquet" in c
+               for c in commands)
+
+
+def test_predict_target_scores_the_real_ztf_packets(workflow, real_samples):
+    """One real job: the 20 real ZTF packets scored by a model file (bad ones listed), with its log and benchmark."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    from rbda.models import StampClassifier, save_model_file
+
+    packets = real_samples / "ztf_avro"
+    if not packets.is_dir():
+        pytest.skip(f"no ZTF alert packets at {packets}")
+    save_model_file(workflow / "tiny.pt", StampClassifier("linear"), {"method": "baseline", "source": "ztf"})
+    overlay = write_overlay(workflow, "predict.yaml", {"predict": {"inputs": [str(packets)], "models": ["tiny.pt"],
+                                                                    "skip_bad": True}})
+    result = snakemake(workflow, "--configfile", "config.yaml", "presets/demo.yaml", overlay,
+                       "--cores", "1", "--", "predict")
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = pq.read_table(workflow / "results" / "predictions" / "tiny" / "ztf_avro.parquet")
+    bad = pcsv.read_csv(workflow / "results" / "predictions" / "tiny" / "ztf_avro.bad.csv")
+    assert table.num_rows + bad.num_rows == len(list(packets.glob("*.avro"))) == 20
+    assert table.num_rows > 0 and all("got 48x63" in reason for reason in bad.column("reason").to_pylist())
+    assert set(table.column("model_source").to_pylist()) == {"ztf"}
+    assert (workflow / "logs" / "predictions" / "tiny" / "ztf_avro.log").is_file()
+    assert (workflow / "logs" / "benchmarks" / "predictions" / "tiny" / "ztf_avro.tsv").is_file()
 
 
 def test_subset_of_pairs_plans_only_those_pairs(workflow):
