@@ -26,6 +26,7 @@ COMMANDS = (
     "predict",
     "select_lambda",
     "select_model",
+    "gallery",
     "aggregate",
 )
 

@@ -32,7 +32,7 @@ import pandas as pd
 from rbda.atomic import atomic_path, write_text
 from rbda.errors import InputFileError, RbdaError
 from rbda.provenance import lock_provenance
-from rbda.results import figures, published, stats, tables
+from rbda.results import figures, gallery, published, stats, tables
 from rbda.results.naming import pair_label
 from rbda.results.outputs import (ALL_EVALUATIONS, PAIR_TABLES_DIR, REPORT, expected_outputs, figure_path,
                                   pair_table_path, stats_path, table_path)
@@ -236,7 +236,7 @@ def lock_sentence(lock: dict) -> str:
             f"<code>{lock['lock_sha256']}</code>: {state}.")
 
 
-def build_report(results: StudyResults, config: dict, out: Path) -> str:
+def build_report(results: StudyResults, config: dict, out: Path, extra: list[ReportSection] = ()) -> str:
     r = results
     png = lambda name: out / figure_path(name, "png")  # noqa: E731
 
@@ -319,7 +319,7 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
     setup.raw(preformatted(config))
 
     return render_report("rbda: cross-survey domain adaptation results",
-                         [guide, base, curves, beat, significance, lambdas, stops, paper, setup])
+                         [guide, base, curves, beat, significance, lambdas, stops, paper, *extra, setup])
 
 
 @contextlib.contextmanager
@@ -359,11 +359,13 @@ def aggregate(runs_list: str | Path, config_path: str | Path, out_dir: str | Pat
     runs = load_runs(read_runs_list(runs_list))
     results = compute(runs, settings.surveys, settings.pairs)
     out_dir = Path(out_dir)
-    expected = expected_outputs(settings.surveys, settings.pairs)
+    galleries = bool(gallery.data_paths(settings.config))  # stamp galleries when the data is named
+    expected = expected_outputs(settings.surveys, settings.pairs, galleries=galleries)
     with staging_dir(out_dir) as stage:
         write_tables(results, stage)
         write_figures(results, stage)
-        write_text(stage / REPORT, build_report(results, settings.config, stage))
+        extra = [gallery.write_study_galleries(runs, settings.surveys, settings.config, stage)] if galleries else []
+        write_text(stage / REPORT, build_report(results, settings.config, stage, extra))
         written = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
         if written != sorted(expected):
             raise AssertionError(f"outputs differ from expected_outputs(): {sorted(set(written) ^ set(expected))}")

@@ -24,6 +24,11 @@ FIGURES = ("baseline_heatmap", "bacc_vs_shots", "boxplots", "lambda_curves")
 #: Every evaluation of every run, one row each (CSV only).
 ALL_EVALUATIONS = "tables/all_evaluations.csv"
 REPORT = "report.html"
+#: Stamp galleries (PNG), under ``figures/gallery/``, one of each kind per survey: examples of every
+#: class, and the first split's baseline's most confident errors on its own test part
+#: (rbda.results.gallery; written when the configuration names the preprocessed data, ``study.data``).
+GALLERIES = ("stamps", "errors")
+GALLERY_DIR = "figures/gallery"
 #: One table per (source, target) pair, under this folder.
 PAIR_TABLES_DIR = "tables/pairs"
 
@@ -44,13 +49,20 @@ def figure_path(name: str, ext: str) -> str:
     return f"figures/{name}.{ext}"
 
 
-def expected_outputs(surveys: list[str], pairs: list[tuple[str, str]] | None = None) -> list[str]:
+def gallery_path(survey: str, kind: str) -> str:
+    return f"{GALLERY_DIR}/{survey}_{kind}.png"
+
+
+def expected_outputs(surveys: list[str], pairs: list[tuple[str, str]] | None = None,
+                     galleries: bool = False) -> list[str]:
     """Relative paths of every file ``rbda aggregate`` writes for these surveys and pairs
-    (``pairs``: (source, target) tuples; ``None`` = all ordered pairs)."""
+    (``pairs``: (source, target) tuples; ``None`` = all ordered pairs; ``galleries``: the
+    configuration names the preprocessed data, so the stamp galleries are drawn)."""
     paths = [table_path(name, ext) for name in TABLES for ext in ("csv", "md")]
     paths += [pair_table_path(s, t, ext) for s, t in study_pairs(surveys, pairs) for ext in ("csv", "md")]
     paths.append(ALL_EVALUATIONS)
     paths += [stats_path(name) for name in STATS]
     paths += [figure_path(name, ext) for name in FIGURES for ext in ("png", "pdf")]
+    paths += [gallery_path(survey, kind) for survey in surveys for kind in GALLERIES] if galleries else []
     paths.append(REPORT)
     return paths
