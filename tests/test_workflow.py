@@ -386,7 +386,8 @@ def test_predict_scores_each_input_with_each_configured_model(workflow):
     (workflow / "night.2024.parquet").write_bytes(b"")
     assert "predict_alerts" not in planned_jobs(workflow, *DEMO)  # not configured: no jobs
     jobs = planned_jobs(workflow, *DEMO, overlay, "--", "predict")
-    assert jobs["predict_alerts"] == 3 * 2 and jobs["predict"] == 1 and "aggregate" not in jobs
+    assert jobs["predict_alerts"] == jobs["prediction_gallery"] == 3 * 2 and jobs["predict"] == 1
+    assert "aggregate" not in jobs
     assert planned_jobs(workflow, *DEMO, overlay)["predict_alerts"] == 3 * 2  # configured: part of `all`
     commands = [c for c in dry_run_commands(workflow, *DEMO, overlay, "--", "predict") if c.startswith("rbda predict")]
     assert ("rbda predict --model results/models/mme-selected/des-to-hits/shots-5/split-1.pt --input alerts"
@@ -420,6 +421,8 @@ def test_predict_target_scores_the_real_ztf_packets(workflow, real_samples):
     assert set(table.column("model_source").to_pylist()) == {"ztf"}
     assert (workflow / "logs" / "predictions" / "tiny" / "ztf_avro.log").is_file()
     assert (workflow / "logs" / "benchmarks" / "predictions" / "tiny" / "ztf_avro.tsv").is_file()
+    gallery = workflow / "results" / "predictions" / "tiny" / "ztf_avro.gallery.png"
+    assert gallery.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_subset_of_pairs_plans_only_those_pairs(workflow):
@@ -522,7 +525,7 @@ def demo(tmp_path_factory) -> dict:
 @pytest.mark.slow
 def test_demo_writes_every_output_of_the_study(demo):
     results = demo["workdir"] / "results"
-    for path in expected_outputs(SURVEYS):
+    for path in expected_outputs(SURVEYS, galleries=True):
         assert (results / path).is_file() and (results / path).stat().st_size > 0, path
     runs = (results / "aggregate" / "runs.txt").read_text().split()
     assert len(runs) == 8 + 72 + 144 + 72
