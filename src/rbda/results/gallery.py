@@ -68,7 +68,9 @@ def stamp_grid(rows: list[Row], title: str, note: str = "") -> plt.Figure:
     if not rows:
         fig.text(0.5, 0.5, "nothing to show", ha="center", va="center")
         return fig
-    subfigs = np.atleast_1d(fig.subfigures(len(rows), 1))
+    # the first (short) subfigure keeps the title clear of the first row of stamps
+    head = 0.35 + 0.2 * note.count("\n") + (0.2 if note else 0.0)
+    subfigs = fig.subfigures(len(rows) + 1, 1, height_ratios=[head] + [1.45] * len(rows))[1:]
     for subfig, (row_title, items) in zip(subfigs, rows):
         subfig.suptitle(row_title, x=0.01, ha="left", fontsize=9)
         axes = np.atleast_1d(subfig.subplots(1, 3 * n_cols, gridspec_kw={"wspace": 0.05}))
