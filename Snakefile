@@ -22,11 +22,15 @@ include: "rules/training.smk"
 include: "rules/selection.smk"
 include: "rules/report.smk"
 include: "rules/stamp_classifier.smk"
+include: "rules/predict.smk"
 
 
 rule all:
-    """Every output of the study: data, splits, runs, tables, statistics, figures, report."""
+    """Every output of the study: data, splits, runs, tables, statistics, figures, report, and
+    the model files of config save_models and the scores of config predict."""
     input:
         report_outputs(),
         stamp_classifier_outputs(),
+        saved_models(),
+        prediction_outputs(),
     default_target: True

@@ -10,8 +10,16 @@ from pathlib import Path
 import rbda
 from rbda.provenance import learning_core_sha256
 from rbda.resources import training_mem_mb
-from rbda.results.outputs import expected_outputs
-from rbda.study import ADAPTATION_METHODS, LAMBDA_METHODS, format_lambda, option_flag, study_pairs, training_option_fields
+from rbda.results.outputs import GALLERY_DIR, expected_outputs
+from rbda.study import (
+    ADAPTATION_METHODS,
+    LAMBDA_METHODS,
+    SELECTED_SUFFIX,
+    format_lambda,
+    option_flag,
+    study_pairs,
+    training_option_fields,
+)
 
 
 class ConfigError(Exception):
@@ -43,6 +51,16 @@ TRAINING_CODE = (
 )
 #: The configured adaptation methods, in the vocabulary's order.
 STUDY_METHODS = [m for m in ADAPTATION_METHODS if m in config["methods"]]
+#: What keeps model files besides the baselines (config save_models: methods and NAME-selected).
+SAVE_MODELS = set(config["save_models"])
+
+
+def saves_model(method):
+    """Whether runs of ``method`` (a method or NAME-selected) write a model file: a lambda
+    method's runs also write theirs when its selected runs keep one (the selection copies it)."""
+    if method == "baseline" or method in SAVE_MODELS:
+        return True
+    return method in LAMBDA_METHODS and f"{method}{SELECTED_SUFFIX}" in SAVE_MODELS
 
 
 def _lambda_labels(values):
@@ -118,9 +136,14 @@ def run_checkpoint(method):
     return f"results/checkpoints/{method}/{run_id(method)}.ckpt"
 
 
+def model_file(method):
+    """A run's model file: results/models/ with the run's path (rbda predict --model reads it)."""
+    return f"results/models/{method}/{run_id(method)}.pt"
+
+
 PARQUET = "results/data/{survey}.parquet"
 SPLIT_NPZ = "results/splits/{survey}/split-{split}.npz"
-BASELINE_MODEL = "results/models/baseline/{source}/split-{split}.pt"
+BASELINE_MODEL = model_file("baseline")
 
 
 def data_arg(survey, split):
@@ -243,7 +266,40 @@ def selection_inputs(wildcards):
     return inputs
 
 
+def lambda_models(wildcards):
+    """The model files of a selection group's runs (one per lambda): the chosen one is copied."""
+    return [
+        model_file(wildcards.method).format(
+            source=wildcards.source, target=wildcards.target, shots=wildcards.shots, lam=lam, split=wildcards.split
+        )
+        for lam in LAMBDA_LABELS
+    ]
+
+
 # ---------------------------------------------------------------- targets
+
+
+def saved_models():
+    """The model files config save_models asks for (baselines' are inputs of the adaptation runs)."""
+    models = []
+    for method in STUDY_METHODS:
+        groups = itertools.product(PAIRS, SHOTS, SPLITS)
+        if method in SAVE_MODELS and method in LAMBDA_METHODS:
+            models += [
+                model_file(method).format(source=s, target=t, shots=n, lam=lam, split=k)
+                for (s, t), n, k in groups
+                for lam in LAMBDA_LABELS
+            ]
+        elif method in SAVE_MODELS:
+            models += [model_file(method).format(source=s, target=t, shots=n, split=k) for (s, t), n, k in groups]
+        if f"{method}{SELECTED_SUFFIX}" in SAVE_MODELS:
+            selected = model_file(f"{method}{SELECTED_SUFFIX}")
+            models += [
+                selected.format(source=s, target=t, shots=n, split=k)
+                for (s, t), n, k in itertools.product(PAIRS, SHOTS, SPLITS)
+            ]
+    return models
+
 
 def all_runs():
     """Every run JSON of the study, in a fixed order."""
@@ -268,6 +324,80 @@ def all_runs():
     return runs
 
 
+# ---------------------------------------------------------------- predictions (rules/predict.smk)
+
+PREDICT = config["predict"]
+MODELS_ROOT = "results/models/"
+
+
+def _predict_models():
+    """Model id -> model file: run ids of models the workflow writes, or the user's .pt files."""
+    if bool(PREDICT["inputs"]) != bool(PREDICT["models"]):
+        raise ConfigError(
+            "config key 'predict': give both 'inputs' and 'models' (or neither); "
+            f"got {len(PREDICT['inputs'])} input(s) and {len(PREDICT['models'])} model(s)"
+        )
+    written = set(saved_models()) | set(expand(BASELINE_MODEL, source=SURVEYS, split=SPLITS))
+    models = {}
+    for entry in PREDICT["models"]:
+        if entry.endswith(".pt"):
+            path = entry
+            model_id = (
+                entry[len(MODELS_ROOT) : -len(".pt")] if entry.startswith(MODELS_ROOT) else Path(entry).stem
+            )
+        else:
+            model_id = str(Path(entry))  # without a trailing slash
+            path = f"{MODELS_ROOT}{model_id}.pt"
+            if path not in written:
+                raise ConfigError(
+                    f"config key 'predict.models': {entry!r} is not a model this study writes "
+                    f"(a run id below {MODELS_ROOT}, such as baseline/{SURVEYS[0]}/split-{FIRST_SPLIT} or, "
+                    "with save_models: [mme-selected], mme-selected/SOURCE-to-TARGET/shots-N/split-K; "
+                    "or a .pt file)"
+                )
+        if model_id in models:
+            raise ConfigError(f"config key 'predict.models': two models with the id {model_id!r}; rename one file")
+        models[model_id] = path
+    return models
+
+
+def _predict_inputs():
+    """Input name (base name up to the first dot) -> path."""
+    inputs = {}
+    for entry in PREDICT["inputs"]:
+        name = Path(entry).name.split(".")[0]
+        if not re.fullmatch(r"[A-Za-z0-9_+-]+", name):
+            raise ConfigError(
+                f"config key 'predict.inputs': {entry!r} gives the name {name!r} in paths; "
+                "expected letters, digits, '_', '+' or '-' before the first dot"
+            )
+        if name in inputs:
+            raise ConfigError(
+                f"config key 'predict.inputs': {inputs[name]!r} and {entry!r} have the same name "
+                f"{name!r} in paths; rename one"
+            )
+        inputs[name] = entry
+    return inputs
+
+
+PREDICT_MODELS = _predict_models()
+PREDICT_INPUTS = _predict_inputs()
+PREDICTION = "results/predictions/{model_id}/{input_name}.parquet"
+
+
+PREDICTION_GALLERY = "results/predictions/{model_id}/{input_name}.gallery.png"
+
+
+def prediction_outputs():
+    """Every scores table config `predict` asks for, and its gallery (none when it is absent)."""
+    return [
+        path.format(model_id=m, input_name=i)
+        for m in PREDICT_MODELS
+        for i in PREDICT_INPUTS
+        for path in (PREDICTION, PREDICTION_GALLERY)
+    ]
+
+
 def effective_config():
     """The merged, validated config plus what the workflow derived from it (for `rbda aggregate`)."""
     return {
@@ -281,6 +411,8 @@ def effective_config():
             "lambda_labels": LAMBDA_LABELS,
             "lambda_selection": LAMBDA_SELECTION,
             "methods": STUDY_METHODS,
+            # the preprocessed data: `rbda aggregate` draws stamp galleries from it
+            "data": {s: PARQUET.format(survey=s) for s in SURVEYS},
         },
         "rbda_version": rbda.__version__,
     }
@@ -307,6 +439,8 @@ REPORT_CAPTIONS = "workflow/report"  # relative to the Snakefile
 def _in_snakemake_report(path):
     """Figures, tables, statistics and report.html are shown in `snakemake --report`, with captions."""
     name = Path(path).stem
+    if path.startswith(f"{GALLERY_DIR}/"):
+        return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/gallery.rst", category="Stamp galleries")
     if path.startswith("figures/") and path.endswith(".png"):
         return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/{name}.rst", category="Figures")
     if path.startswith("tables/") and path.endswith(".csv"):
@@ -323,4 +457,5 @@ def _in_snakemake_report(path):
 
 def report_outputs():
     """Every file `rbda aggregate` writes (named by rbda.results.outputs), most of them in the Snakemake report."""
-    return [_in_snakemake_report(path) for path in expected_outputs(SURVEYS, PAIRS, methods=STUDY_METHODS)]
+    return [_in_snakemake_report(path)
+            for path in expected_outputs(SURVEYS, PAIRS, methods=STUDY_METHODS, galleries=True)]

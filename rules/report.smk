@@ -28,6 +28,7 @@ rule aggregate:
         runs_list="results/aggregate/runs.txt",
         config="results/aggregate/config.json",
         code=reporting_code(),
+        data=expand(PARQUET, survey=SURVEYS),  # the stamp galleries
     output:
         report_outputs(),
     log:

@@ -23,3 +23,26 @@ rule select_lambda:
     shell:
         "rbda select-lambda --runs {input.runs:q} --rule {params.rule}"
         " {params.reference:q} --output {output:q} > {log:q} 2>&1"
+
+
+# A file copy of seconds: run by Snakemake itself, never a cluster job of its own.
+localrules:
+    select_model,
+
+
+rule select_model:
+    """The selected run's model file: a copy of the chosen lambda's (config save_models: NAME-selected)."""
+    input:
+        selected=run_json("{method}-selected"),
+        models=lambda_models,
+    output:
+        model_file("{method}-selected"),
+    log:
+        f"logs/models/{{method}}-selected/{run_id('{method}-selected')}.log",
+    wildcard_constraints:
+        method=one_of([m for m in LAMBDA_METHODS if f"{m}{SELECTED_SUFFIX}" in SAVE_MODELS]),
+    conda:
+        "../envs/rbda.yaml"
+    shell:
+        "rbda select-model --selected {input.selected:q} --models {input.models:q}"
+        " --output {output:q} > {log:q} 2>&1"

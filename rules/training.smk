@@ -46,7 +46,12 @@ for _method in ADAPTATION_METHODS:
             unpack(pair_data),
         output:
             metrics=run_json(_method),
+            # config save_models: the run's model file too (rbda predict reads it)
+            **({"model": model_file(_method)} if saves_model(_method) else {}),
         params:
+            model=lambda wildcards, output: (
+                ["--model", output.model] if "model" in output.keys() else []
+            ),
             data=lambda wildcards: data_options((wildcards.source, wildcards.target), wildcards.split),
             checkpoint=run_checkpoint(_method),
             lam=lambda_option,
@@ -67,5 +72,5 @@ for _method in ADAPTATION_METHODS:
             " --source {wildcards.source} --target {wildcards.target}"
             " --init-model {input.init_model:q} {params.data} --shots {wildcards.shots}"
             " {params.lam} --split {wildcards.split} --seed {params.seed} --threads {threads}"
-            " --metrics {output.metrics:q} --checkpoint {params.checkpoint:q} {params.options}"
+            " --metrics {output.metrics:q} {params.model:q} --checkpoint {params.checkpoint:q} {params.options}"
             " > {log:q} 2>&1"

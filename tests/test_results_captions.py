@@ -15,7 +15,7 @@ if HAVE_DOCUTILS:
     import docutils.core
     import docutils.utils
 
-CAPTIONS = ["tables", "stats", "report", *FIGURES]
+CAPTIONS = ["tables", "stats", "report", "gallery", "prediction_gallery", *FIGURES]
 
 
 @pytest.mark.parametrize("name", CAPTIONS)

@@ -122,6 +122,7 @@ def test_published_study_plans_the_papers_jobs(workflow):
         "train_finetune": 12 * 5 * 10,
         "train_mme": 12 * 5 * 10 * n_lambdas,
         "select_lambda": 12 * 5 * 10,
+        "select_model": 12 * 5 * 10,  # save_models: [mme-selected]
         "aggregation_inputs": 1,
         "aggregate": 1,
         "all": 1,
@@ -138,6 +139,7 @@ def test_demo_preset_plans_the_same_rules_smaller(workflow):
         "train_finetune": 12 * 3 * 2,
         "train_mme": 12 * 3 * 2 * 2,
         "select_lambda": 12 * 3 * 2,
+        "select_model": 12 * 3 * 2,
         "aggregation_inputs": 1,
         "aggregate": 1,
         "all": 1,
@@ -161,6 +163,7 @@ def test_extended_preset_fans_out_every_method(workflow):
         "train_ent": per_pair * 2,
         "train_dann": per_pair,
         "select_lambda": per_pair * 2,  # mme-selected and ent-selected
+        "select_model": per_pair,  # save_models: [mme-selected]
         "aggregation_inputs": 1,
         "aggregate": 1,
         "all": 1,
@@ -178,6 +181,46 @@ def test_methods_schema_enum_is_the_vocabulary():
         assert list(schema["properties"][key]["properties"]) == list(METHODS)
 
 
+def test_save_models_schema_enum_is_the_vocabulary():
+    from rbda.study import DEFAULT_SAVE_MODELS, SAVE_MODEL_CHOICES
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    save = schema["properties"]["save_models"]
+    assert save["items"]["enum"] == list(SAVE_MODEL_CHOICES)
+    assert save["default"] == list(DEFAULT_SAVE_MODELS)
+    assert yaml.safe_load((REPO / "config.yaml").read_text())["save_models"] == list(DEFAULT_SAVE_MODELS)
+
+
+def test_selected_mme_runs_keep_their_model_by_default(workflow):
+    """Every MME run writes its model; select-model copies the chosen lambda's next to the selected run."""
+    target = "results/models/mme-selected/des-to-hits/shots-5/split-1.pt"
+    commands = dry_run_commands(workflow, *DEMO, "--", target)
+    mme = [c for c in commands if c.startswith("rbda train --method mme")]  # per_pair: every run of the pair
+    assert len(mme) == 12 and all("--model results/models/mme/des-to-hits/shots-" in c for c in mme)
+    select = next(c for c in commands if c.startswith("rbda select-model"))
+    assert "--selected results/runs/mme-selected/des-to-hits/shots-5/split-1.json" in select
+    assert "results/models/mme/des-to-hits/shots-5/lambda-0.05/split-1.pt" in select
+    assert select.endswith(f"--output {target} > logs/models/mme-selected/des-to-hits/shots-5/split-1.log 2>&1")
+    commands = dry_run_commands(workflow, *DEMO)
+    assert not any("--model" in c for c in commands if c.startswith("rbda train --method finetune"))
+
+
+def test_save_models_chooses_which_runs_keep_a_model(workflow):
+    none = write_overlay(workflow, "none.yaml", {"save_models": []})
+    jobs = planned_jobs(workflow, *DEMO, none)
+    assert "select_model" not in jobs and jobs["train_mme"] == 12 * 3 * 2 * 2
+    assert not any("--model" in c for c in dry_run_commands(workflow, *DEMO, none)
+                   if c.startswith("rbda train --method mme"))
+    some = write_overlay(workflow, "some.yaml", {"save_models": ["finetune", "ent-selected"]})
+    jobs = planned_jobs(workflow, *EXTENDED, some)
+    assert jobs["select_model"] == 12 * 3 * 2  # ent-selected only
+    commands = dry_run_commands(workflow, *EXTENDED, some)
+    assert all("--model results/models/finetune/" in c for c in commands if c.startswith("rbda train --method finetune"))
+    assert all("--model results/models/ent/" in c for c in commands if c.startswith("rbda train --method ent"))
+    assert not any("--model" in c for c in commands if c.startswith("rbda train --method mme"))
+    assert all("results/runs/ent-selected/" in c for c in commands if c.startswith("rbda select-model"))
+
+
 def test_one_method_subset_plans_only_its_rules(workflow):
     overlay = write_overlay(workflow, "ent.yaml", {"methods": ["ent"]})
     jobs = planned_jobs(workflow, *DEMO, overlay)
@@ -186,8 +229,9 @@ def test_one_method_subset_plans_only_its_rules(workflow):
     commands = dry_run_commands(workflow, *DEMO, overlay, "--",
                                 "results/runs/ent-selected/des-to-hits/shots-5/split-1.json")
     train = [c for c in commands if c.startswith("rbda train --method ent")]
-    # the default rule (per_pair) chooses on every ENT run of the pair: 2 lambdas x 3 shots x 2 splits
-    assert len(train) == 12 and all("--lambda 0.05" in c or "--lambda 0.5" in c for c in train)
+    assert len(train) == 12  # per_pair: the choice is made on every ENT run of the pair
+    group = [c for c in train if "--shots 5 " in c and "--split 1 " in c]
+    assert len(group) == 2 and all("--lambda 0.05" in c or "--lambda 0.5" in c for c in group)
     select = next(c for c in commands if c.startswith("rbda select-lambda"))
     assert "results/runs/ent/des-to-hits/shots-5/lambda-0.05/split-1.json" in select
 
@@ -331,6 +375,12 @@ def test_training_jobs_ask_for_the_memory_their_surveys_need(workflow):
         ({"lambdas": []}, "On instance['lambdas']"),
         ({"surveys": {"kepler": {"source": "synthetic", "synthetic_size": 100}}}, "'kepler' is not one of"),
         ({"lambdas": [0.1, 0.1000000001]}, "config key 'lambdas': 0.1 and 0.1000000001 are the same value in paths"),
+        ({"predict": {"inputs": ["a.avro"]}}, "config key 'predict': give both 'inputs' and 'models'"),
+        ({"predict": {"inputs": ["a.avro"], "models": ["finetune/des-to-hits/shots-1/split-0"]}},
+         "config key 'predict.models': 'finetune/des-to-hits/shots-1/split-0' is not a model this study writes"),
+        ({"predict": {"inputs": ["x/night.avro", "y/night.avro"], "models": ["baseline/des/split-0"]}},
+         "config key 'predict.inputs': 'x/night.avro' and 'y/night.avro' have the same name 'night'"),
+        ({"predict": {"threshold": 1.5}}, "On instance['predict']['threshold']"),
     ],
 )
 def test_bad_config_stops_before_planning_naming_the_key(workflow, overlay, message):
@@ -339,6 +389,54 @@ def test_bad_config_stops_before_planning_naming_the_key(workflow, overlay, mess
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
     assert not (workflow / "results").exists()
+
+
+def test_predict_scores_each_input_with_each_configured_model(workflow):
+    (workflow / "alerts").mkdir()
+    (workflow / "own.pt").write_bytes(b"")  # planning only checks that it exists
+    overlay = write_overlay(workflow, "predict.yaml", {"predict": {
+        "inputs": ["alerts/", "night.2024.parquet"], "threshold": 0.8, "skip_bad": True,
+        "models": ["mme-selected/des-to-hits/shots-5/split-1", "baseline/des/split-0", "own.pt"]}})
+    (workflow / "night.2024.parquet").write_bytes(b"")
+    assert "predict_alerts" not in planned_jobs(workflow, *DEMO)  # not configured: no jobs
+    jobs = planned_jobs(workflow, *DEMO, overlay, "--", "predict")
+    assert jobs["predict_alerts"] == jobs["prediction_gallery"] == 3 * 2 and jobs["predict"] == 1
+    assert "aggregate" not in jobs
+    assert planned_jobs(workflow, *DEMO, overlay)["predict_alerts"] == 3 * 2  # configured: part of `all`
+    commands = [c for c in dry_run_commands(workflow, *DEMO, overlay, "--", "predict") if c.startswith("rbda predict")]
+    assert ("rbda predict --model results/models/mme-selected/des-to-hits/shots-5/split-1.pt --input alerts"
+            " --output results/predictions/mme-selected/des-to-hits/shots-5/split-1/alerts.parquet"
+            " --threshold 0.8 --device auto --threads 1 --skip-bad"
+            " > logs/predictions/mme-selected/des-to-hits/shots-5/split-1/alerts.log 2>&1") in commands
+    assert any("--model own.pt --input night.2024.parquet --output results/predictions/own/night.parquet" in c
+               for c in commands)
+
+
+def test_predict_target_scores_the_real_ztf_packets(workflow, real_samples):
+    """One real job: the 20 real ZTF packets scored by a model file (bad ones listed), with its log and benchmark."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    from rbda.models import StampClassifier, save_model_file
+
+    packets = real_samples / "ztf_avro"
+    if not packets.is_dir():
+        pytest.skip(f"no ZTF alert packets at {packets}")
+    save_model_file(workflow / "tiny.pt", StampClassifier("linear"), {"method": "baseline", "source": "ztf"})
+    overlay = write_overlay(workflow, "predict.yaml", {"predict": {"inputs": [str(packets)], "models": ["tiny.pt"],
+                                                                    "skip_bad": True}})
+    result = snakemake(workflow, "--configfile", "config.yaml", "presets/demo.yaml", overlay,
+                       "--cores", "1", "--", "predict")
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = pq.read_table(workflow / "results" / "predictions" / "tiny" / "ztf_avro.parquet")
+    bad = pcsv.read_csv(workflow / "results" / "predictions" / "tiny" / "ztf_avro.bad.csv")
+    assert table.num_rows + bad.num_rows == len(list(packets.glob("*.avro"))) == 20
+    assert table.num_rows > 0 and all("got 48x63" in reason for reason in bad.column("reason").to_pylist())
+    assert set(table.column("model_source").to_pylist()) == {"ztf"}
+    assert (workflow / "logs" / "predictions" / "tiny" / "ztf_avro.log").is_file()
+    assert (workflow / "logs" / "benchmarks" / "predictions" / "tiny" / "ztf_avro.tsv").is_file()
+    gallery = workflow / "results" / "predictions" / "tiny" / "ztf_avro.gallery.png"
+    assert gallery.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_subset_of_pairs_plans_only_those_pairs(workflow):
@@ -441,7 +539,7 @@ def demo(tmp_path_factory) -> dict:
 @pytest.mark.slow
 def test_demo_writes_every_output_of_the_study(demo):
     results = demo["workdir"] / "results"
-    for path in expected_outputs(SURVEYS):
+    for path in expected_outputs(SURVEYS, galleries=True):
         assert (results / path).is_file() and (results / path).stat().st_size > 0, path
     runs = (results / "aggregate" / "runs.txt").read_text().split()
     assert len(runs) == 8 + 72 + 144 + 72

@@ -25,6 +25,8 @@ COMMANDS = (
     "evaluate",
     "predict",
     "select_lambda",
+    "select_model",
+    "gallery",
     "aggregate",
     "stamp_classifier",
 )

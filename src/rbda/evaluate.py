@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from rbda.errors import RbdaError
@@ -94,6 +95,50 @@ def multiclass_rows(model: torch.nn.Module, survey, rows: torch.Tensor, class_na
     predicted = predict(model, survey.stamps, rows)
     return metrics_of_predictions(survey.labels.index_select(0, rows).cpu().numpy(), predicted.cpu().numpy(),
                                   class_names)
+
+
+#: Most confident errors per kind a baseline records on its own test part (run JSON ``errors``).
+CONFIDENT_ERRORS = 8
+
+
+def p_real(model: torch.nn.Module, stamps: torch.Tensor, rows: torch.Tensor,
+           batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
+    """Softmax probability of class 1 (real) for ``stamps[rows]``, batched, eval mode."""
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, rows.numel(), batch_size):
+                outputs.append(torch.softmax(model(stamps[rows[start : start + batch_size]]).float(), dim=1)[:, 1])
+    finally:
+        model.train(was_training)
+    return torch.cat(outputs) if outputs else torch.empty(0, device=stamps.device)
+
+
+def confident_errors(method, model: torch.nn.Module, k: int = CONFIDENT_ERRORS) -> dict | None:
+    """A baseline's ``k`` most confident false positives and false negatives on its own test part.
+
+    ``{"survey", "part", "false_positives": [{"row", "p_real"}...], "false_negatives": [...]}``,
+    ``row`` an index into the survey's Parquet (as the splits), most confident first (highest
+    p_real for bogus called real, lowest for real called bogus; ties by row). An error is a
+    wrong argmax, as in the confusion counts. None for other methods.
+    """
+    if method.spec.method != "baseline":
+        return None
+    ev = next(e for e in method.evaluations() if e.role == "source")
+    idx = np.asarray(ev.survey.split.part(ev.part), dtype=np.int64)
+    rows = ev.survey.rows(idx)
+    logits_p = p_real(model, ev.survey.stamps, rows).cpu().numpy().astype(np.float64)
+    said_real = predict(model, ev.survey.stamps, rows).cpu().numpy() == 1
+    labels = ev.survey.labels_np[idx]
+    out = {"survey": ev.survey.name, "part": ev.part}
+    for key, wrong, sign in (("false_positives", (labels == 0) & said_real, -1.0),
+                             ("false_negatives", (labels == 1) & ~said_real, 1.0)):
+        chosen = np.flatnonzero(wrong)
+        chosen = chosen[np.lexsort((idx[chosen], sign * logits_p[chosen]))][:k]
+        out[key] = [{"row": int(idx[i]), "p_real": round(float(logits_p[i]), 6)} for i in chosen]
+    return out
 
 
 def evaluate_method(method, model: torch.nn.Module) -> list[dict]:

@@ -18,11 +18,12 @@ def versions() -> dict:
             "code_sha256": learning_core_sha256(), **lock_provenance()}
 
 
-def run_record(method, config, result, evaluations: list[dict]) -> dict:
-    """The run JSON of a finished training run."""
+def run_record(method, config, result, evaluations: list[dict], errors: dict | None = None) -> dict:
+    """The run JSON of a finished training run (``errors``: a baseline's most confident test errors,
+    rbda.evaluate.confident_errors; the key is absent when None)."""
     spec = method.spec
     state = result.state
-    return {
+    record = {
         "schema": RUN_SCHEMA,
         "method": spec.method, "source": spec.source, "target": spec.target,
         "split": spec.split, "shots": spec.shots, "lambda": spec.lam, "seed": spec.seed,
@@ -49,3 +50,6 @@ def run_record(method, config, result, evaluations: list[dict]) -> dict:
         "data": method.describe(),
         "versions": versions(),
     }
+    if errors is not None:
+        record["errors"] = errors
+    return record

@@ -302,3 +302,43 @@ def iter_row_groups(path: str | Path) -> Iterator[SurveyArrays]:
             classes=table.column("class").to_numpy(zero_copy_only=False).astype(str),
             metadata=metadata,
         )
+
+
+def read_labels_and_classes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Labels int8 (N,) and original class names str (N,) of a survey file, without its stamps."""
+    path = Path(path)
+    parquet, metadata = _open_survey(path)
+    _, labels = read_survey_arrays(path, metadata.get("rbda.survey", path.stem), stamps=False)
+    return labels, _strings(path, parquet, "class")
+
+
+def read_rows(path: str | Path, rows) -> SurveyArrays:
+    """The rows ``rows`` (indices into the file, as the splits) of a survey file, in that order.
+
+    Reads only the row groups that hold them (a few stamps of a large survey, e.g. for a gallery).
+    """
+    path = Path(path)
+    parquet, metadata = _open_survey(path)
+    rows = np.asarray(rows, dtype=np.int64)
+    n = parquet.metadata.num_rows
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        raise InputFileError(path, f"row indices below its {n} rows", f"row {int(rows.max() if rows.max() >= n else rows.min())}")
+    starts = np.cumsum([0] + [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)])
+    groups = np.searchsorted(starts, rows, side="right") - 1
+    stamps = np.empty((rows.size, *STAMP_SHAPE), np.float32)
+    labels = np.empty(rows.size, np.int8)
+    ids = np.empty(rows.size, object)
+    classes = np.empty(rows.size, object)
+    for group in np.unique(groups):
+        try:
+            table = parquet.read_row_group(int(group), use_pandas_metadata=False)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise InputFileError(path, f"a readable Parquet survey file (row group {group}: {exc})") from None
+        where = np.flatnonzero(groups == group)
+        local = rows[where] - starts[group]
+        stamps[where] = _column_values(path, table, "stamp", np.float32).reshape(-1, *STAMP_SHAPE)[local]
+        labels[where] = _column_values(path, table, "label", np.int8)[local]
+        ids[where] = np.asarray(table.column("id").to_pylist(), dtype=object)[local]
+        classes[where] = np.asarray(table.column("class").to_pylist(), dtype=object)[local]
+    return SurveyArrays(name=metadata.get("rbda.survey", path.stem), stamps=stamps, labels=labels,
+                        ids=ids.astype(str), classes=classes.astype(str), metadata=metadata)

@@ -44,6 +44,13 @@ ADAPTATION_METHODS = ("finetune", "mme", "st", "ent", "dann", "mmefm")
 STUDY_METHODS = ("finetune", "mme")
 #: Adaptation methods that are run once per lambda of the grid, then selected.
 LAMBDA_METHODS = ("mme", "ent", "mmefm")
+#: Suffix of a lambda method's selected runs (``mme-selected``; ``rbda select-lambda``).
+SELECTED_SUFFIX = "-selected"
+#: What the workflow can keep model files of (config ``save_models``; baselines' are always kept):
+#: every run of an adaptation method, or the selected runs of a lambda method.
+SAVE_MODEL_CHOICES = (*ADAPTATION_METHODS, *(f"{m}{SELECTED_SUFFIX}" for m in LAMBDA_METHODS))
+#: The workflow's default ``save_models``: the selected MME runs.
+DEFAULT_SAVE_MODELS = ("mme-selected",)
 #: Every training method, as ``rbda train --method`` names it.
 METHODS = (BASELINE, *ADAPTATION_METHODS)
 #: Display names of the methods.

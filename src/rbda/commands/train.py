@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rbda.data import load_survey_tensors
     from rbda.device import configure_torch, resolve_device, resolve_memory_format
-    from rbda.evaluate import evaluate_method
+    from rbda.evaluate import confident_errors, evaluate_method
     from rbda.methods import method_class
     from rbda.records import run_record
     from rbda.train import train
@@ -167,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
     method = method_cls(spec, surveys)
     checkpoint = args.checkpoint or args.metrics.with_name(args.metrics.name + ".ckpt")
     result = train(method, config, init_state=init_state, checkpoint=checkpoint, fingerprint_extra=fingerprint_extra)
-    record = run_record(method, config, result, evaluate_method(method, result.model))
+    record = run_record(method, config, result, evaluate_method(method, result.model),
+                        confident_errors(method, result.model))
     _write_outputs(args, record, result.model)
     checkpoint.unlink(missing_ok=True)
     summary = ", ".join(f"{e['survey']} ({e['role']}) {e['bacc']:.4f}" for e in record["evaluations"])

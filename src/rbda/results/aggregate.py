@@ -35,7 +35,7 @@ import pandas as pd
 from rbda.atomic import atomic_path, write_text
 from rbda.errors import InputFileError, RbdaError
 from rbda.provenance import lock_provenance
-from rbda.results import figures, findings, published, stats, tables
+from rbda.results import figures, findings, gallery, published, stats, tables
 from rbda.results.naming import method_label, pair_label
 from rbda.results.outputs import (ALL_EVALUATIONS, PAIR_TABLES_DIR, REPORT, expected_outputs, figure_path,
                                   method_pair_stats_name, method_pairs, pair_table_path, stats_path,
@@ -299,7 +299,7 @@ def lock_sentence(lock: dict) -> str:
             f"<code>{lock['lock_sha256']}</code>: {state}.")
 
 
-def build_report(results: StudyResults, config: dict, out: Path) -> str:
+def build_report(results: StudyResults, config: dict, out: Path, extra: list[ReportSection] = ()) -> str:
     r = results
     png = lambda name: out / figure_path(name, "png")  # noqa: E731
 
@@ -410,7 +410,8 @@ def build_report(results: StudyResults, config: dict, out: Path) -> str:
     setup.raw(preformatted(config))
 
     return render_report("rbda: cross-survey domain adaptation results",
-                         [guide, verdicts, base, curves, beat, ranking, significance, lambdas, stops, paper, setup])
+                         [guide, verdicts, base, curves, beat, ranking, significance, lambdas, stops, paper,
+                          *extra, setup])
 
 
 @contextlib.contextmanager
@@ -458,11 +459,13 @@ def aggregate(runs_list: str | Path, config_path: str | Path, out_dir: str | Pat
     runs = load_runs(read_runs_list(runs_list))
     results = compute(runs, settings.surveys, settings.pairs, settings.methods, settings.shots)
     out_dir = Path(out_dir)
-    expected = expected_outputs(settings.surveys, settings.pairs, settings.methods)
+    galleries = bool(gallery.data_paths(settings.config))  # stamp galleries when the data is named
+    expected = expected_outputs(settings.surveys, settings.pairs, settings.methods, galleries=galleries)
     with staging_dir(out_dir) as stage:
         write_tables(results, stage)
         write_figures(results, stage)
-        write_text(stage / REPORT, build_report(results, settings.config, stage))
+        extra = [gallery.write_study_galleries(runs, settings.surveys, settings.config, stage)] if galleries else []
+        write_text(stage / REPORT, build_report(results, settings.config, stage, extra))
         written = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
         if written != sorted(expected):
             raise AssertionError(f"outputs differ from expected_outputs(): {sorted(set(written) ^ set(expected))}")

@@ -33,6 +33,11 @@ FIGURES = ("baseline_heatmap", "bacc_vs_shots", "boxplots", "source_cost_vs_targ
 #: Every evaluation of every run, one row each (CSV only).
 ALL_EVALUATIONS = "tables/all_evaluations.csv"
 REPORT = "report.html"
+#: Stamp galleries (PNG), under ``figures/gallery/``, one of each kind per survey: examples of every
+#: class, and the first split's baseline's most confident errors on its own test part
+#: (rbda.results.gallery; written when the configuration names the preprocessed data, ``study.data``).
+GALLERIES = ("stamps", "errors")
+GALLERY_DIR = "figures/gallery"
 #: One table per (source, target) pair, under this folder.
 PAIR_TABLES_DIR = "tables/pairs"
 
@@ -81,17 +86,23 @@ def method_pair_stats_name(a: str, b: str) -> str:
     return f"{a}_vs_{b}"
 
 
+def gallery_path(survey: str, kind: str) -> str:
+    return f"{GALLERY_DIR}/{survey}_{kind}.png"
+
+
 def expected_outputs(surveys: list[str], pairs: list[tuple[str, str]] | None = None,
-                     methods: Iterable[str] | None = None) -> list[str]:
+                     methods: Iterable[str] | None = None, galleries: bool = False) -> list[str]:
     """Relative paths of every file ``rbda aggregate`` writes for these surveys, pairs
     (``pairs``: (source, target) tuples; ``None`` = all ordered pairs) and adaptation
     methods (``None`` = the published study's ``finetune, mme``): one statistics file per
-    pair of methods (``stats/mme_vs_finetune.csv`` for the published study) beside the fixed set."""
+    pair of methods (``stats/mme_vs_finetune.csv`` for the published study) beside the fixed set;
+    ``galleries``: the configuration names the preprocessed data, so the stamp galleries are drawn."""
     paths = [table_path(name, ext) for name in TABLES for ext in ("csv", "md")]
     paths += [pair_table_path(s, t, ext) for s, t in study_pairs(surveys, pairs) for ext in ("csv", "md")]
     paths.append(ALL_EVALUATIONS)
     paths += [stats_path(method_pair_stats_name(a, b)) for a, b in method_pairs(methods)]
     paths += [stats_path(name) for name in STATS]
     paths += [figure_path(name, ext) for name in FIGURES for ext in ("png", "pdf")]
+    paths += [gallery_path(survey, kind) for survey in surveys for kind in GALLERIES] if galleries else []
     paths.append(REPORT)
     return paths

@@ -74,6 +74,17 @@ RUN_JSON_SCHEMA: dict[str, Any] = {
             "properties": {"best_bacc": _BACC},
         },
         "versions": {"type": "object"},
+        "errors": {  # a baseline's most confident test errors (rbda.evaluate.confident_errors)
+            "type": "object",
+            "required": ["survey", "part", "false_positives", "false_negatives"],
+            "properties": {
+                kind: {"type": "array", "items": {
+                    "type": "object", "required": ["row", "p_real"],
+                    "properties": {"row": {"type": "integer", "minimum": 0},
+                                   "p_real": {"type": "number", "minimum": 0, "maximum": 1}}}}
+                for kind in ("false_positives", "false_negatives")
+            },
+        },
         "selection": {
             "type": "object",
             "required": ["rule", "chosen_lambda", "candidates"],
