@@ -7,49 +7,6 @@
 #   snakemake --profile profiles/local --configfile config.yaml presets/demo.yaml \
 #       presets/stamp_classifier.yaml stamp_classifier
 
-from rbda.study import SURVEY_CLASSES
-
-STAMP_CLASSIFIER = config.get("stamp_classifier")
-SC_DIR = "results/stamp_classifier"
-SC_SPLIT = SC_DIR + "/split.npz"
-SC_RUN = SC_DIR + "/runs/{variant}/run-{run}.json"
-SC_OUTPUTS = [f"{SC_DIR}/summary.csv", f"{SC_DIR}/tests.csv", f"{SC_DIR}/report.md", f"{SC_DIR}/confusion.png"]
-# what a variant sets (`rbda train` fills the rest from the config's `training:`)
-SC_VARIANT_KEYS = ("model", "beta")
-
-SC_SURVEY, SC_VARIANTS, SC_RUNS = None, {}, []
-if STAMP_CLASSIFIER:
-    SC_SURVEY = STAMP_CLASSIFIER["survey"]
-    if SC_SURVEY not in SURVEYS:
-        raise ConfigError(f"config key 'stamp_classifier.survey': {SC_SURVEY!r} is not a configured survey "
-                          f"(surveys: {', '.join(SURVEYS)})")
-    SC_VARIANTS = {v["name"]: v for v in STAMP_CLASSIFIER["variants"]}
-    if len(SC_VARIANTS) != len(STAMP_CLASSIFIER["variants"]):
-        raise ConfigError("config key 'stamp_classifier.variants': variant names must be distinct")
-    SC_RUNS = list(range(STAMP_CLASSIFIER["runs"]))
-
-
-def _sc_survey(wildcards=None):
-    """The section's survey; a config error naming the section when the config has none."""
-    if not STAMP_CLASSIFIER:
-        raise ConfigError("the stamp_classifier target needs a `stamp_classifier:` config section "
-                          "(survey, runs, variants; see presets/stamp_classifier.yaml)")
-    return SC_SURVEY
-
-
-def stamp_classifier_outputs():
-    """The target's outputs, or nothing when the config has no `stamp_classifier:` section."""
-    return SC_OUTPUTS if STAMP_CLASSIFIER else []
-
-
-def stamp_classifier_options(wildcards):
-    """`rbda train` options: the config's training settings (and the section's `training:`), the
-    variant's backbone and beta, task multiclass."""
-    variant = SC_VARIANTS[wildcards.variant]
-    return options_from({**TRAINING, **STAMP_CLASSIFIER.get("training", {}),
-                         **{k: variant[k] for k in SC_VARIANT_KEYS}, "task": "multiclass"})
-
-
 rule stamp_classifier_split:
     """One balanced multiclass split: the same validation/test items per class for every run."""
     input:
@@ -62,7 +19,7 @@ rule stamp_classifier_split:
         val=lambda wildcards: STAMP_CLASSIFIER["val_per_class"],
         test=lambda wildcards: STAMP_CLASSIFIER["test_per_class"],
     log:
-        SC_DIR + "/logs/split.log",
+        f"{SC_DIR}/logs/split.log",
     conda:
         "../envs/rbda.yaml"
     shell:
@@ -81,7 +38,7 @@ rule stamp_classifier_train:
     params:
         survey=lambda wildcards: SC_SURVEY,
         seed=lambda wildcards: config["seed"] + int(wildcards.run),
-        checkpoint=SC_RUN + ".ckpt",
+        checkpoint=f"{SC_DIR}/runs/{{variant}}/run-{{run}}.json.ckpt",
         code=TRAINING_CODE,
         options=stamp_classifier_options,
     wildcard_constraints:
@@ -90,7 +47,7 @@ rule stamp_classifier_train:
     resources:
         **training_resources("baseline"),
     log:
-        SC_DIR + "/logs/{variant}/run-{run}.log",
+        f"{SC_DIR}/logs/{{variant}}/run-{{run}}.log",
     conda:
         "../envs/rbda.yaml"
     shell:
@@ -108,14 +65,15 @@ rule stamp_classifier:
     output:
         SC_OUTPUTS,
     params:
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
         survey=lambda wildcards: SC_SURVEY,
         variants=lambda wildcards: " ".join(f"--variant {v}" for v in SC_VARIANTS),
         runs=lambda wildcards: " ".join(f"--run {v}={SC_RUN.format(variant=v, run=r)}"
                                         for v in SC_VARIANTS for r in SC_RUNS),
     log:
-        SC_DIR + "/logs/summary.log",
+        f"{SC_DIR}/logs/summary.log",
     conda:
         "../envs/rbda.yaml"
     shell:
         "rbda stamp-classifier --survey {params.survey} {params.variants} {params.runs}"
-        " --out-dir " + SC_DIR + " > {log:q} 2>&1"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
