@@ -54,13 +54,10 @@ def confusion(predicted: torch.Tensor, labels: torch.Tensor) -> Confusion:
     return Confusion(tp=tp, fn=fn, tn=tn, fp=fp)
 
 
-def predict(
-    model: torch.nn.Module,
-    stamps: torch.Tensor,
-    rows: torch.Tensor,
-    batch_size: int = EVAL_BATCH_SIZE,
-) -> torch.Tensor:
-    """Predicted class (argmax of the logits) for ``stamps[rows]``, batched."""
+def _batched(model: torch.nn.Module, stamps: torch.Tensor, rows: torch.Tensor, of_logits,
+             empty: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``of_logits(model(batch))`` over ``stamps[rows]`` in batches, eval mode, inference mode;
+    the model's mode is restored afterwards."""
     was_training = model.training
     model.eval()
     outputs = []
@@ -68,12 +65,21 @@ def predict(
         with torch.inference_mode():
             for start in range(0, rows.numel(), batch_size):
                 batch = stamps[rows[start : start + batch_size]]  # keeps a channels-last layout
-                outputs.append(model(batch).argmax(dim=1))
+                outputs.append(of_logits(model(batch)))
     finally:
         model.train(was_training)
-    if not outputs:
-        return torch.empty(0, dtype=torch.int64, device=stamps.device)
-    return torch.cat(outputs)
+    return torch.cat(outputs) if outputs else empty
+
+
+def predict(
+    model: torch.nn.Module,
+    stamps: torch.Tensor,
+    rows: torch.Tensor,
+    batch_size: int = EVAL_BATCH_SIZE,
+) -> torch.Tensor:
+    """Predicted class (argmax of the logits) for ``stamps[rows]``, batched."""
+    return _batched(model, stamps, rows, lambda logits: logits.argmax(dim=1),
+                    torch.empty(0, dtype=torch.int64, device=stamps.device), batch_size)
 
 
 def evaluate_rows(
@@ -104,16 +110,8 @@ CONFIDENT_ERRORS = 8
 def p_real(model: torch.nn.Module, stamps: torch.Tensor, rows: torch.Tensor,
            batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
     """Softmax probability of class 1 (real) for ``stamps[rows]``, batched, eval mode."""
-    was_training = model.training
-    model.eval()
-    outputs = []
-    try:
-        with torch.inference_mode():
-            for start in range(0, rows.numel(), batch_size):
-                outputs.append(torch.softmax(model(stamps[rows[start : start + batch_size]]).float(), dim=1)[:, 1])
-    finally:
-        model.train(was_training)
-    return torch.cat(outputs) if outputs else torch.empty(0, device=stamps.device)
+    return _batched(model, stamps, rows, lambda logits: torch.softmax(logits.float(), dim=1)[:, 1],
+                    torch.empty(0, device=stamps.device), batch_size)
 
 
 def confident_errors(method, model: torch.nn.Module, k: int = CONFIDENT_ERRORS) -> dict | None:
