@@ -200,3 +200,15 @@ def test_schema_stamp_classifier_section_is_the_vocabularys():
     assert tuple(props["variants"]["items"]["properties"]["model"]["enum"]) == BACKBONES
     assert props["val_per_class"]["default"] == MULTICLASS_VAL_PER_CLASS
     assert props["test_per_class"]["default"] == MULTICLASS_TEST_PER_CLASS
+
+
+def test_the_command_line_starts_without_heavy_imports():
+    """`rbda --help` and the data commands stay fast: building the parser imports no torch,
+    pandas or matplotlib (each costs 0.4-1 s in every one of the workflow's processes)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rbda.cli; rbda.cli.build_parser(); "
+            "print(','.join(m for m in ('torch', 'pandas', 'matplotlib', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "", f"imported when building the parser: {out}"

@@ -10,8 +10,6 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from rbda.results.gallery import PER_END
-
     p = sub.add_parser(
         "gallery",
         help="draw the highest- and lowest-scored alerts of an `rbda predict` output",
@@ -26,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="the inputs `rbda predict` scored")
     p.add_argument("--survey", default=None, help="raw survey files: the survey (as rbda predict --survey)")
     p.add_argument("--format", default=None, help="raw survey files: the layout (as rbda predict --format)")
-    p.add_argument("--per-end", type=int, default=PER_END, help=f"alerts per end (default {PER_END})")
+    p.add_argument("--per-end", type=int, default=None,
+                   help="alerts per end (default: rbda.results.gallery.PER_END, 6)")
     p.add_argument("--output", required=True, type=Path, metavar="GALLERY.png")
     return p
 
@@ -34,10 +33,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from rbda.atomic import check_output_path
     from rbda.errors import SettingError
-    from rbda.results.gallery import save_png, scores_gallery
+    from rbda.results.gallery import PER_END, save_png, scores_gallery
 
     if args.output.suffix != ".png":
         raise SettingError("--output", "a .png file", str(args.output))
+    if args.per_end is None:
+        args.per_end = PER_END
     if args.per_end < 1:
         raise SettingError("--per-end", "a positive integer", args.per_end)
     check_output_path(args.output, "--output", [args.scores, *args.input])
