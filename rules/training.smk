@@ -49,6 +49,9 @@ for _method in ADAPTATION_METHODS:
             # config save_models: the run's model file too (rbda predict reads it)
             **({"model": model_file(_method)} if saves_model(_method) else {}),
         params:
+            # the loop variable's value now: the shell string below is formatted when a job
+            # runs, after the loop has ended, so it must not name _method itself
+            method=_method,
             model=lambda wildcards, output: (
                 ["--model", output.model] if "model" in output.keys() else []
             ),
@@ -68,7 +71,7 @@ for _method in ADAPTATION_METHODS:
         conda:
             "../envs/rbda.yaml"
         shell:
-            f"rbda train --method {_method}"
+            "rbda train --method {params.method}"
             " --source {wildcards.source} --target {wildcards.target}"
             " --init-model {input.init_model:q} {params.data} --shots {wildcards.shots}"
             " {params.lam} --split {wildcards.split} --seed {params.seed} --threads {threads}"

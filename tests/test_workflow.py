@@ -258,6 +258,54 @@ def dry_run_commands(workdir: Path, *args: str) -> list[str]:
             if line.startswith(prefix)]
 
 
+STUB_RBDA = """#!/usr/bin/env bash
+# Records its arguments and writes the outputs a rule names (a tiny real survey for
+# preprocess, so that the training jobs' memory estimate can read its footer).
+echo "$*" >> "$RBDA_STUB_LOG"
+args=("$@"); survey=""
+for ((i = 0; i < ${#args[@]}; i++)); do
+  next="${args[$((i + 1))]:-}"
+  case "${args[$i]}" in
+    --survey) survey="$next" ;;
+    --out) mkdir -p "$next" ;;
+    --output|--metrics|--model|--report)
+      mkdir -p "$(dirname "$next")"
+      if [[ "$next" == *.parquet ]]; then cp "$RBDA_STUB_DATA/$survey.parquet" "$next"; else echo '{}' > "$next"; fi ;;
+  esac
+done
+"""
+
+
+def test_each_generated_training_rule_runs_its_own_method(workflow, tmp_path):
+    """The adaptation rules are generated in a loop; a job must run the method of its rule.
+    (Snakemake formats a rule's shell string when the job runs: a string that named the loop
+    variable ran the last method of the vocabulary for every rule, which a dry run cannot show.)"""
+    from train_helpers import write_survey_parquet
+
+    data = tmp_path / "data"
+    for i, name in enumerate(SURVEYS):
+        write_survey_parquet(data, name, 200, seed=i)
+    stub = tmp_path / "bin" / "rbda"
+    stub.parent.mkdir()
+    stub.write_text(STUB_RBDA)
+    stub.chmod(0o755)
+    log = tmp_path / "calls.log"
+    overlay = write_overlay(workflow, "all-methods.yaml", {"methods": ["finetune", "mme", "st", "ent", "dann"]})
+    targets = [f"results/runs/{m}/des-to-hits/shots-1/split-0.json" for m in ("finetune", "st", "dann")]
+    targets += [f"results/runs/{m}/des-to-hits/shots-1/lambda-0.05/split-0.json" for m in ("mme", "ent")]
+    env = dict(os.environ, RBDA_STUB_LOG=str(log), RBDA_STUB_DATA=str(data),
+               PATH=os.pathsep.join([str(stub.parent), *map(str, NO_SLURM_BIN), str(Path(sys.executable).parent),
+                                     os.environ.get("PATH", "")]))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *DEMO, overlay, "--", *targets],
+                            cwd=workflow, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ran = {}
+    for line in log.read_text().splitlines():
+        if line.startswith("train ") and "--target" in line:
+            ran[re.search(r"--metrics results/runs/(\w+)/", line).group(1)] = re.search(r"--method (\w+)", line).group(1)
+    assert ran == {m: m for m in ("finetune", "mme", "st", "ent", "dann")}
+
+
 def test_first_split_rule_selects_lambda_with_the_first_splits_runs(workflow):
     overlay = write_overlay(workflow, "thesis.yaml", {"lambda_selection": "first_split"})
     target = "results/runs/mme-selected/des-to-hits/shots-5/split-3.json"
