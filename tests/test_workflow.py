@@ -615,7 +615,10 @@ def test_adding_a_shot_count_plans_only_its_jobs_and_reporting(demo):
     assert planned_jobs(demo["workdir"], *DEMO, overlay, pythonpath=demo["src"]) == {
         "train_finetune": 12 * 2,
         "train_mme": 12 * 2 * 2,
-        "select_lambda": 12 * 2,
+        # per_pair (the default) chooses one lambda per pair on every shot count, so every
+        # selection of every pair is made again, and its model copied again
+        "select_lambda": 12 * 4 * 2,
+        "select_model": 12 * 4 * 2,
         "aggregation_inputs": 1,
         "aggregate": 1,
         "all": 1,
@@ -628,6 +631,7 @@ def test_adding_a_lambda_plans_only_its_runs_and_their_selection(demo):
     assert planned_jobs(demo["workdir"], *DEMO, overlay, pythonpath=demo["src"]) == {
         "train_mme": 12 * 3 * 2,
         "select_lambda": 12 * 3 * 2,
+        "select_model": 12 * 3 * 2,
         "aggregation_inputs": 1,
         "aggregate": 1,
         "all": 1,
@@ -654,7 +658,7 @@ def test_editing_learning_code_reruns_training(demo):
         code.write_text(original + "\n# an edit to the learning core\n")
         assert planned_jobs(demo["workdir"], *DEMO, pythonpath=demo["src"]) == {
             "train_baseline": 8, "train_finetune": 72, "train_mme": 144, "select_lambda": 72,
-            "aggregation_inputs": 1, "aggregate": 1, "all": 1}
+            "select_model": 72, "aggregation_inputs": 1, "aggregate": 1, "all": 1}
     finally:
         code.write_text(original)
         os.utime(code, ns=(stat.st_atime_ns, stat.st_mtime_ns))
