@@ -15,6 +15,7 @@ from rbda.results.outputs import GALLERY_DIR, expected_outputs
 from rbda.study import (
     ADAPTATION_METHODS,
     LAMBDA_METHODS,
+    PAIR_SELECTION_RULES,
     SELECTED_SUFFIX,
     format_lambda,
     option_flag,
@@ -257,13 +258,25 @@ def lambda_runs(wildcards, splits, shots=None):
     ]
 
 
+# A pair's lambda, chosen once (rules per_pair, first_split): each selection then reads one
+# small file instead of every run of the pair (600 selections x 210 runs in the published study).
+LAMBDA_CHOICE = "results/lambda-choices/{method}/{source}-to-{target}.json"
+
+
+def choice_runs(wildcards):
+    """The runs a pair's lambda choice is made on: every run of the pair and method (per_pair),
+    or the first split's (first_split), all shot counts."""
+    return lambda_runs(wildcards, SPLITS if LAMBDA_SELECTION == "per_pair" else [FIRST_SPLIT], SHOTS)
+
+
 def selection_inputs(wildcards):
-    """The group's runs (one per lambda) and the runs the rule chooses on (docs/method.md section 7)."""
+    """The group's runs (one per lambda) and, for the per-pair rules, the pair's choice
+    (docs/method.md section 7)."""
     inputs = {"runs": lambda_runs(wildcards, [wildcards.split])}
-    if LAMBDA_SELECTION == "per_pair":
-        inputs["reference"] = lambda_runs(wildcards, SPLITS, SHOTS)
-    elif LAMBDA_SELECTION == "first_split":
-        inputs["reference"] = lambda_runs(wildcards, [FIRST_SPLIT], SHOTS)
+    if LAMBDA_SELECTION in PAIR_SELECTION_RULES:
+        inputs["choice"] = LAMBDA_CHOICE.format(
+            method=wildcards.method, source=wildcards.source, target=wildcards.target
+        )
     return inputs
 
 

@@ -1,6 +1,28 @@
 # Choice of the entropy weight lambda of every lambda method (rbda.study.LAMBDA_METHODS:
-# mme, ent): one selected run per (source, target, shots, split), {method}-selected, the
-# lambda chosen by the configured rule (per_pair: on every run of the pair and method).
+# mme, ent, mmefm): one selected run per (source, target, shots, split), {method}-selected, the
+# lambda chosen by the configured rule (per_pair: once per pair and method, on all its runs).
+
+# Reading the pair's runs' JSON files takes about a second: run by Snakemake itself.
+localrules:
+    choose_lambda,
+
+
+rule choose_lambda:
+    """One lambda per pair and method on its runs' target-validation BACC (rules per_pair, first_split)."""
+    input:
+        choice_runs,
+    output:
+        LAMBDA_CHOICE,
+    params:
+        rule=LAMBDA_SELECTION,
+    log:
+        "logs/lambda-choices/{method}/{source}-to-{target}.log",
+    wildcard_constraints:
+        method=one_of(LAMBDA_METHODS),
+    conda:
+        "../envs/rbda.yaml"
+    shell:
+        "rbda choose-lambda --runs {input:q} --rule {params.rule} --output {output:q} > {log:q} 2>&1"
 
 
 rule select_lambda:
@@ -11,9 +33,7 @@ rule select_lambda:
         run_json("{method}-selected"),
     params:
         rule=LAMBDA_SELECTION,
-        reference=lambda wildcards, input: (
-            ["--reference-runs", *input.reference] if "reference" in input.keys() else []
-        ),
+        choice=lambda wildcards, input: ["--choice", input.choice] if "choice" in input.keys() else [],
     log:
         run_log("{method}-selected"),
     wildcard_constraints:
@@ -22,7 +42,7 @@ rule select_lambda:
         "../envs/rbda.yaml"
     shell:
         "rbda select-lambda --runs {input.runs:q} --rule {params.rule}"
-        " {params.reference:q} --output {output:q} > {log:q} 2>&1"
+        " {params.choice:q} --output {output:q} > {log:q} 2>&1"
 
 
 # A file copy of seconds: run by Snakemake itself, never a cluster job of its own.

@@ -1,8 +1,12 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and the demo study run once for the whole session."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,3 +40,77 @@ def skip_unless_available(available: bool, reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"required in CI but unavailable: {reason}")
     pytest.skip(reason)
+
+
+# ---------------------------------------------------------------- the workflow
+
+#: What a copy of the workflow needs (tests run Snakemake on copies, never in the checkout).
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow", "presets", "envs", "profiles/local")
+#: The demo's configuration (the README's demo command).
+DEMO = ("--configfile", "config.yaml", "presets/demo.yaml")
+
+
+def copy_workflow(dest: Path) -> Path:
+    for name in WORKFLOW_FILES:
+        source, target = REPO / name, dest / name
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return dest
+
+
+def scontrol_that_fails_at_once(folder: Path) -> Path:
+    """A folder holding a stand-in ``scontrol`` that fails at once, to put first on PATH.
+
+    The Slurm executor plugin runs ``scontrol show config`` when Snakemake loads
+    its plugins (10 s timeout). Where Slurm's client is installed and a
+    slurm.conf names a controller that is not running, that stalls every
+    Snakemake start by about 9 s; with the stand-in the plugin falls back to its
+    defaults at once. For runs that do not use Slurm.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    stand_in = folder / "scontrol"
+    stand_in.write_text("#!/bin/sh\necho 'scontrol: not available in the workflow tests' >&2\nexit 1\n")
+    stand_in.chmod(0o755)
+    return folder
+
+
+def run_snakemake(workdir: Path, *args: str, pythonpath: Path | None = None,
+                  path_first: list[Path] = ()) -> subprocess.CompletedProcess:
+    """``python -m snakemake ARGS`` in ``workdir`` (this interpreter's), output captured."""
+    path = os.pathsep.join([*map(str, path_first), str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = dict(os.environ, PATH=path)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def demo_study(tmp_path_factory) -> dict:
+    """The whole demo study, run once per session (the README's demo command, profiles/local).
+
+    Shared by the workflow tests (outputs, incremental re-runs; they only plan
+    on it or edit and restore its package copy) and the Slurm test (the local
+    reference its Slurm runs must equal). It has its own copy of the package
+    source on PYTHONPATH, so that a test can edit code without touching the
+    checkout. Returns ``{"workdir", "src", "seconds", "no_slurm_bin"}``.
+    """
+    root = tmp_path_factory.mktemp("demo")
+    workdir = copy_workflow(root / "study")
+    source = root / "src"
+    shutil.copytree(REPO / "src" / "rbda", source / "rbda", ignore=shutil.ignore_patterns("__pycache__"))
+    no_slurm = scontrol_that_fails_at_once(root / "no-slurm-bin")
+    start = time.monotonic()
+    result = run_snakemake(workdir, "--profile", "profiles/local", *DEMO, pythonpath=source,
+                           path_first=[no_slurm])
+    wall = time.monotonic() - start
+    print(f"\ndemo study: {wall:.0f} s wall time")
+    logs = "\n".join(p.read_text()[-2000:] for p in (workdir / "logs").rglob("*.log")
+                     if "error" in p.read_text().lower()) if (workdir / "logs").exists() else ""
+    assert result.returncode == 0, result.stderr[-6000:] + logs[-6000:]
+    return {"workdir": workdir, "src": source, "seconds": wall, "no_slurm_bin": no_slurm}

@@ -1,4 +1,4 @@
-"""Run JSON validation and lambda selection (rbda select-lambda)."""
+"""Run JSON validation and lambda selection (rbda choose-lambda, rbda select-lambda)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from results_helpers import adapted_run, baseline_run, write
 from rbda.cli import main
 from rbda.errors import InputFileError, SettingError
 from rbda.results.runs import load_run, load_runs, read_runs_list
-from rbda.results.selection import select_lambda
+from rbda.results.selection import choose_lambda, select_lambda
 
 
 def mme(split=0, lam=0.1, val=0.9, shots=5, source="des", target="hits"):
@@ -148,12 +148,14 @@ def test_per_pair_one_lambda_for_every_group_on_the_mean_over_shots_and_splits(t
     # lambda 0.1 wins most groups by a little, lambda 1 wins one group by a lot: the mean decides
     table = {0.1: lambda n, k: 0.80, 1.0: lambda n, k: 0.95 if (n, k) == (5, 1) else 0.78}
     paths = pair_runs(tmp_path, table)
-    reference = load_runs(list(paths.values()))
+    choice = choose_lambda(load_runs(list(paths.values())), "per_pair")
+    assert (choice["method"], choice["source"], choice["target"], choice["rule"]) == ("mme", "des", "hits", "per_pair")
+    assert choice["chosen_lambda"] == 1.0
     chosen = set()
     for n in (1, 5):
         for k in (0, 1):
             current = load_runs([paths[(lam, n, k)] for lam in table])
-            selected = select_lambda(current, "per_pair", reference)
+            selected = select_lambda(current, "per_pair", choice)
             assert (selected["shots"], selected["split"]) == (n, k)
             chosen.add(selected["lambda"])
             sel = selected["selection"]
@@ -162,17 +164,40 @@ def test_per_pair_one_lambda_for_every_group_on_the_mean_over_shots_and_splits(t
     assert chosen == {1.0}  # mean 0.8225 vs 0.80
     # per_split would have chosen 0.1 in three of the four groups
     assert select_lambda(load_runs([paths[(lam, 1, 0)] for lam in table]), "per_split")["lambda"] == 0.1
-    with pytest.raises(SettingError, match="every MME run of the pair"):
+    with pytest.raises(SettingError, match="the pair's lambda choice"):
         select_lambda(load_runs([paths[(lam, 1, 0)] for lam in table]), "per_pair")
+    with pytest.raises(SettingError, match="no lambda choice with rule per_split"):
+        select_lambda(load_runs([paths[(lam, 1, 0)] for lam in table]), "per_split", choice)
+    with pytest.raises(SettingError, match="every run of the pair"):
+        choose_lambda([], "per_pair")
+    with pytest.raises(SettingError, match="per_split chooses per group"):
+        choose_lambda(load_runs(list(paths.values())), "per_split")
 
 
 def test_per_pair_refuses_an_incomplete_reference(tmp_path):
     table = {0.1: lambda n, k: 0.80, 1.0: lambda n, k: 0.85}
     paths = pair_runs(tmp_path, table)
     incomplete = [p for key, p in paths.items() if key != (1.0, 5, 1)]
-    current = load_runs([paths[(lam, 1, 0)] for lam in table])
     with pytest.raises(SettingError, match="shots 5 split 1 lacks lambda"):
-        select_lambda(current, "per_pair", load_runs(incomplete))
+        choose_lambda(load_runs(incomplete), "per_pair")
+
+
+def test_a_choice_is_used_only_for_its_own_method_pair_rule_and_runs(tmp_path):
+    table = {0.1: lambda n, k: 0.80, 1.0: lambda n, k: 0.85}
+    paths = pair_runs(tmp_path, table)
+    choice = choose_lambda(load_runs(list(paths.values())), "per_pair")
+    current = load_runs([paths[(lam, 1, 0)] for lam in table])
+    cases = [({**choice, "schema": "rbda.run/1"}, "per_pair", "schema"),
+             ({**choice, "target": "ztf"}, "per_pair", "target 'hits'"),
+             ({**choice, "method": "ent"}, "per_pair", "method 'mme'"),
+             ({**choice, "rule": "first_split"}, "per_pair", "rule 'per_pair'"),
+             ({k: v for k, v in choice.items() if k != "candidates"}, "per_pair", "'candidates'"),
+             ({**choice, "reference_shots": [5]}, "per_pair", "including shots 1 split 0"),
+             ("not a dict", "per_pair", "schema")]
+    for bad, rule, message in cases:
+        with pytest.raises(InputFileError, match=message) as info:
+            select_lambda(current, rule, bad, choice_path=str(tmp_path / "choice.json"))
+        assert str(tmp_path / "choice.json") in str(info.value)
 
 
 def test_first_split_one_lambda_per_pair_chosen_on_split_0_over_all_shots(tmp_path):
@@ -180,18 +205,19 @@ def test_first_split_one_lambda_per_pair_chosen_on_split_0_over_all_shots(tmp_pa
     table = {0.1: lambda n, k: (0.95 if n == 1 else 0.80) if k == 0 else 0.70,
              1.0: lambda n, k: (0.85 if n == 1 else 0.82) if k == 0 else 0.99}
     paths = pair_runs(tmp_path, table)
-    reference = load_runs([p for (lam, n, k), p in paths.items() if k == 0])
+    choice = choose_lambda(load_runs([p for (lam, n, k), p in paths.items() if k == 0]), "first_split")
+    assert choice["reference_split"] == 0
     for n in (1, 5):
         current = load_runs([paths[(lam, n, 1)] for lam in table])
-        selected = select_lambda(current, "first_split", reference)
+        selected = select_lambda(current, "first_split", choice)
         assert (selected["split"], selected["shots"], selected["lambda"]) == (1, n, 0.1)
         assert selected["selection"]["reference_split"] == 0
         assert [c["val_bacc"] for c in selected["selection"]["candidates"]] == [
             pytest.approx(0.875), pytest.approx(0.835)]
-    with pytest.raises(SettingError, match="reference"):
+    with pytest.raises(SettingError, match="the pair's lambda choice"):
         select_lambda(current, "first_split", None)
     with pytest.raises(SettingError, match="one reference split"):
-        select_lambda(current, "first_split", load_runs(list(paths.values())))
+        choose_lambda(load_runs(list(paths.values())), "first_split")
 
 
 def test_selection_rejects_a_run_of_another_identity(tmp_path):
@@ -221,19 +247,42 @@ def test_cli_writes_selected_run_and_leaves_nothing_on_error(tmp_path, capsys):
     assert not out2.exists()
 
 
-def test_first_split_reference_of_another_pair_is_rejected(tmp_path):
-    reference = load_runs([write(tmp_path / "r.json", mme(split=0, target="ztf"))])
-    current = load_runs([write(tmp_path / "c.json", mme(split=1))])
+def test_reference_runs_of_two_pairs_are_rejected_naming_the_file(tmp_path):
+    one = write(tmp_path / "r1.json", mme(split=0))
+    other = write(tmp_path / "r2.json", mme(split=0, target="ztf", lam=1.0))
     with pytest.raises(InputFileError) as info:
-        select_lambda(current, "first_split", reference)
-    assert str(tmp_path / "r.json") in str(info.value)
+        choose_lambda(load_runs([one, other]), "first_split")
+    assert str(other) in str(info.value)
 
 
 def test_first_split_without_the_chosen_lambda_in_current_split(tmp_path):
-    reference = load_runs([write(tmp_path / "r.json", mme(split=0, lam=0.5))])
+    choice = choose_lambda(load_runs([write(tmp_path / "r.json", mme(split=0, lam=0.5))]), "first_split")
     current = load_runs([write(tmp_path / "c.json", mme(split=1, lam=0.1))])
     with pytest.raises(SettingError, match="lambda 0.5"):
-        select_lambda(current, "first_split", reference)
+        select_lambda(current, "first_split", choice)
+
+
+def test_cli_chooses_once_per_pair_then_selects_and_leaves_nothing_on_error(tmp_path, capsys):
+    table = {0.1: lambda n, k: 0.80, 1.0: lambda n, k: 0.95 if (n, k) == (5, 1) else 0.78}
+    paths = pair_runs(tmp_path, table)
+    choice = tmp_path / "choices" / "des-to-hits.json"
+    assert main(["choose-lambda", "--runs", *map(str, paths.values()), "--output", str(choice)]) == 0
+    assert json.loads(choice.read_text())["chosen_lambda"] == 1.0
+    out = tmp_path / "sel" / "selected.json"
+    runs = [str(paths[(lam, 1, 0)]) for lam in table]
+    assert main(["select-lambda", "--runs", *runs, "--choice", str(choice), "--output", str(out)]) == 0
+    assert json.loads(out.read_text())["lambda"] == 1.0
+    assert load_run(out).kind == "mme-selected"
+
+    out2 = tmp_path / "sel2" / "selected.json"
+    assert main(["select-lambda", "--runs", *runs, "--choice", str(runs[0]), "--output", str(out2)]) == 2
+    assert f"{runs[0]}: a lambda choice (schema rbda.lambda-choice/1" in capsys.readouterr().err
+    assert not out2.exists()
+    bad_choice = tmp_path / "choices" / "bad.json"
+    assert main(["choose-lambda", "--runs", *runs[:1], str(paths[(1.0, 5, 1)]),
+                 "--output", str(bad_choice)]) == 2
+    assert "lacks lambda" in capsys.readouterr().err
+    assert not bad_choice.exists()
 
 
 def test_ent_runs_are_selected_like_mme_and_methods_are_not_mixed(tmp_path):

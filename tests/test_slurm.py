@@ -8,7 +8,8 @@ partitions, no account, squeue status checks, fast polling).
 
 One scenario, shared by the tests below:
 
-1. reference: the same workflow and config, run locally (profiles/local);
+1. reference: the same workflow and config, run locally (profiles/local;
+   conftest.demo_study, the one demo run the workflow tests share);
 2. Slurm run 1, retries 0: the fault wrapper (tests/slurm/fault-bin/rbda)
    holds one MME training job; the test cancels its Slurm job with scancel
    while it runs; the run must fail and say which job;
@@ -64,6 +65,12 @@ RULE_OF_RUN_DIR = {
     "mme": "train_mme",
     "mme-selected": "select_lambda",
 }
+
+
+def rule_of_output(path: str) -> str:
+    """The rule that writes ``path``: a run JSON (results/runs/METHOD/...) or a pair's lambda choice."""
+    parts = Path(path).parts
+    return "choose_lambda" if parts[1] == "lambda-choices" else RULE_OF_RUN_DIR[parts[2]]
 # The job the fault wrapper holds (run 1) and fails once (run 2), by its output.
 FAULT_TARGET = "results/runs/mme/hits-to-des/shots-5/lambda-0.5/split-1.json"
 FAULT_TARGET_WILDCARDS = {
@@ -343,13 +350,10 @@ CONFIG_ARGS = ["--configfile", *map(str, CONFIG_FILES)]
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory) -> Path:
-    """The demo run locally: the reference for the Slurm run's outputs."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("local") / "workflow")
-    result = run_snakemake(workdir, ["--profile", "profiles/local", "--cores", "2", *CONFIG_ARGS],
-                           base_env(), "snakemake-local.log")
-    assert result.returncode == 0, tail(result.stdout)
-    return workdir
+def local_run(demo_study) -> Path:
+    """The demo run locally (conftest.demo_study, shared with the workflow tests): the
+    reference for the Slurm run's outputs."""
+    return demo_study["workdir"]
 
 
 @dataclass
@@ -390,7 +394,7 @@ def slurm_scenario(slurm_cluster, test_profile, local_run, tmp_path_factory) -> 
     cancel_run_jobs = slurm_jobs_named(slurm_run_id(cancel_run.stdout))
 
     missing = {
-        path for path in files_under(local_run, "results/runs")
+        path for path in files_under(local_run, "results/runs", "results/lambda-choices")
         if not (workdir / path).is_file()
     }
 
@@ -442,7 +446,7 @@ def test_cancelled_job_fails_the_run_and_is_named(slurm_scenario):
 
 def test_rerun_plans_only_the_missing_jobs(slurm_scenario, local_run):
     missing = slurm_scenario.missing_after_cancel
-    expected = Counter(RULE_OF_RUN_DIR[Path(path).parts[2]] for path in missing)
+    expected = Counter(rule_of_output(path) for path in missing)
     # save_models (default: the selected MME runs): each missing selected run's model is copied
     # again by the local rule select_model
     expected["select_model"] = expected["select_lambda"]

@@ -65,3 +65,17 @@ def test_full_study_slurm_job_count_is_the_readme_count(repo_root, tmp_path):
         f"the full study submits {slurm_jobs:,} Slurm jobs "
         f"(bundles {dict(group_jobs)}, single jobs {dict(single_jobs)}); update the README")
 
+
+
+def test_every_training_rule_asks_for_a_gpu_on_the_gpu_partition(repo_root):
+    """Each method's training rule (rbda.study.METHODS: `train_{method}`) is a GPU job in the
+    user profile; a method added to the vocabulary without its profile entry fails here."""
+    from rbda.study import METHODS
+
+    profile = yaml.safe_load((repo_root / "profiles/slurm/config.yaml").read_text())
+    cpu_partition = profile["default-resources"]["slurm_partition"]
+    for method in METHODS:
+        resources = profile["set-resources"].get(f"train_{method}")
+        assert resources, f"profiles/slurm: no set-resources entry for train_{method}"
+        assert resources.get("gpu") == 1, (method, resources)
+        assert resources.get("slurm_partition") not in (None, cpu_partition), (method, resources)

@@ -17,12 +17,10 @@ import math
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -30,53 +28,24 @@ import yaml
 
 from rbda.results.outputs import expected_outputs
 
-REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow", "presets", "envs", "profiles/local")
-DEMO = ("--configfile", "config.yaml", "presets/demo.yaml")
+from conftest import DEMO, REPO, copy_workflow, run_snakemake, scontrol_that_fails_at_once
+
 SURVEYS = ["hits", "des", "ztf", "atlas"]
 
-
-def copy_workflow(dest: Path) -> Path:
-    for name in WORKFLOW_FILES:
-        source, target = REPO / name, dest / name
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return dest
-
-
-# The Slurm executor plugin runs `scontrol show config` when Snakemake loads
-# its plugins (snakemake_executor_plugin_slurm.job_status_query.get_min_job_age,
-# 10 s timeout). Where Slurm's client is installed and a slurm.conf names a
-# controller that is not running, that stalls every Snakemake start by about
-# 9 s (with no slurm.conf, scontrol fails at once). These tests do
-# not use Slurm, so they put a stand-in `scontrol` that fails at once first on
-# PATH (the plugin then falls back to its defaults).
+# These tests do not use Slurm: a stand-in `scontrol` that fails at once goes first on
+# PATH (conftest.scontrol_that_fails_at_once says why).
 NO_SLURM_BIN: list[Path] = []
 
 
 @pytest.fixture(scope="module", autouse=True)
-def scontrol_that_fails_at_once(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("no-slurm-bin")
-    stand_in = folder / "scontrol"
-    stand_in.write_text("#!/bin/sh\necho 'scontrol: not available in the workflow tests' >&2\nexit 1\n")
-    stand_in.chmod(0o755)
-    NO_SLURM_BIN[:] = [folder]
+def no_slurm_client(tmp_path_factory):
+    NO_SLURM_BIN[:] = [scontrol_that_fails_at_once(tmp_path_factory.mktemp("no-slurm-bin"))]
     yield
     NO_SLURM_BIN.clear()
 
 
 def snakemake(workdir: Path, *args: str, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
-    path = os.pathsep.join([*map(str, NO_SLURM_BIN), str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = dict(os.environ, PATH=path)
-    if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
-        stdin=subprocess.DEVNULL, capture_output=True, text=True,
-    )
+    return run_snakemake(workdir, *args, pythonpath=pythonpath, path_first=NO_SLURM_BIN)
 
 
 def planned_jobs(workdir: Path, *args: str, pythonpath: Path | None = None) -> dict[str, int]:
@@ -121,6 +90,7 @@ def test_published_study_plans_the_papers_jobs(workflow):
         "train_baseline": 4 * 10,
         "train_finetune": 12 * 5 * 10,
         "train_mme": 12 * 5 * 10 * n_lambdas,
+        "choose_lambda": 12,  # per_pair: one lambda per pair, chosen once
         "select_lambda": 12 * 5 * 10,
         "select_model": 12 * 5 * 10,  # save_models: [mme-selected]
         "aggregation_inputs": 1,
@@ -138,6 +108,7 @@ def test_demo_preset_plans_the_same_rules_smaller(workflow):
         "train_baseline": 4 * 2,
         "train_finetune": 12 * 3 * 2,
         "train_mme": 12 * 3 * 2 * 2,
+        "choose_lambda": 12,
         "select_lambda": 12 * 3 * 2,
         "select_model": 12 * 3 * 2,
         "aggregation_inputs": 1,
@@ -162,6 +133,7 @@ def test_extended_preset_fans_out_every_method(workflow):
         "train_st": per_pair,
         "train_ent": per_pair * 2,
         "train_dann": per_pair,
+        "choose_lambda": 12 * 2,  # mme and ent
         "select_lambda": per_pair * 2,  # mme-selected and ent-selected
         "select_model": per_pair,  # save_models: [mme-selected]
         "aggregation_inputs": 1,
@@ -225,6 +197,7 @@ def test_one_method_subset_plans_only_its_rules(workflow):
     overlay = write_overlay(workflow, "ent.yaml", {"methods": ["ent"]})
     jobs = planned_jobs(workflow, *DEMO, overlay)
     assert jobs["train_ent"] == 12 * 3 * 2 * 2 and jobs["select_lambda"] == 12 * 3 * 2
+    assert jobs["choose_lambda"] == 12
     assert not {"train_finetune", "train_mme", "train_st", "train_dann"} & set(jobs)
     commands = dry_run_commands(workflow, *DEMO, overlay, "--",
                                 "results/runs/ent-selected/des-to-hits/shots-5/split-1.json")
@@ -241,6 +214,7 @@ def test_mmefm_plans_like_a_lambda_method_with_its_options(workflow):
                                                      "training_by_method": {"mmefm": {"consistency_weight": 0.5}}})
     jobs = planned_jobs(workflow, *DEMO, overlay)
     assert jobs["train_mmefm"] == 12 * 3 * 2 * 2 and jobs["select_lambda"] == 12 * 3 * 2
+    assert jobs["choose_lambda"] == 12
     commands = dry_run_commands(workflow, *DEMO, overlay, "--",
                                 "results/runs/mmefm-selected/des-to-hits/shots-5/split-1.json")
     train = [c for c in commands if c.startswith("rbda train --method mmefm")]
@@ -306,40 +280,53 @@ def test_each_generated_training_rule_runs_its_own_method(workflow, tmp_path):
     assert ran == {m: m for m in ("finetune", "mme", "st", "ent", "dann")}
 
 
-def test_first_split_rule_selects_lambda_with_the_first_splits_runs(workflow):
-    overlay = write_overlay(workflow, "thesis.yaml", {"lambda_selection": "first_split"})
+LAMBDAS = ("0.01", "0.02", "0.03", "0.05", "0.1", "0.5", "10")  # config.yaml's lambdas, as path labels
+
+
+def selection_commands(workflow: Path, *args: str) -> tuple[list[str], list[str], str | None, str]:
+    """For des-to-hits, shots 5, split 3: the selection's --runs, the pair choice's --runs (none
+    without a choice), the selection's --choice and the selection command."""
     target = "results/runs/mme-selected/des-to-hits/shots-5/split-3.json"
-    commands = dry_run_commands(workflow, "--configfile", "config.yaml", overlay, "--", target)
+    commands = dry_run_commands(workflow, *args, "--", target)
     select = next(line for line in commands if line.startswith("rbda select-lambda"))
     runs = select.split("--runs ", 1)[1].split(" --rule", 1)[0].split()
-    reference = select.split("--reference-runs ", 1)[1].split(" --output", 1)[0].split()
-    assert runs == [f"results/runs/mme/des-to-hits/shots-5/lambda-{lam}/split-3.json"
-                    for lam in ("0.01", "0.02", "0.03", "0.05", "0.1", "0.5", "10")]
-    lambdas = ("0.01", "0.02", "0.03", "0.05", "0.1", "0.5", "10")
-    assert sorted(reference) == sorted(f"results/runs/mme/des-to-hits/shots-{n}/lambda-{lam}/split-0.json"
-                                       for n in (1, 5, 10, 20, 40) for lam in lambdas)
+    assert runs == [f"results/runs/mme/des-to-hits/shots-5/lambda-{lam}/split-3.json" for lam in LAMBDAS]
+    choose = [line for line in commands if line.startswith("rbda choose-lambda")]
+    if not choose:
+        assert "--choice" not in select
+        return runs, [], None, select
+    (choose,) = choose
+    assert choose.endswith("--output results/lambda-choices/mme/des-to-hits.json > "
+                           "logs/lambda-choices/mme/des-to-hits.log 2>&1")
+    choice_runs = choose.split("--runs ", 1)[1].split(" --rule", 1)[0].split()
+    choice = select.split("--choice ", 1)[1].split(" --output", 1)[0]
+    assert choice == "results/lambda-choices/mme/des-to-hits.json"
+    assert select.split("--rule ", 1)[1].split()[0] == choose.split("--rule ", 1)[1].split()[0]
+    return runs, choice_runs, choice, select
+
+
+def test_first_split_rule_selects_lambda_with_the_first_splits_runs(workflow):
+    overlay = write_overlay(workflow, "thesis.yaml", {"lambda_selection": "first_split"})
+    runs, choice_runs, choice, select = selection_commands(workflow, "--configfile", "config.yaml", overlay)
+    assert sorted(choice_runs) == sorted(f"results/runs/mme/des-to-hits/shots-{n}/lambda-{lam}/split-0.json"
+                                         for n in (1, 5, 10, 20, 40) for lam in LAMBDAS)
     assert "--rule first_split" in select
 
 
 def test_per_split_rule_uses_only_its_own_split(workflow):
     overlay = write_overlay(workflow, "paper.yaml", {"lambda_selection": "per_split"})
-    target = "results/runs/mme-selected/des-to-hits/shots-5/split-3.json"
-    commands = dry_run_commands(workflow, "--configfile", "config.yaml", overlay, "--", target)
-    select = next(line for line in commands if line.startswith("rbda select-lambda"))
-    assert "--reference-runs" not in select and "--rule per_split" in select
+    runs, choice_runs, choice, select = selection_commands(workflow, "--configfile", "config.yaml", overlay)
+    assert choice is None and "--rule per_split" in select
     assert "split-0" not in select
+    target = "results/runs/mme-selected/des-to-hits/shots-5/split-3.json"
+    assert "choose_lambda" not in planned_jobs(workflow, "--configfile", "config.yaml", overlay, "--", target)
 
 
 def test_per_pair_rule_chooses_on_every_mme_run_of_the_pair(workflow):
-    target = "results/runs/mme-selected/des-to-hits/shots-5/split-3.json"
-    commands = dry_run_commands(workflow, "--", target)
-    select = next(line for line in commands if line.startswith("rbda select-lambda"))
+    runs, choice_runs, choice, select = selection_commands(workflow)
     assert "--rule per_pair" in select
-    runs = select.split("--runs ", 1)[1].split(" --rule", 1)[0].split()
-    reference = select.split("--reference-runs ", 1)[1].split(" --output", 1)[0].split()
-    assert len(runs) == 7 and all("shots-5/" in r and r.endswith("split-3.json") for r in runs)
-    assert len(reference) == 5 * 7 * 10 and set(runs) <= set(reference)
-    assert not any("des-to-hits" not in r for r in reference)
+    assert len(choice_runs) == 5 * 7 * 10 and set(runs) <= set(choice_runs)
+    assert not any("des-to-hits" not in r for r in choice_runs)
 
 
 def test_training_commands_use_one_thread_and_the_configured_options(workflow):
@@ -567,21 +554,10 @@ def test_lint_passes(workflow):
 # ---------------------------------------------------------------- the demo study
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> dict:
-    """The whole demo study, run once, with its own copy of the package source."""
-    root = tmp_path_factory.mktemp("demo")
-    workdir = copy_workflow(root / "study")
-    source = root / "src"
-    shutil.copytree(REPO / "src" / "rbda", source / "rbda", ignore=shutil.ignore_patterns("__pycache__"))
-    start = time.monotonic()
-    result = snakemake(workdir, "--profile", "profiles/local", *DEMO, pythonpath=source)
-    wall = time.monotonic() - start
-    print(f"\ndemo study: {wall:.0f} s wall time")
-    logs = "\n".join(p.read_text()[-2000:] for p in (workdir / "logs").rglob("*.log")
-                     if "error" in p.read_text().lower()) if (workdir / "logs").exists() else ""
-    assert result.returncode == 0, result.stderr[-6000:] + logs[-6000:]
-    return {"workdir": workdir, "src": source, "seconds": wall}
+@pytest.fixture()
+def demo(demo_study) -> dict:
+    """The demo study (conftest.demo_study, run once per session)."""
+    return demo_study
 
 
 @pytest.mark.slow
@@ -617,6 +593,7 @@ def test_adding_a_shot_count_plans_only_its_jobs_and_reporting(demo):
         "train_mme": 12 * 2 * 2,
         # per_pair (the default) chooses one lambda per pair on every shot count, so every
         # selection of every pair is made again, and its model copied again
+        "choose_lambda": 12,
         "select_lambda": 12 * 4 * 2,
         "select_model": 12 * 4 * 2,
         "aggregation_inputs": 1,
@@ -630,6 +607,7 @@ def test_adding_a_lambda_plans_only_its_runs_and_their_selection(demo):
     overlay = write_overlay(demo["workdir"], "more-lambdas.yaml", {"lambdas": [0.05, 0.5, 0.1]})
     assert planned_jobs(demo["workdir"], *DEMO, overlay, pythonpath=demo["src"]) == {
         "train_mme": 12 * 3 * 2,
+        "choose_lambda": 12,
         "select_lambda": 12 * 3 * 2,
         "select_model": 12 * 3 * 2,
         "aggregation_inputs": 1,
@@ -657,7 +635,7 @@ def test_editing_learning_code_reruns_training(demo):
     try:
         code.write_text(original + "\n# an edit to the learning core\n")
         assert planned_jobs(demo["workdir"], *DEMO, pythonpath=demo["src"]) == {
-            "train_baseline": 8, "train_finetune": 72, "train_mme": 144, "select_lambda": 72,
+            "train_baseline": 8, "train_finetune": 72, "train_mme": 144, "choose_lambda": 12, "select_lambda": 72,
             "select_model": 72, "aggregation_inputs": 1, "aggregate": 1, "all": 1}
     finally:
         code.write_text(original)
@@ -677,7 +655,7 @@ def test_snakemake_report_bundles_figures_with_captions(demo):
 
 def test_stamp_classifier_target_plans_runs_per_variant_with_distinct_seeds(workflow):
     """The demo preset's section: N runs per variant, one balanced split, the summary; absent = not in `all`."""
-    assert "stamp_classifier" not in planned_jobs(workflow)  # default config: no section, not part of `all`
+    assert "stamp_classifier" not in planned_jobs(workflow, *DEMO)  # no section configured: not part of `all`
     args = ("--configfile", "config.yaml", "presets/demo.yaml", "presets/stamp_classifier.yaml")
     jobs = planned_jobs(workflow, *args, "--", "stamp_classifier")
     assert jobs["stamp_classifier_train"] == 9 and jobs["stamp_classifier_split"] == 1

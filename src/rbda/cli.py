@@ -24,6 +24,7 @@ COMMANDS = (
     "train",
     "evaluate",
     "predict",
+    "choose_lambda",
     "select_lambda",
     "select_model",
     "gallery",

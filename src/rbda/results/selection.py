@@ -5,16 +5,20 @@ Rules (docs/method.md section 7)
 ``per_pair`` (default; the thesis's intent)
     One lambda per (source, target): the lambda with the highest mean target
     validation BACC (``validation.best_bacc``) over all shot counts and all
-    splits of the pair (``--reference-runs``: every MME run of the pair).
+    splits of the pair.
 ``per_split`` (the paper)
     One lambda per (source, target, shots, split), on that group's runs only.
 ``first_split`` (the thesis's tuning)
     One lambda per (source, target), chosen as ``per_pair`` but on the runs of
-    one reference split only (``--reference-runs``: split 0's MME runs of the
-    pair, all shot counts).
+    one reference split only (all shot counts).
 
-In every rule the chosen lambda's run of the current (pair, shots, split)
-(``--runs``, one per lambda) is written out.
+The two per-pair rules are made in two steps, so that a workflow's selection
+jobs do not each read every run of the pair: :func:`choose_lambda`
+(``rbda choose-lambda``) makes the pair's choice once, from its reference runs,
+into a *choice* document (schema :data:`LAMBDA_CHOICE_SCHEMA`); :func:`select_lambda`
+(``rbda select-lambda --choice``) then writes, for each (pair, shots, split),
+the chosen lambda's run (``--runs``, one per lambda) with the choice's facts.
+``per_split`` needs no choice document.
 
 Ties
 ----
@@ -45,7 +49,8 @@ from typing import Any
 
 from rbda.errors import InputFileError, SettingError
 from rbda.results.runs import Run
-from rbda.study import DEFAULT_SELECTION_RULE, LAMBDA_METHODS, SELECTION_RULES, format_lambda
+from rbda.study import (DEFAULT_SELECTION_RULE, LAMBDA_CHOICE_SCHEMA, LAMBDA_METHODS, PAIR_SELECTION_RULES,
+                        SELECTION_RULES, format_lambda)
 
 #: Epochs (up to and including the best) whose mean validation BACC breaks a tie.
 TIE_BREAK_EPOCHS = 5
@@ -159,46 +164,93 @@ def best_by_validation(runs: list[Run]) -> Run:
     return next(r for r in runs if r.lambda_ == lam)
 
 
+def choose_lambda(reference_runs: list[Run], rule: str = DEFAULT_SELECTION_RULE) -> dict[str, Any]:
+    """The pair's lambda choice (a :data:`LAMBDA_CHOICE_SCHEMA` document) made on ``reference_runs``.
+
+    ``per_pair``: every run of the pair and method (all shots and splits), each
+    (shots, split) with every lambda once; ``first_split``: the same for one
+    split. The document names the method, the pair and the rule, and holds the
+    facts :func:`choose` returns; :func:`select_lambda` checks them.
+    """
+    if rule not in PAIR_SELECTION_RULES:
+        raise SettingError("--rule", f"a rule that chooses one lambda per pair ({' or '.join(PAIR_SELECTION_RULES)}); "
+                                     "per_split chooses per group and needs no choice", rule)
+    if not reference_runs:
+        raise SettingError("--runs", "every run of the pair and method (all shots and splits)" if rule == "per_pair"
+                           else "the reference split's runs of the pair and method (all shots)")
+    first = reference_runs[0]
+    _check_reference(reference_runs, first, "--runs", one_split=rule == "first_split")
+    _, facts = choose(reference_runs)
+    choice = {"schema": LAMBDA_CHOICE_SCHEMA, "method": first.method, "source": first.source, "target": first.target,
+              "rule": rule, **facts}
+    if rule == "first_split":
+        choice["reference_split"] = facts["reference_splits"][0]
+    return choice
+
+
+def _check_choice(choice: dict[str, Any], current: Run, rule: str, where: str) -> None:
+    """``choice``: a :data:`LAMBDA_CHOICE_SCHEMA` document of ``rule`` for ``current``'s method and pair that covers its run."""
+    if not isinstance(choice, dict) or choice.get("schema") != LAMBDA_CHOICE_SCHEMA:
+        got = choice.get("schema") if isinstance(choice, dict) else type(choice).__name__
+        raise InputFileError(where, f"a lambda choice (schema {LAMBDA_CHOICE_SCHEMA}, written by rbda choose-lambda); "
+                                    f"got schema {got!r}")
+    expected = {"method": current.method, "source": current.source, "target": current.target, "rule": rule}
+    for key, value in expected.items():
+        if choice.get(key) != value:
+            raise InputFileError(where, f"the lambda choice of {key} {value!r} (the {key} of --runs"
+                                        f"{' and --rule' if key == 'rule' else ''}); got {choice.get(key)!r}")
+    for key in ("chosen_lambda", "candidates", "tie", "tie_broken_by", "reference_shots", "reference_splits"):
+        if key not in choice:
+            raise InputFileError(where, f"a lambda choice with key {key!r}; it is missing")
+    if rule == "per_pair" and (current.shots not in choice["reference_shots"]
+                               or current.split not in choice["reference_splits"]):
+        raise InputFileError(where, f"a per_pair choice made on every run of the pair, including shots "
+                                    f"{current.shots} split {current.split} ({current.path}); it was made on shots "
+                                    f"{choice['reference_shots']}, splits {choice['reference_splits']}")
+
+
+def read_choice(path: str) -> dict[str, Any]:
+    """A lambda choice JSON (checked by :func:`select_lambda`); an error naming the file if it is not JSON."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except OSError as exc:
+        raise InputFileError(path, f"a readable lambda choice JSON ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputFileError(path, f"a lambda choice JSON (rbda choose-lambda), not valid JSON: {exc}") from None
+
+
 def select_lambda(runs: list[Run], rule: str = DEFAULT_SELECTION_RULE,
-                  reference_runs: list[Run] | None = None) -> dict[str, Any]:
+                  choice: dict[str, Any] | None = None, choice_path: str = "--choice") -> dict[str, Any]:
     """The selected run's JSON (a new dict) with its ``selection`` object.
 
-    ``runs``: the current (pair, shots, split)'s MME runs, one per lambda.
-    ``reference_runs``: what the choice is made on - none for ``per_split``,
-    every MME run of the pair for ``per_pair``, the reference split's MME runs
-    of the pair (all shot counts) for ``first_split``.
+    ``runs``: the current (pair, shots, split)'s runs of one lambda method, one
+    per lambda. ``choice``: the pair's :func:`choose_lambda` document (read from
+    ``choice_path``) for ``per_pair`` and ``first_split``; none for ``per_split``,
+    which chooses on ``runs``.
     """
     if rule not in SELECTION_RULES:
         raise SettingError("--rule", " or ".join(SELECTION_RULES), rule)
     _check_candidate_group(runs, "--runs")
     current = runs[0]
     if rule == "per_split":
-        if reference_runs:
-            raise SettingError("--reference-runs", "no reference runs with rule per_split", "given")
-        basis = runs
+        if choice is not None:
+            raise SettingError("--choice", "no lambda choice with rule per_split (it chooses on --runs)", "given")
+        chosen_lambda, facts = choose(runs)
     else:
-        if not reference_runs:
-            what = ("every MME run of the pair (all shots and splits)" if rule == "per_pair"
-                    else "the reference split's MME runs of the pair (all shots)")
-            raise SettingError("--reference-runs", f"{what} with rule {rule}")
-        _check_reference(reference_runs, current, "--reference-runs", one_split=rule == "first_split")
-        if rule == "per_pair":
-            have = {(r.lambda_name, r.shots, r.split) for r in reference_runs}
-            absent = [r for r in runs if (r.lambda_name, r.shots, r.split) not in have]
-            if absent:
-                raise InputFileError(absent[0].path, "a run that is among --reference-runs with rule per_pair "
-                                                     "(the choice is made on every run of the pair)")
-        basis = reference_runs
-    chosen_lambda, facts = choose(basis)
+        if choice is None:
+            raise SettingError("--choice", f"the pair's lambda choice (rbda choose-lambda) with rule {rule}")
+        _check_choice(choice, current, rule, choice_path)
+        chosen_lambda = choice["chosen_lambda"]
+        facts = {key: value for key, value in choice.items()
+                 if key not in ("schema", "method", "source", "target", "rule")}
     by_lambda = {run.lambda_name: run for run in runs}
     chosen = by_lambda.get(format_lambda(chosen_lambda))
     if chosen is None:
         raise SettingError("--runs", f"a run with lambda {format_lambda(chosen_lambda)}, the lambda chosen "
                                      f"by rule {rule}", sorted(by_lambda))
-    selection = {"rule": rule, **facts}
-    if rule == "first_split":
-        selection["reference_split"] = facts["reference_splits"][0]
     result = copy.deepcopy(chosen.data)
-    result["selection"] = selection
+    result["selection"] = {"rule": rule, **facts}
     return result
-
