@@ -29,8 +29,11 @@ rule aggregate:
         config="results/aggregate/config.json",
         code=reporting_code(),
         data=expand(PARQUET, survey=SURVEYS),  # the stamp galleries
+        stamp_classifier=SC_OUTPUTS if STAMP_CLASSIFIER else [],  # its section of report.html
     output:
         report_outputs(),
+    params:
+        stamp_classifier=["--stamp-classifier", SC_DIR] if STAMP_CLASSIFIER else [],
     log:
         "logs/aggregate/aggregate.log",
     benchmark:
@@ -39,4 +42,4 @@ rule aggregate:
         "../envs/rbda.yaml"
     shell:
         "rbda aggregate --runs-list {input.runs_list:q} --config {input.config:q}"
-        " --out-dir results > {log:q} 2>&1"
+        " --out-dir results {params.stamp_classifier:q} > {log:q} 2>&1"

@@ -352,3 +352,37 @@ def test_statistics_of_methods_no_longer_configured_are_removed(extended, tmp_pa
     assert sorted(p.name for p in (out / "stats").iterdir()) == [
         "method_pairs.csv", "mme_vs_finetune.csv", "st_vs_sgd.csv", "vs_baseline.csv"]
     assert set(pd.read_csv(out / "tables/methods_by_shots.csv")["method"]) == {"finetune", "mme"}
+
+
+def test_stamp_classifier_outputs_are_a_section_of_the_report(study, tmp_path, capsys):
+    """`rbda aggregate --stamp-classifier DIR` (the workflow passes it when configured): the repeated-run
+    comparison, its tests, confusion figure and the published figures (labelled) in report.html."""
+    from test_stamp_classifier import fake_run
+
+    sc_dir = tmp_path / "stamp_classifier"
+    args = ["stamp-classifier", "--survey", "ztf", "--out-dir", str(sc_dir)]
+    for v, accuracies in {"cnn": [0.80, 0.81, 0.82], "deephits": [0.85, 0.86, 0.84]}.items():
+        args += ["--variant", v]
+        for k, value in enumerate(accuracies):
+            args += ["--run", f"{v}={fake_run(tmp_path / f'{v}{k}.json', k, value, value, (0.9, 0.7, 0.8, 0.75))}"]
+    assert main(args) == 0
+    runs_list, config = study
+    out = tmp_path / "out"
+    base = ["aggregate", "--runs-list", str(runs_list), "--config", str(config), "--out-dir", str(out)]
+    assert main([*base, "--stamp-classifier", str(sc_dir)]) == 0
+    assert files_under(out) == sorted(expected_outputs(SURVEYS))  # a section, no file of its own
+    report = (out / "report.html").read_text()
+    section = report.split('<section id="stamp-classifier">', 1)[1].split("</section>", 1)[0]
+    assert "<td>0.8500 ± 0.0100 (n=3)</td>" in section and "<td>0.8100 ± 0.0100 (n=3)</td>" in section
+    row = section.split("<td>deephits &gt; cnn</td>", 1)[1].split("</tr>", 1)[0]
+    assert re.findall(r"<td>([^<]*)</td>", row)[:4] == ["0.04", "0.004025", "0.004025", "True"]
+    assert "real ALeRCE set only" in section and "<td>0.8652 ± 0.0024</td>" in section  # EarlySN Table 3
+    assert section.count("data:image/png;base64,") == 1
+    plain = main(base[:-1] + [str(tmp_path / "plain")])  # without the option: no such section
+    assert plain == 0 and 'id="stamp-classifier"' not in (tmp_path / "plain" / "report.html").read_text()
+
+    (sc_dir / "tests.csv").unlink()
+    out2 = tmp_path / "out2"
+    assert main([*base[:-1], str(out2), "--stamp-classifier", str(sc_dir)]) == 2
+    assert f"{sc_dir / 'tests.csv'}" in capsys.readouterr().err
+    assert not (out2 / "report.html").exists()

@@ -671,6 +671,11 @@ def test_stamp_classifier_target_plans_runs_per_variant_with_distinct_seeds(work
     assert all("--task multiclass" in c and "--epoch-size 300" in c for c in train)
     (split,) = [c for c in commands if c.startswith("rbda split")]
     assert "--task multiclass" in split and "--val-per-class 10 --test-per-class 10" in split
+    # its section of report.html: the aggregation reads its outputs when configured, only then
+    (aggregate,) = [c for c in dry_run_commands(workflow, *args) if c.startswith("rbda aggregate")]
+    assert "--stamp-classifier results/stamp_classifier " in aggregate
+    (aggregate,) = [c for c in dry_run_commands(workflow, *DEMO) if c.startswith("rbda aggregate")]
+    assert "--stamp-classifier" not in aggregate
 
 
 def test_stamp_classifier_section_is_checked(workflow):

@@ -22,11 +22,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="the workflow's effective configuration (JSON) with 'study.surveys' "
                         "(or a top-level 'surveys'); shown in full in the report")
     p.add_argument("--out-dir", required=True, metavar="DIR")
+    p.add_argument("--stamp-classifier", default=None, metavar="DIR",
+                   help="the outputs of rbda stamp-classifier (summary.csv, tests.csv, confusion.png): "
+                        "their section in report.html")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from rbda.results.aggregate import aggregate
 
-    aggregate(args.runs_list, args.config, args.out_dir)
+    aggregate(args.runs_list, args.config, args.out_dir, stamp_classifier=args.stamp_classifier)
     return 0

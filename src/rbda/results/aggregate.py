@@ -453,8 +453,10 @@ def _remove_unexpected(out_dir: Path, folder: Path, pattern: re.Pattern, keep: s
     return stale
 
 
-def aggregate(runs_list: str | Path, config_path: str | Path, out_dir: str | Path) -> list[Path]:
-    """Write all outputs under ``out_dir``; return their paths."""
+def aggregate(runs_list: str | Path, config_path: str | Path, out_dir: str | Path,
+              stamp_classifier: str | Path | None = None) -> list[Path]:
+    """Write all outputs under ``out_dir``; return their paths. ``stamp_classifier``: the folder of
+    ``rbda stamp-classifier``'s outputs, shown as a section of the report."""
     settings = read_config(config_path)
     runs = load_runs(read_runs_list(runs_list))
     results = compute(runs, settings.surveys, settings.pairs, settings.methods, settings.shots)
@@ -465,6 +467,10 @@ def aggregate(runs_list: str | Path, config_path: str | Path, out_dir: str | Pat
         write_tables(results, stage)
         write_figures(results, stage)
         extra = [gallery.write_study_galleries(runs, settings.surveys, settings.config, stage)] if galleries else []
+        if stamp_classifier is not None:
+            from rbda.results.stamp_classifier import report_section
+
+            extra.append(report_section(stamp_classifier))
         write_text(stage / REPORT, build_report(results, settings.config, stage, extra))
         written = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
         if written != sorted(expected):

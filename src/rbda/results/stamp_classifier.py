@@ -16,12 +16,17 @@ seeds, one balanced split). Output:
   (``rbda/data/published_stamp_classifier.json``), which are labelled as meaningful on
   the real ALeRCE set only.
 
+:func:`report_section` reads these files back into a section of the study's
+``report.html`` (``rbda aggregate --stamp-classifier DIR``; the workflow passes it
+when the config has a ``stamp_classifier:`` section).
+
 A metric that is undefined in a run (SN never predicted: precision NaN) is left out of
 that run's mean and counted in ``n_undefined``.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from importlib import resources
@@ -240,3 +245,64 @@ def write_outputs(runs: list[tuple[str, Path]], variants: list[str], survey: str
             path.unlink(missing_ok=True)
         raise
     return paths
+
+
+#: The files of :func:`write_outputs` that :func:`report_section` reads.
+SECTION_INPUTS = ("summary.csv", "tests.csv", "confusion.png")
+
+
+def published_table() -> pd.DataFrame:
+    """The published figures as a table (mean ± SD strings; "—" where a paper gives none)."""
+    rows = []
+    for row in published()["rows"]:
+        cells = {label: (f"{row[key][0]:.4f} ± {row[key][1]:.4f}" if key in row else "—")
+                 for key, label in (("accuracy", "accuracy"), ("SN precision", "SN precision"),
+                                    ("SN recall", "SN recall"), ("SN f1", "SN F1"), ("SN f2", "SN F2"))}
+        rows.append({"system": row["system"], "variant": row["variant"], "set": row["set"], "runs": row["runs"],
+                     **cells})
+    return pd.DataFrame(rows)
+
+
+def report_section(out_dir: str | Path):
+    """The stamp-classifier comparison (the outputs of :func:`write_outputs` in ``out_dir``) as a
+    section of report.html; an error naming the file when one is missing or unreadable."""
+    from rbda.results.report import ReportSection
+
+    out_dir = Path(out_dir)
+    for name in SECTION_INPUTS:
+        if not (out_dir / name).is_file():
+            raise InputFileError(out_dir / name, "an output of rbda stamp-classifier (the stamp_classifier target)")
+    try:
+        summary = pd.read_csv(out_dir / "summary.csv")
+        tests = pd.read_csv(out_dir / "tests.csv", keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputFileError(out_dir, f"summary.csv and tests.csv of rbda stamp-classifier ({exc})") from None
+    for name, frame, columns in (("summary.csv", summary, {"variant", "metric", "mean", "std", "n"}),
+                                 ("tests.csv", tests, {"metric", "hypothesis", "p", "p_holm", "significant"})):
+        if not columns <= set(frame.columns):
+            raise InputFileError(out_dir / name, f"columns {sorted(columns)}, got {sorted(frame.columns)}")
+    variants = list(dict.fromkeys(summary["variant"]))
+    metrics = list(dict.fromkeys(summary["metric"]))
+    cells = {(row.variant, row.metric): _fmt(float(row.mean), float(row.std), int(row.n))
+             for row in summary.itertuples(index=False)}
+    table = pd.DataFrame([{"variant": v, **{m: cells.get((v, m), "—") for m in metrics}} for v in variants])
+    shown = tests.assign(**{"mean (b) − mean (a)": tests["mean_b"] - tests["mean_a"]})[
+        ["metric", "hypothesis", "mean (b) − mean (a)", "p", "p_holm", "significant", "note"]]
+    section = ReportSection("Stamp classifier: repeated runs", "stamp-classifier")
+    section.paragraph(
+        "Multiclass classifiers on one survey's original classes (config <code>stamp_classifier:</code>), "
+        "each variant trained several times with distinct seeds on one balanced split. Means ± SD (ddof 1) "
+        "over runs of the <b>test</b> part's metrics; a run where a metric is undefined (a class never "
+        "predicted) is left out of that metric's mean.")
+    section.table(table, caption="Test metrics per variant")
+    section.table(shown, caption=f"One-sided Welch tests (H1: the later variant is better), Holm-adjusted within "
+                                 f"each metric, alpha {ALPHA}")
+    section.figure(out_dir / "confusion.png", "Row-normalised test confusion matrices, summed over runs, "
+                                              "one panel per variant.")
+    pub = published()
+    section.paragraph("<b>Published figures</b> (EarlySN, TwoAlert): meaningful <b>on the real ALeRCE set "
+                      "only</b>; beside a study on other or synthetic data they only show the layout. "
+                      + html.escape(pub["note"]), css="warning")
+    section.table(published_table(), caption="Published figures")
+    section.paragraph(html.escape(pub["tests"]["note"]))
+    return section
