@@ -18,6 +18,11 @@ on the same packets:
 * inference     -- :func:`rbda.predict.score_stamps` (channels-last, batch 512);
 * write         -- building the output table and writing it as Parquet.
 
+Then the layout ZTF distributes (one packet per file): ``--files`` single-packet
+snappy files in one folder, end to end, and reading them with ``fastavro.reader``
+(which parses each file's writer schema again) beside rbda's container reader
+(:func:`rbda.readers.alerts.read_container`, the schema parsed once).
+
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_predict.py [--alerts 20000]
 """
 
@@ -93,6 +98,7 @@ def main() -> int:
     parser.add_argument("--alerts", type=int, default=20_000)
     parser.add_argument("--astropy-alerts", type=int, default=1_000, help="subset parsed with astropy")
     parser.add_argument("--samples", type=Path, default=REAL)
+    parser.add_argument("--files", type=int, default=2_000, help="single-packet files for the per-file part")
     args = parser.parse_args()
 
     import fastavro
@@ -155,6 +161,33 @@ def main() -> int:
         identity = model_identity(load_model_file(model_path), 0.5)
         t_write, _ = timed(lambda: write_table(_table([columns], identity, "alerts"), tmp / "w.parquet"))
 
+        from rbda.readers.alerts import AvroSchemas, read_container
+
+        folder = tmp / "one-per-file"
+        folder.mkdir()
+        n_files = args.files
+        for i in range(n_files):
+            with open(folder / f"{i:07d}.avro", "wb") as fh:
+                fastavro.writer(fh, fastavro.parse_schema(schema), [packets[i % n]], codec="snappy")
+        files = sorted(folder.glob("*.avro"))
+        t_files, summary = timed(predict_files, model_path, [folder], tmp / "files.parquet", 0.5, 512, "cpu",
+                                 None, None, False, 1, 1e9)
+        assert summary.scored == n_files, summary.as_dict()
+
+        def fastavro_per_file():
+            for path in files:
+                with open(path, "rb") as fh:
+                    list(fastavro.reader(fh))
+
+        def rbda_per_file():
+            schemas = AvroSchemas()
+            for path in files:
+                with open(path, "rb") as fh:
+                    list(read_container(fh, schemas))
+
+        t_fastavro_files, _ = timed(fastavro_per_file)
+        t_rbda_files, _ = timed(rbda_per_file)
+
     print(f"rbda predict benchmark: {n} alerts ({origin}), one thread; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}")
     parts = [("end to end (rbda predict)", t_e2e), ("avro read (fastavro, snappy)", t_avro),
@@ -169,6 +202,12 @@ def main() -> int:
     measured.pop(f"FITS parse, astropy ({args.astropy_alerts} alerts, scaled)")
     slowest = max(measured, key=measured.get)
     print(f"astropy / rbda.fits FITS parse time: {t_astropy / t_fits:.1f}x")
+    print(f"\none packet per file ({n_files} files, snappy; ZTF's layout):")
+    for name, seconds in [("end to end (rbda predict on the folder)", t_files),
+                          ("avro read, fastavro.reader per file (all fields)", t_fastavro_files),
+                          ("avro read, rbda read_container (projected)", t_rbda_files)]:
+        print(f"{name:48s} {n_files / seconds:10,.0f} {seconds / n_files * 1e6:9.1f}")
+    print(f"fastavro.reader / rbda read_container per-file read time: {t_fastavro_files / t_rbda_files:.1f}x")
     print(f"bottleneck: {slowest} ({measured[slowest] / t_e2e:.0%} of end to end); "
           f"parts alone sum to {sum(measured.values()) / t_e2e:.0%} of end to end")
     return 0

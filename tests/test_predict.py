@@ -313,3 +313,84 @@ def test_raw_survey_files_are_scored_with_ids_and_labels(trained, real_samples, 
                  str(real_samples / "ztf_alerce" / "small_dataset.pkl"), "--output", str(out)]) == 0
     table = pcsv.read_csv(out).to_pydict()
     assert len(table["id"]) == 30 and set(table["label"]) == {1}
+
+
+# ---------------------------------------------------------------- the Avro container framing
+
+
+@pytest.mark.parametrize("codec", ["null", "deflate", "snappy", "bzip2"])
+def test_container_reader_decodes_what_fastavro_decodes(tmp_path, codec):
+    """rbda's framing (header, blocks, sync) + fastavro's record decoding = fastavro.reader, projected
+    to the fields rbda uses; bzip2 (not framed here) goes through fastavro.reader itself."""
+    from rbda.readers.alerts import WANTED, AvroSchemas, read_container
+
+    rng = np.random.default_rng(5)
+    path = tmp_path / f"{codec}.avro"
+    with open(path, "wb") as fh:  # several blocks
+        fastavro.writer(fh, SCHEMA, [packet(i, rng, size=25) for i in range(30)], codec=codec, sync_interval=2000)
+    with open(path, "rb") as fh:
+        expected = [{k: v for k, v in p.items() if k in WANTED} for p in fastavro.reader(fh)]
+    with open(path, "rb") as fh:
+        assert list(read_container(fh, AvroSchemas())) == expected
+
+
+def test_container_reader_parses_each_schema_once(tmp_path, monkeypatch):
+    """One packet per file (ZTF's layout): the writer schema and its projection are parsed once, not per file."""
+    import fastavro as fa
+
+    rng = np.random.default_rng(6)
+    files = [write_packets(tmp_path / f"{i}.avro", [packet(i, rng, size=25)], codec="snappy") for i in range(5)]
+    calls = []
+    real_parse = fa.parse_schema
+    monkeypatch.setattr(fa, "parse_schema", lambda *a, **k: calls.append(1) or real_parse(*a, **k))
+    reader = AlertReader(files)
+    assert sum(len(b) for b in reader.batches()) == 5
+    assert len(calls) == 2  # the writer schema and its projection
+
+
+def test_container_reader_real_ztf_packets_match_fastavro(real_samples):
+    from rbda.readers.alerts import WANTED, AvroSchemas, read_container
+
+    schemas = AvroSchemas()
+    files = sorted((real_samples / "ztf_avro").glob("*.avro"))
+    assert len(files) == 20
+    for path in files:
+        with open(path, "rb") as fh:
+            expected = [{k: v for k, v in p.items() if k in WANTED} for p in fastavro.reader(fh)]
+        with open(path, "rb") as fh:
+            got = list(read_container(fh, schemas))
+        assert [p["cutoutScience"] for p in got] == [p["cutoutScience"] for p in expected], path
+        assert [p["candidate"] for p in got] == [{k: v for k, v in p["candidate"].items() if k in ("candid", "rb", "drb")}
+                                                 for p in expected], path
+
+
+def _damaged(tmp_path, name, mutate, codec="snappy"):
+    rng = np.random.default_rng(7)
+    good = io.BytesIO()
+    fastavro.writer(good, SCHEMA, [packet(i, rng, size=25) for i in range(3)], codec=codec)
+    path = tmp_path / f"{name}.avro"
+    path.write_bytes(mutate(good.getvalue()))
+    return path
+
+
+def test_damaged_containers_are_bad_files_named_with_the_reason(tmp_path, monkeypatch):
+    from rbda.readers import alerts
+
+    cases = {
+        "magic": (lambda raw: b"Obj\x02" + raw[4:], "magic"),
+        "sync": (lambda raw: raw[:-16] + bytes(16), "sync marker"),
+        "crc": (lambda raw: raw[:-20] + bytes(b ^ 0xFF for b in raw[-20:-16]) + raw[-16:], "checksum"),
+        "cut": (lambda raw: raw[:-100], "truncated"),
+    }
+    for name, (mutate, reason) in cases.items():
+        path = _damaged(tmp_path, name, mutate)
+        reader = AlertReader([path], skip_bad=True)
+        assert sum(len(b) for b in reader.batches()) == 0, name
+        ((file, _candid, text),) = [(b.file, b.candid, b.reason) for b in reader.bad]
+        assert file == str(path) and reason in text, (name, text)
+    # a block that inflates past the limit is refused before it is held in memory
+    monkeypatch.setattr(alerts, "MAX_BLOCK_BYTES", 1000)
+    for codec in ("deflate", "snappy"):
+        reader = AlertReader([_damaged(tmp_path, f"bomb-{codec}", lambda raw: raw, codec=codec)], skip_bad=True)
+        assert sum(len(b) for b in reader.batches()) == 0
+        assert "more than 1000 bytes" in reader.bad[0].reason, reader.bad[0].reason
