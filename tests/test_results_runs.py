@@ -193,6 +193,8 @@ def test_a_choice_is_used_only_for_its_own_method_pair_rule_and_runs(tmp_path):
              ({**choice, "rule": "first_split"}, "per_pair", "rule 'per_pair'"),
              ({k: v for k, v in choice.items() if k != "candidates"}, "per_pair", "'candidates'"),
              ({**choice, "reference_shots": [5]}, "per_pair", "including shots 1 split 0"),
+             ({**choice, "candidates": choice["candidates"][1:]}, "per_pair", "among the lambdas of --runs"),
+             ({**choice, "chosen_lambda": 7.0}, "per_pair", "one of its candidates"),
              ("not a dict", "per_pair", "schema")]
     for bad, rule, message in cases:
         with pytest.raises(InputFileError, match=message) as info:
@@ -258,7 +260,7 @@ def test_reference_runs_of_two_pairs_are_rejected_naming_the_file(tmp_path):
 def test_first_split_without_the_chosen_lambda_in_current_split(tmp_path):
     choice = choose_lambda(load_runs([write(tmp_path / "r.json", mme(split=0, lam=0.5))]), "first_split")
     current = load_runs([write(tmp_path / "c.json", mme(split=1, lam=0.1))])
-    with pytest.raises(SettingError, match="lambda 0.5"):
+    with pytest.raises(InputFileError, match=r"among the lambdas of --runs \(0.1\); it chose among 0.5"):
         select_lambda(current, "first_split", choice)
 
 

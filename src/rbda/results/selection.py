@@ -188,8 +188,10 @@ def choose_lambda(reference_runs: list[Run], rule: str = DEFAULT_SELECTION_RULE)
     return choice
 
 
-def _check_choice(choice: dict[str, Any], current: Run, rule: str, where: str) -> None:
-    """``choice``: a :data:`LAMBDA_CHOICE_SCHEMA` document of ``rule`` for ``current``'s method and pair that covers its run."""
+def _check_choice(choice: dict[str, Any], runs: list[Run], rule: str, where: str) -> None:
+    """``choice``: a :data:`LAMBDA_CHOICE_SCHEMA` document of ``rule`` for the method and pair of ``runs``,
+    made among their lambdas (and, for per_pair, on their shots and split)."""
+    current = runs[0]
     if not isinstance(choice, dict) or choice.get("schema") != LAMBDA_CHOICE_SCHEMA:
         got = choice.get("schema") if isinstance(choice, dict) else type(choice).__name__
         raise InputFileError(where, f"a lambda choice (schema {LAMBDA_CHOICE_SCHEMA}, written by rbda choose-lambda); "
@@ -202,6 +204,14 @@ def _check_choice(choice: dict[str, Any], current: Run, rule: str, where: str) -
     for key in ("chosen_lambda", "candidates", "tie", "tie_broken_by", "reference_shots", "reference_splits"):
         if key not in choice:
             raise InputFileError(where, f"a lambda choice with key {key!r}; it is missing")
+    candidates = sorted(format_lambda(c["lambda"]) for c in choice["candidates"])
+    if format_lambda(choice["chosen_lambda"]) not in candidates:
+        raise InputFileError(where, f"a lambda choice whose chosen_lambda is one of its candidates "
+                                    f"({', '.join(candidates)}); got {choice['chosen_lambda']!r}")
+    if candidates != sorted(run.lambda_name for run in runs):
+        raise InputFileError(where, f"a lambda choice among the lambdas of --runs "
+                                    f"({', '.join(sorted(run.lambda_name for run in runs))}); it chose among "
+                                    f"{', '.join(candidates)}")
     if rule == "per_pair" and (current.shots not in choice["reference_shots"]
                                or current.split not in choice["reference_splits"]):
         raise InputFileError(where, f"a per_pair choice made on every run of the pair, including shots "
@@ -234,7 +244,6 @@ def select_lambda(runs: list[Run], rule: str = DEFAULT_SELECTION_RULE,
     if rule not in SELECTION_RULES:
         raise SettingError("--rule", " or ".join(SELECTION_RULES), rule)
     _check_candidate_group(runs, "--runs")
-    current = runs[0]
     if rule == "per_split":
         if choice is not None:
             raise SettingError("--choice", "no lambda choice with rule per_split (it chooses on --runs)", "given")
@@ -242,15 +251,12 @@ def select_lambda(runs: list[Run], rule: str = DEFAULT_SELECTION_RULE,
     else:
         if choice is None:
             raise SettingError("--choice", f"the pair's lambda choice (rbda choose-lambda) with rule {rule}")
-        _check_choice(choice, current, rule, choice_path)
+        _check_choice(choice, runs, rule, choice_path)
         chosen_lambda = choice["chosen_lambda"]
         facts = {key: value for key, value in choice.items()
                  if key not in ("schema", "method", "source", "target", "rule")}
-    by_lambda = {run.lambda_name: run for run in runs}
-    chosen = by_lambda.get(format_lambda(chosen_lambda))
-    if chosen is None:
-        raise SettingError("--runs", f"a run with lambda {format_lambda(chosen_lambda)}, the lambda chosen "
-                                     f"by rule {rule}", sorted(by_lambda))
+    # the chosen lambda is among the runs' lambdas: choose() picks from them, _check_choice checks it
+    chosen = {run.lambda_name: run for run in runs}[format_lambda(chosen_lambda)]
     result = copy.deepcopy(chosen.data)
     result["selection"] = {"rule": rule, **facts}
     return result
