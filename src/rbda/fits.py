@@ -148,17 +148,23 @@ def parse_image(raw: bytes) -> np.ndarray:
     return scaled.astype(np.float32, copy=False)
 
 
+def inflate(blob: bytes, wbits: int, limit: int, error: type[Exception] = ValueError) -> bytes:
+    """zlib/deflate/gzip bytes (``wbits`` as :func:`zlib.decompressobj`) inflated to at most ``limit``
+    bytes; ``error`` for more (a bomb stops there) or for a truncated stream."""
+    inflater = zlib.decompressobj(wbits)
+    raw = inflater.decompress(blob, limit)
+    if inflater.unconsumed_tail:
+        raise error(f"decompresses to more than {limit} bytes")
+    if not inflater.eof:
+        raise error("truncated compressed stream")
+    return raw
+
+
 def decompress(blob: bytes) -> bytes:
     """gzip-compressed bytes decompressed (at most :data:`MAX_STAMP_BYTES`); other bytes unchanged."""
     if blob[:2] != GZIP_MAGIC:
         return blob
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    raw = inflater.decompress(blob, MAX_STAMP_BYTES)
-    if inflater.unconsumed_tail:
-        raise Corrupt(f"decompresses to more than {MAX_STAMP_BYTES} bytes")
-    if not inflater.eof:
-        raise Corrupt("truncated gzip stream")
-    return raw
+    return inflate(blob, 16 + zlib.MAX_WBITS, MAX_STAMP_BYTES, Corrupt)
 
 
 def astropy_image(raw: bytes | Path, ignore_missing_simple: bool = False) -> np.ndarray | None:

@@ -36,7 +36,7 @@ from typing import BinaryIO, Iterator, Sequence
 import numpy as np
 
 from rbda.errors import InputFileError
-from rbda.fits import GZIP_MAGIC, decode_stamp
+from rbda.fits import GZIP_MAGIC, decode_stamp, inflate
 from rbda.preprocess import STAMP_SIZE, valid_mask
 from rbda.readers.base import IgnoredFiles, RawBatch, iter_files
 from rbda.study import CHANNELS
@@ -206,12 +206,8 @@ def _snappy_length(data: bytes) -> int:
 def _decompress(data: bytes, codec: str) -> bytes:
     if codec == "null":
         return data
-    if codec == "deflate":
-        inflater = zlib.decompressobj(-15)
-        raw = inflater.decompress(data, MAX_BLOCK_BYTES)
-        if inflater.unconsumed_tail:
-            raise CorruptAvro(f"a block that inflates to more than {MAX_BLOCK_BYTES} bytes")
-        return raw
+    if codec == "deflate":  # raw deflate, no header
+        return inflate(data, -zlib.MAX_WBITS, MAX_BLOCK_BYTES, CorruptAvro)
     import cramjam  # snappy: the raw stream, then the CRC-32 (big-endian) of the uncompressed bytes
 
     if len(data) < 4:
@@ -235,9 +231,10 @@ class AvroSchemas:
         if entry is None:
             from fastavro import parse_schema
 
-            writer = parse_schema(json.loads(schema_text))
+            loaded = json.loads(schema_text)
+            projected = projected_schema(loaded)  # before parsing: a new dict, the loaded one untouched
+            writer = parse_schema(loaded)
             try:  # decode only the fields used; a schema the projection cannot express is read whole
-                projected = projected_schema(json.loads(schema_text))
                 reader = None if projected is None else parse_schema(projected)
             except Exception:  # noqa: BLE001 - fastavro raises many types for schemas it refuses
                 reader = None

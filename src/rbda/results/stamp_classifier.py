@@ -206,10 +206,8 @@ def report_markdown(summary: pd.DataFrame, tests: pd.DataFrame, variants: list[s
     lines += ["", "## Published figures (meaningful on the real ALeRCE set only)", "", pub["note"], "",
               "| system | variant | set | runs | accuracy | SN precision | SN recall | SN F1 | SN F2 |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for row in pub["rows"]:
-        cells = [f"{row[k][0]:.4f} ± {row[k][1]:.4f}" if k in row else "—"
-                 for k in ("accuracy", "SN precision", "SN recall", "SN f1", "SN f2")]
-        lines.append(f"| {row['system']} | {row['variant']} | {row['set']} | {row['runs']} | " + " | ".join(cells) + " |")
+    for row in published_table().itertuples(index=False):
+        lines.append("| " + " | ".join(str(cell) for cell in row) + " |")
     lines += ["", pub["tests"]["note"], "", "Row-normalised test confusion matrices (summed over runs): "
               "confusion.png.", ""]
     return "\n".join(lines)
@@ -278,7 +276,8 @@ def report_section(out_dir: str | Path):
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputFileError(out_dir, f"summary.csv and tests.csv of rbda stamp-classifier ({exc})") from None
     for name, frame, columns in (("summary.csv", summary, {"variant", "metric", "mean", "std", "n"}),
-                                 ("tests.csv", tests, {"metric", "hypothesis", "p", "p_holm", "significant"})):
+                                 ("tests.csv", tests, {"metric", "hypothesis", "mean_a", "mean_b", "p", "p_holm",
+                                                        "significant", "note"})):
         if not columns <= set(frame.columns):
             raise InputFileError(out_dir / name, f"columns {sorted(columns)}, got {sorted(frame.columns)}")
     variants = list(dict.fromkeys(summary["variant"]))
