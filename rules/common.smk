@@ -52,7 +52,7 @@ TRAINING_CODE = (
     else "not tracked (rerun_on_code_change: false)"
 )
 #: The configured adaptation methods, in the vocabulary's order.
-STUDY_METHODS = [m for m in ADAPTATION_METHODS if m in config["methods"]]
+CONFIGURED_METHODS = [m for m in ADAPTATION_METHODS if m in config["methods"]]
 #: What keeps model files besides the baselines (config save_models: methods and NAME-selected).
 SAVE_MODELS = set(config["save_models"])
 
@@ -296,7 +296,7 @@ def lambda_models(wildcards):
 def saved_models():
     """The model files config save_models asks for (baselines' are inputs of the adaptation runs)."""
     models = []
-    for method in STUDY_METHODS:
+    for method in CONFIGURED_METHODS:
         groups = itertools.product(PAIRS, SHOTS, SPLITS)
         if method in SAVE_MODELS and method in LAMBDA_METHODS:
             models += [
@@ -318,7 +318,7 @@ def saved_models():
 def all_runs():
     """Every run JSON of the study, in a fixed order."""
     runs = expand(run_json("baseline"), source=SURVEYS, split=SPLITS)
-    for method in STUDY_METHODS:  # finetune, then mme-selected and mme, as in the published study
+    for method in CONFIGURED_METHODS:  # finetune, then mme-selected and mme, as in the published study
         if method in LAMBDA_METHODS:
             runs += [
                 run_json(f"{method}-selected").format(source=s, target=t, shots=n, split=k)
@@ -329,7 +329,7 @@ def all_runs():
                 run_json(method).format(source=s, target=t, shots=n, split=k)
                 for (s, t), n, k in itertools.product(PAIRS, SHOTS, SPLITS)
             ]
-    for method in STUDY_METHODS:
+    for method in CONFIGURED_METHODS:
         if method in LAMBDA_METHODS:
             runs += [
                 run_json(method).format(source=s, target=t, shots=n, lam=lam, split=k)
@@ -424,7 +424,7 @@ def effective_config():
             "lambdas": [LAMBDA_BY_LABEL[label] for label in LAMBDA_LABELS],
             "lambda_labels": LAMBDA_LABELS,
             "lambda_selection": LAMBDA_SELECTION,
-            "methods": STUDY_METHODS,
+            "methods": CONFIGURED_METHODS,
             # the preprocessed data: `rbda aggregate` draws stamp galleries from it
             "data": {s: PARQUET.format(survey=s) for s in SURVEYS},
         },
@@ -472,7 +472,7 @@ def _in_snakemake_report(path):
 def report_outputs():
     """Every file `rbda aggregate` writes (named by rbda.results.outputs), most of them in the Snakemake report."""
     return [_in_snakemake_report(path)
-            for path in expected_outputs(SURVEYS, PAIRS, methods=STUDY_METHODS, galleries=True)]
+            for path in expected_outputs(SURVEYS, PAIRS, methods=CONFIGURED_METHODS, galleries=True)]
 
 
 # ---------------------------------------------------------------- stamp_classifier target
