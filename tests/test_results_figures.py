@@ -86,3 +86,11 @@ def test_source_cost_vs_target_gain_has_a_point_per_method_and_shots():
         assert drawn.get_xlabel() == "source BACC loss vs baseline"
     finally:
         figures.plt.close(fig)
+
+
+def test_every_adaptation_method_has_a_colour_of_its_own():
+    from rbda.study import ADAPTATION_METHODS
+
+    colours = [figures.method_colour(m) for m in ADAPTATION_METHODS]
+    assert len(set(colours)) == len(ADAPTATION_METHODS)
+    assert figures.method_colour("not-a-method") not in colours  # the grey is only for names outside the vocabulary

@@ -23,8 +23,10 @@ from rbda.results.naming import method_label, survey_label  # noqa: E402
 from rbda.results.outputs import figure_path  # noqa: E402
 from rbda.study import ADAPTATION_METHODS, format_lambda  # noqa: E402
 
-#: One colour per adaptation method (colour-blind safe Dark2; FT orange and MME green as published).
-METHOD_COLOURS = dict(zip(ADAPTATION_METHODS, ("#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e")))
+#: One colour per adaptation method (colour-blind safe Dark2; FT orange and MME green as published);
+#: a method added to the vocabulary without a colour here fails at import (strict zip).
+METHOD_COLOURS = dict(zip(ADAPTATION_METHODS, ("#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"),
+                          strict=True))
 #: Line styles of the lambda methods in the lambda curves.
 LAMBDA_METHOD_STYLES = ("-", "--", ":", "-.")
 BASELINE_STYLE = dict(color="0.35", linestyle="--", linewidth=1.0)
