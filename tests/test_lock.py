@@ -159,6 +159,32 @@ def test_provenance_of_this_checkout(repo_root):
         provenance.lock_differences((repo_root / provenance.LOCK_FILE).read_text(), installed) == [])
 
 
+def test_installed_versions_from_folder_names_equal_importlib_metadata(tmp_path, monkeypatch):
+    """The fast listing (dist-info folder names) gives what reading every METADATA gives, here and
+    for an egg-info, a shadowed copy later on sys.path and an unreadable path entry."""
+    import importlib.metadata
+
+    def by_metadata():
+        found = {}
+        for dist in importlib.metadata.distributions():
+            if dist.metadata["Name"]:
+                found.setdefault(provenance.canonical_name(dist.metadata["Name"]), dist.version)
+        return found
+
+    assert provenance.installed_versions() == by_metadata()
+    first, later = tmp_path / "first", tmp_path / "later"
+    for folder, name, version in [(first, "Shadowed_Pkg", "2.0"), (later, "Shadowed_Pkg", "1.0"),
+                                  (later, "old.egg", "0.3")]:
+        meta = folder / (f"{name}-{version}.dist-info" if name != "old.egg" else "old.egg.egg-info")
+        meta.mkdir(parents=True)
+        (meta / ("METADATA" if meta.suffix == ".dist-info" else "PKG-INFO")).write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    monkeypatch.setattr(sys, "path", [str(first), str(tmp_path / "missing"), str(later), *sys.path])
+    fast = provenance.installed_versions()
+    assert fast == by_metadata()
+    assert fast["shadowed-pkg"] == "2.0" and fast["old-egg"] == "0.3"
+
+
 def test_provenance_outside_a_checkout_is_none(monkeypatch, tmp_path):
     monkeypatch.setattr(provenance, "__file__", str(tmp_path / "site-packages" / "rbda" / "provenance.py"))
     assert provenance.lock_provenance() == {"lock_sha256": None, "lock_matches_installed": None}
