@@ -113,8 +113,9 @@ def _check_parquet_preprocessing(path: Path, metadata: dict) -> None:
                                    f"version {version!r}; preprocess the raw data again", "rbda.preprocessing")
 
 
-class _Source:
-    """Iterates an input kind as :class:`Scorable` blocks; collects bad items; counts what it read."""
+class ScorableInput:
+    """An input of ``rbda predict`` (alerts, a survey's raw files, or Parquet) as :class:`Scorable` blocks;
+    collects bad items; counts what it read. Used by ``rbda predict`` and the prediction galleries."""
 
     def __init__(self, kind: str, inputs: Sequence[Path], survey: str | None, fmt: str | None, skip_bad: bool):
         self.kind, self.inputs, self.skip_bad = kind, list(inputs), skip_bad
@@ -282,7 +283,7 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
         model = model.to(memory_format=torch.channels_last)
     identity = model_identity(payload, threshold)
     kind = input_kind(inputs, survey)
-    source = _Source(kind, inputs, survey, fmt, skip_bad)
+    source = ScorableInput(kind, inputs, survey, fmt, skip_bad)
     parts: list[dict] = []
     summary = PredictSummary(input_kind=kind, output=str(output))
     with Progress(source.total, "predict", "alerts", log_every=log_every) as progress:

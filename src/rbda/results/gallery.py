@@ -185,7 +185,7 @@ def scores_gallery(scores: str | Path, inputs: Sequence[str | Path], per_end: in
     again from its ``inputs`` (the same preprocessing); an alert not found there is an error."""
     import pyarrow.parquet as pq
 
-    from rbda.predict import _Source, input_kind
+    from rbda.predict import ScorableInput, input_kind
 
     scores = Path(scores)
     try:
@@ -202,7 +202,7 @@ def scores_gallery(scores: str | Path, inputs: Sequence[str | Path], per_end: in
     wanted = {str(keys[i]) for idx in ends.values() for i in idx}
     found: dict[str, np.ndarray] = {}
     paths = [Path(x) for x in inputs]
-    source = _Source(input_kind(paths, survey), paths, survey, fmt, skip_bad=True)
+    source = ScorableInput(input_kind(paths, survey), paths, survey, fmt, skip_bad=True)
     for block in source.blocks():
         for j, k in enumerate(block.columns[key]):
             if str(k) in wanted:
