@@ -18,24 +18,9 @@ from snakemake.cli import get_argument_parser
 PLACEHOLDER_CONFIGS = {"gpu.yaml", "YOUR_CONFIG.yaml"}
 
 
-def readme_commands(text: str) -> list[str]:
-    """`snakemake ...` in inline code spans and at the start of code-block lines (with continuations)."""
-    commands = [" ".join(span.split()) for span in re.findall(r"`(snakemake [^`]+)`", text)]
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if not line.strip().startswith("snakemake ") or "`" in line:
-            continue
-        command = line.strip()
-        while command.endswith("\\"):
-            i += 1
-            command = command[:-1] + " " + lines[i].strip()
-        commands.append(" ".join(command.split()))
-    return commands
-
-
-def preset_commands(text: str) -> list[str]:
-    """`snakemake ...` in a preset's leading comment block (with continuations)."""
-    lines = [line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")]
+def joined_commands(lines: list[str]) -> list[str]:
+    """Each line starting with `snakemake `, joined with the lines its trailing backslashes continue
+    it onto, whitespace-normalised (``lines`` already stripped of indentation or comment marks)."""
     commands = []
     for i, line in enumerate(lines):
         if not line.startswith("snakemake "):
@@ -46,6 +31,17 @@ def preset_commands(text: str) -> list[str]:
             command = command[:-1] + " " + lines[i]
         commands.append(" ".join(command.split()))
     return commands
+
+
+def readme_commands(text: str) -> list[str]:
+    """`snakemake ...` in inline code spans and at the start of code-block lines (with continuations)."""
+    spans = [" ".join(span.split()) for span in re.findall(r"`(snakemake [^`]+)`", text)]
+    return spans + joined_commands([line.strip() if "`" not in line else "" for line in text.splitlines()])
+
+
+def preset_commands(text: str) -> list[str]:
+    """`snakemake ...` in a preset's leading comment block (with continuations)."""
+    return joined_commands([line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")])
 
 
 def documented_commands(repo_root: Path) -> list[tuple[str, str]]:
