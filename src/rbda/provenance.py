@@ -102,9 +102,10 @@ def installed_versions() -> dict[str, str]:
             if match:
                 found.setdefault(canonical_name(match["name"]), match["version"])
             elif name.endswith((".dist-info", ".egg-info")):
-                metadata = importlib.metadata.PathDistribution(folder / name)
-                if metadata.metadata["Name"]:
-                    found.setdefault(canonical_name(metadata.metadata["Name"]), metadata.version)
+                dist = importlib.metadata.PathDistribution(folder / name)
+                dist_name = dist.metadata["Name"]  # each .metadata access parses the file again
+                if dist_name:
+                    found.setdefault(canonical_name(dist_name), dist.version)
     return found
 
 
