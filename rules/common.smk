@@ -481,6 +481,8 @@ from rbda.study import SURVEY_CLASSES
 
 STAMP_CLASSIFIER = config.get("stamp_classifier")
 SC_DIR = "results/stamp_classifier"
+#: Its jobs' logs and benchmarks, under logs/ like every other job's.
+SC_LOGS = "logs/stamp_classifier"
 SC_SPLIT = f"{SC_DIR}/split.npz"
 SC_RUN = f"{SC_DIR}/runs/{{variant}}/run-{{run}}.json"
 SC_OUTPUTS = [f"{SC_DIR}/summary.csv", f"{SC_DIR}/tests.csv", f"{SC_DIR}/report.md", f"{SC_DIR}/confusion.png"]

@@ -19,7 +19,7 @@ rule stamp_classifier_split:
         val=lambda wildcards: STAMP_CLASSIFIER["val_per_class"],
         test=lambda wildcards: STAMP_CLASSIFIER["test_per_class"],
     log:
-        "logs/stamp_classifier/split.log",
+        f"{SC_LOGS}/split.log",
     conda:
         "../envs/rbda.yaml"
     shell:
@@ -47,7 +47,7 @@ rule stamp_classifier_train:
     resources:
         **training_resources("baseline"),
     log:
-        "logs/stamp_classifier/{variant}/run-{run}.log",
+        f"{SC_LOGS}/{{variant}}/run-{{run}}.log",
     benchmark:
         "logs/benchmarks/stamp_classifier/{variant}/run-{run}.tsv"
     conda:
@@ -73,7 +73,7 @@ rule stamp_classifier:
         runs=lambda wildcards: " ".join(f"--run {v}={SC_RUN.format(variant=v, run=r)}"
                                         for v in SC_VARIANTS for r in SC_RUNS),
     log:
-        "logs/stamp_classifier/summary.log",
+        f"{SC_LOGS}/summary.log",
     conda:
         "../envs/rbda.yaml"
     shell:
