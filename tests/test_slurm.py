@@ -24,6 +24,7 @@ is a failure (conftest.skip_unless_available).
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import time
 import warnings
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,8 +186,24 @@ def parse_batch_script(script: str) -> tuple[list[tuple[str, dict[str, str]]], i
     return targets, attempt
 
 
+def array_task_command(script: str, task_id: int) -> str:
+    """The Snakemake command that array task ``task_id`` of a submitted script runs.
+
+    The plugin's array script is the command of the array's first task, then
+    ``--slurm-jobstep-array-execs=PAYLOAD``: base64 JSON mapping every other
+    task id to its command (zlib-compressed, hex); the job step picks its own.
+    """
+    match = re.search(r"--slurm-jobstep-array-execs[= ]'?([A-Za-z0-9+/=]+)", script)
+    assert match, "an array job's script without --slurm-jobstep-array-execs:\n" + script
+    execs = json.loads(base64.b64decode(match.group(1)))
+    if str(task_id) not in execs:  # the first task runs the script's own command
+        return script[:match.start()]
+    return zlib.decompress(bytes.fromhex(execs[str(task_id)])).decode()
+
+
 def slurm_jobs_named(run_id: str) -> list[SlurmJob]:
-    """Every Slurm job a Snakemake run submitted (job name = the run's Slurm run ID)."""
+    """Every Slurm job a Snakemake run submitted (job name = the run's Slurm run ID); an
+    array job gives one SlurmJob per task (fields ArrayJobId, ArrayTaskId)."""
     listing = subprocess.run(["scontrol", "--oneliner", "--details", "show", "job"], check=True,
                              capture_output=True, text=True).stdout
     jobs = []
@@ -197,6 +215,9 @@ def slurm_jobs_named(run_id: str) -> list[SlurmJob]:
             ["scontrol", "write", "batch_script", fields["JobId"], "-"],
             check=True, capture_output=True, text=True,
         ).stdout
+        if "ArrayTaskId" in fields:
+            assert fields["ArrayTaskId"].isdigit(), f"array tasks not yet split: {line}"
+            script = array_task_command(script, int(fields["ArrayTaskId"]))
         targets, attempt = parse_batch_script(script)
         jobs.append(SlurmJob(fields, targets, attempt))
     return sorted(jobs, key=lambda job: int(job.job_id))
@@ -529,3 +550,161 @@ def test_sbatch_requests_follow_the_profile(slurm_scenario):
         assert fields["NumCPUs"] == "1", (job.job_id, fields["NumCPUs"])
         assert fields["Account"] == "(null)", (job.job_id, fields["Account"])
     assert largest_training_bundle > 1, "no training bundle with more than one job was checked"
+
+
+# ------------------------------------------------------------------ job arrays (issue 17)
+#
+# The same cluster, the user profile with profiles/slurm-arrays over it (every
+# training run one array task), on a small overlay: the MME runs of one pair,
+# one split, one shot count: one per lambda, two tasks of one array, side by
+# side on the two GPUs. Everything else (data, splits, the source's baseline)
+# is copied from the local run, so only those runs are planned.
+#
+# The first task is held back (fault wrapper) until the second one's run has
+# finished. With the locked plugins (slurm 2.8.0, slurm-jobstep 0.6.1) every
+# task of an array starts Snakemake with the FIRST task's job and runs its own
+# run inside it, so the second task is failed for the first one's missing
+# outputs, though its own run succeeded: the defect that keeps bundles the
+# default (README, "Job arrays instead of bundles"). The test pins it, so that
+# a plugin upgrade that fixes it shows. (When the first task is not held but
+# only slower, a sibling can also see its outputs half written and delete them:
+# measured by hand, README; not pinned here, as it depends on timing.)
+
+ARRAY_WORKFLOW_PROFILE = Path("profiles/slurm-arrays")  # in the workflow copy
+ARRAY_PAIR = "ztf-to-atlas"
+ARRAY_SPLIT = "0"
+ARRAY_SHOTS = ("5",)
+ARRAY_TIMEOUT_S = 900
+# Seconds the held first task waits after the second task's run JSON appears: more
+# than that task's Snakemake needs to finish and check its outputs (the overlay's
+# latency-wait is 5 s), even on a loaded machine.
+ARRAY_FIRST_TASK_DELAY_S = 30
+RUN_PATH = re.compile(
+    r"results/runs/(?P<method>\w+)/(?P<source>\w+)-to-(?P<target>\w+)/shots-(?P<shots>\d+)/"
+    r"(?:lambda-(?P<lam>[^/]+)/)?split-(?P<split>\d+)\.json"
+)
+
+
+def run_job_of(path: str) -> tuple[str, dict[str, str]]:
+    """(rule, wildcards) of the training job that writes the run JSON ``path``."""
+    match = RUN_PATH.fullmatch(path)
+    assert match, path
+    fields = match.groupdict()
+    rule = f"train_{fields.pop('method')}"
+    return rule, {key: value for key, value in fields.items() if value is not None}
+
+
+def run_path_of(rule: str, wildcards: dict[str, str]) -> str:
+    """The run JSON that training job (rule, wildcards) writes (inverse of run_job_of)."""
+    w = wildcards
+    lam = f"lambda-{w['lam']}/" if "lam" in w else ""
+    return (f"results/runs/{rule.removeprefix('train_')}/{w['source']}-to-{w['target']}/"
+            f"shots-{w['shots']}/{lam}split-{w['split']}.json")
+
+
+def job_key(rule: str, wildcards: dict[str, str]) -> tuple:
+    return rule, tuple(sorted(wildcards.items()))
+
+
+@dataclass
+class ArrayScenario:
+    targets: list[str]  # the run JSONs trained
+    run: subprocess.CompletedProcess
+    jobs: list[SlurmJob]
+    workdir: Path
+
+    def slurm_log(self, job: SlurmJob) -> str:
+        (rule,) = job.rules
+        name = f"{job.fields['ArrayJobId']}_{job.fields['ArrayTaskId']}.log"
+        return (self.workdir / ".snakemake" / "slurm_logs" / f"rule_{rule}" / name).read_text()
+
+
+@pytest.fixture(scope="module")
+def array_scenario(slurm_cluster, test_profile, local_run, tmp_path_factory) -> ArrayScenario:
+    scratch = tmp_path_factory.mktemp("slurm-arrays")
+    workdir = copy_workflow(scratch / "workflow")
+    shutil.copytree(local_run / "results", workdir / "results")  # copy2: times kept
+    targets = sorted(
+        path for path in files_under(local_run, f"results/runs/mme/{ARRAY_PAIR}")
+        if path.endswith(f"/split-{ARRAY_SPLIT}.json")
+        and run_job_of(path)[1]["shots"] in ARRAY_SHOTS
+    )
+    for path in targets:
+        (workdir / path).unlink()
+    env = base_env() | {
+        "RBDA_FAULT_MATCH": "train --method mme ", "RBDA_FAULT_MODE": "late-first-array-task",
+        "RBDA_FAULT_MARKER": str(scratch / "late-first-task"),
+        "RBDA_FAULT_WAIT_FOR": " ".join(targets),
+        "RBDA_FAULT_DELAY_S": str(ARRAY_FIRST_TASK_DELAY_S),
+    }
+    # A run the plugin stalls (its issue #473) is stopped well before the bundle runs' limit.
+    run = SnakemakeProcess(
+        workdir,
+        [*targets, "--profile", str(test_profile),
+         "--workflow-profile", str(ARRAY_WORKFLOW_PROFILE), *CONFIG_ARGS],
+        env, "snakemake-slurm-arrays.log",
+    ).finish(timeout=ARRAY_TIMEOUT_S)
+    jobs = slurm_jobs_named(slurm_run_id(run.stdout))
+    write_job_table(scratch / "slurm-jobs.tsv", jobs)
+    return ArrayScenario(targets, run, jobs, workdir)
+
+
+def test_array_runs_finish_and_equal_the_local_run(array_scenario, local_run):
+    run = array_scenario.run
+    assert run.returncode == 0, tail(run.stdout)
+    rules = Counter(run_job_of(path)[0] for path in array_scenario.targets)
+    assert rules == {"train_mme": len(ARRAY_SHOTS) * len(merged_config()["lambdas"])}
+    assert job_stats(run.stdout) == rules  # only the runs under test were planned
+    for path in array_scenario.targets:
+        assert run_identity(array_scenario.workdir / path) == run_identity(local_run / path), path
+
+
+def test_each_training_rule_is_one_array_of_one_task_per_run(array_scenario):
+    """One sbatch call for the rule's ready runs; each task runs its own run, with its own
+    time limit and GPU."""
+    runtime = {"train_mme": merged_config()["resources"]["mme"]["runtime"]}
+    wanted = Counter(run_job_of(path)[0] for path in array_scenario.targets)
+    first_attempts = [job for job in array_scenario.jobs if job.attempt == 1]
+    assert {rule for job in first_attempts for rule in job.rules} == set(wanted)
+    for rule, runs in wanted.items():
+        tasks = [job for job in first_attempts if job.rules == {rule}]
+        arrays = {job.fields.get("ArrayJobId") for job in tasks}
+        assert len(arrays) == 1 and None not in arrays, (
+            f"{rule}: {runs} runs ready at once, but not one array: {[j.job_id for j in tasks]}")
+        assert sorted(int(job.fields["ArrayTaskId"]) for job in tasks) == list(range(1, runs + 1))
+        assert all(len(job.targets) == 1 for job in tasks)
+        assert len({job_key(*job.targets[0]) for job in tasks}) == runs, "tasks ran the same run"
+    for job in array_scenario.jobs:
+        (rule,) = job.rules
+        assert job.fields["Partition"] == "rbda-gpu", (job.job_id, rule)
+        assert job.fields.get("TresPerJob") == "gres:gpu:1", (job.job_id, job.fields.get("TresPerJob"))
+        # One run's time limit (attempt x runtime), not a bundle's sum.
+        assert minutes(job.fields["TimeLimit"]) == runtime[rule] * job.attempt, (
+            job.job_id, job.fields["TimeLimit"])
+        assert job.fields["NumCPUs"] == "1", (job.job_id, job.fields["NumCPUs"])
+
+
+
+def test_array_task_finishing_before_the_first_fails_and_is_retried_alone(array_scenario):
+    """The plugins' array defect, pinned; and what a failed array task costs: its own retry."""
+    first_attempts = sorted((job for job in array_scenario.jobs if job.attempt == 1),
+                            key=lambda job: int(job.fields["ArrayTaskId"]))
+    first, second = first_attempts
+    assert first.fields["JobState"] == "COMPLETED", first.job_id
+    assert second.fields["JobState"] == "FAILED", (
+        f"array task {second.job_id} finished before the first and did not fail: if the Slurm "
+        "plugins now check each task's own outputs, re-measure arrays against bundles (README)")
+    log = array_scenario.slurm_log(second)
+    # Its own run finished; then the job step waited for the FIRST task's outputs.
+    assert f"output: {run_path_of(*second.targets[0])}" in log, log[-3000:]
+    assert "1 of 1 steps (100%) done" in log, log[-3000:]
+    _, _, after = log.partition("Waiting at most 5 seconds for missing files:")
+    assert run_path_of(*first.targets[0]) in after.partition("MissingOutputException")[0], log[-3000:]
+    # What it costs: that run alone is submitted again (not an array, not its
+    # sibling), with twice the time; the sibling ran once.
+    retries = [job for job in array_scenario.jobs if job.attempt == 2]
+    assert [job.targets for job in retries] == [second.targets]
+    (retry,) = retries
+    assert "ArrayJobId" not in retry.fields, retry.job_id
+    assert retry.fields["JobState"] == "COMPLETED", retry.job_id
+    assert len(array_scenario.jobs) == 3

@@ -79,3 +79,46 @@ def test_every_training_rule_asks_for_a_gpu_on_the_gpu_partition(repo_root):
         assert resources, f"profiles/slurm: no set-resources entry for train_{method}"
         assert resources.get("gpu") == 1, (method, resources)
         assert resources.get("slurm_partition") not in (None, cpu_partition), (method, resources)
+
+
+def test_array_profile_turns_every_training_rule_into_array_tasks(repo_root):
+    """profiles/slurm-arrays over profiles/slurm, parsed as Snakemake parses them: every
+    method's training rule is an array rule and in no group (group jobs cannot be array
+    tasks), the site settings (set-resources) are profiles/slurm's, and neither `jobs`
+    nor the job rate can hand the plugin part of a rule's ready jobs (plugin issue #473)."""
+    from snakemake.cli import get_argument_parser
+
+    from rbda.study import METHODS
+
+    training_rules = {f"train_{method}" for method in METHODS}
+    slurm = get_argument_parser(profiles=[str(repo_root / "profiles/slurm")]).parse_args([])
+    arrays = get_argument_parser(profiles=[str(repo_root / "profiles/slurm"),
+                                           str(repo_root / "profiles/slurm-arrays")]).parse_args([])
+    assert set(arrays.slurm_array_jobs.split(",")) == training_rules
+    assert not training_rules & set(arrays.groups), arrays.groups
+    assert set(arrays.groups) == set(slurm.groups) - training_rules
+    # A key of the workflow profile replaces that key's whole value: the site settings stay
+    # profiles/slurm's only while profiles/slurm-arrays leaves them alone.
+    overlay = yaml.safe_load((repo_root / "profiles/slurm-arrays/config.yaml").read_text())
+    assert not {"set-resources", "default-resources", "resources", "set-resource-scopes"} & set(overlay)
+    assert ({rule: sorted(res) for rule, res in arrays.set_resources.items()}
+            == {rule: sorted(res) for rule, res in slurm.set_resources.items()})
+    assert arrays.executor == "slurm" and arrays.retries == slurm.retries
+    # More than the full study's runs (4,800 adaptation runs) and no rate limit below that.
+    assert arrays.jobs >= 100_000 and arrays.max_jobs_per_timespan.max_jobs >= 100_000
+
+
+def test_profiles_rate_limits_are_the_ones_snakemake_applies(repo_root):
+    """`max-jobs-per-second` is ignored by Snakemake 9 whenever `max-jobs-per-timespan` has its
+    default (100/1s), i.e. always from a profile: the profiles use the option that applies."""
+    from snakemake.cli import get_argument_parser
+
+    for profile in sorted((repo_root / "profiles").glob("*/config.yaml")):
+        settings = yaml.safe_load(profile.read_text())
+        assert "max-jobs-per-second" not in settings, profile
+        if "max-jobs-per-timespan" in settings:
+            stack = [repo_root / "profiles/slurm"] if profile.parent.name == "slurm-arrays" else []
+            args = get_argument_parser(profiles=[*map(str, stack), str(profile.parent)]).parse_args([])
+            number, _, span = settings["max-jobs-per-timespan"].partition("/")
+            assert args.max_jobs_per_timespan.max_jobs == int(number), profile
+            assert span == "1s" and args.max_jobs_per_timespan.timespan == 1, profile
