@@ -6,7 +6,7 @@ The demo study (config.yaml + presets/demo.yaml, the README's demo) then runs th
 merged with ``tests/slurm/profile-overlay.yaml`` (the test cluster's
 partitions, no account, squeue status checks, fast polling).
 
-One scenario, shared by the tests below:
+The bundles scenario, shared by the tests below up to the job arrays:
 
 1. reference: the same workflow and config, run locally (profiles/local;
    conftest.demo_study, the one demo run the workflow tests share);
@@ -17,6 +17,10 @@ One scenario, shared by the tests below:
 4. Slurm run 2 with the profile's retries: the same job's first attempt fails
    (fault wrapper), Snakemake resubmits it with twice the runtime, the run
    completes and its outputs equal the local run's.
+
+Then a second, small scenario runs ``profiles/slurm-arrays`` (job arrays
+instead of bundles; issue 17) on two MME runs copied from the same reference
+(see "job arrays" below).
 
 Needs root (daemons, apt, /etc/slurm). Skips otherwise; under CI=true a skip
 is a failure (conftest.skip_unless_available).
