@@ -81,19 +81,25 @@ def test_every_training_rule_asks_for_a_gpu_on_the_gpu_partition(repo_root):
         assert resources.get("slurm_partition") not in (None, cpu_partition), (method, resources)
 
 
+def profile_settings(repo_root: Path, *names: str):
+    """The settings Snakemake takes from profiles/NAME... (later ones over earlier ones), parsed
+    by Snakemake's own argument parser."""
+    from snakemake.cli import get_argument_parser
+
+    profiles = [str(repo_root / "profiles" / name) for name in names]
+    return get_argument_parser(profiles=profiles).parse_args([])
+
+
 def test_array_profile_turns_every_training_rule_into_array_tasks(repo_root):
     """profiles/slurm-arrays over profiles/slurm, parsed as Snakemake parses them: every
     method's training rule is an array rule and in no group (group jobs cannot be array
     tasks), the site settings (set-resources) are profiles/slurm's, and neither `jobs`
     nor the job rate can hand the plugin part of a rule's ready jobs (plugin issue #473)."""
-    from snakemake.cli import get_argument_parser
-
     from rbda.study import METHODS
 
     training_rules = {f"train_{method}" for method in METHODS}
-    slurm = get_argument_parser(profiles=[str(repo_root / "profiles/slurm")]).parse_args([])
-    arrays = get_argument_parser(profiles=[str(repo_root / "profiles/slurm"),
-                                           str(repo_root / "profiles/slurm-arrays")]).parse_args([])
+    slurm = profile_settings(repo_root, "slurm")
+    arrays = profile_settings(repo_root, "slurm", "slurm-arrays")
     assert set(arrays.slurm_array_jobs.split(",")) == training_rules
     assert not training_rules & set(arrays.groups), arrays.groups
     assert set(arrays.groups) == set(slurm.groups) - training_rules
@@ -111,14 +117,13 @@ def test_array_profile_turns_every_training_rule_into_array_tasks(repo_root):
 def test_profiles_rate_limits_are_the_ones_snakemake_applies(repo_root):
     """`max-jobs-per-second` is ignored by Snakemake 9 whenever `max-jobs-per-timespan` has its
     default (100/1s), i.e. always from a profile: the profiles use the option that applies."""
-    from snakemake.cli import get_argument_parser
-
     for profile in sorted((repo_root / "profiles").glob("*/config.yaml")):
         settings = yaml.safe_load(profile.read_text())
         assert "max-jobs-per-second" not in settings, profile
         if "max-jobs-per-timespan" in settings:
-            stack = [repo_root / "profiles/slurm"] if profile.parent.name == "slurm-arrays" else []
-            args = get_argument_parser(profiles=[*map(str, stack), str(profile.parent)]).parse_args([])
+            # profiles/slurm-arrays is a workflow profile over profiles/slurm
+            stack = ["slurm"] if profile.parent.name == "slurm-arrays" else []
+            args = profile_settings(repo_root, *stack, profile.parent.name)
             number, _, span = settings["max-jobs-per-timespan"].partition("/")
             assert args.max_jobs_per_timespan.max_jobs == int(number), profile
             assert span == "1s" and args.max_jobs_per_timespan.timespan == 1, profile
