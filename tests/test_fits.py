@@ -11,7 +11,8 @@ import pytest
 from astropy.io import fits
 
 from rbda.errors import InputFileError
-from rbda.fits import Corrupt, Unsupported, astropy_image, decode_stamp, parse_image, read_stamp_file
+from rbda.fits import (MAX_STAMP_BYTES, Corrupt, Unsupported, astropy_image, decode_stamp, inflate, parse_image,
+                       read_stamp_file)
 
 
 def same_pixels(a: np.ndarray, b: np.ndarray) -> None:
@@ -150,6 +151,15 @@ def test_absurd_axes_are_not_parsed():
         parse_image(raw)
     with pytest.raises(InputFileError):
         decode_stamp(raw, "big.fits")
+
+
+def test_corrupt_gzip_is_the_callers_error_with_the_reason():
+    blob = bytearray(gzip.compress(fits_bytes(np.random.default_rng(3).normal(size=(63, 63)).astype(np.float32))))
+    blob[40:60] = bytes(b ^ 0xFF for b in blob[40:60])  # inside the deflate stream
+    with pytest.raises(Corrupt, match="corrupt compressed stream"):
+        inflate(bytes(blob), 16 + 15, MAX_STAMP_BYTES, Corrupt)
+    with pytest.raises(InputFileError, match=r"c\.fits\.gz.*corrupt compressed stream"):
+        decode_stamp(bytes(blob), "c.fits.gz")
 
 
 def test_gzip_bomb_is_refused():

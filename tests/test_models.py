@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from rbda.errors import InputFileError
+from rbda.study import BACKBONES
 from rbda.entropy import prediction_entropy
 from rbda.methods.mme import adversarial_entropy_loss
-from rbda.models import (Backbone, GradientReversal, PrototypeHead, StampClassifier, load_model_file,
+from rbda.models import (Backbone, GradientReversal, PrototypeHead, StampClassifier, fold_batch_norm, load_model_file,
                          model_from_payload, save_model_file)
 
 
@@ -106,6 +107,29 @@ def test_model_file_round_trip_and_errors(tmp_path):
     junk.write_bytes(b"not a torch file")
     with pytest.raises(InputFileError, match="junk.pt"):
         load_model_file(junk)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("head", ["linear", "prototype"])
+def test_folded_batch_norm_gives_the_same_scores(backbone, head):
+    """rbda predict folds each BatchNorm into the layer before it: same outputs, no BatchNorm left."""
+    torch.manual_seed(0)
+    model = StampClassifier(head, backbone=backbone)
+    for module in model.modules():  # running statistics and affine terms far from the identity
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            module.running_mean.normal_(0, 2)
+            module.running_var.uniform_(0.2, 5)
+            module.weight.data.normal_(1, 0.5)
+            module.bias.data.normal_(0, 0.5)
+    model.eval()
+    x = torch.randn(16, 3, 21, 21)
+    with torch.no_grad():
+        expected = model(x)
+        folded = fold_batch_norm(model)
+        assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+        torch.testing.assert_close(folded(x), expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batch_norm(StampClassifier(head, backbone=backbone).train())
 
 
 def test_weights_of_another_network_are_a_clear_error():

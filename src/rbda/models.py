@@ -334,6 +334,32 @@ def load_model_file(path: str | Path, expect_head: str | None = None, expect_bac
     return payload
 
 
+def fold_batch_norm(model: nn.Module) -> nn.Module:
+    """``model`` for inference, in place: each BatchNorm that directly follows a conv or dense
+    layer in a ``Sequential`` folded into that layer's weights and bias (the BatchNorm becomes an
+    identity). Only for eval mode: the folding uses the running statistics. Outputs equal the
+    unfolded model's to float32 rounding; inference on CPU is about 1.8x faster (the study CNN,
+    benchmarks/bench_predict.py).
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+    if model.training:
+        raise ValueError("fold_batch_norm needs a model in eval mode (it folds the running statistics)")
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        for i in range(len(module) - 1):
+            layer, norm = module[i], module[i + 1]
+            if isinstance(layer, nn.Conv2d) and type(norm) is nn.BatchNorm2d:
+                module[i] = fuse_conv_bn_eval(layer, norm)
+            elif isinstance(layer, nn.Linear) and type(norm) is nn.BatchNorm1d:
+                module[i] = fuse_linear_bn_eval(layer, norm)
+            else:
+                continue
+            module[i + 1] = nn.Identity()
+    return model
+
+
 def model_from_payload(payload: dict) -> StampClassifier:
     """The network of a model file's payload, with its weights."""
     model = StampClassifier(payload["head_kind"], backbone=payload.get("backbone", "study_cnn"))

@@ -31,6 +31,9 @@ log = logging.getLogger("rbda.predict")
 
 OUTPUT_SUFFIXES = (".parquet", ".csv")
 DEFAULT_THRESHOLD = 0.5
+#: Stamps per inference batch: the fastest of 64-512 for the study CNN on one CPU thread
+#: (about 5% over 128 and 45% over 512; benchmarks/bench_predict.py).
+DEFAULT_BATCH_SIZE = 256
 #: Model identity columns of every output row, from the model file.
 IDENTITY_COLUMNS = ("model_method", "model_source", "model_target", "model_split", "model_shots",
                     "model_lambda", "model_rbda_version", "model_weights_sha256", "rbda_version", "threshold")
@@ -255,7 +258,7 @@ def check_threshold(threshold: float) -> None:
 
 
 def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, threshold: float = DEFAULT_THRESHOLD,
-                  batch_size: int = 512, device: str = "auto", survey: str | None = None, fmt: str | None = None,
+                  batch_size: int = DEFAULT_BATCH_SIZE, device: str = "auto", survey: str | None = None, fmt: str | None = None,
                   skip_bad: bool = False, threads: int | None = None, log_every: float = 30.0) -> PredictSummary:
     """Score every alert of ``inputs`` with the model at ``model_path``; write ``output`` (and the bad list)."""
     output = Path(output)
@@ -268,7 +271,7 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
         raise SettingError("input", "at least one file or folder")
     import pyarrow as pa
 
-    from rbda.models import load_model_file, model_from_payload
+    from rbda.models import fold_batch_norm, load_model_file, model_from_payload
     from rbda.progress import Progress
     from rbda.device import configure_torch, resolve_device, resolve_memory_format
 
@@ -276,7 +279,7 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
     configure_torch(threads, deterministic=False)
     torch_device = resolve_device(device)
     channels_last = resolve_memory_format("auto", torch_device) == "channels_last"
-    model = model_from_payload(payload).to(torch_device).eval()
+    model = fold_batch_norm(model_from_payload(payload).eval()).to(torch_device)
     if channels_last:
         import torch
 

@@ -11,6 +11,8 @@ FORMAT_CHOICES = ("chunks", "gif", "fits", "pickle", "folder")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from rbda.predict import DEFAULT_BATCH_SIZE, DEFAULT_THRESHOLD
+
     p = sub.add_parser(
         "predict", help="score alerts (Avro packets, preprocessed Parquet or raw survey files) with a model",
         description=(
@@ -25,8 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--describe", type=Path, metavar="MODEL.pt", help="print the model file's description and exit")
     p.add_argument("--input", nargs="+", type=Path, metavar="PATH", help="alert packets, Parquet or raw files/folders")
     p.add_argument("--output", type=Path, metavar="SCORES.{parquet,csv}", help="scores to write")
-    p.add_argument("--threshold", type=float, default=0.5, help="p_real at or above which an alert is real (default 0.5)")
-    p.add_argument("--batch-size", type=int, default=512, help="stamps per inference batch (default 512)")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help=f"p_real at or above which an alert is real (default {DEFAULT_THRESHOLD})")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"stamps per inference batch (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--survey", choices=SURVEYS, help="the inputs are raw files of this survey's layout")
