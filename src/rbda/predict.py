@@ -32,7 +32,7 @@ log = logging.getLogger("rbda.predict")
 OUTPUT_SUFFIXES = (".parquet", ".csv")
 DEFAULT_THRESHOLD = 0.5
 #: Stamps per inference batch: the fastest of 64-512 for the study CNN on one CPU thread
-#: (about 5% over 128 and 45% over 512; benchmarks/bench_predict.py).
+#: with BatchNorm folded (a few % over 128, about 45% over 512; measured as in benchmarks/bench_predict.py).
 DEFAULT_BATCH_SIZE = 256
 #: Model identity columns of every output row, from the model file.
 IDENTITY_COLUMNS = ("model_method", "model_source", "model_target", "model_split", "model_shots",
@@ -258,8 +258,9 @@ def check_threshold(threshold: float) -> None:
 
 
 def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, threshold: float = DEFAULT_THRESHOLD,
-                  batch_size: int = DEFAULT_BATCH_SIZE, device: str = "auto", survey: str | None = None, fmt: str | None = None,
-                  skip_bad: bool = False, threads: int | None = None, log_every: float = 30.0) -> PredictSummary:
+                  batch_size: int = DEFAULT_BATCH_SIZE, device: str = "auto", survey: str | None = None,
+                  fmt: str | None = None, skip_bad: bool = False, threads: int | None = None,
+                  log_every: float = 30.0) -> PredictSummary:
     """Score every alert of ``inputs`` with the model at ``model_path``; write ``output`` (and the bad list)."""
     output = Path(output)
     check_output(output)
