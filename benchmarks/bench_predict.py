@@ -7,7 +7,9 @@ same layout (63x63 gzip-compressed float32 FITS cutouts) are synthesised.
 The model is an untrained baseline network (speed does not depend on the weights).
 
 Measured in one process, one thread (``torch.set_num_threads(1)``), each step
-on the same packets:
+on the same packets; the steps after the Avro read one block of :data:`CHUNK`
+packets at a time, as the pipeline works, each change beside what it replaced
+on the same block (alternating which runs first):
 
 * end to end    -- :func:`rbda.predict.predict_files` (read, decompress, parse, preprocess, infer, write Parquet);
 * avro          -- reading the packets as ``rbda predict`` does (:func:`rbda.readers.alerts.read_container`:
@@ -27,6 +29,10 @@ Then the layout ZTF distributes (one packet per file): ``--files`` single-packet
 snappy files in one folder, end to end, and reading them with ``fastavro.reader``
 (which parses each file's writer schema again) beside rbda's container reader
 (:func:`rbda.readers.alerts.read_container`, the schema parsed once).
+
+The core's speed (the study CNN's bare training loop, the unit of the brief's
+reference machine) is measured before and after, and the end-to-end figure is
+also printed scaled to the reference core, as an estimate.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_predict.py [--alerts 20000]
 """
