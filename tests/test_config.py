@@ -115,7 +115,7 @@ def requirement_name_and_spec(text: str) -> tuple[str, str]:
 
 
 # conda-forge names of PyPI packages whose names differ
-CONDA_NAME = {"torch": "pytorch"}
+CONDA_NAME = {"torch": "pytorch", "zlib-ng": "python-zlib-ng"}
 
 
 def test_conda_environment_matches_pyproject_dependencies():
