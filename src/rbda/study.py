@@ -208,7 +208,7 @@ class TrainingOptions:
     # mmefm (rbda.methods.mme_fixmatch): FixMatch-style pseudo-labels on MME (docs/method.md section 5)
     pseudo_label_threshold: float = option(0.95, "mmefm: tau, the least softmax probability of the weak view's "
                                            "class for it to become the strong view's target", ge=0, le=1)
-    consistency_weight: float = option(1.0, "mmefm: mu, the weight of the pseudo-label consistency loss", ge=0)
+    consistency_weight: float = option(0.3, "mmefm: mu, the weight of the pseudo-label consistency loss", ge=0)
     device: str = option("auto", "auto (CUDA when available), cpu or cuda", choices=DEVICES,
                          affects_results=False)
     threads: int | None = option(None, "torch CPU threads (default: torch's)", ge=1, affects_results=False,
