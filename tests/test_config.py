@@ -171,6 +171,18 @@ def test_schema_training_defaults_and_bounds_are_the_vocabularys(section):
             assert entry["default"] == getattr(TRAINING_DEFAULTS, name), name
 
 
+def test_config_yaml_training_values_are_the_vocabularys_defaults():
+    """config.yaml shows the training defaults for users to edit; rbda.study.TrainingOptions owns
+    them (a default changed in one place and not the other would make the shipped study differ
+    from what `rbda train` does by default)."""
+    from rbda.study import TRAINING_DEFAULTS
+
+    training = load_yaml(REPO / "config.yaml")["training"]
+    differ = {name: (value, getattr(TRAINING_DEFAULTS, name)) for name, value in training.items()
+              if value != getattr(TRAINING_DEFAULTS, name)}
+    assert differ == {}, f"config.yaml training values (config, default) differ: {differ}"
+
+
 def test_schema_survey_names_are_the_vocabularys():
     from rbda.study import SURVEYS
 
