@@ -3,7 +3,7 @@
 Each variant runs in its own fresh process (peak RSS is per process), on the
 same Parquet file, in interleaved rounds; the median is reported:
 
-* rbda            -- :func:`rbda.splits.read_survey_arrays`: one row group at a
+* rbda            -- :func:`rbda.ingest.splits.read_survey_arrays`: one row group at a
                      time into one preallocated array (standard layout);
 * rbda CL         -- the same, filled in channels-last order (CPU training's
                      default layout), no second copy;
@@ -32,7 +32,7 @@ import numpy as np
 CHILD = r"""
 import json, sys, time
 import numpy as np, pyarrow as pa, pyarrow.parquet as pq, torch
-from rbda.store import read_survey_arrays
+from rbda.ingest.store import read_survey_arrays
 
 def high_water_kb():
     # VmHWM of this process image (getrusage's ru_maxrss keeps the forking parent's peak)
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from rbda.store import write_survey
+    from rbda.ingest.store import write_survey
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "des.parquet"

@@ -11,16 +11,16 @@ on the same packets; the steps after the Avro read one block of :data:`CHUNK`
 packets at a time, as the pipeline works, each change beside what it replaced
 on the same block (alternating which runs first):
 
-* end to end    -- :func:`rbda.predict.predict_files` (read, decompress, parse, preprocess, infer, write Parquet);
-* avro          -- reading the packets as ``rbda predict`` does (:func:`rbda.readers.alerts.read_container`:
+* end to end    -- :func:`rbda.alerts.predict.predict_files` (read, decompress, parse, preprocess, infer, write Parquet);
+* avro          -- reading the packets as ``rbda predict`` does (:func:`rbda.alerts.packets.read_container`:
                    snappy blocks, fastavro decoding only the fields used), and fastavro.reader
                    decoding every field for comparison;
 * gzip          -- inflating the three cutouts (zlib-ng, as rbda does), and with the standard
                    library's zlib for comparison;
-* fits rbda     -- :func:`rbda.fits.parse_image` on the three inflated cutouts;
+* fits rbda     -- :func:`rbda.ingest.fits.parse_image` on the three inflated cutouts;
 * fits astropy  -- ``astropy.io.fits`` on the same bytes (what the readers did before; on a subset);
-* preprocess    -- :func:`rbda.preprocess.preprocess_triplets` on the stacked 63x63 triplets;
-* inference     -- :func:`rbda.predict.score_stamps` as ``rbda predict`` runs it (BatchNorm folded
+* preprocess    -- :func:`rbda.ingest.preprocess.preprocess_triplets` on the stacked 63x63 triplets;
+* inference     -- :func:`rbda.alerts.predict.score_stamps` as ``rbda predict`` runs it (BatchNorm folded
                    into the layers before it, channels-last, the default batch), and the same
                    network unfolded for comparison;
 * write         -- building the output table and writing it as Parquet.
@@ -28,7 +28,7 @@ on the same block (alternating which runs first):
 Then the layout ZTF distributes (one packet per file): ``--files`` single-packet
 snappy files in one folder, end to end, and reading them with ``fastavro.reader``
 (which parses each file's writer schema again) beside rbda's container reader
-(:func:`rbda.readers.alerts.read_container`, the schema parsed once).
+(:func:`rbda.alerts.packets.read_container`, the schema parsed once).
 
 The core's speed (the study CNN's bare training loop, the unit of the brief's
 reference machine) is measured before and after, and the end-to-end figure is
@@ -95,7 +95,7 @@ def packets_source(samples: Path) -> tuple[dict | None, list[dict], str]:
 
 
 def fits_shape(raw: bytes) -> tuple[int, int]:
-    from rbda.fits import parse_image
+    from rbda.ingest.fits import parse_image
 
     return parse_image(raw).shape
 
@@ -116,7 +116,7 @@ def core_speed(seconds: float = 5.0) -> float:
     import torch
     from torch.nn import functional as F
 
-    from rbda.models import StampClassifier
+    from rbda.learn.models import StampClassifier
 
     torch.manual_seed(0)
     model = StampClassifier("linear").train().to(memory_format=torch.channels_last)
@@ -156,11 +156,11 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    from rbda.fits import astropy_image, decompress, parse_image
-    from rbda.models import StampClassifier, fold_batch_norm, save_model_file
-    from rbda.predict import DEFAULT_BATCH_SIZE, _table, model_identity, predict_files, score_stamps, write_table
-    from rbda.preprocess import preprocess_triplets
-    from rbda.readers.base import RawBatch
+    from rbda.ingest.fits import astropy_image, decompress, parse_image
+    from rbda.learn.models import StampClassifier, fold_batch_norm, save_model_file
+    from rbda.alerts.predict import DEFAULT_BATCH_SIZE, _table, model_identity, predict_files, score_stamps, write_table
+    from rbda.ingest.preprocess import preprocess_triplets
+    from rbda.ingest.readers.base import RawBatch
 
     loop_before = core_speed()
     schema, base, origin = packets_source(args.samples)
@@ -184,7 +184,7 @@ def main() -> int:
                                None, None, False, 1, 1e9)
         assert summary.scored == n, summary.as_dict()
 
-        from rbda.readers.alerts import AvroSchemas, read_container
+        from rbda.alerts.packets import AvroSchemas, read_container
 
         def read_avro(keep: bool):
             with open(avro, "rb") as fh:
@@ -241,7 +241,7 @@ def main() -> int:
                    "candid": np.array([p["candidate"]["candid"] for p in read], dtype=np.int64),
                    "rb": np.zeros(n), "drb": np.zeros(n), "file": np.full(n, str(avro), dtype=object),
                    "p_real": p_real, "predicted": (p_real >= 0.5).astype(np.int8)}
-        from rbda.models import load_model_file
+        from rbda.learn.models import load_model_file
 
         identity = model_identity(load_model_file(model_path), 0.5)
         t_write, _ = timed(lambda: write_table(_table([columns], identity, "alerts"), tmp / "w.parquet"))
@@ -276,7 +276,7 @@ def main() -> int:
     parts = [("end to end (rbda predict)", t_e2e), ("avro read (rbda, projected, snappy)", t_avro),
              ("avro read, fastavro.reader (all fields)", t_avro_all),
              ("gzip inflate, 3 cutouts (zlib-ng)", t_gzip), ("gzip inflate, zlib (stdlib; before)", t_zlib),
-             ("FITS parse, rbda.fits", t_fits),
+             ("FITS parse, rbda.ingest.fits", t_fits),
              (f"FITS parse, astropy ({args.astropy_alerts} alerts, scaled)", t_astropy),
              ("preprocess (crop, normalise, fill)", t_pre), ("inference (CNN, BatchNorm folded)", t_inf),
              ("inference, BatchNorm not folded (before)", t_unfolded),
@@ -289,7 +289,7 @@ def main() -> int:
                    "inference, BatchNorm not folded (before)"):
         measured.pop(before)
     slowest = max(measured, key=measured.get)
-    print(f"astropy / rbda.fits FITS parse time: {t_astropy / t_fits:.1f}x")
+    print(f"astropy / rbda.ingest.fits FITS parse time: {t_astropy / t_fits:.1f}x")
     print(f"zlib / zlib-ng inflate time: {t_zlib / t_gzip:.2f}x")
     print(f"unfolded / folded BatchNorm inference time: {t_unfolded / t_inf:.2f}x")
     print(f"\none packet per file ({n_files} files, snappy; ZTF's layout):")

@@ -1,6 +1,6 @@
 """Preprocessing benchmark: throughput on one core, and peak memory vs survey size.
 
-1. Throughput of :func:`rbda.preprocess.preprocess_triplets` on 63x63
+1. Throughput of :func:`rbda.ingest.preprocess.preprocess_triplets` on 63x63
    big-endian float32 triplets (ZTF-like, 2% of stamps with a NaN patch),
    one thread, best of ``--repeats``; also the end-to-end ``rbda preprocess``
    rate (read + preprocess + write Parquet) on a synthetic HiTS survey.
@@ -25,16 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from rbda.preprocess import preprocess_triplets
-from rbda.readers.base import RawBatch
-from rbda.synth import synthesize
+from rbda.ingest.preprocess import preprocess_triplets
+from rbda.ingest.readers.base import RawBatch
+from rbda.ingest.synth import synthesize
 
 # VmHWM (peak resident set of this process image); ru_maxrss would carry the
 # parent's peak over the fork + exec.
 CHILD = """
 import json, re, sys, time
 from pathlib import Path
-from rbda.preprocess import convert_survey
+from rbda.ingest.preprocess import convert_survey
 start = time.perf_counter()
 report = convert_survey(sys.argv[1], [sys.argv[2]], sys.argv[3], progress_log_every=1e9)
 print(json.dumps({"kept": report["kept"], "seconds": time.perf_counter() - start,

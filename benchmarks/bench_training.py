@@ -12,7 +12,7 @@ each is reported, with the ratios side by side:
                 item (NumPy slice -> tensor), a ``WeightedRandomSampler`` for
                 class balance and a ``DataLoader`` collating batches of 50,
                 each moved to the device;
-* rbda       -- :func:`rbda.train.train` with the baseline method (epoch
+* rbda       -- :func:`rbda.learn.train.train` with the baseline method (epoch
                 planning, loss bookkeeping, per-epoch validation on 200
                 items), with its default memory format (``auto``:
                 channels-last on CPU, contiguous on CUDA), with each format
@@ -54,15 +54,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from rbda.evaluate import predict
-from rbda.methods import method_class
-from rbda.data import SurveyTensors
-from rbda.methods.base import RunSpec
-from rbda.models import StampClassifier
-from rbda.splits import Split
+from rbda.learn.evaluate import predict
+from rbda.learn.methods import method_class
+from rbda.learn.data import SurveyTensors
+from rbda.learn.methods.base import RunSpec
+from rbda.learn.models import StampClassifier
+from rbda.ingest.splits import Split
 from rbda.device import apply_memory_format, configure_torch, resolve_device, resolve_memory_format
 from rbda.study import BACKBONES, LAMBDA_METHODS, METHODS
-from rbda.train import TrainConfig, train
+from rbda.learn.train import TrainConfig, train
 
 BATCH = 50
 DEVICE = torch.device("cpu")
@@ -176,7 +176,7 @@ def rbda_batches_only(surveys: dict, items: int) -> float:
 
 def rbda_loop(surveys: dict, method: str, items: int, init_state=None, backbone: str = "study_cnn",
               **options) -> float:
-    """Seconds for :func:`rbda.train.train` to run one epoch of ``items`` samples."""
+    """Seconds for :func:`rbda.learn.train.train` to run one epoch of ``items`` samples."""
     if method == "baseline":
         spec = RunSpec("baseline", "des", None, 0, seed=1, model=backbone)
     else:
@@ -220,7 +220,7 @@ def compare_backbones(args: argparse.Namespace, default_format: str) -> None:
     epoch = {b: 10_000 * statistics.median(t) / n for b, t in timings.items()}
     stamps = {b: 10_000 / statistics.median(t) for b, t in infer.items()}
     timed_by = "process CPU time" if _timer is time.process_time else "wall time"
-    print(f"torch {torch.__version__}, {DEVICE.type}, {args.threads} thread(s), batch {BATCH}, rbda.train baseline, "
+    print(f"torch {torch.__version__}, {DEVICE.type}, {args.threads} thread(s), batch {BATCH}, rbda.learn.train baseline, "
           f"{default_format}, float32, {n} samples x {args.rounds} rounds (median), timed by {timed_by}")
     print(f"{'backbone':10s} {'parameters':>10s} {'s/10k epoch':>11s} {'x study_cnn':>11s} "
           f"{'infer stamps/s':>14s} {'x study_cnn':>11s}")

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from rbda.preprocess import convert_survey
+from rbda.ingest.preprocess import convert_survey
 from rbda.seeding import derive_seed, rng
-from rbda.store import load_survey
-from rbda.synth import synthesize
+from rbda.ingest.store import load_survey
+from rbda.ingest.synth import synthesize
 
 SURVEYS = ("hits", "des", "ztf", "atlas")
 

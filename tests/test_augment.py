@@ -1,4 +1,4 @@
-"""Stamp augmentations of mmefm (rbda.augment): symmetries, shifts, noise, reproducibility."""
+"""Stamp augmentations of mmefm (rbda.learn.augment): symmetries, shifts, noise, reproducibility."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rbda.augment import (MAX_SHIFT, N_DIHEDRAL, NOISE_STD, dihedral, dihedral_one, strong_view, subpixel_shift,
+from rbda.learn.augment import (MAX_SHIFT, N_DIHEDRAL, NOISE_STD, dihedral, dihedral_one, strong_view, subpixel_shift,
                           weak_view)
 
 

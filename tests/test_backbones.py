@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from rbda.errors import InputFileError, RbdaError
-from rbda.methods import method_class
-from rbda.methods.base import RunSpec
-from rbda.models import (BACKBONE_CLASSES, DeepHiTS, EarlySN, StampClassifier, load_model_file,
+from rbda.learn.methods import method_class
+from rbda.learn.methods.base import RunSpec
+from rbda.learn.models import (BACKBONE_CLASSES, DeepHiTS, EarlySN, StampClassifier, load_model_file,
                          model_from_payload, save_model_file)
 from rbda.study import BACKBONES, TrainingOptions
 from train_helpers import survey_data

@@ -20,11 +20,11 @@ import pytest
 import torch
 
 from rbda.cli import main
-from rbda.methods import method_class
-from rbda.methods.base import RunSpec
+from rbda.learn.methods import method_class
+from rbda.learn.methods.base import RunSpec
 from rbda.device import configure_torch
-from rbda.evaluate import evaluate_method
-from rbda.train import TrainConfig, train
+from rbda.learn.evaluate import evaluate_method
+from rbda.learn.train import TrainConfig, train
 from train_helpers import survey_data, write_survey_parquet
 
 NO_GPU = "no CUDA device visible to torch; run `RBDA_REQUIRE_CUDA=1 pytest -m cuda` on a GPU machine"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rbda.cli import main as rbda_main
-from rbda.download import FALLBACK_FILE_NAME, DownloadError, download, part_path, unpack, url_file_name
+from rbda.ingest.download import FALLBACK_FILE_NAME, DownloadError, download, part_path, unpack, url_file_name
 from rbda.errors import RbdaError, SettingError
 
 PAYLOAD = bytes(range(256)) * 4000  # 1,024,000 bytes
@@ -451,7 +451,7 @@ def test_placing_a_file_never_writes_outside_or_overwrites(tmp_path, monkeypatch
     with pytest.raises(SettingError, match="file name"):
         unpack(downloaded, tmp_path / "raw", file_name="../victim.txt")
     # across devices (no hard link possible) the copy is placed under a fresh name only
-    monkeypatch.setattr("rbda.download.os.link", lambda *a: (_ for _ in ()).throw(OSError(18, "cross-device")))
+    monkeypatch.setattr("rbda.ingest.download.os.link", lambda *a: (_ for _ in ()).throw(OSError(18, "cross-device")))
     dest = unpack(downloaded, tmp_path / "raw", file_name=url_file_name("https://h/..%2Fvictim.txt"))
     assert (dest / "victim.txt").read_bytes() == b"payload"
     assert victim.read_text() == "user data"
@@ -459,7 +459,7 @@ def test_placing_a_file_never_writes_outside_or_overwrites(tmp_path, monkeypatch
 
 
 def test_download_without_checksum_logs_a_warning(server, tmp_path, caplog):
-    caplog.set_level("WARNING", logger="rbda.download")
+    caplog.set_level("WARNING", logger="rbda.ingest.download")
     fetch(f"{server.url}/data.bin", tmp_path / "a.bin")
     warnings = [r for r in caplog.records if r.levelname == "WARNING" and "sha256" in r.getMessage()]
     assert len(warnings) == 1 and "/data.bin" in warnings[0].getMessage()

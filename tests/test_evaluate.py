@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from rbda.errors import RbdaError
-from rbda.evaluate import Confusion, confusion, evaluate_rows, predict
-from rbda.models import StampClassifier
+from rbda.learn.evaluate import Confusion, confusion, evaluate_rows, predict
+from rbda.learn.models import StampClassifier
 
 
 def test_confusion_counts_and_balanced_accuracy():

@@ -1,4 +1,4 @@
-"""rbda.fits: the fast stamp parser gives astropy's pixels, or hands the file to astropy, or fails clearly."""
+"""rbda.ingest.fits: the fast stamp parser gives astropy's pixels, or hands the file to astropy, or fails clearly."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from astropy.io import fits
 
 from rbda.errors import InputFileError
-from rbda.fits import (MAX_STAMP_BYTES, Corrupt, Unsupported, astropy_image, decode_stamp, inflate, parse_image,
+from rbda.ingest.fits import (MAX_STAMP_BYTES, Corrupt, Unsupported, astropy_image, decode_stamp, inflate, parse_image,
                        read_stamp_file)
 
 
@@ -171,7 +171,7 @@ def test_gzip_bomb_is_refused():
 
 @pytest.mark.realsamples
 def test_real_ztf_pickle_cutouts_match_astropy(real_samples):
-    from rbda.safe_pickle import load_pickle
+    from rbda.ingest.safe_pickle import load_pickle
 
     n = 0
     for name in ("small_dataset.pkl", "single_stamp.pkl"):

@@ -1,4 +1,4 @@
-"""The confidence-penalty loss CE - beta * H(softmax) (rbda.losses; EarlySN's "regulated entropy")."""
+"""The confidence-penalty loss CE - beta * H(softmax) (rbda.learn.losses; EarlySN's "regulated entropy")."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import torch
 from torch.nn import functional as F
 
 from rbda.errors import SettingError
-from rbda.losses import classification_loss
-from rbda.methods import method_class
-from rbda.methods.base import RunSpec, cross_entropy_on
-from rbda.models import StampClassifier
+from rbda.learn.losses import classification_loss
+from rbda.learn.methods import method_class
+from rbda.learn.methods.base import RunSpec, cross_entropy_on
+from rbda.learn.models import StampClassifier
 from rbda.study import TrainingOptions
 from train_helpers import survey_data
 

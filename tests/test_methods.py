@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from rbda.errors import RbdaError, SettingError
-from rbda.methods import method_class
-from rbda.methods.base import RunSpec
-from rbda.models import StampClassifier
+from rbda.learn.methods import method_class
+from rbda.learn.methods.base import RunSpec
+from rbda.learn.models import StampClassifier
 from train_helpers import survey_data
 
 
@@ -31,7 +31,7 @@ def test_unknown_method_is_a_setting_error():
 
 
 def test_every_method_name_has_a_class():
-    from rbda.methods import METHOD_CLASSES
+    from rbda.learn.methods import METHOD_CLASSES
     from rbda.study import ADAPTATION_METHODS, LAMBDA_METHODS, METHOD_LABELS, METHODS
 
     assert set(METHOD_CLASSES) == set(METHODS) == set(METHOD_LABELS)
@@ -170,9 +170,9 @@ def _grads(model, loss):
 
 
 def test_ent_minimises_entropy_with_head_and_features_where_mme_maximises_it_with_the_head():
-    from rbda.entropy import prediction_entropy
-    from rbda.methods.entropy_min import entropy_loss
-    from rbda.methods.mme import adversarial_entropy_loss
+    from rbda.learn.entropy import prediction_entropy
+    from rbda.learn.methods.entropy_min import entropy_loss
+    from rbda.learn.methods.mme import adversarial_entropy_loss
 
     torch.manual_seed(0)
     model = StampClassifier("prototype").eval()
@@ -213,7 +213,7 @@ def test_ent_is_mme_with_the_entropy_step_replaced(surveys):
 
 
 def test_dann_reversal_schedule():
-    from rbda.methods.dann import reversal_coefficient
+    from rbda.learn.methods.dann import reversal_coefficient
 
     assert reversal_coefficient(0.0) == 0.0
     assert reversal_coefficient(1.0) == pytest.approx(2 / (1 + np.exp(-10)) - 1)
@@ -229,7 +229,7 @@ def test_dann_progress_counts_iterations_towards_max_epochs(surveys):
 
 
 def test_dann_domain_head_learns_while_features_get_the_reversed_gradient():
-    from rbda.methods.dann import DomainAdversarialClassifier, domain_loss
+    from rbda.learn.methods.dann import DomainAdversarialClassifier, domain_loss
 
     torch.manual_seed(0)
     model = DomainAdversarialClassifier().eval()
@@ -252,7 +252,7 @@ def test_dann_domain_head_learns_while_features_get_the_reversed_gradient():
 
 
 def test_dann_domain_loss_weighs_the_two_domains_equally():
-    from rbda.methods.dann import domain_loss
+    from rbda.learn.methods.dann import domain_loss
 
     logits = torch.tensor([0.0, 0.0, 2.0, 2.0, 2.0, -1.0])
     is_target = torch.tensor([False, False, True, True, True, True])
@@ -281,7 +281,7 @@ def test_dann_model_starts_from_the_whole_baseline_and_writes_the_classifier_onl
 
 
 def test_pseudo_label_loss_on_fixed_inputs_masks_items_below_the_threshold():
-    from rbda.methods.mme_fixmatch import pseudo_label_loss
+    from rbda.learn.methods.mme_fixmatch import pseudo_label_loss
 
     # weak-view probabilities of class 1: 0.9 (confident), 0.6 (not), 0.02 (confident class 0), 0.5
     p1 = torch.tensor([0.9, 0.6, 0.02, 0.5])
@@ -304,7 +304,7 @@ def test_pseudo_label_loss_on_fixed_inputs_masks_items_below_the_threshold():
 
 
 def test_pseudo_labels_carry_no_gradient_to_the_weak_view():
-    from rbda.methods.mme_fixmatch import pseudo_label_loss
+    from rbda.learn.methods.mme_fixmatch import pseudo_label_loss
 
     logits_weak = torch.tensor([[3.0, 0.0], [0.0, 3.0]], requires_grad=True)
     loss, _ = pseudo_label_loss(logits_weak, torch.zeros(2, 2, requires_grad=True), tau=0.9)
@@ -313,8 +313,8 @@ def test_pseudo_labels_carry_no_gradient_to_the_weak_view():
 
 
 def test_mmefm_unlabelled_loss_is_mme_entropy_plus_weighted_consistency():
-    from rbda.methods.mme import adversarial_entropy_loss
-    from rbda.methods.mme_fixmatch import mmefm_unlabelled_loss, pseudo_label_loss
+    from rbda.learn.methods.mme import adversarial_entropy_loss
+    from rbda.learn.methods.mme_fixmatch import mmefm_unlabelled_loss, pseudo_label_loss
 
     torch.manual_seed(0)
     model = StampClassifier("prototype").eval()

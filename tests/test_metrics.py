@@ -1,4 +1,4 @@
-"""Multiclass metrics against hand-computed values (rbda.metrics)."""
+"""Multiclass metrics against hand-computed values (rbda.learn.metrics)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rbda.errors import RbdaError
-from rbda.metrics import confusion_matrix, f_beta, metrics_of_predictions, multiclass_metrics, row_normalised
+from rbda.learn.metrics import confusion_matrix, f_beta, metrics_of_predictions, multiclass_metrics, row_normalised
 
 CLASSES = ("AGN", "SN", "VS")
 # truth AGN: 2 right, 2 called SN; SN: 1 called AGN, 3 right; VS: 2 called AGN, never predicted

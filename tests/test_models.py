@@ -7,9 +7,9 @@ import torch
 
 from rbda.errors import InputFileError
 from rbda.study import BACKBONES
-from rbda.entropy import prediction_entropy
-from rbda.methods.mme import adversarial_entropy_loss
-from rbda.models import (Backbone, GradientReversal, PrototypeHead, StampClassifier, fold_batch_norm, load_model_file,
+from rbda.learn.entropy import prediction_entropy
+from rbda.learn.methods.mme import adversarial_entropy_loss
+from rbda.learn.models import (Backbone, GradientReversal, PrototypeHead, StampClassifier, fold_batch_norm, load_model_file,
                          model_from_payload, save_model_file)
 
 

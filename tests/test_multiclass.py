@@ -1,4 +1,4 @@
-"""task: multiclass: balanced splits, K-class balanced batches, a multiclass baseline run (rbda.multiclass)."""
+"""task: multiclass: balanced splits, K-class balanced batches, a multiclass baseline run (rbda.ingest.multiclass)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from rbda.data import BalancedSampler, SurveyTensors
+from rbda.learn.data import BalancedSampler, SurveyTensors
 from rbda.errors import InputFileError, RbdaError, SettingError
-from rbda.multiclass import balanced_split, check_balanced, class_indices
-from rbda.splits import Split
+from rbda.ingest.multiclass import balanced_split, check_balanced, class_indices
+from rbda.ingest.splits import Split
 from rbda.study import SURVEY_CLASSES
 
 ZTF = SURVEY_CLASSES["ztf"]
@@ -90,7 +90,7 @@ def test_k_class_draw_is_balanced():
 
 def write_five_class_ztf(path, per_class=(60, 40, 50, 45, 70), seed=0):
     """A preprocessed ZTF file whose five classes differ in where the difference image's blob is."""
-    from rbda.store import write_survey
+    from rbda.ingest.store import write_survey
 
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(5), per_class)

@@ -17,8 +17,8 @@ from astropy.io import fits
 
 from rbda.cli import main
 from rbda.errors import InputFileError
-from rbda.preprocess import PREPROCESSING_VERSION
-from rbda.readers.alerts import AlertReader
+from rbda.ingest.preprocess import PREPROCESSING_VERSION
+from rbda.alerts.packets import AlertReader
 from train_helpers import surveys_with_splits
 
 TINY = ["--epoch-size", "50", "--max-epochs", "1", "--patience", "1", "--batch-size", "25", "--val-shots", "5",
@@ -90,7 +90,7 @@ def _fails_cleanly(capsys, argv, *messages, absent=()):
 # --- model files ----------------------------------------------------------------------------------
 
 def test_describe_prints_training_facts_preprocessing_and_hash(trained, capsys):
-    from rbda.models import weights_hash
+    from rbda.learn.models import weights_hash
 
     assert main(["predict", "--describe", str(trained["model"])]) == 0
     described = json.loads(capsys.readouterr().out)
@@ -141,7 +141,7 @@ def test_altered_weights_and_foreign_files_are_refused(trained, tmp_path, capsys
 
 
 def test_files_from_before_the_preprocessing_version_are_version_1(trained, tmp_path):
-    from rbda.models import load_model_file
+    from rbda.learn.models import load_model_file
 
     payload = torch.load(trained["model"], weights_only=True)
     for key in ("preprocessing", "preprocessing_settings", "weights_sha256", "training"):
@@ -154,9 +154,9 @@ def test_files_from_before_the_preprocessing_version_are_version_1(trained, tmp_
 # --- Parquet input --------------------------------------------------------------------------------
 
 def test_parquet_predictions_equal_evaluate_argmax(trained, tmp_path):
-    from rbda.evaluate import predict
-    from rbda.models import load_model_file, model_from_payload
-    from rbda.store import load_survey
+    from rbda.learn.evaluate import predict
+    from rbda.learn.models import load_model_file, model_from_payload
+    from rbda.ingest.store import load_survey
 
     out = tmp_path / "scores.parquet"
     assert main(["predict", "--model", str(trained["model"]), "--input", str(trained["parquet"]),
@@ -322,7 +322,7 @@ def test_raw_survey_files_are_scored_with_ids_and_labels(trained, real_samples, 
 def test_container_reader_decodes_what_fastavro_decodes(tmp_path, codec):
     """rbda's framing (header, blocks, sync) + fastavro's record decoding = fastavro.reader, projected
     to the fields rbda uses; bzip2 (not framed here) goes through fastavro.reader itself."""
-    from rbda.readers.alerts import WANTED, AvroSchemas, read_container
+    from rbda.alerts.packets import WANTED, AvroSchemas, read_container
 
     rng = np.random.default_rng(5)
     path = tmp_path / f"{codec}.avro"
@@ -349,7 +349,7 @@ def test_container_reader_parses_each_schema_once(tmp_path, monkeypatch):
 
 
 def test_container_reader_real_ztf_packets_match_fastavro(real_samples):
-    from rbda.readers.alerts import WANTED, AvroSchemas, read_container
+    from rbda.alerts.packets import WANTED, AvroSchemas, read_container
 
     schemas = AvroSchemas()
     files = sorted((real_samples / "ztf_avro").glob("*.avro"))
@@ -374,7 +374,7 @@ def _damaged(tmp_path, name, mutate, codec="snappy"):
 
 
 def test_damaged_containers_are_bad_files_named_with_the_reason(tmp_path, monkeypatch):
-    from rbda.readers import alerts
+    from rbda.alerts import packets as alerts
 
     cases = {
         "magic": (lambda raw: b"Obj\x02" + raw[4:], "magic"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rbda.preprocess import SENTINEL_ABS, PreprocessStats, centre_crop, preprocess_triplets
-from rbda.readers.base import MISMATCHED_SHAPES, RawBatch, TripletBatcher
+from rbda.ingest.preprocess import SENTINEL_ABS, PreprocessStats, centre_crop, preprocess_triplets
+from rbda.ingest.readers.base import MISMATCHED_SHAPES, RawBatch, TripletBatcher
 
 F32_MAX = np.finfo(np.float32).max
 
@@ -159,7 +159,7 @@ def test_square_but_smaller_than_crop_dropped_and_counted():
 def test_study_comparison_flags_an_inverted_mapping_on_a_full_size_set():
     from collections import Counter
 
-    from rbda.preprocess import compare_with_study
+    from rbda.ingest.preprocess import compare_with_study
 
     stats = PreprocessStats(read=3678, read_per_label=Counter({1: 1178, 0: 2500}))
     assert not compare_with_study("atlas", stats)["real_share_differs"]
@@ -175,7 +175,7 @@ def test_a_swapped_des_mapping_is_an_error_naming_survey_setting_and_counts():
     from collections import Counter
 
     from rbda.errors import SettingError
-    from rbda.preprocess import check_label_mapping, compare_with_study
+    from rbda.ingest.preprocess import check_label_mapping, compare_with_study
 
     right = compare_with_study("des", PreprocessStats(read=898_963, read_per_label=Counter({1: 454_092, 0: 444_871})))
     assert right["counts_match"] and not right["counts_swapped"] and not right["real_share_differs"]

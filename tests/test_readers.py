@@ -16,11 +16,11 @@ from PIL import Image
 
 from data_helpers import hits_chunk, write_pickle, write_python2_pickle
 from rbda.errors import InputFileError, SettingError
-from rbda.preprocess import convert_survey
-from rbda.safe_pickle import RefusedPickleGlobal
-from rbda.readers import ClassMap, open_reader
-from rbda.synth import synthesize
-from rbda.synth.writers import fits_bytes
+from rbda.ingest.preprocess import convert_survey
+from rbda.ingest.safe_pickle import RefusedPickleGlobal
+from rbda.ingest.readers import ClassMap, open_reader
+from rbda.ingest.synth import synthesize
+from rbda.ingest.synth.writers import fits_bytes
 
 
 def batches(reader):
@@ -157,7 +157,7 @@ def test_des_counts_stamps_without_labels_and_labels_without_stamps(tmp_path, ca
     data = [line for line in lines if line not in header]
     csv.write_text("\n".join(header + data[2:] + ["99999999,1,r,0"]) + "\n")
     (tmp_path / "raw" / "stamps" / "notes.txt").write_text("not a stamp")
-    caplog.set_level("WARNING", logger="rbda.readers.des")
+    caplog.set_level("WARNING", logger="rbda.ingest.readers.des")
     report = convert_survey("des", [tmp_path / "raw"], tmp_path / "des.parquet")
     assert report["read"] == 10
     unlabelled = sorted((line.split(",")[0] for line in data[:2]), key=int)
@@ -218,7 +218,7 @@ def test_real_ztf_dataframe(real_samples):
 def test_real_ztf_stamp_with_nan_pixels(real_samples, tmp_path):
     report = convert_survey("ztf", [real_samples / "ztf_alerce"], tmp_path / "ztf.parquet")
     assert report["read"] == 31 and report["kept"] == 31
-    from rbda.store import load_survey
+    from rbda.ingest.store import load_survey
 
     assert np.isfinite(load_survey(tmp_path / "ztf.parquet").stamps).all()
 
@@ -269,7 +269,7 @@ def test_ztf_earlysn_layout_list_of_stamps_drops_non_square(tmp_path):
     path = earlysn_pickle(tmp_path / "set.pkl", [square[0], np.zeros((63, 50, 3)), square[1], square[2]], [1, 1, 0, 4])
     report = convert_survey("ztf", [path], tmp_path / "ztf.parquet")
     assert report["read"] == 4 and report["kept"] == 3 and report["dropped_total"] == 1
-    from rbda.store import load_survey
+    from rbda.ingest.store import load_survey
 
     assert sorted(load_survey(tmp_path / "ztf.parquet").classes.tolist()) == ["AGN", "SN", "bogus"]
 
@@ -469,7 +469,7 @@ def test_preprocess_bad_output_paths_are_errors_before_any_work(tmp_path, monkey
     else:
         report = out
     opened = []
-    monkeypatch.setattr("rbda.preprocess.open_reader", lambda *a, **k: opened.append(a))
+    monkeypatch.setattr("rbda.ingest.preprocess.open_reader", lambda *a, **k: opened.append(a))
     setting = "--output" if case.startswith("output") else "--report"
     with pytest.raises(SettingError, match=setting):
         convert_survey("ztf", [raw], out, report)
@@ -484,7 +484,7 @@ def test_report_that_cannot_be_written_leaves_no_parquet(tmp_path, monkeypatch):
     def failing_write_json(path, obj):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("rbda.preprocess.write_json", failing_write_json)
+    monkeypatch.setattr("rbda.ingest.preprocess.write_json", failing_write_json)
     with pytest.raises(OSError, match="No space"):
         convert_survey("ztf", [raw], tmp_path / "ztf.parquet", tmp_path / "ztf.report.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
@@ -536,7 +536,7 @@ def test_atlas_symlink_to_parent_is_not_a_class_folder(tmp_path, caplog):
     outside = tmp_path / "elsewhere"
     shutil.copytree(raw / "kast", outside / "kast")
     (raw / "kast" / "more").symlink_to(outside / "kast")
-    caplog.set_level("WARNING", logger="rbda.readers")
+    caplog.set_level("WARNING", logger="rbda.ingest.readers")
     reader = open_reader("atlas", [raw])
     assert len(reader.pairs) == expected
     logged = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
@@ -554,7 +554,7 @@ def test_recursive_search_does_not_follow_linked_folders(tmp_path, caplog, surve
     (raw / "linked").symlink_to(link_target)
     if survey == "des":  # the DES stamps sit in a sub-folder: link there too
         (raw / "stamps" / "linked").symlink_to(link_target)
-    caplog.set_level("WARNING", logger="rbda.readers")
+    caplog.set_level("WARNING", logger="rbda.ingest.readers")
     assert convert_survey(survey, [raw], tmp_path / "b.parquet")["read"] == n_inside
     logged = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert str(raw / "loop") in logged and str(raw / "linked") in logged
@@ -564,7 +564,7 @@ def test_every_layout_has_one_reader_in_the_table():
     """The reader table covers every survey of the vocabulary, and each entry imports."""
     import importlib
 
-    from rbda.readers import FORMATS, READERS
+    from rbda.ingest.readers import FORMATS, READERS
     from rbda.study import SURVEYS
 
     assert set(FORMATS) == set(SURVEYS) and all(FORMATS[s] for s in SURVEYS)
@@ -576,9 +576,9 @@ def test_every_layout_has_one_reader_in_the_table():
 def test_file_set_readers_share_one_discovery_rule(tmp_path):
     """HiTS, ZTF and ATLAS pickles are found by the base reader: hidden files skipped, other
     names counted as ignored, a file given explicitly taken whatever its name."""
-    from rbda.readers.atlas import AtlasPickleReader
-    from rbda.readers.hits import HitsChunkReader
-    from rbda.readers.ztf import ZtfPickleReader
+    from rbda.ingest.readers.atlas import AtlasPickleReader
+    from rbda.ingest.readers.hits import HitsChunkReader
+    from rbda.ingest.readers.ztf import ZtfPickleReader
 
     (tmp_path / "sub").mkdir()
     for name in ("a.pkl", "sub/b.pickle", ".hidden.pkl", "notes.txt", "archive.tar.gz"):

@@ -8,7 +8,7 @@ import pytest
 
 from rbda.errors import InputFileError
 from rbda.resources import BYTES_PER_STAMP, PROCESS_MB, training_mem_mb
-from rbda.store import survey_rows
+from rbda.ingest.store import survey_rows
 from train_helpers import write_survey_parquet
 
 

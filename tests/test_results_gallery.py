@@ -13,7 +13,7 @@ import pytest
 
 from rbda.cli import main
 from rbda.results import gallery
-from rbda.store import SurveyWriter, load_survey, read_rows
+from rbda.ingest.store import SurveyWriter, load_survey, read_rows
 from train_helpers import make_survey, write_survey_parquet
 
 TINY = ["--epoch-size", "50", "--max-epochs", "1", "--patience", "1", "--batch-size", "25", "--val-shots", "5",
@@ -77,7 +77,7 @@ def baseline(tmp_path_factory):
 
 
 def test_baseline_run_records_its_most_confident_test_errors(baseline):
-    from rbda.evaluate import CONFIDENT_ERRORS
+    from rbda.learn.evaluate import CONFIDENT_ERRORS
     from rbda.results.runs import load_run
 
     run = baseline["run"]

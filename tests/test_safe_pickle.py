@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from rbda.errors import InputFileError
-from rbda.safe_pickle import RefusedPickleGlobal, load_pickle
+from rbda.ingest.safe_pickle import RefusedPickleGlobal, load_pickle
 
 
 class CallsOsSystem:
@@ -208,7 +208,7 @@ def test_validating_reconstruction_refuses_crafted_pickles_in_process(family):
     """The first layer alone (no child process) refuses each family before building anything."""
     import io
 
-    from rbda.pickle_rebuild import Refused, unpickle_checked
+    from rbda.ingest.pickle_rebuild import Refused, unpickle_checked
 
     with pytest.raises(Refused):
         unpickle_checked(io.BytesIO(CRAFTED[family]()))
@@ -245,11 +245,11 @@ def test_preprocess_of_a_crafted_pickle_exits_2_and_writes_nothing(tmp_path, cap
 
 def test_a_crashing_unpickler_is_an_error_naming_the_file(tmp_path, monkeypatch):
     """Isolation: whatever kills the child (here a SIGSEGV it sends itself) is an InputFileError."""
-    import rbda.safe_pickle
+    import rbda.ingest.safe_pickle
 
     (tmp_path / "segfaulting_worker.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    monkeypatch.setattr(rbda.safe_pickle, "WORKER", "segfaulting_worker")
+    monkeypatch.setattr(rbda.ingest.safe_pickle, "WORKER", "segfaulting_worker")
     path = tmp_path / "chunk.pkl"
     path.write_bytes(pickle.dumps({"labels": np.arange(3)}, protocol=2))
     with pytest.raises(InputFileError, match=r"chunk\.pkl.*crashed with SIGSEGV; the file is corrupt or crafted"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rbda.cli import main
-from rbda.models import StampClassifier, load_model_file, save_model_file
+from rbda.learn.models import StampClassifier, load_model_file, save_model_file
 from results_helpers import adapted_run, write
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rbda.errors import InputFileError, RbdaError
-from rbda.splits import (Split, labelled_shots, load_split, make_split, save_split, unlabelled_rest,
+from rbda.ingest.splits import (Split, labelled_shots, load_split, make_split, save_split, unlabelled_rest,
                          validation_shots)
 
 
@@ -128,8 +128,8 @@ def test_split_part_names_are_checked(labels):
 def test_survey_columns_are_read_exactly_across_row_groups(tmp_path):
     import pyarrow.parquet as pq
 
-    from rbda.store import read_survey_arrays
-    from rbda.store import load_survey
+    from rbda.ingest.store import read_survey_arrays
+    from rbda.ingest.store import load_survey
     from train_helpers import write_survey_parquet
 
     path = write_survey_parquet(tmp_path, "ztf", 50, seed=3, real_fraction=0.3)

@@ -75,7 +75,7 @@ def test_summary_and_one_sided_holm_tests_on_test_metrics(tmp_path):
 
 
 def test_confusion_is_summed_over_runs_then_row_normalised(tmp_path):
-    from rbda.metrics import row_normalised
+    from rbda.learn.metrics import row_normalised
     from rbda.results.stamp_classifier import summed_confusion
 
     one, two = np.eye(5, dtype=int) * 2, np.eye(5, dtype=int)

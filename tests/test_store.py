@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rbda.errors import InputFileError
-from rbda.store import SCHEMA, SurveyWriter, iter_row_groups, load_survey, read_metadata, write_survey
+from rbda.ingest.store import SCHEMA, SurveyWriter, iter_row_groups, load_survey, read_metadata, write_survey
 
 
 def rows(n: int, seed: int = 0):
@@ -64,13 +64,13 @@ def test_failure_leaves_no_file(tmp_path):
 
 
 def test_failure_while_finishing_leaves_no_file(tmp_path, monkeypatch):
-    import rbda.store
+    import rbda.ingest.store
 
     def broken_table(*args, **kwargs):
         raise OSError("disk full")
 
     path = tmp_path / "s.parquet"
-    monkeypatch.setattr(rbda.store, "_table", broken_table)
+    monkeypatch.setattr(rbda.ingest.store, "_table", broken_table)
     with pytest.raises(OSError, match="disk full"):
         with SurveyWriter(path, "hits", row_group_rows=100) as writer:
             writer.write(*rows(25))  # queued; written (and failing) on exit

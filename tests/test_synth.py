@@ -9,9 +9,9 @@ import pytest
 
 from rbda.cli import main
 from rbda.errors import RbdaError, SettingError
-from rbda.store import load_survey
-from rbda.synth import synthesize
-from rbda.synth.model import SPECS, class_counts
+from rbda.ingest.store import load_survey
+from rbda.ingest.synth import synthesize
+from rbda.ingest.synth.model import SPECS, class_counts
 
 
 @pytest.mark.parametrize("survey, n, real_share, tolerance", [
@@ -38,7 +38,7 @@ def test_native_stamp_sizes_and_ztf_defects(tmp_path):
         manifest = synthesize(survey, 300, seed=2, out=tmp_path / survey)
         sizes[survey] = max(manifest["shapes"], key=manifest["shapes"].get)
     assert sizes == {"hits": "21x21", "des": "51x51", "ztf": "63x63", "atlas": "61x61"}
-    from rbda.preprocess import convert_survey
+    from rbda.ingest.preprocess import convert_survey
 
     report = convert_survey("ztf", [tmp_path / "ztf"], tmp_path / "ztf.parquet")
     assert report["dropped"].get("non_square", 0) >= 1  # a few clipped (CCD edge) stamps
@@ -61,7 +61,7 @@ def test_same_seed_same_survey_other_seed_differs(tmp_path):
 
 def test_real_alerts_show_in_the_difference(tmp_path):
     """The label is in the data: real differences are brighter at the centre than bogus ones on average."""
-    from rbda.preprocess import convert_survey
+    from rbda.ingest.preprocess import convert_survey
 
     synthesize("hits", 400, seed=5, out=tmp_path / "raw")
     convert_survey("hits", [tmp_path / "raw"], tmp_path / "hits.parquet")
@@ -110,7 +110,7 @@ def test_cli_preprocess_bad_input_exit_2_and_no_output(tmp_path, capsys):
 
 
 def test_specs_use_known_generators_and_unique_ids(tmp_path):
-    from rbda.synth.model import GENERATORS, StampSimulator
+    from rbda.ingest.synth.model import GENERATORS, StampSimulator
 
     for spec in SPECS.values():
         for _, _, kinds in spec.classes.values():
@@ -119,7 +119,7 @@ def test_specs_use_known_generators_and_unique_ids(tmp_path):
     drawers = {name for name in vars(StampSimulator) if name.startswith("_draw_")}
     assert {f.__name__ for f in GENERATORS.values()} == drawers
     assert all(f.__name__ == f"_draw_{kind}" for kind, f in GENERATORS.items())
-    from rbda.preprocess import convert_survey
+    from rbda.ingest.preprocess import convert_survey
 
     for survey in ("ztf", "atlas", "des"):
         synthesize(survey, 200, seed=8, out=tmp_path / survey)

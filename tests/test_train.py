@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from rbda.errors import InputFileError, RbdaError, SettingError
-from rbda.methods import method_class
-from rbda.methods.base import RunSpec
+from rbda.learn.methods import method_class
+from rbda.learn.methods.base import RunSpec
 from rbda.device import configure_torch
-from rbda.evaluate import evaluate_method
-from rbda.train import TrainConfig, learning_rate_at, train
+from rbda.learn.evaluate import evaluate_method
+from rbda.learn.train import TrainConfig, learning_rate_at, train
 from train_helpers import SIZE, make_survey, survey_data
 
 SHORT = TrainConfig(epoch_size=500, max_epochs=4, patience=10)
@@ -84,8 +84,8 @@ class _Model(torch.nn.Module):
 
 @pytest.mark.parametrize(("ties", "expected_epoch", "expected_weight"), [("latest", 3, 3.0), ("earliest", 1, 1.0)])
 def test_record_epoch_tie_rule(ties, expected_epoch, expected_weight):
-    from rbda.checkpoint import TrainingState
-    from rbda.train import _record_epoch
+    from rbda.learn.checkpoint import TrainingState
+    from rbda.learn.train import _record_epoch
 
     state = TrainingState()
     for epoch, bacc in ((1, 0.9), (2, 0.8), (3, 0.9), (4, 0.85)):
@@ -101,7 +101,7 @@ def _finetune(surveys):
 
 
 class _Scripted:
-    """Stands in for rbda.train.evaluate_rows: validation BACCs from a script, in call order."""
+    """Stands in for rbda.learn.train.evaluate_rows: validation BACCs from a script, in call order."""
 
     def __init__(self, baccs):
         self.baccs = list(baccs)
@@ -113,7 +113,7 @@ class _Scripted:
 
 def test_epoch_zero_is_a_candidate_only_when_asked(surveys, baseline_state, monkeypatch):
     config = TrainConfig(epoch_size=100, max_epochs=3, patience=10, epoch_zero_candidate=True)
-    monkeypatch.setattr("rbda.train.evaluate_rows", _Scripted([0.9, 0.8, 0.85, 0.7]))
+    monkeypatch.setattr("rbda.learn.train.evaluate_rows", _Scripted([0.9, 0.8, 0.85, 0.7]))
     result = _fit(_finetune(surveys), config, init_state=baseline_state)
     history = result.state.history
     assert [h["epoch"] for h in history] == [0, 1, 2, 3] and history[0]["train_loss"] is None
@@ -121,31 +121,31 @@ def test_epoch_zero_is_a_candidate_only_when_asked(surveys, baseline_state, monk
     assert all(torch.equal(result.model.state_dict()[k], v) for k, v in baseline_state.items()
                if k in result.model.state_dict())  # the starting model's weights came back
     # a training epoch that beats it wins
-    monkeypatch.setattr("rbda.train.evaluate_rows", _Scripted([0.9, 0.95, 0.85, 0.7]))
+    monkeypatch.setattr("rbda.learn.train.evaluate_rows", _Scripted([0.9, 0.95, 0.85, 0.7]))
     assert _fit(_finetune(surveys), config, init_state=baseline_state).state.best_epoch == 1
     # off: no epoch 0
-    monkeypatch.setattr("rbda.train.evaluate_rows", _Scripted([0.8, 0.85, 0.7]))
+    monkeypatch.setattr("rbda.learn.train.evaluate_rows", _Scripted([0.8, 0.85, 0.7]))
     off = _fit(_finetune(surveys), TrainConfig(epoch_size=100, max_epochs=3, patience=10), init_state=baseline_state)
     assert [h["epoch"] for h in off.state.history] == [1, 2, 3] and off.state.best_epoch == 2
     # a baseline never has an epoch 0 (its starting model is random)
-    monkeypatch.setattr("rbda.train.evaluate_rows", _Scripted([0.8]))
+    monkeypatch.setattr("rbda.learn.train.evaluate_rows", _Scripted([0.8]))
     base = _fit(_baseline(surveys), TrainConfig(epoch_size=100, max_epochs=1, epoch_zero_candidate=True))
     assert [h["epoch"] for h in base.state.history] == [1]
 
 
 def test_run_record_says_whether_epoch_zero_won(surveys, baseline_state, monkeypatch):
-    from rbda.records import run_record
+    from rbda.learn.records import run_record
 
     method = _finetune(surveys)
     config = TrainConfig(epoch_size=100, max_epochs=2, patience=10, best_epoch_ties="earliest",
                          epoch_zero_candidate=True)
-    monkeypatch.setattr("rbda.train.evaluate_rows", _Scripted([0.9, 0.9, 0.9]))
+    monkeypatch.setattr("rbda.learn.train.evaluate_rows", _Scripted([0.9, 0.9, 0.9]))
     record = run_record(method, config, _fit(method, config, init_state=baseline_state), [])
     assert record["training"]["best_epoch"] == 0 and record["training"]["epoch_zero_won"] is True
     assert record["hyperparameters"]["epoch_zero_candidate"] is True
     assert record["hyperparameters"]["best_epoch_ties"] == "earliest"
     latest = TrainConfig(epoch_size=100, max_epochs=2, patience=10, epoch_zero_candidate=True)
-    monkeypatch.setattr("rbda.train.evaluate_rows", _Scripted([0.9, 0.9, 0.9]))
+    monkeypatch.setattr("rbda.learn.train.evaluate_rows", _Scripted([0.9, 0.9, 0.9]))
     record = run_record(method, latest, _fit(_finetune(surveys), latest, init_state=baseline_state), [])
     assert record["training"]["best_epoch"] == 2 and record["training"]["epoch_zero_won"] is False
 
@@ -282,8 +282,8 @@ def test_memory_formats_train_the_same_model_up_to_rounding():
 
 
 def test_momentum_sgd_matches_torch_optim_sgd_exactly():
-    from rbda.models import StampClassifier
-    from rbda.optim import MomentumSGD
+    from rbda.learn.models import StampClassifier
+    from rbda.learn.optim import MomentumSGD
 
     torch.manual_seed(0)
     ours, reference = StampClassifier("prototype").eval(), StampClassifier("prototype").eval()
@@ -310,8 +310,8 @@ def test_momentum_sgd_matches_torch_optim_sgd_exactly():
 def test_momentum_sgd_with_the_reference_mme_options_matches_torch_optim_sgd_exactly():
     """Per-group learning rates (backbone 0.1x, head 1x), weight decay and Nesterov: the same update as
     torch.optim.SGD with one param group per group, through a learning-rate change and a state restore."""
-    from rbda.models import StampClassifier
-    from rbda.optim import MomentumSGD, parameter_groups
+    from rbda.learn.models import StampClassifier
+    from rbda.learn.optim import MomentumSGD, parameter_groups
 
     torch.manual_seed(1)
     ours, reference = StampClassifier("prototype").eval(), StampClassifier("prototype").eval()
@@ -345,9 +345,9 @@ def test_momentum_sgd_with_the_reference_mme_options_matches_torch_optim_sgd_exa
 
 def test_the_loop_builds_the_optimiser_from_the_options(surveys, baseline_state, monkeypatch):
     """Backbone = the method's feature extractor, head = every other weight; the run JSON records the options."""
-    import rbda.train
-    from rbda.optim import MomentumSGD
-    from rbda.records import run_record
+    import rbda.learn.train
+    from rbda.learn.optim import MomentumSGD
+    from rbda.learn.records import run_record
 
     built = []
 
@@ -356,7 +356,7 @@ def test_the_loop_builds_the_optimiser_from_the_options(surveys, baseline_state,
             super().__init__(*args, **kwargs)
             built.append(self)
 
-    monkeypatch.setattr(rbda.train, "MomentumSGD", Recording)
+    monkeypatch.setattr(rbda.learn.train, "MomentumSGD", Recording)
     config = TrainConfig(epoch_size=100, max_epochs=1, patience=10, backbone_lr_scale=0.1, weight_decay=0.0005,
                          nesterov=True)
     for name in ("mme", "dann"):

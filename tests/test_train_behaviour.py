@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 import torch
 
-from rbda.methods import method_class
-from rbda.data import SurveyTensors
-from rbda.methods.base import RunSpec
-from rbda.splits import make_split
+from rbda.learn.methods import method_class
+from rbda.learn.data import SurveyTensors
+from rbda.learn.methods.base import RunSpec
+from rbda.ingest.splits import make_split
 from rbda.device import configure_torch
-from rbda.evaluate import evaluate_method
-from rbda.train import TrainConfig, train
+from rbda.learn.evaluate import evaluate_method
+from rbda.learn.train import TrainConfig, train
 
 SURVEYS = ("hits", "des", "ztf", "atlas")
 SEED = 7
@@ -34,9 +34,9 @@ SHORT = TrainConfig(epoch_size=1000, max_epochs=6, patience=3)
 
 
 def synthetic_surveys(directory: Path, n: int, seed: int = SEED) -> dict[str, SurveyTensors]:
-    from rbda.preprocess import convert_survey
-    from rbda.store import load_survey
-    from rbda.synth import synthesize
+    from rbda.ingest.preprocess import convert_survey
+    from rbda.ingest.store import load_survey
+    from rbda.ingest.synth import synthesize
 
     surveys = {}
     for name in SURVEYS:

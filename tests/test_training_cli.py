@@ -136,7 +136,7 @@ def test_split_of_another_survey_size_is_refused(study, tmp_path, capsys):
 
 
 def test_single_class_survey_cannot_be_split(tmp_path, capsys):
-    from rbda.store import write_survey
+    from rbda.ingest.store import write_survey
 
     path = tmp_path / "atlas.parquet"
     write_survey(path, "atlas", np.zeros((30, 3, 21, 21), np.float32), np.zeros(30, np.int8),
@@ -185,7 +185,7 @@ def test_backbone_and_beta_options_reach_the_run_and_a_baseline_of_another_backb
                  "--backbone", "deephits", "--beta", "0.5", *SHORT]) == 0
     hyper = json.loads(metrics.read_text())["hyperparameters"]
     assert (hyper["model"], hyper["beta"]) == ("deephits", 0.5)
-    from rbda.models import load_model_file
+    from rbda.learn.models import load_model_file
     assert load_model_file(model)["backbone"] == "deephits"
     # fine-tuning a study-CNN baseline with --backbone deephits: refused, naming the file and both backbones
     out = tmp_path / "ft.json"

@@ -452,7 +452,7 @@ def test_predict_target_scores_the_real_ztf_packets(workflow, real_samples):
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
-    from rbda.models import StampClassifier, save_model_file
+    from rbda.learn.models import StampClassifier, save_model_file
 
     packets = real_samples / "ztf_avro"
     if not packets.is_dir():

@@ -59,8 +59,8 @@ def make_survey(name: str, n: int, seed: int, real_fraction: float = 0.5) -> tup
 
 
 def write_survey_parquet(directory: Path, name: str, n: int, seed: int, real_fraction: float = 0.5) -> Path:
-    """A preprocessed-survey Parquet file per the contract (via rbda.store)."""
-    from rbda.store import write_survey
+    """A preprocessed-survey Parquet file per the contract (via rbda.ingest.store)."""
+    from rbda.ingest.store import write_survey
 
     stamps, labels = make_survey(name, n, seed, real_fraction)
     path = Path(directory) / f"{name}.parquet"
@@ -74,8 +74,8 @@ def survey_data(name: str, n: int, seed: int, real_fraction: float = 0.5, base_s
     """In-memory :class:`SurveyTensors` (CPU tensors) of a synthetic survey with its split."""
     import torch
 
-    from rbda.data import SurveyTensors
-    from rbda.splits import make_split
+    from rbda.learn.data import SurveyTensors
+    from rbda.ingest.splits import make_split
 
     stamps, labels = make_survey(name, n, seed, real_fraction)
     return SurveyTensors(name, torch.from_numpy(stamps), torch.from_numpy(labels.astype(np.int64)), labels,
@@ -83,7 +83,7 @@ def survey_data(name: str, n: int, seed: int, real_fraction: float = 0.5, base_s
 
 
 def surveys_with_splits(root: Path, names: tuple[str, ...], rows: int) -> dict[str, tuple[Path, str]]:
-    """Synthetic surveys written by rbda.store and split 0 of each made by `rbda split` (seed 7):
+    """Synthetic surveys written by rbda.ingest.store and split 0 of each made by `rbda split` (seed 7):
     ``{name: (parquet, "NAME=PARQUET:SPLIT" for rbda train --data)}``."""
     from rbda.cli import main
 

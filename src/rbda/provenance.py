@@ -132,10 +132,11 @@ def lock_provenance() -> dict:
 
 
 #: The learning core: modules whose code changes the numbers a training run produces
-#: (relative to the ``rbda`` package). ``rbda.methods`` counts whole.
-LEARNING_CORE = ("train.py", "checkpoint.py", "device.py", "optim.py", "data.py", "evaluate.py", "models.py",
-                 "reversal.py", "entropy.py", "losses.py", "metrics.py", "multiclass.py", "augment.py",
-                 "seeding.py", "splits.py", "store.py", "study.py", "methods", "commands/train.py")
+#: (relative to the ``rbda`` package). ``rbda.learn.methods`` counts whole.
+LEARNING_CORE = ("learn/train.py", "learn/checkpoint.py", "device.py", "learn/optim.py", "learn/data.py",
+                 "learn/evaluate.py", "learn/models.py", "learn/reversal.py", "learn/entropy.py", "learn/losses.py",
+                 "learn/metrics.py", "ingest/multiclass.py", "learn/augment.py", "seeding.py", "ingest/splits.py",
+                 "ingest/store.py", "study.py", "learn/methods", "commands/train.py")
 
 
 def learning_core_files() -> list[Path]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from rbda.store import STAMP_VALUES, survey_rows
+from rbda.ingest.store import STAMP_VALUES, survey_rows
 
 #: bytes per stamp in a training process: float32 stamp, int64 label tensor, int8 label array
 BYTES_PER_STAMP = STAMP_VALUES * 4 + 8 + 1

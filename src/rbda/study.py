@@ -73,11 +73,11 @@ BEST_EPOCH_TIES = ("latest", "earliest")
 
 #: Feature extractors a model can have (``training.model``; ``rbda train --backbone``):
 #: the study's CNN, the ALeRCE "DeepHiTS layer" with cyclic pooling, EarlySN's rotation-averaged
-#: conv maps (RELATED.md B.3, A.3; rbda.models.BACKBONE_CLASSES).
+#: conv maps (RELATED.md B.3, A.3; rbda.learn.models.BACKBONE_CLASSES).
 BACKBONES = ("study_cnn", "deephits", "earlysn")
 
 #: What a model learns (``training.task``; ``rbda train --task``): real/bogus (the study's) or the
-#: survey's original classes (RELATED.md E.2; rbda.multiclass).
+#: survey's original classes (RELATED.md E.2; rbda.ingest.multiclass).
 TASKS = ("binary", "multiclass")
 #: The original classes of the surveys that have more than real/bogus, in label order (index = label
 #: of ``task: multiclass``): ALeRCE's order for ZTF (0 AGN .. 4 bogus), alphabetical for ATLAS.
@@ -196,7 +196,7 @@ class TrainingOptions:
     task: str = option("binary", "binary (real/bogus, the study's) or multiclass (the survey's original "
                        "classes, rbda.study.SURVEY_CLASSES; baseline only, on a `rbda split --task multiclass` "
                        "split)", choices=TASKS)
-    # the optimiser (rbda.optim.MomentumSGD); the study's is plain SGD, the reference MME code
+    # the optimiser (rbda.learn.optim.MomentumSGD); the study's is plain SGD, the reference MME code
     # (SSDA_MME main.py) uses backbone_lr_scale 0.1, weight_decay 0.0005, nesterov (docs/method.md section 5)
     backbone_lr_scale: float = option(1.0, "learning-rate multiplier of the feature extractor "
                                       "(reference MME code: 0.1; the study's: 1)", gt=0)
@@ -205,7 +205,7 @@ class TrainingOptions:
     weight_decay: float = option(0.0, "L2 weight decay of SGD (reference MME code: 0.0005; the study's: 0)", ge=0)
     nesterov: bool = option(False, "Nesterov momentum (reference MME code: on; the study's: off); "
                             "needs momentum > 0")
-    # mmefm (rbda.methods.mme_fixmatch): FixMatch-style pseudo-labels on MME (docs/method.md section 5)
+    # mmefm (rbda.learn.methods.mme_fixmatch): FixMatch-style pseudo-labels on MME (docs/method.md section 5)
     pseudo_label_threshold: float = option(0.95, "mmefm: tau, the least softmax probability of the weak view's "
                                            "class for it to become the strong view's target", ge=0, le=1)
     consistency_weight: float = option(0.3, "mmefm: mu, the weight of the pseudo-label consistency loss", ge=0)

@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rbda.download import download, unpack, url_file_name
+    from rbda.ingest.download import download, unpack, url_file_name
 
     path = download(args.url, args.output, args.sha256, retries=args.retries,
                     backoff_seconds=args.retry_wait, timeout=args.timeout)

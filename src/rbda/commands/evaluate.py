@@ -29,11 +29,11 @@ def run(args: argparse.Namespace) -> int:
     data = parse_data_specs(args.data)
 
     from rbda.atomic import write_json
-    from rbda.evaluate import evaluate_rows
-    from rbda.models import load_model_file, model_from_payload
-    from rbda.data import load_survey_tensors
+    from rbda.learn.evaluate import evaluate_rows
+    from rbda.learn.models import load_model_file, model_from_payload
+    from rbda.learn.data import load_survey_tensors
     from rbda.device import apply_memory_format, configure_torch, resolve_device, resolve_memory_format
-    from rbda.records import versions
+    from rbda.learn.records import versions
 
     payload = load_model_file(args.model)
     configure_torch(args.threads, deterministic=False)

@@ -11,7 +11,7 @@ FORMAT_CHOICES = ("chunks", "gif", "fits", "pickle", "folder")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from rbda.predict import DEFAULT_BATCH_SIZE, DEFAULT_THRESHOLD
+    from rbda.alerts.predict import DEFAULT_BATCH_SIZE, DEFAULT_THRESHOLD
 
     p = sub.add_parser(
         "predict", help="score alerts (Avro packets, preprocessed Parquet or raw survey files) with a model",
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from rbda.errors import SettingError
 
     if args.describe is not None:
-        from rbda.predict import describe_model
+        from rbda.alerts.predict import describe_model
 
         print(json.dumps(describe_model(args.describe), indent=2, sort_keys=True))
         return 0
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format is not None and args.survey is None:
         raise SettingError("format", "--survey with --format (the raw layout of that survey)", args.format)
 
-    from rbda.predict import predict_files
+    from rbda.alerts.predict import predict_files
 
     predict_files(args.model, args.input, args.output, threshold=args.threshold,
                             batch_size=args.batch_size, device=args.device, survey=args.survey, fmt=args.format,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rbda.readers import FORMATS
+from rbda.ingest.readers import FORMATS
 from rbda.study import SURVEYS
 
 FORMAT_CHOICES = tuple(dict.fromkeys(f for layouts in FORMATS.values() for f in layouts))
@@ -49,8 +49,8 @@ def _class_list(text: str | None, setting: str) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rbda.preprocess import convert_survey
-    from rbda.readers import ClassMap, default_class_map
+    from rbda.ingest.preprocess import convert_survey
+    from rbda.ingest.readers import ClassMap, default_class_map
 
     real = _class_list(args.real_classes, "real-classes")
     bogus = _class_list(args.bogus_classes, "bogus-classes")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-#: Facts a model file and its run JSON must agree on (rbda.models.save_model_file's ``facts``).
+#: Facts a model file and its run JSON must agree on (rbda.learn.models.save_model_file's ``facts``).
 MATCHED_FACTS = ("method", "source", "target", "split", "shots")
 
 
@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def chosen_model(selected: Path, models: list[Path]) -> Path:
     """The one file of ``models`` whose facts are the selected run's; an error naming what is wrong otherwise."""
     from rbda.errors import InputFileError
-    from rbda.models import load_model_file
+    from rbda.learn.models import load_model_file
     from rbda.results.runs import load_run
     from rbda.study import format_lambda
 

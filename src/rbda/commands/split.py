@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True, help="split file (.npz) to write")
     p.add_argument("--task", choices=TASKS, default=TASKS[0],
                    help="binary: stratified 80/10/10 by real/bogus; multiclass: balanced validation and "
-                        "test parts per original class (rbda.multiclass), the rest to train")
+                        "test parts per original class (rbda.ingest.multiclass), the rest to train")
     p.add_argument("--val-per-class", type=int, default=MULTICLASS_VAL_PER_CLASS,
                    help=f"multiclass: validation items per class (default {MULTICLASS_VAL_PER_CLASS})")
     p.add_argument("--test-per-class", type=int, default=MULTICLASS_TEST_PER_CLASS,
@@ -32,12 +32,12 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from rbda.atomic import check_output_path
-    from rbda.splits import make_split, save_split
-    from rbda.store import read_survey_arrays
+    from rbda.ingest.splits import make_split, save_split
+    from rbda.ingest.store import read_survey_arrays
 
     check_output_path(args.output, "--output", inputs=[args.data])
     if args.task == "multiclass":
-        from rbda.multiclass import balanced_split, read_class_indices
+        from rbda.ingest.multiclass import balanced_split, read_class_indices
 
         labels = read_class_indices(args.data, args.survey)
         split = balanced_split(labels, args.survey, args.split, args.seed, args.val_per_class, args.test_per_class)

@@ -29,10 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from rbda.synth import synthesize
+    from rbda.ingest.synth import synthesize
 
     manifest = synthesize(args.survey, args.n, args.seed, args.out, args.layout)
-    logging.getLogger("rbda.synth").info(
+    logging.getLogger("rbda.ingest.synth").info(
         "%s: %d alerts (%s) written to %s as %s", args.survey, args.n,
         ", ".join(f"{k} {v}" for k, v in manifest["classes"].items()), args.out, manifest["layout"])
     return 0

@@ -76,7 +76,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_spec(args: argparse.Namespace):
-    from rbda.methods.base import RunSpec
+    from rbda.learn.methods.base import RunSpec
 
     return RunSpec(method=args.method, source=args.source, target=args.target, split=args.split, seed=args.seed,
                    shots=args.shots, lam=args.lam, val_shots=args.val_shots, batch_size=args.batch_size,
@@ -87,7 +87,7 @@ def _run_spec(args: argparse.Namespace):
 def _train_config(args: argparse.Namespace):
     from dataclasses import fields
 
-    from rbda.train import TrainConfig
+    from rbda.learn.train import TrainConfig
 
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     config.check()
@@ -99,7 +99,7 @@ def _initial_model(method_cls, args: argparse.Namespace) -> tuple[dict | None, d
     import hashlib
 
     from rbda.errors import InputFileError, RbdaError
-    from rbda.models import load_model_file, model_from_payload
+    from rbda.learn.models import load_model_file, model_from_payload
 
     needs_init_model = method_cls.needs_init_model and not args.from_scratch
     if args.init_model is not None and not needs_init_model:
@@ -119,7 +119,7 @@ def _initial_model(method_cls, args: argparse.Namespace) -> tuple[dict | None, d
 def _write_outputs(args: argparse.Namespace, record: dict, model) -> None:
     """The model (if asked for) and the run JSON; neither is left alone if the other fails."""
     from rbda.atomic import write_json
-    from rbda.models import save_model_file
+    from rbda.learn.models import save_model_file
 
     if args.model is not None:
         facts = {k: record[k] for k in ("method", "source", "target", "split", "shots", "lambda", "seed")}
@@ -143,12 +143,12 @@ def run(args: argparse.Namespace) -> int:
     # Heavy imports only now: `rbda --help` and the data commands stay fast.
     import logging
 
-    from rbda.data import load_survey_tensors
+    from rbda.learn.data import load_survey_tensors
     from rbda.device import configure_torch, resolve_device, resolve_memory_format
-    from rbda.evaluate import confident_errors, evaluate_method
-    from rbda.methods import method_class
-    from rbda.records import run_record
-    from rbda.train import train
+    from rbda.learn.evaluate import confident_errors, evaluate_method
+    from rbda.learn.methods import method_class
+    from rbda.learn.records import run_record
+    from rbda.learn.train import train
 
     method_cls = method_class(args.method)
     spec = _run_spec(args)
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     _write_outputs(args, record, result.model)
     checkpoint.unlink(missing_ok=True)
     summary = ", ".join(f"{e['survey']} ({e['role']}) {e['bacc']:.4f}" for e in record["evaluations"])
-    logging.getLogger("rbda.train").info(
+    logging.getLogger("rbda.learn.train").info(
         "%s done in %.1f s, %d epochs (best %d): test BACC %s", args.method,
         result.wall_seconds, result.state.epoch, result.state.best_epoch, summary)
     return 0

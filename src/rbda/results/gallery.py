@@ -7,7 +7,7 @@ network receives them (preprocessed, 21x21, each panel on its own grey scale,
 * :func:`class_gallery`: a few stamps of every original class of a survey
   (drawn with a seeded generator, so the same study draws the same stamps);
 * :func:`errors_gallery`: a baseline's most confident errors on its own test
-  part, from the run JSON's ``errors`` (rbda.evaluate.confident_errors);
+  part, from the run JSON's ``errors`` (rbda.learn.evaluate.confident_errors);
 * :func:`scores_gallery`: the top- and bottom-scored alerts of an
   ``rbda predict`` output, their stamps read again from its inputs with the
   same preprocessing (``rbda gallery``).
@@ -96,7 +96,7 @@ def class_gallery(parquet: str | Path, survey: str, seed: int, per_class: int = 
                   max_classes: int = MAX_CLASSES) -> plt.Figure:
     """A few stamps of each original class (real classes first, then by size), drawn with a seeded generator."""
     from rbda.seeding import rng
-    from rbda.store import read_labels_and_classes, read_rows
+    from rbda.ingest.store import read_labels_and_classes, read_rows
 
     labels, classes = read_labels_and_classes(parquet)
     groups = {}
@@ -123,7 +123,7 @@ def class_gallery(parquet: str | Path, survey: str, seed: int, per_class: int = 
 
 def errors_gallery(parquet: str | Path, run: dict, run_path: str | Path = "") -> plt.Figure:
     """A baseline's most confident false positives and false negatives on its own test part."""
-    from rbda.store import read_rows
+    from rbda.ingest.store import read_rows
 
     survey = run["source"]
     title = f"{SURVEY_LABELS.get(survey, survey)}: the baseline's most confident errors (split {run['split']})"
@@ -185,7 +185,7 @@ def scores_gallery(scores: str | Path, inputs: Sequence[str | Path], per_end: in
     again from its ``inputs`` (the same preprocessing); an alert not found there is an error."""
     import pyarrow.parquet as pq
 
-    from rbda.predict import ScorableInput, input_kind
+    from rbda.alerts.predict import ScorableInput, input_kind
 
     scores = Path(scores)
     try:

@@ -74,7 +74,7 @@ RUN_JSON_SCHEMA: dict[str, Any] = {
             "properties": {"best_bacc": _BACC},
         },
         "versions": {"type": "object"},
-        "errors": {  # a baseline's most confident test errors (rbda.evaluate.confident_errors)
+        "errors": {  # a baseline's most confident test errors (rbda.learn.evaluate.confident_errors)
             "type": "object",
             "required": ["survey", "part", "false_positives", "false_negatives"],
             "properties": {

@@ -118,7 +118,7 @@ def confusion_figure(runs: list[tuple[str, Path]], variants: list[str], path: Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rbda.metrics import row_normalised
+    from rbda.learn.metrics import row_normalised
 
     fig, axes = plt.subplots(1, len(variants), figsize=(3.6 * len(variants), 3.4), squeeze=False)
     for ax, variant in zip(axes[0], variants):

@@ -1,0 +1,1 @@
+"""Alert packets to scores: the packet readers and `rbda predict`."""

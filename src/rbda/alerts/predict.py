@@ -1,0 +1,319 @@
+"""Scoring alerts with a trained model (``rbda predict``).
+
+Inputs, one kind per call:
+
+* alert packets (``*.avro`` files or folders of them): :class:`rbda.alerts.packets.AlertReader`;
+* preprocessed survey Parquet files (``rbda preprocess`` output): scored as stored;
+* raw survey files in any layout a survey reader accepts (``survey`` set).
+
+Raw stamps go through :func:`rbda.ingest.preprocess.preprocess_triplets`, the
+function that made the training data; the model must have been trained with
+the current :data:`~rbda.ingest.preprocess.PREPROCESSING_VERSION` (checked on load).
+Inference is batched under :func:`torch.inference_mode` in eval mode,
+channels-last on CPU as in ``rbda evaluate``. ``p_real`` is the softmax
+probability of class 1 (real); ``predicted`` is 1 where ``p_real >=
+threshold``. The output table is written only once complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from rbda import __version__
+from rbda.errors import InputFileError, SettingError
+
+log = logging.getLogger("rbda.alerts.predict")
+
+OUTPUT_SUFFIXES = (".parquet", ".csv")
+DEFAULT_THRESHOLD = 0.5
+#: Stamps per inference batch: the fastest of 64-512 for the study CNN on one CPU thread
+#: with BatchNorm folded (a few % over 128, about 45% over 512; measured as in benchmarks/bench_predict.py).
+DEFAULT_BATCH_SIZE = 256
+#: Model identity columns of every output row, from the model file.
+IDENTITY_COLUMNS = ("model_method", "model_source", "model_target", "model_split", "model_shots",
+                    "model_lambda", "model_rbda_version", "model_weights_sha256", "rbda_version", "threshold")
+BAD_COLUMNS = ("file", "candid", "reason")
+
+
+def bad_list_path(output: Path) -> Path:
+    """The side file listing skipped bad inputs: ``scores.parquet`` -> ``scores.bad.csv``."""
+    return output.with_name(output.name.rsplit(".", 1)[0] + ".bad.csv")
+
+
+def describe_model(path: str | Path) -> dict:
+    """What a model file says about itself (``rbda predict --describe``)."""
+    from rbda.learn.models import load_model_file
+
+    payload = load_model_file(path)
+    n_parameters = sum(int(t.numel()) for t in payload["state_dict"].values())
+    return {"file": str(path), "format": payload["format"], "head_kind": payload["head_kind"],
+            "backbone": payload["backbone"], "facts": payload["facts"], "training": payload["training"],
+            "preprocessing": payload["preprocessing"],
+            "preprocessing_settings": payload.get("preprocessing_settings", {}),
+            "weights_sha256": payload["weights_sha256"], "tensors": len(payload["state_dict"]),
+            "values": n_parameters}
+
+
+def model_identity(payload: dict, threshold: float) -> dict:
+    facts = payload["facts"]
+    versions = payload["training"].get("versions", {})
+    return {"model_method": facts.get("method"), "model_source": facts.get("source"),
+            "model_target": facts.get("target"), "model_split": facts.get("split"),
+            "model_shots": facts.get("shots"), "model_lambda": facts.get("lambda"),
+            "model_rbda_version": versions.get("rbda"), "model_weights_sha256": payload["weights_sha256"],
+            "rbda_version": __version__, "threshold": threshold}
+
+
+@dataclass
+class Scorable:
+    """Preprocessed stamps (K, 3, 21, 21) and their K rows of id columns."""
+
+    stamps: np.ndarray
+    columns: dict[str, np.ndarray]
+
+
+@dataclass
+class PredictSummary:
+    scored: int = 0
+    bad: list = field(default_factory=list)
+    input_kind: str = ""
+    output: str = ""
+    bad_list: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"scored": self.scored, "bad": len(self.bad), "input_kind": self.input_kind,
+                "output": self.output, "bad_list": self.bad_list}
+
+
+def input_kind(inputs: Sequence[Path], survey: str | None) -> str:
+    """``survey`` (raw files of a survey reader), ``parquet`` or ``alerts``."""
+    for path in inputs:
+        if not path.exists():
+            raise InputFileError(path, "an existing file or folder")
+    if survey is not None:
+        return "survey"
+    parquet = [p.is_file() and p.suffix == ".parquet" for p in inputs]
+    if all(parquet):
+        return "parquet"
+    if any(parquet):
+        raise SettingError("input", "inputs of one kind: preprocessed Parquet files, or alert packets",
+                           [str(p) for p in inputs])
+    return "alerts"
+
+
+def _check_parquet_preprocessing(path: Path, metadata: dict) -> None:
+    from rbda.ingest.preprocess import PREPROCESSING_VERSION, STAMP_SIZE
+
+    settings = metadata.get("rbda.preprocessing", {})
+    version = settings.get("preprocessing_version", PREPROCESSING_VERSION)
+    if version != PREPROCESSING_VERSION or settings.get("stamp_size", STAMP_SIZE) != STAMP_SIZE:
+        raise InputFileError(path, f"stamps of preprocessing version {PREPROCESSING_VERSION} (this rbda's), got "
+                                   f"version {version!r}; preprocess the raw data again", "rbda.preprocessing")
+
+
+class ScorableInput:
+    """An input of ``rbda predict`` (alerts, a survey's raw files, or Parquet) as :class:`Scorable` blocks;
+    collects bad items; counts what it read. Used by ``rbda predict`` and the prediction galleries."""
+
+    def __init__(self, kind: str, inputs: Sequence[Path], survey: str | None, fmt: str | None, skip_bad: bool):
+        self.kind, self.inputs, self.skip_bad = kind, list(inputs), skip_bad
+        self.bad: list = []
+        self.read = 0
+        self.total: int | None = None
+        if kind == "alerts":
+            from rbda.alerts.packets import AlertReader
+
+            self.reader = AlertReader(self.inputs, skip_bad=skip_bad)
+        elif kind == "survey":
+            from rbda.ingest.readers import open_reader
+
+            self.reader = open_reader(survey, self.inputs, fmt)
+            self.total = self.reader.total
+        else:
+            from rbda.ingest.store import survey_rows
+
+            self.total = sum(survey_rows(p) for p in self.inputs)
+
+    def bad_count(self) -> int:
+        return len(self.reader.bad) if self.kind == "alerts" else len(self.bad)
+
+    def blocks(self) -> Iterator[Scorable]:
+        if self.kind == "parquet":
+            yield from self._parquet()
+        elif self.kind == "alerts":
+            yield from self._alerts()
+        else:
+            yield from self._survey()
+
+    def _parquet(self) -> Iterator[Scorable]:
+        from rbda.ingest.store import iter_row_groups
+
+        for path in self.inputs:
+            for group in iter_row_groups(path):
+                _check_parquet_preprocessing(path, group.metadata)
+                self.read += len(group)
+                yield Scorable(group.stamps, {"id": group.ids.astype(object), "class": group.classes.astype(object),
+                                              "label": group.labels})
+
+    def _alerts(self) -> Iterator[Scorable]:
+        from rbda.ingest.preprocess import preprocess_triplets
+
+        for batch in self.reader.batches():
+            stamps, keep = preprocess_triplets(batch.raw)
+            assert keep.all(), "the alert reader passes only triplets preprocessing keeps"
+            self.read = self.reader.read
+            yield Scorable(stamps, batch.columns)
+        self.read = self.reader.read
+        self.bad = self.reader.bad
+
+    def _survey(self) -> Iterator[Scorable]:
+        from rbda.ingest.preprocess import PreprocessStats, preprocess_triplets
+        from rbda.alerts.packets import BadPacket
+
+        stats = PreprocessStats()
+        for batch in self.reader.batches():
+            stamps, keep = preprocess_triplets(batch, stats)
+            self.read += len(batch)
+            for row in np.flatnonzero(~keep):
+                reason = f"preprocessing drops it: {batch.drop_reason or 'non-square or smaller than the crop'}"
+                if not self.skip_bad:
+                    raise InputFileError(batch.source, reason + " (use --skip-bad to list such stamps and go on)",
+                                         f"id {batch.ids[row]}")
+                self.bad.append(BadPacket(batch.source, str(batch.ids[row]), reason))
+            yield Scorable(stamps, {"id": batch.ids[keep].astype(object), "class": batch.classes[keep].astype(object),
+                                    "label": batch.labels[keep]})
+            if self.total is None and getattr(self.reader, "file_rows", None):
+                from rbda.ingest.preprocess import _estimated_total
+
+                self.total = _estimated_total(self.reader.file_rows, len(self.reader.files))
+
+
+def score_stamps(model, stamps: np.ndarray, device, channels_last: bool, batch_size: int) -> np.ndarray:
+    """p_real (float32) of preprocessed (K, 3, 21, 21) stamps, in batches, eval mode, no autograd."""
+    import torch
+
+    out = np.empty(len(stamps), dtype=np.float32)
+    tensor = torch.from_numpy(np.ascontiguousarray(stamps, dtype=np.float32))
+    with torch.inference_mode():
+        for start in range(0, len(stamps), batch_size):
+            batch = tensor[start : start + batch_size].to(device)
+            if channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            logits = model(batch)
+            out[start : start + len(batch)] = torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
+    return out
+
+
+def _table(parts: list[dict], identity: dict, kind: str):
+    import pyarrow as pa
+
+    id_columns = (("objectId", pa.string()), ("candid", pa.int64())) if kind == "alerts" else \
+        (("id", pa.string()), ("class", pa.string()), ("label", pa.int8()))
+    tail = (("rb", pa.float64()), ("drb", pa.float64()), ("file", pa.string())) if kind == "alerts" else ()
+    columns: dict[str, pa.Array] = {}
+    n = sum(len(p["p_real"]) for p in parts)
+
+    def gather(name: str, dtype) -> pa.Array:
+        values = [p[name] for p in parts]
+        return pa.array(np.concatenate(values) if values else np.empty(0, object), type=dtype)
+
+    for name, dtype in id_columns:
+        columns[name] = gather(name, dtype)
+    columns["p_real"] = gather("p_real", pa.float32())
+    columns["predicted"] = gather("predicted", pa.int8())
+    for name, dtype in tail:
+        columns[name] = gather(name, dtype)
+    for name, value in identity.items():
+        columns[name] = pa.array([value] * n, type=pa.float64() if name in ("model_lambda", "threshold") else None)
+    return pa.table(columns)
+
+
+def write_table(table, path: Path) -> None:
+    """Parquet or CSV by suffix, atomically."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    from rbda.atomic import atomic_path
+
+    with atomic_path(path, suffix=path.suffix + ".tmp") as tmp:
+        if path.suffix == ".parquet":
+            pq.write_table(table, tmp)
+        else:
+            pcsv.write_csv(table, tmp)
+
+
+def check_output(path: Path) -> None:
+    if path.suffix not in OUTPUT_SUFFIXES:
+        raise SettingError("output", f"a file name ending in {' or '.join(OUTPUT_SUFFIXES)}", str(path))
+
+
+def check_threshold(threshold: float) -> None:
+    if not 0.0 <= threshold <= 1.0:
+        raise SettingError("threshold", "a probability between 0 and 1", threshold)
+
+
+def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, threshold: float = DEFAULT_THRESHOLD,
+                  batch_size: int = DEFAULT_BATCH_SIZE, device: str = "auto", survey: str | None = None,
+                  fmt: str | None = None, skip_bad: bool = False, threads: int | None = None,
+                  log_every: float = 30.0) -> PredictSummary:
+    """Score every alert of ``inputs`` with the model at ``model_path``; write ``output`` (and the bad list)."""
+    output = Path(output)
+    check_output(output)
+    check_threshold(threshold)
+    if batch_size < 1:
+        raise SettingError("batch-size", "a positive integer", batch_size)
+    inputs = [Path(p) for p in inputs]
+    if not inputs:
+        raise SettingError("input", "at least one file or folder")
+    import pyarrow as pa
+
+    from rbda.learn.models import fold_batch_norm, load_model_file, model_from_payload
+    from rbda.progress import Progress
+    from rbda.device import configure_torch, resolve_device, resolve_memory_format
+
+    payload = load_model_file(model_path)
+    configure_torch(threads, deterministic=False)
+    torch_device = resolve_device(device)
+    channels_last = resolve_memory_format("auto", torch_device) == "channels_last"
+    model = fold_batch_norm(model_from_payload(payload).eval()).to(torch_device)
+    if channels_last:
+        import torch
+
+        model = model.to(memory_format=torch.channels_last)
+    identity = model_identity(payload, threshold)
+    kind = input_kind(inputs, survey)
+    source = ScorableInput(kind, inputs, survey, fmt, skip_bad)
+    parts: list[dict] = []
+    summary = PredictSummary(input_kind=kind, output=str(output))
+    with Progress(source.total, "predict", "alerts", log_every=log_every) as progress:
+        for block in source.blocks():
+            p_real = score_stamps(model, block.stamps, torch_device, channels_last, batch_size)
+            parts.append({**block.columns, "p_real": p_real, "predicted": (p_real >= threshold).astype(np.int8)})
+            summary.scored += len(p_real)
+            progress.total = source.total
+            progress.update(source.read, status=f"scored {summary.scored}, bad {source.bad_count()}")
+        progress.done, progress.status = source.read, f"scored {summary.scored}, bad {source.bad_count()}"
+    summary.bad = source.bad
+    table = _table(parts, identity, kind)
+    if skip_bad:
+        bad_path = bad_list_path(output)
+        rows = [b.as_dict() for b in source.bad]
+        bad_table = pa.table({c: pa.array([r[c] for r in rows], type=pa.string()) for c in BAD_COLUMNS})
+        write_table(bad_table, bad_path)
+        summary.bad_list = str(bad_path)
+        if source.bad:
+            log.warning("%d bad input(s) skipped, listed in %s", len(source.bad), bad_path)
+    try:
+        write_table(table, output)
+    except BaseException:
+        if summary.bad_list:
+            Path(summary.bad_list).unlink(missing_ok=True)
+        raise
+    log.info("scored %d alerts (%d predicted real at threshold %g) -> %s", summary.scored,
+             int(sum(int(p["predicted"].sum()) for p in parts)), threshold, output)
+    return summary
