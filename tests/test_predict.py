@@ -140,15 +140,27 @@ def test_altered_weights_and_foreign_files_are_refused(trained, tmp_path, capsys
                    "junk.pt", "rbda train --model", absent=[out])
 
 
-def test_files_from_before_the_preprocessing_version_are_version_1(trained, tmp_path):
-    from rbda.learn.models import load_model_file
+def test_integrity_facts_are_required_and_preprocessing_is_checked_on_its_settings(trained, tmp_path, capsys):
+    """A model file without weights_sha256 (or without its preprocessing settings) is refused: the
+    integrity check cannot be turned off by deleting it; settings that differ under the same version
+    number are refused too (their hash is compared, not the number)."""
+    from rbda.ingest.preprocess import PREPROCESSING
 
     payload = torch.load(trained["model"], weights_only=True)
-    for key in ("preprocessing", "preprocessing_settings", "weights_sha256", "training"):
-        payload.pop(key)
-    torch.save(payload, tmp_path / "legacy.pt")
-    assert PREPROCESSING_VERSION == 1
-    assert load_model_file(tmp_path / "legacy.pt")["preprocessing"] == 1
+    out = tmp_path / "s.csv"
+    base = ["predict", "--input", str(trained["parquet"]), "--output", str(out)]
+    cases = {"no_hash": ({"weights_sha256"}, {}, "weights_sha256"),
+             "no_settings": ({"preprocessing_settings"}, {}, "no preprocessing settings"),
+             "other_settings": ((), {"preprocessing_settings": {**PREPROCESSING, "sentinel_abs": 1e30}},
+                                "with other settings")}
+    for name, (dropped, changed, message) in cases.items():
+        altered = {k: v for k, v in payload.items() if k not in dropped} | changed
+        state = dict(altered["state_dict"])
+        if name == "no_hash":  # an altered model whose hash was removed is refused, not scored
+            state["head.linear.bias"] = state["head.linear.bias"] * 1e6
+            altered["state_dict"] = state
+        torch.save(altered, tmp_path / f"{name}.pt")
+        _fails_cleanly(capsys, [*base, "--model", str(tmp_path / f"{name}.pt")], f"{name}.pt", message, absent=[out])
 
 
 # --- Parquet input --------------------------------------------------------------------------------
@@ -199,7 +211,7 @@ def test_packets_to_scores_with_ids_and_ztf_scores(trained, tmp_path):
     out = tmp_path / "scores.csv"
     assert main(["predict", "--model", str(trained["mme"]), "--input", str(folder), "--output", str(out)]) == 0
     table = pcsv.read_csv(out).to_pydict()
-    assert sorted(table["candid"]) == [1, 2, 3]
+    assert sorted(table["candid"]) == [1, 2, 3]  # CSV reads the string column back as numbers
     row = table["candid"].index(3)
     assert table["objectId"][row] == "ZTF3" and table["rb"][row] == pytest.approx(0.9)
     assert table["drb"][row] == pytest.approx(0.8)
@@ -262,8 +274,8 @@ def test_skip_bad_lists_every_bad_packet_and_scores_the_rest(trained, tmp_path):
         assert (bad["candid"][row] or "") == candid and reason in bad["reason"][row]
     scored = pq.read_table(out).to_pydict()
     # one good packet in each of the six packet files, and the truncated file's packets before the damage
-    assert scored["candid"].count(10) == 6 and len(scored["candid"]) > 6
-    assert all(20 <= c < 30 for c in scored["candid"] if c != 10)
+    assert scored["candid"].count("10") == 6 and len(scored["candid"]) > 6  # ids are strings
+    assert all(20 <= int(c) < 30 for c in scored["candid"] if c != "10")
 
 
 def test_atlas_packets_get_template_science_minus_difference(tmp_path):
@@ -275,7 +287,7 @@ def test_atlas_packets_get_template_science_minus_difference(tmp_path):
     difference = fits.getdata(io.BytesIO(atlas["cutoutDifference"]["stampData"])).astype(np.float32)
     np.testing.assert_array_equal(batch.raw.images[0, 0], science - difference)
     np.testing.assert_array_equal(batch.raw.images[0, 1], science)
-    assert batch.columns["candid"].tolist() == [5]
+    assert batch.columns["candid"].tolist() == ["5"]
 
 
 def test_alert_reader_needs_packets(tmp_path):
@@ -288,22 +300,27 @@ def test_alert_reader_needs_packets(tmp_path):
 
 @pytest.mark.realsamples
 def test_real_ztf_packets_to_scores(trained, real_samples, tmp_path):
+    """All 20 real packets are scored, without --skip-bad: the one with 48x63 edge cutouts (a source 16.5
+    pixels from the CCD's low y edge) is padded to 63x63 by ZTF's edge rule and flagged in `padded`."""
     folder = real_samples / "ztf_avro"
     out = tmp_path / "scores.parquet"
-    assert main(["predict", "--model", str(trained["model"]), "--input", str(folder), "--output", str(out),
-                 "--skip-bad"]) == 0
+    assert main(["predict", "--model", str(trained["model"]), "--input", str(folder), "--output", str(out)]) == 0
     table = pq.read_table(out).to_pydict()
-    bad = pcsv.read_csv(tmp_path / "scores.bad.csv").to_pydict()
-    assert len(table["candid"]) + len(bad["file"]) == 20
-    assert len(table["candid"]) >= 19  # one real packet has a 48x63 edge cutout, listed as bad
+    assert len(table["candid"]) == 20 and all(np.isfinite(table["p_real"]))
     rb = {}
     for path in folder.glob("*.avro"):
         with open(path, "rb") as fh:
             for p in fastavro.reader(fh):
-                rb[p["candidate"]["candid"]] = (p["objectId"], p["candidate"]["rb"], p["candidate"]["drb"])
+                rb[str(p["candidate"]["candid"])] = (p["objectId"], p["candidate"]["rb"], p["candidate"]["drb"])
     for candid, object_id, score, drb in zip(table["candid"], table["objectId"], table["rb"], table["drb"]):
         assert rb[candid][0] == object_id and rb[candid][1] == pytest.approx(score)
         assert (drb is None and rb[candid][2] is None) or rb[candid][2] == pytest.approx(drb)
+    padded = [Path(f).name for f, flag in zip(table["file"], table["padded"]) if flag]
+    assert padded == ["000010510300844919.avro"]
+    (batch,) = [b for b in AlertReader([folder / padded[0]]).batches()]
+    image = batch.raw.images[0]
+    assert image.shape == (3, 63, 63)
+    assert np.isnan(image[:, :15]).all() and not np.isnan(image[:, 15:]).all(axis=(1, 2)).any()
 
 
 @pytest.mark.realsamples
@@ -360,7 +377,8 @@ def test_container_reader_real_ztf_packets_match_fastavro(real_samples):
         with open(path, "rb") as fh:
             got = list(read_container(fh, schemas))
         assert [p["cutoutScience"] for p in got] == [p["cutoutScience"] for p in expected], path
-        assert [p["candidate"] for p in got] == [{k: v for k, v in p["candidate"].items() if k in ("candid", "rb", "drb")}
+        assert [p["candidate"] for p in got] == [{k: v for k, v in p["candidate"].items()
+                                                  if k in ("candid", "rb", "drb", "xpos", "ypos")}
                                                  for p in expected], path
 
 

@@ -17,6 +17,10 @@ touched; nor is any file that is not exactly a temporary of that target.
 :func:`check_output_path` checks an output path before any work: not an
 input (nor inside an input folder), not a folder, in a place that can be
 written; each failure is a :class:`~rbda.errors.SettingError` naming it.
+:func:`check_outputs` is the guard every ``rbda`` command runs before its work
+(``rbda.cli`` calls it with what the command's ``io_paths(args)`` declares):
+each output file checked so against every input, each output folder neither
+an input nor a file, and no two outputs the same file.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import re
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from rbda.errors import SettingError
 
@@ -131,25 +135,42 @@ def _inside(path: str, folder: str) -> bool:
     return os.path.commonpath([path, folder]) == folder
 
 
-def check_output_path(path: str | Path, setting: str, inputs: Iterable[str | Path] = ()) -> Path:
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output_path(path: str | Path, setting: str,
+                      inputs: Iterable[str | Path] | Mapping[str, Iterable[str | Path]] = ()) -> Path:
     """Check, before any work, that ``path`` can be written as a file; return it.
 
     Refused with a :class:`SettingError` naming ``setting`` and the path: one of
     ``inputs`` (the same file, by any name) or inside an input folder; an
     existing folder; a place below a file; a folder this process cannot write in.
+    ``inputs`` may map each input's setting to its paths (the error then names it).
     """
     path = Path(path)
     real = os.path.realpath(path)
-    for item in map(Path, inputs):
-        if not item.exists():
-            continue
-        same = path.exists() and os.path.samefile(path, item)
-        if same or (item.is_dir() and _inside(real, os.path.realpath(item))):
-            where = "is" if same else "is inside"
-            raise SettingError(setting, f"an output path that is not an input (it {where} the input {str(item)!r}, "
-                                        "which writing would replace or add to)", str(path))
+    named = inputs.items() if isinstance(inputs, Mapping) else [("", inputs)]
+    for input_setting, items in named:
+        for item in (Path(i) for i in items if i is not None):
+            if not item.exists():
+                continue
+            same = path.exists() and _same_file(path, item)
+            if same or (item.is_dir() and _inside(real, os.path.realpath(item))):
+                where = "is" if same else "is inside"
+                which = f" {input_setting}" if input_setting else ""
+                raise SettingError(setting, f"an output path that is not an input (it {where} the input{which} "
+                                            f"{str(item)!r}, which writing would replace or add to)", str(path))
     if path.is_dir():
         raise SettingError(setting, "a file path (it is an existing folder)", str(path))
+    _check_writable_place(path, setting)
+    return path
+
+
+def _check_writable_place(path: Path, setting: str) -> None:
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
@@ -157,4 +178,33 @@ def check_output_path(path: str | Path, setting: str, inputs: Iterable[str | Pat
         raise SettingError(setting, f"a path below folders ({str(ancestor)!r} is a file)", str(path))
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise SettingError(setting, f"a place this process can write ({str(ancestor)!r} is not writable)", str(path))
-    return path
+
+
+def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Mapping[str, Iterable[str | Path | None]],
+                  folders: Mapping[str, str | Path | None] | None = None) -> None:
+    """The guard every command runs before its work: each of ``outputs`` (setting -> file) passes
+    :func:`check_output_path` against every one of ``inputs`` (setting -> paths); each of ``folders``
+    (setting -> an output folder) is not an input, not a file and in a writable place; no two
+    outputs are the same file. ``None`` entries (options not given) are skipped."""
+    given = {setting: Path(p) for setting, p in outputs.items() if p is not None}
+    clean_inputs = {setting: [Path(p) for p in paths if p is not None] for setting, paths in inputs.items()}
+    for setting, path in given.items():
+        check_output_path(path, setting, clean_inputs)
+    settings = list(given)
+    for i, first in enumerate(settings):
+        for second in settings[i + 1:]:
+            a, b = given[first], given[second]
+            if os.path.realpath(a) == os.path.realpath(b) or (a.exists() and b.exists() and _same_file(a, b)):
+                raise SettingError(second, f"a different file from {first}", str(b))
+    for setting, folder in (folders or {}).items():
+        if folder is None:
+            continue
+        folder = Path(folder)
+        for input_setting, items in clean_inputs.items():
+            for item in items:
+                if item.exists() and folder.exists() and _same_file(folder, item):
+                    raise SettingError(setting, f"an output folder that is not an input (it is the input "
+                                                f"{input_setting} {str(item)!r})", str(folder))
+        if folder.exists() and not folder.is_dir():
+            raise SettingError(setting, "a folder (it is an existing file)", str(folder))
+        _check_writable_place(folder / ".rbda-probe", setting)

@@ -1,7 +1,9 @@
 """The ``rbda`` command line.
 
 Each subcommand lives in ``rbda.commands.<name>`` and exposes
-``add_parser(subparsers)`` and ``run(args) -> int``. Command modules import
+``add_parser(subparsers)``, ``io_paths(args)`` (the files it writes and reads:
+:func:`rbda.atomic.check_outputs` checks them before ``run``, so no command
+overwrites one of its inputs) and ``run(args) -> int``. Command modules import
 only light modules at import time (no torch), so that ``rbda --help`` and the
 data commands start fast; heavy imports happen inside ``run``.
 """
@@ -9,12 +11,19 @@ data commands start fast; heavy imports happen inside ``run``.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import os
+import re
 import sys
 
 from rbda import __version__
+from rbda.atomic import check_outputs
 from rbda.errors import RbdaError
+
+#: OS errors of a full or read-only disk: a user's situation, reported without a traceback.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 COMMANDS = (
     "synth",
@@ -33,6 +42,12 @@ COMMANDS = (
 )
 
 
+def is_write_error(exc: OSError) -> bool:
+    """A full disk, quota or read-only file system (pyarrow's errors give the errno only in the text)."""
+    found = re.search(r"\[Errno (\d+)\]", str(exc))
+    return exc.errno in WRITE_ERRNOS or (found is not None and int(found.group(1)) in WRITE_ERRNOS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rbda",
@@ -44,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f"rbda.commands.{name}")
         p = module.add_parser(sub)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _io_paths=module.io_paths)
     return parser
 
 
@@ -57,9 +72,20 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        check_outputs(**args._io_paths(args))
         return int(args._run(args) or 0)
     except RbdaError as exc:
         print(f"rbda {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `rbda predict --describe M.pt | head`: the reader left; no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        if not is_write_error(exc):
+            raise
+        print(f"rbda {args.command}: error: cannot write {exc.filename or 'an output'}: {exc.strerror}; "
+              "nothing partial is left (outputs appear only once complete)", file=sys.stderr)
         return 2
 
 

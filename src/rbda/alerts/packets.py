@@ -4,11 +4,24 @@ A file holds one or more packets (an Avro object container file, any codec
 fastavro reads; ZTF's are snappy-compressed, which needs ``cramjam``); a folder
 is searched for ``*.avro`` files. Per packet:
 
-* ids: ``objectId`` and ``candid`` (``candidate.candid``, or a top-level ``candid``);
-* ZTF's own real/bogus scores ``candidate.rb`` and ``candidate.drb`` (NaN when null);
+* ids: ``objectId`` and ``candid`` (``candidate.candid``, a top-level ``candid`` or Rubin's
+  ``diaSourceId``), carried as strings: ZTF's are longs, ATLAS's strings such as
+  ``02a59543o0040o_006230`` (:func:`packet_id`; a double, a bool or an id over
+  :data:`MAX_ID_CHARS` characters is a bad packet, never truncated);
+* ZTF's own real/bogus scores ``candidate.rb`` and ``candidate.drb`` (NaN when null; a
+  value that is not a number is a bad packet);
 * cutouts ``cutoutScience``, ``cutoutTemplate``, ``cutoutDifference``, each a
   record ``{fileName, stampData}`` (or the bytes themselves) holding FITS bytes,
   gzip-compressed (ZTF) or plain (ATLAS), decoded by :func:`rbda.ingest.fits.decode_stamp`.
+
+Each packet is read under a survey's declaration (:data:`PACKET_SURVEYS`, chosen by
+:func:`packet_survey`): the largest cutout the survey sends (a larger one is a bad
+packet, and gzip-compressed cutouts are inflated only up to what that size needs)
+and its edge rule. ZTF cuts the cutouts of sources near a CCD edge (e.g. 48x63):
+the rule pads them to the survey's stamp size on the side the CCD edge cut
+(from ``candidate.xpos``/``ypos``; both sides evenly without them) with NaN, which
+preprocessing marks as invalid pixels like any NaN; such alerts are scored and
+flagged (``padded`` column). A stamp no rule can make valid stays a bad packet.
 
 ATLAS ships no template: a packet whose ``cutoutTemplate`` is null and whose
 science cutout is plain (not gzip-compressed) FITS gets template = science -
@@ -18,7 +31,10 @@ difference, as the ATLAS survey reader does for training. A ZTF-form packet
 Bad packets -- a packet without a cutout, a cutout that is not a FITS image,
 stamps of different shapes, non-square or smaller than the model's crop, a
 stamp without any valid pixel (all NaN or sentinel) -- and unreadable or
-truncated Avro files are an :class:`~rbda.errors.InputFileError` naming the
+truncated Avro files, a Confluent-framed packet (magic byte 0 and a schema id: Rubin's),
+a writer schema whose arrays could declare items that take no bytes (a packet of a
+few bytes could then make the reader loop for ever) or that is recursive, are an
+:class:`~rbda.errors.InputFileError` naming the
 file and the packet's candid; with ``skip_bad=True`` they are collected in
 :attr:`AlertReader.bad` (file, candid, reason) instead and never silently dropped.
 """
@@ -36,14 +52,38 @@ from typing import BinaryIO, Iterator, Sequence
 import numpy as np
 
 from rbda.errors import InputFileError
-from rbda.ingest.fits import GZIP_MAGIC, decode_stamp, inflate
+from rbda.ingest.fits import BLOCK, GZIP_MAGIC, MAX_HEADER_BLOCKS, decode_stamp, inflate
 from rbda.ingest.preprocess import STAMP_SIZE, valid_mask
 from rbda.ingest.readers.base import IgnoredFiles, RawBatch, iter_files
 from rbda.study import CHANNELS
 
 CUTOUTS = {"template": "cutoutTemplate", "science": "cutoutScience", "difference": "cutoutDifference"}
 #: Per-alert columns an :class:`AlertBatch` carries, in output order.
-ALERT_COLUMNS = ("objectId", "candid", "rb", "drb", "file")
+ALERT_COLUMNS = ("objectId", "candid", "rb", "drb", "padded", "file")
+#: Longest objectId or candid accepted, characters (ZTF's are 12 and 18, ATLAS's 21).
+MAX_ID_CHARS = 64
+#: Raw triplet bytes the reader holds at once over all its shape groups; past it the groups are emitted.
+MAX_HELD_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class PacketSurvey:
+    """What a survey's alert packets can hold: its cutout size (the largest accepted, the
+    size edge cutouts are padded to) and whether its edge rule pads cut cutouts."""
+
+    name: str
+    stamp_size: int
+    pads_edges: bool = True
+
+    def max_cutout_bytes(self) -> int:
+        """Largest inflated cutout FITS file: the largest header parsed, float64 pixels, one block of slack."""
+        return (MAX_HEADER_BLOCKS + 1) * BLOCK + 8 * self.stamp_size ** 2
+
+
+#: Survey declarations of alert packets: ZTF (63x63 cutouts, gzip FITS in ``{fileName, stampData}``),
+#: ATLAS (61x61 plain FITS, no template), DECam/DESIRT (63x63 gzip FITS bytes).
+PACKET_SURVEYS = {"ztf": PacketSurvey("ztf", 63), "atlas": PacketSurvey("atlas", 61),
+                  "decam": PacketSurvey("decam", 63)}
 PATTERNS = ("*.avro",)
 #: Class name of unlabelled alerts in the RawBatch (label -1).
 UNLABELLED = "alert"
@@ -73,29 +113,89 @@ class AlertBatch:
 class BadPacketError(Exception):
     """A packet that cannot be scored; ``reason`` says why."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, candid: str = ""):
         super().__init__(reason)
         self.reason = reason
+        self.candid = candid
 
 
 def _stamp_bytes(packet: dict, key: str) -> object:
     cutout = packet.get(key)
     if isinstance(cutout, dict):
-        return cutout.get("stampData")
+        cutout = cutout.get("stampData")
+    if cutout is not None and not isinstance(cutout, (bytes, bytearray, memoryview)):
+        raise BadPacketError(f"{key}: FITS bytes (or a record with stampData), got {type(cutout).__name__}")
     return cutout
 
 
 def _score(candidate: dict, key: str) -> float:
     value = candidate.get(key)
-    return float("nan") if value is None else float(value)
+    if value is None:
+        return float("nan")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadPacketError(f"candidate.{key} a number or null, got {type(value).__name__} {str(value)[:40]!r}")
+    return float(value)
 
 
-def packet_triplet(packet: dict, path: Path, where: str, min_size: int) -> np.ndarray:
-    """(3, H, W) float32 triplet (template, science, difference) of one packet; BadPacketError if unusable."""
+def packet_id(value: object, name: str) -> str:
+    """An id (``candid``, ``objectId``, ``diaSourceId``) as a string: a long or a string of at most
+    :data:`MAX_ID_CHARS` printable characters; anything else (a double, a bool, ...) is a BadPacketError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise BadPacketError(f"{name} a long or a string, got {type(value).__name__} {str(value)[:40]!r}")
+    if not text or len(text) > MAX_ID_CHARS or not text.isprintable():
+        raise BadPacketError(f"{name} of 1 to {MAX_ID_CHARS} printable characters, got {text[:MAX_ID_CHARS]!r}"
+                             + (f"... ({len(text)} characters)" if len(text) > MAX_ID_CHARS else ""))
+    return text
+
+
+def packet_survey(science: bytes, schema_name: str = "") -> PacketSurvey:
+    """The declaration a packet is read under: DECam for a DESIRT/DECam schema, else ZTF for
+    gzip-compressed cutouts and ATLAS for plain FITS ones."""
+    name = schema_name.lower()
+    if "desirt" in name or "decam" in name:
+        return PACKET_SURVEYS["decam"]
+    return PACKET_SURVEYS["ztf" if bytes(science[:2]) == GZIP_MAGIC else "atlas"]
+
+
+def _pad_widths(size: int, target: int, position: object) -> tuple[int, int]:
+    """Pixels before and after an axis of ``size`` to reach ``target``: on the side the CCD edge cut
+    (``position``, the source's CCD pixel on this axis, below half the window: the low side), evenly without it."""
+    missing = target - size
+    if isinstance(position, (int, float)) and not isinstance(position, bool) and np.isfinite(position):
+        return (missing, 0) if position < target / 2 else (0, missing)
+    return missing // 2, missing - missing // 2
+
+
+def edge_rule(images: dict[str, np.ndarray], survey: PacketSurvey, candidate: dict) -> tuple[dict, bool]:
+    """Images of one shape made scorable by ``survey``'s edge rule: returned as they are when square and at
+    least the crop; edge cutouts (each axis at least half the survey's cutout, the half that holds the
+    source, and at most the cutout) padded with NaN to the survey's cutout size. Returns (images, padded)."""
+    height, width = next(iter(images.values())).shape
+    if height == width and height >= STAMP_SIZE:
+        return images, False
+    half = survey.stamp_size // 2 + 1
+    if not survey.pads_edges or min(height, width) < half:
+        raise BadPacketError(
+            f"square cutouts of at least {STAMP_SIZE}x{STAMP_SIZE} pixels, or {survey.name.upper()} edge cutouts "
+            f"of at least {half} pixels a side (padded to {survey.stamp_size}x{survey.stamp_size}), got {height}x{width}")
+    pads = (_pad_widths(height, survey.stamp_size, candidate.get("ypos")),
+            _pad_widths(width, survey.stamp_size, candidate.get("xpos")))
+    return {channel: np.pad(image, pads, constant_values=np.nan) for channel, image in images.items()}, True
+
+
+def packet_triplet(packet: dict, path: Path, where: str, survey: PacketSurvey | None = None,
+                   schema_name: str = "") -> tuple[np.ndarray, bool]:
+    """(3, H, W) float32 triplet (template, science, difference) of one packet and whether the edge rule
+    padded it; BadPacketError if unusable."""
     blobs = {channel: _stamp_bytes(packet, key) for channel, key in CUTOUTS.items()}
     for channel in ("science", "difference"):
         if blobs[channel] is None:
             raise BadPacketError(f"no {CUTOUTS[channel]} (expected FITS bytes)")
+    survey = survey or packet_survey(blobs["science"], schema_name)
     derive_template = blobs["template"] is None
     if derive_template and bytes(blobs["science"][:2]) == GZIP_MAGIC:
         raise BadPacketError("no cutoutTemplate in a ZTF-form packet (gzip-compressed cutouts); only "
@@ -105,27 +205,29 @@ def packet_triplet(packet: dict, path: Path, where: str, min_size: int) -> np.nd
         if channel == "template" and derive_template:
             continue
         try:
-            images[channel] = decode_stamp(blobs[channel], path, where)
+            images[channel] = decode_stamp(blobs[channel], path, where, max_bytes=survey.max_cutout_bytes())
         except InputFileError as exc:
             raise BadPacketError(f"{CUTOUTS[channel]}: {exc.expected}") from None
     shapes = {channel: image.shape for channel, image in images.items()}
     if len(set(shapes.values())) != 1:
         raise BadPacketError(f"cutouts of one shape, got {shapes}")
     height, width = shapes["science"]
-    if height != width or height < min_size:
-        raise BadPacketError(f"square cutouts of at least {min_size}x{min_size} pixels (the training preprocessing "
-                             f"drops other stamps), got {height}x{width}")
+    if max(height, width) > survey.stamp_size:
+        raise BadPacketError(f"cutouts of at most {survey.stamp_size}x{survey.stamp_size} pixels (the largest "
+                             f"{survey.name.upper()} sends), got {height}x{width}")
+    candidate = packet.get("candidate") if isinstance(packet.get("candidate"), dict) else {}
+    images, padded = edge_rule(images, survey, candidate)
     if derive_template:
         images["template"] = images["science"] - images["difference"]
     for channel in CHANNELS:
         if not valid_mask(images[channel]).any():
             name = CUTOUTS[channel] + (" (science - difference)" if channel == "template" and derive_template else "")
             raise BadPacketError(f"{name} has no valid pixel (all NaN, infinite or sentinel)")
-    return np.stack([images[channel] for channel in CHANNELS])
+    return np.stack([images[channel] for channel in CHANNELS]), padded
 
 
 #: Fields decoded from each packet; the rest (``prv_candidates``, most of ``candidate``) is skipped.
-WANTED = {"objectId": None, "candid": None, "candidate": {"candid", "rb", "drb"},
+WANTED = {"objectId": None, "candid": None, "diaSourceId": None, "candidate": {"candid", "rb", "drb", "xpos", "ypos"},
           "cutoutScience": None, "cutoutTemplate": None, "cutoutDifference": None}
 
 
@@ -168,8 +270,9 @@ _HEADER_SCHEMA = {"type": "record", "name": "org.apache.avro.file.Header", "fiel
     {"name": "sync", "type": {"type": "fixed", "name": "Sync", "size": 16}}]}
 _MAGIC = b"Obj\x01"
 _FRAMED_CODECS = ("null", "deflate", "snappy")
-#: Largest decompressed block accepted, bytes (a compression bomb stops here; ZTF's are ~45 kB a packet).
-MAX_BLOCK_BYTES = 512 * 2**20
+#: Largest decompressed block accepted, bytes (a compression bomb stops here; ZTF's are ~45 kB a packet,
+#: one packet a block; fastavro's writers cut blocks at 16 kB by default).
+MAX_BLOCK_BYTES = 64 * 2**20
 
 
 class CorruptAvro(ValueError):
@@ -220,6 +323,63 @@ def _decompress(data: bytes, codec: str) -> bytes:
     return raw
 
 
+_PRIMITIVE_MIN_BYTES = {"null": 0, "boolean": 1, "int": 1, "long": 1, "float": 4, "double": 8, "bytes": 1,
+                        "string": 1}
+
+
+def check_schema_bounded(schema: object) -> None:
+    """A :class:`CorruptAvro` for a writer schema under which a few bytes could make the decoder loop
+    or recurse without bound: an array whose items can take no bytes (``null``, a record of such
+    fields: a count of 2**62 then costs one varint), or a recursive named type (nesting as deep as
+    the packet has bytes). Every other declared length (arrays of items of at least one byte, maps,
+    bytes, strings) is bounded by the bytes the block holds (the decoder stops at its end)."""
+    named: dict[str, object] = {}
+    sizes: dict[str, int] = {}  # named type -> its smallest encoding (each computed once)
+
+    def full_name(node: dict, namespace: str) -> str:
+        name = node.get("name", "")
+        return name if "." in name or not namespace else f"{namespace}.{name}"
+
+    def min_bytes(node: object, namespace: str, stack: tuple) -> int:
+        if isinstance(node, list):  # a union: the branch index, then the smallest branch
+            return 1 + min((min_bytes(b, namespace, stack) for b in node), default=0)
+        if isinstance(node, str):
+            if node in _PRIMITIVE_MIN_BYTES:
+                return _PRIMITIVE_MIN_BYTES[node]
+            name = node if "." in node or not namespace or node in named else f"{namespace}.{node}"
+            if name in stack or node in stack:
+                raise CorruptAvro(f"a writer schema without recursive types ({node!r} contains itself)")
+            key = name if name in named else node
+            if key not in named:
+                raise CorruptAvro(f"a writer schema whose type names are defined ({node!r} is not)")
+            if key not in sizes:
+                sizes[key] = min_bytes(named[key], namespace, stack)
+            return sizes[key]
+        if not isinstance(node, dict):
+            raise CorruptAvro(f"a writer schema of Avro types, got {node!r:.60}")
+        kind = node.get("type")
+        if kind in ("record", "error", "enum", "fixed"):
+            name = full_name(node, node.get("namespace", namespace))
+            if name in stack:
+                raise CorruptAvro(f"a writer schema without recursive types ({name!r} contains itself)")
+            named.setdefault(name, node)
+            if kind == "enum":
+                return 1
+            if kind == "fixed":
+                return int(node.get("size", 0))
+            inner = name.rpartition(".")[0]
+            return sum(min_bytes(f.get("type"), inner, stack + (name,)) for f in node.get("fields", []))
+        if kind in ("array", "map"):
+            items = min_bytes(node.get("items" if kind == "array" else "values"), namespace, stack)
+            if kind == "array" and items == 0:
+                raise CorruptAvro("a writer schema whose arrays hold items of at least one byte (an array of "
+                                  f"{json.dumps(node.get('items'))[:60]} can declare any number of items in no bytes)")
+            return 1
+        return min_bytes(kind, namespace, stack)
+
+    min_bytes(schema, "", ())
+
+
 class AvroSchemas:
     """Parsed writer schemas and their :func:`projected_schema`, one entry per distinct schema text."""
 
@@ -232,19 +392,36 @@ class AvroSchemas:
             from fastavro import parse_schema
 
             loaded = json.loads(schema_text)
+            check_schema_bounded(loaded)
             projected = projected_schema(loaded)  # before parsing: a new dict, the loaded one untouched
             writer = parse_schema(loaded)
             try:  # decode only the fields used; a schema the projection cannot express is read whole
                 reader = None if projected is None else parse_schema(projected)
             except Exception:  # noqa: BLE001 - fastavro raises many types for schemas it refuses
                 reader = None
-            entry = (writer, reader)
+            name = loaded.get("name", "") if isinstance(loaded, dict) else ""
+            entry = (writer, reader, f"{loaded.get('namespace', '')}.{name}" if isinstance(loaded, dict) else "")
             self._parsed[schema_text] = entry
         return entry
 
 
-def read_container(fh: BinaryIO, schemas: AvroSchemas) -> Iterator[dict]:
-    """The records of an Avro object container file, decoded with the :data:`WANTED` projection."""
+#: The first byte of the Confluent wire format (then a 4-byte big-endian schema id, then one schemaless record).
+CONFLUENT_MAGIC = 0
+#: Schema ids taken as Confluent framing (registries number schemas from 1; Rubin's is 900).
+MAX_CONFLUENT_SCHEMA_ID = 2**20
+
+
+def confluent_schema_id(head: bytes) -> int | None:
+    """The schema id of a Confluent-framed packet (Rubin's, e.g. 900), from its first 5 bytes; None otherwise."""
+    if len(head) >= 5 and head[0] == CONFLUENT_MAGIC:
+        schema_id = int.from_bytes(head[1:5], "big")
+        return schema_id if 0 < schema_id < MAX_CONFLUENT_SCHEMA_ID else None
+    return None
+
+
+def read_container(fh: BinaryIO, schemas: AvroSchemas, header_out: dict | None = None) -> Iterator[dict]:
+    """The records of an Avro object container file, decoded with the :data:`WANTED` projection;
+    ``header_out`` (when given) receives the writer schema's full name as ``schema_name``."""
     import fastavro
 
     header = fastavro.schemaless_reader(fh, _HEADER_SCHEMA)
@@ -254,7 +431,9 @@ def read_container(fh: BinaryIO, schemas: AvroSchemas) -> Iterator[dict]:
     schema_text = header["meta"].get("avro.schema")
     if schema_text is None:
         raise CorruptAvro("a header with its schema (avro.schema)")
-    writer, reader = schemas.get(schema_text)
+    writer, reader, schema_name = schemas.get(schema_text)
+    if header_out is not None:
+        header_out["schema_name"] = schema_name
     if codec not in _FRAMED_CODECS:
         fh.seek(0)
         yield from fastavro.reader(fh, reader_schema=reader)
@@ -274,12 +453,14 @@ def read_container(fh: BinaryIO, schemas: AvroSchemas) -> Iterator[dict]:
 
 
 class AlertReader:
-    """Reads Avro alert packets from files and folders; see the module docstring."""
+    """Reads Avro alert packets from files and folders; see the module docstring.
+
+    ``read`` counts alert records decoded (scored or bad); a file that cannot be read at
+    all is a bad entry, not an alert (``bad_files`` counts those)."""
 
     format = "avro"
 
-    def __init__(self, inputs: Sequence[str | Path], skip_bad: bool = False, batch_size: int = 1024,
-                 min_size: int | None = None):
+    def __init__(self, inputs: Sequence[str | Path], skip_bad: bool = False, batch_size: int = 1024):
         paths = [Path(p) for p in inputs]
         if not paths:
             raise InputFileError(".", "at least one Avro alert file or folder")
@@ -292,10 +473,10 @@ class AlertReader:
             raise InputFileError(paths[0], "Avro alert packet files (*.avro)")
         self.skip_bad = skip_bad
         self.batch_size = batch_size
-        self.min_size = STAMP_SIZE if min_size is None else min_size
         self.bad: list[BadPacket] = []
         self.schemas = AvroSchemas()
-        self.read = 0  # packets read (good and bad)
+        self.read = 0  # alert records read (scored and bad)
+        self.bad_files = 0  # files (or their tails) that could not be read
         self.files_done = 0
         self.total: int | None = None
 
@@ -304,56 +485,89 @@ class AlertReader:
             raise InputFileError(path, reason, f"candid {candid}" if candid else None)
         self.bad.append(BadPacket(str(path), candid, reason))
 
-    def _packets(self, path: Path) -> Iterator[tuple[int, dict]]:
+    def _packets(self, path: Path, header: dict) -> Iterator[tuple[int, dict]]:
         """(index, packet) of one Avro file; an unreadable file or packet becomes a bad entry."""
         index = -1
         try:
             with open(path, "rb") as fh:
-                for index, packet in enumerate(read_container(fh, self.schemas)):
+                schema_id = confluent_schema_id(fh.read(5))
+                if schema_id is not None:
+                    raise CorruptAvro(
+                        f"an Avro object container file; this is a Confluent-framed packet (magic byte 0, schema "
+                        f"id {schema_id}: a schemaless record of a schema registry's schema, as Rubin sends), "
+                        "which rbda does not read")
+                fh.seek(0)
+                for index, packet in enumerate(read_container(fh, self.schemas, header)):
                     yield index, packet
         except OSError as exc:
+            self.bad_files += 1
             self._bad(path, "", f"a readable Avro file ({exc})")
+        except CorruptAvro as exc:
+            self.bad_files += 1
+            after = f" (after {index + 1} packets)" if index >= 0 else ""
+            self._bad(path, "", f"{exc}{after}")
         except Exception as exc:  # noqa: BLE001 - fastavro raises many types for corrupt or truncated files
+            self.bad_files += 1
             after = f" after {index + 1} packets" if index >= 0 else ""
             self._bad(path, "", f"an Avro alert file, unreadable{after} "
                                 f"({exc.__class__.__name__}: {exc}); corrupt or truncated?")
 
+    def _row(self, packet: object, index: int, path: Path, schema_name: str) -> tuple:
+        """One packet's (triplet, objectId, candid, rb, drb, padded, file); BadPacketError (with the candid
+        as ``candid``, when known) if it cannot be scored."""
+        if not isinstance(packet, dict):
+            raise BadPacketError(f"an alert record, got {type(packet).__name__} (packet {index})")
+        candidate = packet.get("candidate") if isinstance(packet.get("candidate"), dict) else {}
+        raw_id = candidate.get("candid", packet.get("candid", packet.get("diaSourceId")))
+        if raw_id is None:
+            raise BadPacketError("a candid (candidate.candid, candid or diaSourceId)")
+        candid = packet_id(raw_id, "candid")
+        try:
+            object_id = packet.get("objectId")
+            object_text = "" if object_id is None else packet_id(object_id, "objectId")
+            triplet, padded = packet_triplet(packet, path, f"candid {candid}", schema_name=schema_name)
+            return (triplet, object_text, candid, _score(candidate, "rb"), _score(candidate, "drb"),
+                    padded, str(path))
+        except BadPacketError as exc:
+            exc.candid = candid
+            raise
+
     def batches(self) -> Iterator[AlertBatch]:
+        """Batches of one shape (at most ``batch_size`` alerts); all groups are emitted whenever the
+        triplets held reach :data:`MAX_HELD_BYTES`, so memory is bounded whatever the shapes."""
         groups: dict[tuple, list] = defaultdict(list)
+        held = 0
         for path in self.files:
-            for index, packet in self._packets(path):
+            header: dict = {}
+            for index, packet in self._packets(path, header):
                 self.read += 1
-                if not isinstance(packet, dict):
-                    self._bad(path, "", f"an alert record, got {type(packet).__name__} (packet {index})")
-                    continue
-                candidate = packet.get("candidate") if isinstance(packet.get("candidate"), dict) else {}
-                candid = candidate.get("candid", packet.get("candid"))
-                candid_text = "" if candid is None else str(candid)
-                where = f"candid {candid_text}" if candid_text else f"packet {index}"
                 try:
-                    if candid is None:
-                        raise BadPacketError("a candid (candidate.candid or candid)")
-                    triplet = packet_triplet(packet, path, where, self.min_size)
+                    row = self._row(packet, index, path, header.get("schema_name", ""))
                 except BadPacketError as exc:
-                    self._bad(path, candid_text, exc.reason)
+                    self._bad(path, exc.candid, exc.reason)
                     continue
-                row = (triplet, str(packet.get("objectId", "")), int(candid),
-                       _score(candidate, "rb"), _score(candidate, "drb"), str(path))
-                group = groups[triplet.shape]
+                group = groups[row[0].shape]
                 group.append(row)
+                held += row[0].nbytes
                 if len(group) >= self.batch_size:
-                    yield self._emit(groups.pop(triplet.shape))
+                    held -= sum(r[0].nbytes for r in group)
+                    yield self._emit(groups.pop(row[0].shape))
+                elif held >= MAX_HELD_BYTES:
+                    for shape in list(groups):
+                        yield self._emit(groups.pop(shape))
+                    held = 0
             self.files_done += 1
         for shape in list(groups):
             yield self._emit(groups.pop(shape))
 
     def _emit(self, rows: list) -> AlertBatch:
         n = len(rows)
-        candids = np.array([r[2] for r in rows], dtype=np.int64)
+        candids = np.array([r[2] for r in rows], dtype=object)
         raw = RawBatch(images=np.stack([r[0] for r in rows]), ids=candids.astype(str),
-                       classes=np.full(n, UNLABELLED), labels=np.full(n, -1, np.int8), source=rows[0][5])
+                       classes=np.full(n, UNLABELLED), labels=np.full(n, -1, np.int8), source=rows[0][6])
         columns = {"objectId": np.array([r[1] for r in rows], dtype=object), "candid": candids,
                    "rb": np.array([r[3] for r in rows], dtype=np.float64),
                    "drb": np.array([r[4] for r in rows], dtype=np.float64),
-                   "file": np.array([r[5] for r in rows], dtype=object)}
+                   "padded": np.array([r[5] for r in rows], dtype=bool),
+                   "file": np.array([r[6] for r in rows], dtype=object)}
         return AlertBatch(raw, columns)

@@ -8,7 +8,10 @@ Inputs, one kind per call:
 
 Raw stamps go through :func:`rbda.ingest.preprocess.preprocess_triplets`, the
 function that made the training data; the model must have been trained with
-the current :data:`~rbda.ingest.preprocess.PREPROCESSING_VERSION` (checked on load).
+this rbda's preprocessing settings (their SHA-256, checked on load, as is a
+preprocessed Parquet input's). No score is a NaN: a preprocessed stamp with a
+non-finite pixel, or a row the model scores non-finite, is a bad row (an error,
+or listed with ``--skip-bad``); a run that scores nothing fails.
 Inference is batched under :func:`torch.inference_mode` in eval mode,
 channels-last on CPU as in ``rbda evaluate``. ``p_real`` is the softmax
 probability of class 1 (real); ``predicted`` is 1 where ``p_real >=
@@ -40,6 +43,15 @@ IDENTITY_COLUMNS = ("model_method", "model_source", "model_target", "model_split
 BAD_COLUMNS = ("file", "candid", "reason")
 
 
+def _identity_types() -> dict:
+    import pyarrow as pa
+
+    return {"model_lambda": pa.float64(), "threshold": pa.float64(), "model_split": pa.int64(),
+            "model_shots": pa.int64()} | {name: pa.string() for name in
+                                          ("model_method", "model_source", "model_target", "model_rbda_version",
+                                           "model_weights_sha256", "rbda_version")}
+
+
 def bad_list_path(output: Path) -> Path:
     """The side file listing skipped bad inputs: ``scores.parquet`` -> ``scores.bad.csv``."""
     return output.with_name(output.name.rsplit(".", 1)[0] + ".bad.csv")
@@ -55,6 +67,7 @@ def describe_model(path: str | Path) -> dict:
             "backbone": payload["backbone"], "facts": payload["facts"], "training": payload["training"],
             "preprocessing": payload["preprocessing"],
             "preprocessing_settings": payload.get("preprocessing_settings", {}),
+            "preprocessing_sha256": payload.get("preprocessing_sha256"),
             "weights_sha256": payload["weights_sha256"], "tensors": len(payload["state_dict"]),
             "values": n_parameters}
 
@@ -107,13 +120,20 @@ def input_kind(inputs: Sequence[Path], survey: str | None) -> str:
 
 
 def _check_parquet_preprocessing(path: Path, metadata: dict) -> None:
-    from rbda.ingest.preprocess import PREPROCESSING_VERSION, STAMP_SIZE
+    """A file written by ``rbda preprocess`` must record this rbda's preprocessing settings' hash
+    (an earlier rbda's file, without it, is refused: preprocess again)."""
+    from rbda.ingest.preprocess import PREPROCESSING_SHA256, PREPROCESSING_VERSION, STAMP_SIZE
 
     settings = metadata.get("rbda.preprocessing", {})
+    if not settings:
+        return  # written by rbda.ingest.store directly (not `rbda preprocess`): stamps as stored
     version = settings.get("preprocessing_version", PREPROCESSING_VERSION)
-    if version != PREPROCESSING_VERSION or settings.get("stamp_size", STAMP_SIZE) != STAMP_SIZE:
-        raise InputFileError(path, f"stamps of preprocessing version {PREPROCESSING_VERSION} (this rbda's), got "
-                                   f"version {version!r}; preprocess the raw data again", "rbda.preprocessing")
+    recorded = settings.get("preprocessing_sha256")
+    if version != PREPROCESSING_VERSION or settings.get("stamp_size", STAMP_SIZE) != STAMP_SIZE \
+            or recorded != PREPROCESSING_SHA256:
+        raise InputFileError(path, f"stamps of this rbda's preprocessing (version {PREPROCESSING_VERSION}, settings "
+                                   f"sha256 {PREPROCESSING_SHA256[:12]}...), got version {version!r}, settings sha256 "
+                                   f"{str(recorded)[:12]}...; preprocess the raw data again", "rbda.preprocessing")
 
 
 class ScorableInput:
@@ -140,7 +160,14 @@ class ScorableInput:
             self.total = sum(survey_rows(p) for p in self.inputs)
 
     def bad_count(self) -> int:
-        return len(self.reader.bad) if self.kind == "alerts" else len(self.bad)
+        return len(self.bad) + (len(self.reader.bad) if self.kind == "alerts" else 0)
+
+    def status(self, scored: int) -> str:
+        """The progress line's status: alerts scored and refused, and (alert packets) unreadable files apart."""
+        if self.kind != "alerts":
+            return f"scored {scored}, refused {self.bad_count()}"
+        files = self.reader.bad_files
+        return f"scored {scored}, refused {self.bad_count() - files}" + (f", unreadable files {files}" if files else "")
 
     def blocks(self) -> Iterator[Scorable]:
         if self.kind == "parquet":
@@ -157,8 +184,21 @@ class ScorableInput:
             for group in iter_row_groups(path):
                 _check_parquet_preprocessing(path, group.metadata)
                 self.read += len(group)
-                yield Scorable(group.stamps, {"id": group.ids.astype(object), "class": group.classes.astype(object),
-                                              "label": group.labels})
+                finite = np.isfinite(group.stamps).all(axis=(1, 2, 3))
+                for row in np.flatnonzero(~finite):
+                    self.refuse(path, str(group.ids[row]), "a preprocessed stamp of finite pixels (preprocessing "
+                                                           "fills invalid ones), got NaN or infinite values")
+                yield Scorable(group.stamps[finite], {"id": group.ids[finite].astype(object),
+                                                      "class": group.classes[finite].astype(object),
+                                                      "label": group.labels[finite]})
+
+    def refuse(self, source: str | Path, item_id: str, reason: str) -> None:
+        """A row that cannot be scored: an error, or with ``skip_bad`` a bad entry."""
+        from rbda.alerts.packets import BadPacket
+
+        if not self.skip_bad:
+            raise InputFileError(source, reason + " (use --skip-bad to list such rows and go on)", f"id {item_id}")
+        self.bad.append(BadPacket(str(source), item_id, reason))
 
     def _alerts(self) -> Iterator[Scorable]:
         from rbda.ingest.preprocess import preprocess_triplets
@@ -169,11 +209,12 @@ class ScorableInput:
             self.read = self.reader.read
             yield Scorable(stamps, batch.columns)
         self.read = self.reader.read
-        self.bad = self.reader.bad
+
+    def all_bad(self) -> list:
+        return (self.reader.bad if self.kind == "alerts" else []) + self.bad
 
     def _survey(self) -> Iterator[Scorable]:
         from rbda.ingest.preprocess import PreprocessStats, preprocess_triplets
-        from rbda.alerts.packets import BadPacket
 
         stats = PreprocessStats()
         for batch in self.reader.batches():
@@ -181,10 +222,7 @@ class ScorableInput:
             self.read += len(batch)
             for row in np.flatnonzero(~keep):
                 reason = f"preprocessing drops it: {batch.drop_reason or 'non-square or smaller than the crop'}"
-                if not self.skip_bad:
-                    raise InputFileError(batch.source, reason + " (use --skip-bad to list such stamps and go on)",
-                                         f"id {batch.ids[row]}")
-                self.bad.append(BadPacket(batch.source, str(batch.ids[row]), reason))
+                self.refuse(batch.source, str(batch.ids[row]), reason)
             yield Scorable(stamps, {"id": batch.ids[keep].astype(object), "class": batch.classes[keep].astype(object),
                                     "label": batch.labels[keep]})
             if self.total is None and getattr(self.reader, "file_rows", None):
@@ -212,9 +250,10 @@ def score_stamps(model, stamps: np.ndarray, device, channels_last: bool, batch_s
 def _table(parts: list[dict], identity: dict, kind: str):
     import pyarrow as pa
 
-    id_columns = (("objectId", pa.string()), ("candid", pa.int64())) if kind == "alerts" else \
+    id_columns = (("objectId", pa.string()), ("candid", pa.string())) if kind == "alerts" else \
         (("id", pa.string()), ("class", pa.string()), ("label", pa.int8()))
-    tail = (("rb", pa.float64()), ("drb", pa.float64()), ("file", pa.string())) if kind == "alerts" else ()
+    tail = (("rb", pa.float64()), ("drb", pa.float64()), ("padded", pa.bool_()), ("file", pa.string())) \
+        if kind == "alerts" else ()
     columns: dict[str, pa.Array] = {}
     n = sum(len(p["p_real"]) for p in parts)
 
@@ -228,9 +267,17 @@ def _table(parts: list[dict], identity: dict, kind: str):
     columns["predicted"] = gather("predicted", pa.int8())
     for name, dtype in tail:
         columns[name] = gather(name, dtype)
-    for name, value in identity.items():
-        columns[name] = pa.array([value] * n, type=pa.float64() if name in ("model_lambda", "threshold") else None)
+    columns.update(identity_columns(identity, n))
     return pa.table(columns)
+
+
+def identity_columns(identity: dict, n: int) -> dict:
+    """The model identity as ``n``-row Arrow columns (built once with n=0 before any scoring, so that a
+    model file whose facts do not fit the columns fails first)."""
+    import pyarrow as pa
+
+    types = _identity_types()
+    return {name: pa.array([value] * n, type=types.get(name)) for name, value in identity.items()}
 
 
 def write_table(table, path: Path) -> None:
@@ -261,7 +308,14 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
                   batch_size: int = DEFAULT_BATCH_SIZE, device: str = "auto", survey: str | None = None,
                   fmt: str | None = None, skip_bad: bool = False, threads: int | None = None,
                   log_every: float = 30.0) -> PredictSummary:
-    """Score every alert of ``inputs`` with the model at ``model_path``; write ``output`` (and the bad list)."""
+    """Score every alert of ``inputs`` with the model at ``model_path``; write ``output`` (and the bad list).
+
+    Everything that can be checked is checked before the work: the output (not an input, a writable
+    file place: :func:`rbda.atomic.check_outputs`), the settings, the model file (integrity, weights,
+    facts, preprocessing). A run that scores nothing is an error (with ``skip_bad`` the bad list is
+    still written, to say why)."""
+    from rbda.atomic import check_outputs
+
     output = Path(output)
     check_output(output)
     check_threshold(threshold)
@@ -270,6 +324,8 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
     inputs = [Path(p) for p in inputs]
     if not inputs:
         raise SettingError("input", "at least one file or folder")
+    check_outputs({"--output": output, "--output's bad list": bad_list_path(output)},
+                  {"--input": inputs, "--model": [model_path]})
     import pyarrow as pa
 
     from rbda.learn.models import fold_batch_norm, load_model_file, model_from_payload
@@ -277,6 +333,12 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
     from rbda.device import configure_torch, resolve_device, resolve_memory_format
 
     payload = load_model_file(model_path)
+    identity = model_identity(payload, threshold)
+    try:  # the identity columns of the output, before any scoring
+        identity_columns(identity, 0)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise InputFileError(model_path, f"model facts that fit the output's identity columns ({exc})",
+                             "facts") from None
     configure_torch(threads, deterministic=False)
     torch_device = resolve_device(device)
     channels_last = resolve_memory_format("auto", torch_device) == "channels_last"
@@ -285,29 +347,43 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
         import torch
 
         model = model.to(memory_format=torch.channels_last)
-    identity = model_identity(payload, threshold)
     kind = input_kind(inputs, survey)
     source = ScorableInput(kind, inputs, survey, fmt, skip_bad)
+    labels_path = getattr(getattr(source, "reader", None), "labels_path", None)
+    if labels_path is not None:
+        check_outputs({"--output": output, "--output's bad list": bad_list_path(output)},
+                      {"labels file": [labels_path]})
     parts: list[dict] = []
     summary = PredictSummary(input_kind=kind, output=str(output))
+    id_key = "candid" if kind == "alerts" else "id"
     with Progress(source.total, "predict", "alerts", log_every=log_every) as progress:
         for block in source.blocks():
             p_real = score_stamps(model, block.stamps, torch_device, channels_last, batch_size)
-            parts.append({**block.columns, "p_real": p_real, "predicted": (p_real >= threshold).astype(np.int8)})
+            finite = np.isfinite(p_real)
+            for row in np.flatnonzero(~finite):
+                source.refuse(block.columns.get("file", [str(model_path)] * len(p_real))[row],
+                              str(block.columns[id_key][row]), "a finite score; the model gave NaN or infinity")
+            columns = {name: values[finite] for name, values in block.columns.items()}
+            p_real = p_real[finite]
+            parts.append({**columns, "p_real": p_real, "predicted": (p_real >= threshold).astype(np.int8)})
             summary.scored += len(p_real)
             progress.total = source.total
-            progress.update(source.read, status=f"scored {summary.scored}, bad {source.bad_count()}")
-        progress.done, progress.status = source.read, f"scored {summary.scored}, bad {source.bad_count()}"
-    summary.bad = source.bad
+            progress.update(source.read, status=source.status(summary.scored))
+        progress.done, progress.status = source.read, source.status(summary.scored)
+    summary.bad = source.all_bad()
     table = _table(parts, identity, kind)
     if skip_bad:
         bad_path = bad_list_path(output)
-        rows = [b.as_dict() for b in source.bad]
+        rows = [b.as_dict() for b in summary.bad]
         bad_table = pa.table({c: pa.array([r[c] for r in rows], type=pa.string()) for c in BAD_COLUMNS})
         write_table(bad_table, bad_path)
         summary.bad_list = str(bad_path)
-        if source.bad:
-            log.warning("%d bad input(s) skipped, listed in %s", len(source.bad), bad_path)
+        if summary.bad:
+            log.warning("%d bad input(s) skipped, listed in %s", len(summary.bad), bad_path)
+    if summary.scored == 0:
+        listed = f", listed in {summary.bad_list}" if summary.bad_list else ""
+        raise InputFileError(inputs[0], f"at least one scorable alert in the inputs; none could be scored "
+                                        f"({len(summary.bad)} bad{listed}); no scores written")
     try:
         write_table(table, output)
     except BaseException:

@@ -28,6 +28,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def io_paths(args: argparse.Namespace) -> dict:
+    """Inputs and the output folder for `rbda.atomic.check_outputs` (run before the work by rbda.cli); the
+    run files it lists live in the results folder it writes to, under other names."""
+    return {"outputs": {}, "inputs": {"--runs-list": [args.runs_list], "--config": [args.config]},
+            "folders": {"--out-dir": args.out_dir}}
+
+
 def run(args: argparse.Namespace) -> int:
     from rbda.results.aggregate import aggregate
 

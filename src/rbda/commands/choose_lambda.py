@@ -29,6 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def io_paths(args: argparse.Namespace) -> dict:
+    """Outputs and inputs for `rbda.atomic.check_outputs` (run before the work by rbda.cli)."""
+    return {"outputs": {"--output": args.output}, "inputs": {"--runs": args.runs}}
+
+
 def run(args: argparse.Namespace) -> int:
     from rbda.atomic import write_json
     from rbda.results.runs import load_runs

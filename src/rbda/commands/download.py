@@ -27,6 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def io_paths(args: argparse.Namespace) -> dict:
+    """Outputs for `rbda.atomic.check_outputs` (run before the work by rbda.cli): the file, the unpack folder."""
+    return {"outputs": {"--output": args.output}, "inputs": {}, "folders": {"--unpack-to": args.unpack_to}}
+
+
 def run(args: argparse.Namespace) -> int:
     from rbda.ingest.download import download, unpack, url_file_name
 

@@ -23,6 +23,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def io_paths(args: argparse.Namespace) -> dict:
+    """Outputs and inputs for `rbda.atomic.check_outputs` (run before the work by rbda.cli)."""
+    from rbda.commands.train import data_spec_paths
+
+    return {"outputs": {"--output": args.output},
+            "inputs": {"--model": [args.model], "--data": data_spec_paths(args.data)}}
+
+
 def run(args: argparse.Namespace) -> int:
     from rbda.commands.train import parse_data_specs
 

@@ -30,6 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def io_paths(args: argparse.Namespace) -> dict:
+    """Outputs and inputs for `rbda.atomic.check_outputs` (run before the work by rbda.cli)."""
+    return {"outputs": {"--output": args.output}, "inputs": {"--scores": [args.scores], "--input": args.input}}
+
+
 def run(args: argparse.Namespace) -> int:
     from rbda.atomic import check_output_path
     from rbda.errors import SettingError

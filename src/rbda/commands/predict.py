@@ -42,6 +42,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def io_paths(args: argparse.Namespace) -> dict:
+    """Outputs and inputs for `rbda.atomic.check_outputs` (run before the work by rbda.cli): the scores and
+    their bad list against the inputs (label files are inputs or inside input folders) and the model."""
+    if args.describe is not None or args.output is None:
+        return {"outputs": {}, "inputs": {}}
+    from rbda.alerts.predict import bad_list_path
+
+    return {"outputs": {"--output": args.output, "--output's bad list": bad_list_path(args.output)},
+            "inputs": {"--input": args.input or [], "--model": [args.model]}}
+
+
 def run(args: argparse.Namespace) -> int:
     from rbda.errors import SettingError
 

@@ -48,6 +48,11 @@ def _class_list(text: str | None, setting: str) -> list[str] | None:
     return names
 
 
+def io_paths(args: argparse.Namespace) -> dict:
+    """Outputs and inputs for `rbda.atomic.check_outputs` (run before the work by rbda.cli)."""
+    return {"outputs": {"--output": args.output, "--report": args.report}, "inputs": {"--input": args.input}}
+
+
 def run(args: argparse.Namespace) -> int:
     from rbda.ingest.preprocess import convert_survey
     from rbda.ingest.readers import ClassMap, default_class_map

@@ -54,6 +54,11 @@ def chosen_model(selected: Path, models: list[Path]) -> Path:
     return matches[0]
 
 
+def io_paths(args: argparse.Namespace) -> dict:
+    """Outputs and inputs for `rbda.atomic.check_outputs` (run before the work by rbda.cli)."""
+    return {"outputs": {"--output": args.output}, "inputs": {"--selected": [args.selected], "--models": args.models}}
+
+
 def run(args: argparse.Namespace) -> int:
     import shutil
 

@@ -28,6 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def io_paths(args: argparse.Namespace) -> dict:
+    """Outputs and inputs for `rbda.atomic.check_outputs` (run before the work by rbda.cli)."""
+    return {"outputs": {"--output": args.output}, "inputs": {"--data": [args.data]}}
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
 

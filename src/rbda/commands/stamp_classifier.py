@@ -25,6 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def io_paths(args: argparse.Namespace) -> dict:
+    """Inputs and the output folder for `rbda.atomic.check_outputs` (run before the work by rbda.cli)."""
+    return {"outputs": {}, "inputs": {"--run": [t.partition("=")[2] or None for t in args.run]},
+            "folders": {"--out-dir": args.out_dir}}
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
 

@@ -26,6 +26,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def io_paths(args: argparse.Namespace) -> dict:
+    """What `rbda.atomic.check_outputs` checks before the work: synth reads no file; its --out
+    folder (replaced only if an earlier synth output) must not be a file."""
+    return {"outputs": {}, "inputs": {}, "folders": {"--out": args.out}}
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
 

@@ -31,6 +31,30 @@ def parse_data_specs(texts: list[str]) -> dict[str, tuple[Path, Path]]:
     return specs
 
 
+def data_spec_paths(texts: list[str]) -> list[Path]:
+    """The Parquet and split files of ``--data`` specs (unparsable ones are left to parse_data_specs)."""
+    paths = []
+    for text in texts:
+        try:
+            _, parquet, split = parse_data_spec(text)
+        except SettingError:
+            continue
+        paths += [parquet, split]
+    return paths
+
+
+def io_paths(args: argparse.Namespace) -> dict:
+    """Outputs and inputs for `rbda.atomic.check_outputs` (run before the work by rbda.cli): the run JSON,
+    the model and the checkpoint (read to resume, so it is an output here) against the data and the initial model."""
+    return {"outputs": {"--metrics": args.metrics, "--model": args.model, "--checkpoint": checkpoint_path(args)},
+            "inputs": {"--data": data_spec_paths(args.data), "--init-model": [args.init_model]}}
+
+
+def checkpoint_path(args: argparse.Namespace) -> Path:
+    """--checkpoint, by default METRICS.ckpt beside the run JSON."""
+    return args.checkpoint or args.metrics.with_name(args.metrics.name + ".ckpt")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train", help="train one model (baseline or an adaptation method) and write its run JSON",
@@ -165,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
                                          task=args.task if name == args.source else "binary")
                for name, (parquet, split_file) in data.items()}
     method = method_cls(spec, surveys)
-    checkpoint = args.checkpoint or args.metrics.with_name(args.metrics.name + ".ckpt")
+    checkpoint = checkpoint_path(args)
     result = train(method, config, init_state=init_state, checkpoint=checkpoint, fingerprint_extra=fingerprint_extra)
     record = run_record(method, config, result, evaluate_method(method, result.model),
                         confident_errors(method, result.model))

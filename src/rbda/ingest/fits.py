@@ -167,11 +167,11 @@ def inflate(blob: bytes, wbits: int, limit: int, error: type[Exception] = ValueE
     return raw
 
 
-def decompress(blob: bytes) -> bytes:
-    """gzip-compressed bytes decompressed (at most :data:`MAX_STAMP_BYTES`); other bytes unchanged."""
+def decompress(blob: bytes, max_bytes: int = MAX_STAMP_BYTES) -> bytes:
+    """gzip-compressed bytes decompressed (at most ``max_bytes``); other bytes unchanged."""
     if blob[:2] != GZIP_MAGIC:
         return blob
-    return inflate(blob, 16 + zlib_ng.MAX_WBITS, MAX_STAMP_BYTES, Corrupt)
+    return inflate(blob, 16 + zlib_ng.MAX_WBITS, max_bytes, Corrupt)
 
 
 def astropy_image(raw: bytes | Path, ignore_missing_simple: bool = False) -> np.ndarray | None:
@@ -187,18 +187,22 @@ def astropy_image(raw: bytes | Path, ignore_missing_simple: bool = False) -> np.
 
 
 def decode_stamp(blob: object, path: str | Path, where: str | None = None,
-                 ignore_missing_simple: bool = False) -> np.ndarray:
+                 ignore_missing_simple: bool = False, max_bytes: int = MAX_STAMP_BYTES) -> np.ndarray:
     """A stamp's (gzip-compressed or plain) FITS bytes as a float32 2-d image.
 
     The fast parser reads what it can; astropy reads the rest. Bytes that are
     not a readable FITS image, or whose image is not 2-d, are an
-    :class:`InputFileError` naming ``path`` and ``where``.
+    :class:`InputFileError` naming ``path`` and ``where``; so are FITS bytes
+    (inflated, or plain) over ``max_bytes``: a caller that knows how large a
+    stamp can be (an alert survey's cutout size) passes that bound.
     """
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise InputFileError(path, f"FITS stamp bytes, got {type(blob).__name__}", where)
     blob = bytes(blob)
+    if len(blob) > max_bytes:
+        raise InputFileError(path, f"FITS stamp bytes of at most {max_bytes} bytes, got {len(blob)}", where)
     try:
-        raw = decompress(blob)
+        raw = decompress(blob, max_bytes)
         try:
             return parse_image(raw)
         except Unsupported:

@@ -58,6 +58,19 @@ PREPROCESSING = {
 }
 
 
+def preprocessing_sha256(settings: dict) -> str:
+    """SHA-256 of preprocessing settings (their key-sorted JSON): what compatibility is checked on, so
+    that a change of the settings is caught whatever the version number says."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+#: :func:`preprocessing_sha256` of this rbda's :data:`PREPROCESSING`.
+PREPROCESSING_SHA256 = preprocessing_sha256(PREPROCESSING)
+
+
 def _count(counter: Counter, values: np.ndarray) -> None:
     """Add the occurrences of each distinct value (vectorised)."""
     distinct, counts = np.unique(values, return_counts=True)
@@ -306,8 +319,8 @@ def convert_survey(survey: str, inputs: Sequence[str | Path], output: str | Path
     started = time.monotonic()
     reader = open_reader(survey, inputs, fmt, class_map)
     stats = PreprocessStats()
-    settings = {"preprocessing_version": PREPROCESSING_VERSION, "stamp_size": STAMP_SIZE,
-                "sentinel_abs": float(SENTINEL_ABS),
+    settings = {"preprocessing_version": PREPROCESSING_VERSION, "preprocessing_sha256": PREPROCESSING_SHA256,
+                "stamp_size": STAMP_SIZE, "sentinel_abs": float(SENTINEL_ABS),
                 "format": reader.format, "real_classes": sorted(reader.class_map.real),
                 "bogus_classes": sorted(reader.class_map.bogus)}
     with SurveyWriter(output, survey, settings) as writer, \

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -254,7 +255,10 @@ class StampClassifier(nn.Module):
 MODEL_FORMAT = "rbda.model/1"
 #: Payload keys: format, head_kind, backbone (a file without it is of the study CNN), facts (run identity: method, source, target, split, shots,
 #: lambda, seed), training (the run's test evaluations, versions, ...), preprocessing (version),
-#: preprocessing_settings, weights_sha256, state_dict.
+#: preprocessing_settings, preprocessing_sha256 (of the settings), weights_sha256, state_dict.
+#: Type each fact must have when present (None is always allowed).
+FACT_TYPES = {"method": str, "source": str, "target": str, "split": int, "shots": int, "seed": int,
+              "lambda": (int, float)}
 
 
 def weights_hash(state_dict: dict) -> str:
@@ -269,30 +273,62 @@ def weights_hash(state_dict: dict) -> str:
 
 def save_model_file(path: str | Path, model: StampClassifier, facts: dict, training: dict | None = None) -> None:
     """Write the model's weights, the facts of the run that made it and the preprocessing version, atomically."""
-    from rbda.ingest.preprocess import PREPROCESSING, PREPROCESSING_VERSION
+    from rbda.ingest.preprocess import PREPROCESSING, PREPROCESSING_SHA256, PREPROCESSING_VERSION
 
     state = {k: v.detach().cpu() for k, v in model.classifier_state().items()}
     # plain JSON values only (a weights-only load accepts nothing else; torch's version is an object)
     plain = lambda value: json.loads(json.dumps(value, default=str))  # noqa: E731
     payload = {"format": MODEL_FORMAT, "head_kind": model.head_kind, "backbone": model.backbone_name, "facts": plain(dict(facts)),
                "training": plain(dict(training or {})), "preprocessing": PREPROCESSING_VERSION,
-               "preprocessing_settings": dict(PREPROCESSING), "weights_sha256": weights_hash(state),
+               "preprocessing_settings": dict(PREPROCESSING), "preprocessing_sha256": PREPROCESSING_SHA256,
+               "weights_sha256": weights_hash(state),
                "state_dict": state}
     with atomic_path(path, suffix=".pt.tmp") as tmp:
         torch.save(payload, tmp)
+
+
+def _check_weights(path: Path, state_dict: dict) -> None:
+    """Every weight a tensor named by a string, every floating one finite (checked before any use)."""
+    for name, tensor in state_dict.items():
+        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+            raise InputFileError(path, f"weights that are tensors named by strings, got {type(tensor).__name__} "
+                                       f"for {name!r}", where="state_dict")
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
+            raise InputFileError(path, f"finite weights, but {name!r} holds NaN or infinite values", where="state_dict")
+
+
+def _check_facts(path: Path, payload: dict) -> None:
+    for key in ("facts", "training"):
+        if not isinstance(payload.setdefault(key, {}), dict):
+            raise InputFileError(path, f"{key} as a mapping, got {type(payload[key]).__name__}", where=key)
+    for key, kind in FACT_TYPES.items():
+        value = payload["facts"].get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, kind) or (
+                isinstance(value, float) and not math.isfinite(value)):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise InputFileError(path, f"facts.{key} a finite {names} or null, got {type(value).__name__} "
+                                       f"{str(value)[:40]!r}", where=f"facts.{key}")
+    versions = payload["training"].get("versions", {})
+    if not isinstance(versions, dict):
+        raise InputFileError(path, f"training.versions as a mapping, got {type(versions).__name__}",
+                             where="training.versions")
 
 
 def load_model_file(path: str | Path, expect_head: str | None = None, expect_backbone: str | None = None) -> dict:
     """Read a file written by :func:`save_model_file`; returns its payload.
 
     Errors name the file and say what was expected: a missing file, another
-    kind of file, weights that do not match their recorded hash, a model
-    trained with another preprocessing version than this rbda's, or (with
-    ``expect_head``) a model of another head kind, or (with ``expect_backbone``)
-    a model of another backbone (``training.model``). A file written before
-    models recorded their preprocessing is of version 1 (the first).
+    kind of file, weights that are not tensors or not finite, weights without
+    their recorded hash or that do not match it, facts of the wrong type, a
+    model trained with other preprocessing settings than this rbda's (checked on
+    the settings' hash, not only the version number), or (with ``expect_head``)
+    a model of another head kind, or (with ``expect_backbone``) a model of
+    another backbone (``training.model``). Every check runs on load, before any
+    scoring.
     """
-    from rbda.ingest.preprocess import PREPROCESSING_VERSION
+    from rbda.ingest.preprocess import PREPROCESSING_SHA256, PREPROCESSING_VERSION, preprocessing_sha256
 
     path = Path(path)
     if not path.is_file():
@@ -310,19 +346,29 @@ def load_model_file(path: str | Path, expect_head: str | None = None, expect_bac
         raise InputFileError(path, f"backbone one of {BACKBONES}", where="backbone")
     if not isinstance(payload.get("state_dict"), dict):
         raise InputFileError(path, "the model's weights (a state_dict)", where="state_dict")
-    version = payload.setdefault("preprocessing", 1)
-    if version != PREPROCESSING_VERSION:
+    _check_weights(path, payload["state_dict"])
+    _check_facts(path, payload)
+    version = payload.get("preprocessing")
+    settings = payload.get("preprocessing_settings")
+    recorded_settings = preprocessing_sha256(settings) if isinstance(settings, dict) else None
+    if version != PREPROCESSING_VERSION or recorded_settings != PREPROCESSING_SHA256:
+        got = ("no preprocessing settings" if recorded_settings is None else
+               f"preprocessing version {version!r}" if version != PREPROCESSING_VERSION else
+               f"preprocessing version {version!r} with other settings (sha256 {recorded_settings[:12]}..., "
+               f"this rbda's {PREPROCESSING_SHA256[:12]}...)")
         raise InputFileError(
             path, f"a model trained on stamps of preprocessing version {PREPROCESSING_VERSION} (this rbda's), "
-                  f"but it was trained with preprocessing version {version!r}: its scores on stamps "
+                  f"but it was trained with {got}: its scores on stamps "
                   f"preprocessed now would be meaningless; retrain it with this rbda", where="preprocessing")
     recorded = payload.get("weights_sha256")
     payload["weights_sha256"] = actual = weights_hash(payload["state_dict"])
-    if recorded is not None and recorded != actual:
+    if not isinstance(recorded, str):
+        raise InputFileError(path, "its weights' SHA-256 (weights_sha256), which every model file written by "
+                                   "`rbda train --model` records; without it an altered file cannot be told",
+                             where="weights_sha256")
+    if recorded != actual:
         raise InputFileError(path, f"weights matching their recorded SHA-256 {recorded[:12]}..., got "
                                    f"{actual[:12]}... (the file was altered)", where="weights_sha256")
-    payload.setdefault("facts", {})
-    payload.setdefault("training", {})
     if expect_head is not None and payload["head_kind"] != expect_head:
         raise InputFileError(
             path, f"a model with a {expect_head!r} head, but it has a {payload['head_kind']!r} head"
