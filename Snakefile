@@ -14,6 +14,10 @@ configfile: "config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
+# the schema cannot refuse .nan, nor .inf where it states no bound: every number finite, before planning
+from rbda.config_numbers import check_finite_numbers
+
+check_finite_numbers(config)
 
 
 include: "rules/common.smk"

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import rbda
-from rbda.provenance import learning_core_sha256
+from rbda.provenance import data_preparation_sha256, learning_core_sha256
 from rbda.resources import training_mem_mb
 from rbda.results.outputs import GALLERY_DIR, expected_outputs
 from rbda.study import (
@@ -48,6 +48,14 @@ if TRAINING["task"] != "binary":
 # code (rbda.provenance.LEARNING_CORE) reruns training, unless the config opts out.
 TRAINING_CODE = (
     learning_core_sha256()
+    if config["rerun_on_code_change"]
+    else "not tracked (rerun_on_code_change: false)"
+)
+# Every preprocessing job carries the data-preparation code's hash (readers, FITS decoding,
+# preprocessing: rbda.provenance.DATA_PREPARATION) the same way: editing it reruns preprocessing
+# and everything built on its Parquet files, with the same opt-out.
+DATA_PREPARATION_CODE = (
+    data_preparation_sha256()
     if config["rerun_on_code_change"]
     else "not tracked (rerun_on_code_change: false)"
 )

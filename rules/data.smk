@@ -75,6 +75,7 @@ rule preprocess_survey:
     params:
         inputs=preprocess_inputs,
         options=preprocess_options,
+        code=DATA_PREPARATION_CODE,
     log:
         "logs/data/{survey}.preprocess.log",
     benchmark:

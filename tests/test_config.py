@@ -224,3 +224,34 @@ def test_the_command_line_starts_without_heavy_imports():
             "print(','.join(m for m in ('torch', 'pandas', 'matplotlib', 'scipy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"imported when building the parser: {out}"
+
+
+@pytest.mark.parametrize("overlay, key", [
+    ({"training": {"lr": float("inf")}}, "training.lr"),
+    ({"lambdas": [0.1, float("nan")]}, "lambdas[1]"),
+    ({"training": {"momentum": float("nan")}}, "training.momentum"),
+    ({"training_by_method": {"mme": {"beta": float("inf")}}}, "training_by_method.mme.beta"),
+])
+def test_non_finite_numbers_are_refused_naming_the_key(study, overlay, key):
+    """The schema lets .nan through every bound and .inf through any it does not state;
+    rbda.config_numbers (run by the Snakefile after the schema) refuses both, naming the key."""
+    from rbda.config_numbers import check_finite_numbers
+    from rbda.errors import ConfigKeyError
+
+    update_config(study, overlay)
+    validated(study)  # what the schema alone accepts
+    with pytest.raises(ConfigKeyError, match=re.escape(key) + ".*a finite number"):
+        check_finite_numbers(study)
+    check_finite_numbers(validated(load_yaml(REPO / "config.yaml")))
+
+
+def test_snakemake_refuses_a_non_finite_number_before_planning(tmp_path):
+    """`lr: .inf` used to plan hundreds of jobs that each failed; now the dry run stops with the key."""
+    from conftest import copy_workflow, run_snakemake
+
+    workflow = copy_workflow(tmp_path / "study")
+    (workflow / "presets" / "inf.yaml").write_text("training:\n  lr: .inf\nlambdas: [.nan]\n")
+    result = run_snakemake(workflow, "--dry-run", "--configfile", "config.yaml", "presets/demo.yaml", "presets/inf.yaml")
+    assert result.returncode != 0
+    assert "config key lambdas[0]: expected a finite number, got nan" in result.stdout + result.stderr
+    assert "Job stats" not in result.stdout + result.stderr

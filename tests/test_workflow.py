@@ -683,3 +683,47 @@ def test_stamp_classifier_section_is_checked(workflow):
         "survey": "ztf", "variants": [{"name": "a", "model": "resnet"}, {"name": "b", "model": "deephits"}]}})
     result = snakemake(workflow, "--dry-run", "--configfile", "config.yaml", overlay)
     assert result.returncode != 0 and "'resnet' is not one of" in result.stdout + result.stderr
+
+
+def test_editing_data_preparation_code_reruns_preprocessing(workflow, tmp_path):
+    """Editing a reader, the FITS decoder or the preprocessing (rbda.provenance.DATA_PREPARATION) reruns
+    preprocessing, as editing the learning core reruns training; rerun_on_code_change: false opts out.
+    Non-slow: a stand-in rbda makes one survey's Parquet file, then dry runs plan on it."""
+    import shutil
+
+    from train_helpers import write_survey_parquet
+
+    data = tmp_path / "data"
+    write_survey_parquet(data, "des", 50, seed=0)
+    stub = tmp_path / "bin" / "rbda"
+    stub.parent.mkdir()
+    stub.write_text(STUB_RBDA)
+    stub.chmod(0o755)
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "src" / "rbda", src / "rbda", ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, RBDA_STUB_LOG=str(tmp_path / "calls.log"), RBDA_STUB_DATA=str(data), PYTHONPATH=str(src),
+               PATH=os.pathsep.join([str(stub.parent), *map(str, NO_SLURM_BIN), str(Path(sys.executable).parent),
+                                     os.environ.get("PATH", "")]))
+    target = ("--", "results/data/des.parquet")
+    made = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *DEMO, *target], cwd=workflow, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+    assert planned_jobs(workflow, *DEMO, *target, pythonpath=src) == {}
+    opt_out = write_overlay(workflow, "no-rerun.yaml", {"rerun_on_code_change": False})
+    for edited in ("ingest/fits.py", "ingest/readers/des.py", "ingest/preprocess.py"):
+        code = src / "rbda" / edited
+        original = code.read_text()
+        code.write_text(original + "\n# an edit to the data preparation\n")
+        try:
+            assert planned_jobs(workflow, *DEMO, *target, pythonpath=src) == {"preprocess_survey": 1}, edited
+        finally:
+            code.write_text(original)
+    assert planned_jobs(workflow, *DEMO, *target, pythonpath=src) == {}
+    fits_code = src / "rbda" / "ingest" / "fits.py"
+    fits_code.write_text(fits_code.read_text() + "\n# edited\n")
+    # opting out keeps the finished Parquet file (the parameter's text changes once, to 'not tracked')
+    made = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *DEMO, opt_out, *target], cwd=workflow,
+                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr[-3000:]
+    (src / "rbda" / "ingest" / "store.py").write_text((src / "rbda" / "ingest" / "store.py").read_text() + "\n# x\n")
+    assert planned_jobs(workflow, *DEMO, opt_out, *target, pythonpath=src) == {}

@@ -159,6 +159,35 @@ def learning_core_sha256() -> str:
     return digest.hexdigest()
 
 
+#: The data-preparation code: modules whose code changes the preprocessed Parquet files (raw readers,
+#: FITS decoding, the restricted unpickler they use, preprocessing, the Parquet writer), relative to
+#: the ``rbda`` package; ``ingest/readers`` counts whole. Kept apart from :data:`LEARNING_CORE`.
+DATA_PREPARATION = ("ingest/preprocess.py", "ingest/fits.py", "ingest/readers", "ingest/safe_pickle.py",
+                    "ingest/safe_pickle_worker.py", "ingest/pickle_rebuild.py", "ingest/store.py")
+
+
+def data_preparation_files() -> list[Path]:
+    """The data-preparation code's source files, sorted (the package as installed or checked out)."""
+    package = Path(__file__).resolve().parent
+    files: list[Path] = []
+    for name in DATA_PREPARATION:
+        path = package / name
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return files
+
+
+def data_preparation_sha256() -> str:
+    """A hash of the data-preparation code (file names and contents): a workflow parameter of every
+    preprocessing job, so that editing a reader, the FITS decoder or the preprocessing reruns
+    preprocessing and what depends on it (splits, training, ...), as :func:`learning_core_sha256` does
+    for training; the same opt-out (config ``rerun_on_code_change: false``)."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in data_preparation_files():
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rbda.provenance", description=__doc__.split("\n\n")[0])
     parser.add_argument("--lock-input-sha256", action="store_true",
