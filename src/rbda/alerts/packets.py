@@ -124,7 +124,7 @@ def _stamp_bytes(packet: dict, key: str) -> object:
     if isinstance(cutout, dict):
         cutout = cutout.get("stampData")
     if cutout is not None and not isinstance(cutout, (bytes, bytearray, memoryview)):
-        raise BadPacketError(f"{key}: FITS bytes (or a record with stampData), got {type(cutout).__name__}")
+        raise BadPacketError(f"{key}: FITS bytes (or a record with stampData), got {_avro_type(cutout)}")
     return cutout
 
 
@@ -133,8 +133,14 @@ def _score(candidate: dict, key: str) -> float:
     if value is None:
         return float("nan")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadPacketError(f"candidate.{key} a number or null, got {type(value).__name__} {str(value)[:40]!r}")
+        raise BadPacketError(f"candidate.{key} a number or null, got {_avro_type(value)} {str(value)[:40]!r}")
     return float(value)
+
+
+def _avro_type(value: object) -> str:
+    """The Avro name of a decoded value's type (Python's float is Avro's double)."""
+    return {"float": "double", "bool": "boolean", "NoneType": "null", "dict": "record", "list": "array",
+            "str": "string"}.get(type(value).__name__, type(value).__name__)
 
 
 def packet_id(value: object, name: str) -> str:
@@ -145,7 +151,7 @@ def packet_id(value: object, name: str) -> str:
     elif isinstance(value, str):
         text = value
     else:
-        raise BadPacketError(f"{name} a long or a string, got {type(value).__name__} {str(value)[:40]!r}")
+        raise BadPacketError(f"{name} a long or a string, got {_avro_type(value)} {str(value)[:40]!r}")
     if not text or len(text) > MAX_ID_CHARS or not text.isprintable():
         raise BadPacketError(f"{name} of 1 to {MAX_ID_CHARS} printable characters, got {text[:MAX_ID_CHARS]!r}"
                              + (f"... ({len(text)} characters)" if len(text) > MAX_ID_CHARS else ""))
@@ -204,17 +210,20 @@ def packet_triplet(packet: dict, path: Path, where: str, survey: PacketSurvey | 
     for channel in CHANNELS:
         if channel == "template" and derive_template:
             continue
+        limit = survey.max_cutout_bytes()
         try:
-            images[channel] = decode_stamp(blobs[channel], path, where, max_bytes=survey.max_cutout_bytes())
+            images[channel] = decode_stamp(blobs[channel], path, where, max_bytes=limit)
         except InputFileError as exc:
-            raise BadPacketError(f"{CUTOUTS[channel]}: {exc.expected}") from None
+            bound = f" ({survey.name.upper()} cutouts are at most {survey.stamp_size}x{survey.stamp_size} pixels, " \
+                    f"{limit} FITS bytes)" if str(limit) in exc.expected else ""
+            raise BadPacketError(f"{CUTOUTS[channel]}: {exc.expected}{bound}") from None
     shapes = {channel: image.shape for channel, image in images.items()}
+    for channel, (height, width) in shapes.items():
+        if max(height, width) > survey.stamp_size:
+            raise BadPacketError(f"cutouts of at most {survey.stamp_size}x{survey.stamp_size} pixels (the largest "
+                                 f"{survey.name.upper()} sends), got {height}x{width} in {CUTOUTS[channel]}")
     if len(set(shapes.values())) != 1:
         raise BadPacketError(f"cutouts of one shape, got {shapes}")
-    height, width = shapes["science"]
-    if max(height, width) > survey.stamp_size:
-        raise BadPacketError(f"cutouts of at most {survey.stamp_size}x{survey.stamp_size} pixels (the largest "
-                             f"{survey.name.upper()} sends), got {height}x{width}")
     candidate = packet.get("candidate") if isinstance(packet.get("candidate"), dict) else {}
     images, padded = edge_rule(images, survey, candidate)
     if derive_template:
@@ -377,7 +386,9 @@ def check_schema_bounded(schema: object) -> None:
             return 1
         return min_bytes(kind, namespace, stack)
 
-    min_bytes(schema, "", ())
+    if min_bytes(schema, "", ()) == 0:
+        raise CorruptAvro("a writer schema whose records take at least one byte (a block could declare any "
+                          "number of empty records)")
 
 
 class AvroSchemas:
@@ -447,7 +458,11 @@ def read_container(fh: BinaryIO, schemas: AvroSchemas, header_out: dict | None =
             raise CorruptAvro(f"truncated (a block of {size} bytes has {len(data)})")
         if fh.read(16) != header["sync"]:  # before any record of the block is trusted
             raise CorruptAvro("a block not followed by the file's sync marker")
-        block = io.BytesIO(_decompress(data, codec))
+        raw = _decompress(data, codec)
+        if count > len(raw):  # every record takes at least one byte (check_schema_bounded)
+            raise CorruptAvro(f"a block whose record count fits its bytes (it declares {count} records in "
+                              f"{len(raw)} bytes)")
+        block = io.BytesIO(raw)
         for _ in range(count):
             yield fastavro.schemaless_reader(block, writer, reader)
 

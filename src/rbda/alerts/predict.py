@@ -382,8 +382,9 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
             log.warning("%d bad input(s) skipped, listed in %s", len(summary.bad), bad_path)
     if summary.scored == 0:
         listed = f", listed in {summary.bad_list}" if summary.bad_list else ""
+        first = f"; the first: {summary.bad[0].file}: {summary.bad[0].reason}" if summary.bad else ""
         raise InputFileError(inputs[0], f"at least one scorable alert in the inputs; none could be scored "
-                                        f"({len(summary.bad)} bad{listed}); no scores written")
+                                        f"({len(summary.bad)} bad{listed}{first}); no scores written")
     try:
         write_table(table, output)
     except BaseException:
