@@ -175,12 +175,16 @@ def decompress(blob: bytes, max_bytes: int = MAX_STAMP_BYTES) -> bytes:
 
 
 def astropy_image(raw: bytes | Path, ignore_missing_simple: bool = False) -> np.ndarray | None:
-    """The first HDU with data, read by astropy, as float32 (None when there is none)."""
+    """The first HDU with data, read by astropy, as float32 (None when there is none).
+
+    Truncated data is an error here too: astropy only warns ("File may have been truncated") and
+    returns the image with the missing pixels made up (found by tests/test_fuzz.py)."""
     from astropy.io import fits
 
     source = raw if isinstance(raw, Path) else io.BytesIO(raw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=fits.verify.VerifyWarning)
+        warnings.filterwarnings("error", message="File may have been truncated")
         with fits.open(source, memmap=False, ignore_missing_simple=ignore_missing_simple) as hdus:
             data = next((h.data for h in hdus if h.data is not None), None)
             return None if data is None else np.array(data, dtype=np.float32)
