@@ -617,3 +617,26 @@ def test_hostile_corpus(tmp_path, capsys):
         for line in bad:
             print("  BAD " + line)
     assert not bad, summary + "\n" + "\n".join(bad)
+
+
+def test_unpickler_out_of_room_is_not_called_a_corrupt_pickle(tmp_path, monkeypatch):
+    """A file-size limit (SIGXFSZ) or a full disk hit by the unpickler's temporary files used to be
+    reported as the input pickle being "corrupt or crafted"."""
+    import pickle
+    import signal as signals
+
+    from rbda.errors import InputFileError
+    from rbda.ingest import safe_pickle
+
+    path = tmp_path / "survey.pkl"
+    path.write_bytes(pickle.dumps({"a": [1, 2]}, protocol=2))
+    real_run = subprocess.run
+    for returncode, stderr, message in ((-signals.SIGXFSZ, b"", "file-size limit (ulimit -f)"),
+                                        (1, b"OSError: [Errno 28] No space left on device", "No space left")):
+        monkeypatch.setattr(safe_pickle.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+            a, returncode, b"", stderr))
+        with pytest.raises(InputFileError, match="temporary files") as info:
+            safe_pickle.load_pickle(path)
+        assert message in str(info.value) and "corrupt" not in str(info.value)
+    monkeypatch.setattr(safe_pickle.subprocess, "run", real_run)
+    assert safe_pickle.load_pickle(path) == {"a": [1, 2]}

@@ -412,3 +412,22 @@ def test_damaged_containers_are_bad_files_named_with_the_reason(tmp_path, monkey
         reader = AlertReader([_damaged(tmp_path, f"bomb-{codec}", lambda raw: raw, codec=codec)], skip_bad=True)
         assert sum(len(b) for b in reader.batches()) == 0
         assert "more than 1000 bytes" in reader.bad[0].reason, reader.bad[0].reason
+
+
+def test_progress_counts_alerts_apart_from_unreadable_files(trained, tmp_path, monkeypatch):
+    """The progress line counts alerts read; refused packets and unreadable files are named apart
+    (a file that could not be read is not an alert)."""
+    from rbda.alerts import predict as predicting
+
+    rng = np.random.default_rng(4)
+    good = write_packets(tmp_path / "good.avro", [packet(1, rng), packet(2, rng, size=15)])
+    junk = [tmp_path / f"junk{i}.avro" for i in range(3)]
+    for path in junk:
+        path.write_bytes(b"\x01not avro" * 50)
+    lines = []
+    real = predicting.ScorableInput.status
+    monkeypatch.setattr(predicting.ScorableInput, "status", lambda self, scored: lines.append(
+        (self.read, real(self, scored))) or real(self, scored))
+    summary = predicting.predict_files(trained["model"], [good, *junk], tmp_path / "s.parquet", skip_bad=True)
+    assert summary.scored == 1 and len(summary.bad) == 4
+    assert lines[-1] == (2, "scored 1, refused 1, unreadable files 3")

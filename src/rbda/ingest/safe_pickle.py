@@ -96,7 +96,15 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
+#: Exit messages of the unpickler's own writes failing: the place of its temporary files, not the input.
+_TEMPORARY_FULL = ("[Errno 28]", "[Errno 122]", "[Errno 27]", "No space left on device", "Disk quota exceeded")
+
+
 def _crash_message(returncode: int, stderr: bytes) -> str:
+    where = f"the unpickler's temporary files (in {tempfile.gettempdir()}; TMPDIR chooses the place)"
+    if returncode == -signal.SIGXFSZ:
+        return (f"room for {where}, but they hit this process's file-size limit (ulimit -f); "
+                "the input pickle itself may be fine")
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
@@ -104,6 +112,8 @@ def _crash_message(returncode: int, stderr: bytes) -> str:
             name = f"signal {-returncode}"
         return f"a well-formed pickle (the unpickler crashed with {name}; the file is corrupt or crafted)"
     last = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+    if any(text in last[0] for text in _TEMPORARY_FULL):
+        return f"room for {where} ({last[0][:300]}); the input pickle itself may be fine"
     return (f"a well-formed pickle (the unpickler exited with status {returncode}"
             f"{': ' + last[0][:300] if last[0] else ''}; the file is corrupt or crafted)")
 
