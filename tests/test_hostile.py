@@ -323,9 +323,13 @@ def _nan_rows_listed(c: Corpus) -> str:
 
 
 def _nan_weights(payload: dict) -> None:
+    """NaN weights with a matching weights_sha256 (the hash alone would not catch them)."""
+    from rbda.learn.models import weights_hash
+
     payload["state_dict"] = dict(payload["state_dict"])
     key = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
     payload["state_dict"][key] = payload["state_dict"][key].clone().fill_(float("nan"))
+    payload["weights_sha256"] = weights_hash(payload["state_dict"])
 
 
 def _other_settings(payload: dict) -> None:
