@@ -238,8 +238,9 @@ def main() -> int:
                                                                           "unfolded"))
         t_astropy = t["astropy"] * n / astropy_done
         columns = {"objectId": np.array([p["objectId"] for p in read], dtype=object),
-                   "candid": np.array([p["candidate"]["candid"] for p in read], dtype=np.int64),
-                   "rb": np.zeros(n), "drb": np.zeros(n), "file": np.full(n, str(avro), dtype=object),
+                   "candid": np.array([str(p["candidate"]["candid"]) for p in read], dtype=object),
+                   "rb": np.zeros(n), "drb": np.zeros(n), "padded": np.zeros(n, bool),
+                   "file": np.full(n, str(avro), dtype=object),
                    "p_real": p_real, "predicted": (p_real >= 0.5).astype(np.int8)}
         from rbda.learn.models import load_model_file
 
