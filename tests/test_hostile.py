@@ -147,9 +147,9 @@ def zigzag(n: int) -> bytes:
             return bytes(out)
 
 
-def container(schema: dict, record: bytes, count: int = 1) -> bytes:
-    """An Avro object container file holding ``record`` (raw bytes) as one block, null codec."""
-    meta = {"avro.schema": json.dumps(schema).encode(), "avro.codec": b"null"}
+def container(schema: dict, record: bytes, count: int = 1, codec: bytes = b"null") -> bytes:
+    """An Avro object container file holding ``record`` (raw bytes) as one block."""
+    meta = {"avro.schema": json.dumps(schema).encode(), "avro.codec": codec}
     header = b"Obj\x01" + zigzag(len(meta)) + b"".join(
         zigzag(len(k)) + k.encode() + zigzag(len(v)) + v for k, v in meta.items()) + b"\x00"
     sync = bytes(range(16))
@@ -278,6 +278,9 @@ CASES += [
     Case(2, "2**62 records of a schema of no bytes", lambda c: c.predict(
         [raw_file(c, "nothing.avro", container({"type": "record", "name": "r", "fields": []}, b"", count=2**62))],
         "records take at least one byte", skip_bad=True)),
+    Case(2, "a zstandard block (fastavro would inflate it without a bound)", lambda c: c.predict(
+        [raw_file(c, "zstd.avro", container(STRING_SCHEMA, b"\x28\xb5\x2f\xfd" + bytes(20), codec=b"zstandard"))],
+        "an Avro codec rbda reads", "'zstandard'")),
     Case(2, "a 512x512 cutout (over ZTF's 63x63)", lambda c: c.predict(
         [c.packets("big.avro", [_huge_cutout(c, 512)])], "ZTF cutouts are at most 63x63 pixels", "candid 70")),
     Case(2, "a 100x100 cutout compressed small", lambda c: c.predict(

@@ -335,10 +335,10 @@ def test_raw_survey_files_are_scored_with_ids_and_labels(trained, real_samples, 
 # ---------------------------------------------------------------- the Avro container framing
 
 
-@pytest.mark.parametrize("codec", ["null", "deflate", "snappy", "bzip2"])
+@pytest.mark.parametrize("codec", ["null", "deflate", "snappy", "bzip2", "xz"])
 def test_container_reader_decodes_what_fastavro_decodes(tmp_path, codec):
-    """rbda's framing (header, blocks, sync) + fastavro's record decoding = fastavro.reader, projected
-    to the fields rbda uses; bzip2 (not framed here) goes through fastavro.reader itself."""
+    """rbda's framing (header, blocks, sync, each codec's bounded inflating) + fastavro's record
+    decoding = fastavro.reader, projected to the fields rbda uses."""
     from rbda.alerts.packets import WANTED, AvroSchemas, read_container
 
     rng = np.random.default_rng(5)
@@ -408,7 +408,7 @@ def test_damaged_containers_are_bad_files_named_with_the_reason(tmp_path, monkey
         assert file == str(path) and reason in text, (name, text)
     # a block that inflates past the limit is refused before it is held in memory
     monkeypatch.setattr(alerts, "MAX_BLOCK_BYTES", 1000)
-    for codec in ("deflate", "snappy"):
+    for codec in ("deflate", "snappy", "bzip2", "xz"):
         reader = AlertReader([_damaged(tmp_path, f"bomb-{codec}", lambda raw: raw, codec=codec)], skip_bad=True)
         assert sum(len(b) for b in reader.batches()) == 0
         assert "more than 1000 bytes" in reader.bad[0].reason, reader.bad[0].reason

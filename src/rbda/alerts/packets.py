@@ -270,7 +270,9 @@ def projected_schema(writer_schema: dict) -> dict | None:
 # night is one packet per file. So the container's framing (header, blocks, sync markers; Avro
 # 1.11 spec, "Object Container Files") is read here, and the parsed writer schema and its
 # projection are kept per distinct schema text; records are decoded by fastavro
-# (``schemaless_reader``). Codecs other than null, deflate and snappy go through fastavro.reader.
+# (``schemaless_reader``). Every block is inflated here with a bound (MAX_BLOCK_BYTES): null, deflate,
+# snappy, bzip2 and xz; other codecs (fastavro's zstandard and lz4, whose packages rbda does not
+# install) are refused by name, as fastavro would inflate their blocks without a bound.
 
 #: The container header (Avro spec): magic, metadata map, 16-byte sync marker.
 _HEADER_SCHEMA = {"type": "record", "name": "org.apache.avro.file.Header", "fields": [
@@ -278,7 +280,7 @@ _HEADER_SCHEMA = {"type": "record", "name": "org.apache.avro.file.Header", "fiel
     {"name": "meta", "type": {"type": "map", "values": "bytes"}},
     {"name": "sync", "type": {"type": "fixed", "name": "Sync", "size": 16}}]}
 _MAGIC = b"Obj\x01"
-_FRAMED_CODECS = ("null", "deflate", "snappy")
+_FRAMED_CODECS = ("null", "deflate", "snappy", "bzip2", "xz")
 #: Largest decompressed block accepted, bytes (a compression bomb stops here; ZTF's are ~45 kB a packet,
 #: one packet a block; fastavro's writers cut blocks at 16 kB by default).
 MAX_BLOCK_BYTES = 64 * 2**20
@@ -320,6 +322,19 @@ def _decompress(data: bytes, codec: str) -> bytes:
         return data
     if codec == "deflate":  # raw deflate, no header
         return inflate(data, -zlib.MAX_WBITS, MAX_BLOCK_BYTES, CorruptAvro)
+    if codec in ("bzip2", "xz"):
+        import bz2
+        import lzma
+
+        inflater = bz2.BZ2Decompressor() if codec == "bzip2" else lzma.LZMADecompressor()
+        try:
+            raw = inflater.decompress(data, MAX_BLOCK_BYTES)
+        except (OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+            raise CorruptAvro(f"a {codec} block that decompresses ({exc})") from None
+        if not inflater.eof:
+            raise CorruptAvro(f"a {codec} block that declares more than {MAX_BLOCK_BYTES} bytes"
+                              if not inflater.needs_input else f"a complete {codec} block (truncated)")
+        return raw
     import cramjam  # snappy: the raw stream, then the CRC-32 (big-endian) of the uncompressed bytes
 
     if len(data) < 4:
@@ -446,9 +461,7 @@ def read_container(fh: BinaryIO, schemas: AvroSchemas, header_out: dict | None =
     if header_out is not None:
         header_out["schema_name"] = schema_name
     if codec not in _FRAMED_CODECS:
-        fh.seek(0)
-        yield from fastavro.reader(fh, reader_schema=reader)
-        return
+        raise CorruptAvro(f"an Avro codec rbda reads ({', '.join(_FRAMED_CODECS)}), got {codec!r}")
     while (count := _read_long(fh)) is not None:
         size = _read_long(fh)
         if size is None or count < 0 or size < 0:
