@@ -1,8 +1,9 @@
 """Alert packets (Avro): ZTF and ATLAS alerts as triplets to score.
 
-A file holds one or more packets (an Avro object container file, any codec
-fastavro reads; ZTF's are snappy-compressed, which needs ``cramjam``); a folder
-is searched for ``*.avro`` files. Per packet:
+A file holds one or more packets (an Avro object container file, codec null,
+deflate, snappy, bzip2 or xz, each block inflated to at most :data:`MAX_BLOCK_BYTES`
+and holding no more records than bytes; ZTF's are snappy-compressed, which needs
+``cramjam``); a folder is searched for ``*.avro`` files. Per packet:
 
 * ids: ``objectId`` and ``candid`` (``candidate.candid``, a top-level ``candid`` or Rubin's
   ``diaSourceId``), carried as strings: ZTF's are longs, ATLAS's strings such as
@@ -68,12 +69,11 @@ MAX_HELD_BYTES = 64 * 2**20
 
 @dataclass(frozen=True)
 class PacketSurvey:
-    """What a survey's alert packets can hold: its cutout size (the largest accepted, the
-    size edge cutouts are padded to) and whether its edge rule pads cut cutouts."""
+    """What a survey's alert packets can hold: its cutout size, the largest accepted and the size
+    its edge rule pads cut edge cutouts to (:func:`edge_rule`)."""
 
     name: str
     stamp_size: int
-    pads_edges: bool = True
 
     def max_cutout_bytes(self) -> int:
         """Largest inflated cutout FITS file: the largest header parsed, float64 pixels, one block of slack."""
@@ -184,7 +184,7 @@ def edge_rule(images: dict[str, np.ndarray], survey: PacketSurvey, candidate: di
     if height == width and height >= STAMP_SIZE:
         return images, False
     half = survey.stamp_size // 2 + 1
-    if not survey.pads_edges or min(height, width) < half:
+    if min(height, width) < half:
         raise BadPacketError(
             f"square cutouts of at least {STAMP_SIZE}x{STAMP_SIZE} pixels, or {survey.name.upper()} edge cutouts "
             f"of at least {half} pixels a side (padded to {survey.stamp_size}x{survey.stamp_size}), got {height}x{width}")
