@@ -6,8 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-SURVEYS = ("hits", "des", "ztf", "atlas")
-FORMAT_CHOICES = ("chunks", "gif", "fits", "pickle", "folder")
+from rbda.surveys import survey_argument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -34,8 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help=f"stamps per inference batch (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    p.add_argument("--survey", choices=SURVEYS, help="the inputs are raw files of this survey's layout")
-    p.add_argument("--format", choices=FORMAT_CHOICES, help="raw layout with --survey (default: detected)")
+    p.add_argument("--survey", type=survey_argument,
+                   help="the inputs are raw files of this declared survey's layouts")
+    p.add_argument("--format", help="raw layout with --survey, one of its declared layouts (default: detected)")
     p.add_argument("--packet-layouts", nargs="+", type=Path, default=[], metavar="LAYOUTS.yaml",
                    help="YAML files declaring further alert packet layouts (docs/surveys.md), tried before the "
                         "shipped ZTF, ATLAS, Rubin and DECam ones")

@@ -30,7 +30,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from rbda.errors import InputFileError
-from rbda.ingest.readers.base import (ClassMap, IgnoredFiles, RawBatch, TripletBatcher, iter_files, skip_linked_folders,
+from rbda.ingest.readers.base import (ClassMap, declared_class_map, IgnoredFiles, RawBatch, TripletBatcher, iter_files, skip_linked_folders,
                                unreadable_folder)
 
 log = logging.getLogger("rbda.ingest.readers.des")
@@ -38,7 +38,7 @@ log = logging.getLogger("rbda.ingest.readers.des")
 MAX_EXAMPLE_IDS = 20
 LOGGED_IDS = 5
 
-DEFAULT_CLASSES = ClassMap.of(real=["0"], bogus=["1"])
+DEFAULT_CLASSES = declared_class_map("des")  # its survey declaration's
 PREFIXES = ("temp", "srch", "diff")  # channel order template, science, difference
 PREFIX_BITS = {prefix: 1 << i for i, prefix in enumerate(PREFIXES)}
 SUFFIXES = {"gif": (".gif",), "fits": (".fits", ".fits.gz", ".fit", ".fts")}
