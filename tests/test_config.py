@@ -78,7 +78,12 @@ def test_schema_fills_defaults():
 @pytest.mark.parametrize(
     ("overlay", "message"),
     [
-        ({"surveys": {"foo": {"source": "synthetic", "synthetic_size": 100}}}, r"'foo' is not one of"),
+        ({"surveys": {"Foo": {"source": "synthetic", "synthetic_size": 100}}}, r"'Foo' does not match"),
+        ({"surveys": {"foo": {"source": "path", "path": "x", "declare": {
+            "stamp_size": 3, "layouts": {"npz": {"reader": "stamps_npz"}}, "class_map": {"real": ["r"], "bogus": ["b"]}}}}},
+         r"3 is less than the minimum of 8"),
+        ({"surveys": {"foo": {"source": "path", "path": "x", "declare": {"stamp_size": 30}}}},
+         r"'layouts' is a required property"),
         ({"shots": [0, 5]}, r"0 is less than the minimum of 1"),
         ({"shots": [-5]}, r"-5 is less than the minimum of 1"),
         ({"lambdas": []}, r"\[\] should be non-empty"),
@@ -186,10 +191,16 @@ def test_config_yaml_training_values_are_the_vocabularys_defaults():
     assert differ == {}, f"config.yaml training values (config, default) differ: {differ}"
 
 
-def test_schema_survey_names_are_the_vocabularys():
+def test_schema_survey_names_and_declarations_are_the_vocabularys():
+    """Survey names follow rbda.surveys' rule (the shipped ones among them); a declaration part holds the
+    settings rbda.surveys reads, no other."""
     from rbda.study import SURVEYS
+    from rbda.surveys import _KEYS, NAME_PATTERN
 
-    assert tuple(load_yaml(SCHEMA)["$defs"]["survey_name"]["enum"]) == SURVEYS
+    defs = load_yaml(SCHEMA)["$defs"]
+    assert defs["survey_name"]["pattern"] == NAME_PATTERN.pattern
+    assert all(NAME_PATTERN.match(name) for name in SURVEYS)
+    assert set(defs["survey_declaration"]["properties"]) == _KEYS
 
 
 @pytest.mark.parametrize(("key", "value"), [("momentum", 1), ("lr", 0), ("batch_size", 1), ("patience", 0)])

@@ -408,7 +408,11 @@ def test_training_jobs_ask_for_the_memory_their_surveys_need(workflow):
         ({"pairs": ["hits-to-des", "hits-to-kepler"]}, "config key 'pairs[1]' ('hits-to-kepler'): target 'kepler' is not a configured survey"),
         ({"shots": [1, 0]}, "On instance['shots'][1]"),
         ({"lambdas": []}, "On instance['lambdas']"),
-        ({"surveys": {"kepler": {"source": "synthetic", "synthetic_size": 100}}}, "'kepler' is not one of"),
+        ({"surveys": {"kepler": {"source": "synthetic", "synthetic_size": 100}}},
+         "config key 'surveys.kepler': a survey other than hits, des, ztf, atlas needs its declaration"),
+        ({"surveys": {"ztf": {"source": "path", "path": "x", "declare": {
+            "stamp_size": 63, "layouts": {"pickle": {"reader": "ztf_pickle"}}, "class_map": {"real": ["a"], "bogus": ["b"]}}}}},
+         "config key 'surveys.ztf.declare': ztf is a shipped survey"),
         ({"lambdas": [0.1, 0.1000000001]}, "config key 'lambdas': 0.1 and 0.1000000001 are the same value in paths"),
         ({"predict": {"inputs": ["a.avro"]}}, "config key 'predict': give both 'inputs' and 'models'"),
         ({"predict": {"inputs": ["a.avro"], "models": ["finetune/des-to-hits/shots-1/split-0"]}},
