@@ -80,6 +80,9 @@ def test_a_survey_nobody_coded_runs_preprocess_split_train_and_predict(tmp_path)
                  "--model", str(model), *TINY]) == 0
     record = json.loads(run.read_text())
     assert record["source"] == "winter" and record["evaluations"][0]["survey"] == "winter"
+    team = record["evaluations"][0]["survey_metrics"]  # the metrics survey teams report, in every run
+    assert 0 <= team["roc_auc"] <= 1 and set(team["at_completeness"]) == {"0.95", "0.99"}
+    assert team["at_completeness"]["0.95"]["fpr"] is not None
     scores = tmp_path / "scores.parquet"
     assert main([*head, "predict", "--model", str(model), "--survey", "winter", "--input", str(raw / "b.npz"),
                  "--output", str(scores)]) == 0
