@@ -170,3 +170,21 @@ def test_no_code_outside_the_declarations_and_their_readers_names_a_study_survey
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.lower() in names:
                 found.append(f"{relative}:{node.lineno}: {node.value!r}")
     assert not found, "study survey names written in code:\n" + "\n".join(found)
+
+
+def test_synth_writes_a_declared_survey_from_its_synthetic_part_or_names_what_is_missing(tmp_path, capsys):
+    """rbda synth simulates a declared survey by its declaration's synthetic part, in its stamps_npz layout
+    (read back by preprocess); one without that part is an error naming the survey, never another survey's data."""
+    synthetic = {"psf_sigma": 1.5, "sky": 600.0, "noise": 15.0, "template_noise": 4.0}
+    declarations = write_declarations(tmp_path / "surveys.json", winter=WINTER | {"synthetic": synthetic},
+                                      bare=WINTER)
+    head = ["--surveys", str(declarations)]
+    assert main([*head, "synth", "--survey", "winter", "--n", "40", "--seed", "3", "--out", str(tmp_path / "raw")]) == 0
+    (part,) = sorted((tmp_path / "raw").glob("*.npz"))
+    with np.load(part) as content:
+        assert content["stamps"].shape == (40, 3, 25, 25)
+        assert sorted(set(content["classes"].tolist())) == ["artefact", "transient"]
+    assert main([*head, "preprocess", "--survey", "winter", "--input", str(tmp_path / "raw"),
+                 "--output", str(tmp_path / "w.parquet")]) == 0
+    assert main([*head, "synth", "--survey", "bare", "--n", "40", "--seed", "3", "--out", str(tmp_path / "b")]) == 2
+    assert "survey bare: synthetic" in capsys.readouterr().err and not (tmp_path / "b").exists()

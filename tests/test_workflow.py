@@ -117,6 +117,19 @@ def test_demo_preset_plans_the_same_rules_smaller(workflow):
     }
 
 
+def test_rubin_preset_plans_a_declared_fifth_survey_as_the_four_surveys_target(workflow):
+    """presets/rubin.yaml declares a Rubin-like survey the code has never seen; it is synthesised (generic
+    layout), preprocessed, split and trained on like the study's four, as the target of four pairs."""
+    pairs = 4 * 3 * 2  # pairs x shots x splits
+    assert planned_jobs(workflow, *DEMO, "presets/rubin.yaml") == {
+        "synthesize_survey": 5, "preprocess_survey": 5, "split_survey": 5 * 2, "train_baseline": 5 * 2,
+        "train_finetune": pairs, "train_mme": pairs * 2, "choose_lambda": 4, "select_lambda": pairs,
+        "select_model": pairs, "aggregation_inputs": 1, "aggregate": 1, "all": 1,
+    }
+    declared = json.loads((workflow / "resources" / "survey_declarations.json").read_text())
+    assert list(declared["surveys"]) == ["rubin"] and declared["surveys"]["rubin"]["stamp_size"] == 30
+
+
 EXTENDED = (*DEMO, "presets/extended.yaml")
 
 

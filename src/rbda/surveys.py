@@ -7,7 +7,8 @@ reader of :data:`rbda.ingest.readers.READERS` reads it, with which keyword setti
 default), ``class_map`` (``{real: [...], bogus: [...]}``, the default class -> label mapping),
 optionally ``classes`` (the original classes, in label order, of ``task: multiclass``),
 ``study_counts`` (``{real, bogus}`` published counts the read counts are compared with) and
-``headline_class`` (the class whose per-class metrics ``rbda stamp-classifier`` reports) and
+``synthetic`` (optional: the generative model's settings for ``rbda synth``, written in the survey's
+``stamps_npz`` layout; :func:`rbda.ingest.synth.model.declared_spec`), ``headline_class`` (the class whose per-class metrics ``rbda stamp-classifier`` reports) and
 ``size_rule`` (``crop_or_pad``: stamps smaller than the network's crop padded with invalid pixels,
 larger ones cropped by preprocessing; ``exact``: a stamp of another size than ``stamp_size`` is an
 error naming the survey and the sizes).
@@ -36,7 +37,7 @@ PIXEL_TYPES = ("float32", "float64", "int16", "int32", "uint8", "uint16")
 SIZE_RULES = ("crop_or_pad", "exact")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _KEYS = {"label", "stamp_size", "channels", "pixel_type", "band", "layouts", "class_map", "classes",
-         "study_counts", "size_rule", "headline_class"}
+         "study_counts", "size_rule", "headline_class", "synthetic"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Survey:
     study_counts: tuple | None = None  # (real, bogus)
     size_rule: str = "crop_or_pad"
     headline_class: str | None = None
+    synthetic: dict | None = None
     shipped: bool = field(default=False, compare=False)
 
     @property
@@ -112,6 +114,9 @@ def parse_survey(name: object, entry: object, source: Path, shipped: bool = Fals
     headline = entry.get("headline_class")
     _check(source, name, "headline_class", headline is None or headline in classes,
            "null or one of the survey's classes", headline)
+    synthetic = entry.get("synthetic")
+    _check(source, name, "synthetic", synthetic is None or isinstance(synthetic, dict),
+           "null or a mapping of the synthetic generator's settings", synthetic)
     for key in ("label", "band"):
         _check(source, name, key, isinstance(entry.get(key, ""), str), "a string", entry.get(key))
     return Survey(name=name, label=entry.get("label") or name.upper(), stamp_size=size, channels=tuple(channels),
@@ -119,7 +124,7 @@ def parse_survey(name: object, entry: object, source: Path, shipped: bool = Fals
                   layouts={k: {"reader": v["reader"], "settings": dict(v.get("settings", {}))} for k, v in layouts.items()},
                   real_classes=tuple(class_map["real"]), bogus_classes=tuple(class_map["bogus"]),
                   classes=tuple(classes), study_counts=None if counts is None else (counts["real"], counts["bogus"]),
-                  size_rule=size_rule, headline_class=headline, shipped=shipped)
+                  size_rule=size_rule, headline_class=headline, synthetic=synthetic, shipped=shipped)
 
 
 def read_declarations(path: str | Path, shipped: bool = False) -> dict[str, Survey]:
