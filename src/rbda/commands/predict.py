@@ -19,9 +19,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "softmax probability of 'real') and the label at --threshold, with the alert's ids, the packet "
             "layout that read it, the broker's own scores (ZTF's rb/drb, Rubin's reliability) and the model's "
             "identity. Inputs are Avro alert packets (files or folders; ZTF, ATLAS, Rubin/LSST and DECam "
-            "layouts are shipped, others declared with --packet-layouts), preprocessed survey Parquet files, or raw survey files (with --survey). Raw stamps "
-            "are preprocessed as for training. `rbda predict --describe MODEL.pt` prints what a model file "
-            "records (training facts, test metrics, preprocessing version, weights hash)."),
+            "layouts are shipped, others declared with --packet-layouts), preprocessed survey Parquet files, "
+            "or raw survey files (with --survey, any declared survey). Raw stamps are preprocessed as for "
+            "training. `rbda predict --describe MODEL.pt` prints what a model file records (training facts, "
+            "test metrics, preprocessing version, weights hash)."),
     )
     p.add_argument("--model", type=Path, help="model file written by `rbda train --model`")
     p.add_argument("--describe", type=Path, metavar="MODEL.pt", help="print the model file's description and exit")

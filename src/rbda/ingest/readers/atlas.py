@@ -26,8 +26,8 @@ import numpy as np
 from rbda.errors import InputFileError
 from rbda.ingest.fits import read_stamp_file
 from rbda.ingest.safe_pickle import load_pickle
-from rbda.ingest.readers.base import (ClassMap, declared_class_map, FileSetReader, IgnoredFiles, RawBatch, TripletBatcher, check_real_numeric,
-                               skip_linked_folders, walk_files)
+from rbda.ingest.readers.base import (ClassMap, FileSetReader, IgnoredFiles, RawBatch, TripletBatcher, check_real_numeric,
+                                     declared_class_map, skip_linked_folders, walk_files)
 
 DEFAULT_CLASSES = declared_class_map("atlas")  # its survey declaration's
 _STAMP = re.compile(r"^(?P<name>.+)_(?P<kind>istamp|dstamp)\.(?:fits|fit|fts)(?:\.gz)?$")

@@ -30,8 +30,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from rbda.errors import InputFileError
-from rbda.ingest.readers.base import (ClassMap, declared_class_map, IgnoredFiles, RawBatch, TripletBatcher, iter_files, skip_linked_folders,
-                               unreadable_folder)
+from rbda.ingest.readers.base import (ClassMap, IgnoredFiles, RawBatch, TripletBatcher, declared_class_map, iter_files,
+                                     skip_linked_folders, unreadable_folder)
 
 log = logging.getLogger("rbda.ingest.readers.des")
 #: IDs named in the report (and the first few in the log) for each kind of unmatched ID.

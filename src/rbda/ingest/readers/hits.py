@@ -18,7 +18,7 @@ import numpy as np
 
 from rbda.errors import InputFileError
 from rbda.ingest.safe_pickle import load_pickle
-from rbda.ingest.readers.base import ClassMap, declared_class_map, FileSetReader, RawBatch, check_real_numeric
+from rbda.ingest.readers.base import ClassMap, FileSetReader, RawBatch, check_real_numeric, declared_class_map
 
 CHANNEL_KEYS = ("temp_images", "sci_images", "diff_images")
 LABEL_NAMES = {0: "bogus", 1: "real"}
