@@ -498,8 +498,9 @@ def test_bad_layout_declarations_are_errors_naming_file_layout_and_setting(tmp_p
 
 
 @pytest.mark.realsamples
-def test_real_ztf_rubin_and_decam_packets_scored_together_bad_ones_listed(trained, real_samples, tmp_path):
-    """Every real packet of the three brokers is read by its declared layout; Rubin's reliability and ZTF's
+def test_real_ztf_rubin_decam_and_atlas_packets_scored_together_bad_ones_listed(trained, real_samples, tmp_path):
+    """Every real packet of the three brokers (and the real ATLAS stamps as an ATLAS packet) is read by its
+    declared layout; Rubin's reliability and ZTF's
     rb beside p_real. A truncated Rubin packet, an unknown schema id and a packet without a cutout field are
     listed (file and field) while the rest are scored."""
     from rbda.alerts.layouts import package_folder
@@ -512,12 +513,21 @@ def test_real_ztf_rubin_and_decam_packets_scored_together_bad_ones_listed(traine
     (bad / "truncated.avro").write_bytes(rubin.read_bytes()[:70000])
     (bad / "unknown_id.avro").write_bytes(b"\x00" + (123456).to_bytes(4, "big") + rubin.read_bytes()[5:])
     write_packets(bad / "nocutout.avro", [packet(77, np.random.default_rng(4), cutoutScience=None)])
+    # the real ATLAS stamps as an ATLAS packet: plain FITS in {fileName, stampData}, no template
+    stamp = {kind: gzip.decompress((real_samples / "atlas" / f"01a59897o0020c_000002_{kind}.fits.gz").read_bytes())
+             for kind in ("istamp", "dstamp")}
+    write_packets(tmp_path / "atlas.avro", [{
+        "objectId": "01a59897o0020c_000002", "candidate": {"candid": 2, "rb": None, "drb": None},
+        "cutoutScience": {"fileName": "i", "stampData": stamp["istamp"]}, "cutoutTemplate": None,
+        "cutoutDifference": {"fileName": "d", "stampData": stamp["dstamp"]}}])
     out = tmp_path / "scores.parquet"
-    inputs = [str(real_samples / d) for d in ("ztf_avro", "lsst_avro", "decam_avro")] + [str(bad)]
+    inputs = [str(real_samples / d) for d in ("ztf_avro", "lsst_avro", "decam_avro")] + [str(bad),
+                                                                                          str(tmp_path / "atlas.avro")]
     assert main(["predict", "--model", str(trained["model"]), "--input", *inputs, "--output", str(out),
                  "--skip-bad"]) == 0
     table = pq.read_table(out).to_pydict()
-    assert sorted(set(table["layout"])) == ["decam", "rubin", "ztf"] and len(table["candid"]) == 22
+    assert sorted(set(table["layout"])) == ["atlas", "decam", "rubin", "ztf"] and len(table["candid"]) == 23
+    assert table["objectId"][table["layout"].index("atlas")] == "01a59897o0020c_000002"
     row = table["layout"].index("rubin")
     assert table["candid"][row] == "7912941781254298" and table["reliability"][row] == pytest.approx(0.11248, abs=1e-4)
     assert np.isnan(table["rb"][row]) and not np.isnan(table["rb"][table["layout"].index("ztf")])
