@@ -24,8 +24,7 @@ from rbda.ingest.preprocess import convert_survey
 from rbda.seeding import derive_seed, rng
 from rbda.ingest.store import load_survey
 from rbda.ingest.synth import synthesize
-
-SURVEYS = ("hits", "des", "ztf", "atlas")
+from rbda.study import SURVEYS  # the shipped survey declarations (each has a synthetic specification)
 
 
 def small_cnn() -> nn.Module:

@@ -34,6 +34,48 @@ def _survey_setting(survey, key):
 
 
 SURVEYS = list(config["surveys"])
+
+
+def _declare_surveys(surveys):
+    """Surveys other than the shipped four are declared in the config (surveys.<name>.declare); their
+    declarations go to every rbda command through RBDA_SURVEYS (a file written only when it changes)."""
+    from rbda.surveys import SURVEYS_ENV, shipped_surveys
+
+    shipped = shipped_surveys()
+    declared = {}
+    for name, settings in surveys.items():
+        if name in shipped and "declare" in settings:
+            raise ConfigError(f"config key 'surveys.{name}.declare': {name} is a shipped survey "
+                              f"(rbda/data/surveys.json); declare surveys of other names")
+        if name not in shipped and "declare" not in settings:
+            raise ConfigError(f"config key 'surveys.{name}': a survey other than {', '.join(shipped)} "
+                              f"needs its declaration (declare: stamp_size, layouts, class_map, ...; docs/surveys.md)")
+        if name not in shipped:
+            declared[name] = settings["declare"]
+    if declared:
+        import json
+
+        path = Path("resources/survey_declarations.json").resolve()
+        text = json.dumps({"surveys": declared}, indent=2, sort_keys=True) + "\n"
+        if not path.is_file() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        os.environ[SURVEYS_ENV] = str(path)
+        from rbda.surveys import read_declarations
+
+        read_declarations(path)  # checked before planning: an error names the file, survey and setting
+    return declared
+
+
+DECLARED_SURVEYS = _declare_surveys(config["surveys"])
+
+
+def survey_declaration(wildcards):
+    """A preprocessing job's declaration param (its change reruns the job): JSON, or "shipped"."""
+    import json
+
+    declared = DECLARED_SURVEYS.get(wildcards.survey)
+    return "shipped" if declared is None else json.dumps(declared, sort_keys=True)
 SPLITS = list(range(config["splits"]))
 FIRST_SPLIT = SPLITS[0]
 SHOTS = sorted(config["shots"])

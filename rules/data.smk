@@ -76,6 +76,7 @@ rule preprocess_survey:
         inputs=preprocess_inputs,
         options=preprocess_options,
         code=DATA_PREPARATION_CODE,
+        declaration=survey_declaration,
     log:
         "logs/data/{survey}.preprocess.log",
     benchmark:

@@ -78,7 +78,12 @@ def test_schema_fills_defaults():
 @pytest.mark.parametrize(
     ("overlay", "message"),
     [
-        ({"surveys": {"foo": {"source": "synthetic", "synthetic_size": 100}}}, r"'foo' is not one of"),
+        ({"surveys": {"Foo": {"source": "synthetic", "synthetic_size": 100}}}, r"'Foo' does not match"),
+        ({"surveys": {"foo": {"source": "path", "path": "x", "declare": {
+            "stamp_size": 3, "layouts": {"npz": {"reader": "stamps_npz"}}, "class_map": {"real": ["r"], "bogus": ["b"]}}}}},
+         r"3 is less than the minimum of 8"),
+        ({"surveys": {"foo": {"source": "path", "path": "x", "declare": {"stamp_size": 30}}}},
+         r"'layouts' is a required property"),
         ({"shots": [0, 5]}, r"0 is less than the minimum of 1"),
         ({"shots": [-5]}, r"-5 is less than the minimum of 1"),
         ({"lambdas": []}, r"\[\] should be non-empty"),
@@ -135,10 +140,13 @@ def test_conda_environment_matches_pyproject_dependencies():
     python_pin = conda.pop("python")
     conda.pop("pip")
 
-    assert conda == required, "envs/rbda.yaml and pyproject.toml [project.dependencies] disagree"
+    from_pip = dict(requirement_name_and_spec(entry.split("#")[0]) for entry in pip)
+    assert not set(conda) & set(from_pip), "a dependency both from conda and from pip"
+    assert conda | from_pip == required, "envs/rbda.yaml and pyproject.toml [project.dependencies] disagree"
     version = lambda text: tuple(int(part) for part in text.lstrip("=><").split("."))  # noqa: E731
     assert version(python_pin) >= version(python), "conda python older than requires-python"
-    assert pip == [], "the package is installed by the post-deploy script, not by pip requirements"
+    assert not [e for e in pip if e.split()[0].startswith(("-e", ".", "/", "rbda"))], \
+        "the package is installed by the post-deploy script, not by pip requirements"
     post_deploy = (REPO / "envs" / "rbda.post-deploy.sh").read_text()
     assert "pip install --no-deps" in post_deploy and "-e ." in post_deploy
 
@@ -183,10 +191,16 @@ def test_config_yaml_training_values_are_the_vocabularys_defaults():
     assert differ == {}, f"config.yaml training values (config, default) differ: {differ}"
 
 
-def test_schema_survey_names_are_the_vocabularys():
+def test_schema_survey_names_and_declarations_are_the_vocabularys():
+    """Survey names follow rbda.surveys' rule (the shipped ones among them); a declaration part holds the
+    settings rbda.surveys reads, no other."""
     from rbda.study import SURVEYS
+    from rbda.surveys import _KEYS, NAME_PATTERN
 
-    assert tuple(load_yaml(SCHEMA)["$defs"]["survey_name"]["enum"]) == SURVEYS
+    defs = load_yaml(SCHEMA)["$defs"]
+    assert defs["survey_name"]["pattern"] == NAME_PATTERN.pattern
+    assert all(NAME_PATTERN.match(name) for name in SURVEYS)
+    assert set(defs["survey_declaration"]["properties"]) == _KEYS
 
 
 @pytest.mark.parametrize(("key", "value"), [("momentum", 1), ("lr", 0), ("batch_size", 1), ("patience", 0)])

@@ -559,15 +559,28 @@ CASES += [Case(6, "lr: .inf", _config({"training": {"lr": float("inf")}}, r"trai
 
 # ---------------------------------------------------------------- 7. quiet failures
 
-def _confluent(c: Corpus) -> bytes:
-    return b"\x00" + (900).to_bytes(4, "big") + b"\x02" * 200
+def _confluent(c: Corpus, schema_id: int = 900) -> bytes:
+    return b"\x00" + schema_id.to_bytes(4, "big") + b"\x02" * 200
 
 
 def _real_rubin(c: Corpus) -> str:
+    """Read under the shipped Rubin layout (needs lsst-alert-packet's schema files)."""
+    from rbda.alerts.layouts import package_folder
+
+    path = REAL_SAMPLES / "lsst_avro" / "7912941781254298.avro"
+    if not path.is_file() or package_folder("lsst.alert.packet") is None:
+        return "skipped"
+    table = c.scores([path])
+    assert table["layout"] == ["rubin"] and table["reliability"][0] == pytest.approx(0.1125, abs=1e-4)
+    return "accepted"
+
+
+def _truncated_rubin(c: Corpus) -> str:
     path = REAL_SAMPLES / "lsst_avro" / "7912941781254298.avro"
     if not path.is_file():
         return "skipped"
-    return c.predict([path], "Confluent-framed packet", "schema id 900")
+    return c.predict([raw_file(c, "rubin_cut.avro", path.read_bytes()[:60000])], "Confluent-framed",
+                     "schema id 900")
 
 
 def _describe_head(c: Corpus) -> str:
@@ -582,9 +595,12 @@ def _describe_head(c: Corpus) -> str:
 CASES += [
     Case(7, "--skip-bad with only unreadable files exits non-zero", lambda c: c.predict(
         [raw_file(c, "junk.avro", b"\x01garbage" * 100)], "none could be scored", skip_bad=True)),
-    Case(7, "a Confluent-framed packet (schema id 900) is named", lambda c: c.predict(
-        [raw_file(c, "rubin.avro", _confluent(c))], "Confluent-framed packet", "schema id 900")),
-    Case(7, "the real Rubin packet is named Confluent-framed", _real_rubin),
+    Case(7, "a damaged Confluent-framed packet (schema id 900) is named", lambda c: c.predict(
+        [raw_file(c, "rubin.avro", _confluent(c))], "Confluent-framed", "schema id 900")),
+    Case(7, "a Confluent schema id no layout declares is named with the ids known", lambda c: c.predict(
+        [raw_file(c, "unknown.avro", _confluent(c, 4242))], "Confluent-framed", "schema id 4242 is in none")),
+    Case(7, "a truncated real Rubin packet is named", _truncated_rubin),
+    Case(7, "the real Rubin packet is read by the declared Rubin layout", _real_rubin),
     Case(7, "predict --describe M.pt | head", _describe_head),
 ]
 

@@ -63,3 +63,47 @@ def test_bad_inputs_are_errors():
         multiclass_metrics(np.zeros((2, 2)), CLASSES)
     with pytest.raises(RbdaError, match="at least one"):
         multiclass_metrics(np.zeros((3, 3)), CLASSES)
+
+
+# --- the metrics survey teams report ----------------------------------------------------------------
+
+def test_roc_auc_by_hand_with_ties_and_against_pair_counting():
+    from rbda.learn.metrics import roc_auc
+
+    labels = np.array([1, 1, 0, 0, 1, 0])
+    scores = np.array([0.9, 0.4, 0.4, 0.1, 0.8, 0.7])
+    # real-bogus pairs: 0.9 beats all 3; 0.8 beats all 3; 0.4 beats 0.1, ties 0.4, loses to 0.7 -> 1.5
+    assert roc_auc(labels, scores) == pytest.approx((3 + 3 + 1.5) / 9)
+    rng = np.random.default_rng(0)
+    labels, scores = rng.integers(0, 2, 300), rng.random(300).round(2)
+    real, bogus = scores[labels == 1], scores[labels == 0]
+    pairs = (real[:, None] > bogus[None, :]).mean() + 0.5 * (real[:, None] == bogus[None, :]).mean()
+    assert roc_auc(labels, scores) == pytest.approx(pairs)
+    assert roc_auc(np.ones(4), np.arange(4)) is None
+
+
+def test_threshold_for_completeness_is_the_highest_that_keeps_it():
+    from rbda.learn.metrics import operating_point, threshold_for_completeness
+
+    labels = np.array([1] * 20 + [0] * 5)
+    scores = np.concatenate([np.linspace(1.0, 0.05, 20), [0.5, 0.3, 0.2, 0.02, 0.01]])
+    threshold = threshold_for_completeness(labels, scores, 0.95)  # 19 of 20 real at or above it
+    assert threshold == pytest.approx(scores[18])
+    point = operating_point(labels, scores, threshold)
+    assert point["completeness"] == pytest.approx(0.95)
+    assert point["fpr"] == pytest.approx(3 / 5) and point["purity"] == pytest.approx(19 / 22)
+    assert threshold_for_completeness(labels, scores, 0.99) == pytest.approx(scores[19])  # all 20
+
+
+def test_survey_team_metrics_choose_the_threshold_on_validation():
+    from rbda.learn.metrics import survey_team_metrics
+
+    val_labels = np.array([1, 1, 1, 1, 0, 0])
+    val_scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.1])  # 95% and 99% of 4 real: threshold 0.6
+    labels = np.array([1, 1, 0, 0])
+    scores = np.array([0.95, 0.55, 0.65, 0.2])
+    out = survey_team_metrics(labels, scores, val_labels, val_scores, tp=1, fn=1, fp=1)
+    assert out["purity"] == 0.5 and out["completeness"] == 0.5 and out["roc_auc"] == pytest.approx(0.75)
+    assert out["at_completeness"]["0.95"] == {"threshold": 0.6, "completeness": 0.5, "purity": 0.5, "fpr": 0.5}
+    assert set(out["at_completeness"]) == {"0.95", "0.99"}
+    json.dumps(out)  # JSON as written in run files

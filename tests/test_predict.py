@@ -431,3 +431,128 @@ def test_progress_counts_alerts_apart_from_unreadable_files(trained, tmp_path, m
     summary = predicting.predict_files(trained["model"], [good, *junk], tmp_path / "s.parquet", skip_bad=True)
     assert summary.scored == 1 and len(summary.bad) == 4
     assert lines[-1] == (2, "scored 1, refused 1, unreadable files 3")
+
+
+# --- declared packet layouts ----------------------------------------------------------------------
+
+BROKER_SCHEMA = {"type": "record", "name": "alert", "namespace": "newbroker", "fields": [
+    {"name": "alertId", "type": "string"},
+    {"name": "source", "type": {"type": "record", "name": "source", "fields": [
+        {"name": "score", "type": ["null", "double"]}, {"name": "extra", "type": "string"}]}},
+    {"name": "stamps", "type": {"type": "record", "name": "stamps", "fields": [
+        {"name": n, "type": ["null", "bytes"]} for n in ("new", "ref", "diff")]}}]}
+
+BROKER_LAYOUT = """
+layouts:
+  - name: newbroker
+    label: New broker
+    framing: {framing}
+    {selector}
+    id: alertId
+    scores: {{broker_score: source.score}}
+    cutouts: {{science: stamps.new, template: stamps.ref, difference: stamps.diff}}
+    cutout_forms: [bytes]
+    compression: none
+    stamp_size: 25
+"""
+
+
+def broker_packet(alert_id: str, rng, score=0.7) -> dict:
+    blobs = {k: fits_blob(rng.normal(0, 1, (25, 25)), compress=False) for k in ("new", "ref", "diff")}
+    return {"alertId": alert_id, "source": {"score": score, "extra": "x" * 50}, "stamps": blobs}
+
+
+def test_a_broker_nobody_has_seen_is_read_by_declaring_its_layout(trained, tmp_path):
+    """Container and Confluent framing of an unseen schema (fields named nothing like ZTF's), read with
+    --packet-layouts only; its score is a column of its own, NaN for the other layouts' packets."""
+    rng = np.random.default_rng(3)
+    container = tmp_path / "container.yaml"
+    container.write_text(BROKER_LAYOUT.format(framing="container", selector='schema_names: ["newbroker.*"]'))
+    with open(tmp_path / "a.avro", "wb") as fh:
+        fastavro.writer(fh, fastavro.parse_schema(BROKER_SCHEMA), [broker_packet("b-1", rng), broker_packet("b-2", rng)])
+    write_packets(tmp_path / "ztf.avro", [packet(9, rng)])
+    out = tmp_path / "scores.parquet"
+    argv = ["predict", "--model", str(trained["model"]), "--input", str(tmp_path / "a.avro"), str(tmp_path / "ztf.avro"),
+            "--output", str(out)]
+    assert main(argv + ["--packet-layouts", str(container)]) == 0
+    table = pq.read_table(out).to_pydict()
+    assert table["layout"] == ["newbroker", "newbroker", "ztf"] and table["candid"] == ["b-1", "b-2", "9"]
+    assert table["broker_score"][:2] == [pytest.approx(0.7)] * 2 and np.isnan(table["broker_score"][2])
+    assert table["rb"][2] == pytest.approx(0.25)
+
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "77.avsc").write_text(json.dumps(BROKER_SCHEMA))
+    confluent = tmp_path / "confluent.yaml"
+    confluent.write_text(BROKER_LAYOUT.format(framing="confluent",
+                                              selector='schema: {folder: schemas, file: "{id}.avsc"}'))
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(BROKER_SCHEMA), broker_packet("c-1", rng, score=None))
+    (tmp_path / "c.avro").write_bytes(b"\x00" + (77).to_bytes(4, "big") + body.getvalue())
+    out2 = tmp_path / "scores2.parquet"
+    assert main(["predict", "--model", str(trained["model"]), "--input", str(tmp_path / "c.avro"), "--output",
+                 str(out2), "--packet-layouts", str(confluent)]) == 0
+    table = pq.read_table(out2).to_pydict()
+    assert table["candid"] == ["c-1"] and table["layout"] == ["newbroker"] and np.isnan(table["broker_score"][0])
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"framing": "kafka"}, "framing"), ({"cutouts": {"science": "a", "template": "b"}}, "cutouts"),
+    ({"stamp_size": 4}, "stamp_size"), ({"compression": "bz2"}, "compression"), ({"scores": {"rb": 3}}, "scores"),
+    ({"cutout_forms": ["png"]}, "cutout_forms"), ({"colour": "red"}, "settings among"),
+    ({"schema_names": []}, "schema_names")])
+def test_bad_layout_declarations_are_errors_naming_file_layout_and_setting(tmp_path, change, message):
+    import yaml
+
+    from rbda.alerts.layouts import read_layouts
+
+    layout = {"name": "mine", "framing": "container", "schema_names": ["*"], "id": "candid",
+              "cutouts": {"science": "s", "template": "t", "difference": "d"}, "cutout_forms": ["bytes"],
+              "compression": "gzip", "stamp_size": 63} | change
+    path = tmp_path / "layouts.yaml"
+    path.write_text(yaml.safe_dump({"layouts": [layout]}))
+    with pytest.raises(InputFileError) as info:
+        read_layouts(path)
+    assert str(path) in str(info.value) and "layout mine" in str(info.value) and message in str(info.value)
+
+
+@pytest.mark.realsamples
+def test_real_ztf_rubin_decam_and_atlas_packets_scored_together_bad_ones_listed(trained, real_samples, tmp_path):
+    """Every real packet of the three brokers (and the real ATLAS stamps as an ATLAS packet) is read by its
+    declared layout; Rubin's reliability and ZTF's
+    rb beside p_real. A truncated Rubin packet, an unknown schema id and a packet without a cutout field are
+    listed (file and field) while the rest are scored."""
+    from rbda.alerts.layouts import package_folder
+
+    if package_folder("lsst.alert.packet") is None:
+        pytest.skip("lsst-alert-packet (Rubin's schema files) is not installed")
+    rubin = real_samples / "lsst_avro" / "7912941781254298.avro"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "truncated.avro").write_bytes(rubin.read_bytes()[:70000])
+    (bad / "unknown_id.avro").write_bytes(b"\x00" + (123456).to_bytes(4, "big") + rubin.read_bytes()[5:])
+    write_packets(bad / "nocutout.avro", [packet(77, np.random.default_rng(4), cutoutScience=None)])
+    # the real ATLAS stamps as an ATLAS packet: plain FITS in {fileName, stampData}, no template
+    stamp = {kind: gzip.decompress((real_samples / "atlas" / f"01a59897o0020c_000002_{kind}.fits.gz").read_bytes())
+             for kind in ("istamp", "dstamp")}
+    write_packets(tmp_path / "atlas.avro", [{
+        "objectId": "01a59897o0020c_000002", "candidate": {"candid": 2, "rb": None, "drb": None},
+        "cutoutScience": {"fileName": "i", "stampData": stamp["istamp"]}, "cutoutTemplate": None,
+        "cutoutDifference": {"fileName": "d", "stampData": stamp["dstamp"]}}])
+    out = tmp_path / "scores.parquet"
+    inputs = [str(real_samples / d) for d in ("ztf_avro", "lsst_avro", "decam_avro")] + [str(bad),
+                                                                                          str(tmp_path / "atlas.avro")]
+    assert main(["predict", "--model", str(trained["model"]), "--input", *inputs, "--output", str(out),
+                 "--skip-bad"]) == 0
+    table = pq.read_table(out).to_pydict()
+    assert sorted(set(table["layout"])) == ["atlas", "decam", "rubin", "ztf"] and len(table["candid"]) == 23
+    assert table["objectId"][table["layout"].index("atlas")] == "01a59897o0020c_000002"
+    row = table["layout"].index("rubin")
+    assert table["candid"][row] == "7912941781254298" and table["reliability"][row] == pytest.approx(0.11248, abs=1e-4)
+    assert np.isnan(table["rb"][row]) and not np.isnan(table["rb"][table["layout"].index("ztf")])
+    listed = pcsv.read_csv(tmp_path / "scores.bad.csv", convert_options=pcsv.ConvertOptions(
+        column_types={"candid": "string"})).to_pydict()
+    reasons = dict(zip([Path(f).name for f in listed["file"]], listed["reason"]))
+    assert "truncated" in reasons["truncated.avro"] and "schema id 900" in reasons["truncated.avro"]
+    assert "schema id 123456 is in none" in reasons["unknown_id.avro"] and "900" in reasons["unknown_id.avro"]
+    assert "no cutoutScience" in reasons["nocutout.avro"]

@@ -117,6 +117,19 @@ def test_demo_preset_plans_the_same_rules_smaller(workflow):
     }
 
 
+def test_rubin_preset_plans_a_declared_fifth_survey_as_the_four_surveys_target(workflow):
+    """presets/rubin.yaml declares a Rubin-like survey the code has never seen; it is synthesised (generic
+    layout), preprocessed, split and trained on like the study's four, as the target of four pairs."""
+    pairs = 4 * 3 * 2  # pairs x shots x splits
+    assert planned_jobs(workflow, *DEMO, "presets/rubin.yaml") == {
+        "synthesize_survey": 5, "preprocess_survey": 5, "split_survey": 5 * 2, "train_baseline": 5 * 2,
+        "train_finetune": pairs, "train_mme": pairs * 2, "choose_lambda": 4, "select_lambda": pairs,
+        "select_model": pairs, "aggregation_inputs": 1, "aggregate": 1, "all": 1,
+    }
+    declared = json.loads((workflow / "resources" / "survey_declarations.json").read_text())
+    assert list(declared["surveys"]) == ["rubin"] and declared["surveys"]["rubin"]["stamp_size"] == 30
+
+
 EXTENDED = (*DEMO, "presets/extended.yaml")
 
 
@@ -408,7 +421,11 @@ def test_training_jobs_ask_for_the_memory_their_surveys_need(workflow):
         ({"pairs": ["hits-to-des", "hits-to-kepler"]}, "config key 'pairs[1]' ('hits-to-kepler'): target 'kepler' is not a configured survey"),
         ({"shots": [1, 0]}, "On instance['shots'][1]"),
         ({"lambdas": []}, "On instance['lambdas']"),
-        ({"surveys": {"kepler": {"source": "synthetic", "synthetic_size": 100}}}, "'kepler' is not one of"),
+        ({"surveys": {"kepler": {"source": "synthetic", "synthetic_size": 100}}},
+         "config key 'surveys.kepler': a survey other than hits, des, ztf, atlas needs its declaration"),
+        ({"surveys": {"ztf": {"source": "path", "path": "x", "declare": {
+            "stamp_size": 63, "layouts": {"pickle": {"reader": "ztf_pickle"}}, "class_map": {"real": ["a"], "bogus": ["b"]}}}}},
+         "config key 'surveys.ztf.declare': ztf is a shipped survey"),
         ({"lambdas": [0.1, 0.1000000001]}, "config key 'lambdas': 0.1 and 0.1000000001 are the same value in paths"),
         ({"predict": {"inputs": ["a.avro"]}}, "config key 'predict': give both 'inputs' and 'models'"),
         ({"predict": {"inputs": ["a.avro"], "models": ["finetune/des-to-hits/shots-1/split-0"]}},

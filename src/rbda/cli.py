@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import sys
+from pathlib import Path
 
 from rbda import __version__
 from rbda.atomic import check_outputs
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rbda {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--surveys", action=SurveysFile, metavar="SURVEYS.json",
+                        help="a file declaring surveys beyond the study's four (docs/surveys.md); sets RBDA_SURVEYS "
+                             "for this command")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"rbda.commands.{name}")
@@ -63,7 +67,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class SurveysFile(argparse.Action):
+    """``rbda --surveys FILE``: the survey declarations of FILE join the shipped ones (rbda.surveys),
+    set when parsed, so that the command's --survey options accept them."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from rbda.surveys import SURVEYS_ENV
+
+        os.environ[SURVEYS_ENV] = str(Path(values).resolve())
+        setattr(namespace, self.dest, values)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from rbda.surveys import SURVEYS_ENV
+
+    declared_before = os.environ.get(SURVEYS_ENV)
+    try:
+        return _main(argv)
+    finally:  # --surveys holds for this command only (main is also called in-process, by tests)
+        if declared_before is None:
+            os.environ.pop(SURVEYS_ENV, None)
+        else:
+            os.environ[SURVEYS_ENV] = declared_before
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -163,7 +163,8 @@ def learning_core_sha256() -> str:
 #: FITS decoding, the restricted unpickler they use, preprocessing, the Parquet writer), relative to
 #: the ``rbda`` package; ``ingest/readers`` counts whole. Kept apart from :data:`LEARNING_CORE`.
 DATA_PREPARATION = ("ingest/preprocess.py", "ingest/fits.py", "ingest/readers", "ingest/safe_pickle.py",
-                    "ingest/safe_pickle_worker.py", "ingest/pickle_rebuild.py", "ingest/store.py")
+                    "ingest/safe_pickle_worker.py", "ingest/pickle_rebuild.py", "ingest/store.py",
+                    "surveys.py", "data/surveys.json")  # the survey declarations: class maps, layouts, size rules
 
 
 def data_preparation_files() -> list[Path]:

@@ -23,6 +23,7 @@ from itertools import permutations
 from typing import Any, Iterable
 
 from rbda.errors import ConfigKeyError, SettingError
+from rbda.surveys import shipped_surveys
 
 # --- names ------------------------------------------------------------------------------
 
@@ -31,10 +32,11 @@ CHANNELS = ("template", "science", "difference")
 #: Side of a preprocessed stamp (the central crop; docs/method.md section 2).
 STAMP_SIZE = 21
 
-#: The surveys of the study, in study order (lower case, also in paths).
-SURVEYS = ("hits", "des", "ztf", "atlas")
-#: Display names of the surveys.
-SURVEY_LABELS = {"hits": "HiTS", "des": "DES", "ztf": "ZTF", "atlas": "ATLAS"}
+#: The surveys of the study, in study order (lower case, also in paths): the shipped survey
+#: declarations (rbda/data/surveys.json, read by rbda.surveys; others are declared, not coded).
+SURVEYS = tuple(shipped_surveys())
+#: Display names of the study's surveys (rbda.surveys.survey_label for any declared one).
+SURVEY_LABELS = {name: survey.label for name, survey in shipped_surveys().items()}
 
 #: The method that trains a model from scratch on one survey.
 BASELINE = "baseline"
@@ -80,9 +82,8 @@ BACKBONES = ("study_cnn", "deephits", "earlysn")
 #: survey's original classes (RELATED.md E.2; rbda.ingest.multiclass).
 TASKS = ("binary", "multiclass")
 #: The original classes of the surveys that have more than real/bogus, in label order (index = label
-#: of ``task: multiclass``): ALeRCE's order for ZTF (0 AGN .. 4 bogus), alphabetical for ATLAS.
-SURVEY_CLASSES = {"ztf": ("AGN", "SN", "VS", "asteroid", "bogus"),
-                  "atlas": ("burn", "cr", "kast", "noise", "spike", "streak")}
+#: of ``task: multiclass``), as their survey declarations list them (``classes``).
+SURVEY_CLASSES = {name: survey.classes for name, survey in shipped_surveys().items() if survey.classes}
 #: Balanced parts of a multiclass split, items per class (TwoAlert: 200 validation, 100 test).
 MULTICLASS_VAL_PER_CLASS = 200
 MULTICLASS_TEST_PER_CLASS = 100

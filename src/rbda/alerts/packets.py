@@ -1,40 +1,46 @@
-"""Alert packets (Avro): ZTF and ATLAS alerts as triplets to score.
+"""Alert packets (Avro) of any declared broker as triplets to score.
 
-A file holds one or more packets (an Avro object container file, codec null,
-deflate, snappy, bzip2 or xz, each block inflated to at most :data:`MAX_BLOCK_BYTES`
-and holding no more records than bytes; ZTF's are snappy-compressed, which needs
-``cramjam``); a folder is searched for ``*.avro`` files. Per packet:
+How a broker's packets are laid out is declared, not coded: :mod:`rbda.alerts.layouts` reads the
+layouts (the shipped ZTF, ATLAS, Rubin/LSST and DECam/DESIRT ones in ``packet_layouts.yaml``, and
+any a user passes with ``rbda predict --packet-layouts``). A file is one of:
 
-* ids: ``objectId`` and ``candid`` (``candidate.candid``, a top-level ``candid`` or Rubin's
-  ``diaSourceId``), carried as strings: ZTF's are longs, ATLAS's strings such as
-  ``02a59543o0040o_006230`` (:func:`packet_id`; a double, a bool or an id over
+* an Avro object container file (codec null, deflate, snappy, bzip2 or xz, each block inflated to
+  at most :data:`MAX_BLOCK_BYTES` and holding no more records than bytes; ZTF's are
+  snappy-compressed, which needs ``cramjam``) of one or more packets; each packet is read under the first container layout
+  whose ``schema_names`` match the writer schema's full name and whose ``compression`` (gzip or
+  plain FITS) is that of the packet's science cutout;
+* a Confluent-framed packet (a zero byte, a 4-byte big-endian schema id, one schemaless record:
+  Rubin's), read under the confluent layout whose schema source has a file for that id (Rubin:
+  the schemas of the ``lsst-alert-packet`` package, id 900 = schema 9.0); an id no layout has is
+  a bad file naming the id and the ids known.
+
+A folder is searched for ``*.avro`` files. Per packet, by its layout:
+
+* ids (``id``, ``object_id`` field paths) carried as strings: ZTF's are longs, ATLAS's strings such
+  as ``02a59543o0040o_006230`` (:func:`packet_id`; a double, a bool or an id over
   :data:`MAX_ID_CHARS` characters is a bad packet, never truncated);
-* ZTF's own real/bogus scores ``candidate.rb`` and ``candidate.drb`` (NaN when null; a
-  value that is not a number is a bad packet);
-* cutouts ``cutoutScience``, ``cutoutTemplate``, ``cutoutDifference``, each a
-  record ``{fileName, stampData}`` (or the bytes themselves) holding FITS bytes,
-  gzip-compressed (ZTF) or plain (ATLAS), decoded by :func:`rbda.ingest.fits.decode_stamp`.
+* the broker's own real/bogus scores (``scores``: ZTF's ``rb``, ``drb``; Rubin's ``reliability``),
+  one output column each, NaN when null or when the packet's layout has no such score (a value that
+  is not a number is a bad packet);
+* the three cutouts (``cutouts``), each FITS bytes, directly or in a ``{fileName, stampData}``
+  record (``cutout_forms``), gzip-compressed or plain (``compression``; of a multi-HDU file the
+  PRIMARY image), decoded by :func:`rbda.ingest.fits.decode_stamp`, at most ``stamp_size`` pixels a
+  side (a larger one is a bad packet; gzip-compressed cutouts are inflated only up to what that
+  size needs).
 
-Each packet is read under a survey's declaration (:data:`PACKET_SURVEYS`, chosen by
-:func:`packet_survey`): the largest cutout the survey sends (a larger one is a bad
-packet, and gzip-compressed cutouts are inflated only up to what that size needs)
-and its edge rule. ZTF cuts the cutouts of sources near a CCD edge (e.g. 48x63):
-the rule pads them to the survey's stamp size on the side the CCD edge cut
-(from ``candidate.xpos``/``ypos``; both sides evenly without them) with NaN, which
-preprocessing marks as invalid pixels like any NaN; such alerts are scored and
-flagged (``padded`` column). A stamp no rule can make valid stays a bad packet.
-
-ATLAS ships no template: a packet whose ``cutoutTemplate`` is null and whose
-science cutout is plain (not gzip-compressed) FITS gets template = science -
-difference, as the ATLAS survey reader does for training. A ZTF-form packet
-(gzip-compressed cutouts) without its template is a bad packet.
+Edge cutouts (e.g. ZTF's 48x63 near a CCD edge) are padded by the layout's edge rule to its stamp
+size on the side the CCD edge cut (from the ``edge`` position fields; both sides evenly without
+them) with NaN, which preprocessing marks as invalid pixels like any NaN; such alerts are scored
+and flagged (``padded`` column). A layout with ``missing_template: science_minus_difference``
+(ATLAS, which ships no template) gets template = science - difference, as the ATLAS survey reader
+does for training; any other layout's packet without its template is a bad packet.
 
 Bad packets -- a packet without a cutout, a cutout that is not a FITS image,
 stamps of different shapes, non-square or smaller than the model's crop, a
-stamp without any valid pixel (all NaN or sentinel) -- and unreadable or
-truncated Avro files, a Confluent-framed packet (magic byte 0 and a schema id: Rubin's),
-a writer schema whose arrays could declare items that take no bytes (a packet of a
-few bytes could then make the reader loop for ever) or that is recursive, are an
+stamp without any valid pixel (all NaN or sentinel), a packet no declared layout
+matches -- and unreadable or truncated Avro files, a Confluent schema id no layout
+knows, a writer schema whose arrays could declare items that take no bytes (a packet
+of a few bytes could then make the reader loop for ever) or that is recursive, are an
 :class:`~rbda.errors.InputFileError` naming the
 file and the packet's candid; with ``skip_bad=True`` they are collected in
 :attr:`AlertReader.bad` (file, candid, reason) instead and never silently dropped.
@@ -56,34 +62,19 @@ from rbda.errors import InputFileError
 from rbda.ingest.fits import BLOCK, GZIP_MAGIC, MAX_HEADER_BLOCKS, decode_stamp, inflate
 from rbda.ingest.preprocess import STAMP_SIZE, valid_mask
 from rbda.ingest.readers.base import IgnoredFiles, RawBatch, iter_files
+from rbda.alerts.layouts import PacketLayout, load_layouts
 from rbda.study import CHANNELS
 
-CUTOUTS = {"template": "cutoutTemplate", "science": "cutoutScience", "difference": "cutoutDifference"}
-#: Per-alert columns an :class:`AlertBatch` carries, in output order.
-ALERT_COLUMNS = ("objectId", "candid", "rb", "drb", "padded", "file")
+#: Per-alert id columns an :class:`AlertBatch` carries first, then the layouts' score columns, then
+#: :data:`TAIL_COLUMNS`.
+ID_COLUMNS = ("objectId", "candid", "layout")
+TAIL_COLUMNS = ("padded", "file")
 #: Longest objectId or candid accepted, characters (ZTF's are 12 and 18, ATLAS's 21).
 MAX_ID_CHARS = 64
 #: Raw triplet bytes the reader holds at once over all its shape groups; past it the groups are emitted.
 MAX_HELD_BYTES = 64 * 2**20
 
 
-@dataclass(frozen=True)
-class PacketSurvey:
-    """What a survey's alert packets can hold: its cutout size, the largest accepted and the size
-    its edge rule pads cut edge cutouts to (:func:`edge_rule`)."""
-
-    name: str
-    stamp_size: int
-
-    def max_cutout_bytes(self) -> int:
-        """Largest inflated cutout FITS file: the largest header parsed, float64 pixels, one block of slack."""
-        return (MAX_HEADER_BLOCKS + 1) * BLOCK + 8 * self.stamp_size ** 2
-
-
-#: Survey declarations of alert packets: ZTF (63x63 cutouts, gzip FITS in ``{fileName, stampData}``),
-#: ATLAS (61x61 plain FITS, no template), DECam/DESIRT (63x63 gzip FITS bytes).
-PACKET_SURVEYS = {"ztf": PacketSurvey("ztf", 63), "atlas": PacketSurvey("atlas", 61),
-                  "decam": PacketSurvey("decam", 63)}
 PATTERNS = ("*.avro",)
 #: Class name of unlabelled alerts in the RawBatch (label -1).
 UNLABELLED = "alert"
@@ -119,21 +110,44 @@ class BadPacketError(Exception):
         self.candid = candid
 
 
-def _stamp_bytes(packet: dict, key: str) -> object:
-    cutout = packet.get(key)
-    if isinstance(cutout, dict):
+def field_value(packet: dict, path: str) -> object:
+    """The value at a dotted field path (``candidate.candid``); None where a step is missing or null."""
+    value: object = packet
+    for name in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(name)
+    return value
+
+
+def first_value(packet: dict, paths: Sequence[str]) -> tuple[str, object]:
+    """(path, value) of the first of ``paths`` present and not null; (paths[0], None) when none is."""
+    for path in paths:
+        value = field_value(packet, path)
+        if value is not None:
+            return path, value
+    return (paths[0] if paths else ""), None
+
+
+def _stamp_bytes(packet: dict, key: str, forms: Sequence[str]) -> object:
+    """A cutout's FITS bytes (None when the field is missing or null) in one of the layout's ``forms``."""
+    cutout = field_value(packet, key)
+    if isinstance(cutout, dict) and "record" in forms:
         cutout = cutout.get("stampData")
+    elif cutout is not None and "bytes" not in forms:
+        raise BadPacketError(f"{key}: a record {{fileName, stampData}} of FITS bytes, got {_avro_type(cutout)}")
     if cutout is not None and not isinstance(cutout, (bytes, bytearray, memoryview)):
-        raise BadPacketError(f"{key}: FITS bytes (or a record with stampData), got {_avro_type(cutout)}")
+        expected = "FITS bytes (or a record with stampData)" if "record" in forms else "FITS bytes"
+        raise BadPacketError(f"{key}: {expected}, got {_avro_type(cutout)}")
     return cutout
 
 
-def _score(candidate: dict, key: str) -> float:
-    value = candidate.get(key)
+def _score(packet: dict, path: str) -> float:
+    value = field_value(packet, path)
     if value is None:
         return float("nan")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadPacketError(f"candidate.{key} a number or null, got {_avro_type(value)} {str(value)[:40]!r}")
+        raise BadPacketError(f"{path} a number or null, got {_avro_type(value)} {str(value)[:40]!r}")
     return float(value)
 
 
@@ -158,13 +172,35 @@ def packet_id(value: object, name: str) -> str:
     return text
 
 
-def packet_survey(science: bytes, schema_name: str = "") -> PacketSurvey:
-    """The declaration a packet is read under: DECam for a DESIRT/DECam schema, else ZTF for
-    gzip-compressed cutouts and ATLAS for plain FITS ones."""
-    name = schema_name.lower()
-    if "desirt" in name or "decam" in name:
-        return PACKET_SURVEYS["decam"]
-    return PACKET_SURVEYS["ztf" if bytes(science[:2]) == GZIP_MAGIC else "atlas"]
+def is_gzip(blob: object) -> bool:
+    return bytes(blob[:2]) == GZIP_MAGIC
+
+
+def container_layout(layouts: Sequence[PacketLayout], schema_name: str, packet: dict) -> PacketLayout:
+    """The layout of a container file's packet: the first whose ``schema_names`` match the writer schema's
+    full name and whose ``compression`` is that of the science cutout; a BadPacketError when none is."""
+    tried = []
+    missing = None
+    for layout in layouts:
+        if layout.framing != "container" or not layout.matches_schema(schema_name):
+            continue
+        field = layout.cutouts["science"]
+        try:
+            science = _stamp_bytes(packet, field, layout.cutout_forms)
+        except BadPacketError as exc:
+            tried.append(f"{layout.name} ({exc.reason})")
+            continue
+        if science is None:
+            missing = missing or field
+            tried.append(f"{layout.name} (no {field})")
+            continue
+        if is_gzip(science) == (layout.compression == "gzip"):
+            return layout
+        tried.append(f"{layout.name} ({'plain' if layout.compression == 'none' else 'gzip-compressed'} FITS cutouts)")
+    if missing is not None and all("(no " in entry for entry in tried):
+        raise BadPacketError(f"no {missing} (expected FITS bytes)")
+    raise BadPacketError(f"a packet of a declared layout; writer schema {schema_name or '(unnamed)'!r} matched "
+                         f"{', '.join(tried) or 'no layout'}")
 
 
 def _pad_widths(size: int, target: int, position: object) -> tuple[int, int]:
@@ -176,36 +212,36 @@ def _pad_widths(size: int, target: int, position: object) -> tuple[int, int]:
     return missing // 2, missing - missing // 2
 
 
-def edge_rule(images: dict[str, np.ndarray], survey: PacketSurvey, candidate: dict) -> tuple[dict, bool]:
-    """Images of one shape made scorable by ``survey``'s edge rule: returned as they are when square and at
-    least the crop; edge cutouts (each axis at least half the survey's cutout, the half that holds the
-    source, and at most the cutout) padded with NaN to the survey's cutout size. Returns (images, padded)."""
+def edge_rule(images: dict[str, np.ndarray], survey: PacketLayout, packet: dict) -> tuple[dict, bool]:
+    """Images of one shape made scorable by the layout's edge rule: returned as they are when square and at
+    least the crop; edge cutouts (each axis at least half the layout's cutout, the half that holds the
+    source, and at most the cutout) padded with NaN to the layout's stamp size. Returns (images, padded)."""
     height, width = next(iter(images.values())).shape
     if height == width and height >= STAMP_SIZE:
         return images, False
     half = survey.stamp_size // 2 + 1
-    if min(height, width) < half:
+    if not survey.pads_edges or min(height, width) < half:
         raise BadPacketError(
-            f"square cutouts of at least {STAMP_SIZE}x{STAMP_SIZE} pixels, or {survey.name.upper()} edge cutouts "
+            f"square cutouts of at least {STAMP_SIZE}x{STAMP_SIZE} pixels, or {survey.label} edge cutouts "
             f"of at least {half} pixels a side (padded to {survey.stamp_size}x{survey.stamp_size}), got {height}x{width}")
-    pads = (_pad_widths(height, survey.stamp_size, candidate.get("ypos")),
-            _pad_widths(width, survey.stamp_size, candidate.get("xpos")))
+    position = {axis: field_value(packet, path) for axis, path in survey.position.items()}
+    pads = (_pad_widths(height, survey.stamp_size, position.get("y")),
+            _pad_widths(width, survey.stamp_size, position.get("x")))
     return {channel: np.pad(image, pads, constant_values=np.nan) for channel, image in images.items()}, True
 
 
-def packet_triplet(packet: dict, path: Path, where: str, survey: PacketSurvey | None = None,
-                   schema_name: str = "") -> tuple[np.ndarray, bool]:
-    """(3, H, W) float32 triplet (template, science, difference) of one packet and whether the edge rule
-    padded it; BadPacketError if unusable."""
-    blobs = {channel: _stamp_bytes(packet, key) for channel, key in CUTOUTS.items()}
+def packet_triplet(packet: dict, path: Path, where: str, survey: PacketLayout) -> tuple[np.ndarray, bool]:
+    """(3, H, W) float32 triplet (template, science, difference) of one packet read under its layout
+    ``survey`` and whether the edge rule padded it; BadPacketError if unusable."""
+    cutouts = survey.cutouts
+    blobs = {channel: _stamp_bytes(packet, cutouts[channel], survey.cutout_forms) for channel in CHANNELS}
     for channel in ("science", "difference"):
         if blobs[channel] is None:
-            raise BadPacketError(f"no {CUTOUTS[channel]} (expected FITS bytes)")
-    survey = survey or packet_survey(blobs["science"], schema_name)
+            raise BadPacketError(f"no {cutouts[channel]} (expected FITS bytes)")
     derive_template = blobs["template"] is None
-    if derive_template and bytes(blobs["science"][:2]) == GZIP_MAGIC:
-        raise BadPacketError("no cutoutTemplate in a ZTF-form packet (gzip-compressed cutouts); only "
-                             "ATLAS packets (plain FITS cutouts) may lack the template")
+    if derive_template and survey.missing_template != "science_minus_difference":
+        raise BadPacketError(f"no {cutouts['template']} in a {survey.label} packet; only layouts declaring "
+                             "missing_template: science_minus_difference (ATLAS's) may lack the template")
     images = {}
     for channel in CHANNELS:
         if channel == "template" and derive_template:
@@ -214,53 +250,65 @@ def packet_triplet(packet: dict, path: Path, where: str, survey: PacketSurvey | 
         try:
             images[channel] = decode_stamp(blobs[channel], path, where, max_bytes=limit)
         except InputFileError as exc:
-            bound = f" ({survey.name.upper()} cutouts are at most {survey.stamp_size}x{survey.stamp_size} pixels, " \
+            bound = f" ({survey.label} cutouts are at most {survey.stamp_size}x{survey.stamp_size} pixels, " \
                     f"{limit} FITS bytes)" if str(limit) in exc.expected else ""
-            raise BadPacketError(f"{CUTOUTS[channel]}: {exc.expected}{bound}") from None
+            raise BadPacketError(f"{cutouts[channel]}: {exc.expected}{bound}") from None
     shapes = {channel: image.shape for channel, image in images.items()}
     for channel, (height, width) in shapes.items():
         if max(height, width) > survey.stamp_size:
             raise BadPacketError(f"cutouts of at most {survey.stamp_size}x{survey.stamp_size} pixels (the largest "
-                                 f"{survey.name.upper()} sends), got {height}x{width} in {CUTOUTS[channel]}")
+                                 f"{survey.label} sends), got {height}x{width} in {cutouts[channel]}")
     if len(set(shapes.values())) != 1:
         raise BadPacketError(f"cutouts of one shape, got {shapes}")
-    candidate = packet.get("candidate") if isinstance(packet.get("candidate"), dict) else {}
-    images, padded = edge_rule(images, survey, candidate)
+    images, padded = edge_rule(images, survey, packet)
     if derive_template:
         images["template"] = images["science"] - images["difference"]
     for channel in CHANNELS:
         if not valid_mask(images[channel]).any():
-            name = CUTOUTS[channel] + (" (science - difference)" if channel == "template" and derive_template else "")
+            name = cutouts[channel] + (" (science - difference)" if channel == "template" and derive_template else "")
             raise BadPacketError(f"{name} has no valid pixel (all NaN, infinite or sentinel)")
     return np.stack([images[channel] for channel in CHANNELS]), padded
 
 
-#: Fields decoded from each packet; the rest (``prv_candidates``, most of ``candidate``) is skipped.
-WANTED = {"objectId": None, "candid": None, "diaSourceId": None, "candidate": {"candid", "rb", "drb", "xpos", "ypos"},
-          "cutoutScience": None, "cutoutTemplate": None, "cutoutDifference": None}
+def wanted_fields(layouts: Sequence[PacketLayout]) -> dict:
+    """The field tree the layouts read: name -> subtree (a dict) or None (the whole field)."""
+    tree: dict = {}
+    for layout in layouts:
+        for path in layout.field_paths():
+            node = tree
+            *parents, leaf = path.split(".")
+            for name in parents:
+                if name in node and node[name] is None:
+                    break  # an ancestor is read whole
+                node = node.setdefault(name, {})
+            else:
+                node[leaf] = None
+    return tree
 
 
-def projected_schema(writer_schema: dict) -> dict | None:
-    """A reader schema of only the :data:`WANTED` fields (fastavro then skips the others), or None."""
+#: Fields decoded from each packet by the shipped layouts; the rest (``prv_candidates``, most of ``candidate``)
+#: is skipped.
+WANTED = wanted_fields(load_layouts())
+
+
+def projected_schema(writer_schema: dict, wanted: dict | None = None) -> dict | None:
+    """A reader schema of only the ``wanted`` fields (default :data:`WANTED`; fastavro then skips the others),
+    or None."""
+    wanted = WANTED if wanted is None else wanted
     if not isinstance(writer_schema, dict) or writer_schema.get("type") != "record":
         return None
 
-    def keep_subfields(field_type, names):
-        branches = field_type if isinstance(field_type, list) else [field_type]
-        out = []
-        for branch in branches:
-            if isinstance(branch, dict) and branch.get("type") == "record":
-                branch = {**branch, "fields": [f for f in branch["fields"] if f["name"] in names]}
-            out.append(branch)
-        return out if isinstance(field_type, list) else out[0]
+    def project(field_type, tree):
+        if tree is None:
+            return field_type
+        if isinstance(field_type, list):
+            return [project(branch, tree) for branch in field_type]
+        if isinstance(field_type, dict) and field_type.get("type") == "record":
+            return {**field_type, "fields": [{**f, "type": project(f["type"], tree[f["name"]])}
+                                             for f in field_type.get("fields", []) if f.get("name") in tree]}
+        return field_type
 
-    fields = []
-    for field in writer_schema.get("fields", []):
-        if field.get("name") not in WANTED:
-            continue
-        sub = WANTED[field["name"]]
-        fields.append(field if sub is None else {**field, "type": keep_subfields(field["type"], sub)})
-    return {**writer_schema, "fields": fields}
+    return project(writer_schema, wanted)
 
 
 # ---------------------------------------------------------------- Avro object container files
@@ -407,28 +455,42 @@ def check_schema_bounded(schema: object) -> None:
 
 
 class AvroSchemas:
-    """Parsed writer schemas and their :func:`projected_schema`, one entry per distinct schema text."""
+    """Parsed writer schemas and their :func:`projected_schema` (of ``wanted``, default :data:`WANTED`),
+    one entry per distinct schema text (or Confluent schema file)."""
 
-    def __init__(self):
-        self._parsed: dict[bytes, tuple] = {}
+    def __init__(self, wanted: dict | None = None):
+        self._parsed: dict[object, tuple] = {}
+        self.wanted = WANTED if wanted is None else wanted
 
     def get(self, schema_text: bytes) -> tuple:
         entry = self._parsed.get(schema_text)
         if entry is None:
-            from fastavro import parse_schema
-
-            loaded = json.loads(schema_text)
-            check_schema_bounded(loaded)
-            projected = projected_schema(loaded)  # before parsing: a new dict, the loaded one untouched
-            writer = parse_schema(loaded)
-            try:  # decode only the fields used; a schema the projection cannot express is read whole
-                reader = None if projected is None else parse_schema(projected)
-            except Exception:  # noqa: BLE001 - fastavro raises many types for schemas it refuses
-                reader = None
-            name = loaded.get("name", "") if isinstance(loaded, dict) else ""
-            entry = (writer, reader, f"{loaded.get('namespace', '')}.{name}" if isinstance(loaded, dict) else "")
-            self._parsed[schema_text] = entry
+            entry = self._parsed[schema_text] = self._parse(json.loads(schema_text))
         return entry
+
+    def get_file(self, path: Path) -> tuple:
+        """The entry of a schema file (its named types in sibling files, as fastavro.schema.load_schema reads them)."""
+        entry = self._parsed.get(path)
+        if entry is None:
+            from fastavro.schema import load_schema
+
+            entry = self._parsed[path] = self._parse(load_schema(str(path), _write_hint=False))
+        return entry
+
+    def _parse(self, loaded: object) -> tuple:
+        from fastavro import parse_schema
+
+        check_schema_bounded(loaded)
+        projected = projected_schema(loaded, self.wanted)  # before parsing: a new dict, the loaded one untouched
+        writer = parse_schema(loaded)
+        try:  # decode only the fields used; a schema the projection cannot express is read whole
+            reader = None if projected is None else parse_schema(projected)
+        except Exception:  # noqa: BLE001 - fastavro raises many types for schemas it refuses
+            reader = None
+        name = loaded.get("name", "") if isinstance(loaded, dict) else ""
+        namespace = loaded.get("namespace", "") if isinstance(loaded, dict) else ""
+        full = name if "." in name or not namespace else f"{namespace}.{name}"
+        return writer, reader, full
 
 
 #: The first byte of the Confluent wire format (then a 4-byte big-endian schema id, then one schemaless record).
@@ -488,7 +550,8 @@ class AlertReader:
 
     format = "avro"
 
-    def __init__(self, inputs: Sequence[str | Path], skip_bad: bool = False, batch_size: int = 1024):
+    def __init__(self, inputs: Sequence[str | Path], skip_bad: bool = False, batch_size: int = 1024,
+                 layouts: Sequence[PacketLayout] | None = None):
         paths = [Path(p) for p in inputs]
         if not paths:
             raise InputFileError(".", "at least one Avro alert file or folder")
@@ -502,7 +565,14 @@ class AlertReader:
         self.skip_bad = skip_bad
         self.batch_size = batch_size
         self.bad: list[BadPacket] = []
-        self.schemas = AvroSchemas()
+        self.layouts = list(load_layouts() if layouts is None else layouts)
+        if not self.layouts:
+            raise InputFileError(paths[0], "at least one declared packet layout to read alert packets with")
+        #: The broker score columns of the output: every layout's, in declaration order.
+        self.score_columns = tuple(dict.fromkeys(c for layout in self.layouts for c in layout.scores))
+        self.schemas = AvroSchemas(wanted_fields(self.layouts))
+        self._container_layouts: dict[str, list] = {}
+        self._confluent: dict[int, PacketLayout | str] = {}
         self.read = 0  # alert records read (scored and bad)
         self.bad_files = 0  # files (or their tails) that could not be read
         self.files_done = 0
@@ -514,16 +584,17 @@ class AlertReader:
         self.bad.append(BadPacket(str(path), candid, reason))
 
     def _packets(self, path: Path, header: dict) -> Iterator[tuple[int, dict]]:
-        """(index, packet) of one Avro file; an unreadable file or packet becomes a bad entry."""
+        """(index, packet) of one Avro file; an unreadable file or packet becomes a bad entry. ``header``
+        receives ``schema_name`` (a container file's writer schema) or ``layout`` (a Confluent packet's)."""
         index = -1
         try:
             with open(path, "rb") as fh:
                 schema_id = confluent_schema_id(fh.read(5))
                 if schema_id is not None:
-                    raise CorruptAvro(
-                        f"an Avro object container file; this is a Confluent-framed packet (magic byte 0, schema "
-                        f"id {schema_id}: a schemaless record of a schema registry's schema, as Rubin sends), "
-                        "which rbda does not read")
+                    header["layout"], packet = self._confluent_packet(fh, schema_id)
+                    index = 0
+                    yield index, packet
+                    return
                 fh.seek(0)
                 for index, packet in enumerate(read_container(fh, self.schemas, header)):
                     yield index, packet
@@ -540,22 +611,74 @@ class AlertReader:
             self._bad(path, "", f"an Avro alert file, unreadable{after} "
                                 f"({exc.__class__.__name__}: {exc}); corrupt or truncated?")
 
-    def _row(self, packet: object, index: int, path: Path, schema_name: str) -> tuple:
-        """One packet's (triplet, objectId, candid, rb, drb, padded, file); BadPacketError (with the candid
-        as ``candid``, when known) if it cannot be scored."""
+    def confluent_layout(self, schema_id: int) -> PacketLayout:
+        """The confluent layout whose schema source has a file for ``schema_id``; CorruptAvro naming the id
+        and the ids the layouts know otherwise."""
+        found = self._confluent.get(schema_id)
+        if isinstance(found, PacketLayout):
+            return found
+        if found is None:
+            known = []
+            for layout in (lay for lay in self.layouts if lay.framing == "confluent"):
+                try:
+                    if layout.schema.path(schema_id).is_file():
+                        found = layout
+                        break
+                    ids = layout.schema.known_ids()
+                    known.append(f"{layout.name}: {', '.join(map(str, ids)) or 'none'} "
+                                 f"({layout.schema.describe()})")
+                except LookupError as exc:
+                    known.append(f"{layout.name}: needs {exc}")
+            self._confluent[schema_id] = found or (
+                f"a Confluent-framed packet of a schema id a declared layout knows; schema id {schema_id} is in "
+                f"none ({'; '.join(known) or 'no confluent layout is declared'})")
+            found = self._confluent[schema_id]
+        if isinstance(found, str):
+            raise CorruptAvro(found)
+        return found
+
+    def _confluent_packet(self, fh: BinaryIO, schema_id: int) -> tuple[PacketLayout, dict]:
+        """The one schemaless record after a Confluent header (the file's 5 first bytes, read)."""
+        import fastavro
+
+        layout = self.confluent_layout(schema_id)
+        writer, reader, _ = self.schemas.get_file(layout.schema.path(schema_id))
+        body = fh.read()
+        block = io.BytesIO(body)
+        try:
+            packet = fastavro.schemaless_reader(block, writer, reader)
+        except EOFError:
+            raise CorruptAvro(f"a complete Confluent-framed record (schema id {schema_id}, {layout.label}); "
+                              f"truncated at {len(body) + 5} bytes") from None
+        if block.tell() != len(body):
+            raise CorruptAvro(f"one Confluent-framed record per file (schema id {schema_id}); "
+                              f"{len(body) - block.tell()} bytes follow the record")
+        return layout, packet
+
+    def _layout(self, header: dict, packet: dict) -> PacketLayout:
+        if "layout" in header:
+            return header["layout"]
+        return container_layout(self.layouts, header.get("schema_name", ""), packet)
+
+    def _row(self, packet: object, index: int, path: Path, header: dict) -> tuple:
+        """One packet's (triplet, objectId, candid, layout, scores, padded, file); BadPacketError (with the
+        candid as ``candid``, when known) if it cannot be scored."""
         if not isinstance(packet, dict):
             raise BadPacketError(f"an alert record, got {type(packet).__name__} (packet {index})")
-        candidate = packet.get("candidate") if isinstance(packet.get("candidate"), dict) else {}
-        raw_id = candidate.get("candid", packet.get("candid", packet.get("diaSourceId")))
+        layout = self._layout(header, packet)
+        id_path, raw_id = first_value(packet, layout.id)
         if raw_id is None:
-            raise BadPacketError("a candid (candidate.candid, candid or diaSourceId)")
-        candid = packet_id(raw_id, "candid")
+            raise BadPacketError(f"an alert id ({' or '.join(layout.id)}, {layout.label} layout)")
+        candid = packet_id(raw_id, id_path)
         try:
-            object_id = packet.get("objectId")
-            object_text = "" if object_id is None else packet_id(object_id, "objectId")
-            triplet, padded = packet_triplet(packet, path, f"candid {candid}", schema_name=schema_name)
-            return (triplet, object_text, candid, _score(candidate, "rb"), _score(candidate, "drb"),
-                    padded, str(path))
+            object_text = ""
+            if layout.object_id:
+                object_path, object_id = first_value(packet, layout.object_id)
+                object_text = "" if object_id is None else packet_id(object_id, object_path)
+            scores = tuple(_score(packet, layout.scores[c]) if c in layout.scores else float("nan")
+                           for c in self.score_columns)
+            triplet, padded = packet_triplet(packet, path, f"candid {candid}", layout)
+            return triplet, object_text, candid, layout.name, scores, padded, str(path)
         except BadPacketError as exc:
             exc.candid = candid
             raise
@@ -570,7 +693,7 @@ class AlertReader:
             for index, packet in self._packets(path, header):
                 self.read += 1
                 try:
-                    row = self._row(packet, index, path, header.get("schema_name", ""))
+                    row = self._row(packet, index, path, header)
                 except BadPacketError as exc:
                     self._bad(path, exc.candid, exc.reason)
                     continue
@@ -593,9 +716,10 @@ class AlertReader:
         candids = np.array([r[2] for r in rows], dtype=object)
         raw = RawBatch(images=np.stack([r[0] for r in rows]), ids=candids.astype(str),
                        classes=np.full(n, UNLABELLED), labels=np.full(n, -1, np.int8), source=rows[0][6])
+        scores = np.array([r[4] for r in rows], dtype=np.float64).reshape(n, len(self.score_columns))
         columns = {"objectId": np.array([r[1] for r in rows], dtype=object), "candid": candids,
-                   "rb": np.array([r[3] for r in rows], dtype=np.float64),
-                   "drb": np.array([r[4] for r in rows], dtype=np.float64),
+                   "layout": np.array([r[3] for r in rows], dtype=object),
+                   **{name: scores[:, i] for i, name in enumerate(self.score_columns)},
                    "padded": np.array([r[5] for r in rows], dtype=bool),
                    "file": np.array([r[6] for r in rows], dtype=object)}
         return AlertBatch(raw, columns)

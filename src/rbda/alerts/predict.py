@@ -140,15 +140,17 @@ class ScorableInput:
     """An input of ``rbda predict`` (alerts, a survey's raw files, or Parquet) as :class:`Scorable` blocks;
     collects bad items; counts what it read. Used by ``rbda predict`` and the prediction galleries."""
 
-    def __init__(self, kind: str, inputs: Sequence[Path], survey: str | None, fmt: str | None, skip_bad: bool):
+    def __init__(self, kind: str, inputs: Sequence[Path], survey: str | None, fmt: str | None, skip_bad: bool,
+                 packet_layouts: Sequence[Path] = ()):
         self.kind, self.inputs, self.skip_bad = kind, list(inputs), skip_bad
         self.bad: list = []
         self.read = 0
         self.total: int | None = None
         if kind == "alerts":
+            from rbda.alerts.layouts import load_layouts
             from rbda.alerts.packets import AlertReader
 
-            self.reader = AlertReader(self.inputs, skip_bad=skip_bad)
+            self.reader = AlertReader(self.inputs, skip_bad=skip_bad, layouts=load_layouts(packet_layouts))
         elif kind == "survey":
             from rbda.ingest.readers import open_reader
 
@@ -247,12 +249,14 @@ def score_stamps(model, stamps: np.ndarray, device, channels_last: bool, batch_s
     return out
 
 
-def _table(parts: list[dict], identity: dict, kind: str):
+def _table(parts: list[dict], identity: dict, kind: str, score_columns: Sequence[str] = ()):
+    """The output table; alert packets' carry their ids, the layout that read them, the brokers' own scores
+    (``score_columns``: ZTF's rb, drb, Rubin's reliability, ...; NaN where a packet's layout has none)."""
     import pyarrow as pa
 
-    id_columns = (("objectId", pa.string()), ("candid", pa.string())) if kind == "alerts" else \
-        (("id", pa.string()), ("class", pa.string()), ("label", pa.int8()))
-    tail = (("rb", pa.float64()), ("drb", pa.float64()), ("padded", pa.bool_()), ("file", pa.string())) \
+    id_columns = (("objectId", pa.string()), ("candid", pa.string()), ("layout", pa.string())) \
+        if kind == "alerts" else (("id", pa.string()), ("class", pa.string()), ("label", pa.int8()))
+    tail = (*((name, pa.float64()) for name in score_columns), ("padded", pa.bool_()), ("file", pa.string())) \
         if kind == "alerts" else ()
     columns: dict[str, pa.Array] = {}
     n = sum(len(p["p_real"]) for p in parts)
@@ -307,12 +311,13 @@ def check_threshold(threshold: float) -> None:
 def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, threshold: float = DEFAULT_THRESHOLD,
                   batch_size: int = DEFAULT_BATCH_SIZE, device: str = "auto", survey: str | None = None,
                   fmt: str | None = None, skip_bad: bool = False, threads: int | None = None,
-                  log_every: float = 30.0) -> PredictSummary:
+                  log_every: float = 30.0, packet_layouts: Sequence[str | Path] = ()) -> PredictSummary:
     """Score every alert of ``inputs`` with the model at ``model_path``; write ``output`` (and the bad list).
 
     Everything that can be checked is checked before the work: the output (not an input, a writable
     file place: :func:`rbda.atomic.check_outputs`), the settings, the model file (integrity, weights,
-    facts, preprocessing). A run that scores nothing is an error (with ``skip_bad`` the bad list is
+    facts, preprocessing). ``packet_layouts``: YAML files of packet layouts read before the shipped ones
+    (:func:`rbda.alerts.layouts.load_layouts`). A run that scores nothing is an error (with ``skip_bad`` the bad list is
     still written, to say why)."""
     from rbda.atomic import check_outputs
 
@@ -348,7 +353,7 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
 
         model = model.to(memory_format=torch.channels_last)
     kind = input_kind(inputs, survey)
-    source = ScorableInput(kind, inputs, survey, fmt, skip_bad)
+    source = ScorableInput(kind, inputs, survey, fmt, skip_bad, [Path(p) for p in packet_layouts])
     labels_path = getattr(getattr(source, "reader", None), "labels_path", None)
     if labels_path is not None:
         check_outputs({"--output": output, "--output's bad list": bad_list_path(output)},
@@ -371,7 +376,7 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
             progress.update(source.read, status=source.status(summary.scored))
         progress.done, progress.status = source.read, source.status(summary.scored)
     summary.bad = source.all_bad()
-    table = _table(parts, identity, kind)
+    table = _table(parts, identity, kind, source.reader.score_columns if kind == "alerts" else ())
     if skip_bad:
         bad_path = bad_list_path(output)
         rows = [b.as_dict() for b in summary.bad]

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     data = parse_data_specs(args.data)
 
     from rbda.atomic import write_json
-    from rbda.learn.evaluate import evaluate_rows
+    from rbda.learn.evaluate import evaluate_part
     from rbda.learn.models import load_model_file, model_from_payload
     from rbda.learn.data import load_survey_tensors
     from rbda.device import apply_memory_format, configure_torch, resolve_device, resolve_memory_format
@@ -52,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
     evaluations = []
     for name, (parquet, split_file) in data.items():
         survey = load_survey_tensors(name, parquet, split_file, device, memory_format)  # read in that layout
-        counts = evaluate_rows(model, survey.stamps, survey.labels, survey.rows(survey.split.part(args.part)))
         role = ("source" if name == facts.get("source") else
                 "target" if name == facts.get("target") else "other")
-        evaluations.append({"survey": name, "role": role, "part": args.part, **counts.as_dict()})
+        evaluations.append({"survey": name, "role": role, "part": args.part,
+                            **evaluate_part(model, survey, args.part)})
     write_json(args.output, {"schema": EVALUATION_SCHEMA, "model": str(args.model), "model_facts": facts,
                              "evaluations": evaluations, "device": device.type, "memory_format": memory_format,
                              "versions": versions()})

@@ -6,8 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-SURVEYS = ("hits", "des", "ztf", "atlas")
-FORMAT_CHOICES = ("chunks", "gif", "fits", "pickle", "folder")
+from rbda.surveys import survey_argument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -17,11 +16,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "predict", help="score alerts (Avro packets, preprocessed Parquet or raw survey files) with a model",
         description=(
             "Score every alert of the inputs with a model written by `rbda train --model`: p_real (the "
-            "softmax probability of 'real') and the label at --threshold, with the alert's ids, ZTF's own "
-            "rb/drb for ZTF packets and the model's identity. Inputs are Avro alert packets (files or "
-            "folders), preprocessed survey Parquet files, or raw survey files (with --survey). Raw stamps "
-            "are preprocessed as for training. `rbda predict --describe MODEL.pt` prints what a model file "
-            "records (training facts, test metrics, preprocessing version, weights hash)."),
+            "softmax probability of 'real') and the label at --threshold, with the alert's ids, the packet "
+            "layout that read it, the broker's own scores (ZTF's rb/drb, Rubin's reliability) and the model's "
+            "identity. Inputs are Avro alert packets (files or folders; ZTF, ATLAS, Rubin/LSST and DECam "
+            "layouts are shipped, others declared with --packet-layouts), preprocessed survey Parquet files, "
+            "or raw survey files (with --survey, any declared survey). Raw stamps are preprocessed as for "
+            "training. `rbda predict --describe MODEL.pt` prints what a model file records (training facts, "
+            "test metrics, preprocessing version, weights hash)."),
     )
     p.add_argument("--model", type=Path, help="model file written by `rbda train --model`")
     p.add_argument("--describe", type=Path, metavar="MODEL.pt", help="print the model file's description and exit")
@@ -33,8 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help=f"stamps per inference batch (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    p.add_argument("--survey", choices=SURVEYS, help="the inputs are raw files of this survey's layout")
-    p.add_argument("--format", choices=FORMAT_CHOICES, help="raw layout with --survey (default: detected)")
+    p.add_argument("--survey", type=survey_argument,
+                   help="the inputs are raw files of this declared survey's layouts")
+    p.add_argument("--format", help="raw layout with --survey, one of its declared layouts (default: detected)")
+    p.add_argument("--packet-layouts", nargs="+", type=Path, default=[], metavar="LAYOUTS.yaml",
+                   help="YAML files declaring further alert packet layouts (docs/surveys.md), tried before the "
+                        "shipped ZTF, ATLAS, Rubin and DECam ones")
     p.add_argument("--skip-bad", action="store_true",
                    help="list bad packets/stamps in SCORES.bad.csv (file, candid, reason) and go on")
     p.add_argument("--log-every", type=float, default=30.0, metavar="S",
@@ -50,7 +55,8 @@ def io_paths(args: argparse.Namespace) -> dict:
     from rbda.alerts.predict import bad_list_path
 
     return {"outputs": {"--output": args.output, "--output's bad list": bad_list_path(args.output)},
-            "inputs": {"--input": args.input or [], "--model": [args.model]}}
+            "inputs": {"--input": args.input or [], "--model": [args.model],
+                       "--packet-layouts": args.packet_layouts}}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,5 +77,6 @@ def run(args: argparse.Namespace) -> int:
 
     predict_files(args.model, args.input, args.output, threshold=args.threshold,
                             batch_size=args.batch_size, device=args.device, survey=args.survey, fmt=args.format,
-                            skip_bad=args.skip_bad, threads=args.threads, log_every=args.log_every)
+                            skip_bad=args.skip_bad, threads=args.threads, log_every=args.log_every,
+                  packet_layouts=args.packet_layouts)
     return 0

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rbda.ingest.readers import FORMATS
-from rbda.study import SURVEYS
-
-FORMAT_CHOICES = tuple(dict.fromkeys(f for layouts in FORMATS.values() for f in layouts))
+from rbda.surveys import survey_argument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -17,16 +14,18 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=(
             "Read raw stamps in a survey's native layout (HiTS chunk pickles; DES srch/temp/diff GIF or "
             "FITS stamps plus autoscan_features CSV; ZTF ALeRCE pickle, dict or DataFrame form; ATLAS "
-            "class folders of istamp/dstamp FITS or a pickle), preprocess them as in docs/method.md section 2 "
+            "class folders of istamp/dstamp FITS or a pickle; any declared survey's layouts, e.g. the generic "
+            "labelled-stamp .npz, docs/surveys.md), preprocess them as in docs/method.md section 2 "
             "and write one Parquet file. Inputs may be files or folders; the layout is detected unless "
             "--format names it."
         ),
     )
-    p.add_argument("--survey", required=True, choices=SURVEYS)
+    p.add_argument("--survey", required=True, type=survey_argument, help="a declared survey (rbda --surveys FILE "
+                                                                           "declares more)")
     p.add_argument("--input", required=True, nargs="+", metavar="PATH", help="raw files or folders")
     p.add_argument("--output", required=True, metavar="FILE.parquet")
     p.add_argument("--report", metavar="FILE.json", help="counts read/kept/dropped, invalid pixels, ...")
-    p.add_argument("--format", choices=FORMAT_CHOICES, help="raw layout (default: detected)")
+    p.add_argument("--format", help="raw layout, one of the survey's declared layouts (default: detected)")
     p.add_argument("--real-classes", metavar="A,B", help="class names labelled real (default: the study's)")
     p.add_argument("--bogus-classes", metavar="C,D", help="class names labelled bogus (default: the study's)")
     p.add_argument("--allow-count-mismatch", action="store_true",

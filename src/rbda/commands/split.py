@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rbda.study import MULTICLASS_TEST_PER_CLASS, MULTICLASS_VAL_PER_CLASS, SURVEYS, TASKS
+from rbda.study import MULTICLASS_TEST_PER_CLASS, MULTICLASS_VAL_PER_CLASS, TASKS
+from rbda.surveys import survey_argument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -14,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Stratified by label; a pure function of (seed, survey, split).",
     )
     p.add_argument("--data", type=Path, required=True, help="preprocessed survey (Parquet)")
-    p.add_argument("--survey", required=True, choices=SURVEYS)
+    p.add_argument("--survey", required=True, type=survey_argument)
     p.add_argument("--split", type=int, required=True, help="split number k")
     p.add_argument("--seed", type=int, required=True, help="the study's base seed")
     p.add_argument("--output", type=Path, required=True, help="split file (.npz) to write")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rbda.study import SURVEYS
+from rbda.surveys import survey_argument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "autoscan CSV, ZTF ALeRCE DataFrame/dict pickle, ATLAS class pickle or class folders."
         ),
     )
-    p.add_argument("--survey", required=True, choices=SURVEYS)
+    p.add_argument("--survey", required=True, type=survey_argument,
+                   help="a study survey, or a declared one with a synthetic part (written as stamps_npz)")
     p.add_argument("--n", required=True, type=int, help="number of alerts")
     p.add_argument("--seed", required=True, type=int)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced if an earlier synth output)")

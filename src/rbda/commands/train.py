@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from rbda.errors import SettingError
-from rbda.study import (METHODS, SURVEYS, TRAINING_DEFAULTS, describe_bounds, option_dest, option_flag,
+from rbda.surveys import survey_argument
+from rbda.study import (METHODS, TRAINING_DEFAULTS, describe_bounds, option_dest, option_flag,
                         training_option_fields)
 
 
@@ -16,8 +17,10 @@ def parse_data_spec(text: str) -> tuple[str, Path, Path]:
     parquet, colon, split = files.rpartition(":")
     if not sep or not colon or not name or not parquet or not split:
         raise SettingError("--data", "SURVEY=DATA.parquet:SPLIT.npz", text)
-    if name not in SURVEYS:
-        raise SettingError("--data", f"a survey name among {', '.join(SURVEYS)}", name)
+    from rbda.surveys import declared_surveys
+
+    if name not in declared_surveys():
+        raise SettingError("--data", f"a declared survey's name among {', '.join(declared_surveys())}", name)
     return name, Path(parquet), Path(split)
 
 
@@ -61,8 +64,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Train one model and evaluate it on test parts; see docs/architecture.md for the run JSON.",
     )
     p.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}")
-    p.add_argument("--source", required=True, choices=SURVEYS, help="source survey")
-    p.add_argument("--target", choices=SURVEYS, help="target survey (adaptation methods)")
+    p.add_argument("--source", required=True, type=survey_argument, help="source survey (a declared one)")
+    p.add_argument("--target", type=survey_argument, help="target survey (adaptation methods)")
     p.add_argument("--data", action="append", default=[], metavar="SURVEY=DATA.parquet:SPLIT.npz",
                    help="a survey's preprocessed data and split; repeat per survey (a baseline is "
                         "evaluated on the test part of every survey given)")

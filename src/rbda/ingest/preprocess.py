@@ -248,12 +248,7 @@ def preprocess_triplets(batch: RawBatch, stats: PreprocessStats | None = None) -
     return out, keep
 
 
-#: (real, bogus) alerts in the study's data sets (docs/method.md section 1), before filtering.
-STUDY_COUNTS = {"hits": (718_842, 718_842), "des": (454_092, 444_871), "ztf": (30_912, 5_350),
-                "atlas": (1_178, 2_500)}
-
-
-def compare_with_study(survey: str, stats: PreprocessStats) -> dict:
+def compare_with_study(survey: str, stats: PreprocessStats) -> dict | None:
     """Read real/bogus counts next to the study's; flags a full-size set whose real share
     differs, and one whose counts are exactly the study's with real and bogus swapped.
 
@@ -262,9 +257,15 @@ def compare_with_study(survey: str, stats: PreprocessStats) -> dict:
     full-size set, counts nearer (in total absolute difference) to the swapped
     published counts than to the published counts are a swap, even when a few rows
     differ (an ignored file, a dropped stamp). A survey with equal published counts
-    (HiTS) cannot show a swap this way.
+    (HiTS) cannot show a swap this way. The published counts are the survey declaration's
+    ``study_counts`` (docs/method.md section 1, before filtering); None for a survey without them.
     """
-    real, bogus = STUDY_COUNTS[survey]
+    from rbda.surveys import get_survey
+
+    counts = get_survey(survey).study_counts
+    if counts is None:
+        return None
+    real, bogus = counts
     read_real, read_bogus = int(stats.read_per_label[1]), int(stats.read_per_label[0])
     full_size = stats.read >= 0.9 * (real + bogus)
     share_gap = abs(read_real / max(stats.read, 1) - real / (real + bogus))
@@ -276,10 +277,10 @@ def compare_with_study(survey: str, stats: PreprocessStats) -> dict:
                                    < abs(read_real - real) + abs(read_bogus - bogus))}
 
 
-def check_label_mapping(survey: str, comparison: dict, allow_count_mismatch: bool = False) -> None:
+def check_label_mapping(survey: str, comparison: dict | None, allow_count_mismatch: bool = False) -> None:
     """A :class:`SettingError` when the read counts are the study's with real and bogus swapped
     (unless ``allow_count_mismatch``: a deliberately different data release)."""
-    if not comparison["counts_swapped"] or allow_count_mismatch:
+    if comparison is None or not comparison["counts_swapped"] or allow_count_mismatch:
         return
     raise SettingError(
         f"--real-classes/--bogus-classes (config surveys.{survey}.real_classes / bogus_classes)",
@@ -349,11 +350,11 @@ def convert_survey(survey: str, inputs: Sequence[str | Path], output: str | Path
         "settings": settings,
         "seconds": round(time.monotonic() - started, 3),
     }
-    report["study_comparison"] = compare_with_study(survey, stats)
-    if report["study_comparison"]["real_share_differs"]:
+    comparison = report["study_comparison"] = compare_with_study(survey, stats)
+    if comparison is not None and comparison["real_share_differs"]:
         log.warning("%s: %d real / %d bogus read, the study has %d / %d: check the class mapping "
-                    "(--real-classes/--bogus-classes)", survey, report["study_comparison"]["read_real"],
-                    report["study_comparison"]["read_bogus"], *STUDY_COUNTS[survey])
+                    "(--real-classes/--bogus-classes)", survey, comparison["read_real"],
+                    comparison["read_bogus"], comparison["study_real"], comparison["study_bogus"])
     if report_path is not None:
         try:
             write_json(report_path, report)

@@ -139,16 +139,34 @@ def confident_errors(method, model: torch.nn.Module, k: int = CONFIDENT_ERRORS) 
     return out
 
 
+def evaluate_part(model: torch.nn.Module, survey, part: str) -> dict:
+    """Binary task: confusion counts and BACC of ``model`` on ``survey``'s ``part``, and the metrics survey
+    teams report, ``survey_metrics`` (:func:`rbda.learn.metrics.survey_team_metrics`): ROC AUC, purity and
+    completeness of the model's call, and the operating points at 95% and 99% completeness with thresholds
+    chosen on the survey's validation part (its whole split part, as a survey team sets its cut on its own
+    labelled validation set). Used by training runs and ``rbda evaluate`` alike."""
+    from rbda.learn.metrics import survey_team_metrics
+
+    idx = np.asarray(survey.split.part(part), dtype=np.int64)
+    rows = survey.rows(idx)
+    counts = evaluate_rows(model, survey.stamps, survey.labels, rows)
+    val_idx = np.asarray(survey.split.part("val"), dtype=np.int64)
+    scores = p_real(model, survey.stamps, rows).cpu().numpy().astype(np.float64)
+    val_scores = p_real(model, survey.stamps, survey.rows(val_idx)).cpu().numpy().astype(np.float64)
+    team = survey_team_metrics(survey.labels_np[idx], scores, survey.labels_np[val_idx], val_scores,
+                               tp=counts.tp, fn=counts.fn, fp=counts.fp)
+    return {**counts.as_dict(), "survey_metrics": team}
+
+
 def evaluate_method(method, model: torch.nn.Module) -> list[dict]:
-    """Confusion counts and BACC on every test part the method names (multiclass: rbda.learn.metrics' metrics)."""
+    """On every test part the method names: :func:`evaluate_part` (multiclass: rbda.learn.metrics' metrics)."""
     results = []
     for ev in method.evaluations():
-        rows = ev.survey.rows(ev.survey.split.part(ev.part))
+        entry = {"survey": ev.survey.name, "role": ev.role, "part": ev.part}
         if getattr(method, "class_names", None) is not None:
+            rows = ev.survey.rows(ev.survey.split.part(ev.part))
             metrics = multiclass_rows(model, ev.survey, rows, method.class_names)
-            results.append({"survey": ev.survey.name, "role": ev.role, "part": ev.part,
-                            "bacc": metrics.balanced_accuracy, "multiclass": metrics.as_dict()})
+            results.append({**entry, "bacc": metrics.balanced_accuracy, "multiclass": metrics.as_dict()})
             continue
-        counts = evaluate_rows(model, ev.survey.stamps, ev.survey.labels, rows)
-        results.append({"survey": ev.survey.name, "role": ev.role, "part": ev.part, **counts.as_dict()})
+        results.append({**entry, **evaluate_part(model, ev.survey, ev.part)})
     return results

@@ -1,4 +1,5 @@
-"""Multiclass metrics: confusion matrix, accuracy, balanced accuracy, per-class P/R/F1/F-beta.
+"""Multiclass metrics: confusion matrix, accuracy, balanced accuracy, per-class P/R/F1/F-beta; and the
+binary metrics survey teams report (ROC AUC, purity, completeness, FPR at fixed completeness; at the end).
 
 Conventions (RELATED.md A.5, B.5):
 
@@ -122,3 +123,60 @@ def multiclass_metrics(matrix: np.ndarray, classes: Sequence[str], betas: Sequen
 def metrics_of_predictions(true, predicted, classes: Sequence[str], betas: Sequence[float] = F_BETAS) -> MulticlassMetrics:
     """:func:`multiclass_metrics` of label and prediction indices into ``classes``."""
     return multiclass_metrics(confusion_matrix(true, predicted, len(classes)), classes, betas)
+
+
+# --- the metrics survey teams report (binary task) ----------------------------------------------------
+#
+# Survey teams choose a threshold and report the operating point: Rubin's reliability model purity and
+# completeness at its threshold, ATLAS the false-positive rate at 1% missed detections, ZTF's braai and
+# BTSbot ROC AUC and FPR/FNR at their cut. Real (label 1) is the positive class throughout.
+
+#: Completeness (recall of real) at which the false-positive rate is reported, thresholds set on validation.
+COMPLETENESS_TARGETS = (0.95, 0.99)
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the ROC curve of ``scores`` (higher = more real) against 0/1 ``labels``: the probability that
+    a real item outscores a bogus one, ties counted half (Mann-Whitney U); None without both classes."""
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels)
+    n_real, n_bogus = int((labels == 1).sum()), int((labels == 0).sum())
+    if n_real == 0 or n_bogus == 0:
+        return None
+    ranks = rankdata(np.asarray(scores, dtype=np.float64))
+    return float((ranks[labels == 1].sum() - n_real * (n_real + 1) / 2) / (n_real * n_bogus))
+
+
+def threshold_for_completeness(labels: np.ndarray, scores: np.ndarray, completeness: float) -> float | None:
+    """The highest threshold at which at least ``completeness`` of the real items score at or above it
+    (None without real items)."""
+    real = np.sort(np.asarray(scores, dtype=np.float64)[np.asarray(labels) == 1])[::-1]
+    if real.size == 0:
+        return None
+    return float(real[int(np.ceil(completeness * real.size)) - 1])
+
+
+def operating_point(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    """Completeness (recall of real), purity (precision of real) and false-positive rate of calling real every
+    item scoring at or above ``threshold`` (None where a ratio has no denominator)."""
+    labels = np.asarray(labels)
+    said_real = np.asarray(scores) >= threshold
+    tp = int((said_real & (labels == 1)).sum())
+    fp = int((said_real & (labels == 0)).sum())
+    real, bogus = int((labels == 1).sum()), int((labels == 0).sum())
+    return {"threshold": float(threshold), "completeness": tp / real if real else None,
+            "purity": tp / (tp + fp) if tp + fp else None, "fpr": fp / bogus if bogus else None}
+
+
+def survey_team_metrics(labels: np.ndarray, scores: np.ndarray, val_labels: np.ndarray, val_scores: np.ndarray,
+                        tp: int, fn: int, fp: int, targets=COMPLETENESS_TARGETS) -> dict:
+    """ROC AUC of ``scores`` (p_real) on the evaluated part; purity and completeness of the model's own call
+    (argmax, the confusion counts ``tp``, ``fn``, ``fp`` of BACC); and per completeness target the operating
+    point on the evaluated part at the threshold chosen on the validation part (``val_*``)."""
+    at = {}
+    for target in targets:
+        threshold = threshold_for_completeness(val_labels, val_scores, target)
+        at[f"{target:g}"] = None if threshold is None else operating_point(labels, scores, threshold)
+    return {"roc_auc": roc_auc(labels, scores), "purity": tp / (tp + fp) if tp + fp else None,
+            "completeness": tp / (tp + fn) if tp + fn else None, "at_completeness": at}

@@ -33,7 +33,8 @@ import numpy as np  # noqa: E402
 from rbda.atomic import atomic_path  # noqa: E402
 from rbda.errors import InputFileError, SettingError  # noqa: E402
 from rbda.results.outputs import GALLERIES, gallery_path  # noqa: E402
-from rbda.study import CHANNELS, SURVEY_LABELS  # noqa: E402
+from rbda.study import CHANNELS  # noqa: E402
+from rbda.surveys import survey_label  # noqa: E402
 
 #: Stamps per class in a survey's gallery; classes shown at most (the most frequent; the rest named).
 PER_CLASS = 4
@@ -117,7 +118,7 @@ def class_gallery(parquet: str | Path, survey: str, seed: int, per_class: int = 
         start += chosen.size
     note = (f"{len(hidden)} more classes not shown: " + ", ".join(f"{n} ({groups[(lab, n)]})" for lab, n in hidden)
             if hidden else "")
-    return stamp_grid(rows, f"{SURVEY_LABELS.get(survey, survey)}: stamps per class "
+    return stamp_grid(rows, f"{survey_label(survey)}: stamps per class "
                             f"({CHANNEL_LETTERS}: {', '.join(CHANNELS)})", note)
 
 
@@ -126,7 +127,7 @@ def errors_gallery(parquet: str | Path, run: dict, run_path: str | Path = "") ->
     from rbda.ingest.store import read_rows
 
     survey = run["source"]
-    title = f"{SURVEY_LABELS.get(survey, survey)}: the baseline's most confident errors (split {run['split']})"
+    title = f"{survey_label(survey)}: the baseline's most confident errors (split {run['split']})"
     errors = run.get("errors")
     if errors is None:
         return stamp_grid([], title, f"the run file {run_path} records no 'errors' (written by an older rbda)")
@@ -174,7 +175,7 @@ def write_study_galleries(runs: Sequence, surveys: list[str], config: dict, out:
         for kind in GALLERIES:
             path = out / gallery_path(survey, kind)
             save_png(figures[kind], path)
-            section.figure(path, f"{SURVEY_LABELS.get(survey, survey)}: "
+            section.figure(path, f"{survey_label(survey)}: "
                                  + ("stamps per class" if kind == "stamps" else "the baseline's most confident errors"))
     return section
 

@@ -6,12 +6,13 @@ labels) are defined in :mod:`rbda.study`.
 
 from __future__ import annotations
 
-from rbda.study import METHOD_LABELS, SURVEY_LABELS
+from rbda.study import METHOD_LABELS
+from rbda.surveys import survey_label as declared_label
 
 
 def survey_label(survey: str) -> str:
-    """Display name of a survey id (``hits`` -> ``HiTS``); unknown ids upper-cased."""
-    return SURVEY_LABELS.get(survey, survey.upper())
+    """Display name of a survey id (``hits`` -> ``HiTS``): its declaration's label; unknown ids upper-cased."""
+    return declared_label(survey)
 
 
 def pair_label(source: str, target: str) -> str:

@@ -40,9 +40,8 @@ from scipy import stats as st
 from rbda.atomic import atomic_path
 from rbda.errors import InputFileError, RbdaError
 from rbda.results.stats import ALPHA, holm, welch_test
+from rbda.surveys import declared_surveys
 
-#: The class whose precision/recall/F1/F2 are reported, per survey (EarlySN: SN recall matters most).
-HEADLINE_CLASS = {"ztf": "SN"}
 PER_CLASS_METRICS = ("precision", "recall", "f1", "f2")
 
 
@@ -74,7 +73,9 @@ def run_metrics(record: dict, path: str | Path, survey: str) -> dict[str, float]
         raise InputFileError(path, f"a run on survey {survey!r}, got {record.get('source')!r}")
     value = lambda v: math.nan if v is None else float(v)  # noqa: E731
     out = {"accuracy": value(metrics["accuracy"]), "balanced_accuracy": value(metrics["balanced_accuracy"])}
-    headline = HEADLINE_CLASS.get(survey)
+    # the class whose precision/recall/F1/F2 are reported: the survey declaration's headline_class
+    # (ZTF's SN: EarlySN's recall matters most)
+    headline = getattr(declared_surveys().get(survey), "headline_class", None)
     if headline is not None:
         row = metrics["per_class"][headline]
         out.update({f"{headline} {name}": value(row[name]) for name in PER_CLASS_METRICS})

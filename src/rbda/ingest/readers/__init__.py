@@ -3,6 +3,9 @@
 ``open_reader(survey, inputs, fmt, class_map)`` returns a reader with
 ``batches()`` (an iterator of :class:`~rbda.ingest.readers.base.RawBatch`),
 ``format`` and ``total`` (number of triplets when known up front, else None).
+Which reader reads which survey's layout is declared (:mod:`rbda.surveys`:
+a survey's ``layouts``, raw layout name -> reader name and settings); this
+module holds only the readers by name.
 """
 
 from __future__ import annotations
@@ -13,55 +16,65 @@ from typing import Sequence
 
 from rbda.errors import InputFileError, SettingError
 from rbda.ingest.readers.base import ClassMap, RawBatch
-from rbda.study import SURVEYS
+from rbda.surveys import Survey, declared_surveys, get_survey
 
-__all__ = ["FORMATS", "READERS", "ClassMap", "RawBatch", "default_class_map", "open_reader"]
+__all__ = ["READERS", "ClassMap", "RawBatch", "default_class_map", "formats", "open_reader", "all_formats"]
 
 
-#: (survey, raw layout) -> (module, reader class): the one table of readers. A survey's
-#: first layout is its default; DES's image format and ATLAS's layout are detected.
+#: Reader name (as survey declarations name it) -> (module, class): the one table of readers.
 READERS = {
-    ("hits", "chunks"): ("rbda.ingest.readers.hits", "HitsChunkReader"),
-    ("des", "gif"): ("rbda.ingest.readers.des", "DesStampReader"),
-    ("des", "fits"): ("rbda.ingest.readers.des", "DesStampReader"),
-    ("ztf", "pickle"): ("rbda.ingest.readers.ztf", "ZtfPickleReader"),
-    ("atlas", "pickle"): ("rbda.ingest.readers.atlas", "AtlasPickleReader"),
-    ("atlas", "folder"): ("rbda.ingest.readers.atlas", "AtlasFolderReader"),
+    "hits_chunks": ("rbda.ingest.readers.hits", "HitsChunkReader"),
+    "des_stamps": ("rbda.ingest.readers.des", "DesStampReader"),
+    "ztf_pickle": ("rbda.ingest.readers.ztf", "ZtfPickleReader"),
+    "atlas_pickle": ("rbda.ingest.readers.atlas", "AtlasPickleReader"),
+    "atlas_folder": ("rbda.ingest.readers.atlas", "AtlasFolderReader"),
+    "stamps_npz": ("rbda.ingest.readers.stamps", "StampArrayReader"),
 }
-#: survey -> the raw layouts its readers read (the first is the default).
-FORMATS = {survey: tuple(fmt for (s, fmt) in READERS if s == survey) for survey in SURVEYS}
 
 
-def _reader_class(survey: str, fmt: str):
-    module, name = READERS[(survey, fmt)]
+def formats(survey: str) -> tuple[str, ...]:
+    """The raw layouts a declared survey is read from (the first is the default)."""
+    return get_survey(survey).formats
+
+
+def all_formats() -> tuple[str, ...]:
+    """Every raw layout name of every declared survey."""
+    return tuple(dict.fromkeys(f for s in declared_surveys().values() for f in s.formats))
+
+
+def _reader_class(declaration: Survey, fmt: str):
+    reader = declaration.layouts[fmt]["reader"]
+    if reader not in READERS:
+        raise SettingError(f"survey {declaration.name}: layouts.{fmt}.reader", f"one of {', '.join(READERS)}", reader)
+    module, name = READERS[reader]
     return getattr(importlib.import_module(module), name)
 
 
 def default_class_map(survey: str) -> ClassMap:
-    """The study's class -> real/bogus mapping for ``survey`` (its reader module's ``DEFAULT_CLASSES``)."""
-    if survey not in SURVEYS:
-        raise SettingError("survey", f"one of {SURVEYS}", survey)
-    module, _ = READERS[(survey, FORMATS[survey][0])]
-    return importlib.import_module(module).DEFAULT_CLASSES
+    """The declared class -> real/bogus mapping of ``survey``."""
+    declaration = get_survey(survey)
+    return ClassMap.of(declaration.real_classes, declaration.bogus_classes)
 
 
-def detect_atlas_format(inputs: Sequence[Path]) -> str:
-    """``pickle`` for pickle files or folders holding ``*.pkl``; ``folder`` for folders of class folders."""
-    if all(p.is_file() and p.suffix.lower() in (".pkl", ".pickle") for p in inputs):
-        return "pickle"
-    if all(p.is_dir() for p in inputs):
-        return "pickle" if all(next(p.glob("*.pkl"), None) for p in inputs) else "folder"
-    raise InputFileError(inputs[0], "ATLAS input: pickle files, or folders of class sub-folders with "
-                                    "*_istamp.fits / *_dstamp.fits pairs")
+def _detect_format(declaration: Survey, paths: Sequence[Path]) -> str | None:
+    """The layout of ``paths`` when the survey has several readers: the first whose reader claims them
+    (``claims(paths)``); None when all its layouts share one reader (which then detects, e.g. DES's image format)."""
+    readers = {spec["reader"] for spec in declaration.layouts.values()}
+    if len(readers) == 1:
+        return None
+    for fmt in declaration.formats:
+        if getattr(_reader_class(declaration, fmt), "claims", lambda _: False)(paths):
+            return fmt
+    expected = "; or ".join(getattr(_reader_class(declaration, f), "expected", f) for f in declaration.formats)
+    raise InputFileError(paths[0], f"{declaration.label} input in one of its layouts: {expected}")
 
 
 def open_reader(survey: str, inputs: Sequence[str | Path], fmt: str | None = None,
                 class_map: ClassMap | None = None, batch_size: int | None = None):
     """A reader for ``survey`` over ``inputs`` (files or folders); ``fmt`` None detects the layout."""
-    if survey not in SURVEYS:
-        raise SettingError("survey", f"one of {SURVEYS}", survey)
-    if fmt is not None and fmt not in FORMATS[survey]:
-        raise SettingError("format", f"one of {FORMATS[survey]} for {survey}", fmt)
+    declaration = get_survey(survey)
+    if fmt is not None and fmt not in declaration.formats:
+        raise SettingError("format", f"one of {declaration.formats} for {survey}", fmt)
     paths = [Path(p) for p in inputs]
     if not paths:
         raise SettingError("input", "at least one file or folder")
@@ -69,8 +82,13 @@ def open_reader(survey: str, inputs: Sequence[str | Path], fmt: str | None = Non
         if not path.exists():
             raise InputFileError(path, "an existing file or folder")
     class_map = class_map or default_class_map(survey)
-    if survey == "des":  # one reader for both image formats; it detects the format when not given
-        return _reader_class(survey, fmt or "gif")(paths, class_map, image_format=fmt, batch_size=batch_size or 1024)
-    fmt = fmt or (detect_atlas_format(paths) if survey == "atlas" else FORMATS[survey][0])
-    reader = _reader_class(survey, fmt)
-    return reader(paths, class_map, batch_size=batch_size) if batch_size else reader(paths, class_map)
+    detected = fmt or _detect_format(declaration, paths)
+    chosen = detected or declaration.formats[0]
+    reader = _reader_class(declaration, chosen)
+    # without a layout named or detected, the one reader of all the survey's layouts detects it itself
+    settings = dict(declaration.layouts[chosen]["settings"]) if detected or len(declaration.formats) == 1 else {}
+    if getattr(reader, "takes_declaration", False):
+        settings["declaration"] = declaration
+    if batch_size:
+        settings["batch_size"] = batch_size
+    return reader(paths, class_map, **settings)

@@ -27,9 +27,9 @@ from rbda.errors import InputFileError
 from rbda.ingest.fits import read_stamp_file
 from rbda.ingest.safe_pickle import load_pickle
 from rbda.ingest.readers.base import (ClassMap, FileSetReader, IgnoredFiles, RawBatch, TripletBatcher, check_real_numeric,
-                               skip_linked_folders, walk_files)
+                                     declared_class_map, skip_linked_folders, walk_files)
 
-DEFAULT_CLASSES = ClassMap.of(real=["kast", "streak"], bogus=["burn", "cr", "noise", "spike"])
+DEFAULT_CLASSES = declared_class_map("atlas")  # its survey declaration's
 _STAMP = re.compile(r"^(?P<name>.+)_(?P<kind>istamp|dstamp)\.(?:fits|fit|fts)(?:\.gz)?$")
 KEY_ALIASES = {"science": ("science", "istamp"), "difference": ("difference", "dstamp")}
 
@@ -84,6 +84,12 @@ def find_pairs(folder: Path, ignored: IgnoredFiles) -> list[tuple[str, str, Path
 class AtlasFolderReader:
     survey = "atlas"
     format = "folder"
+    expected = "folders of class sub-folders with *_istamp.fits / *_dstamp.fits pairs"
+
+    @classmethod
+    def claims(cls, inputs: Sequence[Path]) -> bool:
+        """Folders none of which holds a ``*.pkl`` (the pickle layout's)."""
+        return all(p.is_dir() for p in inputs) and not AtlasPickleReader.claims(inputs)
 
     def __init__(self, inputs: Sequence[Path], class_map: ClassMap | None = None, batch_size: int = 1024):
         self.class_map = class_map or DEFAULT_CLASSES
@@ -114,6 +120,13 @@ class AtlasPickleReader(FileSetReader):
     default_classes = DEFAULT_CLASSES
     patterns = ("*.pkl", "*.pickle")
     expected = "ATLAS pickle files (*.pkl)"
+
+    @classmethod
+    def claims(cls, inputs: Sequence[Path]) -> bool:
+        """Pickle files, or folders each holding a ``*.pkl``."""
+        if all(p.is_file() and p.suffix.lower() in (".pkl", ".pickle") for p in inputs):
+            return True
+        return all(p.is_dir() and next(p.glob("*.pkl"), None) is not None for p in inputs)
 
     def read_file(self, path: Path) -> Iterator[RawBatch]:
         content = load_pickle(path, encoding="latin1")

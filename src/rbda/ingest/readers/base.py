@@ -87,6 +87,14 @@ class ClassMap:
         return labels
 
 
+def declared_class_map(survey: str) -> ClassMap:
+    """The class -> real/bogus mapping ``survey``'s declaration gives (rbda.surveys)."""
+    from rbda.surveys import get_survey
+
+    declaration = get_survey(survey)
+    return ClassMap.of(declaration.real_classes, declaration.bogus_classes)
+
+
 @dataclass
 class IgnoredFiles:
     """Files found among the inputs that are not part of the layout: counted, a few named."""

@@ -30,15 +30,15 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from rbda.errors import InputFileError
-from rbda.ingest.readers.base import (ClassMap, IgnoredFiles, RawBatch, TripletBatcher, iter_files, skip_linked_folders,
-                               unreadable_folder)
+from rbda.ingest.readers.base import (ClassMap, IgnoredFiles, RawBatch, TripletBatcher, declared_class_map, iter_files,
+                                     skip_linked_folders, unreadable_folder)
 
 log = logging.getLogger("rbda.ingest.readers.des")
 #: IDs named in the report (and the first few in the log) for each kind of unmatched ID.
 MAX_EXAMPLE_IDS = 20
 LOGGED_IDS = 5
 
-DEFAULT_CLASSES = ClassMap.of(real=["0"], bogus=["1"])
+DEFAULT_CLASSES = declared_class_map("des")  # its survey declaration's
 PREFIXES = ("temp", "srch", "diff")  # channel order template, science, difference
 PREFIX_BITS = {prefix: 1 << i for i, prefix in enumerate(PREFIXES)}
 SUFFIXES = {"gif": (".gif",), "fits": (".fits", ".fits.gz", ".fit", ".fts")}

@@ -18,11 +18,11 @@ import numpy as np
 
 from rbda.errors import InputFileError
 from rbda.ingest.safe_pickle import load_pickle
-from rbda.ingest.readers.base import ClassMap, FileSetReader, RawBatch, check_real_numeric
+from rbda.ingest.readers.base import ClassMap, FileSetReader, RawBatch, check_real_numeric, declared_class_map
 
 CHANNEL_KEYS = ("temp_images", "sci_images", "diff_images")
 LABEL_NAMES = {0: "bogus", 1: "real"}
-DEFAULT_CLASSES = ClassMap.of(real=["real"], bogus=["bogus"])
+DEFAULT_CLASSES = declared_class_map("hits")  # its survey declaration's
 SIDE = 21
 #: Archives and notes that may sit beside the chunks after unpacking.
 NOT_CHUNKS = (".tar", ".gz", ".tgz", ".zip", ".md", ".txt", ".json", ".sha256")

@@ -26,11 +26,11 @@ import numpy as np
 from rbda.errors import InputFileError
 from rbda.ingest.fits import decode_stamp
 from rbda.ingest.safe_pickle import load_pickle
-from rbda.ingest.readers.base import ClassMap, FileSetReader, RawBatch, TripletBatcher, check_real_numeric
+from rbda.ingest.readers.base import ClassMap, FileSetReader, RawBatch, TripletBatcher, check_real_numeric, declared_class_map
 from rbda.study import SURVEY_CLASSES
 
 ALERCE_CLASSES = SURVEY_CLASSES["ztf"]  # ALeRCE label order: 0 AGN, 1 SN, 2 VS, 3 asteroid, 4 bogus
-DEFAULT_CLASSES = ClassMap.of(real=["AGN", "SN", "VS", "asteroid"], bogus=["bogus"])
+DEFAULT_CLASSES = declared_class_map("ztf")  # its survey declaration's
 CUTOUT_COLUMNS = ("cutoutTemplate", "cutoutScience", "cutoutDifference")  # output channel order
 DICT_CHANNEL_ORDER = (1, 0, 2)  # dict form stores science, template, difference
 EARLYSN_KEYS = {"Images": "images", "Labels": "labels"}  # EarlySN layout -> dict form; "Metadata" not read

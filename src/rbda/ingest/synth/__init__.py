@@ -18,30 +18,44 @@ from pathlib import Path
 from rbda import __version__
 from rbda.errors import RbdaError, SettingError
 from rbda.seeding import rng as derived_rng
-from rbda.ingest.synth.model import SPECS, simulate
-from rbda.ingest.synth.writers import LAYOUTS, write_atlas, write_des, write_hits, write_ztf
+from rbda.ingest.synth.model import SPECS, declared_spec, simulate
+from rbda.ingest.synth.writers import LAYOUTS, write_atlas, write_des, write_hits, write_stamps_npz, write_ztf
 
 MANIFEST = "synth.json"
 
 
 def synthesize(survey: str, n: int, seed: int, out: str | Path, layout: str | None = None) -> dict:
-    """Write ``n`` synthetic alerts of ``survey`` under ``out``; returns the manifest."""
-    if survey not in SPECS:
-        raise SettingError("survey", f"one of {sorted(SPECS)}", survey)
-    layout = layout or LAYOUTS[survey][0]
-    if layout not in LAYOUTS[survey]:
-        raise SettingError("layout", f"one of {LAYOUTS[survey]} for {survey}", layout)
+    """Write ``n`` synthetic alerts of ``survey`` under ``out``; returns the manifest. The study's surveys
+    are written in their own raw layouts; a declared survey (rbda.surveys) by its declaration's
+    ``synthetic`` part in its generic ``stamps_npz`` layout."""
+    declaration = None
+    if survey in SPECS:
+        spec, layouts = SPECS[survey], LAYOUTS[survey]
+    else:
+        from rbda.surveys import get_survey
+
+        declaration = get_survey(survey)
+        spec = declared_spec(declaration)
+        layouts = tuple(f for f, s in declaration.layouts.items() if s["reader"] == "stamps_npz")
+        if not layouts:
+            raise SettingError(f"survey {survey}: layouts", "a layout of the stamps_npz reader to write its "
+                                                            "synthetic stamps in", sorted(declaration.layouts))
+    layout = layout or layouts[0]
+    if layout not in layouts:
+        raise SettingError("layout", f"one of {layouts} for {survey}", layout)
     if n < 2:
         raise SettingError("n", "at least 2 stamps", n)
     out = Path(out)
     if out.exists() and not (out / MANIFEST).is_file() and (not out.is_dir() or any(out.iterdir())):
         raise RbdaError(f"{out}: exists and is not an earlier rbda synth output; refusing to replace it")
-    sim = simulate(SPECS[survey], n, derived_rng(seed, "synth", survey, "stamps"))
+    sim = simulate(spec, n, derived_rng(seed, "synth", survey, "stamps"))
     write_rng = derived_rng(seed, "synth", survey, "layout")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        if survey == "hits":
+        if declaration is not None:
+            write_stamps_npz(sim, tmp, declaration)
+        elif survey == "hits":
             write_hits(sim, tmp, write_rng)
         elif survey == "des":
             write_des(sim, tmp, write_rng, layout)

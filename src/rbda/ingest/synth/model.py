@@ -77,6 +77,53 @@ SPECS: dict[str, SurveySpec] = {
 }
 
 
+#: Settings a survey declaration's ``synthetic`` part may give (rbda.surveys), with their types.
+DECLARED_SETTINGS = {"psf_sigma": float, "sky": float, "noise": float, "template_noise": float,
+                     "host_probability": float, "star_density": float, "snr_range": list, "classes": dict}
+
+
+def declared_spec(declaration) -> SurveySpec:
+    """The generative model of a declared survey (rbda.surveys.Survey) from its ``synthetic`` part:
+    ``psf_sigma``, ``sky``, ``noise``, ``template_noise`` (required), ``host_probability``, ``star_density``,
+    ``snr_range`` and ``classes`` (class name -> ``{label, share, kinds: {generator kind: weight}}``; default:
+    the survey's class map's first real and first bogus class, half each, transients against DECam-like
+    artefacts). A SettingError names the survey and the setting otherwise."""
+    from rbda.errors import SettingError
+
+    settings = declaration.synthetic
+    where = f"survey {declaration.name}: synthetic"
+    if settings is None:
+        raise SettingError(where, "a synthetic part in the survey's declaration (psf_sigma, sky, noise, "
+                                  "template_noise, ...) to simulate it", None)
+    unknown = sorted(set(settings) - set(DECLARED_SETTINGS))
+    if unknown:
+        raise SettingError(where, f"settings among {sorted(DECLARED_SETTINGS)}", unknown)
+    values = {}
+    for key, kind in DECLARED_SETTINGS.items():
+        value = settings.get(key)
+        if value is None:
+            continue
+        if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise SettingError(f"{where}.{key}", "a non-negative number", value)
+        values[key] = float(value) if kind is float else value
+    missing = [k for k in ("psf_sigma", "sky", "noise", "template_noise") if k not in values]
+    if missing:
+        raise SettingError(where, f"the settings {', '.join(missing)}", sorted(settings))
+    kinds = set(GENERATORS)
+    classes = {}
+    for name, entry in (values.pop("classes", None) or {
+            declaration.real_classes[0]: {"label": 1, "share": 0.5, "kinds": {"transient": 1.0}},
+            declaration.bogus_classes[0]: {"label": 0, "share": 0.5, "kinds": BOGUS_MIX_DECAM}}).items():
+        if not isinstance(entry, dict) or entry.get("label") not in (0, 1) \
+                or not isinstance(entry.get("kinds"), dict) or not set(entry["kinds"]) <= kinds:
+            raise SettingError(f"{where}.classes.{name}", f"{{label: 0 or 1, share, kinds: {{kind: weight}}}} with "
+                                                          f"kinds among {sorted(kinds)}", entry)
+        classes[str(name)] = (int(entry["label"]), float(entry.get("share", 1.0)), dict(entry["kinds"]))
+    if "snr_range" in values:
+        values["snr_range"] = tuple(float(v) for v in values["snr_range"])
+    return SurveySpec(declaration.name, size=declaration.stamp_size, classes=classes, **values)
+
+
 def class_counts(spec: SurveySpec, n: int) -> dict[str, int]:
     """Deterministic class counts for ``n`` stamps (largest-remainder rounding of the shares)."""
     names = list(spec.classes)

@@ -133,3 +133,19 @@ def write_atlas(sim: Triplets, out: Path, rng: np.random.Generator, layout: str)
                         "ids": [names[i] for i in rows]}
     with open(out / "atlas_stamps.pkl", "wb") as fh:
         pickle.dump(content, fh, protocol=4)
+
+
+STAMPS_NPZ_ROWS = 5000
+
+
+def write_stamps_npz(sim: Triplets, out: Path, declaration) -> None:
+    """A declared survey's synthetic stamps in the generic labelled-stamp layout (rbda.ingest.readers.stamps):
+    ``part-NNN.npz`` files of ``stamps`` (channels in the declared order), ``classes`` and ``ids``."""
+    by_channel = {"template": sim.template, "science": sim.science, "difference": sim.difference}
+    stamps = np.stack([np.stack(by_channel[c]) for c in declaration.channels], axis=1).astype(np.float32)
+    classes = np.array(sim.classes, dtype=str)
+    ids = np.array([f"{declaration.name}-{i:07d}" for i in range(len(classes))])
+    out.mkdir(parents=True, exist_ok=True)
+    for part, start in enumerate(range(0, len(classes), STAMPS_NPZ_ROWS)):
+        rows = slice(start, start + STAMPS_NPZ_ROWS)
+        np.savez_compressed(out / f"part-{part:03d}.npz", stamps=stamps[rows], classes=classes[rows], ids=ids[rows])
