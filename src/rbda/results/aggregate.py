@@ -387,7 +387,8 @@ def build_report(results: StudyResults, config: dict, out: Path, extra: list[Rep
     if len(r.selection_regret):
         lambdas.table(for_display(r.selection_regret),
                       caption="What selection costs: mean target test BACC of the selected runs minus that of "
-                              "the single λ best on the test parts in hindsight (regret ≤ 0)")
+                              "the single λ best on the test parts in hindsight (≤ 0 for a per-pair rule; per_split can "
+                              "pick per group and exceed it)")
     if len(r.lambdas):
         lambdas.table(tables.lambda_matrix(r.lambdas), caption="Mean target validation BACC per λ and shots")
     else:

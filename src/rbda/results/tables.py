@@ -154,8 +154,9 @@ SELECTION_REGRET_COLUMNS = ["source", "target", "pair", "method", "selected_test
 def selection_regret(evaluations: pd.DataFrame) -> pd.DataFrame:
     """What choosing lambda on validation costs, per pair and lambda method: the mean target test BACC
     of the selected runs minus that of the single lambda that is best on the target test parts in
-    hindsight (the mean over the pair's (shots, split) groups), so ``regret`` <= 0; 0 when the
-    selection found the hindsight lambda everywhere. Only groups with both a selected run and every
+    hindsight (the mean over the pair's (shots, split) groups). A per-pair rule applies one lambda,
+    so its regret is <= 0 (0: it found the hindsight lambda); per_split may pick a different lambda
+    per group and so also beat the best single one (regret > 0). Only groups with both a selected run and every
     per-lambda run count (``n_groups``)."""
     target = evaluations[evaluations["role"] == "target"]
     rows = []
