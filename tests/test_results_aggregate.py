@@ -317,7 +317,8 @@ def test_report_shows_every_method_and_the_findings(extended):
     assert set(verdicts.loc[verdicts["finding"] == "2", "method"]) == set(FOUR)
     source = verdicts[verdicts["finding"].isin(["4a", "4b"]) & (verdicts["scope"] != "study")]
     ft = source[source["method"] == "finetune"]
-    assert (ft["ci_high"] < -0.1).all()  # FT forgets 0.15 in every split: its effect is shown even untested
+    # FT forgets 0.15 in every split: its effect and interval are shown even untested
+    assert (ft["effect"] < -0.1).all() and (ft["ci_low"] < ft["effect"]).all() and (ft["ci_high"] > ft["effect"]).all()
 
 
 def test_runs_of_a_method_that_is_not_configured_are_an_error_naming_them(extended, tmp_path, capsys):
