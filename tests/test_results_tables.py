@@ -180,11 +180,12 @@ def test_lambda_choices_count_ties_and_how_they_were_broken():
 
 
 def test_a_per_pair_choice_counts_once_however_many_runs_it_selects():
-    """One tied per_pair choice applied to 4 selected runs is 1 choice and 1 tie, not 4."""
-    runs = runs_from([selected(k, n, 0.1, True, "recent_epochs", rule="per_pair") for k in (0, 1) for n in (1, 5)])
+    """A per_pair choice is made per split and applied to every shot count: 2 splits x 3 shot counts
+    are 6 selections but 2 choices, and 2 tied choices are 2 ties, not 6."""
+    runs = runs_from([selected(k, n, 0.1, True, "recent_epochs", rule="per_pair") for k in (0, 1) for n in (1, 5, 10)])
     row = tables.lambda_choices(tables.chosen_lambdas(runs)).iloc[0]
     assert (row["n_selections"], row["n_choices"], row["n_ties"], row["ties_broken_by"]) == \
-        (4, 1, 1, "recent_epochs (1)")
+        (6, 2, 2, "recent_epochs (2)")
 
 
 def test_training_stops_count_the_cap_and_patience_per_method():

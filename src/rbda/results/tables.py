@@ -124,9 +124,10 @@ LAMBDA_CHOICE_COLUMNS = ["source", "target", "pair", "method", "rule", "chosen_l
 
 
 def _choices(group: pd.DataFrame) -> pd.DataFrame:
-    """One row per choice made: a per-pair rule (per_pair, first_split) chooses once per pair and
-    applies that choice to every selected run; per_split chooses once per (shots, split)."""
-    per_pair = group[group["rule"].isin(PAIR_SELECTION_RULES)].drop_duplicates("rule")
+    """One row per choice made: a per-pair rule (per_pair, first_split) chooses once per split and
+    applies that choice to the split's selected runs of every shot count; per_split chooses once
+    per (shots, split)."""
+    per_pair = group[group["rule"].isin(PAIR_SELECTION_RULES)].drop_duplicates(["rule", "split"])
     return pd.concat([per_pair, group[~group["rule"].isin(PAIR_SELECTION_RULES)]])
 
 
