@@ -313,10 +313,15 @@ def lambda_runs(wildcards, splits, shots=None):
 LAMBDA_CHOICE = "results/lambda-choices/{method}/{source}-to-{target}.json"
 
 
-def choice_runs(wildcards):
-    """The runs a pair's lambda choice is made on: every run of the pair and method (per_pair),
-    or the first split's (first_split), all shot counts."""
-    return lambda_runs(wildcards, SPLITS if LAMBDA_SELECTION == "per_pair" else [FIRST_SPLIT], SHOTS)
+def choice_inputs(wildcards):
+    """What a pair's lambda choices are made on (rules per_pair, first_split): every run of the pair
+    and method, all shot counts and splits, and the target's labels and split files, which tell
+    which splits' validation items avoid each split's test part (docs/method.md section 7)."""
+    return {
+        "runs": lambda_runs(wildcards, SPLITS, SHOTS),
+        "data": PARQUET.format(survey=wildcards.target),
+        "splits": [SPLIT_NPZ.format(survey=wildcards.target, split=k) for k in SPLITS],
+    }
 
 
 def selection_inputs(wildcards):

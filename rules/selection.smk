@@ -1,6 +1,7 @@
 # Choice of the entropy weight lambda of every lambda method (rbda.study.LAMBDA_METHODS:
 # mme, ent, mmefm): one selected run per (source, target, shots, split), {method}-selected, the
-# lambda chosen by the configured rule (per_pair: once per pair and method, on all its runs).
+# lambda chosen by the configured rule (per_pair: once per pair and method, per split on the runs of
+# the splits whose validation items avoid that split's test part).
 
 # Reading the pair's runs' JSON files takes about a second: run by Snakemake itself.
 localrules:
@@ -8,13 +9,15 @@ localrules:
 
 
 rule choose_lambda:
-    """One lambda per pair and method on its runs' target-validation BACC (rules per_pair, first_split)."""
+    """A pair's lambda per split on its runs' target-validation BACC, never on the split's own test
+    items (rules per_pair, first_split)."""
     input:
-        choice_runs,
+        unpack(choice_inputs),
     output:
         LAMBDA_CHOICE,
     params:
         rule=LAMBDA_SELECTION,
+        splits=lambda wildcards, input: [f"{k}={path}" for k, path in zip(SPLITS, input.splits)],
     log:
         "logs/lambda-choices/{method}/{source}-to-{target}.log",
     wildcard_constraints:
@@ -22,7 +25,8 @@ rule choose_lambda:
     conda:
         "../envs/rbda.yaml"
     shell:
-        "rbda choose-lambda --runs {input:q} --rule {params.rule} --output {output:q} > {log:q} 2>&1"
+        "rbda choose-lambda --runs {input.runs:q} --target-data {input.data:q} --target-split {params.splits:q}"
+        " --rule {params.rule} --output {output:q} > {log:q} 2>&1"
 
 
 rule select_lambda:

@@ -28,7 +28,7 @@ def run_json(method: str, source: str, target: str | None, split: int, shots: in
                        "history": [{"epoch": 1, "val_bacc": val_bacc, "train_loss": 0.5}]},
         "training": {"epochs_run": 5, "best_epoch": 3, "iterations": 100, "stopped_by": "patience",
                      "wall_seconds": 1.0, "device": "cpu", "threads": 1, "resumed_from_epoch": None},
-        "hyperparameters": {"lr": 0.01},
+        "hyperparameters": {"lr": 0.01, "val_shots": 10},
         "versions": dict(VERSIONS),
     }
 

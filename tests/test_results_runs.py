@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from results_helpers import adapted_run, baseline_run, write
 
@@ -133,6 +134,27 @@ def test_recent_epochs_stop_at_the_best_epoch(tmp_path):
     assert recent_val_bacc(run) == pytest.approx((0.3 + 0.4 + 0.5 + 0.6 + 0.9) / 5)
 
 
+#: Every split's validation items avoid every split's test part (the selection logic alone).
+ALL_CLEAN = {0: [0, 1], 1: [0, 1]}
+
+
+def target_files(tmp_path, splits, n=200, seed=2023):
+    """A small preprocessed hits survey and its split files, as ``rbda choose-lambda`` options."""
+    from rbda.ingest.splits import make_split, save_split
+    from rbda.ingest.store import STAMP_SHAPE, write_survey
+
+    labels = np.tile(np.array([0, 1], np.int8), n // 2)
+    data = tmp_path / "hits.parquet"
+    write_survey(data, "hits", np.zeros((n, *STAMP_SHAPE), np.float32), labels,
+                 np.where(labels == 1, "real", "bogus"), np.arange(n).astype(str))
+    options = ["--target-data", str(data), "--target-split"]
+    for k in splits:
+        path = tmp_path / f"split-{k}.npz"
+        save_split(path, make_split(labels, "hits", k, seed))
+        options.append(f"{k}={path}")
+    return options
+
+
 def pair_runs(tmp_path, table, splits=(0, 1), shots=(1, 5)):
     """Write MME runs of des-to-hits; ``table[lam](shots, split)`` is the validation BACC."""
     paths = {}
@@ -148,9 +170,9 @@ def test_per_pair_one_lambda_for_every_group_on_the_mean_over_shots_and_splits(t
     # lambda 0.1 wins most groups by a little, lambda 1 wins one group by a lot: the mean decides
     table = {0.1: lambda n, k: 0.80, 1.0: lambda n, k: 0.95 if (n, k) == (5, 1) else 0.78}
     paths = pair_runs(tmp_path, table)
-    choice = choose_lambda(load_runs(list(paths.values())), "per_pair")
+    choice = choose_lambda(load_runs(list(paths.values())), ALL_CLEAN, "per_pair")
     assert (choice["method"], choice["source"], choice["target"], choice["rule"]) == ("mme", "des", "hits", "per_pair")
-    assert choice["chosen_lambda"] == 1.0
+    assert [facts["chosen_lambda"] for facts in choice["by_split"].values()] == [1.0, 1.0]
     chosen = set()
     for n in (1, 5):
         for k in (0, 1):
@@ -169,9 +191,11 @@ def test_per_pair_one_lambda_for_every_group_on_the_mean_over_shots_and_splits(t
     with pytest.raises(SettingError, match="no lambda choice with rule per_split"):
         select_lambda(load_runs([paths[(lam, 1, 0)] for lam in table]), "per_split", choice)
     with pytest.raises(SettingError, match="every run of the pair"):
-        choose_lambda([], "per_pair")
+        choose_lambda([], {}, "per_pair")
     with pytest.raises(SettingError, match="per_split chooses per group"):
-        choose_lambda(load_runs(list(paths.values())), "per_split")
+        choose_lambda(load_runs(list(paths.values())), ALL_CLEAN, "per_split")
+    with pytest.raises(SettingError, match="missing split"):
+        choose_lambda(load_runs(list(paths.values())), {0: [0]}, "per_pair")
 
 
 def test_per_pair_refuses_an_incomplete_reference(tmp_path):
@@ -179,22 +203,29 @@ def test_per_pair_refuses_an_incomplete_reference(tmp_path):
     paths = pair_runs(tmp_path, table)
     incomplete = [p for key, p in paths.items() if key != (1.0, 5, 1)]
     with pytest.raises(SettingError, match="shots 5 split 1 lacks lambda"):
-        choose_lambda(load_runs(incomplete), "per_pair")
+        choose_lambda(load_runs(incomplete), ALL_CLEAN, "per_pair")
 
 
 def test_a_choice_is_used_only_for_its_own_method_pair_rule_and_runs(tmp_path):
     table = {0.1: lambda n, k: 0.80, 1.0: lambda n, k: 0.85}
     paths = pair_runs(tmp_path, table)
-    choice = choose_lambda(load_runs(list(paths.values())), "per_pair")
+    choice = choose_lambda(load_runs(list(paths.values())), ALL_CLEAN, "per_pair")
     current = load_runs([paths[(lam, 1, 0)] for lam in table])
+    facts = choice["by_split"]["0"]
+
+    def split_0(**changed):
+        return {**choice, "by_split": {**choice["by_split"], "0": {k: v for k, v in {**facts, **changed}.items()
+                                                                   if v is not None}}}
+
     cases = [({**choice, "schema": "rbda.run/1"}, "per_pair", "schema"),
              ({**choice, "target": "ztf"}, "per_pair", "target 'hits'"),
              ({**choice, "method": "ent"}, "per_pair", "method 'mme'"),
              ({**choice, "rule": "first_split"}, "per_pair", "rule 'per_pair'"),
-             ({k: v for k, v in choice.items() if k != "candidates"}, "per_pair", "'candidates'"),
-             ({**choice, "reference_shots": [5]}, "per_pair", "including shots 1 split 0"),
-             ({**choice, "candidates": choice["candidates"][1:]}, "per_pair", "among the lambdas of --runs"),
-             ({**choice, "chosen_lambda": 7.0}, "per_pair", "one of its candidates"),
+             ({**choice, "by_split": {"1": facts}}, "per_pair", "the choice of split 0"),
+             (split_0(candidates=None), "per_pair", "'candidates'"),
+             (split_0(reference_shots=[5]), "per_pair", "including shots 1"),
+             (split_0(candidates=facts["candidates"][1:]), "per_pair", "among the lambdas of --runs"),
+             (split_0(chosen_lambda=7.0), "per_pair", "one of its candidates"),
              ("not a dict", "per_pair", "schema")]
     for bad, rule, message in cases:
         with pytest.raises(InputFileError, match=message) as info:
@@ -207,19 +238,20 @@ def test_first_split_one_lambda_per_pair_chosen_on_split_0_over_all_shots(tmp_pa
     table = {0.1: lambda n, k: (0.95 if n == 1 else 0.80) if k == 0 else 0.70,
              1.0: lambda n, k: (0.85 if n == 1 else 0.82) if k == 0 else 0.99}
     paths = pair_runs(tmp_path, table)
-    choice = choose_lambda(load_runs([p for (lam, n, k), p in paths.items() if k == 0]), "first_split")
-    assert choice["reference_split"] == 0
+    choice = choose_lambda(load_runs(list(paths.values())), ALL_CLEAN, "first_split")
     for n in (1, 5):
         current = load_runs([paths[(lam, n, 1)] for lam in table])
         selected = select_lambda(current, "first_split", choice)
         assert (selected["split"], selected["shots"], selected["lambda"]) == (1, n, 0.1)
-        assert selected["selection"]["reference_split"] == 0
+        assert selected["selection"]["reference_splits"] == [0]
         assert [c["val_bacc"] for c in selected["selection"]["candidates"]] == [
             pytest.approx(0.875), pytest.approx(0.835)]
     with pytest.raises(SettingError, match="the pair's lambda choice"):
         select_lambda(current, "first_split", None)
-    with pytest.raises(SettingError, match="one reference split"):
-        choose_lambda(load_runs(list(paths.values())), "first_split")
+    # split 0's validation items hold some of split 1's test items: split 1 is chosen on its own runs
+    leaky = choose_lambda(load_runs(list(paths.values())), {0: [0, 1], 1: [1]}, "first_split")
+    assert leaky["by_split"]["1"]["chosen_lambda"] == 1.0 and leaky["by_split"]["1"]["reference_splits"] == [1]
+    assert leaky["by_split"]["0"]["reference_splits"] == [0]
 
 
 def test_selection_rejects_a_run_of_another_identity(tmp_path):
@@ -253,13 +285,13 @@ def test_reference_runs_of_two_pairs_are_rejected_naming_the_file(tmp_path):
     one = write(tmp_path / "r1.json", mme(split=0))
     other = write(tmp_path / "r2.json", mme(split=0, target="ztf", lam=1.0))
     with pytest.raises(InputFileError) as info:
-        choose_lambda(load_runs([one, other]), "first_split")
+        choose_lambda(load_runs([one, other]), {0: [0]}, "first_split")
     assert str(other) in str(info.value)
 
 
 def test_first_split_without_the_chosen_lambda_in_current_split(tmp_path):
-    choice = choose_lambda(load_runs([write(tmp_path / "r.json", mme(split=0, lam=0.5))]), "first_split")
-    current = load_runs([write(tmp_path / "c.json", mme(split=1, lam=0.1))])
+    choice = choose_lambda(load_runs([write(tmp_path / "r.json", mme(split=0, lam=0.5))]), {0: [0]}, "first_split")
+    current = load_runs([write(tmp_path / "c.json", mme(split=0, lam=0.1))])
     with pytest.raises(InputFileError, match=r"among the lambdas of --runs \(0.1\); it chose among 0.5"):
         select_lambda(current, "first_split", choice)
 
@@ -268,20 +300,22 @@ def test_cli_chooses_once_per_pair_then_selects_and_leaves_nothing_on_error(tmp_
     table = {0.1: lambda n, k: 0.80, 1.0: lambda n, k: 0.95 if (n, k) == (5, 1) else 0.78}
     paths = pair_runs(tmp_path, table)
     choice = tmp_path / "choices" / "des-to-hits.json"
-    assert main(["choose-lambda", "--runs", *map(str, paths.values()), "--output", str(choice)]) == 0
-    assert json.loads(choice.read_text())["chosen_lambda"] == 1.0
+    target = target_files(tmp_path, splits=(0, 1))
+    assert main(["choose-lambda", "--runs", *map(str, paths.values()), *target, "--output", str(choice)]) == 0
+    by_split = json.loads(choice.read_text())["by_split"]
+    assert set(by_split) == {"0", "1"} and all(int(k) in facts["reference_splits"] for k, facts in by_split.items())
     out = tmp_path / "sel" / "selected.json"
     runs = [str(paths[(lam, 1, 0)]) for lam in table]
     assert main(["select-lambda", "--runs", *runs, "--choice", str(choice), "--output", str(out)]) == 0
-    assert json.loads(out.read_text())["lambda"] == 1.0
+    assert json.loads(out.read_text())["lambda"] == by_split["0"]["chosen_lambda"]
     assert load_run(out).kind == "mme-selected"
 
     out2 = tmp_path / "sel2" / "selected.json"
     assert main(["select-lambda", "--runs", *runs, "--choice", str(runs[0]), "--output", str(out2)]) == 2
-    assert f"{runs[0]}: a lambda choice (schema rbda.lambda-choice/1" in capsys.readouterr().err
+    assert f"{runs[0]}: a lambda choice (schema rbda.lambda-choice/2" in capsys.readouterr().err
     assert not out2.exists()
     bad_choice = tmp_path / "choices" / "bad.json"
-    assert main(["choose-lambda", "--runs", *runs[:1], str(paths[(1.0, 5, 1)]),
+    assert main(["choose-lambda", "--runs", *runs[:1], str(paths[(1.0, 5, 1)]), *target,
                  "--output", str(bad_choice)]) == 2
     assert "lacks lambda" in capsys.readouterr().err
     assert not bad_choice.exists()
@@ -305,3 +339,50 @@ def test_ent_runs_are_selected_like_mme_and_methods_are_not_mixed(tmp_path):
     with pytest.raises(InputFileError, match=f"only runs of {', '.join(LAMBDA_METHODS)} carry a 'selection'"):
         load_run(write(tmp_path / "st.json", {**adapted_run("st", "des", "hits", 0, 5, 0.9, 0.8),
                                               "selection": selected["selection"]}))
+
+
+def test_per_pair_choice_never_sees_its_splits_test_items(tmp_path):
+    """The selection-leak proof, from split files written by ``rbda split``: with 10 splits of one pool,
+    a plain pool over every split's validation items would put items of split k's test part into the
+    choice of split k's lambda (the old per_pair); ``rbda choose-lambda`` chooses split k's lambda only
+    on runs whose validation items avoid split k's test part."""
+    from rbda.ingest.splits import load_split
+    from rbda.ingest.store import STAMP_SHAPE, read_labels_and_classes, write_survey
+    from rbda.results.selection import target_validation_items
+
+    n, splits, seed = 400, range(10), 2023
+    labels = np.tile(np.array([0, 1], np.int8), n // 2)
+    data = tmp_path / "hits.parquet"
+    write_survey(data, "hits", np.zeros((n, *STAMP_SHAPE), np.float32), labels,
+                 np.where(labels == 1, "real", "bogus"), np.arange(n).astype(str))
+    files = {}
+    for k in splits:
+        files[k] = tmp_path / f"split-{k}.npz"
+        assert main(["split", "--data", str(data), "--survey", "hits", "--split", str(k), "--seed", str(seed),
+                     "--output", str(files[k])]) == 0
+    table = {0.1: lambda n_, k: 0.80 + 0.01 * (k % 3), 1.0: lambda n_, k: 0.82 - 0.01 * (k % 2)}
+    paths = {}
+    for lam, val in table.items():
+        for k in splits:
+            run = mme(split=k, lam=lam, shots=5, val=val(5, k))
+            run["seed"] = seed
+            paths[lam, k] = write(tmp_path / "runs" / f"l{lam}-k{k}.json", run)
+    choice_path = tmp_path / "choice.json"
+    assert main(["choose-lambda", "--runs", *map(str, paths.values()), "--target-data", str(data),
+                 "--target-split", *(f"{k}={files[k]}" for k in splits), "--output", str(choice_path)]) == 0
+    choice = json.loads(choice_path.read_text())
+
+    stored_labels, _ = read_labels_and_classes(data)
+    split_files = {k: load_split(files[k]) for k in splits}
+    items = target_validation_items(stored_labels, split_files, 10, seed, "hits")
+    leaks = 0
+    for k in splits:
+        test = split_files[k].test
+        reference = choice["by_split"][str(k)]["reference_splits"]
+        assert k in reference
+        for j in reference:  # nothing the choice of split k read was validated on split k's test items
+            assert not np.intersect1d(items[j], test).size
+        leaks += sum(bool(np.intersect1d(items[j], test).size) for j in splits)
+        # its candidates are the means over exactly those splits' runs
+        assert [c["n_runs"] for c in choice["by_split"][str(k)]["candidates"]] == [len(reference)] * 2
+    assert leaks > 0  # the pool over every split (the old rule) did see test items

@@ -158,9 +158,9 @@ def test_runs_of_a_pair_outside_the_configured_pairs_are_an_error():
                            [("hits", "des")])
 
 
-def selected(split, shots, lam, tie, broken_by):
+def selected(split, shots, lam, tie, broken_by, rule="per_split"):
     data = adapted_run("mme", "des", "hits", split, shots, 0.9, 0.8, lam=lam)
-    data["selection"] = {"rule": "per_pair", "chosen_lambda": lam, "tie": tie, "tie_broken_by": broken_by,
+    data["selection"] = {"rule": rule, "chosen_lambda": lam, "tie": tie, "tie_broken_by": broken_by,
                          "candidates": [{"lambda": lam, "val_bacc": 0.9}]}
     return data
 
@@ -171,11 +171,21 @@ def test_lambda_choices_count_ties_and_how_they_were_broken():
     table = tables.lambda_choices(tables.chosen_lambdas(runs))
     assert len(table) == 1
     row = table.iloc[0]
-    assert (row["pair"], row["rule"], row["n_selections"], row["n_ties"]) == ("des-to-hits", "per_pair", 4, 3)
+    assert (row["pair"], row["rule"], row["n_selections"], row["n_choices"], row["n_ties"]) == \
+        ("des-to-hits", "per_split", 4, 4, 3)
     assert row["chosen_lambdas"] == "0.1 (3), 0.5 (1)"
     assert row["ties_broken_by"] == "recent_epochs (2), smaller_lambda (1)"
     untied = tables.lambda_choices(tables.chosen_lambdas(runs_from([selected(0, 1, 0.1, False, "none")])))
     assert (untied.iloc[0]["n_ties"], untied.iloc[0]["ties_broken_by"]) == (0, "–")
+
+
+def test_a_per_pair_choice_counts_once_however_many_runs_it_selects():
+    """A per_pair choice is made per split and applied to every shot count: 2 splits x 3 shot counts
+    are 6 selections but 2 choices, and 2 tied choices are 2 ties, not 6."""
+    runs = runs_from([selected(k, n, 0.1, True, "recent_epochs", rule="per_pair") for k in (0, 1) for n in (1, 5, 10)])
+    row = tables.lambda_choices(tables.chosen_lambdas(runs)).iloc[0]
+    assert (row["n_selections"], row["n_choices"], row["n_ties"], row["ties_broken_by"]) == \
+        (6, 2, 2, "recent_epochs (2)")
 
 
 def test_training_stops_count_the_cap_and_patience_per_method():
@@ -312,3 +322,18 @@ def test_a_missing_run_of_the_configured_study_is_an_error_naming_it(tmp_path):
     assert len(gone) == len(runs) - 1
     with pytest.raises(RbdaError, match=r"lacks 1 run.*finetune des-to-hits shots=5 split=2"):
         compute(gone, ["des", "hits"], [("des", "hits"), ("hits", "des")], ["finetune", "mme"], [1, 5])
+
+
+def test_selection_regret_is_the_selected_runs_against_the_best_lambda_in_hindsight():
+    """Two groups, lambdas 0.1 and 1: lambda 1 is better on the test parts (0.80, 0.90 against 0.70, 0.70);
+    selection picked 0.1 in group (1, 0) and 1 in group (1, 1): regret = mean(0.70, 0.90) - mean(0.80, 0.90)."""
+    test = {(0, 0.1): 0.70, (0, 1.0): 0.80, (1, 0.1): 0.70, (1, 1.0): 0.90}
+    dicts = [adapted_run("mme", "des", "hits", k, 1, 0.9, bacc, lam=lam) for (k, lam), bacc in test.items()]
+    for k, lam in ((0, 0.1), (1, 1.0)):
+        chosen = adapted_run("mme", "des", "hits", k, 1, 0.9, test[k, lam], lam=lam)
+        chosen["selection"] = {"rule": "per_split", "chosen_lambda": lam, "candidates": [{"lambda": lam, "val_bacc": 0.9}]}
+        dicts.append(chosen)
+    regret = tables.selection_regret(tables.tidy_evaluations(runs_from(dicts)))
+    row = regret.iloc[0]
+    assert (row["pair"], row["method"], row["hindsight_lambda"], row["n_groups"]) == ("des-to-hits", "mme", "1", 2)
+    assert row["regret"] == pytest.approx(0.80 - 0.85)

@@ -311,18 +311,24 @@ def selection_commands(workflow: Path, *args: str) -> tuple[list[str], list[str]
     (choose,) = choose
     assert choose.endswith("--output results/lambda-choices/mme/des-to-hits.json > "
                            "logs/lambda-choices/mme/des-to-hits.log 2>&1")
-    choice_runs = choose.split("--runs ", 1)[1].split(" --rule", 1)[0].split()
+    choice_runs = choose.split("--runs ", 1)[1].split(" --target-data", 1)[0].split()
+    # the target's labels and every split file: which splits' validation items avoid each test part
+    assert " --target-data results/data/hits.parquet --target-split " in choose
+    assert choose.split("--target-split ", 1)[1].split(" --rule", 1)[0].split() == [
+        f"{k}=results/splits/hits/split-{k}.npz" for k in range(10)]
     choice = select.split("--choice ", 1)[1].split(" --output", 1)[0]
     assert choice == "results/lambda-choices/mme/des-to-hits.json"
     assert select.split("--rule ", 1)[1].split()[0] == choose.split("--rule ", 1)[1].split()[0]
     return runs, choice_runs, choice, select
 
 
-def test_first_split_rule_selects_lambda_with_the_first_splits_runs(workflow):
+def test_first_split_rule_is_chosen_on_every_run_of_the_pair(workflow):
+    """first_split chooses on the first split's runs where they are clean for a split, else on the
+    split's own runs (rbda.results.selection), so the choice reads every split's runs."""
     overlay = write_overlay(workflow, "thesis.yaml", {"lambda_selection": "first_split"})
     runs, choice_runs, choice, select = selection_commands(workflow, "--configfile", "config.yaml", overlay)
-    assert sorted(choice_runs) == sorted(f"results/runs/mme/des-to-hits/shots-{n}/lambda-{lam}/split-0.json"
-                                         for n in (1, 5, 10, 20, 40) for lam in LAMBDAS)
+    assert sorted(choice_runs) == sorted(f"results/runs/mme/des-to-hits/shots-{n}/lambda-{lam}/split-{k}.json"
+                                         for n in (1, 5, 10, 20, 40) for lam in LAMBDAS for k in range(10))
     assert "--rule first_split" in select
 
 

@@ -68,7 +68,7 @@ DEFAULT_SELECTION_RULE = "per_pair"
 #: The rules that choose one lambda per pair, once (``rbda choose-lambda``); per_split chooses per group.
 PAIR_SELECTION_RULES = ("per_pair", "first_split")
 #: Schema id of a pair's lambda choice (``rbda choose-lambda``; docs/architecture.md).
-LAMBDA_CHOICE_SCHEMA = "rbda.lambda-choice/1"
+LAMBDA_CHOICE_SCHEMA = "rbda.lambda-choice/2"
 
 #: Which of several epochs with the same best validation BACC keeps its weights (``--best-epoch-ties``).
 BEST_EPOCH_TIES = ("latest", "earliest")

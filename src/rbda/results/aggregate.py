@@ -139,6 +139,7 @@ class StudyResults:
     lambda_scores: pd.DataFrame
     lambdas: pd.DataFrame
     lambda_choices: pd.DataFrame
+    selection_regret: pd.DataFrame
     method_pairs: pd.DataFrame
     vs_baseline: pd.DataFrame
     shots_to_beat: pd.DataFrame
@@ -146,7 +147,8 @@ class StudyResults:
     ranking: pd.DataFrame
     cost_gain: pd.DataFrame
     findings: pd.DataFrame
-    largest_shots: int
+    #: The shot counts the findings were computed on (the configured ones, else the runs').
+    shot_counts: list[int]
     published_baseline: pd.DataFrame
     published_shots: pd.DataFrame
     published_selected: pd.DataFrame
@@ -170,7 +172,7 @@ def compute(runs: list[Run], surveys: list[str], pairs: list[tuple[str, str]],
 
     ``methods``: the configured adaptation methods (``None``: the published study's);
     runs of any other method are an error. ``shots``: the configured shot counts (the
-    largest is the k of finding (b)); ``None``: the runs' shot counts.
+    smallest is the 1 shot of claim 2); ``None``: the runs' shot counts.
     """
     methods = study_methods(methods)
     tables.check_methods(runs, methods)
@@ -185,6 +187,7 @@ def compute(runs: list[Run], surveys: list[str], pairs: list[tuple[str, str]],
     lambdas = tables.in_study_order(tables.lambda_table(lambda_scores, chosen), surveys,
                                     ["method", "shots", "lambda"])
     lambda_choices = tables.in_study_order(tables.lambda_choices(chosen), surveys, ["method"])
+    regret = tables.in_study_order(tables.selection_regret(evaluations), surveys, ["method"])
     pairwise = tables.in_study_order(stats.compare_method_pairs(scores, method_pairs(methods)), surveys,
                                      ["method_b", "method_a", "domain", "shots", "test"])
     vs_baseline = tables.in_study_order(stats.compare_with_baseline(scores, baseline_runs), surveys,
@@ -194,14 +197,16 @@ def compute(runs: list[Run], surveys: list[str], pairs: list[tuple[str, str]],
                                     ["domain", "method_b", "method_a"])
     ranking = tables.ranking_table(by_shots, pairwise)
     cost_gain = tables.in_study_order(tables.cost_gain_table(vs_baseline), surveys, ["method", "shots"])
-    largest = max(shots) if shots else (int(scores["shots"].max()) if len(scores) else 0)
-    verdicts = findings.findings_table(baseline_runs, scores, vs_baseline, surveys, pairs, methods, largest)
+    shot_counts = sorted(shots) if shots else sorted(int(n) for n in scores["shots"].unique())
+    verdicts = findings.findings_table(baseline_runs, scores, surveys, pairs, methods, shot_counts,
+                                       findings.split_size_ratios(runs))
     paper = published.load_published()
     return StudyResults(
         surveys=surveys, pairs=pairs, methods_configured=methods, evaluations=evaluations, baseline=baseline,
         methods=by_shots, scores=scores, lambda_scores=lambda_scores, lambdas=lambdas,
-        lambda_choices=lambda_choices, method_pairs=pairwise, vs_baseline=vs_baseline, shots_to_beat=to_beat,
-        winners=winners, ranking=ranking, cost_gain=cost_gain, findings=verdicts, largest_shots=largest,
+        lambda_choices=lambda_choices, selection_regret=regret, method_pairs=pairwise, vs_baseline=vs_baseline,
+        shots_to_beat=to_beat,
+        winners=winners, ranking=ranking, cost_gain=cost_gain, findings=verdicts, shot_counts=shot_counts,
         published_baseline=published.baseline_side_by_side(baseline, paper),
         published_shots=published.shots_to_beat_side_by_side(to_beat, paper),
         published_selected=published.selected_bacc_side_by_side(by_shots, paper),
@@ -233,6 +238,8 @@ def write_tables(results: StudyResults, out: Path) -> None:
                  "λ methods: target validation BACC per λ, and the λ chosen")
     _write_table(out, "lambda_choices", r.lambda_choices, for_display(r.lambda_choices),
                  "λ methods: the λ chosen per pair, how many choices were ties and how each was broken")
+    _write_table(out, "selection_regret", r.selection_regret, for_display(r.selection_regret),
+                 "λ methods: target test BACC of the selected runs minus that of the best single λ in hindsight")
     _write_table(out, "shots_to_beat", r.shots_to_beat, tables.shots_to_beat_matrix(r.shots_to_beat),
                  "Shots per class to beat the baseline on the target (significant in brackets)")
     _write_table(out, "winners", r.winners, title="Method a vs method b: who wins, from which shot count")
@@ -240,8 +247,9 @@ def write_tables(results: StudyResults, out: Path) -> None:
                  "Methods ranked by mean target BACC per pair and shot count, with the significant differences")
     _write_table(out, "source_cost_target_gain", r.cost_gain, for_display(r.cost_gain),
                  "Per method and shot count: mean source BACC loss and mean target BACC gain against the baseline")
-    _write_table(out, "findings", r.findings, findings_display(r.findings),
-                 "The study's findings as computed verdicts, with the test behind each")
+    _write_table(out, "findings", r.findings, findings.display(r.findings),
+                 "The paper's claims as verdicts: effect, 95% interval, margin and test per pair or survey "
+                 "and for the study (scope 'study', first)")
     _write_table(out, "published_baseline", r.published_baseline,
                  title="Baseline: this study vs the paper (meaningful only on the real surveys)")
     _write_table(out, "published_shots_to_beat", r.published_shots,
@@ -267,15 +275,9 @@ def _method_names(r: StudyResults) -> str:
     return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
 
 
-def findings_display(frame: pd.DataFrame) -> pd.DataFrame:
-    """The findings table for reading: methods by display name."""
-    out = frame.copy()
-    out["method"] = out["method"].map(lambda m: ", ".join(method_label(x) for x in str(m).split(", ")))
-    return out
-
-
 def write_figures(results: StudyResults, out: Path) -> None:
     r = results
+    figures.save_figure(figures.findings_forest(r.findings), out, "findings_forest")
     figures.save_figure(figures.baseline_heatmap(r.baseline, r.surveys), out, "baseline_heatmap")
     figures.save_figure(figures.bacc_vs_shots(r.methods, r.baseline, r.pairs), out, "bacc_vs_shots")
     figures.save_figure(figures.boxplots(r.scores, r.baseline, r.pairs), out, "boxplots")
@@ -307,16 +309,28 @@ def build_report(results: StudyResults, config: dict, out: Path, extra: list[Rep
     guide.raw(f'<div class="guide">{GUIDE}</div>')
 
     verdicts = ReportSection("The study's findings", "findings")
+    few = findings.too_few_splits(r.findings)
+    if few is not None:
+        verdicts.paragraph(
+            f"<b>{few} splits cannot test the paper's claims</b>: a verdict needs at least {findings.MIN_SPLITS} "
+            "splits, so every verdict below is <i>not testable</i>. The effects and intervals are shown; they "
+            "describe these runs and are no evidence for or against a claim.", css="warning")
     verdicts.paragraph(
-        "Each finding of the study, evaluated on these runs: (a) per baseline row, the model scores higher at "
-        "home than on each other survey; (b) per pair, each adaptation method beats the baseline on the target "
-        f"within k = {r.largest_shots} shots (the largest configured shot count); (c) per pair, FT loses source "
-        "BACC and MME does not (each half, then the joint verdict; the other methods beside it). A verdict "
-        "<i>holds</i>, <i>does not hold</i>, or is <i>not testable</i> (no test could be computed; the evidence "
-        "says why). Verdicts rest on the paired t-test by split with Holm's correction; the evidence gives the "
-        "mean paired difference, its 95% interval, p, p_holm and the Wilcoxon test's p_holm with its notes.")
-    verdicts.table(findings.summary(r.findings).rename(columns={"finding": "finding (verdicts per scope)"}))
-    verdicts.table(findings_display(r.findings))
+        "The paper's claims, each with its direction and margin (the shaded region of the figure), tested for the "
+        "study as a whole (a t interval over the pairs' or surveys' mean effects) and per pair or survey (the "
+        "corrected resampled t interval over splits, Nadeau &amp; Bengio 2003, since the splits resample one pool). "
+        "A claim <i>holds</i> when its 95% interval lies inside the claimed region, is <i>contradicted</i> when "
+        "the interval lies entirely outside it, and is <i>inconclusive</i> otherwise; claims made \"at every "
+        "shot count\" must hold at each (an intersection, no correction) and are contradicted by one shot count "
+        "at the Bonferroni level. The table <code>tables/findings.csv</code> has every row, with p and the "
+        "Wilcoxon test's p beside it.")
+    verdicts.table(findings.summary(r.findings), caption="Study-level verdicts (per scope: how many pairs or "
+                   "surveys got each verdict)")
+    verdicts.figure(png("findings_forest"), "Each claim's effect and 95% interval per pair or survey, the study "
+                    "on top (diamond); shaded: the claimed region; colour: the verdict (green holds, orange "
+                    "contradicted, grey inconclusive, light grey not testable). Intersection claims show their "
+                    "decisive shot count.")
+    verdicts.table(findings.display(r.findings), caption="Every claim per pair or survey", collapsed=True)
 
     base = ReportSection("Baseline", "baseline")
     base.table(tables.baseline_matrix(r.baseline, r.surveys).reset_index())
@@ -368,7 +382,13 @@ def build_report(results: StudyResults, config: dict, out: Path, extra: list[Rep
                    "one line per λ, mean over splits.")
     if len(r.lambda_choices):
         lambdas.table(for_display(r.lambda_choices),
-                      caption="λ chosen per pair (selections per λ), ties and how they were broken")
+                      caption="λ chosen per pair (selections per λ), choices made, how many were ties and how "
+                              "they were broken (a per-pair choice counts once)")
+    if len(r.selection_regret):
+        lambdas.table(for_display(r.selection_regret),
+                      caption="What selection costs: mean target test BACC of the selected runs minus that of "
+                              "the single λ best on the test parts in hindsight (≤ 0 for a per-pair rule; per_split can "
+                              "pick per group and exceed it)")
     if len(r.lambdas):
         lambdas.table(tables.lambda_matrix(r.lambdas), caption="Mean target validation BACC per λ and shots")
     else:

@@ -288,3 +288,69 @@ def source_cost_vs_target_gain(cost_gain: pd.DataFrame, pairs: list[tuple[str, s
                  "labels: shots; filled: gain significant; ring: loss significant", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+#: Marker colour per verdict in the forest plot (colour-blind safe).
+VERDICT_COLOURS = {"holds": "#1b9e77", "contradicted": "#d95f02", "inconclusive": "0.45", "not testable": "0.7"}
+
+
+def findings_forest(findings: pd.DataFrame) -> plt.Figure:
+    """One panel per claim (and method): per scope and for the study, the effect with its 95% interval
+    (the decisive cell of an intersection claim), the claim's region shaded, the marker coloured by
+    verdict; the study row on top, in bold.
+
+    ``findings``: :data:`rbda.results.findings.COLUMNS` (study rows have scope ``study``).
+    """
+    from rbda.results.findings import STUDY
+
+    claims = list(dict.fromkeys(zip(findings["finding"], findings["claim"], findings["method"])))
+    columns = 2 if len(claims) > 1 else 1
+    rows = -(-len(claims) // columns)
+    heights = [max(len(findings[(findings["finding"] == f) & (findings["claim"] == c) & (findings["method"] == m)])
+                   for f, c, m in claims[i * columns:(i + 1) * columns]) for i in range(rows)]
+    fig, axes = plt.subplots(rows, columns, figsize=(6.2 * columns, sum(0.24 * h + 1.1 for h in heights)),
+                             gridspec_kw={"height_ratios": [0.24 * h + 1.1 for h in heights]}, squeeze=False)
+    for ax in axes.flat[len(claims):]:
+        ax.set_visible(False)
+    for ax, (finding, claim, method) in zip(axes.flat, claims):
+        mine = findings[(findings["finding"] == finding) & (findings["claim"] == claim)
+                        & (findings["method"] == method)]
+        mine = pd.concat([mine[mine["scope"] == STUDY], mine[mine["scope"] != STUDY]])
+        y = np.arange(len(mine))[::-1]
+        spans = pd.concat([mine["ci_low"], mine["ci_high"], mine["effect"]]).dropna()
+        direction = mine["direction"].iloc[0]
+        threshold, margin = 0.0, float(mine["margin"].iloc[0])
+        if direction.startswith("effect"):
+            threshold = float(direction.split()[-1])
+        low, high = (float(spans.min()), float(spans.max())) if len(spans) else (-1.0, 1.0)
+        low, high = min(low, threshold - margin, -margin), max(high, threshold + margin, margin)
+        pad = 0.08 * (high - low or 1.0)
+        low, high = low - pad, high + pad
+        if direction.startswith("|"):
+            ax.axvspan(-margin, margin, color="#1b9e77", alpha=0.12, lw=0)
+        elif f"effect {'>'}" in direction:
+            ax.axvspan(threshold, high, color="#1b9e77", alpha=0.12, lw=0)
+        else:
+            ax.axvspan(low, threshold, color="#1b9e77", alpha=0.12, lw=0)
+        ax.axvline(0.0, color="0.3", linewidth=0.8)
+        for yy, r in zip(y, mine.itertuples()):
+            colour = VERDICT_COLOURS.get(r.verdict, "0.5")
+            if not (np.isnan(r.ci_low) or np.isnan(r.ci_high)):
+                ax.plot([max(r.ci_low, low), min(r.ci_high, high)], [yy, yy], color=colour,
+                        linewidth=2.4 if r.scope == STUDY else 1.4)
+            if not np.isnan(r.effect):
+                ax.plot([r.effect], [yy], marker="D" if r.scope == STUDY else "o", color=colour, markersize=5)
+        ax.set_yticks(y)
+        ax.set_yticklabels([f"{s} ({v})" for s, v in zip(mine["scope"], mine["verdict"])], fontsize=7)
+        for label, scope in zip(ax.get_yticklabels(), mine["scope"]):
+            if scope == STUDY:
+                label.set_fontweight("bold")
+        ax.set_xlim(low, high)
+        ax.set_ylim(-0.7, len(mine) - 0.3)
+        title = claim if len(claim) <= 70 else claim[:67] + "..."
+        ax.set_title(f"{finding}. {title}\n{method_label(method)}; "
+                     f"shaded: {direction}", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+    fig.supxlabel("effect (BACC difference; claim 5: shot-grid steps), 95% interval", fontsize=8)
+    fig.tight_layout()
+    return fig

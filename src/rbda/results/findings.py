@@ -1,318 +1,450 @@
-"""The study's findings as computed verdicts, each with the test behind it.
+"""The paper's claims as computed verdicts, each with its effect, interval, margin and test.
 
-Three findings of the study (docs/method.md; issue 11 item 5), evaluated on any set of runs:
+The claims (docs/method.md section 8, "Findings"; ../shared/spec/METHOD.md section 7), each asked
+per scope (a survey or a pair) and once for the study as a whole:
 
-(a) **the diagonal beats the off-diagonal in each row** of the baseline table: per survey the
-    model trained on it scores higher on its own test part than on each other survey's
-    (one-sided paired t-test by split, own - other > 0: the same baseline run is tested on
-    both; Holm within the row's comparisons);
-(b) **each adaptation method beats the baseline on the target within k shots** per pair
-    (k = the largest configured shot count): the smallest shot count whose one-sided paired
-    test against the baseline is significant after Holm (``stats/vs_baseline.csv``'s target
-    rows, family: the pair's shot counts);
-(c) **FT loses source BACC and MME does not**, per pair: "FT loses" holds when FT's source
-    BACC is significantly below the baseline's at some shot count (one-sided paired t-test by
-    split, method - baseline < 0, Holm over the shot counts). "MME does not lose" is a
-    *non-inferiority* claim, so a non-significant loss is not evidence for it: it holds when at
-    every shot count MME's source BACC is significantly above the baseline's minus
-    :data:`SOURCE_MARGIN` (one-sided paired t-test of method - baseline + margin > 0, Holm over
-    the shot counts); it does not hold when a loss is significant at some shot count; otherwise
-    it is ``inconclusive`` (too few splits or too much spread to tell). Each half is reported,
-    then the joint verdict; the other methods get the same "loses source BACC" row.
+1a. **the baseline degrades across surveys, per row**: the model trained on a survey scores higher on
+    that survey's test part than on every other survey's (own - other > 0);
+1b. **... per test survey (column)**: on a survey's test part, the model trained on it beats every
+    model trained elsewhere (same test set, so survey difficulty is out of the comparison);
+2.  **each method beats the baseline on the target at 1 shot** (the smallest configured shot count):
+    method - baseline > 0 on the target's test part;
+3.  **FT and MME are comparable on the target**: |MME - FT| < :data:`EQUIVALENCE_MARGIN` at every shot
+    count (equivalence);
+4a. **FT degrades the source at every shot count**: FT - baseline < -:data:`SOURCE_MARGIN` on the
+    source's test part;
+4b. **MME does not** (non-inferiority at every shot count): MME - baseline > -:data:`SOURCE_MARGIN`.
+    4a and 4b are one question (is the method's source BACC below the baseline's by more than the
+    margin?) asked of two methods, with one margin; the other configured methods get 4b's question;
+4c. **MME keeps more source BACC than FT** at every shot count: MME - FT > 0 on the source;
+5.  **shots to beat the baseline**: per split, the first shot count whose target BACC beats the
+    baseline's; FT's minus MME's, in steps of the shot grid (> 0: MME needs fewer).
 
-A verdict is ``holds``, ``does not hold``, ``inconclusive`` or ``not testable`` (no test could
-be computed: one split, missing runs; the evidence says why). The verdicts rest on the
-paired t-test (Welch's where runs share no split, :data:`rbda.results.stats.PRIMARY_TESTS`);
-the evidence also gives the Wilcoxon signed-rank test's Holm-adjusted p and the notes of
-:mod:`rbda.results.stats` (for example when a test cannot reach alpha by construction).
+One rule decides every verdict from the interval of the effect and the claim's region (``greater``
+than a threshold, ``less`` than one, or ``within`` +-margin):
+
+* ``holds``: the 95% interval lies inside the region (every cell of an intersection claim);
+* ``contradicted``: the interval lies entirely outside it (for an intersection claim, some cell's
+  Bonferroni interval at 1 - alpha/cells does: "at some shot count" is a union);
+* ``inconclusive``: neither; the evidence says how many splits would settle it at the observed
+  spread, or that more splits of the same pool cannot;
+* ``not testable``: fewer than :data:`MIN_SPLITS` splits (said once in the report, not per row).
+
+Per scope the interval is the corrected resampled t interval over splits (Nadeau and Bengio 2003;
+:func:`rbda.results.stats.corrected_interval`), because the splits resample one pool; per study it is
+a one-sample t interval over the scopes' mean effects. ``p`` is the p-value of the claim's test (an
+intersection's: the largest of its cells'; an equivalence's: the larger of its two one-sided tests);
+``wilcoxon_p`` the signed-rank test's on the same question, a secondary column.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from rbda.results import stats
 from rbda.results.naming import method_label, pair_label, survey_label
 
 HOLDS = "holds"
-FAILS = "does not hold"
+CONTRADICTED = "contradicted"
 INCONCLUSIVE = "inconclusive"
 NOT_TESTABLE = "not testable"
-VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE)
+VERDICTS = (HOLDS, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE)
 
-#: Finding (c): a source-BACC loss smaller than this (BACC units) counts as no loss; "MME does
-#: not lose source BACC" must show MME's source BACC above the baseline's minus this margin.
+#: The least number of splits a verdict is given on: below it the signed-rank test cannot reach
+#: p < 0.05 even one-sided (1/16 with 4 splits) and the corrected t interval has at most 3 degrees
+#: of freedom. With fewer, effects and intervals are still reported, every verdict is "not testable".
+MIN_SPLITS = 5
+#: Scopes a study-level verdict needs (a t interval over fewer is no test over pairs).
+MIN_SCOPES = 3
+#: Claims 4a/4b (BACC units): a source BACC loss smaller than this is no loss.
 SOURCE_MARGIN = 0.01
+#: Claim 3 (BACC units): FT and MME are comparable when their target BACC differs by less than this.
+EQUIVALENCE_MARGIN = 0.02
 
-COLUMNS = ["finding", "claim", "scope", "method", "verdict", "test", "evidence"]
+GREATER, LESS, WITHIN = "greater", "less", "within"
+#: The scope of study-level rows.
+STUDY = "study"
 
-#: Source-domain alternative of finding (c): does the method lower the source BACC?
-SOURCE_LOSS = {"source": "less"}
+COLUMNS = ["finding", "claim", "scope", "method", "direction", "margin", "effect", "ci_low", "ci_high",
+           "n_splits", "test", "p", "verdict", "evidence", "family", "wilcoxon_p"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim: its id, sentence, region (``direction`` of ``threshold``; ``within``: +-margin),
+    margin, what a cell is (``cells``: "shot count", "other survey"; empty for one cell) and whether
+    its study-level test pools every scope's cells into one sample (``pool_cells``)."""
+
+    finding: str
+    text: str
+    direction: str
+    threshold: float
+    margin: float
+    cells: str = ""
+    pool_cells: bool = False
+
+    def region(self) -> str:
+        if self.direction == WITHIN:
+            return f"|effect| < {self.margin:g}"
+        return f"effect {'>' if self.direction == GREATER else '<'} {self.threshold:+g}"
+
+    def boundaries(self) -> tuple[float, ...]:
+        return (-self.margin, self.margin) if self.direction == WITHIN else (self.threshold,)
+
+
+def _state(claim: Claim, low: float, high: float) -> str:
+    """``in`` (the interval inside the claim's region), ``out`` (entirely outside) or ``?``."""
+    if math.isnan(low) or math.isnan(high):
+        return "?"
+    if claim.direction == GREATER:
+        return "in" if low > claim.threshold else "out" if high < claim.threshold else "?"
+    if claim.direction == LESS:
+        return "in" if high < claim.threshold else "out" if low > claim.threshold else "?"
+    m = claim.margin
+    return "in" if (low > -m and high < m) else "out" if (low > m or high < -m) else "?"
+
+
+def _t_p(claim: Claim, interval: stats.Interval) -> float:
+    if claim.direction == GREATER:
+        return stats.t_p_above(interval, claim.threshold)
+    if claim.direction == LESS:
+        return stats.t_p_below(interval, claim.threshold)
+    return max(stats.t_p_above(interval, -claim.margin), stats.t_p_below(interval, claim.margin))
+
+
+def _wilcoxon_p(claim: Claim, d: np.ndarray) -> float:
+    if claim.direction == GREATER:
+        return stats.wilcoxon_p_above(d, claim.threshold)
+    if claim.direction == LESS:
+        return stats.wilcoxon_p_below(d, claim.threshold)
+    return max(stats.wilcoxon_p_above(d, -claim.margin), stats.wilcoxon_p_below(d, claim.margin))
+
+
+@dataclass
+class Cell:
+    """One tested cell of a claim in a scope: its label (``5 shots``), values (per split, or per
+    scope at study level) and interval."""
+
+    label: str
+    values: np.ndarray
+    interval: stats.Interval
+    strict: stats.Interval  # at the Bonferroni level, for contradicting an intersection
+    p: float
+    wilcoxon_p: float
+
+
+def _cells(claim: Claim, samples: dict[str, np.ndarray], ratio: float) -> list[Cell]:
+    m = len(samples)
+    out = []
+    for label, values in samples.items():
+        values = np.asarray(values, float)
+        interval = stats.corrected_interval(values, ratio)
+        strict = stats.corrected_interval(values, ratio, 1 - stats.ALPHA / m) if m > 1 else interval
+        out.append(Cell(label, values, interval, strict, _t_p(claim, interval), _wilcoxon_p(claim, values)))
+    return out
+
+
+def _fmt(x: float) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.3f}"
 
 
 def _fmt_p(p: float) -> str:
-    return "–" if p is None or (isinstance(p, float) and math.isnan(p)) else f"{p:.3g}"
+    return "–" if p is None or (isinstance(p, float) and math.isnan(p)) else f"{p:.2g}"
 
 
-def _evidence(primary: pd.Series, wilcoxon: pd.Series | None, label: str) -> str:
-    """``DES: +0.250 [0.200, 0.300], p 0.001, p_holm 0.003 (Wilcoxon p_holm 0.25)``, or the note."""
-    if math.isnan(primary["p"]):
-        return f"{label}: no test ({primary['note']})"
-    interval = ("" if math.isnan(primary["ci_low"]) else f" [{primary['ci_low']:+.3f}, {primary['ci_high']:+.3f}]")
-    text = (f"{label}: {primary['mean_diff']:+.3f}{interval}, n={int(primary['n_a'])}, "
-            f"p {_fmt_p(primary['p'])}, p_holm {_fmt_p(primary['p_holm'])}")
-    if wilcoxon is not None:
-        text += f" (Wilcoxon p_holm {_fmt_p(wilcoxon['p_holm'])}"
-        text += f"; {wilcoxon['note']})" if wilcoxon["note"] else ")"
-    return text
+def _describe(cell: Cell) -> str:
+    i = cell.interval
+    return f"{cell.label}: {_fmt(i.effect)} [{_fmt(i.low)}, {_fmt(i.high)}]" if cell.label else \
+        f"{_fmt(i.effect)} [{_fmt(i.low)}, {_fmt(i.high)}]"
 
 
-def _split_tests(tests: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return (tests[tests["test"].isin(stats.PRIMARY_TESTS)], tests[tests["test"] == "wilcoxon"])
+def _settle(claim: Claim, cell: Cell, ratio: float, unit: str) -> str:
+    """What would settle an inconclusive cell: the number of ``unit`` its interval needs at the
+    observed mean and spread to clear the nearest boundary of the claim's region."""
+    effect = cell.interval.effect
+    distance = min(abs(effect - b) for b in claim.boundaries())
+    needed = stats.splits_needed(cell.values, ratio, distance)
+    if needed is None:
+        if ratio > 0 and len(cell.values) >= 2 and np.std(cell.values) > 0:
+            return (f"more {unit} of the same pool would not settle it at this spread (the corrected variance keeps "
+                    f"n_test/n_train = {ratio:.3g}); a larger test set or an independent sample would")
+        return "the effect sits on the boundary of the claim; no number of " + unit + " settles it"
+    return f"about {needed} {unit} at the observed spread would settle it"
 
 
-def _significant(row: pd.Series) -> bool:
-    return bool(row["significant"]) if not pd.isna(row["significant"]) else False
+def _decide(claim: Claim, cells: list[Cell], n: int, least: int, ratio: float, unit: str
+            ) -> tuple[str, Cell, str]:
+    """The verdict of ``cells`` (an intersection when several), the decisive cell and the evidence."""
+    if not cells:
+        raise ValueError(f"claim {claim.finding}: no cells to decide on")
+    weakest = max(cells, key=lambda c: -math.inf if math.isnan(c.p) else c.p)
+    listing = "; ".join(_describe(c) for c in cells) if len(cells) > 1 else ""
+    if n < least:
+        return NOT_TESTABLE, weakest, f"{n} {unit} (a verdict needs at least {least})"
+    against = [c for c in cells if _state(claim, c.strict.low, c.strict.high) == "out"]
+    if against:
+        worst = min(against, key=lambda c: -abs(c.interval.effect))
+        where = f" at {worst.label}" if worst.label else ""
+        level = f" (Bonferroni interval at {1 - stats.ALPHA / len(cells):.3g})" if len(cells) > 1 else ""
+        return CONTRADICTED, worst, f"outside the claim{where}{level}" + (f"; {listing}" if listing else "")
+    if all(_state(claim, c.interval.low, c.interval.high) == "in" for c in cells):
+        text = "inside the claim" + (f" at every {claim.cells}" if len(cells) > 1 else "")
+        return HOLDS, weakest, text + (f"; {listing}" if listing else "")
+    open_cells = [c for c in cells if _state(claim, c.interval.low, c.interval.high) != "in"]
+    deciding = max(open_cells, key=lambda c: -math.inf if math.isnan(c.p) else c.p)
+    where = f"at {deciding.label}: " if deciding.label else ""
+    text = f"undecided {where}{_settle(claim, deciding, ratio, unit)}"
+    return INCONCLUSIVE, deciding, text + (f"; {listing}" if listing else "")
 
 
-# --- (a) the diagonal ---------------------------------------------------------------------
+def _family(claim: Claim, labels: list[str]) -> str:
+    if len(labels) <= 1:
+        return "one test"
+    return (f"intersection over {len(labels)} {claim.cells}s: holds only if every one holds at 95% (no "
+            f"correction needed); contradicted if one is at the Bonferroni level {1 - stats.ALPHA / len(labels):.3g}")
 
 
-def diagonal_tests(baseline_runs: pd.DataFrame, surveys: list[str]) -> pd.DataFrame:
-    """Per survey (row) and other survey: own-survey BACC - other-survey BACC of the same baseline
-    runs, one-sided (greater), paired by split; Holm within (row, test).
-
-    ``baseline_runs``: columns trained_on, tested_on, split, bacc (:func:`tables.baseline_scores`).
-    """
-    rows = []
-    for own in surveys:
-        trained = baseline_runs[baseline_runs["trained_on"] == own]
-        home = trained[trained["tested_on"] == own].set_index("split")["bacc"]
-        for other in surveys:
-            if other == own:
-                continue
-            away = trained[trained["tested_on"] == other].set_index("split")["bacc"]
-            for row in stats.compare(home, away, "greater"):
-                rows.append({"trained_on": own, "tested_on": other, "comparison": "own - other",
-                             "family": f"{own}/diagonal/{row['test']}", **row})
-    frame = pd.DataFrame(rows)
-    return stats.adjust_within_families(frame) if len(frame) else frame
+def _row(claim: Claim, scope: str, method: str, verdict: str, cell: Cell, n: int, test: str, evidence: str,
+         family: str, p: float, wilcoxon_p: float) -> dict:
+    return {"finding": claim.finding, "claim": claim.text, "scope": scope, "method": method,
+            "direction": claim.region(), "margin": claim.margin, "effect": cell.interval.effect,
+            "ci_low": cell.interval.low, "ci_high": cell.interval.high, "n_splits": n, "test": test,
+            "p": p, "verdict": verdict, "evidence": evidence, "family": family, "wilcoxon_p": wilcoxon_p}
 
 
-def _all_of(flags: list[bool | None]) -> str:
-    """Verdict of a conjunction of tested claims (None = not testable)."""
-    if any(f is False for f in flags):
-        return FAILS
-    if not flags or any(f is None for f in flags):
-        return NOT_TESTABLE
-    return HOLDS
+def _max_p(values: list[float]) -> float:
+    present = [v for v in values if not math.isnan(v)]
+    return max(present) if len(present) == len(values) and present else math.nan
 
 
-def diagonal_findings(tests: pd.DataFrame, surveys: list[str]) -> list[dict]:
-    rows = []
-    for own in surveys:
-        mine = tests[tests["trained_on"] == own] if len(tests) else tests
-        primary, wilcoxon = _split_tests(mine)
-        flags, evidence = [], []
-        for _, t in primary.iterrows():
-            w = wilcoxon[wilcoxon["tested_on"] == t["tested_on"]]
-            flags.append(None if math.isnan(t["p"]) else _significant(t))
-            evidence.append(_evidence(t, w.iloc[0] if len(w) else None, f"vs {survey_label(t['tested_on'])}"))
-        rows.append({"finding": "a",
-                     "claim": f"the model trained on {survey_label(own)} scores higher on {survey_label(own)} "
-                              "than on every other survey (the diagonal beats its row)",
-                     "scope": f"trained on {survey_label(own)}", "method": "baseline",
-                     "verdict": _all_of(flags),
-                     "test": f"one-sided paired t-test by split (own − other > 0), Holm over the row's "
-                             f"{len(primary)} comparison(s)",
-                     "evidence": "; ".join(evidence) or "no baseline runs"})
-    return rows
+# --- the data of each claim ----------------------------------------------------------------------
 
 
-# --- (b) beating the baseline within k shots ------------------------------------------------
+class StudyData:
+    """Per-split BACC series of the baselines and the methods, keyed for the claims."""
+
+    def __init__(self, baseline_runs: pd.DataFrame, scores: pd.DataFrame):
+        self.baseline = {key: g.set_index("split")["bacc"].sort_index()
+                         for key, g in baseline_runs.groupby(["trained_on", "tested_on"])}
+        self.scores = {key: g.set_index("split")["bacc"].sort_index()
+                       for key, g in scores.groupby(["method", "source", "target", "shots", "domain"])}
+
+    def base(self, trained_on: str, tested_on: str) -> pd.Series:
+        return self.baseline.get((trained_on, tested_on), pd.Series(dtype=float))
+
+    def method(self, method: str, source: str, target: str, shots: int, domain: str) -> pd.Series:
+        return self.scores.get((method, source, target, shots, domain), pd.Series(dtype=float))
 
 
-def beat_baseline_findings(versus_baseline: pd.DataFrame, methods: list[str], pairs: list[tuple[str, str]],
-                           k: int) -> list[dict]:
-    """Per pair and method: does some shot count <= k beat the baseline on the target
-    significantly (one-sided paired test, Holm over the pair's shot counts)?"""
-    target = versus_baseline[versus_baseline["domain"] == "target"]
-    primary, wilcoxon = _split_tests(target)
-    rows = []
-    for source, target_survey in pairs:
-        for method in methods:
-            mine = primary[(primary["source"] == source) & (primary["target"] == target_survey)
-                           & (primary["method"] == method)].sort_values("shots")
-            within = mine[mine["shots"] <= k]
-            wins = within[within["significant"].fillna(False).astype(bool) & (within["mean_diff"] > 0)]
-            if len(wins):
-                first = wins.iloc[0]
-                verdict = HOLDS
-                w = wilcoxon[(wilcoxon["source"] == source) & (wilcoxon["target"] == target_survey)
-                             & (wilcoxon["method"] == method) & (wilcoxon["shots"] == first["shots"])]
-                evidence = _evidence(first, w.iloc[0] if len(w) else None,
-                                     f"significant from {int(first['shots'])} shots")
-            elif within["p"].notna().any():
-                verdict = FAILS
-                best = within.loc[within["p_holm"].idxmin()] if within["p_holm"].notna().any() else within.iloc[0]
-                evidence = (f"no shot count <= {k} significant (tested: "
-                            f"{' '.join(str(int(n)) for n in within['shots'])}); smallest p_holm at "
-                            + _evidence(best, None, f"{int(best['shots'])} shots"))
-            else:
+def paired(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """``a - b`` on the splits both have."""
+    common = a.index.intersection(b.index).sort_values()
+    return (a.loc[common] - b.loc[common]).to_numpy(float)
+
+
+def shots_to_beat_steps(data: StudyData, method: str, source: str, target: str, shots: list[int]) -> pd.Series:
+    """Per split: the index in ``shots`` of the first shot count whose target BACC beats the baseline's
+    (the source model on the target) in that split; ``len(shots)`` when none does."""
+    reference = data.base(source, target)
+    splits = reference.index
+    for n in shots:
+        splits = splits.intersection(data.method(method, source, target, n, "target").index)
+    steps = {}
+    for k in splits:
+        beaten = [i for i, n in enumerate(shots)
+                  if data.method(method, source, target, n, "target").loc[k] > reference.loc[k]]
+        steps[k] = beaten[0] if beaten else len(shots)
+    return pd.Series(steps, dtype=float).sort_index()
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+def ratio_for(ratios: dict[str, float], survey: str) -> float:
+    return ratios.get(survey, stats.DESIGN_TEST_TRAIN_RATIO)
+
+
+def _corrected_test(ratio: float) -> str:
+    return f"corrected resampled t, paired by split (Nadeau & Bengio 2003; n_test/n_train {ratio:.3g})"
+
+
+class Evaluator:
+    """Collects the per-scope rows and the per-scope cell effects for the study-level rows."""
+
+    def __init__(self, least_splits: int = MIN_SPLITS):
+        self.rows: list[dict] = []
+        self.least_splits = least_splits
+        #: (finding, claim text, method) -> (claim, {cell label: [scope effect, ...]}, n_splits, unit)
+        self.study: dict[tuple, tuple[Claim, dict[str, list[float]], list[int], str]] = {}
+
+    def scope(self, claim: Claim, scope: str, method: str, samples: dict[str, np.ndarray], ratio: float,
+              unit: str = "pairs") -> None:
+        cells = _cells(claim, samples, ratio)
+        n = min((len(c.values) for c in cells), default=0)
+        verdict, cell, evidence = _decide(claim, cells, n, self.least_splits, ratio, "splits")
+        self.rows.append(_row(claim, scope, method, verdict, cell, n, _corrected_test(ratio), evidence,
+                              _family(claim, list(samples)), _max_p([c.p for c in cells]),
+                              _max_p([c.wilcoxon_p for c in cells])))
+        key = (claim.finding, claim.text, method)
+        _, by_cell, ns, _ = self.study.setdefault(key, (claim, {}, [], unit))
+        ns.append(n)
+        for c in cells:
+            by_cell.setdefault("" if claim.pool_cells else c.label, []).append(c.interval.effect)
+
+    def study_rows(self) -> list[dict]:
+        rows = []
+        for (_, _, method), (claim, by_cell, ns, unit) in self.study.items():
+            samples = {label: np.asarray(v, float) for label, v in by_cell.items()}
+            cells = _cells(claim, samples, 0.0)
+            scopes = min(len(v) for v in samples.values())
+            verdict, cell, evidence = _decide(claim, cells, scopes, MIN_SCOPES, 0.0, unit)
+            if min(ns) < self.least_splits:
                 verdict = NOT_TESTABLE
-                evidence = ("no runs of this method for the pair" if within.empty else
-                            "; ".join(sorted(set(within["note"].dropna()))))
-            rows.append({"finding": "b",
-                         "claim": f"{method_label(method)} beats the baseline on the target within {k} shots",
-                         "scope": pair_label(source, target_survey), "method": method, "verdict": verdict,
-                         "test": "one-sided paired t-test by split (method − baseline > 0), Holm over the pair's "
-                                 "shot counts; the smallest significant shot count",
-                         "evidence": evidence})
-    return rows
+                evidence = f"{min(ns)} splits per {unit[:-1]} (a verdict needs at least {self.least_splits})"
+            test = f"one-sample t over the {scopes} {unit}' mean effects"
+            rows.append(_row(claim, STUDY, method, verdict, cell, min(ns), test, f"{scopes} {unit}; {evidence}",
+                             _family(claim, list(samples)), _max_p([c.p for c in cells]),
+                             _max_p([c.wilcoxon_p for c in cells])))
+        return rows
 
 
-# --- (c) source BACC lost --------------------------------------------------------------------
+def _shot_label(n: int) -> str:
+    return f"{n} shot{'s' if n != 1 else ''}"
 
 
-def source_loss_tests(scores: pd.DataFrame, baseline_runs: pd.DataFrame) -> pd.DataFrame:
-    """Method - baseline on the source, one-sided (less), paired by split, Holm within
-    (pair, method, test) over the shot counts."""
-    return stats.compare_with_baseline(scores[scores["domain"] == "source"], baseline_runs, SOURCE_LOSS)
+def findings_table(baseline_runs: pd.DataFrame, scores: pd.DataFrame, surveys: list[str],
+                   pairs: list[tuple[str, str]], methods: list[str], shots: list[int],
+                   ratios: dict[str, float] | None = None, least_splits: int = MIN_SPLITS) -> pd.DataFrame:
+    """Every claim's verdict per scope and for the study (columns :data:`COLUMNS`), study-level rows first.
 
+    ``baseline_runs``: trained_on, tested_on, split, bacc; ``scores``: method, source, target, shots,
+    domain, split, bacc; ``shots``: the configured shot counts; ``ratios``: n_test/n_train per
+    survey (:func:`split_size_ratios`; missing surveys get the split design's).
+    """
+    ratios = ratios or {}
+    shots = sorted(shots)
+    data = StudyData(baseline_runs, scores)
+    ev = Evaluator(least_splits)
 
-def non_inferiority_tests(scores: pd.DataFrame, baseline_runs: pd.DataFrame,
-                          margin: float = SOURCE_MARGIN) -> pd.DataFrame:
-    """Method - baseline + ``margin`` on the source, one-sided (greater), paired by split, Holm
-    within (pair, method, test) over the shot counts: is the method's source BACC above the
-    baseline's minus the margin?"""
-    source = scores[scores["domain"] == "source"].copy()
-    source["bacc"] = source["bacc"] + margin
-    return stats.compare_with_baseline(source, baseline_runs, {"source": "greater"})
+    row_claim = Claim("1a", "the baseline scores higher on its own survey than on every other", GREATER, 0.0, 0.0,
+                      "other survey", pool_cells=True)
+    column_claim = Claim("1b", "on a survey's test part, the model trained on it beats every model trained "
+                               "elsewhere", GREATER, 0.0, 0.0, "other survey", pool_cells=True)
+    for own in surveys:
+        others = [s for s in surveys if s != own]
+        ev.scope(row_claim, f"trained on {survey_label(own)}", "baseline",
+                 {f"vs {survey_label(o)}": paired(data.base(own, own), data.base(own, o)) for o in others},
+                 ratio_for(ratios, own), "surveys")
+        ev.scope(column_claim, f"tested on {survey_label(own)}", "baseline",
+                 {f"vs trained on {survey_label(o)}": paired(data.base(own, own), data.base(o, own)) for o in others},
+                 ratio_for(ratios, own), "surveys")
 
+    first = shots[0]
+    for method in methods:
+        claim = Claim("2", f"{method_label(method)} beats the baseline on the target at {_shot_label(first)}",
+                      GREATER, 0.0, 0.0)
+        for source, target in pairs:
+            ev.scope(claim, pair_label(source, target), method,
+                     {"": paired(data.method(method, source, target, first, "target"), data.base(source, target))},
+                     ratio_for(ratios, target))
 
-def _not_inferior(tests: pd.DataFrame, source: str, target: str, method: str) -> tuple[bool | None, str]:
-    """(True: non-inferior at every shot count, False: not shown at some, None: untestable; evidence)."""
-    primary, _ = _split_tests(tests)
-    mine = primary[(primary["source"] == source) & (primary["target"] == target)
-                   & (primary["method"] == method)].sort_values("shots")
-    if mine.empty or not mine["p"].notna().any():
-        return None, "no test" if mine.empty else "; ".join(sorted(set(mine["note"].dropna())))
-    shown = mine["significant"].fillna(False).astype(bool)
-    worst = mine.loc[mine["p_holm"].fillna(1.0).idxmax()]
-    evidence = _evidence(worst, None, f"weakest at {int(worst['shots'])} shots (difference + margin)")
-    if shown.all():
-        return True, f"above the baseline minus {SOURCE_MARGIN} at every shot count; " + evidence
-    missing = " ".join(str(int(n)) for n, ok in zip(mine["shots"], shown) if not ok)
-    return False, f"not shown at {missing} shots; " + evidence
+    both = "finetune" in methods and "mme" in methods
+    if both:
+        claim = Claim("3", f"FT and MME are comparable on the target (|MME − FT| < {EQUIVALENCE_MARGIN:g} at every "
+                           "shot count)", WITHIN, 0.0, EQUIVALENCE_MARGIN, "shot count")
+        for source, target in pairs:
+            ev.scope(claim, pair_label(source, target), "mme − finetune",
+                     {_shot_label(n): paired(data.method("mme", source, target, n, "target"),
+                                             data.method("finetune", source, target, n, "target")) for n in shots},
+                     ratio_for(ratios, target))
 
-
-def _loses(tests: pd.DataFrame, source: str, target: str, method: str) -> tuple[bool | None, str]:
-    """(True: significantly below at some shot count, False: tested and never, None: untestable;
-    the evidence)."""
-    primary, wilcoxon = _split_tests(tests)
-    mine = primary[(primary["source"] == source) & (primary["target"] == target)
-                   & (primary["method"] == method)].sort_values("shots")
-    if mine.empty:
-        return None, "no runs of this method for the pair"
-    if not mine["p"].notna().any():
-        return None, "; ".join(sorted(set(mine["note"].dropna())))
-    below = mine[mine["significant"].fillna(False).astype(bool) & (mine["mean_diff"] < 0)]
-    untested = [str(int(n)) for n, p in zip(mine["shots"], mine["p"]) if math.isnan(p)]
-    tail = f"; not testable at {' '.join(untested)} shots" if untested else ""
-    if len(below):
-        first = below.iloc[0]
-        w = wilcoxon[(wilcoxon["source"] == source) & (wilcoxon["target"] == target)
-                     & (wilcoxon["method"] == method) & (wilcoxon["shots"] == first["shots"])]
-        shots = " ".join(str(int(n)) for n in below["shots"])
-        return True, (f"significantly below at {shots} shots; "
-                      + _evidence(first, w.iloc[0] if len(w) else None, f"{int(first['shots'])} shots") + tail)
-    best = mine.loc[mine["p_holm"].idxmin()]
-    return False, ("not significantly below at any tested shot count; smallest p_holm at "
-                   + _evidence(best, None, f"{int(best['shots'])} shots") + tail)
-
-
-SOURCE_TEST = ("one-sided paired t-test by split (method − baseline < 0 on the source's test part), "
-               "Holm over the pair's shot counts")
-
-
-def source_findings(tests: pd.DataFrame, non_inferiority: pd.DataFrame, methods: list[str],
-                    pairs: list[tuple[str, str]]) -> list[dict]:
-    rows = []
-    for source, target in pairs:
-        scope = pair_label(source, target)
-        result = {method: _loses(tests, source, target, method) for method in methods}
-        halves = {}
-        # FT loses source BACC: a significant loss at some shot count
-        if "finetune" in methods:
-            flag, evidence = result["finetune"]
+    for method in methods:
+        if method == "finetune":
+            claim = Claim("4a", f"FT degrades the source: below the baseline by more than {SOURCE_MARGIN:g} at every "
+                                "shot count", LESS, -SOURCE_MARGIN, SOURCE_MARGIN, "shot count")
         else:
-            flag, evidence = None, "finetune is not among the configured methods"
-        halves["finetune"] = None if flag is None else HOLDS if flag else FAILS
-        rows.append({"finding": "c", "claim": "FT loses source BACC (significantly below the baseline at some "
-                     "shot count)", "scope": scope, "method": "finetune", "verdict": _word(flag),
-                     "test": SOURCE_TEST, "evidence": evidence})
-        # MME does not lose source BACC: non-inferiority at every shot count
-        if "mme" not in methods:
-            verdict, evidence = NOT_TESTABLE, "mme is not among the configured methods"
-        else:
-            loses, loss_evidence = result["mme"]
-            shown, ni_evidence = _not_inferior(non_inferiority, source, target, "mme")
-            if loses:
-                verdict, evidence = FAILS, "a significant loss: " + loss_evidence
-            elif shown:
-                verdict, evidence = HOLDS, ni_evidence
-            elif loses is None and shown is None:
-                verdict, evidence = NOT_TESTABLE, loss_evidence
-            else:
-                verdict, evidence = INCONCLUSIVE, f"no significant loss, but non-inferiority {ni_evidence}"
-        halves["mme"] = verdict
-        rows.append({"finding": "c", "claim": f"MME does not lose source BACC (above the baseline minus "
-                     f"{SOURCE_MARGIN} at every shot count)", "scope": scope, "method": "mme", "verdict": verdict,
-                     "test": NON_INFERIORITY_TEST, "evidence": evidence})
-        joint = (FAILS if FAILS in halves.values() else HOLDS if all(v == HOLDS for v in halves.values())
-                 else NOT_TESTABLE if NOT_TESTABLE in halves.values() else INCONCLUSIVE)
-        rows.append({"finding": "c", "claim": "FT loses source BACC and MME does not (joint)", "scope": scope,
-                     "method": "finetune, mme", "verdict": joint, "test": "both halves above hold",
-                     "evidence": f"FT loses: {halves['finetune'] or NOT_TESTABLE}; MME does not lose: {halves['mme']}"})
-        for method in methods:
-            if method in ("finetune", "mme"):
-                continue
-            flag, evidence = result[method]
-            rows.append({"finding": "c",
-                         "claim": f"{method_label(method)} loses source BACC (significantly below the baseline "
-                                  "at some shot count; beside the study's claim)",
-                         "scope": scope, "method": method, "verdict": _word(flag),
-                         "test": SOURCE_TEST, "evidence": evidence})
-    return rows
+            beside = "" if method == "mme" else " (beside the paper's claims)"
+            claim = Claim("4b", f"{method_label(method)} does not degrade the source: not below the baseline by "
+                                f"more than {SOURCE_MARGIN:g} at any shot count{beside}", GREATER, -SOURCE_MARGIN,
+                          SOURCE_MARGIN, "shot count")
+        for source, target in pairs:
+            ev.scope(claim, pair_label(source, target), method,
+                     {_shot_label(n): paired(data.method(method, source, target, n, "source"), data.base(source, source))
+                      for n in shots}, ratio_for(ratios, source))
+
+    if both:
+        claim = Claim("4c", "MME keeps more source BACC than FT at every shot count", GREATER, 0.0, 0.0, "shot count")
+        for source, target in pairs:
+            ev.scope(claim, pair_label(source, target), "mme − finetune",
+                     {_shot_label(n): paired(data.method("mme", source, target, n, "source"),
+                                             data.method("finetune", source, target, n, "source")) for n in shots},
+                     ratio_for(ratios, source))
+        claim = Claim("5", "MME needs fewer shots than FT to beat the baseline on the target (effect: FT's minus MME's "
+                           "shots-to-beat per split, in steps of the shot grid; never = one step past it)",
+                      GREATER, 0.0, 0.0)
+        for source, target in pairs:
+            ev.scope(claim, pair_label(source, target), "finetune − mme",
+                     {"": paired(shots_to_beat_steps(data, "finetune", source, target, shots),
+                                 shots_to_beat_steps(data, "mme", source, target, shots))},
+                     ratio_for(ratios, target))
+
+    frame = pd.DataFrame(ev.study_rows() + ev.rows, columns=COLUMNS)
+    return frame
 
 
-NON_INFERIORITY_TEST = (f"one-sided paired t-test by split of method − baseline + {SOURCE_MARGIN} > 0 on the "
-                        "source's test part (non-inferiority), Holm over the pair's shot counts; a significant "
-                        "loss (the test above) refutes it")
+def split_size_ratios(runs) -> dict[str, float]:
+    """n_test / n_train per survey from its baseline runs: the test evaluation's ``n`` of its own
+    survey over ``data.source_train`` (the median over splits); surveys whose runs do not record
+    both are left out (the split design's ratio is used for them)."""
+    ratios: dict[str, list[float]] = {}
+    for run in runs:
+        if run.method != "baseline":
+            continue
+        train = (run.data.get("data") or {}).get("source_train")
+        test = next((e.get("n") for e in run.data["evaluations"]
+                     if e["part"] == "test" and e["survey"] == run.source), None)
+        if isinstance(train, int) and train > 0 and isinstance(test, int) and test > 0:
+            ratios.setdefault(run.source, []).append(test / train)
+    return {survey: float(np.median(values)) for survey, values in ratios.items()}
 
 
-def _word(flag: bool | None) -> str:
-    return NOT_TESTABLE if flag is None else HOLDS if flag else FAILS
-
-
-# --- all together -----------------------------------------------------------------------------
-
-
-def findings_table(baseline_runs: pd.DataFrame, scores: pd.DataFrame, versus_baseline: pd.DataFrame,
-                   surveys: list[str], pairs: list[tuple[str, str]], methods: list[str], k: int) -> pd.DataFrame:
-    """Every finding's verdict: columns finding, claim, scope, method, verdict, test, evidence."""
-    rows = diagonal_findings(diagonal_tests(baseline_runs, surveys), surveys)
-    rows += beat_baseline_findings(versus_baseline, methods, pairs, k)
-    rows += source_findings(source_loss_tests(scores, baseline_runs),
-                            non_inferiority_tests(scores, baseline_runs), methods, pairs)
-    return pd.DataFrame(rows, columns=COLUMNS)
+def too_few_splits(findings: pd.DataFrame, least: int = MIN_SPLITS) -> int | None:
+    """The number of splits when it is below what a verdict needs (``None`` otherwise)."""
+    scoped = findings[findings["scope"] != STUDY]
+    if scoped.empty:
+        return None
+    n = int(scoped["n_splits"].min())
+    return n if n < least else None
 
 
 def summary(findings: pd.DataFrame) -> pd.DataFrame:
-    """How many verdicts of each kind per finding (for the report's overview)."""
-    counts = (findings.groupby("finding")["verdict"].value_counts().unstack(fill_value=0)
-              .reindex(columns=list(VERDICTS), fill_value=0))
-    return counts.reset_index()
+    """Per claim and method: the study-level verdict and how many scopes got each verdict."""
+    study = findings[findings["scope"] == STUDY]
+    scoped = findings[findings["scope"] != STUDY]
+    rows = []
+    for _, r in study.iterrows():
+        mine = scoped[(scoped["finding"] == r["finding"]) & (scoped["claim"] == r["claim"])
+                      & (scoped["method"] == r["method"])]
+        counts = mine["verdict"].value_counts()
+        rows.append({"finding": r["finding"], "claim": r["claim"], "method": r["method"],
+                     "effect [95% interval]": f"{_fmt(r['effect'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]",
+                     "region": r["direction"], "study verdict": r["verdict"],
+                     "per scope": ", ".join(f"{v} {int(counts.get(v, 0))}" for v in VERDICTS if counts.get(v, 0))})
+    return pd.DataFrame(rows, columns=["finding", "claim", "method", "effect [95% interval]", "region",
+                                       "study verdict", "per scope"])
 
+
+def display(findings: pd.DataFrame) -> pd.DataFrame:
+    """Every row for reading (the study's first): effect and interval in one cell, p rounded."""
+    scoped = findings
+    return pd.DataFrame({
+        "finding": scoped["finding"], "scope": scoped["scope"], "method": scoped["method"].map(method_label),
+        "region": scoped["direction"],
+        "effect [95% interval]": [f"{_fmt(e)} [{_fmt(lo)}, {_fmt(hi)}]"
+                                  for e, lo, hi in zip(scoped["effect"], scoped["ci_low"], scoped["ci_high"])],
+        "p": [_fmt_p(p) for p in scoped["p"]], "Wilcoxon p": [_fmt_p(p) for p in scoped["wilcoxon_p"]],
+        "verdict": scoped["verdict"], "evidence": scoped["evidence"]})

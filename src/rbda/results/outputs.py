@@ -22,14 +22,15 @@ from rbda.errors import SettingError
 from rbda.study import ADAPTATION_METHODS, STUDY_METHODS, pair_name, study_pairs
 
 #: Tables written as both CSV and Markdown, under ``tables/``.
-TABLES = ("baseline", "methods_by_shots", "lambda_selection", "lambda_choices", "shots_to_beat", "winners",
+TABLES = ("baseline", "methods_by_shots", "lambda_selection", "lambda_choices", "selection_regret", "shots_to_beat",
+          "winners",
           "ranking", "source_cost_target_gain", "findings",
           "published_baseline", "published_shots_to_beat", "published_selected_bacc")
 #: Statistics (CSV only), under ``stats/``, whatever the methods: every pairwise method comparison in
 #: one file, and every method against the baseline.
 STATS = ("method_pairs", "vs_baseline")
 #: Figures written as PNG and PDF, under ``figures/``.
-FIGURES = ("baseline_heatmap", "bacc_vs_shots", "boxplots", "source_cost_vs_target_gain", "lambda_curves")
+FIGURES = ("findings_forest", "baseline_heatmap", "bacc_vs_shots", "boxplots", "source_cost_vs_target_gain", "lambda_curves")
 #: Every evaluation of every run, one row each (CSV only).
 ALL_EVALUATIONS = "tables/all_evaluations.csv"
 REPORT = "report.html"

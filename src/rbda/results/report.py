@@ -63,11 +63,18 @@ shift. For a pair <i>source→target</i> the baseline is the source model tested
 other configured adaptation method (<b>S+T</b>, <b>ENT</b>, <b>DANN</b>) start from the source baseline
 and use <i>n</i> labelled target alerts per class ("shots"). Each is tested on the target (did it
 help?) and on the source (did it forget?). The λ of MME (and ENT) was chosen on target validation
-BACC by the configured rule; the λ table shows the candidates and how often each was chosen.</li>
+BACC by the configured rule, never on an item of the split's own test part; the λ table shows the
+candidates, how often each was chosen and what the choice cost against the best λ in hindsight.</li>
 <li><b>Shots to beat the baseline</b>: the smallest shot count whose mean target BACC exceeds the
 baseline's mean on the target; in brackets the stricter count whose improvement is also
 significant (one-sided paired t-test by split, Holm-adjusted p &lt; 0.05). "never": no tested shot
 count qualifies; "not testable": no test could be computed (e.g. a single split).</li>
+<li><b>Findings</b>: each claim of the paper with its direction and margin, its effect and 95%
+interval, per pair or survey (corrected resampled t over splits, since the splits resample one pool)
+and for the study (over the pairs). <i>holds</i>: the interval lies inside the claimed region;
+<i>contradicted</i>: entirely outside it; <i>inconclusive</i>: neither (the evidence says what would
+settle it); <i>not testable</i>: too few splits. A non-significant result is inconclusive, never
+evidence against a claim.</li>
 <li><b>Significance</b>: every method's run <i>k</i> starts from baseline <i>k</i> and uses split <i>k</i>,
 so every comparison (method vs baseline on the target, one-sided; on the source, two-sided; method vs
 method, MME vs FT being the headline, on both, two-sided) is paired by split: the paired t-test and the Wilcoxon signed-rank test;

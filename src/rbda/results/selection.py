@@ -3,22 +3,27 @@
 Rules (docs/method.md section 7)
 ------------------------------------------
 ``per_pair`` (default; the thesis's intent)
-    One lambda per (source, target): the lambda with the highest mean target
-    validation BACC (``validation.best_bacc``) over all shot counts and all
-    splits of the pair.
+    One lambda per (source, target) and split: the lambda with the highest mean
+    target validation BACC (``validation.best_bacc``) over all shot counts and
+    the splits whose validation items hold no item of that split's target test
+    part (:func:`clean_reference_splits`; the splits resample one pool, so a
+    plain pool over every split would let the lambda of split k see some of
+    split k's test items).
 ``per_split`` (the paper)
     One lambda per (source, target, shots, split), on that group's runs only.
 ``first_split`` (the thesis's tuning)
-    One lambda per (source, target), chosen as ``per_pair`` but on the runs of
-    one reference split only (all shot counts).
+    As ``per_pair`` on the first split's runs only (all shot counts), for every
+    split for which the first split is clean; a split for which it is not gets
+    the choice made on its own runs.
 
 The two per-pair rules are made in two steps, so that a workflow's selection
 jobs do not each read every run of the pair: :func:`choose_lambda`
-(``rbda choose-lambda``) makes the pair's choice once, from its reference runs,
-into a *choice* document (schema :data:`LAMBDA_CHOICE_SCHEMA`); :func:`select_lambda`
-(``rbda select-lambda --choice``) then writes, for each (pair, shots, split),
-the chosen lambda's run (``--runs``, one per lambda) with the choice's facts.
-``per_split`` needs no choice document.
+(``rbda choose-lambda``) makes the pair's choices once, from every run of the
+pair and the target's split files and labels, into a *choice* document
+(schema :data:`LAMBDA_CHOICE_SCHEMA`, one choice per split under ``by_split``);
+:func:`select_lambda` (``rbda select-lambda --choice``) then writes, for each
+(pair, shots, split), the chosen lambda's run (``--runs``, one per lambda) with
+its split's choice. ``per_split`` needs no choice document.
 
 Ties
 ----
@@ -37,8 +42,7 @@ criterion.) The ``selection`` object records ``rule``, ``chosen_lambda``,
 ``recent_val_bacc`` - the tie-breaker -, ``n_runs``), ``tie`` (whether the
 best criterion value was shared), ``tie_broken_by`` (``none``,
 ``recent_epochs`` or ``smaller_lambda``), ``reference_shots`` and
-``reference_splits`` (the runs the choice was made on) and, for
-``first_split``, ``reference_split``.
+``reference_splits`` (the runs the choice was made on).
 """
 
 from __future__ import annotations
@@ -47,7 +51,10 @@ import copy
 import math
 from typing import Any
 
+import numpy as np
+
 from rbda.errors import InputFileError, SettingError
+from rbda.ingest.splits import Split, validation_shots
 from rbda.results.runs import Run
 from rbda.study import (DEFAULT_SELECTION_RULE, LAMBDA_CHOICE_SCHEMA, LAMBDA_METHODS, PAIR_SELECTION_RULES,
                         SELECTION_RULES, format_lambda)
@@ -93,7 +100,7 @@ def _check_candidate_group(runs: list[Run], what: str) -> None:
         lambdas_seen[run.lambda_name] = run
 
 
-def _check_reference(reference: list[Run], current: Run, what: str, one_split: bool) -> None:
+def _check_reference(reference: list[Run], current: Run, what: str) -> None:
     """Reference runs: MME runs of ``current``'s pair, each (shots, split) with every lambda once."""
     _check_lambda_runs(reference, what)
     groups: dict[tuple, dict[str, Run]] = {}
@@ -106,9 +113,6 @@ def _check_reference(reference: list[Run], current: Run, what: str, one_split: b
             raise InputFileError(run.path, f"one run per (shots, split, lambda) in {what}, but "
                                            f"{by_lambda[run.lambda_name].path} is the same run")
         by_lambda[run.lambda_name] = run
-    if one_split and len({split for _, split in groups}) != 1:
-        raise SettingError(what, "the MME runs of one reference split",
-                           sorted({split for _, split in groups}))
     lambdas = set().union(*groups.values())
     for (shots, split), by_lambda in sorted(groups.items()):
         missing = sorted(lambdas - set(by_lambda))
@@ -164,28 +168,63 @@ def best_by_validation(runs: list[Run]) -> Run:
     return next(r for r in runs if r.lambda_ == lam)
 
 
-def choose_lambda(reference_runs: list[Run], rule: str = DEFAULT_SELECTION_RULE) -> dict[str, Any]:
-    """The pair's lambda choice (a :data:`LAMBDA_CHOICE_SCHEMA` document) made on ``reference_runs``.
+def clean_reference_splits(validation_items: dict[int, np.ndarray], test_parts: dict[int, np.ndarray]
+                           ) -> dict[int, list[int]]:
+    """Per split k: the splits j whose validation items (the labelled target items a run of split j
+    validates on, :func:`rbda.ingest.splits.validation_shots`) hold no item of split k's target test
+    part. Split k itself always qualifies (its validation and test parts are disjoint); the splits
+    resample one pool, so another split's validation part holds about 10% of split k's test part
+    and its validation items may too."""
+    return {k: sorted(j for j, items in validation_items.items() if not np.intersect1d(items, test).size)
+            for k, test in test_parts.items()}
 
-    ``per_pair``: every run of the pair and method (all shots and splits), each
-    (shots, split) with every lambda once; ``first_split``: the same for one
-    split. The document names the method, the pair and the rule, and holds the
+
+def target_validation_items(labels: np.ndarray, splits: dict[int, Split], val_shots: int, seed: int,
+                            survey: str) -> dict[int, np.ndarray]:
+    """The validation items of every split's runs: ``val_shots`` per class of the split's validation
+    part, drawn exactly as training draws them (same seed, survey and split)."""
+    return {k: validation_shots(split.val, labels, val_shots, seed, survey, k) for k, split in splits.items()}
+
+
+def _reference_for(rule: str, splits: list[int], clean: list[int], k: int) -> list[int]:
+    """The splits split k's lambda is chosen on: the rule's (every split for per_pair, the first for
+    first_split) among those clean for k; split k's own when none is."""
+    wanted = splits if rule == "per_pair" else splits[:1]
+    usable = [j for j in wanted if j in clean]
+    return usable or [k]
+
+
+def choose_lambda(reference_runs: list[Run], clean: dict[int, list[int]],
+                  rule: str = DEFAULT_SELECTION_RULE) -> dict[str, Any]:
+    """The pair's lambda choices (a :data:`LAMBDA_CHOICE_SCHEMA` document), one per split, none of
+    which has seen an item of its split's target test part.
+
+    ``reference_runs``: every run of the pair and method (all shots and splits), each (shots, split)
+    with every lambda once. ``clean``: per split k, the splits whose validation items avoid split k's
+    test part (:func:`clean_reference_splits`). Split k's lambda is chosen on the runs of
+    ``per_pair``: every clean split; ``first_split``: the first split if it is clean for k; with no
+    clean split of the rule, on split k's own runs. The document holds per split (``by_split``) the
     facts :func:`choose` returns; :func:`select_lambda` checks them.
     """
     if rule not in PAIR_SELECTION_RULES:
         raise SettingError("--rule", f"a rule that chooses one lambda per pair ({' or '.join(PAIR_SELECTION_RULES)}); "
                                      "per_split chooses per group and needs no choice", rule)
     if not reference_runs:
-        raise SettingError("--runs", "every run of the pair and method (all shots and splits)" if rule == "per_pair"
-                           else "the reference split's runs of the pair and method (all shots)")
+        raise SettingError("--runs", "every run of the pair and method (all shots and splits)")
     first = reference_runs[0]
-    _check_reference(reference_runs, first, "--runs", one_split=rule == "first_split")
-    _, facts = choose(reference_runs)
-    choice = {"schema": LAMBDA_CHOICE_SCHEMA, "method": first.method, "source": first.source, "target": first.target,
-              "rule": rule, **facts}
-    if rule == "first_split":
-        choice["reference_split"] = facts["reference_splits"][0]
-    return choice
+    _check_reference(reference_runs, first, "--runs")
+    splits = sorted({run.split for run in reference_runs})
+    missing = sorted(set(splits) - set(clean))
+    if missing:
+        raise SettingError("--target-split", f"the split file of every split of --runs; missing split(s) "
+                                             f"{', '.join(map(str, missing))}", "incomplete")
+    by_split = {}
+    for k in splits:
+        reference = _reference_for(rule, splits, clean[k], k)
+        _, facts = choose([run for run in reference_runs if run.split in reference])
+        by_split[str(k)] = facts
+    return {"schema": LAMBDA_CHOICE_SCHEMA, "method": first.method, "source": first.source, "target": first.target,
+            "rule": rule, "by_split": by_split}
 
 
 def _check_choice(choice: dict[str, Any], runs: list[Run], rule: str, where: str) -> None:
@@ -201,22 +240,26 @@ def _check_choice(choice: dict[str, Any], runs: list[Run], rule: str, where: str
         if choice.get(key) != value:
             raise InputFileError(where, f"the lambda choice of {key} {value!r} (the {key} of --runs"
                                         f"{' and --rule' if key == 'rule' else ''}); got {choice.get(key)!r}")
+    by_split = choice.get("by_split")
+    if not isinstance(by_split, dict) or str(current.split) not in by_split:
+        raise InputFileError(where, f"a lambda choice with the choice of split {current.split} under 'by_split' "
+                                    f"({current.path}); it has splits "
+                                    f"{sorted(by_split) if isinstance(by_split, dict) else 'none'}")
+    facts = by_split[str(current.split)]
     for key in ("chosen_lambda", "candidates", "tie", "tie_broken_by", "reference_shots", "reference_splits"):
-        if key not in choice:
-            raise InputFileError(where, f"a lambda choice with key {key!r}; it is missing")
-    candidates = sorted(format_lambda(c["lambda"]) for c in choice["candidates"])
-    if format_lambda(choice["chosen_lambda"]) not in candidates:
+        if key not in facts:
+            raise InputFileError(where, f"a lambda choice with key {key!r} for split {current.split}; it is missing")
+    candidates = sorted(format_lambda(c["lambda"]) for c in facts["candidates"])
+    if format_lambda(facts["chosen_lambda"]) not in candidates:
         raise InputFileError(where, f"a lambda choice whose chosen_lambda is one of its candidates "
-                                    f"({', '.join(candidates)}); got {choice['chosen_lambda']!r}")
+                                    f"({', '.join(candidates)}); got {facts['chosen_lambda']!r}")
     if candidates != sorted(run.lambda_name for run in runs):
         raise InputFileError(where, f"a lambda choice among the lambdas of --runs "
                                     f"({', '.join(sorted(run.lambda_name for run in runs))}); it chose among "
                                     f"{', '.join(candidates)}")
-    if rule == "per_pair" and (current.shots not in choice["reference_shots"]
-                               or current.split not in choice["reference_splits"]):
-        raise InputFileError(where, f"a per_pair choice made on every run of the pair, including shots "
-                                    f"{current.shots} split {current.split} ({current.path}); it was made on shots "
-                                    f"{choice['reference_shots']}, splits {choice['reference_splits']}")
+    if current.shots not in facts["reference_shots"]:
+        raise InputFileError(where, f"a choice made on every shot count of the pair, including shots "
+                                    f"{current.shots} ({current.path}); it was made on shots {facts['reference_shots']}")
 
 
 def read_choice(path: str) -> dict[str, Any]:
@@ -252,9 +295,8 @@ def select_lambda(runs: list[Run], rule: str = DEFAULT_SELECTION_RULE,
         if choice is None:
             raise SettingError("--choice", f"the pair's lambda choice (rbda choose-lambda) with rule {rule}")
         _check_choice(choice, runs, rule, choice_path)
-        chosen_lambda = choice["chosen_lambda"]
-        facts = {key: value for key, value in choice.items()
-                 if key not in ("schema", "method", "source", "target", "rule")}
+        facts = dict(choice["by_split"][str(runs[0].split)])
+        chosen_lambda = facts["chosen_lambda"]
     # the chosen lambda is among the runs' lambdas: choose() picks from them, _check_choice checks it
     chosen = {run.lambda_name: run for run in runs}[format_lambda(chosen_lambda)]
     result = copy.deepcopy(chosen.data)

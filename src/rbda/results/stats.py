@@ -334,3 +334,97 @@ def _finish(rows: list[dict], keys: list[str]) -> pd.DataFrame:
         return frame.assign(p_holm=pd.Series(dtype=float), family_size=pd.Series(dtype=int),
                             significant=pd.Series(dtype=bool))
     return adjust_within_families(frame)
+
+
+# --- tests that respect overlapping splits ----------------------------------------------------
+
+#: The study's split design (rbda.ingest.splits.PART_FRACTIONS): test part / train part, the
+#: n_test / n_train of the corrected resampled t-test when the runs do not record their counts.
+DESIGN_TEST_TRAIN_RATIO = 0.1 / 0.8
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The mean of per-split differences with an interval: ``low``/``high`` at ``confidence``
+    (two-sided), ``se`` its standard error and ``df`` its degrees of freedom (nan: undefined)."""
+
+    effect: float
+    low: float
+    high: float
+    se: float
+    df: float
+    n: int
+
+
+def corrected_interval(d, test_train_ratio: float, confidence: float = CONFIDENCE) -> Interval:
+    """The corrected resampled t interval of the mean of per-split differences ``d``
+    (Nadeau and Bengio 2003): the splits are resamplings of one pool, their training and test
+    parts overlap, so the variance of the mean is ``s^2 (1/k + n_test/n_train)``, not ``s^2 / k``.
+
+    ``test_train_ratio = 0``: the plain paired t interval. With one value the interval is
+    undefined (nan); with constant differences it is that value (zero variance).
+    """
+    d = np.asarray(d, float)
+    k = len(d)
+    if k == 0:
+        return Interval(math.nan, math.nan, math.nan, math.nan, math.nan, 0)
+    mean = float(np.mean(d))
+    if k < 2:
+        return Interval(mean, math.nan, math.nan, math.nan, math.nan, k)
+    variance = 0.0 if _constant_differences(d) else float(np.var(d, ddof=1))
+    se = math.sqrt(variance * (1.0 / k + test_train_ratio))
+    half = float(st.t.ppf(0.5 + confidence / 2, k - 1)) * se
+    return Interval(mean, mean - half, mean + half, se, float(k - 1), k)
+
+
+def t_p_above(interval: Interval, threshold: float) -> float:
+    """One-sided p of H0 ``effect <= threshold`` (the t statistic of ``interval``); nan when undefined."""
+    if interval.n < 2 or math.isnan(interval.se):
+        return math.nan
+    if interval.se == 0:
+        return 0.0 if interval.effect > threshold else 1.0
+    return float(st.t.sf((interval.effect - threshold) / interval.se, interval.df))
+
+
+def t_p_below(interval: Interval, threshold: float) -> float:
+    """One-sided p of H0 ``effect >= threshold``."""
+    if interval.n < 2 or math.isnan(interval.se):
+        return math.nan
+    if interval.se == 0:
+        return 0.0 if interval.effect < threshold else 1.0
+    return float(st.t.cdf((interval.effect - threshold) / interval.se, interval.df))
+
+
+def splits_needed(d, test_train_ratio: float, distance: float, confidence: float = CONFIDENCE,
+                  most: int = 1000) -> int | None:
+    """The fewest splits whose corrected interval, at the mean and spread of ``d``, would lie
+    ``distance`` (> 0) away from the mean on one side, i.e. exclude a boundary that far; ``None``
+    when no number of splits of the same pool would (the corrected variance keeps
+    ``s^2 n_test/n_train`` however many splits are drawn) or when ``d`` has no spread to scale."""
+    d = np.asarray(d, float)
+    if len(d) < 2 or distance <= 0:
+        return None
+    sd = float(np.std(d, ddof=1))
+    if sd == 0:
+        return None
+    k = np.arange(2, most + 1)
+    half = st.t.ppf(0.5 + confidence / 2, k - 1) * sd * np.sqrt(1.0 / k + test_train_ratio)
+    enough = np.flatnonzero(half < distance)
+    return int(k[enough[0]]) if len(enough) else None
+
+
+def wilcoxon_p_above(d, threshold: float) -> float:
+    """Exact-or-approximate Wilcoxon signed-rank p of H0 ``median(d) <= threshold`` (scipy); nan
+    when every difference equals the threshold or none is given."""
+    shifted = np.asarray(d, float) - threshold
+    if len(shifted) == 0 or not np.any(np.abs(shifted) > 1e-12):
+        return math.nan
+    return float(st.wilcoxon(shifted, zero_method="wilcox", alternative="greater").pvalue)
+
+
+def wilcoxon_p_below(d, threshold: float) -> float:
+    """Wilcoxon signed-rank p of H0 ``median(d) >= threshold``."""
+    shifted = np.asarray(d, float) - threshold
+    if len(shifted) == 0 or not np.any(np.abs(shifted) > 1e-12):
+        return math.nan
+    return float(st.wilcoxon(shifted, zero_method="wilcox", alternative="less").pvalue)

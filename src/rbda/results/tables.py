@@ -16,7 +16,7 @@ from rbda.errors import RbdaError
 from rbda.results import stats
 from rbda.results.naming import method_label, pair_label, survey_label
 from rbda.results.runs import KIND_BASELINE, Run, score_kind
-from rbda.study import ADAPTATION_METHODS, LAMBDA_METHODS, METHODS, format_lambda, pair_name
+from rbda.study import ADAPTATION_METHODS, LAMBDA_METHODS, METHODS, PAIR_SELECTION_RULES, format_lambda, pair_name
 
 NEVER = "never"
 NOT_TESTABLE = "not testable"
@@ -119,23 +119,69 @@ def chosen_lambdas(runs: list[Run]) -> pd.DataFrame:
                                        "tie_broken_by"])
 
 
-LAMBDA_CHOICE_COLUMNS = ["source", "target", "pair", "method", "rule", "chosen_lambdas", "n_selections", "n_ties",
-                         "ties_broken_by"]
+LAMBDA_CHOICE_COLUMNS = ["source", "target", "pair", "method", "rule", "chosen_lambdas", "n_selections", "n_choices",
+                         "n_ties", "ties_broken_by"]
+
+
+def _choices(group: pd.DataFrame) -> pd.DataFrame:
+    """One row per choice made: a per-pair rule (per_pair, first_split) chooses once per split and
+    applies that choice to the split's selected runs of every shot count; per_split chooses once
+    per (shots, split)."""
+    per_pair = group[group["rule"].isin(PAIR_SELECTION_RULES)].drop_duplicates(["rule", "split"])
+    return pd.concat([per_pair, group[~group["rule"].isin(PAIR_SELECTION_RULES)]])
 
 
 def lambda_choices(chosen: pd.DataFrame) -> pd.DataFrame:
     """Per pair and lambda method: the rule, the lambda(s) chosen (with how many selections each),
-    how many choices were ties and how they were broken."""
+    how many choices were made, how many of them were ties and how each tie was broken (a choice
+    counts once, however many selected runs it applies to)."""
     rows = []
     for (source, target, method), group in chosen.groupby(["source", "target", "method"], sort=False):
         counts = group["lambda"].value_counts().sort_index()
-        broken = group.loc[group["tie"], "tie_broken_by"].value_counts().sort_index()
+        choices = _choices(group)
+        broken = choices.loc[choices["tie"], "tie_broken_by"].value_counts().sort_index()
         rows.append({"source": source, "target": target, "pair": pair_name(source, target), "method": method,
                      "rule": ", ".join(sorted(set(group["rule"]))),
                      "chosen_lambdas": ", ".join(f"{format_lambda(lam)} ({n})" for lam, n in counts.items()),
-                     "n_selections": len(group), "n_ties": int(group["tie"].sum()),
+                     "n_selections": len(group), "n_choices": len(choices), "n_ties": int(choices["tie"].sum()),
                      "ties_broken_by": ", ".join(f"{how} ({n})" for how, n in broken.items()) or "–"})
     return pd.DataFrame(rows, columns=LAMBDA_CHOICE_COLUMNS)
+
+
+SELECTION_REGRET_COLUMNS = ["source", "target", "pair", "method", "selected_test_bacc", "hindsight_lambda",
+                            "hindsight_test_bacc", "regret", "n_groups"]
+
+
+def selection_regret(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """What choosing lambda on validation costs, per pair and lambda method: the mean target test BACC
+    of the selected runs minus that of the single lambda that is best on the target test parts in
+    hindsight (the mean over the pair's (shots, split) groups). A per-pair rule applies one lambda,
+    so its regret is <= 0 (0: it found the hindsight lambda); per_split may pick a different lambda
+    per group and so also beat the best single one (regret > 0). Only groups with both a selected run and every
+    per-lambda run count (``n_groups``)."""
+    target = evaluations[evaluations["role"] == "target"]
+    rows = []
+    for method in LAMBDA_METHODS:
+        candidates = target[target["kind"] == method]
+        selected = target[target["kind"] == f"{method}-selected"]
+        if candidates.empty or selected.empty:
+            continue
+        for (source, target_survey), group in candidates.groupby(["source", "target"], sort=False):
+            chosen = selected[(selected["source"] == source) & (selected["target"] == target_survey)]
+            by_group = group.pivot_table(index=["shots", "split"], columns="lambda", values="bacc", aggfunc="first")
+            by_group = by_group.dropna()
+            picked = chosen.set_index(["shots", "split"])["bacc"]
+            common = by_group.index.intersection(picked.index)
+            if not len(common):
+                continue
+            means = by_group.loc[common].mean()
+            best = means.idxmax()
+            selected_mean = float(picked.loc[common].mean())
+            rows.append({"source": source, "target": target_survey, "pair": pair_name(source, target_survey),
+                         "method": method, "selected_test_bacc": selected_mean, "hindsight_lambda": best,
+                         "hindsight_test_bacc": float(means[best]), "regret": selected_mean - float(means[best]),
+                         "n_groups": len(common)})
+    return pd.DataFrame(rows, columns=SELECTION_REGRET_COLUMNS)
 
 
 def training_stops(runs: list[Run]) -> pd.DataFrame:
