@@ -221,7 +221,8 @@ CASES: list[Case] = [
         lambda c, p: (["evaluate", "--model", c.model, "--data", _train_args(c)[0][6], "--output", c.model],
                       [c.model]), "--model")),
     Case(1, "choose-lambda --output onto one of its --runs", _guarded(
-        lambda c, p: (lambda r: (["choose-lambda", "--runs", r, "--output", r], [r]))(_runs_file(c)), "--runs")),
+        lambda c, p: (lambda r: (["choose-lambda", "--runs", r, "--target-data", c.parquet, "--target-split",
+                                  f"0={c.root / 'split.npz'}", "--output", r], [r]))(_runs_file(c)), "--runs")),
     Case(1, "select-lambda --output onto its --choice", _guarded(
         lambda c, p: (lambda r: (["select-lambda", "--runs", _runs_file(c), "--choice", r, "--output", r], [r]))(
             _runs_file(c)), "--choice")),
