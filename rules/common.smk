@@ -9,19 +9,21 @@ import re
 from pathlib import Path
 
 import rbda
-from rbda.provenance import learning_core_sha256
+from rbda.provenance import run_code_sha256
 from rbda.resources import training_mem_mb
 from rbda.results.outputs import GALLERY_DIR, expected_outputs
-from rbda.study import (
+from rbda.registry import (
     ADAPTATION_METHODS,
     LAMBDA_METHODS,
-    PAIR_SELECTION_RULES,
+    BACKBONES,
+    METHOD_RESOURCES,
+    SAVE_MODEL_CHOICES,
     SELECTED_SUFFIX,
-    format_lambda,
-    option_flag,
-    study_pairs,
-    training_option_fields,
+    check_method_keys,
+    check_names,
+    method_settings,
 )
+from rbda.study import PAIR_SELECTION_RULES, format_lambda, option_flag, study_pairs, training_option_fields
 
 
 class ConfigError(Exception):
@@ -44,17 +46,32 @@ if TRAINING["task"] != "binary":
         f"config key 'training.task': the domain-adaptation study is binary (real/bogus), got "
         f"{TRAINING['task']!r}; the multiclass task runs in the stamp_classifier section"
     )
-# Every training job carries the learning core's code hash as a parameter: editing that
-# code (rbda.provenance.LEARNING_CORE) reruns training, unless the config opts out.
-TRAINING_CODE = (
-    learning_core_sha256()
-    if config["rerun_on_code_change"]
-    else "not tracked (rerun_on_code_change: false)"
-)
-#: The configured adaptation methods, in the vocabulary's order.
-CONFIGURED_METHODS = [m for m in ADAPTATION_METHODS if m in config["methods"]]
+#: The configured adaptation methods, in the registry's order (rbda.registry: the method modules).
+CONFIGURED_METHODS = [
+    m
+    for m in ADAPTATION_METHODS
+    if m in check_names(config["methods"], ADAPTATION_METHODS, "methods")
+]
 #: What keeps model files besides the baselines (config save_models: methods and NAME-selected).
-SAVE_MODELS = set(config["save_models"])
+SAVE_MODELS = set(check_names(config["save_models"], SAVE_MODEL_CHOICES, "save_models"))
+for _key in ("training_by_method", "resources", "method_settings"):
+    check_method_keys(config[_key], _key)
+check_names([TRAINING["model"]], BACKBONES, "training.model")
+#: Each configured method's own settings: its declared defaults, then config method_settings.
+METHOD_SETTINGS = {
+    m: method_settings(m, config["method_settings"].get(m))
+    for m in ("baseline", *ADAPTATION_METHODS)
+}
+
+
+def training_code(method, backbone):
+    """The code hash of a training job (a parameter of the job): the shared learning code,
+    the method's module (and the method modules it imports) and the backbone's module
+    (rbda.provenance.run_code_sha256). Editing that code reruns the method's runs; editing
+    or adding another method's module does not. Not tracked with rerun_on_code_change: false."""
+    if not config["rerun_on_code_change"]:
+        return "not tracked (rerun_on_code_change: false)"
+    return run_code_sha256(method, backbone)
 
 
 def saves_model(method):
@@ -191,7 +208,16 @@ def preprocess_options(wildcards):
 
 def training_options(method):
     """The config's training settings for ``method`` as `rbda train` options (rbda.study.TrainingOptions order)."""
-    return options_from({**TRAINING, **config["training_by_method"].get(method, {})})
+    settings = {**TRAINING, **config["training_by_method"].get(method, {})}
+    return " ".join([options_from(settings), *method_setting_options(method)]).strip()
+
+
+def method_setting_options(method):
+    """``--NAME VALUE`` for each setting ``method`` declares (rbda.registry), its configured value."""
+    return [
+        f"--{name.replace('_', '-')} {value}"
+        for name, value in METHOD_SETTINGS[method].items()
+    ]
 
 
 def options_from(settings):
@@ -211,7 +237,7 @@ def options_from(settings):
 
 def training_resources(method):
     """Memory: the configured mem_mb, or more when the job's surveys need it (rbda.resources)."""
-    estimate = config["resources"][method]
+    estimate = {**METHOD_RESOURCES[method], **config["resources"].get(method, {})}
     return dict(
         mem_mb=lambda wildcards, input: training_mem_mb(input.parquets, estimate["mem_mb"]),
         runtime=lambda wildcards, attempt: estimate["runtime"] * attempt,
@@ -496,6 +522,8 @@ if STAMP_CLASSIFIER:
         raise ConfigError(f"config key 'stamp_classifier.survey': {SC_SURVEY!r} is not a configured survey "
                           f"(surveys: {', '.join(SURVEYS)})")
     SC_VARIANTS = {v["name"]: v for v in STAMP_CLASSIFIER["variants"]}
+    for _i, _variant in enumerate(STAMP_CLASSIFIER["variants"]):
+        check_names([_variant["model"]], BACKBONES, f"stamp_classifier.variants[{_i}].model")
     if len(SC_VARIANTS) != len(STAMP_CLASSIFIER["variants"]):
         raise ConfigError("config key 'stamp_classifier.variants': variant names must be distinct")
     SC_RUNS = list(range(STAMP_CLASSIFIER["runs"]))

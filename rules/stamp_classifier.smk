@@ -39,7 +39,7 @@ rule stamp_classifier_train:
         survey=lambda wildcards: SC_SURVEY,
         seed=lambda wildcards: config["seed"] + int(wildcards.run),
         checkpoint=f"{SC_DIR}/runs/{{variant}}/run-{{run}}.json.ckpt",
-        code=TRAINING_CODE,
+        code=lambda wildcards: training_code("baseline", SC_VARIANTS[wildcards.variant]["model"]),
         options=stamp_classifier_options,
     wildcard_constraints:
         run=r"\d+",

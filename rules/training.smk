@@ -15,7 +15,7 @@ rule train_baseline:
         data=lambda wildcards: data_options(SURVEYS, wildcards.split),
         checkpoint=run_checkpoint("baseline"),
         seed=config["seed"],
-        code=TRAINING_CODE,
+        code=training_code("baseline", TRAINING["model"]),
         options=training_options("baseline"),
     threads: 1
     resources:
@@ -59,7 +59,7 @@ for _method in ADAPTATION_METHODS:
             checkpoint=run_checkpoint(_method),
             lam=lambda_option,
             seed=config["seed"],
-            code=TRAINING_CODE,
+            code=training_code(_method, TRAINING["model"]),
             options=training_options(_method),
         threads: 1
         resources:

@@ -147,7 +147,8 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         surveys = synthetic_surveys(Path(tmp), args.size, args.seed)
         pairs = [(s, t) for s in SURVEYS for t in SURVEYS if s != t][:args.pairs]
-        mmefm = {k: v for k, v in (("tau", args.tau), ("mu", args.mu)) if v is not None}
+        mmefm = {"settings": {k: v for k, v in (("pseudo_label_threshold", args.tau), ("consistency_weight", args.mu))
+                              if v is not None}}
         m = measure(surveys, pairs, shots=shots, methods=methods, spec_options={"mmefm": mmefm}, seed=args.seed)
     print("baseline BACC, train \\ test: " + " ".join(SURVEYS))
     for s in SURVEYS:

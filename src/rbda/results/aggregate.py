@@ -42,7 +42,8 @@ from rbda.results.outputs import (ALL_EVALUATIONS, PAIR_TABLES_DIR, REPORT, expe
                                   study_methods, table_path)
 from rbda.results.report import GUIDE, ReportSection, for_display, preformatted, render_report
 from rbda.results.runs import Run, load_runs, read_runs_list
-from rbda.study import ADAPTATION_METHODS, study_pairs
+from rbda.study import study_pairs
+from rbda.registry import ADAPTATION_METHODS
 
 log = logging.getLogger(__name__)
 PAIR_TABLE_NAME = re.compile(r"[a-z]+-to-[a-z]+\.(csv|md)")  # the schema's pair pattern
@@ -155,13 +156,26 @@ class StudyResults:
 
 
 def versions_table(runs: list[Run]) -> pd.DataFrame:
-    """Distinct ``versions`` objects of the runs and how many runs carry each."""
+    """Distinct ``versions`` objects of the runs, per method and backbone (each run's
+    ``code_sha256`` covers its own method's and backbone's code), and how many runs carry each."""
     counts: dict[str, int] = {}
     for run in runs:
-        key = json.dumps(run.data["versions"], sort_keys=True)
+        scope = {"method": run.method, "model": run.data["hyperparameters"].get("model")}
+        key = json.dumps({**scope, **run.data["versions"]}, sort_keys=True)
         counts[key] = counts.get(key, 0) + 1
     rows = [{**json.loads(key), "runs": n} for key, n in sorted(counts.items())]
     return pd.DataFrame(rows)
+
+
+def mixed_code(versions: pd.DataFrame) -> bool:
+    """Whether runs were made by different code: more than one shared-code hash, or more than one
+    code hash among the runs of one method with one backbone (different methods' runs differ by design)."""
+    if versions.empty or "code_sha256" not in versions:
+        return False
+    if "shared_code_sha256" in versions and versions["shared_code_sha256"].dropna().nunique() > 1:
+        return True
+    return bool((versions.dropna(subset=["code_sha256"]).groupby(["method", "model"], dropna=False)
+                 ["code_sha256"].nunique() > 1).any())
 
 
 def compute(runs: list[Run], surveys: list[str], pairs: list[tuple[str, str]],
@@ -399,9 +413,8 @@ def build_report(results: StudyResults, config: dict, out: Path, extra: list[Rep
 
     setup = ReportSection("Configuration and versions", "configuration")
     setup.table(r.versions, caption="Package versions recorded in the run files (runs: how many)")
-    codes = r.versions["code_sha256"].dropna().unique() if "code_sha256" in r.versions else []
-    if len(codes) > 1:
-        setup.paragraph(f"<b>These runs were made by {len(codes)} different versions of the learning code</b> "
+    if mixed_code(r.versions):
+        setup.paragraph("<b>These runs were made by different versions of the learning code</b> "
                         "(<code>code_sha256</code> above): results made by different code are mixed in "
                         "this report (<code>rerun_on_code_change: false</code>, or runs copied in).",
                         css="warning")

@@ -6,7 +6,8 @@ labels) are defined in :mod:`rbda.study`.
 
 from __future__ import annotations
 
-from rbda.study import METHOD_LABELS, SURVEY_LABELS
+from rbda.study import SURVEY_LABELS
+from rbda.registry import METHOD_LABELS
 
 
 def survey_label(survey: str) -> str:

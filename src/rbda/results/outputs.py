@@ -19,7 +19,8 @@ from itertools import combinations
 from typing import Iterable
 
 from rbda.errors import SettingError
-from rbda.study import ADAPTATION_METHODS, STUDY_METHODS, pair_name, study_pairs
+from rbda.study import STUDY_METHODS, pair_name, study_pairs
+from rbda.registry import ADAPTATION_METHODS
 
 #: Tables written as both CSV and Markdown, under ``tables/``.
 TABLES = ("baseline", "methods_by_shots", "lambda_selection", "lambda_choices", "shots_to_beat", "winners",
