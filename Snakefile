@@ -16,7 +16,11 @@ configfile: "config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
-include: "rules/common.smk"
+include: "rules/config.smk"
+include: "rules/paths.smk"
+include: "rules/predict_setup.smk"
+include: "rules/report_setup.smk"
+include: "rules/stamp_classifier_setup.smk"
 include: "rules/data.smk"
 include: "rules/training.smk"
 include: "rules/selection.smk"

@@ -7,6 +7,8 @@
 #   snakemake --profile profiles/local --configfile config.yaml presets/demo.yaml \
 #       presets/stamp_classifier.yaml stamp_classifier
 
+import os
+
 rule stamp_classifier_split:
     """One balanced multiclass split: the same validation/test items per class for every run."""
     input:

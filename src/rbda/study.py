@@ -2,7 +2,7 @@
 
 Everything that names a part of the study (surveys, methods, pairs, lambdas,
 the run-file schema) or fixes a default of training lives here, so that the
-Snakefile (``rules/common.smk``), the command line and the learning core agree
+Snakefile (``rules/config.smk``, ``rules/paths.smk``), the command line and the learning core agree
 by construction. This module imports neither torch nor numpy: the workflow
 imports it when it plans jobs and the CLI when it parses arguments.
 

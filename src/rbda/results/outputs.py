@@ -1,7 +1,7 @@
 """The files ``rbda aggregate`` writes, as a function of the configured surveys, pairs and methods.
 
 Light module (standard library only) so that the workflow can import it from
-``rules/common.smk`` to declare the aggregation rule's outputs::
+``rules/report_setup.smk`` to declare the aggregation rule's outputs::
 
     from rbda.results.outputs import expected_outputs
     expected_outputs(["hits", "des", "ztf", "atlas"])  # paths relative to --out-dir
