@@ -634,6 +634,36 @@ def test_adding_a_lambda_plans_only_its_runs_and_their_selection(demo):
 
 
 @pytest.mark.slow
+def test_adding_a_method_module_plans_only_its_runs_and_editing_a_sibling_nothing(demo):
+    """A method is one module (rbda.registry): adding one, or editing a method the study does not
+    run, changes no finished run's code hash; asking for the new method plans only its runs and
+    what depends on them."""
+    methods = demo["src"] / "rbda" / "learn" / "methods"
+    added = methods / "mmecopy.py"
+    sibling = methods / "dann.py"
+    original, stat = sibling.read_text(), sibling.stat()
+    try:
+        added.write_text(
+            "from rbda.learn.methods.mme import MinimaxEntropy\n"
+            "from rbda.registry import MethodDeclaration\n\n"
+            'METHOD = MethodDeclaration(name="mmecopy", label="MME copy", cls="MinimaxEntropyCopy", order=999,\n'
+            "                           lambda_grid=True)\n\n\n"
+            "class MinimaxEntropyCopy(MinimaxEntropy):\n"
+            "    name = METHOD.name\n")
+        sibling.write_text(original + "\n# an edit to a method the demo does not run\n")
+        assert planned_jobs(demo["workdir"], *DEMO, pythonpath=demo["src"]) == {}
+        overlay = write_overlay(demo["workdir"], "mmecopy.yaml", {"methods": ["finetune", "mme", "mmecopy"]})
+        assert planned_jobs(demo["workdir"], *DEMO, overlay, pythonpath=demo["src"]) == {
+            "train_mmecopy": 12 * 3 * 2 * 2, "choose_lambda": 12, "select_lambda": 12 * 3 * 2,
+            "aggregation_inputs": 1, "aggregate": 1, "all": 1}
+    finally:
+        added.unlink(missing_ok=True)
+        sibling.write_text(original)
+        os.utime(sibling, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert planned_jobs(demo["workdir"], *DEMO, pythonpath=demo["src"]) == {}
+
+
+@pytest.mark.slow
 def test_editing_report_code_reruns_only_reporting(demo):
     code = demo["src"] / "rbda" / "results" / "figures.py"
     original, stat = code.read_text(), code.stat()
