@@ -161,7 +161,7 @@ def _legend(fig: plt.Figure, axes, ncol_max: int = 8) -> None:
     """One legend below the figure with each label once, from all ``axes``."""
     handles = {}
     for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
     if handles:
         fig.legend(list(handles.values()), list(handles), loc="lower center",
@@ -229,7 +229,7 @@ def lambda_curves(lambdas: pd.DataFrame, pairs: list[tuple[str, str]]) -> plt.Fi
         means = rows.groupby(["method", "lambda", "shots"])["val_bacc"].mean().reset_index()
         for method in lambda_methods:
             style = method_line_style(method)
-            for value, colour in zip(values, colours):
+            for value, colour in zip(values, colours, strict=True):
                 curve = means[(means["method"] == method) & (means["lambda"] == value)].sort_values("shots")
                 if len(curve):
                     label = f"λ={format_lambda(value)}" + (f" ({method_label(method)})" if len(lambda_methods) > 1 else "")
