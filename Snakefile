@@ -20,7 +20,11 @@ from rbda.config_numbers import check_finite_numbers
 check_finite_numbers(config)
 
 
-include: "rules/common.smk"
+include: "rules/config.smk"
+include: "rules/paths.smk"
+include: "rules/predict_setup.smk"
+include: "rules/report_setup.smk"
+include: "rules/stamp_classifier_setup.smk"
 include: "rules/data.smk"
 include: "rules/training.smk"
 include: "rules/selection.smk"

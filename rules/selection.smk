@@ -1,7 +1,7 @@
-# Choice of the entropy weight lambda of every lambda method (rbda.study.LAMBDA_METHODS:
-# mme, ent, mmefm): one selected run per (source, target, shots, split), {method}-selected, the
-# lambda chosen by the configured rule (per_pair: once per pair and method, per split on the runs of
-# the splits whose validation items avoid that split's test part).
+# Choice of the entropy weight lambda of every lambda method (rbda.registry.LAMBDA_METHODS:
+# the methods declared with lambda_grid): one selected run per (source, target, shots, split),
+# {method}-selected, the lambda chosen by the configured rule (per_pair: once per pair and method,
+# per split on the runs of the splits whose validation items avoid that split's test part).
 
 # Reading the pair's runs' JSON files takes about a second: run by Snakemake itself.
 localrules:

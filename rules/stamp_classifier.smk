@@ -7,6 +7,8 @@
 #   snakemake --profile profiles/local --configfile config.yaml presets/demo.yaml \
 #       presets/stamp_classifier.yaml stamp_classifier
 
+import os
+
 rule stamp_classifier_split:
     """One balanced multiclass split: the same validation/test items per class for every run."""
     input:
@@ -39,7 +41,7 @@ rule stamp_classifier_train:
         survey=lambda wildcards: SC_SURVEY,
         seed=lambda wildcards: config["seed"] + int(wildcards.run),
         checkpoint=f"{SC_DIR}/runs/{{variant}}/run-{{run}}.json.ckpt",
-        code=TRAINING_CODE,
+        code=lambda wildcards: training_code("baseline", SC_VARIANTS[wildcards.variant]["model"]),
         options=stamp_classifier_options,
     wildcard_constraints:
         run=r"\d+",

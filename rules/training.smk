@@ -1,5 +1,5 @@
 # Training runs: baseline per (source, split); each adaptation method per
-# (split, source, target, shots), lambda methods (MME, ENT) also per lambda.
+# (split, source, target, shots), lambda methods (declared with lambda_grid) also per lambda.
 # One compute thread per job: on CPU, Snakemake then runs as many training
 # jobs at once as there are cores, which beats one multi-threaded job.
 
@@ -15,7 +15,7 @@ rule train_baseline:
         data=lambda wildcards: data_options(SURVEYS, wildcards.split),
         checkpoint=run_checkpoint("baseline"),
         seed=config["seed"],
-        code=TRAINING_CODE,
+        code=training_code("baseline", TRAINING["model"]),
         options=training_options("baseline"),
     threads: 1
     resources:
@@ -33,10 +33,11 @@ rule train_baseline:
         " --checkpoint {params.checkpoint:q} {params.options} > {log:q} 2>&1"
 
 
-# One rule per adaptation method of the vocabulary (rbda.study.ADAPTATION_METHODS):
-# train_finetune, train_mme, train_st, train_ent, train_dann. Which of them run is
-# the config's `methods:` (all_runs() asks for their outputs). Lambda methods
-# (rbda.study.LAMBDA_METHODS) run once per lambda of the grid.
+# One rule per registered adaptation method (rbda.registry.ADAPTATION_METHODS: the method
+# modules), train_<method>. Which of them run is the config's `methods:` (all_runs() asks
+# for their outputs). Lambda methods (rbda.registry.LAMBDA_METHODS) run once per lambda of
+# the grid. Each job's code hash covers its own method and backbone modules and the shared
+# learning code (rbda.provenance.run_code_sha256).
 for _method in ADAPTATION_METHODS:
 
     rule:
@@ -59,7 +60,7 @@ for _method in ADAPTATION_METHODS:
             checkpoint=run_checkpoint(_method),
             lam=lambda_option,
             seed=config["seed"],
-            code=TRAINING_CODE,
+            code=training_code(_method, TRAINING["model"]),
             options=training_options(_method),
         threads: 1
         resources:

@@ -8,9 +8,11 @@ import torch
 from rbda.errors import InputFileError, RbdaError
 from rbda.learn.methods import method_class
 from rbda.learn.methods.base import RunSpec
-from rbda.learn.models import (BACKBONE_CLASSES, DeepHiTS, EarlySN, StampClassifier, load_model_file,
-                         model_from_payload, save_model_file)
-from rbda.study import BACKBONES, TrainingOptions
+from rbda.learn.backbones.deephits import DeepHiTS
+from rbda.learn.backbones.earlysn import EarlySN
+from rbda.learn.models import StampClassifier, load_model_file, model_from_payload, save_model_file
+from rbda.registry import BACKBONES, REGISTRY, backbone_class
+from rbda.study import TrainingOptions
 from train_helpers import survey_data
 
 ROTATION_BACKBONES = ("deephits", "earlysn")
@@ -20,9 +22,13 @@ def n_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def test_the_registry_names_every_backbone_of_the_study_vocabulary():
-    assert tuple(BACKBONE_CLASSES) == BACKBONES
+def test_every_backbone_module_declares_its_class():
+    assert {"study_cnn", "deephits", "earlysn"} <= set(BACKBONES)
+    for name in BACKBONES:
+        cls = backbone_class(name)
+        assert cls.__module__ == REGISTRY.backbones[name].module
     assert TrainingOptions().model == "study_cnn"
+    assert TrainingOptions.__dataclass_fields__["model"].metadata["choices"] == BACKBONES
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
@@ -107,7 +113,7 @@ def test_a_training_step_of_every_method_with_every_backbone(surveys, backbone, 
     m = method_class(method)(spec, surveys)
     init = StampClassifier("linear", backbone=backbone).state_dict() if method != "baseline" else None
     model = m.build_model(init)
-    assert model.backbone_name == backbone and isinstance(model.backbone, BACKBONE_CLASSES[backbone])
+    assert model.backbone_name == backbone and isinstance(model.backbone, backbone_class(backbone))
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     plan = m.plan_epoch(1, torch.Generator().manual_seed(0))

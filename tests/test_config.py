@@ -72,7 +72,8 @@ def test_schema_fills_defaults():
     assert config["seed"] == 2023
     assert config["lambda_selection"] == "per_pair"
     assert config["training"]["epoch_size"] == 10000
-    assert config["resources"]["mme"]["runtime"] == 60
+    # per-method requests and settings: the methods' declarations unless the config sets them
+    assert config["resources"] == {} and config["method_settings"] == {}
 
 
 @pytest.mark.parametrize(
@@ -97,7 +98,6 @@ def test_schema_fills_defaults():
         ({"surveys": {"des": {"source": "synthetic"}}}, r"'synthetic_size' is a required property"),
         ({"training": {"epochs": 5}}, r"'epochs' was unexpected"),
         ({"training": {"device": "tpu"}}, r"'tpu' is not one of"),
-        ({"training": {"model": "resnet"}}, r"'resnet' is not one of \['study_cnn', 'deephits', 'earlysn'\]"),
         ({"training": {"beta": -0.5}}, r"-0.5 is less than the minimum of 0"),
         ({"training": {"task": "regression"}}, r"'regression' is not one of \['binary', 'multiclass'\]"),
         # one backbone for every method: fine-tuning and MME start from the baseline's weights
@@ -174,6 +174,11 @@ def test_schema_training_defaults_and_bounds_are_the_vocabularys(section):
     assert set(entries) == (in_config if section == "training" else in_config - {"device", "model", "task"})
     for name, entry in entries.items():
         meta = options[name].metadata
+        if name == "model":  # the backbones are their modules' (rbda.registry), checked by the workflow
+            from rbda.registry import BACKBONES
+
+            assert entry["type"] == "string" and meta["choices"] == BACKBONES and entry["default"] == TRAINING_DEFAULTS.model
+            continue
         assert _bounds_from_schema(entry) == {k: meta[k] for k in ("gt", "ge", "lt", "le", "choices")}, name
         if section == "training":
             assert entry["default"] == getattr(TRAINING_DEFAULTS, name), name
@@ -217,13 +222,15 @@ def test_a_training_value_training_rejects_is_rejected_by_the_schema(study, key,
 
 def test_schema_stamp_classifier_section_is_the_vocabularys():
     """stamp_classifier: surveys with original classes, the backbones, the balanced split's defaults."""
-    from rbda.study import BACKBONES, MULTICLASS_TEST_PER_CLASS, MULTICLASS_VAL_PER_CLASS, SURVEY_CLASSES
+    from rbda.study import MULTICLASS_TEST_PER_CLASS, MULTICLASS_VAL_PER_CLASS, SURVEY_CLASSES
+    from rbda.registry import BACKBONES
 
     section = load_yaml(SCHEMA)["properties"]["stamp_classifier"]
     assert "default" not in section  # absent unless configured
     props = section["properties"]
     assert tuple(props["survey"]["enum"]) == tuple(SURVEY_CLASSES)
-    assert tuple(props["variants"]["items"]["properties"]["model"]["enum"]) == BACKBONES
+    assert props["variants"]["items"]["properties"]["model"] == {"type": "string"}  # checked against:
+    assert "study_cnn" in BACKBONES
     assert props["val_per_class"]["default"] == MULTICLASS_VAL_PER_CLASS
     assert props["test_per_class"]["default"] == MULTICLASS_TEST_PER_CLASS
 
@@ -269,3 +276,36 @@ def test_snakemake_refuses_a_non_finite_number_before_planning(tmp_path):
     assert result.returncode != 0
     assert "config key lambdas[0]: expected a finite number, got nan" in result.stdout + result.stderr
     assert "Job stats" not in result.stdout + result.stderr
+
+
+# -- names and settings the schema leaves to the registry (rbda.registry) ---------------------------
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda r: r.check_names(["finetune", "adamatch"], r.ADAPTATION_METHODS, "methods"),
+     r"config key 'methods': unknown name\(s\) 'adamatch'; expected names among finetune, mme"),
+    (lambda r: r.check_names(["resnet"], r.BACKBONES, "training.model"),
+     r"config key 'training.model': unknown name\(s\) 'resnet'; expected names among study_cnn"),
+    (lambda r: r.check_method_keys({"adamatch": {}}, "resources"), r"config key 'resources': unknown name\(s\) 'adamatch'"),
+    (lambda r: r.method_settings("mme", {"consistency_weight": 0.5}),
+     r"config key 'method_settings.mme': unknown setting\(s\) 'consistency_weight' of method 'mme' \(its settings: none\)"),
+    (lambda r: r.method_settings("mmefm", {"consistency_weight": -1}),
+     r"setting 'method_settings.mmefm.consistency_weight': expected a value >= 0, got -1"),
+])
+def test_method_names_and_settings_are_checked_against_the_registry(call, message):
+    from rbda import registry
+    from rbda.errors import RbdaError
+
+    with pytest.raises(RbdaError, match=message):
+        call(registry)
+
+
+def test_method_settings_are_the_declared_defaults_unless_configured():
+    from rbda.registry import REGISTRY, method_settings
+
+    for name, declaration in REGISTRY.methods.items():
+        assert method_settings(name) == {s.name: s.default for s in declaration.settings}
+    declared = {name: d.settings for name, d in REGISTRY.methods.items() if d.settings}
+    name, settings = next(iter(declared.items()))
+    first = settings[0]
+    assert method_settings(name, {first.name: first.default})[first.name] == first.default

@@ -31,13 +31,13 @@ def test_unknown_method_is_a_setting_error():
 
 
 def test_every_method_name_has_a_class():
-    from rbda.learn.methods import METHOD_CLASSES
-    from rbda.study import ADAPTATION_METHODS, LAMBDA_METHODS, METHOD_LABELS, METHODS
+    from rbda.registry import ADAPTATION_METHODS, LAMBDA_METHODS, METHOD_LABELS, METHODS, REGISTRY
 
-    assert set(METHOD_CLASSES) == set(METHODS) == set(METHOD_LABELS)
+    assert set(METHODS) == set(METHOD_LABELS) and METHODS[0] == "baseline"
     assert set(LAMBDA_METHODS) <= set(ADAPTATION_METHODS)
     for name in METHODS:
-        assert method_class(name).name == name
+        cls = method_class(name)
+        assert cls.name == name and cls.__module__ == REGISTRY.methods[name].module
 
 
 def test_baseline_draws_class_balanced_batches_from_source_train(surveys):
@@ -336,7 +336,8 @@ def test_mmefm_unlabelled_loss_is_mme_entropy_plus_weighted_consistency():
 
 
 def test_mmefm_plans_mme_batches_and_resumable_view_seeds(surveys):
-    spec = RunSpec("mmefm", "des", "hits", 0, seed=1, shots=5, lam=0.1, tau=0.9, mu=0.5)
+    spec = RunSpec("mmefm", "des", "hits", 0, seed=1, shots=5, lam=0.1,
+                   settings={"pseudo_label_threshold": 0.9, "consistency_weight": 0.5})
     m = method_class("mmefm")(spec, surveys)
     assert m.head_kind == "prototype"
     plan = m.plan_epoch(3, _gen())
@@ -347,12 +348,15 @@ def test_mmefm_plans_mme_batches_and_resumable_view_seeds(surveys):
     first = [loss.item() for loss in m.losses(model, plan, 0)]
     again = [loss.item() for loss in m.losses(model, plan, 0)]
     assert len(first) == 2 and first == again  # views drawn from the plan's seed: the same numbers
-    assert spec.as_dict()["tau"] == 0.9 and spec.as_dict()["mu"] == 0.5
-    assert "tau" not in RunSpec("mme", "des", "hits", 0, seed=1, shots=5, lam=0.1).as_dict()
+    assert spec.as_dict()["pseudo_label_threshold"] == 0.9 and spec.as_dict()["consistency_weight"] == 0.5
+    assert RunSpec("mmefm", "des", "hits", 0, seed=1, shots=5, lam=0.1).settings == {
+        "pseudo_label_threshold": 0.95, "consistency_weight": 0.3}  # the declared defaults
+    assert "consistency_weight" not in RunSpec("mme", "des", "hits", 0, seed=1, shots=5, lam=0.1).as_dict()
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"tau": 1.5}, "pseudo_label_threshold"),
-                                                 ({"mu": -1.0}, "consistency_weight"),
+@pytest.mark.parametrize(("kwargs", "message"), [({"settings": {"pseudo_label_threshold": 1.5}}, "pseudo_label_threshold"),
+                                                 ({"settings": {"consistency_weight": -1.0}}, "consistency_weight"),
+                                                 ({"settings": {"smoothing": 0.1}}, "'smoothing'.*setting of method 'mmefm'"),
                                                  ({"lam": None}, "'lambda'")])
 def test_mmefm_settings_are_checked(surveys, kwargs, message):
     spec = RunSpec("mmefm", "des", "hits", 0, seed=1, shots=5, **{"lam": 0.1, **kwargs})

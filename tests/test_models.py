@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from rbda.errors import InputFileError
-from rbda.study import BACKBONES
+from rbda.registry import BACKBONES
 from rbda.learn.entropy import prediction_entropy
 from rbda.learn.methods.mme import adversarial_entropy_loss
-from rbda.learn.models import (Backbone, GradientReversal, PrototypeHead, StampClassifier, fold_batch_norm, load_model_file,
+from rbda.learn.backbones.study_cnn import Backbone
+from rbda.learn.models import (GradientReversal, PrototypeHead, StampClassifier, fold_batch_norm, load_model_file,
                          model_from_payload, save_model_file)
 
 
@@ -23,7 +24,7 @@ def test_shapes_of_backbone_and_heads():
 
 
 def test_prototype_head_is_a_scaled_cosine_similarity_without_bias():
-    head = PrototypeHead()
+    head = PrototypeHead(100)
     assert head.prototypes.bias is None and head.temperature == 0.05
     f = torch.randn(5, 100)
     # invariant to the feature's norm, bounded by |w| / T

@@ -45,13 +45,16 @@ def _methods_frame(names):
 
 
 def test_curves_and_boxes_draw_every_method():
-    names = ("finetune", "mme", "st", "ent", "dann")
+    from rbda.registry import ADAPTATION_METHODS, METHOD_LABELS
+
+    names = ADAPTATION_METHODS
+    shown = [METHOD_LABELS[m] for m in names]
     baseline = pd.DataFrame([{"trained_on": "des", "tested_on": s, "mean": 0.7, "std": 0.0, "n_splits": 2}
                              for s in ("des", "hits")])
     fig = figures.bacc_vs_shots(_methods_frame(names), baseline, [("des", "hits")])
     try:
         labels = fig.axes[1].get_legend_handles_labels()[1]
-        assert [label for label in labels if label != "baseline"] == ["FT", "MME", "S+T", "ENT", "DANN"]
+        assert [label for label in labels if label != "baseline"] == shown
         assert "baseline" in labels
     finally:
         figures.plt.close(fig)
@@ -62,8 +65,8 @@ def test_curves_and_boxes_draw_every_method():
     try:
         ax = fig.axes[1]
         labels = ax.get_legend_handles_labels()[1]
-        assert sorted(labels) == sorted(["FT", "MME", "S+T", "ENT", "DANN", "baseline"])
-        assert [label for label in labels if label != "baseline"] == ["FT", "MME", "S+T", "ENT", "DANN"]
+        assert sorted(labels) == sorted([*shown, "baseline"])
+        assert [label for label in labels if label != "baseline"] == shown
         colours = {figures.matplotlib.colors.to_hex(p.get_facecolor()) for p in ax.patches}
         assert colours == {figures.METHOD_COLOURS[m] for m in names}  # one colour per method
     finally:
@@ -89,8 +92,29 @@ def test_source_cost_vs_target_gain_has_a_point_per_method_and_shots():
 
 
 def test_every_adaptation_method_has_a_colour_of_its_own():
-    from rbda.study import ADAPTATION_METHODS
+    from rbda.registry import ADAPTATION_METHODS
 
     colours = [figures.method_colour(m) for m in ADAPTATION_METHODS]
     assert len(set(colours)) == len(ADAPTATION_METHODS)
     assert figures.method_colour("not-a-method") not in colours  # the grey is only for names outside the vocabulary
+
+
+def test_lambda_curves_draw_any_number_of_lambda_methods_each_in_its_style():
+    """Every lambda method's curves are drawn, however many there are (a fixed list of line styles
+    zipped with the methods once dropped the fifth); styles are the methods' declarations'."""
+    from rbda.registry import LAMBDA_METHODS, METHOD_LINE_STYLES
+
+    names = [*LAMBDA_METHODS, "extra1", "extra2", "extra3", "extra4"]  # the extras: outside the registry
+    frame = pd.DataFrame([{"source": "des", "target": "hits", "method": m, "lambda": lam, "shots": n,
+                           "split": 0, "val_bacc": 0.7} for m in names for lam in (0.1, 1.0) for n in (1, 5)])
+    fig = figures.lambda_curves(frame, [("des", "hits")])
+    try:
+        lines = [line for line in fig.axes[0].get_lines() if line.get_label().startswith("λ=")]
+        drawn = {line.get_label().split("(", 1)[1].rstrip(")") for line in lines}
+        assert len(lines) == 2 * len(names) and len(drawn) == len(names)
+        styles = {line.get_label(): line.get_linestyle() for line in lines}
+        for m in LAMBDA_METHODS:
+            label = f"λ=0.1 ({figures.method_label(m)})"
+            assert styles[label] == figures.matplotlib.lines.Line2D([], [], linestyle=METHOD_LINE_STYLES[m]).get_linestyle()
+    finally:
+        figures.plt.close(fig)

@@ -334,7 +334,7 @@ def test_ent_runs_are_selected_like_mme_and_methods_are_not_mixed(tmp_path):
     mixed = load_runs([runs[0].path, write(tmp_path / "mme.json", mme(lam=0.5))])
     with pytest.raises(InputFileError, match="runs of one lambda method"):
         select_lambda(mixed)
-    from rbda.study import LAMBDA_METHODS
+    from rbda.registry import LAMBDA_METHODS
 
     with pytest.raises(InputFileError, match=f"only runs of {', '.join(LAMBDA_METHODS)} carry a 'selection'"):
         load_run(write(tmp_path / "st.json", {**adapted_run("st", "des", "hits", 0, 5, 0.9, 0.8),

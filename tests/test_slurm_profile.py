@@ -70,7 +70,7 @@ def test_full_study_slurm_job_count_is_the_readme_count(repo_root, tmp_path):
 def test_every_training_rule_asks_for_a_gpu_on_the_gpu_partition(repo_root):
     """Each method's training rule (rbda.study.METHODS: `train_{method}`) is a GPU job in the
     user profile; a method added to the vocabulary without its profile entry fails here."""
-    from rbda.study import METHODS
+    from rbda.registry import METHODS
 
     profile = yaml.safe_load((repo_root / "profiles/slurm/config.yaml").read_text())
     cpu_partition = profile["default-resources"]["slurm_partition"]
@@ -95,7 +95,7 @@ def test_array_profile_turns_every_training_rule_into_array_tasks(repo_root):
     method's training rule is an array rule and in no group (group jobs cannot be array
     tasks), the site settings (set-resources) are profiles/slurm's, and neither `jobs`
     nor the job rate can hand the plugin part of a rule's ready jobs (plugin issue #473)."""
-    from rbda.study import METHODS
+    from rbda.registry import METHODS
 
     training_rules = {f"train_{method}" for method in METHODS}
     slurm = profile_settings(repo_root, "slurm")

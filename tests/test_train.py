@@ -14,6 +14,8 @@ from rbda.learn.methods.base import RunSpec
 from rbda.device import configure_torch
 from rbda.learn.evaluate import evaluate_method
 from rbda.learn.train import TrainConfig, learning_rate_at, train
+from rbda.registry import ADAPTATION_METHODS, LAMBDA_METHODS, METHODS
+from rbda.study import STUDY_METHODS
 from train_helpers import SIZE, make_survey, survey_data
 
 SHORT = TrainConfig(epoch_size=500, max_epochs=4, patience=10)
@@ -167,7 +169,7 @@ def _interrupt_after(epoch):
     return hook
 
 
-LAMBDAS = {"mme": 0.1, "ent": 0.1, "mmefm": 0.1}
+LAMBDAS = {name: 0.1 for name in LAMBDA_METHODS}
 
 
 def _adapt(surveys, name, **kwargs):
@@ -175,7 +177,7 @@ def _adapt(surveys, name, **kwargs):
                               surveys)
 
 
-@pytest.mark.parametrize("method_name", ["st", "ent", "dann", "mmefm"])
+@pytest.mark.parametrize("method_name", [m for m in ADAPTATION_METHODS if m not in STUDY_METHODS])
 def test_other_adaptation_methods_train_on_the_synthetic_surveys(surveys, baseline_state, method_name):
     method = _adapt(surveys, method_name)
     result = _fit(method, init_state=baseline_state)
@@ -190,7 +192,7 @@ def test_st_trains_from_scratch(surveys):
     assert {e["role"]: e["bacc"] for e in evaluate_method(method, result.model)}["source"] > 0.8
 
 
-@pytest.mark.parametrize("method_name", ["baseline", "mme", "st", "ent", "dann", "mmefm"])
+@pytest.mark.parametrize("method_name", METHODS)
 def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, surveys, baseline_state, method_name):
     def make():
         if method_name == "baseline":
@@ -359,7 +361,7 @@ def test_the_loop_builds_the_optimiser_from_the_options(surveys, baseline_state,
     monkeypatch.setattr(rbda.learn.train, "MomentumSGD", Recording)
     config = TrainConfig(epoch_size=100, max_epochs=1, patience=10, backbone_lr_scale=0.1, weight_decay=0.0005,
                          nesterov=True)
-    for name in ("mme", "dann"):
+    for name in ADAPTATION_METHODS:  # every head kind, DANN's domain head too
         method = _adapt(surveys, name)
         result = _fit(method, config, init_state=baseline_state)
         optimizer = built.pop()

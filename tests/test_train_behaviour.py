@@ -27,6 +27,7 @@ from rbda.ingest.splits import make_split
 from rbda.device import configure_torch
 from rbda.learn.evaluate import evaluate_method
 from rbda.learn.train import TrainConfig, train
+from rbda.registry import ADAPTATION_METHODS, LAMBDA_METHODS
 
 SURVEYS = ("hits", "des", "ztf", "atlas")
 SEED = 7
@@ -61,7 +62,7 @@ def _bacc(evaluations, role):
 
 
 #: The adaptation methods measured, with their lambda (None: the method takes none).
-METHOD_LAMBDAS = {"finetune": None, "mme": 0.1, "st": None, "ent": 0.1, "dann": None, "mmefm": 0.1}
+METHOD_LAMBDAS = {m: (0.1 if m in LAMBDA_METHODS else None) for m in ADAPTATION_METHODS}
 
 
 def measure(surveys: dict[str, SurveyTensors], pairs, shots=(1, 5, 20), lam=0.1,
@@ -133,7 +134,7 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description="measure the methods on the synthetic surveys")
     parser.add_argument("threads", nargs="?", type=int, default=1)
-    parser.add_argument("--methods", default="finetune,mme", help="comma-separated, e.g. finetune,mme,st,ent,dann,mmefm")
+    parser.add_argument("--methods", default="finetune,mme", help="comma-separated adaptation methods (rbda.registry.ADAPTATION_METHODS)")
     parser.add_argument("--size", type=int, default=2000, help="alerts per synthetic survey")
     parser.add_argument("--pairs", type=int, default=12, help="first N ordered pairs")
     parser.add_argument("--shots", default="1,5,20")
@@ -147,7 +148,8 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         surveys = synthetic_surveys(Path(tmp), args.size, args.seed)
         pairs = [(s, t) for s in SURVEYS for t in SURVEYS if s != t][:args.pairs]
-        mmefm = {k: v for k, v in (("tau", args.tau), ("mu", args.mu)) if v is not None}
+        mmefm = {"settings": {k: v for k, v in (("pseudo_label_threshold", args.tau), ("consistency_weight", args.mu))
+                              if v is not None}}
         m = measure(surveys, pairs, shots=shots, methods=methods, spec_options={"mmefm": mmefm}, seed=args.seed)
     print("baseline BACC, train \\ test: " + " ".join(SURVEYS))
     for s in SURVEYS:

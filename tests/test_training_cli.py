@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from rbda.cli import main
+from rbda.registry import ADAPTATION_METHODS, LAMBDA_METHODS
 from train_helpers import surveys_with_splits, write_survey_parquet
 
 SHORT = ["--epoch-size", "300", "--max-epochs", "3", "--patience", "3", "--threads", "1", "--deterministic"]
@@ -56,16 +57,15 @@ def test_baseline_run_json_follows_the_contract(study):
     assert not Path(str(study["baseline"]) + ".ckpt").exists()  # removed when the run completes
 
 
-@pytest.mark.parametrize("method, extra", [("finetune", []), ("mme", ["--lambda", "0.1"]), ("st", []),
-                                           ("ent", ["--lambda", "0.1"]), ("dann", []),
-                                           ("mmefm", ["--lambda", "0.1"])])
-def test_adaptation_runs_evaluate_source_and_target(study, tmp_path, method, extra):
+@pytest.mark.parametrize("method", ADAPTATION_METHODS)
+def test_adaptation_runs_evaluate_source_and_target(study, tmp_path, method):
+    extra = ["--lambda", "0.1"] if method in LAMBDA_METHODS else []
     metrics = tmp_path / "run.json"
     model = tmp_path / "run.pt"
     assert _adapt(study, method, metrics, "--shots", "5", "--model", str(model), *extra) == 0
     record = json.loads(metrics.read_text())
     assert (record["method"], record["target"], record["shots"]) == (method, "hits", 5)
-    assert record["lambda"] == (0.1 if method in ("mme", "ent", "mmefm") else None)
+    assert record["lambda"] == (0.1 if method in LAMBDA_METHODS else None)
     # the model file holds the stamp classifier alone (DANN's domain head is left out) and scores again
     out = tmp_path / "eval.json"
     assert main(["evaluate", "--model", str(model), "--data", study["data"]["des"], "--data", study["data"]["hits"],
@@ -210,3 +210,11 @@ def test_optimiser_and_mmefm_options_reach_the_run_json(study, tmp_path):
     assert (hyper["backbone_lr_scale"], hyper["head_lr_scale"], hyper["weight_decay"], hyper["nesterov"]) == \
         (0.1, 1.0, 0.0005, True)
     assert (hyper["pseudo_label_threshold"], hyper["consistency_weight"]) == (0.9, 0.5)
+
+
+def test_a_method_setting_is_refused_with_another_method(study, tmp_path, capsys):
+    """A method's own settings (rbda.registry) are options of `rbda train` valid with that method only."""
+    metrics = tmp_path / "run.json"
+    assert _adapt(study, "mme", metrics, "--shots", "5", "--lambda", "0.1", "--consistency-weight", "0.5") == 2
+    assert "'--consistency-weight': expected only with --method mmefm, got 0.5" in capsys.readouterr().err
+    assert not metrics.exists()

@@ -155,23 +155,39 @@ def test_extended_preset_fans_out_every_method(workflow):
     }
 
 
-def test_methods_schema_enum_is_the_vocabulary():
-    from rbda.study import ADAPTATION_METHODS, METHODS, STUDY_METHODS
+def test_the_schema_names_no_method_the_registry_checks_them():
+    """Method names come from the method modules (rbda.registry), not from the schema: it has no
+    enum of them and no per-method keys; the workflow checks the names (test below)."""
+    from rbda.registry import METHODS
+    from rbda.study import STUDY_METHODS
 
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    text = (REPO / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    schema = yaml.safe_load(text)
     methods = schema["properties"]["methods"]
-    assert methods["items"]["enum"] == list(ADAPTATION_METHODS)
-    assert methods["default"] == list(STUDY_METHODS)
-    for key in ("training_by_method", "resources"):
-        assert list(schema["properties"][key]["properties"]) == list(METHODS)
+    assert "enum" not in methods["items"] and methods["default"] == list(STUDY_METHODS)
+    for key in ("training_by_method", "resources", "method_settings"):
+        assert "properties" not in schema["properties"][key] and schema["properties"][key]["default"] == {}
+    assert not [m for m in METHODS if re.search(rf"\b{m}\b", text) and m not in STUDY_METHODS + ("baseline",)]
 
 
-def test_save_models_schema_enum_is_the_vocabulary():
-    from rbda.study import DEFAULT_SAVE_MODELS, SAVE_MODEL_CHOICES
+@pytest.mark.parametrize(("overlay", "message"), [
+    ({"methods": ["finetune", "cdac"]}, r"config key 'methods': unknown name\(s\) 'cdac'; expected names among finetune, mme"),
+    ({"save_models": ["finetune-selected"]}, r"config key 'save_models': unknown name\(s\) 'finetune-selected'"),
+    ({"resources": {"cdac": {"mem_mb": 1000}}}, r"config key 'resources': unknown name\(s\) 'cdac'"),
+    ({"method_settings": {"mme": {"consistency_weight": 0.5}}},
+     r"config key 'method_settings.mme': unknown setting\(s\) 'consistency_weight'"),
+    ({"training": {"model": "resnet"}}, r"config key 'training.model': unknown name\(s\) 'resnet'"),
+])
+def test_a_method_name_or_setting_the_registry_lacks_is_a_config_error(workflow, overlay, message):
+    result = snakemake(workflow, "--dry-run", *DEMO, write_overlay(workflow, "bad.yaml", overlay))
+    assert result.returncode != 0 and re.search(message, result.stdout + result.stderr), result.stderr[-2000:]
+
+
+def test_save_models_default_is_the_studys():
+    from rbda.study import DEFAULT_SAVE_MODELS
 
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     save = schema["properties"]["save_models"]
-    assert save["items"]["enum"] == list(SAVE_MODEL_CHOICES)
     assert save["default"] == list(DEFAULT_SAVE_MODELS)
     assert yaml.safe_load((REPO / "config.yaml").read_text())["save_models"] == list(DEFAULT_SAVE_MODELS)
 
@@ -224,7 +240,7 @@ def test_one_method_subset_plans_only_its_rules(workflow):
 
 def test_mmefm_plans_like_a_lambda_method_with_its_options(workflow):
     overlay = write_overlay(workflow, "mmefm.yaml", {"methods": ["mmefm"],
-                                                     "training_by_method": {"mmefm": {"consistency_weight": 0.5}}})
+                                                     "method_settings": {"mmefm": {"consistency_weight": 0.5}}})
     jobs = planned_jobs(workflow, *DEMO, overlay)
     assert jobs["train_mmefm"] == 12 * 3 * 2 * 2 and jobs["select_lambda"] == 12 * 3 * 2
     assert jobs["choose_lambda"] == 12
@@ -267,6 +283,7 @@ def test_each_generated_training_rule_runs_its_own_method(workflow, tmp_path):
     """The adaptation rules are generated in a loop; a job must run the method of its rule.
     (Snakemake formats a rule's shell string when the job runs: a string that named the loop
     variable ran the last method of the vocabulary for every rule, which a dry run cannot show.)"""
+    from rbda.registry import ADAPTATION_METHODS, LAMBDA_METHODS
     from train_helpers import write_survey_parquet
 
     data = tmp_path / "data"
@@ -277,9 +294,9 @@ def test_each_generated_training_rule_runs_its_own_method(workflow, tmp_path):
     stub.write_text(STUB_RBDA)
     stub.chmod(0o755)
     log = tmp_path / "calls.log"
-    overlay = write_overlay(workflow, "all-methods.yaml", {"methods": ["finetune", "mme", "st", "ent", "dann"]})
-    targets = [f"results/runs/{m}/des-to-hits/shots-1/split-0.json" for m in ("finetune", "st", "dann")]
-    targets += [f"results/runs/{m}/des-to-hits/shots-1/lambda-0.05/split-0.json" for m in ("mme", "ent")]
+    overlay = write_overlay(workflow, "all-methods.yaml", {"methods": list(ADAPTATION_METHODS)})
+    targets = [f"results/runs/{m}/des-to-hits/shots-1/lambda-0.05/split-0.json" if m in LAMBDA_METHODS
+               else f"results/runs/{m}/des-to-hits/shots-1/split-0.json" for m in ADAPTATION_METHODS]
     env = dict(os.environ, RBDA_STUB_LOG=str(log), RBDA_STUB_DATA=str(data),
                PATH=os.pathsep.join([str(stub.parent), *map(str, NO_SLURM_BIN), str(Path(sys.executable).parent),
                                      os.environ.get("PATH", "")]))
@@ -290,7 +307,7 @@ def test_each_generated_training_rule_runs_its_own_method(workflow, tmp_path):
     for line in log.read_text().splitlines():
         if line.startswith("train ") and "--target" in line:
             ran[re.search(r"--metrics results/runs/(\w+)/", line).group(1)] = re.search(r"--method (\w+)", line).group(1)
-    assert ran == {m: m for m in ("finetune", "mme", "st", "ent", "dann")}
+    assert ran == {m: m for m in ADAPTATION_METHODS}
 
 
 LAMBDAS = ("0.01", "0.02", "0.03", "0.05", "0.1", "0.5", "10")  # config.yaml's lambdas, as path labels
@@ -640,6 +657,36 @@ def test_adding_a_lambda_plans_only_its_runs_and_their_selection(demo):
 
 
 @pytest.mark.slow
+def test_adding_a_method_module_plans_only_its_runs_and_editing_a_sibling_nothing(demo):
+    """A method is one module (rbda.registry): adding one, or editing a method the study does not
+    run, changes no finished run's code hash; asking for the new method plans only its runs and
+    what depends on them."""
+    methods = demo["src"] / "rbda" / "learn" / "methods"
+    added = methods / "mmecopy.py"
+    sibling = methods / "dann.py"
+    original, stat = sibling.read_text(), sibling.stat()
+    try:
+        added.write_text(
+            "from rbda.learn.methods.mme import MinimaxEntropy\n"
+            "from rbda.registry import MethodDeclaration\n\n"
+            'METHOD = MethodDeclaration(name="mmecopy", label="MME copy", cls="MinimaxEntropyCopy", order=999,\n'
+            "                           lambda_grid=True)\n\n\n"
+            "class MinimaxEntropyCopy(MinimaxEntropy):\n"
+            "    name = METHOD.name\n")
+        sibling.write_text(original + "\n# an edit to a method the demo does not run\n")
+        assert planned_jobs(demo["workdir"], *DEMO, pythonpath=demo["src"]) == {}
+        overlay = write_overlay(demo["workdir"], "mmecopy.yaml", {"methods": ["finetune", "mme", "mmecopy"]})
+        assert planned_jobs(demo["workdir"], *DEMO, overlay, pythonpath=demo["src"]) == {
+            "train_mmecopy": 12 * 3 * 2 * 2, "choose_lambda": 12, "select_lambda": 12 * 3 * 2,
+            "aggregation_inputs": 1, "aggregate": 1, "all": 1}
+    finally:
+        added.unlink(missing_ok=True)
+        sibling.write_text(original)
+        os.utime(sibling, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert planned_jobs(demo["workdir"], *DEMO, pythonpath=demo["src"]) == {}
+
+
+@pytest.mark.slow
 def test_editing_report_code_reruns_only_reporting(demo):
     code = demo["src"] / "rbda" / "results" / "figures.py"
     original, stat = code.read_text(), code.stat()
@@ -653,7 +700,7 @@ def test_editing_report_code_reruns_only_reporting(demo):
 
 @pytest.mark.slow
 def test_editing_learning_code_reruns_training(demo):
-    code = demo["src"] / "rbda" / "entropy.py"
+    code = demo["src"] / "rbda" / "learn" / "entropy.py"
     original, stat = code.read_text(), code.stat()
     try:
         code.write_text(original + "\n# an edit to the learning core\n")
@@ -705,7 +752,8 @@ def test_stamp_classifier_section_is_checked(workflow):
     overlay = write_overlay(workflow, "sc.yaml", {"stamp_classifier": {
         "survey": "ztf", "variants": [{"name": "a", "model": "resnet"}, {"name": "b", "model": "deephits"}]}})
     result = snakemake(workflow, "--dry-run", "--configfile", "config.yaml", overlay)
-    assert result.returncode != 0 and "'resnet' is not one of" in result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "config key 'stamp_classifier.variants[0].model': unknown name(s) 'resnet'" in result.stdout + result.stderr
 
 
 def test_editing_data_preparation_code_reruns_preprocessing(workflow, tmp_path):

@@ -131,32 +131,67 @@ def lock_provenance() -> dict:
             "lock_matches_installed": not lock_differences(data.decode(), installed_versions())}
 
 
-#: The learning core: modules whose code changes the numbers a training run produces
-#: (relative to the ``rbda`` package). ``rbda.learn.methods`` counts whole.
+#: The learning core shared by every run: modules whose code changes the numbers any training run
+#: produces (relative to the ``rbda`` package). In the method and backbone packages, the modules
+#: that declare nothing (base classes, shared helpers) are shared too; a module that declares a
+#: method or backbone counts only for the runs that execute it (:func:`run_code_sha256`).
 LEARNING_CORE = ("learn/train.py", "learn/checkpoint.py", "device.py", "learn/optim.py", "learn/data.py",
                  "learn/evaluate.py", "learn/models.py", "learn/reversal.py", "learn/entropy.py", "learn/losses.py",
                  "learn/metrics.py", "ingest/multiclass.py", "learn/augment.py", "seeding.py", "ingest/splits.py",
-                 "ingest/store.py", "study.py", "learn/methods", "commands/train.py")
+                 "ingest/store.py", "study.py", "registry.py", "learn/methods", "learn/backbones", "commands/train.py")
+
+
+def _declaring_files() -> set[Path]:
+    from rbda.registry import REGISTRY, module_source
+
+    return {module_source(d.module).resolve() for d in (*REGISTRY.methods.values(), *REGISTRY.backbones.values())}
 
 
 def learning_core_files() -> list[Path]:
-    """The learning core's source files, sorted (the package as installed or checked out)."""
+    """The shared learning core's source files, sorted: :data:`LEARNING_CORE`, less the modules
+    that declare a method or a backbone (the package as installed or checked out)."""
     package = Path(__file__).resolve().parent
+    declaring = _declaring_files()
     files: list[Path] = []
     for name in LEARNING_CORE:
         path = package / name
-        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        files += [f for f in sorted(path.rglob("*.py")) if f.resolve() not in declaring] if path.is_dir() else [path]
     return files
 
 
-def learning_core_sha256() -> str:
-    """A hash of the learning core's code (file names and contents): recorded in every run JSON,
-    and a workflow parameter of every training job, so that editing the code reruns training."""
+def _digest(labelled: list[tuple[str, Path]]) -> str:
     digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent
-    for path in learning_core_files():
-        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for label, path in labelled:
+        digest.update(label.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def learning_core_sha256() -> str:
+    """A hash of the shared learning core's code (file names and contents): what every run executes."""
+    package = Path(__file__).resolve().parent
+    return _digest([(str(path.relative_to(package)), path) for path in learning_core_files()])
+
+
+def run_code_files(method: str, backbone: str) -> list[tuple[str, Path]]:
+    """``(module name, file)`` of the declaring modules a run of ``method`` with ``backbone`` executes:
+    the method's module, the method and backbone modules it imports, the backbone's module."""
+    from rbda import registry
+
+    if backbone not in registry.REGISTRY.backbones:
+        raise ValueError(f"unknown backbone {backbone!r}; expected one of {registry.BACKBONES}")
+    modules = set(registry.scoped_modules(registry.method(method).module)) | set(registry.scoped_modules(registry.REGISTRY.backbones[backbone].module))
+    return [(m, registry.module_source(m)) for m in sorted(modules)]
+
+
+def run_code_sha256(method: str, backbone: str) -> str:
+    """The code hash of a run of ``method`` with ``backbone``: the shared learning core
+    (:func:`learning_core_sha256`) and the run's own method and backbone modules
+    (:func:`run_code_files`), not their siblings'. Recorded in every run JSON, part of every
+    checkpoint's fingerprint and a workflow parameter of every training job, so that editing
+    a method reruns that method's runs, and editing shared code reruns every run."""
+    package = Path(__file__).resolve().parent
+    shared = [(str(path.relative_to(package)), path) for path in learning_core_files()]
+    return _digest(shared + run_code_files(method, backbone))
 
 
 #: The data-preparation code: modules whose code changes the preprocessed Parquet files (raw readers,
@@ -182,11 +217,8 @@ def data_preparation_sha256() -> str:
     preprocessing job, so that editing a reader, the FITS decoder or the preprocessing reruns
     preprocessing and what depends on it (splits, training, ...), as :func:`learning_core_sha256` does
     for training; the same opt-out (config ``rerun_on_code_change: false``)."""
-    digest = hashlib.sha256()
     package = Path(__file__).resolve().parent
-    for path in data_preparation_files():
-        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
+    return _digest([(str(path.relative_to(package)), path) for path in data_preparation_files()])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,11 +2,12 @@
 
 Everything that names a part of the study (surveys, methods, pairs, lambdas,
 the run-file schema) or fixes a default of training lives here, so that the
-Snakefile (``rules/common.smk``), the command line and the learning core agree
+Snakefile (``rules/config.smk``, ``rules/paths.smk``), the command line and the learning core agree
 by construction. This module imports neither torch nor numpy: the workflow
 imports it when it plans jobs and the CLI when it parses arguments.
 
-* :data:`SURVEYS`, :data:`METHODS`: the names used in paths, JSON and options.
+* :data:`SURVEYS`: the names used in paths, JSON and options (methods and backbones:
+  :mod:`rbda.registry`, from their own modules).
 * :func:`pair_name`, :func:`parse_pair_name`, :func:`study_pairs`,
   :func:`format_lambda`: how pairs and lambdas are written and checked.
 * :class:`TrainingOptions`: every training option with its default, bounds and
@@ -17,12 +18,13 @@ imports it when it plans jobs and the CLI when it parses arguments.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from itertools import permutations
 from typing import Any, Iterable
 
-from rbda.errors import ConfigKeyError, SettingError
+from rbda.errors import ConfigKeyError
+from rbda.registry import BACKBONES, REGISTRY, check_value
+from rbda.registry import describe_bounds as bounds_in_words
 from rbda.surveys import shipped_surveys
 
 # --- names ------------------------------------------------------------------------------
@@ -38,26 +40,13 @@ SURVEYS = tuple(shipped_surveys())
 #: Display names of the study's surveys (rbda.surveys.survey_label for any declared one).
 SURVEY_LABELS = {name: survey.label for name, survey in shipped_surveys().items()}
 
-#: The method that trains a model from scratch on one survey.
-BASELINE = "baseline"
-#: Methods that adapt a (source, split) baseline to a target survey.
-ADAPTATION_METHODS = ("finetune", "mme", "st", "ent", "dann", "mmefm")
+# The training methods and backbones (METHODS, ADAPTATION_METHODS, LAMBDA_METHODS, METHOD_LABELS,
+# SAVE_MODEL_CHOICES, BACKBONES, ...) are declared by their own modules: rbda.registry.
+
 #: The published study's adaptation methods (the config's default ``methods``).
 STUDY_METHODS = ("finetune", "mme")
-#: Adaptation methods that are run once per lambda of the grid, then selected.
-LAMBDA_METHODS = ("mme", "ent", "mmefm")
-#: Suffix of a lambda method's selected runs (``mme-selected``; ``rbda select-lambda``).
-SELECTED_SUFFIX = "-selected"
-#: What the workflow can keep model files of (config ``save_models``; baselines' are always kept):
-#: every run of an adaptation method, or the selected runs of a lambda method.
-SAVE_MODEL_CHOICES = (*ADAPTATION_METHODS, *(f"{m}{SELECTED_SUFFIX}" for m in LAMBDA_METHODS))
 #: The workflow's default ``save_models``: the selected MME runs.
 DEFAULT_SAVE_MODELS = ("mme-selected",)
-#: Every training method, as ``rbda train --method`` names it.
-METHODS = (BASELINE, *ADAPTATION_METHODS)
-#: Display names of the methods.
-METHOD_LABELS = {"baseline": "Baseline", "finetune": "FT", "mme": "MME", "st": "S+T", "ent": "ENT",
-                 "dann": "DANN", "mmefm": "MME+FM"}
 
 #: Schema id of a run result (one JSON per training run; docs/architecture.md).
 RUN_SCHEMA = "rbda.run/1"
@@ -72,11 +61,6 @@ LAMBDA_CHOICE_SCHEMA = "rbda.lambda-choice/2"
 
 #: Which of several epochs with the same best validation BACC keeps its weights (``--best-epoch-ties``).
 BEST_EPOCH_TIES = ("latest", "earliest")
-
-#: Feature extractors a model can have (``training.model``; ``rbda train --backbone``):
-#: the study's CNN, the ALeRCE "DeepHiTS layer" with cyclic pooling, EarlySN's rotation-averaged
-#: conv maps (RELATED.md B.3, A.3; rbda.learn.models.BACKBONE_CLASSES).
-BACKBONES = ("study_cnn", "deephits", "earlysn")
 
 #: What a model learns (``training.task``; ``rbda train --task``): real/bogus (the study's) or the
 #: survey's original classes (RELATED.md E.2; rbda.ingest.multiclass).
@@ -189,8 +173,8 @@ class TrainingOptions:
     epoch_zero_candidate: bool = option(False, "FT/MME: the starting model, evaluated on the validation "
                                         "items before training, is a candidate for the best epoch (epoch 0)")
     # `rbda train --model` names the model file to write, so this option's flag is --backbone
-    model: str = option("study_cnn", "feature extractor: study_cnn (the study's), deephits (ALeRCE's "
-                        "rotation-invariant DeepHiTS layer) or earlysn (rotations averaged on conv maps)",
+    model: str = option("study_cnn", "feature extractor: " + "; ".join(
+                        f"{b.name} ({b.help})" for b in REGISTRY.backbones.values()),
                         choices=BACKBONES, flag="backbone")
     beta: float = option(0.0, "confidence penalty: the classification loss is CE - beta * H(softmax) "
                          "(EarlySN: 0.5; 0 = plain cross-entropy, the study's)", ge=0)
@@ -206,10 +190,6 @@ class TrainingOptions:
     weight_decay: float = option(0.0, "L2 weight decay of SGD (reference MME code: 0.0005; the study's: 0)", ge=0)
     nesterov: bool = option(False, "Nesterov momentum (reference MME code: on; the study's: off); "
                             "needs momentum > 0")
-    # mmefm (rbda.learn.methods.mme_fixmatch): FixMatch-style pseudo-labels on MME (docs/method.md section 5)
-    pseudo_label_threshold: float = option(0.95, "mmefm: tau, the least softmax probability of the weak view's "
-                                           "class for it to become the strong view's target", ge=0, le=1)
-    consistency_weight: float = option(0.3, "mmefm: mu, the weight of the pseudo-label consistency loss", ge=0)
     device: str = option("auto", "auto (CUDA when available), cpu or cuda", choices=DEVICES,
                          affects_results=False)
     threads: int | None = option(None, "torch CPU threads (default: torch's)", ge=1, affects_results=False,
@@ -252,42 +232,16 @@ def _field(name: str):
 
 
 def check_option(name: str, value: Any) -> None:
-    """Raise :class:`SettingError` naming ``name`` unless ``value`` is within its bounds."""
+    """Raise :class:`~rbda.errors.SettingError` naming ``name`` unless ``value`` is within its bounds."""
     f = _field(name)
     meta = f.metadata
-    if meta["choices"] is not None:
-        if value not in meta["choices"]:
-            raise SettingError(name, " or ".join(meta["choices"]), value)
-        return
-    if f.default is False or f.default is True:
-        if not isinstance(value, bool):
-            raise SettingError(name, "true or false", value)
-        return
-    if value is None and f.default is None:
-        return
-    integer = isinstance(f.default, int) or f.default is None
-    if integer and (isinstance(value, bool) or not isinstance(value, int)):
-        raise SettingError(name, f"an integer {describe_bounds(name)}".rstrip(), value)
-    if not integer and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
-        raise SettingError(name, f"a finite number {describe_bounds(name)}".rstrip(), value)
-    ok = ((meta["gt"] is None or value > meta["gt"]) and (meta["ge"] is None or value >= meta["ge"])
-          and (meta["lt"] is None or value < meta["lt"]) and (meta["le"] is None or value <= meta["le"]))
-    if not ok:
-        raise SettingError(name, f"a value {describe_bounds(name)}", value)
+    check_value(name, value, f.default, meta["gt"], meta["ge"], meta["lt"], meta["le"], meta["choices"])
 
 
 def describe_bounds(name: str) -> str:
     """``> 0``, ``in [0, 1)``, ``>= 1``: the bounds of option ``name`` in words."""
     meta = _field(name).metadata
-    low = (f"[{meta['ge']}" if meta["ge"] is not None else f"({meta['gt']}" if meta["gt"] is not None else None)
-    high = (f"{meta['le']}]" if meta["le"] is not None else f"{meta['lt']})" if meta["lt"] is not None else None)
-    if low and high:
-        return f"in {low}, {high}"
-    if low:
-        return (">= " if low[0] == "[" else "> ") + low[1:]
-    if high:
-        return ("<= " if high[-1] == "]" else "< ") + high[:-1]
-    return ""
+    return bounds_in_words(meta["gt"], meta["ge"], meta["lt"], meta["le"])
 
 
 #: The study's training settings (the defaults of every training option).

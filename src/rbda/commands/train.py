@@ -1,4 +1,4 @@
-"""`rbda train`: train a baseline, fine-tune or MME model and write its run JSON."""
+"""`rbda train`: train one model with one registered method (rbda.registry) and write its run JSON."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 
 from rbda.errors import SettingError
+from rbda.registry import METHODS, REGISTRY
+from rbda.study import TRAINING_DEFAULTS, describe_bounds, option_dest, option_flag, training_option_fields
 from rbda.surveys import survey_argument
-from rbda.study import (METHODS, TRAINING_DEFAULTS, describe_bounds, option_dest, option_flag,
-                        training_option_fields)
 
 
 def parse_data_spec(text: str) -> tuple[str, Path, Path]:
@@ -73,7 +73,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, required=True, help="the study's base seed")
     p.add_argument("--shots", type=int, help="labelled target items per class (adaptation methods)")
     p.add_argument("--lambda", dest="lam", type=float,
-                   help="entropy weight (mme, ent); domain-loss weight (dann, default 1)")
+                   help="the lambda of a lambda-grid method (" + ", ".join(m for m, d in REGISTRY.methods.items() if d.lambda_grid)
+                        + "); other methods may weigh a loss of their own with it (their module says which)")
     p.add_argument("--from-scratch", action="store_true",
                    help="st only: train a fresh network on source + target shots (no --init-model)")
     p.add_argument("--init-model", type=Path, help="baseline model file to start from (adaptation methods)")
@@ -81,7 +82,51 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="also write the best model here")
     p.add_argument("--checkpoint", type=Path, help="resumable checkpoint (default: METRICS.ckpt)")
     add_training_options(p)
+    add_method_settings(p)
     return p
+
+
+def method_setting_flags() -> dict[str, list]:
+    """``{flag: [(method, Setting), ...]}``: each method's own settings (rbda.registry), by option."""
+    flags: dict[str, list] = {}
+    for declaration in REGISTRY.methods.values():
+        for setting in declaration.settings:
+            flags.setdefault(setting.flag, []).append((declaration.name, setting))
+    return flags
+
+
+def add_method_settings(p: argparse.ArgumentParser) -> None:
+    """One option per setting a method declares (``--consistency-weight``), valid with that method only."""
+    g = p.add_argument_group("method settings (each valid only with the methods named; default: the method's)")
+    for flag, owners in method_setting_flags().items():
+        first = owners[0][1]
+        kind = (str if first.choices is not None else _boolean if isinstance(first.default, bool)
+                else float if isinstance(first.default, float) else int if isinstance(first.default, int) else str)
+        parts = [f"{method}: {s.help} ({'; '.join(filter(None, [s.bounds(), f'default {s.default}']))})"
+                 for method, s in owners]
+        g.add_argument(flag, dest=f"setting_{first.name}", type=kind, default=None, metavar="VALUE",
+                       help="; ".join(parts))
+
+
+def _boolean(text: str) -> bool:
+    """``true``/``false`` (a method setting whose default is a boolean)."""
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"true or false expected, got {text!r}")
+    return text.lower() == "true"
+
+
+def method_settings_given(args: argparse.Namespace) -> dict:
+    """The method settings given on the command line for ``--method``; an option of another method's
+    setting is an error naming it."""
+    settings = {}
+    for flag, owners in method_setting_flags().items():
+        value = getattr(args, f"setting_{owners[0][1].name}", None)
+        if value is None:
+            continue
+        if args.method not in [method for method, _ in owners]:
+            raise SettingError(flag, "only with --method " + " or ".join(method for method, _ in owners), value)
+        settings[owners[0][1].name] = value
+    return settings
 
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
@@ -108,7 +153,7 @@ def _run_spec(args: argparse.Namespace):
     return RunSpec(method=args.method, source=args.source, target=args.target, split=args.split, seed=args.seed,
                    shots=args.shots, lam=args.lam, val_shots=args.val_shots, batch_size=args.batch_size,
                    model=args.backbone, beta=args.beta, from_scratch=args.from_scratch, task=args.task,
-                   tau=args.pseudo_label_threshold, mu=args.consistency_weight)
+                   settings=method_settings_given(args))
 
 
 def _train_config(args: argparse.Namespace):

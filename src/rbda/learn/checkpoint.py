@@ -19,7 +19,7 @@ import torch
 
 from rbda.atomic import atomic_path
 from rbda.errors import InputFileError
-from rbda.provenance import learning_core_sha256
+from rbda.provenance import run_code_sha256
 
 CHECKPOINT_FORMAT = "rbda.learn.checkpoint/2"
 
@@ -43,7 +43,7 @@ def fingerprint(method, config, device: torch.device, extra: dict) -> dict:
     data = {name: {"n_rows": s.split.n_rows, "split_seed": s.split.seed} for name, s in sorted(method.surveys.items())}
     # the code and torch that made the state: after a code fix a rerun starts afresh, never from
     # the state the old code left behind
-    code = {"code_sha256": learning_core_sha256(), "torch": str(torch.__version__)}
+    code = {"code_sha256": run_code_sha256(method.spec.method, method.spec.model), "torch": str(torch.__version__)}
     return {"run": method.spec.as_dict(), "config": config.result_affecting(), "device": device.type,
             "data": data, **code, **extra}
 

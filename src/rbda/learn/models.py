@@ -1,13 +1,8 @@
 """Networks of the study (docs/method.md section 4).
 
-* :class:`Backbone` -- the feature extractor of the baseline CNN (after Ganin
-  et al. 2016): 3x21x21 stamp -> 100-d feature (backbone ``study_cnn``).
-* :class:`DeepHiTS` -- the rotation-invariant "DeepHiTS layer" of the ALeRCE
-  stamp classifier (RELATED.md B.3, E.1; backbone ``deephits``): 64-d feature.
-* :class:`EarlySN` -- EarlySN's variant, the rotations averaged on the conv
-  maps (RELATED.md A.3; backbone ``earlysn``): 64-d feature.
-* :data:`BACKBONE_CLASSES` -- backbone name (:data:`rbda.study.BACKBONES`) -> class.
-* :class:`LinearHead` -- the baseline classifier, linear 100 -> 2.
+* the feature extractors (backbones) live one module each in :mod:`rbda.learn.backbones`;
+  :func:`make_backbone` builds one by its registered name (:data:`rbda.registry.BACKBONES`).
+* :class:`LinearHead` -- the baseline classifier, linear feature -> 2.
 * :class:`PrototypeHead` -- the MME classifier: L2-normalised feature, a
   bias-free linear map whose rows are the class prototypes, divided by a
   temperature (0.05).
@@ -33,170 +28,23 @@ from torch.nn import functional as F
 from rbda.atomic import atomic_path
 from rbda.errors import InputFileError, RbdaError
 from rbda.learn.reversal import GradientReversal
-from rbda.study import BACKBONES, TRAINING_DEFAULTS
+from rbda.registry import BACKBONES, backbone_class
+from rbda.study import TRAINING_DEFAULTS
 
-FEATURE_DIM = 100
 N_CLASSES = 2
 MME_TEMPERATURE = 0.05
 HEAD_KINDS = ("linear", "prototype")
 
 
-class Backbone(nn.Module):
-    """conv-bn-pool-relu, conv-bn-dropout2d-pool-relu, two fully connected layers."""
-
-    def __init__(self, in_channels: int = 3, feature_dim: int = FEATURE_DIM):
-        super().__init__()
-        self.feature_dim = feature_dim
-        self.conv = nn.Sequential(
-            nn.Conv2d(in_channels, 64, kernel_size=5),  # 64 x 17 x 17
-            nn.BatchNorm2d(64),
-            nn.MaxPool2d(2),  # 64 x 8 x 8
-            nn.ReLU(inplace=True),
-            nn.Conv2d(64, 50, kernel_size=5),  # 50 x 4 x 4
-            nn.BatchNorm2d(50),
-            nn.Dropout2d(0.5),
-            nn.MaxPool2d(2),  # 50 x 2 x 2
-            nn.ReLU(inplace=True),
-        )
-        self.fc = nn.Sequential(
-            nn.Linear(50 * 2 * 2, 100),
-            nn.BatchNorm1d(100),
-            nn.ReLU(inplace=True),
-            nn.Dropout(0.5),
-            nn.Linear(100, feature_dim),
-            nn.BatchNorm1d(feature_dim),
-            nn.ReLU(inplace=True),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.conv(x), 1))
-
-
-#: Dropout of the dense layer after cyclic pooling (TwoAlert searched {0.3, 0.5}; 0.3 is the
-#: dropout of its best stamp-classifier configuration M0, RELATED.md B.4).
-ROTATION_DROPOUT = 0.3
-#: Feature size of the rotation-invariant backbones (the last dense 64).
-ROTATION_FEATURE_DIM = 64
-
-
-def rotations(x: torch.Tensor) -> torch.Tensor:
-    """The stamps rotated by 0, 90, 180 and 270 degrees, stacked on the batch axis: (4N, C, H, W)."""
-    return torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(4)], dim=0)
-
-
-def mean_over_rotations(y: torch.Tensor) -> torch.Tensor:
-    """Cyclic pooling: (4N, ...) from :func:`rotations` -> the mean over the four rotations (N, ...)."""
-    return y.reshape(4, y.shape[0] // 4, *y.shape[1:]).mean(dim=0)
-
-
-def _conv_stack(in_channels: int, same_first: bool) -> nn.Sequential:
-    """conv 4x4 32 -> conv 3x3 32 same -> maxpool 2 -> 3 x conv 3x3 64 same -> maxpool 2, ReLU after each conv.
-
-    ``same_first``: the 4x4 conv keeps the size, padded as TensorFlow's "same" pads an even
-    kernel (1 before, 2 after); otherwise it is "valid".
-    """
-    relu = lambda: nn.ReLU(inplace=True)  # noqa: E731
-    return nn.Sequential(
-        nn.ZeroPad2d((1, 2, 1, 2)) if same_first else nn.Identity(),
-        nn.Conv2d(in_channels, 32, kernel_size=4), relu(),
-        nn.Conv2d(32, 32, kernel_size=3, padding=1), relu(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, kernel_size=3, padding=1), relu(),
-        nn.Conv2d(64, 64, kernel_size=3, padding=1), relu(),
-        nn.Conv2d(64, 64, kernel_size=3, padding=1), relu(),
-        nn.MaxPool2d(2),
-    )
-
-
-def _dense_tail(dropout: float) -> nn.Sequential:
-    """After cyclic pooling: dense 64 (ReLU) with dropout -> dense 64 (ReLU): the 64-d feature."""
-    return nn.Sequential(
-        nn.Linear(64, 64), nn.ReLU(inplace=True), nn.Dropout(dropout),
-        nn.Linear(64, ROTATION_FEATURE_DIM), nn.ReLU(inplace=True),
-    )
-
-
-def he_initialise(module: nn.Module) -> None:
-    """He (Kaiming) normal weights for ReLU, zero biases, on every conv and dense layer of ``module``.
-
-    The rotation backbones have no batch normalisation; He initialisation keeps the
-    activations' scale through their eight ReLU layers (torch's default shrinks it layer
-    by layer, leaving nearly constant logits at the start of training).
-    """
-    for layer in module.modules():
-        if isinstance(layer, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
-
-
-class DeepHiTS(nn.Module):
-    """The "DeepHiTS layer" of the ALeRCE stamp classifier (TwoAlert, RELATED.md B.3 and E.1).
-
-    21x21xC zero-padded by 3 to 27x27; the same conv stack on each of the four
-    rotations (conv 4x4 32 valid -> 24x24, conv 3x3 32 same, maxpool 2 -> 12x12,
-    3 x conv 3x3 64 same, maxpool 2 -> 6x6x64), flatten 2304, dense 64; cyclic
-    pooling (mean over the rotations); dense 64 with dropout; dense 64. ReLU after
-    every conv and dense layer (the sources do not state their activations), He
-    initialisation, dropout :data:`ROTATION_DROPOUT`, no batch normalisation.
-    Invariant to rotations by multiples of 90 degrees: a rotated stamp permutes
-    the four branches, and their mean does not depend on the order.
-    """
-
-    feature_dim = ROTATION_FEATURE_DIM
-
-    def __init__(self, in_channels: int = 3, dropout: float = ROTATION_DROPOUT):
-        super().__init__()
-        self.pad = nn.ZeroPad2d(3)  # 21 -> 27
-        self.conv = _conv_stack(in_channels, same_first=False)
-        self.rotation_dense = nn.Sequential(nn.Linear(64 * 6 * 6, 64), nn.ReLU(inplace=True))
-        self.fc = _dense_tail(dropout)
-        he_initialise(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        per_rotation = self.rotation_dense(torch.flatten(self.conv(rotations(self.pad(x))), 1))
-        return self.fc(mean_over_rotations(per_rotation))
-
-
-class EarlySN(nn.Module):
-    """EarlySN's rotation-invariant CNN (RELATED.md A.3): the rotations averaged on the conv maps.
-
-    21x21xC, four rotations through one conv stack (conv 4x4 32 same -- 4x4, not
-    the printed 3x3, is what makes the table's 210,117 parameters -- conv 3x3 32,
-    maxpool 2 -> 10x10, 3 x conv 3x3 64, maxpool 2 -> 5x5x64), the mean of the four
-    5x5x64 maps, flatten 1600, dense 64 with dropout, dense 64 (ReLU after every
-    layer). With a linear head of 5 outputs: 210,117 parameters.
-    """
-
-    feature_dim = ROTATION_FEATURE_DIM
-
-    def __init__(self, in_channels: int = 3, dropout: float = ROTATION_DROPOUT):
-        super().__init__()
-        self.conv = _conv_stack(in_channels, same_first=True)
-        self.fc = nn.Sequential(
-            nn.Linear(64 * 5 * 5, 64), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(64, ROTATION_FEATURE_DIM), nn.ReLU(inplace=True),
-        )
-        he_initialise(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(mean_over_rotations(self.conv(rotations(x))), 1))
-
-
-#: Backbone name (``training.model``, :data:`rbda.study.BACKBONES`) -> class; a test checks the keys.
-BACKBONE_CLASSES = {"study_cnn": Backbone, "deephits": DeepHiTS, "earlysn": EarlySN}
-
-
 def make_backbone(name: str) -> nn.Module:
-    """A fresh backbone called ``name`` (one of :data:`rbda.study.BACKBONES`)."""
-    if name not in BACKBONE_CLASSES:
-        raise ValueError(f"unknown backbone {name!r}; expected one of {BACKBONES}")
-    return BACKBONE_CLASSES[name]()
+    """A fresh backbone called ``name`` (a backbone module of :mod:`rbda.learn.backbones`; rbda.registry)."""
+    return backbone_class(name)()
 
 
 class LinearHead(nn.Module):
     """The baseline classifier: linear feature_dim -> 2 (logits)."""
 
-    def __init__(self, feature_dim: int = FEATURE_DIM, n_classes: int = N_CLASSES):
+    def __init__(self, feature_dim: int, n_classes: int = N_CLASSES):
         super().__init__()
         self.linear = nn.Linear(feature_dim, n_classes)
 
@@ -209,7 +57,7 @@ class PrototypeHead(nn.Module):
 
     def __init__(
         self,
-        feature_dim: int = FEATURE_DIM,
+        feature_dim: int,
         n_classes: int = N_CLASSES,
         temperature: float = MME_TEMPERATURE,
     ):
@@ -221,7 +69,7 @@ class PrototypeHead(nn.Module):
         return self.prototypes(F.normalize(features, dim=1)) / self.temperature
 
 
-def make_head(kind: str, feature_dim: int = FEATURE_DIM, n_classes: int = N_CLASSES) -> nn.Module:
+def make_head(kind: str, feature_dim: int, n_classes: int = N_CLASSES) -> nn.Module:
     if kind == "linear":
         return LinearHead(feature_dim, n_classes)
     if kind == "prototype":

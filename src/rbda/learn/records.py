@@ -5,17 +5,21 @@ from __future__ import annotations
 import platform
 
 from rbda import __version__
-from rbda.provenance import learning_core_sha256, lock_provenance
+from rbda.provenance import learning_core_sha256, lock_provenance, run_code_sha256
 from rbda.study import RUN_SCHEMA
 
 
-def versions() -> dict:
-    """Versions of rbda, torch and Python in this process, the hash of the learning core's code
-    and of the dependency lock (:mod:`rbda.provenance`)."""
+def versions(method: str | None = None, backbone: str | None = None) -> dict:
+    """Versions of rbda, torch and Python in this process, the hashes of the code (:mod:`rbda.provenance`)
+    and of the dependency lock. ``code_sha256``: the code a run of ``method`` with ``backbone``
+    executes (shared learning core, its method and backbone modules); without a method, the shared
+    core's (``shared_code_sha256``, also recorded for runs)."""
     import torch
 
+    shared = learning_core_sha256()
+    code = shared if method is None else run_code_sha256(method, backbone)
     return {"rbda": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "code_sha256": learning_core_sha256(), **lock_provenance()}
+            "code_sha256": code, "shared_code_sha256": shared, **lock_provenance()}
 
 
 def run_record(method, config, result, evaluations: list[dict], errors: dict | None = None) -> dict:
@@ -45,10 +49,10 @@ def run_record(method, config, result, evaluations: list[dict], errors: dict | N
             "model": spec.model, "beta": spec.beta, "task": spec.task,
             "backbone_lr_scale": config.backbone_lr_scale, "head_lr_scale": config.head_lr_scale,
             "weight_decay": config.weight_decay, "nesterov": config.nesterov,
-            **({"pseudo_label_threshold": spec.tau, "consistency_weight": spec.mu} if spec.method == "mmefm" else {}),
+            **spec.settings,  # the method's own settings (rbda.registry), if it has any
         },
         "data": method.describe(),
-        "versions": versions(),
+        "versions": versions(spec.method, spec.model),
     }
     if errors is not None:
         record["errors"] = errors

@@ -36,7 +36,9 @@ from rbda.learn.optim import MomentumSGD, parameter_groups
 from rbda.progress import Progress
 from rbda.seeding import derive_seed
 from rbda.study import TRAINING_DEFAULTS as DEFAULTS
-from rbda.study import ADAPTATION_METHODS, check_option, training_option_fields
+from rbda.study import check_option, training_option_fields
+from rbda.registry import ADAPTATION_METHODS
+
 
 @dataclass(frozen=True)
 class TrainConfig:

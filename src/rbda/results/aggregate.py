@@ -42,7 +42,8 @@ from rbda.results.outputs import (ALL_EVALUATIONS, PAIR_TABLES_DIR, REPORT, expe
                                   study_methods, table_path)
 from rbda.results.report import GUIDE, ReportSection, for_display, preformatted, render_report
 from rbda.results.runs import Run, load_runs, read_runs_list
-from rbda.study import ADAPTATION_METHODS, study_pairs
+from rbda.study import study_pairs
+from rbda.registry import ADAPTATION_METHODS
 
 log = logging.getLogger(__name__)
 PAIR_TABLE_NAME = re.compile(r"[a-z]+-to-[a-z]+\.(csv|md)")  # the schema's pair pattern
@@ -157,13 +158,26 @@ class StudyResults:
 
 
 def versions_table(runs: list[Run]) -> pd.DataFrame:
-    """Distinct ``versions`` objects of the runs and how many runs carry each."""
+    """Distinct ``versions`` objects of the runs, per method and backbone (each run's
+    ``code_sha256`` covers its own method's and backbone's code), and how many runs carry each."""
     counts: dict[str, int] = {}
     for run in runs:
-        key = json.dumps(run.data["versions"], sort_keys=True)
+        scope = {"method": run.method, "model": run.data["hyperparameters"].get("model")}
+        key = json.dumps({**scope, **run.data["versions"]}, sort_keys=True)
         counts[key] = counts.get(key, 0) + 1
     rows = [{**json.loads(key), "runs": n} for key, n in sorted(counts.items())]
     return pd.DataFrame(rows)
+
+
+def mixed_code(versions: pd.DataFrame) -> bool:
+    """Whether runs were made by different code: more than one shared-code hash, or more than one
+    code hash among the runs of one method with one backbone (different methods' runs differ by design)."""
+    if versions.empty or "code_sha256" not in versions:
+        return False
+    if "shared_code_sha256" in versions and versions["shared_code_sha256"].dropna().nunique() > 1:
+        return True
+    return bool((versions.dropna(subset=["code_sha256"]).groupby(["method", "model"], dropna=False)
+                 ["code_sha256"].nunique() > 1).any())
 
 
 def compute(runs: list[Run], surveys: list[str], pairs: list[tuple[str, str]],
@@ -301,13 +315,15 @@ def lock_sentence(lock: dict) -> str:
             f"<code>{lock['lock_sha256']}</code>: {state}.")
 
 
-def build_report(results: StudyResults, config: dict, out: Path, extra: list[ReportSection] = ()) -> str:
-    r = results
-    png = lambda name: out / figure_path(name, "png")  # noqa: E731
-
+def _guide_section() -> ReportSection:
+    """The report's section "How to read this report"."""
     guide = ReportSection("How to read this report", "guide")
     guide.raw(f'<div class="guide">{GUIDE}</div>')
+    return guide
 
+
+def _findings_section(r: StudyResults, png) -> ReportSection:
+    """The report's section "The study's findings"."""
     verdicts = ReportSection("The study's findings", "findings")
     few = findings.too_few_splits(r.findings)
     if few is not None:
@@ -331,11 +347,19 @@ def build_report(results: StudyResults, config: dict, out: Path, extra: list[Rep
                     "contradicted, grey inconclusive, light grey not testable). Intersection claims show their "
                     "decisive shot count.")
     verdicts.table(findings.display(r.findings), caption="Every claim per pair or survey", collapsed=True)
+    return verdicts
 
+
+def _baseline_section(r: StudyResults, png) -> ReportSection:
+    """The report's section "Baseline"."""
     base = ReportSection("Baseline", "baseline")
     base.table(tables.baseline_matrix(r.baseline, r.surveys).reset_index())
     base.figure(png("baseline_heatmap"), "Baseline BACC: rows trained on, columns tested on.")
+    return base
 
+
+def _by_shots_section(r: StudyResults, png) -> ReportSection:
+    """The report's section on the methods' BACC by shots."""
     curves = ReportSection(f"{_method_names(r)} by shots", "by-shots")
     curves.figure(png("bacc_vs_shots"), "BACC vs shots per class, mean ± std over splits; per pair "
                   "the left panel is the source's test part, the right the target's; dashed: baseline.")
@@ -343,14 +367,22 @@ def build_report(results: StudyResults, config: dict, out: Path, extra: list[Rep
     for source, target in r.pairs:
         curves.table(tables.pair_table(r.methods, r.baseline, source, target),
                      caption=f"{pair_label(source, target)}: BACC by shots", collapsed=True)
+    return curves
 
+
+def _shots_to_beat_section(r: StudyResults) -> ReportSection:
+    """The report's section "Shots to beat the baseline"."""
     beat = ReportSection("Shots to beat the baseline", "shots-to-beat")
     beat.table(tables.shots_to_beat_matrix(r.shots_to_beat))
     untestable = r.shots_to_beat[r.shots_to_beat["note"] != ""]
     if len(untestable):
         beat.table(for_display(untestable[["source", "target", "method", "note"]]),
                    caption="Why some pairs are not testable", collapsed=True)
+    return beat
 
+
+def _ranking_section(r: StudyResults, png) -> ReportSection:
+    """The report's section "Ranking of the methods"."""
     ranking = ReportSection("Ranking of the methods", "ranking")
     ranking.paragraph("Per pair and shot count, the methods by mean target BACC (equal means share a rank), "
                       "and the differences that are significant (two-sided paired t-test by split, Holm within "
@@ -362,7 +394,11 @@ def build_report(results: StudyResults, config: dict, out: Path, extra: list[Rep
                    "upper left is best.")
     ranking.table(for_display(r.cost_gain), caption="Source loss and target gain per method and shots",
                   collapsed=True)
+    return ranking
 
+
+def _significance_section(r: StudyResults) -> ReportSection:
+    """The report's section "Method vs method and significance"."""
     significance = ReportSection("Method vs method and significance", "significance")
     significance.paragraph("The study's headline comparison is MME vs FT; every other pair of configured "
                            "methods is tested the same way.")
@@ -376,7 +412,11 @@ def build_report(results: StudyResults, config: dict, out: Path, extra: list[Rep
     significance.table(for_display(r.vs_baseline[["method", *STATS_COLUMNS]]),
                        caption="Method − baseline on the target (one-sided) and on the source (two-sided), "
                                "all tests", collapsed=True)
+    return significance
 
+
+def _lambda_section(r: StudyResults, png) -> ReportSection:
+    """The report's section "Choice of λ (λ methods)"."""
     lambdas = ReportSection("Choice of λ (λ methods)", "lambda")
     lambdas.figure(png("lambda_curves"), "Target validation BACC (the selection criterion) vs shots, "
                    "one line per λ, mean over splits.")
@@ -393,7 +433,22 @@ def build_report(results: StudyResults, config: dict, out: Path, extra: list[Rep
         lambdas.table(tables.lambda_matrix(r.lambdas), caption="Mean target validation BACC per λ and shots")
     else:
         lambdas.paragraph("No per-λ runs (MME, ENT) were given, so there is no λ table.")
+    return lambdas
 
+
+def _stopping_section(r: StudyResults) -> ReportSection:
+    """The report's section "How the runs stopped"."""
+    stops = ReportSection("How the runs stopped", "stopping")
+    stops.paragraph("Per method (MME: every per-λ run): runs stopped by early stopping (patience) and "
+                    "by the <code>max_epochs</code> cap, which ends a run that was still improving; and "
+                    "where the kept epoch lies (0: the starting model, only with "
+                    "<code>epoch_zero_candidate</code>; 1: after a single epoch).")
+    stops.table(for_display(r.training_stops))
+    return stops
+
+
+def _published_section(r: StudyResults, config: dict) -> ReportSection:
+    """The report's section "Against the paper"."""
     paper = ReportSection("Against the paper", "published")
     synthetic = synthetic_surveys(config)
     if synthetic:
@@ -409,29 +464,42 @@ def build_report(results: StudyResults, config: dict, out: Path, extra: list[Rep
                 caption="Shots to beat the baseline: this study vs the thesis")
     paper.table(for_display(r.published_selected),
                 caption="BACC values quoted in the thesis (FT / MME at given shots) vs this study")
+    return paper
 
-    stops = ReportSection("How the runs stopped", "stopping")
-    stops.paragraph("Per method (MME: every per-λ run): runs stopped by early stopping (patience) and "
-                    "by the <code>max_epochs</code> cap, which ends a run that was still improving; and "
-                    "where the kept epoch lies (0: the starting model, only with "
-                    "<code>epoch_zero_candidate</code>; 1: after a single epoch).")
-    stops.table(for_display(r.training_stops))
 
+def _configuration_section(r: StudyResults, config: dict) -> ReportSection:
+    """The report's section "Configuration and versions"."""
     setup = ReportSection("Configuration and versions", "configuration")
     setup.table(r.versions, caption="Package versions recorded in the run files (runs: how many)")
-    codes = r.versions["code_sha256"].dropna().unique() if "code_sha256" in r.versions else []
-    if len(codes) > 1:
-        setup.paragraph(f"<b>These runs were made by {len(codes)} different versions of the learning code</b> "
+    if mixed_code(r.versions):
+        setup.paragraph("<b>These runs were made by different versions of the learning code</b> "
                         "(<code>code_sha256</code> above): results made by different code are mixed in "
                         "this report (<code>rerun_on_code_change: false</code>, or runs copied in).",
                         css="warning")
     setup.paragraph(lock_sentence(lock_provenance()))
     setup.paragraph(f"{len(r.evaluations['path'].unique())} run files; configuration as given:")
     setup.raw(preformatted(config))
+    return setup
 
+
+def build_report(results: StudyResults, config: dict, out: Path, extra: list[ReportSection] = ()) -> str:
+    """report.html's text: the study's sections, then ``extra`` (sections of optional targets), then
+    the configuration."""
+    png = lambda name: out / figure_path(name, "png")  # noqa: E731
+    study = [
+        _guide_section(),
+        _findings_section(results, png),
+        _baseline_section(results, png),
+        _by_shots_section(results, png),
+        _shots_to_beat_section(results),
+        _ranking_section(results, png),
+        _significance_section(results),
+        _lambda_section(results, png),
+        _stopping_section(results),
+        _published_section(results, config),
+    ]
     return render_report("rbda: cross-survey domain adaptation results",
-                         [guide, verdicts, base, curves, beat, ranking, significance, lambdas, stops, paper,
-                          *extra, setup])
+                         [*study, *extra, _configuration_section(results, config)])
 
 
 @contextlib.contextmanager

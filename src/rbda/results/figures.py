@@ -21,14 +21,11 @@ import pandas as pd  # noqa: E402
 from rbda.atomic import atomic_path  # noqa: E402
 from rbda.results.naming import method_label, survey_label  # noqa: E402
 from rbda.results.outputs import figure_path  # noqa: E402
-from rbda.study import ADAPTATION_METHODS, format_lambda  # noqa: E402
+from rbda.registry import ADAPTATION_METHODS, METHOD_COLOURS, METHOD_LINE_STYLES  # noqa: E402
+from rbda.study import format_lambda  # noqa: E402
 
-#: One colour per adaptation method (colour-blind safe Dark2; FT orange and MME green as published);
-#: a method added to the vocabulary without a colour here fails at import (strict zip).
-METHOD_COLOURS = dict(zip(ADAPTATION_METHODS, ("#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"),
-                          strict=True))
-#: Line styles of the lambda methods in the lambda curves.
-LAMBDA_METHOD_STYLES = ("-", "--", ":", "-.")
+# Each method's colour and line style are its declaration's (rbda.registry: METHOD_COLOURS,
+# METHOD_LINE_STYLES; colour-blind safe Dark2 for the study's, FT orange and MME green as published).
 BASELINE_STYLE = dict(color="0.35", linestyle="--", linewidth=1.0)
 PNG_DPI = 110
 
@@ -121,8 +118,13 @@ def _shots_axis(ax, shots: list[int]) -> None:
 
 
 def method_colour(method: str) -> str:
-    """The method's colour (a grey for a name outside the vocabulary)."""
+    """The method's colour (its declaration's; a grey for a name outside the registry)."""
     return METHOD_COLOURS.get(method, "0.5")
+
+
+def method_line_style(method: str) -> str:
+    """The method's line style in the lambda curves (its declaration's; solid outside the registry)."""
+    return METHOD_LINE_STYLES.get(method, "-")
 
 
 def _methods_present(frame: pd.DataFrame) -> list[str]:
@@ -159,7 +161,7 @@ def _legend(fig: plt.Figure, axes, ncol_max: int = 8) -> None:
     """One legend below the figure with each label once, from all ``axes``."""
     handles = {}
     for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
     if handles:
         fig.legend(list(handles.values()), list(handles), loc="lower center",
@@ -225,8 +227,9 @@ def lambda_curves(lambdas: pd.DataFrame, pairs: list[tuple[str, str]]) -> plt.Fi
                     transform=ax.transAxes, fontsize=8, color="0.4")
             continue
         means = rows.groupby(["method", "lambda", "shots"])["val_bacc"].mean().reset_index()
-        for method, style in zip(lambda_methods, LAMBDA_METHOD_STYLES):
-            for value, colour in zip(values, colours):
+        for method in lambda_methods:
+            style = method_line_style(method)
+            for value, colour in zip(values, colours, strict=True):
                 curve = means[(means["method"] == method) & (means["lambda"] == value)].sort_values("shots")
                 if len(curve):
                     label = f"λ={format_lambda(value)}" + (f" ({method_label(method)})" if len(lambda_methods) > 1 else "")

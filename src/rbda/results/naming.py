@@ -6,7 +6,7 @@ labels) are defined in :mod:`rbda.study`.
 
 from __future__ import annotations
 
-from rbda.study import METHOD_LABELS
+from rbda.registry import METHOD_LABELS
 from rbda.surveys import survey_label as declared_label
 
 

@@ -1,7 +1,7 @@
 """The files ``rbda aggregate`` writes, as a function of the configured surveys, pairs and methods.
 
 Light module (standard library only) so that the workflow can import it from
-``rules/common.smk`` to declare the aggregation rule's outputs::
+``rules/report_setup.smk`` to declare the aggregation rule's outputs::
 
     from rbda.results.outputs import expected_outputs
     expected_outputs(["hits", "des", "ztf", "atlas"])  # paths relative to --out-dir
@@ -19,7 +19,8 @@ from itertools import combinations
 from typing import Iterable
 
 from rbda.errors import SettingError
-from rbda.study import ADAPTATION_METHODS, STUDY_METHODS, pair_name, study_pairs
+from rbda.study import STUDY_METHODS, pair_name, study_pairs
+from rbda.registry import ADAPTATION_METHODS
 
 #: Tables written as both CSV and Markdown, under ``tables/``.
 TABLES = ("baseline", "methods_by_shots", "lambda_selection", "lambda_choices", "selection_regret", "shots_to_beat",

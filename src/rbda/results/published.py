@@ -11,7 +11,8 @@ from importlib import resources
 
 import pandas as pd
 
-from rbda.study import ADAPTATION_METHODS, pair_name
+from rbda.study import pair_name
+from rbda.registry import ADAPTATION_METHODS
 
 
 def load_published() -> dict:

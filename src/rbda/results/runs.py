@@ -17,13 +17,13 @@ from typing import Any, Iterable, Iterator
 import jsonschema
 
 from rbda.errors import InputFileError
-from rbda.study import BASELINE, LAMBDA_METHODS, METHODS, RUN_SCHEMA, SELECTION_RULES, format_lambda, pair_name
+from rbda.registry import BASELINE, LAMBDA_METHODS, METHODS, SELECTED_SUFFIX
+from rbda.study import RUN_SCHEMA, SELECTION_RULES, format_lambda, pair_name
 
 #: Kind of a run in the study: its method, with the selected runs of a lambda method apart
 #: (``mme-selected``, ``ent-selected``; see :func:`selected_kind`). A lambda method's unselected
 #: runs (kind ``mme``) are the per-lambda candidates.
 KIND_BASELINE = BASELINE
-SELECTED_SUFFIX = "-selected"
 
 
 def selected_kind(method: str) -> str:

@@ -56,8 +56,8 @@ import numpy as np
 from rbda.errors import InputFileError, SettingError
 from rbda.ingest.splits import Split, validation_shots
 from rbda.results.runs import Run
-from rbda.study import (DEFAULT_SELECTION_RULE, LAMBDA_CHOICE_SCHEMA, LAMBDA_METHODS, PAIR_SELECTION_RULES,
-                        SELECTION_RULES, format_lambda)
+from rbda.registry import LAMBDA_METHODS
+from rbda.study import DEFAULT_SELECTION_RULE, LAMBDA_CHOICE_SCHEMA, PAIR_SELECTION_RULES, SELECTION_RULES, format_lambda
 
 #: Epochs (up to and including the best) whose mean validation BACC breaks a tie.
 TIE_BREAK_EPOCHS = 5

@@ -16,7 +16,8 @@ from rbda.errors import RbdaError
 from rbda.results import stats
 from rbda.results.naming import method_label, pair_label, survey_label
 from rbda.results.runs import KIND_BASELINE, Run, score_kind
-from rbda.study import ADAPTATION_METHODS, LAMBDA_METHODS, METHODS, PAIR_SELECTION_RULES, format_lambda, pair_name
+from rbda.registry import ADAPTATION_METHODS, LAMBDA_METHODS, METHODS
+from rbda.study import PAIR_SELECTION_RULES, format_lambda, pair_name
 
 NEVER = "never"
 NOT_TESTABLE = "not testable"

@@ -13,7 +13,7 @@ Batches are index gathers from stamp tensors held in memory
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Iterator
 
 import numpy as np
@@ -24,6 +24,7 @@ from rbda.errors import RbdaError, SettingError
 from rbda.learn.models import StampClassifier
 from rbda.ingest.splits import labelled_shots, unlabelled_rest, validation_shots
 from rbda.learn.losses import classification_loss
+from rbda.registry import REGISTRY
 from rbda.study import TRAINING_DEFAULTS, check_option
 
 
@@ -40,12 +41,19 @@ class RunSpec:
     lam: float | None = None
     val_shots: int = TRAINING_DEFAULTS.val_shots
     batch_size: int = TRAINING_DEFAULTS.batch_size
-    model: str = TRAINING_DEFAULTS.model  # the backbone (rbda.study.BACKBONES)
+    model: str = TRAINING_DEFAULTS.model  # the backbone (rbda.registry.BACKBONES)
     beta: float = TRAINING_DEFAULTS.beta  # confidence penalty of the classification loss (rbda.learn.losses)
     from_scratch: bool = False  # st only: start from a fresh network instead of the baseline
     task: str = TRAINING_DEFAULTS.task  # binary | multiclass (rbda.study.TASKS; rbda.ingest.multiclass)
-    tau: float = TRAINING_DEFAULTS.pseudo_label_threshold  # mmefm only: pseudo-label threshold
-    mu: float = TRAINING_DEFAULTS.consistency_weight  # mmefm only: consistency-loss weight
+    #: the method's own settings (its declaration's, rbda.registry.Setting): name -> value; the
+    #: declared defaults fill in what is not given
+    settings: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        declaration = REGISTRY.methods.get(self.method)  # an unknown method fails in check_spec
+        if declaration is not None:
+            object.__setattr__(self, "settings", {**{s.name: s.default for s in declaration.settings},
+                                                  **self.settings})
 
     def as_dict(self) -> dict:
         d = {"method": self.method, "source": self.source, "target": self.target,
@@ -56,8 +64,7 @@ class RunSpec:
             d["from_scratch"] = True
         if self.task != TRAINING_DEFAULTS.task:  # likewise: binary runs keep their fingerprint
             d["task"] = self.task
-        if self.method == "mmefm":  # only there: the other methods keep their fingerprint
-            d["tau"], d["mu"] = self.tau, self.mu
+        d.update(self.settings)  # a method without settings keeps its fingerprint
         return d
 
 
@@ -92,6 +99,13 @@ class TrainingMethod(ABC):
         """Reject settings that do not apply to this method (before any data is loaded)."""
         for name in ("batch_size", "val_shots", "model", "beta", "task"):
             check_option(name, getattr(spec, name))
+        declared = REGISTRY.methods[cls.name].settings
+        unknown = sorted(set(spec.settings) - {s.name for s in declared})
+        if unknown:
+            raise SettingError(unknown[0], f"a setting of method {cls.name!r} "
+                               f"({', '.join(s.name for s in declared) or 'it has none'})", spec.settings[unknown[0]])
+        for s in declared:
+            s.check(spec.settings[s.name], s.name)
         if spec.task == "multiclass" and not cls.supports_multiclass:
             raise SettingError("task", f"binary for method {cls.name!r} (multiclass: baseline only)", spec.task)
         if spec.from_scratch and cls.name != "st":

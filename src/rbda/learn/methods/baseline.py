@@ -15,10 +15,16 @@ from rbda.errors import SettingError
 from rbda.learn.data import BalancedSampler, SurveyTensors
 from rbda.learn.methods.base import Evaluation, RunSpec, TrainingMethod, cross_entropy_on
 from rbda.learn.models import StampClassifier
+from rbda.registry import MethodDeclaration
+
+METHOD = MethodDeclaration(
+    name="baseline", label="Baseline", cls="Baseline", order=0,
+    mem_mb=8000, runtime=720, colour="0.35", line_style="-",
+)
 
 
 class Baseline(TrainingMethod):
-    name = "baseline"
+    name = METHOD.name
     supports_multiclass = True
 
     @classmethod

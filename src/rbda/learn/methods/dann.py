@@ -45,6 +45,12 @@ from rbda.learn.methods.base import MixedBatchAdaptation, RunSpec
 from rbda.learn.models import StampClassifier
 from rbda.learn.reversal import reverse_gradient
 from rbda.study import TRAINING_DEFAULTS
+from rbda.registry import MethodDeclaration
+
+METHOD = MethodDeclaration(
+    name="dann", label="DANN", cls="DomainAdversarial", order=50,
+    mem_mb=8000, runtime=360, colour="#66a61e", line_style="-",
+)
 
 #: lambda_d when the run gives no lambda.
 DOMAIN_WEIGHT = 1.0
@@ -81,7 +87,7 @@ def domain_loss(domain_logits: torch.Tensor, is_target: torch.Tensor) -> torch.T
 
 
 class DomainAdversarial(MixedBatchAdaptation):
-    name = "dann"
+    name = METHOD.name
     uses_unlabelled = True
 
     @classmethod

@@ -16,6 +16,12 @@ import torch
 from rbda.learn.entropy import prediction_entropy
 from rbda.learn.methods.mme import MinimaxEntropy
 from rbda.learn.models import StampClassifier
+from rbda.registry import MethodDeclaration
+
+METHOD = MethodDeclaration(
+    name="ent", label="ENT", cls="EntropyMinimisation", order=40, lambda_grid=True,
+    mem_mb=8000, runtime=360, colour="#e7298a", line_style="--",
+)
 
 
 def entropy_loss(model: StampClassifier, x: torch.Tensor, lam: float) -> torch.Tensor:
@@ -24,7 +30,7 @@ def entropy_loss(model: StampClassifier, x: torch.Tensor, lam: float) -> torch.T
 
 
 class EntropyMinimisation(MinimaxEntropy):
-    name = "ent"
+    name = METHOD.name
 
     def unlabelled_loss(self, model: StampClassifier, x: torch.Tensor) -> torch.Tensor:
         return entropy_loss(model, x, self.spec.lam)

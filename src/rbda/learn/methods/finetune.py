@@ -16,10 +16,16 @@ from rbda.errors import SettingError
 from rbda.learn.data import BalancedSampler
 from rbda.learn.methods.base import RunSpec, TargetAdaptation, cross_entropy_on
 from rbda.learn.models import StampClassifier
+from rbda.registry import MethodDeclaration
+
+METHOD = MethodDeclaration(
+    name="finetune", label="FT", cls="FineTune", order=10,
+    mem_mb=4000, runtime=120, colour="#d95f02", line_style="-",
+)
 
 
 class FineTune(TargetAdaptation):
-    name = "finetune"
+    name = METHOD.name
 
     @classmethod
     def check_spec(cls, spec: RunSpec) -> None:

@@ -35,6 +35,12 @@ from rbda.learn.entropy import prediction_entropy
 from rbda.learn.losses import classification_loss
 from rbda.learn.methods.base import MixedBatchAdaptation, RunSpec
 from rbda.learn.models import StampClassifier
+from rbda.registry import MethodDeclaration
+
+METHOD = MethodDeclaration(
+    name="mme", label="MME", cls="MinimaxEntropy", order=20, lambda_grid=True,
+    mem_mb=8000, runtime=360, colour="#1b9e77", line_style="-",
+)
 
 
 def adversarial_entropy_loss(model: StampClassifier, x: torch.Tensor, lam: float) -> torch.Tensor:
@@ -47,7 +53,7 @@ def adversarial_entropy_loss(model: StampClassifier, x: torch.Tensor, lam: float
 
 
 class MinimaxEntropy(MixedBatchAdaptation):
-    name = "mme"
+    name = METHOD.name
     head_kind = "prototype"
     uses_unlabelled = True
 

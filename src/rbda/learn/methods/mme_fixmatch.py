@@ -22,8 +22,9 @@ Each iteration makes MME's two optimiser updates:
    below the threshold ``tau`` contribute nothing (FixMatch's normalisation).
    The consistency term has no reversal: head and features both fit it.
 
-``tau`` and ``mu`` are the training options ``pseudo_label_threshold`` and
-``consistency_weight`` (defaults and their measurement: docs/method.md section 5).
+``tau`` and ``mu`` are this method's settings ``pseudo_label_threshold`` and
+``consistency_weight`` (declared below; config ``method_settings.mmefm``, ``rbda train
+--pseudo-label-threshold/--consistency-weight``; defaults and their measurement: docs/method.md section 5).
 The minimax entropy term is computed on the weak view, whose detached
 prediction also gives the pseudo-labels; weak and strong views share one
 forward pass of twice MME's unlabelled batch. The name has no ``_`` or ``-``: method names
@@ -40,10 +41,19 @@ from torch.nn import functional as F
 from rbda.learn.augment import strong_view, weak_view
 from rbda.learn.entropy import prediction_entropy
 from rbda.learn.losses import classification_loss
-from rbda.learn.methods.base import RunSpec
 from rbda.learn.methods.mme import MinimaxEntropy
 from rbda.learn.models import StampClassifier
-from rbda.study import check_option
+from rbda.registry import MethodDeclaration, Setting
+
+METHOD = MethodDeclaration(
+    name="mmefm", label="MME+FM", cls="MinimaxEntropyFixMatch", order=60, lambda_grid=True,
+    settings=(
+        Setting("pseudo_label_threshold", 0.95, "tau, the least softmax probability of the weak view's class "
+                "for it to become the strong view's target", ge=0, le=1),
+        Setting("consistency_weight", 0.3, "mu, the weight of the pseudo-label consistency loss", ge=0),
+    ),
+    mem_mb=8000, runtime=720, colour="#e6ab02", line_style=":",
+)
 
 
 def pseudo_label_loss(logits_weak: torch.Tensor, logits_strong: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,13 +87,7 @@ def mmefm_unlabelled_loss(model: StampClassifier, weak: torch.Tensor, strong: to
 
 
 class MinimaxEntropyFixMatch(MinimaxEntropy):
-    name = "mmefm"
-
-    @classmethod
-    def check_spec(cls, spec: RunSpec) -> None:
-        super().check_spec(spec)
-        check_option("pseudo_label_threshold", spec.tau)
-        check_option("consistency_weight", spec.mu)
+    name = METHOD.name
 
     def plan_epoch(self, iterations: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         plan = super().plan_epoch(iterations, generator)
@@ -102,4 +106,5 @@ class MinimaxEntropyFixMatch(MinimaxEntropy):
         layout = torch.channels_last if xu.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         weak = weak_view(xu, views).contiguous(memory_format=layout)
         strong = strong_view(xu, views).contiguous(memory_format=layout)
-        yield mmefm_unlabelled_loss(model, weak, strong, self.spec.lam, self.spec.tau, self.spec.mu)
+        yield mmefm_unlabelled_loss(model, weak, strong, self.spec.lam,
+                                    self.spec.settings["pseudo_label_threshold"], self.spec.settings["consistency_weight"])

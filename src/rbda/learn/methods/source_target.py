@@ -22,10 +22,16 @@ from rbda.errors import SettingError
 from rbda.learn.losses import classification_loss
 from rbda.learn.methods.base import MixedBatchAdaptation, RunSpec
 from rbda.learn.models import StampClassifier
+from rbda.registry import MethodDeclaration
+
+METHOD = MethodDeclaration(
+    name="st", label="S+T", cls="SourceTarget", order=30,
+    mem_mb=8000, runtime=240, colour="#7570b3", line_style="-",
+)
 
 
 class SourceTarget(MixedBatchAdaptation):
-    name = "st"
+    name = METHOD.name
 
     @classmethod
     def check_spec(cls, spec: RunSpec) -> None:
