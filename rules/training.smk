@@ -1,7 +1,43 @@
 # Training runs: baseline per (source, split); each adaptation method per
-# (split, source, target, shots), lambda methods (declared with lambda_grid) also per lambda.
+# (split, source, target, shots). Lambda methods (declared with lambda_grid) train their
+# lambdas as members of one job per (split, source, target, shots) (config lambda_jobs: grid,
+# rbda.lambda_jobs), or one job per lambda (lambda_jobs: per_lambda).
 # One compute thread per job: on CPU, Snakemake then runs as many training
 # jobs at once as there are cores, which beats one multi-threaded job.
+
+from rbda.lambda_jobs import grid_runtime, split_grid
+
+
+def member_path(pattern, label):
+    """A lambda run's path pattern with its lambda filled in (the other wildcards left)."""
+    return pattern.replace("{lam}", label)
+
+
+def member_outputs(method, label):
+    """Every output of every (pair, shots, split) run of ``method`` at lambda ``label``."""
+    patterns = [run_json(method)] + ([model_file(method)] if saves_model(method) else [])
+    return [
+        member_path(p, label).format(source=s, target=t, shots=n, split=k)
+        for p in patterns
+        for (s, t), n, k in itertools.product(PAIRS, SHOTS, SPLITS)
+    ]
+
+
+def grid_rules(method):
+    """(rule name, member lambdas) of a lambda method's grid rules: train_METHOD for the lambdas
+    missing somewhere, train_METHOD_rerun for those trained everywhere (rbda.lambda_jobs)."""
+    missing, trained = split_grid({label: member_outputs(method, label) for label in LAMBDA_LABELS})
+    return [(name, members) for name, members in ((f"train_{method}", missing),
+                                                   (f"train_{method}_rerun", trained)) if members]
+
+
+def grid_resources(method, members):
+    """A training job's resources, its time limit times its member count."""
+    minutes = {**METHOD_RESOURCES[method], **config["resources"].get(method, {})}["runtime"]
+    return {
+        **training_resources(method),
+        "runtime": lambda wildcards, attempt: grid_runtime(minutes, members, attempt),
+    }
 
 
 rule train_baseline:
@@ -36,9 +72,14 @@ rule train_baseline:
 # One rule per registered adaptation method (rbda.registry.ADAPTATION_METHODS: the method
 # modules), train_<method>. Which of them run is the config's `methods:` (all_runs() asks
 # for their outputs). Lambda methods (rbda.registry.LAMBDA_METHODS) run once per lambda of
-# the grid. Each job's code hash covers its own method and backbone modules and the shared
-# learning code (rbda.provenance.run_code_sha256).
+# the grid here with lambda_jobs: per_lambda; with grid, in the grid rules below. Each job's
+# code hash covers its own method and backbone modules and the shared learning code
+# (rbda.provenance.run_code_sha256).
+GRID_JOBS = config["lambda_jobs"] == "grid"
+
 for _method in ADAPTATION_METHODS:
+    if GRID_JOBS and _method in LAMBDA_METHODS:
+        continue
 
     rule:
         name:
@@ -78,3 +119,54 @@ for _method in ADAPTATION_METHODS:
             " {params.lam} --split {wildcards.split} --seed {params.seed} --threads {threads}"
             " --metrics {output.metrics:q} {params.model:q} --checkpoint {params.checkpoint:q} {params.options}"
             " > {log:q} 2>&1"
+
+
+# A lambda method's grid rules (lambda_jobs: grid): one job per (split, source, target, shots)
+# trains its member lambdas (rbda train --lambda A B ...) and writes each member's run JSON,
+# model file and checkpoint, the files of a job per lambda. Members are fixed when the
+# workflow is read (rbda.lambda_jobs.split_grid): adding a lambda later trains only it.
+for _method in LAMBDA_METHODS if GRID_JOBS else ():
+    for _name, _members in grid_rules(_method):
+
+        rule:
+            name:
+                _name
+            input:
+                unpack(pair_data),
+            output:
+                metrics=[member_path(run_json(_method), label) for label in _members],
+                **(
+                    {"model": [member_path(model_file(_method), label) for label in _members]}
+                    if saves_model(_method)
+                    else {}
+                ),
+            params:
+                # the loop variables' values now (see the rule above)
+                method=_method,
+                model=lambda wildcards, output: (
+                    ["--model", *output.model] if "model" in output.keys() else []
+                ),
+                data=lambda wildcards: data_options((wildcards.source, wildcards.target), wildcards.split),
+                checkpoints=lambda wildcards, _patterns=[
+                    member_path(run_checkpoint(_method), label) for label in _members
+                ]: [p.format(**wildcards) for p in _patterns],
+                lams=" ".join(str(LAMBDA_BY_LABEL[label]) for label in _members),
+                seed=config["seed"],
+                code=training_code(_method, TRAINING["model"]),
+                options=training_options(_method),
+            threads: 1
+            resources:
+                **grid_resources(_method, len(_members)),
+            log:
+                f"logs/runs/{_method}/{PAIR_RUN_ID}.lambda-{'+'.join(_members)}.log",
+            benchmark:
+                f"logs/benchmarks/runs/{_method}/{PAIR_RUN_ID}.lambda-{'+'.join(_members)}.tsv"
+            conda:
+                "../envs/rbda.yaml"
+            shell:
+                "rbda train --method {params.method}"
+                " --source {wildcards.source} --target {wildcards.target}"
+                " --init-model {input.init_model:q} {params.data} --shots {wildcards.shots}"
+                " --lambda {params.lams} --split {wildcards.split} --seed {params.seed} --threads {threads}"
+                " --metrics {output.metrics:q} {params.model:q} --checkpoint {params.checkpoints:q}"
+                " {params.options} > {log:q} 2>&1"

@@ -554,8 +554,9 @@ def _config(overlay: dict, key: str) -> Callable[[Corpus], str]:
 
 CASES += [Case(6, "lr: .inf", _config({"training": {"lr": float("inf")}}, r"training\.lr")),
           Case(6, "lambdas: [.nan]", _config({"lambdas": [float("nan")]}, r"lambdas\[0\]")),
-          Case(6, "pseudo_label_threshold: .nan", _config({"training": {"pseudo_label_threshold": float("nan")}},
-                                                          "pseudo_label_threshold"))]
+          Case(6, "method_settings.mmefm.pseudo_label_threshold: .nan", _config(
+              {"method_settings": {"mmefm": {"pseudo_label_threshold": float("nan")}}},
+              "method_settings.mmefm.pseudo_label_threshold"))]
 
 
 # ---------------------------------------------------------------- 7. quiet failures

@@ -89,7 +89,7 @@ def test_published_study_plans_the_papers_jobs(workflow):
         "split_survey": 4 * 10,
         "train_baseline": 4 * 10,
         "train_finetune": 12 * 5 * 10,
-        "train_mme": 12 * 5 * 10 * n_lambdas,
+        "train_mme": 12 * 5 * 10,  # lambda_jobs: grid, one job trains every lambda of a group
         "choose_lambda": 12,  # per_pair: one lambda per pair, chosen once
         "select_lambda": 12 * 5 * 10,
         "select_model": 12 * 5 * 10,  # save_models: [mme-selected]
@@ -97,7 +97,7 @@ def test_published_study_plans_the_papers_jobs(workflow):
         "aggregate": 1,
         "all": 1,
     }
-    assert 12 * 5 * 10 * n_lambdas == 4200
+    assert 12 * 5 * 10 * n_lambdas == 4200  # MME runs, in 600 jobs
 
 
 def test_demo_preset_plans_the_same_rules_smaller(workflow):
@@ -107,7 +107,7 @@ def test_demo_preset_plans_the_same_rules_smaller(workflow):
         "split_survey": 4 * 2,
         "train_baseline": 4 * 2,
         "train_finetune": 12 * 3 * 2,
-        "train_mme": 12 * 3 * 2 * 2,
+        "train_mme": 12 * 3 * 2,  # one job per group trains both lambdas
         "choose_lambda": 12,
         "select_lambda": 12 * 3 * 2,
         "select_model": 12 * 3 * 2,
@@ -134,7 +134,7 @@ EXTENDED = (*DEMO, "presets/extended.yaml")
 
 
 def test_extended_preset_fans_out_every_method(workflow):
-    """S+T and DANN per (split, pair, shots); ENT per lambda too, then selected like MME."""
+    """S+T and DANN per (split, pair, shots); ENT's lambdas as one job too, then selected like MME."""
     per_pair = 12 * 3 * 2
     assert planned_jobs(workflow, *EXTENDED) == {
         "synthesize_survey": 4,
@@ -142,9 +142,9 @@ def test_extended_preset_fans_out_every_method(workflow):
         "split_survey": 4 * 2,
         "train_baseline": 4 * 2,
         "train_finetune": per_pair,
-        "train_mme": per_pair * 2,
+        "train_mme": per_pair,
         "train_st": per_pair,
-        "train_ent": per_pair * 2,
+        "train_ent": per_pair,
         "train_dann": per_pair,
         "choose_lambda": 12 * 2,  # mme and ent
         "select_lambda": per_pair * 2,  # mme-selected and ent-selected
@@ -196,8 +196,8 @@ def test_selected_mme_runs_keep_their_model_by_default(workflow):
     """Every MME run writes its model; select-model copies the chosen lambda's next to the selected run."""
     target = "results/models/mme-selected/des-to-hits/shots-5/split-1.pt"
     commands = dry_run_commands(workflow, *DEMO, "--", target)
-    mme = [c for c in commands if c.startswith("rbda train --method mme")]  # per_pair: every run of the pair
-    assert len(mme) == 12 and all("--model results/models/mme/des-to-hits/shots-" in c for c in mme)
+    mme = [c for c in commands if c.startswith("rbda train --method mme")]  # per_pair: every job of the pair
+    assert len(mme) == 6 and all("--model results/models/mme/des-to-hits/shots-" in c for c in mme)
     select = next(c for c in commands if c.startswith("rbda select-model"))
     assert "--selected results/runs/mme-selected/des-to-hits/shots-5/split-1.json" in select
     assert "results/models/mme/des-to-hits/shots-5/lambda-0.05/split-1.pt" in select
@@ -209,7 +209,7 @@ def test_selected_mme_runs_keep_their_model_by_default(workflow):
 def test_save_models_chooses_which_runs_keep_a_model(workflow):
     none = write_overlay(workflow, "none.yaml", {"save_models": []})
     jobs = planned_jobs(workflow, *DEMO, none)
-    assert "select_model" not in jobs and jobs["train_mme"] == 12 * 3 * 2 * 2
+    assert "select_model" not in jobs and jobs["train_mme"] == 12 * 3 * 2
     assert not any("--model" in c for c in dry_run_commands(workflow, *DEMO, none)
                    if c.startswith("rbda train --method mme"))
     some = write_overlay(workflow, "some.yaml", {"save_models": ["finetune", "ent-selected"]})
@@ -225,15 +225,15 @@ def test_save_models_chooses_which_runs_keep_a_model(workflow):
 def test_one_method_subset_plans_only_its_rules(workflow):
     overlay = write_overlay(workflow, "ent.yaml", {"methods": ["ent"]})
     jobs = planned_jobs(workflow, *DEMO, overlay)
-    assert jobs["train_ent"] == 12 * 3 * 2 * 2 and jobs["select_lambda"] == 12 * 3 * 2
+    assert jobs["train_ent"] == 12 * 3 * 2 and jobs["select_lambda"] == 12 * 3 * 2
     assert jobs["choose_lambda"] == 12
     assert not {"train_finetune", "train_mme", "train_st", "train_dann"} & set(jobs)
     commands = dry_run_commands(workflow, *DEMO, overlay, "--",
                                 "results/runs/ent-selected/des-to-hits/shots-5/split-1.json")
     train = [c for c in commands if c.startswith("rbda train --method ent")]
-    assert len(train) == 12  # per_pair: the choice is made on every ENT run of the pair
-    group = [c for c in train if "--shots 5 " in c and "--split 1 " in c]
-    assert len(group) == 2 and all("--lambda 0.05" in c or "--lambda 0.5" in c for c in group)
+    assert len(train) == 6  # per_pair: the choice is made on every ENT run of the pair (a job per group)
+    (group,) = [c for c in train if "--shots 5 " in c and "--split 1 " in c]
+    assert "--lambda 0.05 0.5 " in group
     select = next(c for c in commands if c.startswith("rbda select-lambda"))
     assert "results/runs/ent/des-to-hits/shots-5/lambda-0.05/split-1.json" in select
 
@@ -242,13 +242,13 @@ def test_mmefm_plans_like_a_lambda_method_with_its_options(workflow):
     overlay = write_overlay(workflow, "mmefm.yaml", {"methods": ["mmefm"],
                                                      "method_settings": {"mmefm": {"consistency_weight": 0.5}}})
     jobs = planned_jobs(workflow, *DEMO, overlay)
-    assert jobs["train_mmefm"] == 12 * 3 * 2 * 2 and jobs["select_lambda"] == 12 * 3 * 2
+    assert jobs["train_mmefm"] == 12 * 3 * 2 and jobs["select_lambda"] == 12 * 3 * 2
     assert jobs["choose_lambda"] == 12
     commands = dry_run_commands(workflow, *DEMO, overlay, "--",
                                 "results/runs/mmefm-selected/des-to-hits/shots-5/split-1.json")
     train = [c for c in commands if c.startswith("rbda train --method mmefm")]
-    # per_pair selection: every (shots, lambda, split) run of the pair
-    assert len(train) == 3 * 2 * 2
+    # per_pair selection: every (shots, lambda, split) run of the pair, a job per (shots, split)
+    assert len(train) == 3 * 2
     assert all("--pseudo-label-threshold 0.95 --consistency-weight 0.5" in c for c in train)
 
 
@@ -271,9 +271,13 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[$i]}" in
     --survey) survey="$next" ;;
     --out) mkdir -p "$next" ;;
-    --output|--metrics|--model|--report)
-      mkdir -p "$(dirname "$next")"
-      if [[ "$next" == *.parquet ]]; then cp "$RBDA_STUB_DATA/$survey.parquet" "$next"; else echo '{}' > "$next"; fi ;;
+    --output|--metrics|--model|--report)  # one path, or one per member (rbda train --lambda A B)
+      for ((j = i + 1; j < ${#args[@]}; j++)); do
+        out="${args[$j]}"
+        [[ "$out" == --* ]] && break
+        mkdir -p "$(dirname "$out")"
+        if [[ "$out" == *.parquet ]]; then cp "$RBDA_STUB_DATA/$survey.parquet" "$out"; else echo '{}' > "$out"; fi
+      done ;;
   esac
 done
 """
@@ -375,7 +379,8 @@ def test_training_commands_use_one_thread_and_the_configured_options(workflow):
     methods = [re.search(r"--method (\w+)", line).group(1) for line in train]
     assert methods == ["baseline", "mme"]  # the MME run and the baseline it starts from
     mme = train[1]
-    for option in ("--source atlas", "--target ztf", "--shots 40", "--lambda 0.5", "--split 9",
+    for option in ("--source atlas", "--target ztf", "--shots 40", "--lambda 0.01 0.02 0.03 0.05 0.1 0.5 10 ",
+                   "--split 9",
                    "--threads 1", "--device cuda", "--epoch-size 500", "--seed 2023",
                    "--init-model results/models/baseline/atlas/split-9.pt",
                    "--data atlas=results/data/atlas.parquet:results/splits/atlas/split-9.npz",
@@ -517,7 +522,7 @@ def test_predict_target_scores_the_real_ztf_packets(workflow, real_samples):
 def test_subset_of_pairs_plans_only_those_pairs(workflow):
     path = write_overlay(workflow, "pairs.yaml", {"pairs": ["des-to-hits", "hits-to-des"]})
     jobs = planned_jobs(workflow, *DEMO, path)
-    assert jobs["train_finetune"] == 2 * 3 * 2 and jobs["train_mme"] == 2 * 3 * 2 * 2
+    assert jobs["train_finetune"] == 2 * 3 * 2 and jobs["train_mme"] == 2 * 3 * 2
     assert jobs["train_baseline"] == 4 * 2  # baselines of every survey: the baseline table needs them
 
 
@@ -616,7 +621,7 @@ def test_demo_writes_every_output_of_the_study(demo):
     selected = json.loads((results / "runs/mme-selected/des-to-hits/shots-5/split-1.json").read_text())
     assert selected["selection"]["rule"] == "per_pair"
     assert {c["lambda"] for c in selected["selection"]["candidates"]} == {0.05, 0.5}
-    assert (demo["workdir"] / "logs/runs/mme/des-to-hits/shots-5/lambda-0.05/split-1.log").is_file()
+    assert (demo["workdir"] / "logs/runs/mme/des-to-hits/shots-5/split-1.lambda-0.05+0.5.log").is_file()
     assert (demo["workdir"] / "logs/benchmarks/runs/baseline/hits/split-0.tsv").is_file()
 
 
@@ -630,7 +635,7 @@ def test_adding_a_shot_count_plans_only_its_jobs_and_reporting(demo):
     overlay = write_overlay(demo["workdir"], "more-shots.yaml", {"shots": [1, 5, 10, 20]})
     assert planned_jobs(demo["workdir"], *DEMO, overlay, pythonpath=demo["src"]) == {
         "train_finetune": 12 * 2,
-        "train_mme": 12 * 2 * 2,
+        "train_mme": 12 * 2,
         # per_pair (the default) chooses one lambda per pair on every shot count, so every
         # selection of every pair is made again, and its model copied again
         "choose_lambda": 12,
@@ -646,7 +651,7 @@ def test_adding_a_shot_count_plans_only_its_jobs_and_reporting(demo):
 def test_adding_a_lambda_plans_only_its_runs_and_their_selection(demo):
     overlay = write_overlay(demo["workdir"], "more-lambdas.yaml", {"lambdas": [0.05, 0.5, 0.1]})
     assert planned_jobs(demo["workdir"], *DEMO, overlay, pythonpath=demo["src"]) == {
-        "train_mme": 12 * 3 * 2,
+        "train_mme": 12 * 3 * 2,  # one job per group, training only the new lambda
         "choose_lambda": 12,
         "select_lambda": 12 * 3 * 2,
         "select_model": 12 * 3 * 2,
@@ -705,7 +710,7 @@ def test_editing_learning_code_reruns_training(demo):
     try:
         code.write_text(original + "\n# an edit to the learning core\n")
         assert planned_jobs(demo["workdir"], *DEMO, pythonpath=demo["src"]) == {
-            "train_baseline": 8, "train_finetune": 72, "train_mme": 144, "choose_lambda": 12, "select_lambda": 72,
+            "train_baseline": 8, "train_finetune": 72, "train_mme": 72, "choose_lambda": 12, "select_lambda": 72,
             "select_model": 72, "aggregation_inputs": 1, "aggregate": 1, "all": 1}
     finally:
         code.write_text(original)

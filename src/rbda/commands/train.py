@@ -1,4 +1,8 @@
-"""`rbda train`: train one model with one registered method (rbda.registry) and write its run JSON."""
+"""`rbda train`: train one model with one registered method (rbda.registry) and write its run JSON.
+
+Several ``--lambda`` values train the lambdas as members of one job (rbda.learn.train.train_members):
+``--metrics``, ``--model`` and ``--checkpoint`` then take one path per lambda, in the same order, and
+each member writes exactly the files a run of that lambda alone writes."""
 
 from __future__ import annotations
 
@@ -49,13 +53,26 @@ def data_spec_paths(texts: list[str]) -> list[Path]:
 def io_paths(args: argparse.Namespace) -> dict:
     """Outputs and inputs for `rbda.atomic.check_outputs` (run before the work by rbda.cli): the run JSON,
     the model and the checkpoint (read to resume, so it is an output here) against the data and the initial model."""
-    return {"outputs": {"--metrics": args.metrics, "--model": args.model, "--checkpoint": checkpoint_path(args)},
-            "inputs": {"--data": data_spec_paths(args.data), "--init-model": [args.init_model]}}
+    outputs = {}
+    for lam, metrics, model, checkpoint in _members(args):
+        member = "" if lam is None else f" (lambda {lam:g})"
+        outputs.update({f"--metrics{member}": metrics, f"--model{member}": model, f"--checkpoint{member}": checkpoint})
+    return {"outputs": outputs, "inputs": {"--data": data_spec_paths(args.data), "--init-model": [args.init_model]}}
 
 
-def checkpoint_path(args: argparse.Namespace) -> Path:
-    """--checkpoint, by default METRICS.ckpt beside the run JSON."""
-    return args.checkpoint or args.metrics.with_name(args.metrics.name + ".ckpt")
+def _members(args: argparse.Namespace) -> list[tuple[float | None, Path, Path | None, Path]]:
+    """(lambda, run JSON, model file or None, checkpoint) of each member of the job, in --lambda order;
+    the checkpoint defaults to METRICS.ckpt beside the run JSON."""
+    lams = args.lam or [None]
+    if len(set(lams)) != len(lams):
+        raise SettingError("--lambda", "distinct values (one member per lambda)", " ".join(map(str, lams)))
+    for flag, paths in (("--metrics", args.metrics), ("--model", args.model), ("--checkpoint", args.checkpoint)):
+        if paths is not None and len(paths) != len(lams):
+            raise SettingError(flag, f"one path per --lambda value ({len(lams)}), in the same order",
+                               " ".join(map(str, paths)))
+    models = args.model or [None] * len(lams)
+    checkpoints = args.checkpoint or [m.with_name(m.name + ".ckpt") for m in args.metrics]
+    return list(zip(lams, args.metrics, models, checkpoints))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -72,15 +89,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--split", type=int, required=True, help="split number k")
     p.add_argument("--seed", type=int, required=True, help="the study's base seed")
     p.add_argument("--shots", type=int, help="labelled target items per class (adaptation methods)")
-    p.add_argument("--lambda", dest="lam", type=float,
+    p.add_argument("--lambda", dest="lam", type=float, nargs="+", metavar="LAMBDA",
                    help="the lambda of a lambda-grid method (" + ", ".join(m for m, d in REGISTRY.methods.items() if d.lambda_grid)
-                        + "); other methods may weigh a loss of their own with it (their module says which)")
+                        + "); other methods may weigh a loss of their own with it (their module says which); several "
+                        "values train them as members of one job (one path per lambda in --metrics, --model, --checkpoint)")
     p.add_argument("--from-scratch", action="store_true",
                    help="st only: train a fresh network on source + target shots (no --init-model)")
     p.add_argument("--init-model", type=Path, help="baseline model file to start from (adaptation methods)")
-    p.add_argument("--metrics", type=Path, required=True, help="run JSON to write")
-    p.add_argument("--model", type=Path, help="also write the best model here")
-    p.add_argument("--checkpoint", type=Path, help="resumable checkpoint (default: METRICS.ckpt)")
+    p.add_argument("--metrics", type=Path, nargs="+", required=True, help="run JSON to write (one per lambda)")
+    p.add_argument("--model", type=Path, nargs="+", help="also write the best model here (one per lambda)")
+    p.add_argument("--checkpoint", type=Path, nargs="+",
+                   help="resumable checkpoint (one per lambda; default: METRICS.ckpt)")
     add_training_options(p)
     add_method_settings(p)
     return p
@@ -147,11 +166,11 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
             g.add_argument(flag, dest=dest, type=kind, default=default, help=help_text + ("" if default is None else f"; default {default}"))
 
 
-def _run_spec(args: argparse.Namespace):
+def _run_spec(args: argparse.Namespace, lam: float | None):
     from rbda.learn.methods.base import RunSpec
 
     return RunSpec(method=args.method, source=args.source, target=args.target, split=args.split, seed=args.seed,
-                   shots=args.shots, lam=args.lam, val_shots=args.val_shots, batch_size=args.batch_size,
+                   shots=args.shots, lam=lam, val_shots=args.val_shots, batch_size=args.batch_size,
                    model=args.backbone, beta=args.beta, from_scratch=args.from_scratch, task=args.task,
                    settings=method_settings_given(args))
 
@@ -188,21 +207,21 @@ def _initial_model(method_cls, args: argparse.Namespace) -> tuple[dict | None, d
     return payload["state_dict"], {"init_model_sha256": hashlib.sha256(args.init_model.read_bytes()).hexdigest()}
 
 
-def _write_outputs(args: argparse.Namespace, record: dict, model) -> None:
+def _write_outputs(metrics: Path, model_path: Path | None, record: dict, model) -> None:
     """The model (if asked for) and the run JSON; neither is left alone if the other fails."""
     from rbda.atomic import write_json
     from rbda.learn.models import save_model_file
 
-    if args.model is not None:
+    if model_path is not None:
         facts = {k: record[k] for k in ("method", "source", "target", "split", "shots", "lambda", "seed")}
         training = {k: record[k] for k in ("evaluations", "validation", "hyperparameters", "versions")}
         training["validation"] = {k: v for k, v in training["validation"].items() if k != "history"}
-        save_model_file(args.model, model, facts, training)
+        save_model_file(model_path, model, facts, training)
     try:
-        write_json(args.metrics, record)
+        write_json(metrics, record)
     except BaseException:
-        if args.model is not None:
-            args.model.unlink(missing_ok=True)
+        if model_path is not None:
+            model_path.unlink(missing_ok=True)
         raise
 
 
@@ -220,14 +239,16 @@ def run(args: argparse.Namespace) -> int:
     from rbda.learn.evaluate import confident_errors, evaluate_method
     from rbda.learn.methods import method_class
     from rbda.learn.records import run_record
-    from rbda.learn.train import train
+    from rbda.learn.train import train_members
 
     method_cls = method_class(args.method)
-    spec = _run_spec(args)
-    if spec.task == "multiclass" and args.model is not None:
+    members = _members(args)
+    specs = [_run_spec(args, lam) for lam, *_ in members]
+    if specs[0].task == "multiclass" and args.model is not None:
         raise SettingError("--model", "no model file for --task multiclass (model files hold real/bogus "
-                                      "classifiers, for fine-tuning, MME and `rbda predict`)", str(args.model))
-    method_cls.check_spec(spec)  # settings first, before any data is read
+                                      "classifiers, for fine-tuning, MME and `rbda predict`)", " ".join(map(str, args.model)))
+    for spec in specs:
+        method_cls.check_spec(spec)  # settings first, before any data is read
     config = _train_config(args)
     init_state, fingerprint_extra = _initial_model(method_cls, args)
     configure_torch(args.threads, args.deterministic)
@@ -236,15 +257,19 @@ def run(args: argparse.Namespace) -> int:
     surveys = {name: load_survey_tensors(name, parquet, split_file, device, memory_format,
                                          task=args.task if name == args.source else "binary")
                for name, (parquet, split_file) in data.items()}
-    method = method_cls(spec, surveys)
-    checkpoint = checkpoint_path(args)
-    result = train(method, config, init_state=init_state, checkpoint=checkpoint, fingerprint_extra=fingerprint_extra)
-    record = run_record(method, config, result, evaluate_method(method, result.model),
-                        confident_errors(method, result.model))
-    _write_outputs(args, record, result.model)
-    checkpoint.unlink(missing_ok=True)
-    summary = ", ".join(f"{e['survey']} ({e['role']}) {e['bacc']:.4f}" for e in record["evaluations"])
-    logging.getLogger("rbda.learn.train").info(
-        "%s done in %.1f s, %d epochs (best %d): test BACC %s", args.method,
-        result.wall_seconds, result.state.epoch, result.state.best_epoch, summary)
+    methods = [method_cls(spec, surveys) for spec in specs]  # the members share the loaded surveys
+    results = train_members(methods, config, init_state=init_state, checkpoints=[c for *_, c in members],
+                            fingerprint_extra=fingerprint_extra)
+    # every member's outputs, then every checkpoint: a job killed before its end resumes every member
+    for method, result, (lam, metrics, model_path, _) in zip(methods, results, members, strict=True):
+        record = run_record(method, config, result, evaluate_method(method, result.model),
+                            confident_errors(method, result.model))
+        _write_outputs(metrics, model_path, record, result.model)
+        summary = ", ".join(f"{e['survey']} ({e['role']}) {e['bacc']:.4f}" for e in record["evaluations"])
+        logging.getLogger("rbda.learn.train").info(
+            "%s%s done in %.1f s, %d epochs (best %d): test BACC %s", args.method,
+            "" if lam is None else f" lambda {lam}", result.wall_seconds, result.state.epoch,
+            result.state.best_epoch, summary)
+    for *_, checkpoint in members:
+        checkpoint.unlink(missing_ok=True)
     return 0

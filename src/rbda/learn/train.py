@@ -11,7 +11,9 @@ after ``patience`` epochs without improvement, the best weights kept
 Batches are planned a whole epoch at a time (one vectorised draw of row
 indices) and gathered from in-memory tensors; the loss is summed on the device
 and read once per epoch (a NaN/inf loss stops the run with an error).
-Resumable through :mod:`rbda.learn.checkpoint`; device and layout set-up in
+:func:`train_members` trains several runs that differ in lambda as members of one job: the
+surveys loaded once, one batch stream, each member stepping on every batch (:func:`train` is a
+job of one member). Resumable through :mod:`rbda.learn.checkpoint`; device and layout set-up in
 :mod:`rbda.device`; the run JSON in :mod:`rbda.learn.records`.
 """
 
@@ -101,14 +103,13 @@ def _validation_bacc(method: TrainingMethod, model, survey, rows) -> float:
     return evaluate_rows(model, survey.stamps, survey.labels, rows).balanced_accuracy()
 
 
-def _train_epoch(method: TrainingMethod, model, optimizer, generator, config: TrainConfig,
+def _train_epoch(method: TrainingMethod, model, optimizer, plan: dict[str, torch.Tensor], config: TrainConfig,
                  state: TrainingState, autocast) -> float:
-    """One epoch of updates; returns the mean over iterations of the summed update losses."""
+    """One epoch of updates on ``plan`` (the epoch's batch rows); returns the mean over iterations of
+    the summed update losses."""
     iterations = math.ceil(config.epoch_size / method.spec.batch_size)
-    method.begin_epoch(state.iteration, config.max_epochs * iterations)
-    plan = method.plan_epoch(iterations, generator)
     model.train()
-    loss_sum = torch.zeros((), device=generator.device)
+    loss_sum = torch.zeros((), device=method.source.stamps.device)
     for i in range(iterations):
         if i == 0 or state.iteration % config.lr_halve_every == 0:
             optimizer.lr = learning_rate_at(config, state.iteration)
@@ -149,6 +150,212 @@ def _record_epoch(state: TrainingState, model, train_loss: float | None, bacc: f
     state.history.append({"epoch": state.epoch, "val_bacc": bacc, "train_loss": train_loss})
 
 
+def seed_keys(spec) -> tuple:
+    """The keys of a run's init, batch and dropout seeds: the run without its lambda.
+
+    Common random numbers: every lambda of a (method, pair, shots, split) starts from the same
+    weights and sees the same batches and dropout draws, so two lambdas' results differ by the
+    effect of lambda, not by other draws (docs/method.md). The lambda's place holds None, the value
+    of runs without a lambda, so those keep the seeds they always had.
+    """
+    return (spec.method, spec.source, spec.target, spec.split, spec.shots, None)
+
+
+def _same_job(methods: list[TrainingMethod]) -> None:
+    """Members of one job differ in lambda only: they share the data, the seeds and the batch stream."""
+    if not methods:
+        raise SettingError("lambda", "at least one member to train")
+    first = methods[0]
+    for m in methods[1:]:
+        if type(m) is not type(first) or replace(m.spec, lam=first.spec.lam) != first.spec:
+            raise SettingError("lambda", "members of one job that differ in lambda only "
+                                         f"(got {first.spec} and {m.spec})")
+        if m.surveys is not first.surveys:
+            raise SettingError("data", "members of one job that share one set of loaded surveys")
+    lams = [m.spec.lam for m in methods]
+    if len(set(lams)) != len(lams):
+        raise SettingError("lambda", "distinct lambdas, each once", ", ".join(map(str, lams)))
+
+
+class _Member:
+    """One run of a job: its model, optimiser, batch generator, training state, torch RNG state
+    (its dropout stream, swapped in while it steps) and checkpoint."""
+
+    def __init__(self, method: TrainingMethod, config: TrainConfig, init_state: dict | None,
+                 checkpoint: Path | None, fingerprint_extra: dict):
+        spec, device = method.spec, method.source.stamps.device
+        self.method, self.device = method, device
+        torch.manual_seed(derive_seed(spec.seed, "init", *seed_keys(spec)))
+        model = method.build_model(init_state).to(device)
+        self.model = apply_memory_format(config.memory_format, model, method.surveys.values())
+        groups = parameter_groups(method.backbone_parameters(self.model), self.model, config.backbone_lr_scale,
+                                  config.head_lr_scale)
+        self.optimizer = MomentumSGD(groups, lr=config.lr, momentum=config.momentum,
+                                     weight_decay=config.weight_decay, nesterov=config.nesterov)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(derive_seed(spec.seed, "batches", *seed_keys(spec)))
+        torch.manual_seed(derive_seed(spec.seed, "dropout", *seed_keys(spec)))
+        self.expected = fingerprint(method, config, device, fingerprint_extra)
+        self.checkpoint = checkpoint
+        self.state, self.resumed_from = TrainingState(), None
+        if checkpoint is not None and checkpoint.exists():
+            self.state = resume(load_checkpoint(checkpoint, self.expected), self.model, self.optimizer,
+                                self.generator, checkpoint)
+            self.resumed_from = self.state.epoch
+        self.rng = torch.get_rng_state()  # after the dropout seed, or the checkpoint's
+        self.cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        self.val_survey, val_idx = method.validation()
+        self.val_rows = self.val_survey.rows(val_idx)
+        self.stopped = False
+
+    @contextlib.contextmanager
+    def own_rng(self):
+        """torch's global RNG holds this member's stream while it steps (dropout draws from it)."""
+        torch.set_rng_state(self.rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state(self.cuda_rng, self.device)
+        try:
+            yield
+        finally:
+            self.rng = torch.get_rng_state()
+            if self.cuda_rng is not None:
+                self.cuda_rng = torch.cuda.get_rng_state(self.device)
+
+    def done(self, config: TrainConfig) -> bool:
+        return self.state.epoch >= config.max_epochs or self.state.epochs_since_best >= config.patience
+
+    def save(self) -> None:
+        if self.checkpoint is not None:
+            with self.own_rng():
+                save_checkpoint(self.checkpoint, self.expected, self.model, self.optimizer, self.generator,
+                                self.state)
+
+
+class _BatchStream:
+    """The job's one batch stream: an epoch's batch rows are drawn once and shared by every member
+    whose batch generator is in the same state (all members, unless a resume left them apart)."""
+
+    def __init__(self) -> None:
+        self._plans: list[tuple[torch.Tensor, dict, torch.Tensor]] = []
+
+    def plan(self, member: _Member, iterations: int) -> dict[str, torch.Tensor]:
+        before = member.generator.get_state()
+        for state, plan, after in self._plans:
+            if torch.equal(state, before):
+                member.generator.set_state(after)
+                return plan
+        plan = member.method.plan_epoch(iterations, member.generator)
+        self._plans.append((before, plan, member.generator.get_state()))
+        return plan
+
+
+def _job_status(members: list[_Member], losses: dict[int, float], baccs: dict[int, float]) -> str:
+    if len(members) == 1:
+        return _status(members[0].state, losses.get(0, float("nan")), baccs.get(0, float("nan")))
+    return " | ".join(f"lambda {m.method.spec.lam}: best {m.state.best_bacc:.4f} @ {m.state.best_epoch}"
+                      + (" (stopped)" if m.stopped else "") for m in members)
+
+
+def train_members(
+    methods: list[TrainingMethod],
+    config: TrainConfig,
+    init_state: dict | None = None,
+    checkpoints: list[Path | None] | None = None,
+    fingerprint_extra: dict | None = None,
+    progress_stream: TextIO | None = None,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> list[TrainingResult]:
+    """Train the members of one job (runs that differ in lambda only); one result per member.
+
+    The members share the surveys and one batch stream (an epoch's batch rows are drawn once) and
+    step one after another, epoch by epoch, each on every batch of the epoch; each keeps its own
+    model, optimiser, dropout stream, best epoch, early-stopping counter and checkpoint, so each
+    ends with the numbers it ends with when trained alone (tests/test_members.py). A member stopped
+    by patience stops stepping; the others go on. A member's ``wall_seconds`` counts its own steps
+    and validations. ``on_epoch_end(epoch)`` is called after every member's epoch ``epoch`` and
+    its checkpoint (a hook for tests that interrupt a job). When the memory format resolves to
+    channels-last (``auto`` on CPU), the surveys' stamps are converted in place.
+    """
+    config.check()
+    _same_job(methods)
+    checkpoints = [None] * len(methods) if checkpoints is None else [None if c is None else Path(c) for c in checkpoints]
+    if len(checkpoints) != len(methods):
+        raise SettingError("checkpoint", f"one checkpoint path per member ({len(methods)})", len(checkpoints))
+    spec, device = methods[0].spec, methods[0].source.stamps.device
+    config = replace(config, memory_format=resolve_memory_format(config.memory_format, device))
+    members = [_Member(m, config, init_state, c, fingerprint_extra or {}) for m, c in zip(methods, checkpoints)]
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext()
+    iterations = math.ceil(config.epoch_size / spec.batch_size)
+    label = f"{spec.method} {spec.source}" + (f"->{spec.target}" if spec.target else "") + f" split {spec.split}"
+    if len(members) > 1:
+        label += f" ({len(members)} lambdas)"
+    resumed = [m.resumed_from for m in members if m.resumed_from is not None]
+    if resumed:
+        label += f" (resumed after epoch {min(resumed)})"
+
+    for m in members:
+        started = time.monotonic()
+        if m.state.epoch == 0 and config.epoch_zero_candidate and spec.method in ADAPTATION_METHODS:
+            # the starting model is epoch 0: a candidate for the best epoch, not a patience epoch
+            with m.own_rng():
+                bacc = _validation_bacc(m.method, m.model, m.val_survey, m.val_rows)
+            _keep_best(m.state, m.model, bacc)
+            m.state.history.append({"epoch": 0, "val_bacc": bacc, "train_loss": None})
+        m.state.elapsed_seconds += time.monotonic() - started
+        m.stopped = m.done(config)
+    first_epoch = min(m.state.epoch for m in members)  # the bar counts this process's epochs
+    progress = Progress(config.max_epochs - first_epoch, label, unit="epochs", log_every=float("inf"),
+                        stream=progress_stream)
+    status = "resumed with nothing left to train"
+    try:
+        while not all(m.stopped for m in members):
+            stream = _BatchStream()
+            epoch = min(m.state.epoch for m in members if not m.stopped) + 1
+            losses, baccs = {}, {}
+            for j, m in enumerate(members):
+                if m.stopped or m.state.epoch + 1 != epoch:
+                    continue
+                started = time.monotonic()
+                m.state.epoch = epoch
+                with m.own_rng():
+                    m.method.begin_epoch(m.state.iteration, config.max_epochs * iterations)
+                    plan = stream.plan(m, iterations)
+                    losses[j] = _train_epoch(m.method, m.model, m.optimizer, plan, config, m.state, autocast)
+                    if math.isfinite(losses[j]):
+                        baccs[j] = _validation_bacc(m.method, m.model, m.val_survey, m.val_rows)
+                if not math.isfinite(losses[j]):
+                    if m.checkpoint is not None:  # resuming would diverge again (the others resume from theirs)
+                        m.checkpoint.unlink(missing_ok=True)
+                    raise RbdaError(f"training diverged: the mean loss of epoch {epoch} is {losses[j]} "
+                                    f"(lr {config.lr}, lambda {m.method.spec.lam}); no output written")
+                _record_epoch(m.state, m.model, losses[j], baccs[j], config.best_epoch_ties)
+                m.stopped = m.done(config)
+                m.state.elapsed_seconds += time.monotonic() - started
+                if m.stopped or epoch % config.checkpoint_every_epochs == 0:
+                    m.save()  # a stopped member's too: a resumed job knows it is done
+            status = _job_status(members, losses, baccs)
+            log_line_due = epoch % config.log_every_epochs == 0
+            if progress.live or log_line_due:
+                progress.update(epoch - first_epoch, status, force=log_line_due)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
+    except BaseException:
+        progress.close()
+        raise
+    progress.done = max(m.state.epoch for m in members) - first_epoch
+    stopped_by = ["patience" if m.state.epochs_since_best >= config.patience else "max_epochs" for m in members]
+    progress.close(f"{status} | stopped by {', '.join(sorted(set(stopped_by)))}")
+
+    results = []
+    for m, why in zip(members, stopped_by):
+        m.model.load_state_dict(m.state.best_weights)
+        results.append(TrainingResult(model=m.model, state=m.state, stopped_by=why,
+                                      wall_seconds=m.state.elapsed_seconds, resumed_from_epoch=m.resumed_from,
+                                      device=device.type, threads=torch.get_num_threads(),
+                                      memory_format=config.memory_format))
+    return results
+
+
 def train(
     method: TrainingMethod,
     config: TrainConfig,
@@ -158,82 +365,7 @@ def train(
     progress_stream: TextIO | None = None,
     on_epoch_end: Callable[[int], None] | None = None,
 ) -> TrainingResult:
-    """Train ``method``'s model; return it holding the best validation weights.
-
-    ``on_epoch_end(epoch)`` is called after each epoch's checkpoint (a hook
-    for tests that interrupt a run). When the memory format resolves to
-    channels-last (``auto`` on CPU), the method's survey stamps are converted
-    in place (same values, another memory layout).
-    """
-    config.check()
-    started = time.monotonic()
-    spec = method.spec
-    device = method.source.stamps.device
-    seed_keys = (spec.method, spec.source, spec.target, spec.split, spec.shots, spec.lam)
-    torch.manual_seed(derive_seed(spec.seed, "init", *seed_keys))
-    config = replace(config, memory_format=resolve_memory_format(config.memory_format, device))
-    model = method.build_model(init_state).to(device)
-    model = apply_memory_format(config.memory_format, model, method.surveys.values())
-    groups = parameter_groups(method.backbone_parameters(model), model, config.backbone_lr_scale, config.head_lr_scale)
-    optimizer = MomentumSGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-                            nesterov=config.nesterov)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(derive_seed(spec.seed, "batches", *seed_keys))
-    torch.manual_seed(derive_seed(spec.seed, "dropout", *seed_keys))
-
-    expected = fingerprint(method, config, device, fingerprint_extra or {})
-    checkpoint = Path(checkpoint) if checkpoint is not None else None
-    state, resumed_from = TrainingState(), None
-    if checkpoint is not None and checkpoint.exists():
-        state = resume(load_checkpoint(checkpoint, expected), model, optimizer, generator, checkpoint)
-        resumed_from = state.epoch
-
-    val_survey, val_idx = method.validation()
-    val_rows = val_survey.rows(val_idx)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext()
-    label = f"{spec.method} {spec.source}" + (f"->{spec.target}" if spec.target else "") + f" split {spec.split}"
-    if resumed_from is not None:
-        label += f" (resumed after epoch {resumed_from})"
-    if state.epoch == 0 and config.epoch_zero_candidate and spec.method in ADAPTATION_METHODS:
-        # the starting model is epoch 0: a candidate for the best epoch, not a patience epoch
-        bacc = _validation_bacc(method, model, val_survey, val_rows)
-        _keep_best(state, model, bacc)
-        state.history.append({"epoch": 0, "val_bacc": bacc, "train_loss": None})
-    first_epoch = state.epoch  # the bar counts this process's epochs, so rate and ETA hold after a resume
-    progress = Progress(config.max_epochs - first_epoch, label, unit="epochs", log_every=float("inf"),
-                        stream=progress_stream)
-    status = "resumed with nothing left to train"
-    try:
-        while state.epoch < config.max_epochs and state.epochs_since_best < config.patience:
-            state.epoch += 1
-            train_loss = _train_epoch(method, model, optimizer, generator, config, state, autocast)
-            if not math.isfinite(train_loss):
-                if checkpoint is not None:
-                    checkpoint.unlink(missing_ok=True)  # resuming would diverge again
-                raise RbdaError(f"training diverged: the mean loss of epoch {state.epoch} is {train_loss} "
-                                f"(lr {config.lr}, lambda {spec.lam}); no output written")
-            bacc = _validation_bacc(method, model, val_survey, val_rows)
-            _record_epoch(state, model, train_loss, bacc, config.best_epoch_ties)
-            now = time.monotonic()
-            state.elapsed_seconds, started = state.elapsed_seconds + now - started, now
-            if checkpoint is not None and state.epoch % config.checkpoint_every_epochs == 0:
-                save_checkpoint(checkpoint, expected, model, optimizer, generator, state)
-            # live bar: every epoch (Progress throttles it); a log: one line per log_every_epochs
-            status = _status(state, train_loss, bacc)
-            log_line_due = state.epoch % config.log_every_epochs == 0
-            if progress.live or log_line_due:
-                progress.update(state.epoch - first_epoch, status, force=log_line_due)
-            if on_epoch_end is not None:
-                on_epoch_end(state.epoch)
-    except BaseException:
-        progress.close()
-        raise
-    stopped_by = "patience" if state.epochs_since_best >= config.patience else "max_epochs"
-    progress.done = state.epoch - first_epoch
-    progress.close(f"{status} | stopped by {stopped_by}")
-
-    state.elapsed_seconds += time.monotonic() - started
-    model.load_state_dict(state.best_weights)
-    return TrainingResult(model=model, state=state, stopped_by=stopped_by, wall_seconds=state.elapsed_seconds,
-                          resumed_from_epoch=resumed_from, device=device.type, threads=torch.get_num_threads(),
-                          memory_format=config.memory_format)
+    """Train ``method``'s model; return it holding the best validation weights (a job of one
+    member: :func:`train_members`)."""
+    return train_members([method], config, init_state, [checkpoint], fingerprint_extra, progress_stream,
+                         on_epoch_end)[0]
