@@ -5,41 +5,6 @@
 # One compute thread per job: on CPU, Snakemake then runs as many training
 # jobs at once as there are cores, which beats one multi-threaded job.
 
-from rbda.lambda_jobs import grid_runtime, split_grid
-
-
-def member_path(pattern, label):
-    """A lambda run's path pattern with its lambda filled in (the other wildcards left)."""
-    return pattern.replace("{lam}", label)
-
-
-def member_outputs(method, label):
-    """Every output of every (pair, shots, split) run of ``method`` at lambda ``label``."""
-    patterns = [run_json(method)] + ([model_file(method)] if saves_model(method) else [])
-    return [
-        member_path(p, label).format(source=s, target=t, shots=n, split=k)
-        for p in patterns
-        for (s, t), n, k in itertools.product(PAIRS, SHOTS, SPLITS)
-    ]
-
-
-def grid_rules(method):
-    """(rule name, member lambdas) of a lambda method's grid rules: train_METHOD for the lambdas
-    missing somewhere, train_METHOD_rerun for those trained everywhere (rbda.lambda_jobs)."""
-    missing, trained = split_grid({label: member_outputs(method, label) for label in LAMBDA_LABELS})
-    return [(name, members) for name, members in ((f"train_{method}", missing),
-                                                   (f"train_{method}_rerun", trained)) if members]
-
-
-def grid_resources(method, members):
-    """A training job's resources, its time limit times its member count."""
-    minutes = {**METHOD_RESOURCES[method], **config["resources"].get(method, {})}["runtime"]
-    return {
-        **training_resources(method),
-        "runtime": lambda wildcards, attempt: grid_runtime(minutes, members, attempt),
-    }
-
-
 rule train_baseline:
     """Train from scratch on the source's train part; evaluate on every survey's test part."""
     input:
