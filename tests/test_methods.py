@@ -212,20 +212,27 @@ def test_ent_is_mme_with_the_entropy_step_replaced(surveys):
     assert len(losses) == 2 and losses[1].item() > 0  # +lambda*H (MME's is negative)
 
 
-def test_dann_reversal_schedule():
+def test_dann_reversal_schedule_is_tllibs_warm_start_over_a_fixed_iteration_count():
     from rbda.learn.methods.dann import reversal_coefficient
 
-    assert reversal_coefficient(0.0) == 0.0
-    assert reversal_coefficient(1.0) == pytest.approx(2 / (1 + np.exp(-10)) - 1)
-    assert reversal_coefficient(0.1) == pytest.approx(2 / (1 + np.exp(-1)) - 1)
-    values = [reversal_coefficient(p) for p in np.linspace(0, 1, 11)]
-    assert all(a < b for a, b in zip(values, values[1:]))
+    assert reversal_coefficient(0, 1000) == 0.0
+    # TLlib WarmStartGradientReverseLayer(alpha=1, lo=0, hi=1, max_iters=1000) at iteration 1000 and 4000
+    assert reversal_coefficient(1000, 1000) == pytest.approx(2 / (1 + np.exp(-1)) - 1)  # 0.462
+    assert reversal_coefficient(4000, 1000) == pytest.approx(2 / (1 + np.exp(-4)) - 1)  # 0.964
+    assert reversal_coefficient(500, 500) == reversal_coefficient(1000, 1000)
+    values = [reversal_coefficient(i, 1000) for i in range(0, 10_001, 1000)]
+    assert all(a < b < 1 for a, b in zip(values, values[1:]))
 
 
-def test_dann_progress_counts_iterations_towards_max_epochs(surveys):
-    m = method_class("dann")(RunSpec("dann", "des", "hits", 0, seed=1, shots=5), surveys)
-    m.begin_epoch(iteration=30, total_iterations=100)  # e.g. epoch 4 of 10, 10 iterations each
-    assert m.progress(0) == 0.3 and m.progress(5) == 0.35
+def test_dann_coefficient_counts_the_runs_iterations_only(surveys):
+    from rbda.learn.methods.dann import reversal_coefficient
+
+    m = method_class("dann")(RunSpec("dann", "des", "hits", 0, seed=1, shots=5, ramp_iterations=200), surveys)
+    m.begin_epoch(iteration=30)
+    assert m.coefficient(0) == reversal_coefficient(30, 200) and m.coefficient(5) == reversal_coefficient(35, 200)
+    assert m.describe()["reversal_schedule"] == "2/(1+exp(-i/200))-1 at iteration i"
+    with pytest.raises(SettingError, match="reversal_ramp_iterations"):
+        method_class("dann")(RunSpec("dann", "des", "hits", 0, seed=1, shots=5, ramp_iterations=0), surveys)
 
 
 def test_dann_domain_head_learns_while_features_get_the_reversed_gradient():
@@ -271,7 +278,7 @@ def test_dann_model_starts_from_the_whole_baseline_and_writes_the_classifier_onl
     assert set(model.classifier_state()) == set(baseline.state_dict())
     plan = m.plan_epoch(2, _gen())
     assert plan["unlabelled"].shape == (2, 50) and not np.isin(plan["unlabelled"].numpy(), m.shots).any()
-    m.begin_epoch(0, 10)
+    m.begin_epoch(0)
     [loss] = list(m.losses(model, plan, 0))
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert m.describe()["domain_weight"] == 1.0

@@ -190,6 +190,30 @@ def test_st_trains_from_scratch(surveys):
     assert {e["role"]: e["bacc"] for e in evaluate_method(method, result.model)}["source"] > 0.8
 
 
+def test_dann_reversal_coefficient_does_not_depend_on_max_epochs(surveys, baseline_state, monkeypatch):
+    """The ramp counts iterations of the run (TLlib's max_iters), not progress towards max_epochs:
+    the first two epochs use the same coefficients whether the run may last 4 epochs or 40."""
+    import rbda.learn.methods.dann as dann
+
+    used = []
+    original = dann.reversal_coefficient
+
+    def recording(*args):
+        used.append(original(*args))
+        return used[-1]
+
+    monkeypatch.setattr(dann, "reversal_coefficient", recording)
+    per_max_epochs = {}
+    for max_epochs in (4, 40):
+        used.clear()
+        with pytest.raises(_Interrupt):
+            _fit(_adapt(surveys, "dann"), TrainConfig(epoch_size=100, max_epochs=max_epochs, patience=100),
+                 init_state=baseline_state, on_epoch_end=_interrupt_after(2))
+        per_max_epochs[max_epochs] = list(used)
+    assert len(per_max_epochs[4]) == 4 and per_max_epochs[4] == per_max_epochs[40]
+    assert per_max_epochs[4][3] == original(3, 1000)
+
+
 @pytest.mark.parametrize("method_name", ["baseline", "mme", "st", "ent", "dann", "mmefm"])
 def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, surveys, baseline_state, method_name):
     def make():

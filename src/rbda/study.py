@@ -209,6 +209,9 @@ class TrainingOptions:
     pseudo_label_threshold: float = option(0.95, "mmefm: tau, the least softmax probability of the weak view's "
                                            "class for it to become the strong view's target", ge=0, le=1)
     consistency_weight: float = option(0.3, "mmefm: mu, the weight of the pseudo-label consistency loss", ge=0)
+    # dann (rbda.learn.methods.dann): the reversal coefficient's warm start (TLlib's max_iters; docs/method.md)
+    reversal_ramp_iterations: int = option(1000, "dann: N, the iterations over which the gradient-reversal "
+                                           "coefficient 2/(1+exp(-i/N))-1 ramps up (reference: 1000)", ge=1)
     device: str = option("auto", "auto (CUDA when available), cpu or cuda", choices=DEVICES,
                          affects_results=False)
     threads: int | None = option(None, "torch CPU threads (default: torch's)", ge=1, affects_results=False,

@@ -81,7 +81,8 @@ def _run_spec(args: argparse.Namespace):
     return RunSpec(method=args.method, source=args.source, target=args.target, split=args.split, seed=args.seed,
                    shots=args.shots, lam=args.lam, val_shots=args.val_shots, batch_size=args.batch_size,
                    model=args.backbone, beta=args.beta, from_scratch=args.from_scratch, task=args.task,
-                   tau=args.pseudo_label_threshold, mu=args.consistency_weight)
+                   tau=args.pseudo_label_threshold, mu=args.consistency_weight,
+                   ramp_iterations=args.reversal_ramp_iterations)
 
 
 def _train_config(args: argparse.Namespace):

@@ -46,6 +46,7 @@ def run_record(method, config, result, evaluations: list[dict], errors: dict | N
             "backbone_lr_scale": config.backbone_lr_scale, "head_lr_scale": config.head_lr_scale,
             "weight_decay": config.weight_decay, "nesterov": config.nesterov,
             **({"pseudo_label_threshold": spec.tau, "consistency_weight": spec.mu} if spec.method == "mmefm" else {}),
+            **({"reversal_ramp_iterations": spec.ramp_iterations} if spec.method == "dann" else {}),
         },
         "data": method.describe(),
         "versions": versions(),

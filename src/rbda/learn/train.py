@@ -103,7 +103,7 @@ def _train_epoch(method: TrainingMethod, model, optimizer, generator, config: Tr
                  state: TrainingState, autocast) -> float:
     """One epoch of updates; returns the mean over iterations of the summed update losses."""
     iterations = math.ceil(config.epoch_size / method.spec.batch_size)
-    method.begin_epoch(state.iteration, config.max_epochs * iterations)
+    method.begin_epoch(state.iteration)
     plan = method.plan_epoch(iterations, generator)
     model.train()
     loss_sum = torch.zeros((), device=generator.device)

@@ -46,6 +46,7 @@ class RunSpec:
     task: str = TRAINING_DEFAULTS.task  # binary | multiclass (rbda.study.TASKS; rbda.ingest.multiclass)
     tau: float = TRAINING_DEFAULTS.pseudo_label_threshold  # mmefm only: pseudo-label threshold
     mu: float = TRAINING_DEFAULTS.consistency_weight  # mmefm only: consistency-loss weight
+    ramp_iterations: int = TRAINING_DEFAULTS.reversal_ramp_iterations  # dann only: reversal-coefficient ramp
 
     def as_dict(self) -> dict:
         d = {"method": self.method, "source": self.source, "target": self.target,
@@ -58,6 +59,8 @@ class RunSpec:
             d["task"] = self.task
         if self.method == "mmefm":  # only there: the other methods keep their fingerprint
             d["tau"], d["mu"] = self.tau, self.mu
+        if self.method == "dann":
+            d["reversal_ramp_iterations"] = self.ramp_iterations
         return d
 
 
@@ -156,9 +159,9 @@ class TrainingMethod(ABC):
     def evaluations(self) -> list[Evaluation]:
         """The test parts evaluated once training ends."""
 
-    def begin_epoch(self, iteration: int, total_iterations: int) -> None:
-        """Called by the loop before each epoch: the iteration it starts at and
-        ``max_epochs * iterations_per_epoch`` (training progress for schedules such as DANN's)."""
+    def begin_epoch(self, iteration: int) -> None:
+        """Called by the loop before each epoch with the iteration it starts at (for schedules such
+        as DANN's reversal ramp, which count iterations of the run)."""
 
     @abstractmethod
     def plan_epoch(self, iterations: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
