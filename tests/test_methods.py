@@ -132,32 +132,50 @@ def test_finetune_without_an_initial_model_is_refused(surveys):
 # -- the standard semi-supervised baselines: S+T, ENT, DANN ------------------------------------
 
 
-def test_st_batches_half_source_half_target_shots_one_update(surveys):
-    m = method_class("st")(RunSpec("st", "des", "hits", 0, seed=1, shots=5), surveys)
-    plan = m.plan_epoch(30, _gen())
-    assert set(plan) == {"source", "target"}
+def test_st_is_mmes_set_up_one_cross_entropy_update_on_mmes_labelled_batch(surveys):
+    st = method_class("st")(RunSpec("st", "des", "hits", 0, seed=1, shots=5), surveys)
+    mme = method_class("mme")(RunSpec("mme", "des", "hits", 0, seed=1, shots=5, lam=0.1), surveys)
+    assert st.head_kind == mme.head_kind == "prototype"
+    plan = st.plan_epoch(30, _gen())
+    mme_plan = mme.plan_epoch(30, _gen())
+    assert set(plan) == set(mme_plan) == {"source", "target", "unlabelled"}  # MME's draws, same generator use
+    assert all(torch.equal(plan[k], mme_plan[k]) for k in plan)
     assert plan["source"].shape == (30, 25) and plan["target"].shape == (30, 25)
     assert np.isin(plan["source"].numpy(), surveys["des"].split.train).all()
-    assert np.isin(plan["target"].numpy(), m.shots).all()
+    assert np.isin(plan["target"].numpy(), st.shots).all()
     assert surveys["des"].labels_np[plan["source"].numpy()].mean() == pytest.approx(0.5, abs=0.06)
-    model = StampClassifier("linear")
+    model = StampClassifier("prototype")
     xs, ys = surveys["des"].batch(plan["source"][0])
     xt, yt = surveys["hits"].batch(plan["target"][0])
     model.eval()  # same BatchNorm behaviour for both computations
-    [loss] = list(m.losses(model, plan, 0))
+    [loss] = list(st.losses(model, plan, 0))
     expected = torch.nn.functional.cross_entropy(model(torch.cat((xs, xt))), torch.cat((ys, yt)))
     assert torch.equal(loss, expected)
+    assert torch.equal(next(mme.losses(model, plan, 0)), expected)
+    assert "target_unlabelled" not in st.describe()  # drawn for the common batches, never trained on
 
 
-def test_st_starts_from_the_baseline_or_from_scratch(surveys):
+def test_mme_at_lambda_zero_makes_no_second_update(surveys):
+    m = method_class("mme")(RunSpec("mme", "des", "hits", 0, seed=1, shots=5, lam=0.0), surveys)
+    plan = m.plan_epoch(2, _gen())
+    assert len(list(m.losses(StampClassifier("prototype").eval(), plan, 0))) == 1
+
+
+def test_st_starts_from_the_baseline_feature_extractor_or_from_scratch(surveys):
     baseline = StampClassifier("linear")
     m = method_class("st")(RunSpec("st", "des", "hits", 0, seed=1, shots=1), surveys)
+    torch.manual_seed(3)
     model = m.build_model(baseline.state_dict())
-    assert all(torch.equal(model.state_dict()[k], v) for k, v in baseline.state_dict().items())
+    torch.manual_seed(3)
+    mme_model = method_class("mme")(RunSpec("mme", "des", "hits", 0, seed=1, shots=1, lam=0.1), surveys
+                                    ).build_model(baseline.state_dict())
+    assert model.head_kind == "prototype"
+    assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in baseline.backbone.state_dict().items())
+    assert all(torch.equal(v, mme_model.state_dict()[k]) for k, v in model.state_dict().items())  # MME's init
     with pytest.raises(SettingError, match="baseline model"):
         m.build_model(None)
     scratch = method_class("st")(RunSpec("st", "des", "hits", 0, seed=1, shots=1, from_scratch=True), surveys)
-    assert scratch.build_model(None).head_kind == "linear"
+    assert scratch.build_model(None).head_kind == "prototype"
     with pytest.raises(SettingError, match="init_model"):
         scratch.build_model(baseline.state_dict())
 

@@ -190,6 +190,24 @@ def test_st_trains_from_scratch(surveys):
     assert {e["role"]: e["bacc"] for e in evaluate_method(method, result.model)}["source"] > 0.8
 
 
+def test_st_and_mme_at_lambda_zero_train_identical_weights_from_the_same_seed(surveys, baseline_state,
+                                                                              monkeypatch):
+    """S+T is MME's set-up minus the minimax step: with the same seeds (the loop derives them from the
+    method's name and lambda too, so those keys are dropped here) the two runs are the same run."""
+    import rbda.learn.train as loop
+    from rbda.seeding import derive_seed
+
+    monkeypatch.setattr(loop, "derive_seed", lambda seed, stream, *keys: derive_seed(seed, stream))
+    config = TrainConfig(epoch_size=200, max_epochs=3, patience=10)
+    st = _fit(_adapt(surveys, "st"), config, init_state=baseline_state)
+    mme = method_class("mme")(RunSpec("mme", "des", "hits", 0, seed=4, shots=5, lam=0.0), surveys)
+    mme = _fit(mme, config, init_state=baseline_state)
+    assert st.state.history == mme.state.history
+    st_weights, mme_weights = st.model.state_dict(), mme.model.state_dict()
+    assert st_weights.keys() == mme_weights.keys()
+    assert all(torch.equal(st_weights[k], mme_weights[k]) for k in st_weights)
+
+
 def test_dann_reversal_coefficient_does_not_depend_on_max_epochs(surveys, baseline_state, monkeypatch):
     """The ramp counts iterations of the run (TLlib's max_iters), not progress towards max_epochs:
     the first two epochs use the same coefficients whether the run may last 4 epochs or 40."""
