@@ -87,6 +87,10 @@ SURVEY_CLASSES = {"ztf": ("AGN", "SN", "VS", "asteroid", "bogus"),
 MULTICLASS_VAL_PER_CLASS = 200
 MULTICLASS_TEST_PER_CLASS = 100
 
+#: How the strong view of mmefm and cdac shifts a stamp (``training.strong_view_shift``;
+#: rbda.learn.augment.strong_view): by whole pixels (values kept) or bilinear sub-pixel (values smeared).
+STRONG_VIEW_SHIFTS = ("integer", "subpixel")
+
 #: Where training runs (``--device``); ``auto`` is CUDA when available.
 DEVICES = ("auto", "cpu", "cuda")
 #: Tensor memory layouts (``--memory-format``); ``auto`` is channels-last on CPU, contiguous on CUDA.
@@ -209,6 +213,9 @@ class TrainingOptions:
     pseudo_label_threshold: float = option(0.95, "mmefm: tau, the least softmax probability of the weak view's "
                                            "class for it to become the strong view's target", ge=0, le=1)
     consistency_weight: float = option(0.3, "mmefm: mu, the weight of the pseudo-label consistency loss", ge=0)
+    strong_view_shift: str = option("integer", "mmefm: how the strong view shifts a stamp: integer (whole "
+                                    "pixels, every value kept) or subpixel (bilinear; smears 1-pixel "
+                                    "artefacts)", choices=STRONG_VIEW_SHIFTS)
     # dann (rbda.learn.methods.dann): the reversal coefficient's warm start (TLlib's max_iters; docs/method.md)
     reversal_ramp_iterations: int = option(1000, "dann: N, the iterations over which the gradient-reversal "
                                            "coefficient 2/(1+exp(-i/N))-1 ramps up (reference: 1000)", ge=1)

@@ -82,7 +82,8 @@ def _run_spec(args: argparse.Namespace):
                    shots=args.shots, lam=args.lam, val_shots=args.val_shots, batch_size=args.batch_size,
                    model=args.backbone, beta=args.beta, from_scratch=args.from_scratch, task=args.task,
                    tau=args.pseudo_label_threshold, mu=args.consistency_weight,
-                   ramp_iterations=args.reversal_ramp_iterations)
+                   ramp_iterations=args.reversal_ramp_iterations,
+                   strong_shift=args.strong_view_shift)
 
 
 def _train_config(args: argparse.Namespace):

@@ -46,6 +46,7 @@ class RunSpec:
     task: str = TRAINING_DEFAULTS.task  # binary | multiclass (rbda.study.TASKS; rbda.ingest.multiclass)
     tau: float = TRAINING_DEFAULTS.pseudo_label_threshold  # mmefm only: pseudo-label threshold
     mu: float = TRAINING_DEFAULTS.consistency_weight  # mmefm only: consistency-loss weight
+    strong_shift: str = TRAINING_DEFAULTS.strong_view_shift  # mmefm only: the strong view's shift
     ramp_iterations: int = TRAINING_DEFAULTS.reversal_ramp_iterations  # dann only: reversal-coefficient ramp
 
     def as_dict(self) -> dict:
@@ -58,7 +59,7 @@ class RunSpec:
         if self.task != TRAINING_DEFAULTS.task:  # likewise: binary runs keep their fingerprint
             d["task"] = self.task
         if self.method == "mmefm":  # only there: the other methods keep their fingerprint
-            d["tau"], d["mu"] = self.tau, self.mu
+            d["tau"], d["mu"], d["strong_view_shift"] = self.tau, self.mu, self.strong_shift
         if self.method == "dann":
             d["reversal_ramp_iterations"] = self.ramp_iterations
         return d

@@ -6,7 +6,8 @@ adaptation: confident predictions on a *weak* view of an unlabelled target
 stamp become hard targets for a *strong* view of the same stamp (FixMatch,
 Sohn et al. 2020). Views (:mod:`rbda.learn.augment`), alert-stamp safe: weak = one of
 the 8 rotations/reflections of the square; strong = another symmetry, a
-bilinear sub-pixel shift of at most 1 px and Gaussian noise; no colour
+shift of at most 1 px per axis (whole pixels; bilinear sub-pixel with the
+training option ``strong_view_shift: subpixel``) and Gaussian noise; no colour
 operations.
 
 Each iteration makes MME's two optimiser updates:
@@ -84,6 +85,7 @@ class MinimaxEntropyFixMatch(MinimaxEntropy):
         super().check_spec(spec)
         check_option("pseudo_label_threshold", spec.tau)
         check_option("consistency_weight", spec.mu)
+        check_option("strong_view_shift", spec.strong_shift)
 
     def plan_epoch(self, iterations: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         plan = super().plan_epoch(iterations, generator)
@@ -101,5 +103,5 @@ class MinimaxEntropyFixMatch(MinimaxEntropy):
         views.manual_seed(int(plan["augment_seed"][i]))
         layout = torch.channels_last if xu.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         weak = weak_view(xu, views).contiguous(memory_format=layout)
-        strong = strong_view(xu, views).contiguous(memory_format=layout)
+        strong = strong_view(xu, views, shift=self.spec.strong_shift).contiguous(memory_format=layout)
         yield mmefm_unlabelled_loss(model, weak, strong, self.spec.lam, self.spec.tau, self.spec.mu)
