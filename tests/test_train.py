@@ -155,6 +155,32 @@ def test_learning_rate_is_halved_every_n_iterations():
     assert [learning_rate_at(config, i) for i in (0, 99, 100, 250)] == [0.01, 0.01, 0.005, 0.0025]
 
 
+def test_inv_schedule_is_the_reference_mme_codes_inv_lr_scheduler():
+    """SSDA_MME utils/lr_schedule.py: lr = init_lr * (1 + gamma * iter) ** (-power), gamma 1e-4, power 0.75."""
+    config = TrainConfig(lr=0.01, lr_schedule="inv", lr_halve_every=100)
+    for i in (0, 1, 99, 100, 10_000, 50_000):
+        assert learning_rate_at(config, i) == pytest.approx(0.01 * (1 + 0.0001 * i) ** -0.75, rel=1e-12)
+    assert learning_rate_at(config, 10_000) == pytest.approx(0.01 * 2 ** -0.75)  # halving ignored
+    with pytest.raises(SettingError, match="lr_schedule"):
+        TrainConfig(lr_schedule="cosine").check()
+
+
+def test_the_loop_sets_the_inv_rate_at_every_iteration(surveys, monkeypatch):
+    import rbda.learn.train
+    from rbda.learn.optim import MomentumSGD
+
+    rates = []
+
+    class Recording(MomentumSGD):
+        def step(self):
+            rates.append(self.lr)
+            super().step()
+
+    monkeypatch.setattr(rbda.learn.train, "MomentumSGD", Recording)
+    _fit(_baseline(surveys), TrainConfig(epoch_size=100, max_epochs=2, patience=10, lr_schedule="inv"))
+    assert rates == pytest.approx([0.01 * (1 + 0.0001 * i) ** -0.75 for i in range(4)], rel=1e-12)
+
+
 class _Interrupt(Exception):
     pass
 
@@ -358,13 +384,15 @@ def test_momentum_sgd_with_the_reference_mme_options_matches_torch_optim_sgd_exa
     torch.manual_seed(1)
     ours, reference = StampClassifier("prototype").eval(), StampClassifier("prototype").eval()
     reference.load_state_dict(ours.state_dict())
-    scales = (0.1, 1.0)
-    opt_ours = MomentumSGD(parameter_groups(ours.backbone.parameters(), ours, *scales), lr=0.01, momentum=0.9,
+    scales = (0.1, 1.0, 1.0)
+    opt_ours = MomentumSGD(parameter_groups(ours.backbone, ours, *scales), lr=0.01, momentum=0.9,
                            weight_decay=0.0005, nesterov=True)
-    assert [len(g) for g, _ in opt_ours.groups] == [len(list(ours.backbone.parameters())),
+    assert [len(g) for g, _ in opt_ours.groups] == [len(list(ours.backbone.conv.parameters())),
+                                                    len(list(ours.backbone.fc.parameters())),
                                                     len(list(ours.head.parameters()))]
-    groups = [{"params": list(reference.backbone.parameters()), "lr": 0.01 * scales[0]},
-              {"params": list(reference.head.parameters()), "lr": 0.01 * scales[1]}]
+    groups = [{"params": list(reference.backbone.conv.parameters()), "lr": 0.01 * scales[0]},
+              {"params": list(reference.backbone.fc.parameters()), "lr": 0.01 * scales[1]},
+              {"params": list(reference.head.parameters()), "lr": 0.01 * scales[2]}]
     opt_ref = torch.optim.SGD(groups, lr=0.01, momentum=0.9, weight_decay=0.0005, nesterov=True)
     for step in range(4):
         x = torch.randn(8, 3, 21, 21)
@@ -378,7 +406,7 @@ def test_momentum_sgd_with_the_reference_mme_options_matches_torch_optim_sgd_exa
             opt.step()
     for a, b in zip(ours.state_dict().values(), reference.state_dict().values()):
         assert torch.equal(a, b)
-    restored = MomentumSGD(parameter_groups(ours.backbone.parameters(), ours, 1.0, 1.0), lr=1.0, momentum=0.0)
+    restored = MomentumSGD(parameter_groups(ours.backbone, ours, 1.0, 1.0, 1.0), lr=1.0, momentum=0.0)
     restored.load_state_dict(opt_ours.state_dict())
     assert (restored.lr, restored.weight_decay, restored.nesterov) == (0.005, 0.0005, True)
     assert [scale for _, scale in restored.groups] == list(scales)
@@ -400,24 +428,27 @@ def test_the_loop_builds_the_optimiser_from_the_options(surveys, baseline_state,
 
     monkeypatch.setattr(rbda.learn.train, "MomentumSGD", Recording)
     config = TrainConfig(epoch_size=100, max_epochs=1, patience=10, backbone_lr_scale=0.1, weight_decay=0.0005,
-                         nesterov=True)
+                         nesterov=True, lr_schedule="inv")
     for name in ("mme", "dann"):
         method = _adapt(surveys, name)
         result = _fit(method, config, init_state=baseline_state)
         optimizer = built.pop()
-        (backbone, backbone_scale), (head, head_scale) = optimizer.groups
+        (conv, conv_scale), (dense, dense_scale), (head, head_scale) = optimizer.groups
         model = result.model
-        assert {id(p) for p in backbone} == {id(p) for p in model.backbone.parameters()}
-        assert {id(p) for p in backbone} | {id(p) for p in head} == {id(p) for p in model.parameters()}
-        assert not {id(p) for p in backbone} & {id(p) for p in head}
-        assert (backbone_scale, head_scale, optimizer.weight_decay, optimizer.nesterov) == (0.1, 1.0, 0.0005, True)
+        ids = lambda params: {id(p) for p in params}  # noqa: E731
+        assert ids(conv) == ids(model.backbone.conv.parameters()) and ids(dense) == ids(model.backbone.fc.parameters())
+        assert ids(conv) | ids(dense) | ids(head) == ids(model.parameters())
+        assert len(ids(conv)) + len(ids(dense)) + len(ids(head)) == len(ids(model.parameters()))
+        assert (conv_scale, dense_scale, head_scale, optimizer.weight_decay, optimizer.nesterov) == \
+            (0.1, 1.0, 1.0, 0.0005, True)
         hyper = run_record(method, config, result, [])["hyperparameters"]
-        assert (hyper["backbone_lr_scale"], hyper["head_lr_scale"], hyper["weight_decay"], hyper["nesterov"]) == \
-            (0.1, 1.0, 0.0005, True)
+        assert (hyper["lr_schedule"], hyper["backbone_lr_scale"], hyper["backbone_dense_lr_scale"],
+                hyper["head_lr_scale"], hyper["weight_decay"], hyper["nesterov"]) == (
+            "inv", 0.1, 1.0, 1.0, 0.0005, True)
     # the default is the study's plain SGD: one learning rate, no decay, no Nesterov
     _fit(_baseline(surveys), TrainConfig(epoch_size=100, max_epochs=1))
     optimizer = built.pop()
-    assert [scale for _, scale in optimizer.groups] == [1.0, 1.0]
+    assert [scale for _, scale in optimizer.groups] == [1.0, 1.0, 1.0]
     assert (optimizer.weight_decay, optimizer.nesterov) == (0.0, False)
 
 
@@ -430,7 +461,7 @@ def test_nesterov_needs_momentum():
 def test_interrupted_run_with_the_reference_mme_optimiser_resumes_to_the_same_numbers(tmp_path, surveys,
                                                                                      baseline_state):
     config = TrainConfig(epoch_size=300, max_epochs=5, patience=10, checkpoint_every_epochs=2,
-                         backbone_lr_scale=0.1, weight_decay=0.0005, nesterov=True)
+                         backbone_lr_scale=0.1, weight_decay=0.0005, nesterov=True, lr_schedule="inv")
     m = _adapt(surveys, "mme")
     uninterrupted = _numbers(_fit(m, config, init_state=baseline_state), m)
     checkpoint = tmp_path / "run.ckpt"

@@ -146,11 +146,6 @@ class TrainingMethod(ABC):
     def load_init_state(self, model: StampClassifier, state: dict) -> None:
         model.load_state_dict(state)
 
-    def backbone_parameters(self, model: StampClassifier) -> list:
-        """The feature extractor's parameters (the optimiser's ``backbone_lr_scale`` group; every
-        other parameter of the model is in the head group)."""
-        return list(model.backbone.parameters())
-
     # -- what the loop asks for -----------------------------------------------
     @abstractmethod
     def validation(self) -> tuple[SurveyTensors, np.ndarray]:
