@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -26,8 +28,8 @@ def _gen(seed=0):
 
 
 def test_unknown_method_is_a_setting_error():
-    with pytest.raises(SettingError, match="'method'.*baseline, finetune, mme, st, ent, dann.*'cdac'"):
-        method_class("cdac")
+    with pytest.raises(SettingError, match="'method'.*baseline, finetune, mme, st, ent, dann.*'adamatch'"):
+        method_class("adamatch")
 
 
 def test_every_method_name_has_a_class():
@@ -383,3 +385,119 @@ def test_mmefm_settings_are_checked(surveys, kwargs, message):
     spec = RunSpec("mmefm", "des", "hits", 0, seed=1, shots=5, **{"lam": 0.1, **kwargs})
     with pytest.raises(SettingError, match=message):
         method_class("mmefm")(spec, surveys)
+
+
+# -- cdac: Cross-Domain Adaptive Clustering (Li et al. 2021) -------------------------------------
+
+
+def test_cdac_rank_similarity_targets_compare_top_k_feature_sets():
+    from rbda.learn.methods.cdac import rank_similarity_targets
+
+    features = torch.tensor([[5.0, 4.0, 0.0, 1.0],   # top-2 {0, 1}
+                             [3.0, 9.0, 1.0, 2.0],   # top-2 {0, 1} (other order)
+                             [0.0, 1.0, 7.0, 2.0]])  # top-2 {2, 3}
+    expected = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    assert torch.equal(rank_similarity_targets(features, topk=2), expected)
+    assert torch.equal(rank_similarity_targets(features, topk=1), torch.eye(3))  # top-1: 0, 1, 2
+    assert torch.equal(rank_similarity_targets(features, topk=4), torch.ones(3, 3))
+
+
+def test_cdac_pairwise_bce_on_a_hand_computed_case():
+    from rbda.learn.methods.cdac import BCE_EPS, pairwise_bce
+
+    pa = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    pb = torch.tensor([[0.6, 0.4], [0.5, 0.5]])
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # P = pa @ pb.T = [[0.58, 0.50], [0.44, 0.50]]
+    terms = [-math.log(0.58 + BCE_EPS), -math.log(1 - 0.50 + BCE_EPS), -math.log(1 - 0.44 + BCE_EPS),
+             -math.log(0.50 + BCE_EPS)]
+    assert pairwise_bce(pa, pb, targets).item() == pytest.approx(sum(terms) / 4, rel=1e-6)
+
+
+def test_cdac_pairwise_bce_is_the_references_flattened_pair_enumeration():
+    """lijichang/CVPR2021-SSDA losses.py: PairEnum2D(prob) rows against PairEnum2D(prob_bar) columns."""
+    from rbda.learn.methods.cdac import BCE_EPS, pairwise_bce, rank_similarity_targets
+
+    torch.manual_seed(0)
+    p, p_bar = torch.softmax(torch.randn(5, 3), 1), torch.softmax(torch.randn(5, 3), 1)
+    feat = torch.randn(5, 8)
+    n = 5
+    rows, cols = p.repeat(n, 1), p_bar.repeat(1, n).view(-1, 3)
+    rank = torch.argsort(feat, dim=1, descending=True)
+    r1, r2 = rank.repeat(n, 1)[:, :3].sort(1).values, rank.repeat(1, n).view(-1, 8)[:, :3].sort(1).values
+    simi = ((r1 - r2).abs().sum(1) == 0).float()
+    prob = (rows * cols).sum(1)
+    reference = -(simi * torch.log(prob + BCE_EPS) + (1 - simi) * torch.log(1 - prob + BCE_EPS)).mean()
+    ours = pairwise_bce(p, p_bar, rank_similarity_targets(feat, 3))
+    torch.testing.assert_close(ours, reference)
+
+
+def test_cdac_consistency_loss_and_rampup_on_hand_computed_cases():
+    from rbda.learn.methods.cdac import RAMPUP_ITERATIONS, consistency_loss, sigmoid_rampup
+
+    a = torch.log(torch.tensor([[0.75, 0.25]]))  # logits whose softmax is (0.75, 0.25)
+    b = torch.log(torch.tensor([[0.25, 0.75]]))
+    assert consistency_loss(a, b).item() == pytest.approx((0.5 ** 2 + 0.5 ** 2) / 2)
+    assert consistency_loss(a, a).item() == 0.0
+    assert sigmoid_rampup(0) == pytest.approx(math.exp(-5))
+    assert sigmoid_rampup(RAMPUP_ITERATIONS // 2) == pytest.approx(math.exp(-5 * 0.25))
+    assert sigmoid_rampup(RAMPUP_ITERATIONS) == sigmoid_rampup(10 * RAMPUP_ITERATIONS) == 1.0
+    assert RAMPUP_ITERATIONS == 20_000 and sigmoid_rampup(5, 0) == 1.0
+
+
+def test_cdac_adversarial_clustering_gradients_are_reversed_for_the_features():
+    """lambda * L_aac: the head ascends the pairwise BCE, the feature extractor descends it."""
+    from rbda.learn.methods.cdac import adaptive_clustering_loss, pairwise_bce, rank_similarity_targets
+
+    torch.manual_seed(0)
+    model = StampClassifier("prototype").eval()
+    weak, strong = torch.randn(8, 3, 21, 21), torch.randn(8, 3, 21, 21)
+
+    def aac():
+        fw, fs = model.backbone(weak), model.backbone(strong)
+        return adaptive_clustering_loss(fw, model.head(model.reversal(fw)), model.head(model.reversal(fs)))
+
+    def bce():
+        fw, fs = model.backbone(weak), model.backbone(strong)
+        return pairwise_bce(torch.softmax(model.head(fw), 1), torch.softmax(model.head(fs), 1),
+                            rank_similarity_targets(fw))
+
+    aac_backbone, aac_head = _grads(model, aac())
+    bce_backbone, bce_head = _grads(model, bce())
+    for k in bce_head:
+        torch.testing.assert_close(aac_head[k], -bce_head[k])
+    for k in bce_backbone:
+        torch.testing.assert_close(aac_backbone[k], bce_backbone[k])
+
+
+def test_cdac_unlabelled_loss_sums_its_three_terms():
+    from rbda.learn.methods.cdac import adaptive_clustering_loss, cdac_unlabelled_loss, consistency_loss
+    from rbda.learn.methods.mme_fixmatch import pseudo_label_loss
+
+    torch.manual_seed(1)
+    model = StampClassifier("prototype").eval()
+    w, s1, s2 = (torch.randn(6, 3, 21, 21) for _ in range(3))
+    fw, f1, f2 = (model.backbone(x) for x in (w, s1, s2))
+    aac = adaptive_clustering_loss(fw, model.head(fw), model.head(f1))
+    pl, _ = pseudo_label_loss(model.head(fw), model.head(f2), 0.6)
+    con = consistency_loss(model.head(f1), model.head(f2))
+    total = cdac_unlabelled_loss(model, w, s1, s2, lam=0.3, tau=0.6, consistency_weight=2.0)
+    torch.testing.assert_close(total, 0.3 * aac + pl + 2.0 * con)
+
+
+def test_cdac_plans_mme_batches_and_view_seeds_and_ramps_its_consistency_weight(surveys):
+    from rbda.learn.methods.cdac import RAMPUP_WEIGHT, sigmoid_rampup
+
+    m = method_class("cdac")(RunSpec("cdac", "des", "hits", 0, seed=1, shots=5, lam=1.0), surveys)
+    assert m.head_kind == "prototype"
+    plan = m.plan_epoch(3, _gen())
+    assert set(plan) == {"source", "target", "unlabelled", "augment_seed"}
+    m.begin_epoch(400)
+    assert m.consistency_weight(2) == RAMPUP_WEIGHT * sigmoid_rampup(402)
+    model = StampClassifier("prototype")
+    losses = list(m.losses(model, plan, 0))
+    assert len(losses) == 2 and all(torch.isfinite(loss) for loss in losses)
+    with pytest.raises(SettingError, match="lambda"):
+        method_class("cdac")(RunSpec("cdac", "des", "hits", 0, seed=1, shots=5), surveys)
+    with pytest.raises(SettingError, match="strong_view_shift"):
+        method_class("cdac")(RunSpec("cdac", "des", "hits", 0, seed=1, shots=5, lam=1.0, strong_shift="x"), surveys)

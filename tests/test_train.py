@@ -193,7 +193,7 @@ def _interrupt_after(epoch):
     return hook
 
 
-LAMBDAS = {"mme": 0.1, "ent": 0.1, "mmefm": 0.1}
+LAMBDAS = {"mme": 0.1, "ent": 0.1, "mmefm": 0.1, "cdac": 0.1}
 
 
 def _adapt(surveys, name, **kwargs):
@@ -201,7 +201,7 @@ def _adapt(surveys, name, **kwargs):
                               surveys)
 
 
-@pytest.mark.parametrize("method_name", ["st", "ent", "dann", "mmefm"])
+@pytest.mark.parametrize("method_name", ["st", "ent", "dann", "mmefm", "cdac"])
 def test_other_adaptation_methods_train_on_the_synthetic_surveys(surveys, baseline_state, method_name):
     method = _adapt(surveys, method_name)
     result = _fit(method, init_state=baseline_state)
@@ -258,7 +258,7 @@ def test_dann_reversal_coefficient_does_not_depend_on_max_epochs(surveys, baseli
     assert per_max_epochs[4][3] == original(3, 1000)
 
 
-@pytest.mark.parametrize("method_name", ["baseline", "mme", "st", "ent", "dann", "mmefm"])
+@pytest.mark.parametrize("method_name", ["baseline", "mme", "st", "ent", "dann", "mmefm", "cdac"])
 def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, surveys, baseline_state, method_name):
     def make():
         if method_name == "baseline":

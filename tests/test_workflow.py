@@ -142,6 +142,37 @@ def test_extended_preset_fans_out_every_method(workflow):
     }
 
 
+ALL_METHODS = (*DEMO, "presets/all_methods.yaml")
+
+
+def test_all_methods_preset_plans_every_method_on_the_demo(workflow):
+    """FT, S+T and DANN per (split, pair, shots); MME, ENT, MME+FM and CDAC per lambda too, then selected."""
+    per_pair = 12 * 3 * 2
+    assert planned_jobs(workflow, *ALL_METHODS) == {
+        "synthesize_survey": 4,
+        "preprocess_survey": 4,
+        "split_survey": 4 * 2,
+        "train_baseline": 4 * 2,
+        "train_finetune": per_pair,
+        "train_mme": per_pair * 2,
+        "train_st": per_pair,
+        "train_ent": per_pair * 2,
+        "train_dann": per_pair,
+        "train_mmefm": per_pair * 2,
+        "train_cdac": per_pair * 2,
+        "choose_lambda": 12 * 4,  # mme, ent, mmefm, cdac
+        "select_lambda": per_pair * 4,
+        "select_model": per_pair,  # save_models: [mme-selected]
+        "aggregation_inputs": 1,
+        "aggregate": 1,
+        "all": 1,
+    }
+    commands = dry_run_commands(workflow, *ALL_METHODS, "--",
+                                "results/runs/cdac-selected/des-to-hits/shots-5/split-1.json")
+    train = [c for c in commands if c.startswith("rbda train --method cdac")]
+    assert len(train) == 3 * 2 * 2 and all("--strong-view-shift integer" in c for c in train)
+
+
 def test_methods_schema_enum_is_the_vocabulary():
     from rbda.study import ADAPTATION_METHODS, METHODS, STUDY_METHODS
 

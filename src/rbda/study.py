@@ -39,11 +39,11 @@ SURVEY_LABELS = {"hits": "HiTS", "des": "DES", "ztf": "ZTF", "atlas": "ATLAS"}
 #: The method that trains a model from scratch on one survey.
 BASELINE = "baseline"
 #: Methods that adapt a (source, split) baseline to a target survey.
-ADAPTATION_METHODS = ("finetune", "mme", "st", "ent", "dann", "mmefm")
+ADAPTATION_METHODS = ("finetune", "mme", "st", "ent", "dann", "mmefm", "cdac")
 #: The published study's adaptation methods (the config's default ``methods``).
 STUDY_METHODS = ("finetune", "mme")
 #: Adaptation methods that are run once per lambda of the grid, then selected.
-LAMBDA_METHODS = ("mme", "ent", "mmefm")
+LAMBDA_METHODS = ("mme", "ent", "mmefm", "cdac")
 #: Suffix of a lambda method's selected runs (``mme-selected``; ``rbda select-lambda``).
 SELECTED_SUFFIX = "-selected"
 #: What the workflow can keep model files of (config ``save_models``; baselines' are always kept):
@@ -55,7 +55,7 @@ DEFAULT_SAVE_MODELS = ("mme-selected",)
 METHODS = (BASELINE, *ADAPTATION_METHODS)
 #: Display names of the methods.
 METHOD_LABELS = {"baseline": "Baseline", "finetune": "FT", "mme": "MME", "st": "S+T", "ent": "ENT",
-                 "dann": "DANN", "mmefm": "MME+FM"}
+                 "dann": "DANN", "mmefm": "MME+FM", "cdac": "CDAC"}
 
 #: Schema id of a run result (one JSON per training run; docs/architecture.md).
 RUN_SCHEMA = "rbda.run/1"
@@ -220,10 +220,10 @@ class TrainingOptions:
     nesterov: bool = option(False, "Nesterov momentum (reference MME code: on; the study's: off); "
                             "needs momentum > 0")
     # mmefm (rbda.learn.methods.mme_fixmatch): FixMatch-style pseudo-labels on MME (docs/method.md section 5)
-    pseudo_label_threshold: float = option(0.95, "mmefm: tau, the least softmax probability of the weak view's "
+    pseudo_label_threshold: float = option(0.95, "mmefm, cdac: tau, the least softmax probability of the weak view's "
                                            "class for it to become the strong view's target", ge=0, le=1)
     consistency_weight: float = option(0.3, "mmefm: mu, the weight of the pseudo-label consistency loss", ge=0)
-    strong_view_shift: str = option("integer", "mmefm: how the strong view shifts a stamp: integer (whole "
+    strong_view_shift: str = option("integer", "mmefm, cdac: how the strong view shifts a stamp: integer (whole "
                                     "pixels, every value kept) or subpixel (bilinear; smears 1-pixel "
                                     "artefacts)", choices=STRONG_VIEW_SHIFTS)
     # dann (rbda.learn.methods.dann): the reversal coefficient's warm start (TLlib's max_iters; docs/method.md)

@@ -49,6 +49,8 @@ def run_record(method, config, result, evaluations: list[dict], errors: dict | N
             **({"pseudo_label_threshold": spec.tau, "consistency_weight": spec.mu,
                 "strong_view_shift": spec.strong_shift} if spec.method == "mmefm" else {}),
             **({"reversal_ramp_iterations": spec.ramp_iterations} if spec.method == "dann" else {}),
+            **({"pseudo_label_threshold": spec.tau, "strong_view_shift": spec.strong_shift}
+               if spec.method == "cdac" else {}),
         },
         "data": method.describe(),
         "versions": versions(),

@@ -22,6 +22,7 @@ METHOD_CLASSES = {
     "ent": ("rbda.learn.methods.entropy_min", "EntropyMinimisation"),
     "dann": ("rbda.learn.methods.dann", "DomainAdversarial"),
     "mmefm": ("rbda.learn.methods.mme_fixmatch", "MinimaxEntropyFixMatch"),
+    "cdac": ("rbda.learn.methods.cdac", "CrossDomainAdaptiveClustering"),
 }
 
 

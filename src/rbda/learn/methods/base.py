@@ -44,9 +44,9 @@ class RunSpec:
     beta: float = TRAINING_DEFAULTS.beta  # confidence penalty of the classification loss (rbda.learn.losses)
     from_scratch: bool = False  # st only: start from a fresh network instead of the baseline
     task: str = TRAINING_DEFAULTS.task  # binary | multiclass (rbda.study.TASKS; rbda.ingest.multiclass)
-    tau: float = TRAINING_DEFAULTS.pseudo_label_threshold  # mmefm only: pseudo-label threshold
+    tau: float = TRAINING_DEFAULTS.pseudo_label_threshold  # mmefm, cdac only: pseudo-label threshold
     mu: float = TRAINING_DEFAULTS.consistency_weight  # mmefm only: consistency-loss weight
-    strong_shift: str = TRAINING_DEFAULTS.strong_view_shift  # mmefm only: the strong view's shift
+    strong_shift: str = TRAINING_DEFAULTS.strong_view_shift  # mmefm, cdac only: the strong view's shift
     ramp_iterations: int = TRAINING_DEFAULTS.reversal_ramp_iterations  # dann only: reversal-coefficient ramp
 
     def as_dict(self) -> dict:
@@ -60,6 +60,8 @@ class RunSpec:
             d["task"] = self.task
         if self.method == "mmefm":  # only there: the other methods keep their fingerprint
             d["tau"], d["mu"], d["strong_view_shift"] = self.tau, self.mu, self.strong_shift
+        if self.method == "cdac":
+            d["tau"], d["strong_view_shift"] = self.tau, self.strong_shift
         if self.method == "dann":
             d["reversal_ramp_iterations"] = self.ramp_iterations
         return d
