@@ -234,6 +234,20 @@ def test_st_and_mme_at_lambda_zero_train_identical_weights_from_the_same_seed(su
     assert all(torch.equal(st_weights[k], mme_weights[k]) for k in st_weights)
 
 
+def test_finetune_with_frozen_batch_norm_keeps_the_baselines_statistics(surveys, baseline_state):
+    config = TrainConfig(epoch_size=100, max_epochs=2, patience=10)
+    stats = lambda state: {k: v for k, v in state.items() if "running_" in k}  # noqa: E731
+    assert stats(baseline_state)
+    frozen = _fit(_adapt(surveys, "finetune", frozen_bn=True), config, init_state=baseline_state).model.state_dict()
+    for k, v in stats(baseline_state).items():
+        assert torch.equal(frozen[k], v), k
+    assert any(not torch.equal(frozen[k], baseline_state[k]) for k in baseline_state if "weight" in k)  # it learns
+    study = _fit(_adapt(surveys, "finetune"), config, init_state=baseline_state).model.state_dict()
+    assert any(not torch.equal(study[k], v) for k, v in stats(baseline_state).items())  # the study's FT re-estimates
+    with pytest.raises(SettingError, match="frozen_batch_norm"):
+        _adapt(surveys, "mme", frozen_bn=True)
+
+
 def test_dann_reversal_coefficient_does_not_depend_on_max_epochs(surveys, baseline_state, monkeypatch):
     """The ramp counts iterations of the run (TLlib's max_iters), not progress towards max_epochs:
     the first two epochs use the same coefficients whether the run may last 4 epochs or 40."""

@@ -226,6 +226,10 @@ class TrainingOptions:
     strong_view_shift: str = option("integer", "mmefm, cdac: how the strong view shifts a stamp: integer (whole "
                                     "pixels, every value kept) or subpixel (bilinear; smears 1-pixel "
                                     "artefacts)", choices=STRONG_VIEW_SHIFTS)
+    # finetune (rbda.learn.methods.finetune): BatchNorm statistics re-estimated (the study's) or frozen
+    frozen_batch_norm: bool = option(False, "finetune: BatchNorm layers in eval mode while fine-tuning (the "
+                                     "baseline's running statistics kept, not re-estimated from batches of "
+                                     "target shots); the study's FT re-estimates them")
     # dann (rbda.learn.methods.dann): the reversal coefficient's warm start (TLlib's max_iters; docs/method.md)
     reversal_ramp_iterations: int = option(1000, "dann: N, the iterations over which the gradient-reversal "
                                            "coefficient 2/(1+exp(-i/N))-1 ramps up (reference: 1000)", ge=1)

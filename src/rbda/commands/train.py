@@ -83,7 +83,7 @@ def _run_spec(args: argparse.Namespace):
                    model=args.backbone, beta=args.beta, from_scratch=args.from_scratch, task=args.task,
                    tau=args.pseudo_label_threshold, mu=args.consistency_weight,
                    ramp_iterations=args.reversal_ramp_iterations,
-                   strong_shift=args.strong_view_shift)
+                   strong_shift=args.strong_view_shift, frozen_bn=args.frozen_batch_norm)
 
 
 def _train_config(args: argparse.Namespace):

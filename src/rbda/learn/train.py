@@ -111,7 +111,7 @@ def _train_epoch(method: TrainingMethod, model, optimizer, generator, config: Tr
     iterations = math.ceil(config.epoch_size / method.spec.batch_size)
     method.begin_epoch(state.iteration)
     plan = method.plan_epoch(iterations, generator)
-    model.train()
+    method.train_mode(model)
     loss_sum = torch.zeros((), device=generator.device)
     for i in range(iterations):
         optimizer.lr = learning_rate_at(config, state.iteration)

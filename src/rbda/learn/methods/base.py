@@ -47,6 +47,7 @@ class RunSpec:
     tau: float = TRAINING_DEFAULTS.pseudo_label_threshold  # mmefm, cdac only: pseudo-label threshold
     mu: float = TRAINING_DEFAULTS.consistency_weight  # mmefm only: consistency-loss weight
     strong_shift: str = TRAINING_DEFAULTS.strong_view_shift  # mmefm, cdac only: the strong view's shift
+    frozen_bn: bool = TRAINING_DEFAULTS.frozen_batch_norm  # finetune only: BatchNorm in eval mode
     ramp_iterations: int = TRAINING_DEFAULTS.reversal_ramp_iterations  # dann only: reversal-coefficient ramp
 
     def as_dict(self) -> dict:
@@ -62,6 +63,8 @@ class RunSpec:
             d["tau"], d["mu"], d["strong_view_shift"] = self.tau, self.mu, self.strong_shift
         if self.method == "cdac":
             d["tau"], d["strong_view_shift"] = self.tau, self.strong_shift
+        if self.frozen_bn:  # only when set: the other runs keep their fingerprint
+            d["frozen_batch_norm"] = True
         if self.method == "dann":
             d["reversal_ramp_iterations"] = self.ramp_iterations
         return d
@@ -100,6 +103,9 @@ class TrainingMethod(ABC):
             check_option(name, getattr(spec, name))
         if spec.task == "multiclass" and not cls.supports_multiclass:
             raise SettingError("task", f"binary for method {cls.name!r} (multiclass: baseline only)", spec.task)
+        if spec.frozen_bn and cls.name != "finetune":
+            raise SettingError("frozen_batch_norm", f"false for method {cls.name!r} (only 'finetune' freezes "
+                               "BatchNorm: set it under training_by_method: {finetune: ...})", True)
         if spec.from_scratch and cls.name != "st":
             raise SettingError("from_scratch", "false for method " + repr(cls.name) + " (only 'st' can start from scratch)", True)
         if cls.needs_target:
@@ -160,6 +166,10 @@ class TrainingMethod(ABC):
     def begin_epoch(self, iteration: int) -> None:
         """Called by the loop before each epoch with the iteration it starts at (for schedules such
         as DANN's reversal ramp, which count iterations of the run)."""
+
+    def train_mode(self, model: StampClassifier) -> None:
+        """Put ``model`` in training mode for an epoch (the loop calls it before the epoch's updates)."""
+        model.train()
 
     @abstractmethod
     def plan_epoch(self, iterations: int, generator: torch.Generator) -> dict[str, torch.Tensor]:

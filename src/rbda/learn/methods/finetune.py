@@ -2,6 +2,11 @@
 
 Training data: the ``shots`` labelled target items per class only (an epoch
 draws ``epoch_size`` items from them, class-balanced, with replacement).
+BatchNorm: in training mode, as every method (the study's FT: its statistics
+are re-estimated from batches of target shots, at 1 shot from 2 stamps), or
+with ``RunSpec.frozen_bn`` (training option ``frozen_batch_norm``) in eval
+mode: the baseline's running statistics normalise and stay unchanged; the
+BatchNorm scales and shifts are still trained.
 Validation: ``val_shots`` labelled items per class from the target's
 validation part. Evaluation: source and target test parts.
 """
@@ -30,6 +35,13 @@ class FineTune(TargetAdaptation):
     def __init__(self, spec, surveys):
         super().__init__(spec, surveys)
         self.sampler = BalancedSampler(self.target, self.shots, f"labelled shots of {self.target.name!r}")
+
+    def train_mode(self, model: StampClassifier) -> None:
+        model.train()
+        if self.spec.frozen_bn:
+            for module in model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
 
     def plan_epoch(self, iterations: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         return {"target": self.sampler.draw((iterations, self.spec.batch_size), generator)}
