@@ -8,8 +8,8 @@ import torch
 from rbda.errors import InputFileError, RbdaError
 from rbda.learn.methods import method_class
 from rbda.learn.methods.base import RunSpec
-from rbda.learn.models import (BACKBONE_CLASSES, DeepHiTS, EarlySN, StampClassifier, load_model_file,
-                         model_from_payload, save_model_file)
+from rbda.learn.models import (BACKBONE_CLASSES, DeepHiTS, DeepHiTSUnrotated, EarlySN, StampClassifier,
+                               load_model_file, model_from_payload, save_model_file)
 from rbda.study import BACKBONES, TrainingOptions
 from train_helpers import survey_data
 
@@ -32,7 +32,8 @@ def test_head_input_is_the_backbones_feature_size(backbone, head):
     x = torch.randn(4, 3, 21, 21)
     assert model.backbone(x).shape == (4, model.backbone.feature_dim)
     assert model(x).shape == (4, 2)
-    assert model.backbone.feature_dim == {"study_cnn": 100, "deephits": 64, "earlysn": 64}[backbone]
+    assert model.backbone.feature_dim == {"study_cnn": 100, "deephits": 64, "earlysn": 64,
+                                          "deephits_unrotated": 64}[backbone]
 
 
 @pytest.mark.parametrize("backbone", ROTATION_BACKBONES)
@@ -55,6 +56,24 @@ def test_the_study_cnn_is_not_rotation_invariant():
     x = torch.randn(8, 3, 21, 21)
     with torch.no_grad():
         assert not torch.allclose(model(torch.rot90(x, 1, dims=(2, 3))), model(x), atol=1e-3)
+
+
+def test_the_unrotated_ablation_is_deephits_without_rotations_and_cyclic_pooling():
+    """The same layers and weights; only the four rotated branches and their mean are gone."""
+    torch.manual_seed(0)
+    rotated, unrotated = DeepHiTS().eval(), DeepHiTSUnrotated().eval()
+    assert n_parameters(unrotated) == n_parameters(rotated)
+    assert [type(m) for m in unrotated.modules()][1:] == [type(m) for m in rotated.modules()][1:]
+    unrotated.load_state_dict(rotated.state_dict())  # the same parameter names and shapes
+    x = torch.randn(6, 3, 21, 21)
+    with torch.no_grad():
+        one_branch = rotated.rotation_dense(torch.flatten(rotated.conv(rotated.pad(x)), 1))
+        torch.testing.assert_close(unrotated(x), rotated.fc(one_branch))
+        assert not torch.allclose(unrotated(torch.rot90(x, 1, dims=(2, 3))), unrotated(x), atol=1e-3)
+    torch.manual_seed(1)
+    fresh = DeepHiTSUnrotated()
+    torch.manual_seed(1)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), DeepHiTS().state_dict().values()))
 
 
 def test_deephits_layer_shapes_and_parameter_count():

@@ -92,7 +92,7 @@ def test_schema_fills_defaults():
         ({"surveys": {"des": {"source": "synthetic"}}}, r"'synthetic_size' is a required property"),
         ({"training": {"epochs": 5}}, r"'epochs' was unexpected"),
         ({"training": {"device": "tpu"}}, r"'tpu' is not one of"),
-        ({"training": {"model": "resnet"}}, r"'resnet' is not one of \['study_cnn', 'deephits', 'earlysn'\]"),
+        ({"training": {"model": "resnet"}}, r"'resnet' is not one of \['study_cnn', 'deephits', 'earlysn', 'deephits_unrotated'\]"),
         ({"training": {"beta": -0.5}}, r"-0.5 is less than the minimum of 0"),
         ({"training": {"task": "regression"}}, r"'regression' is not one of \['binary', 'multiclass'\]"),
         # one backbone for every method: fine-tuning and MME start from the baseline's weights

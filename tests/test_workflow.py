@@ -689,7 +689,7 @@ def test_stamp_classifier_target_plans_runs_per_variant_with_distinct_seeds(work
     assert "stamp_classifier" not in planned_jobs(workflow, *DEMO)  # no section configured: not part of `all`
     args = ("--configfile", "config.yaml", "presets/demo.yaml", "presets/stamp_classifier.yaml")
     jobs = planned_jobs(workflow, *args, "--", "stamp_classifier")
-    assert jobs["stamp_classifier_train"] == 9 and jobs["stamp_classifier_split"] == 1
+    assert jobs["stamp_classifier_train"] == 12 and jobs["stamp_classifier_split"] == 1
     assert jobs["stamp_classifier"] == 1 and "train_baseline" not in jobs
     assert planned_jobs(workflow, *args)["stamp_classifier"] == 1  # configured: `all` includes it
     commands = dry_run_commands(workflow, *args, "--", "stamp_classifier")
@@ -697,7 +697,7 @@ def test_stamp_classifier_target_plans_runs_per_variant_with_distinct_seeds(work
     seeds = {re.search(r"--backbone (\w+) --beta (\S+)", c).groups(): [] for c in train}
     for c in train:
         seeds[re.search(r"--backbone (\w+) --beta (\S+)", c).groups()].append(int(re.search(r"--seed (\d+)", c).group(1)))
-    assert set(seeds) == {("study_cnn", "0"), ("deephits", "0"), ("deephits", "0.5")}
+    assert set(seeds) == {("study_cnn", "0"), ("deephits_unrotated", "0"), ("deephits", "0"), ("deephits", "0.5")}
     assert all(sorted(s) == [2023, 2024, 2025] for s in seeds.values())
     assert all("--task multiclass" in c and "--epoch-size 300" in c for c in train)
     (split,) = [c for c in commands if c.startswith("rbda split")]

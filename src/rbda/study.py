@@ -73,8 +73,9 @@ BEST_EPOCH_TIES = ("latest", "earliest")
 
 #: Feature extractors a model can have (``training.model``; ``rbda train --backbone``):
 #: the study's CNN, the ALeRCE "DeepHiTS layer" with cyclic pooling, EarlySN's rotation-averaged
-#: conv maps (RELATED.md B.3, A.3; rbda.learn.models.BACKBONE_CLASSES).
-BACKBONES = ("study_cnn", "deephits", "earlysn")
+#: conv maps (RELATED.md B.3, A.3), and the DeepHiTS stack on the unrotated stamp without cyclic
+#: pooling (the rotation-invariance ablation; rbda.learn.models.BACKBONE_CLASSES).
+BACKBONES = ("study_cnn", "deephits", "earlysn", "deephits_unrotated")
 
 #: What a model learns (``training.task``; ``rbda train --task``): real/bogus (the study's) or the
 #: survey's original classes (RELATED.md E.2; rbda.ingest.multiclass).
@@ -197,7 +198,8 @@ class TrainingOptions:
                                         "items before training, is a candidate for the best epoch (epoch 0)")
     # `rbda train --model` names the model file to write, so this option's flag is --backbone
     model: str = option("study_cnn", "feature extractor: study_cnn (the study's), deephits (ALeRCE's "
-                        "rotation-invariant DeepHiTS layer) or earlysn (rotations averaged on conv maps)",
+                        "rotation-invariant DeepHiTS layer), earlysn (rotations averaged on conv maps) or "
+                        "deephits_unrotated (the DeepHiTS stack without rotations: the ablation)",
                         choices=BACKBONES, flag="backbone")
     beta: float = option(0.0, "confidence penalty: the classification loss is CE - beta * H(softmax) "
                          "(EarlySN: 0.5; 0 = plain cross-entropy, the study's)", ge=0)

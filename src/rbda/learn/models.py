@@ -4,6 +4,8 @@
   et al. 2016): 3x21x21 stamp -> 100-d feature (backbone ``study_cnn``).
 * :class:`DeepHiTS` -- the rotation-invariant "DeepHiTS layer" of the ALeRCE
   stamp classifier (RELATED.md B.3, E.1; backbone ``deephits``): 64-d feature.
+* :class:`DeepHiTSUnrotated` -- the same stack on the unrotated stamp, without cyclic pooling
+  (the rotation-invariance ablation; backbone ``deephits_unrotated``): 64-d feature.
 * :class:`EarlySN` -- EarlySN's variant, the rotations averaged on the conv
   maps (RELATED.md A.3; backbone ``earlysn``): 64-d feature.
 * :data:`BACKBONE_CLASSES` -- backbone name (:data:`rbda.study.BACKBONES`) -> class.
@@ -156,6 +158,18 @@ class DeepHiTS(nn.Module):
         return self.fc(mean_over_rotations(per_rotation))
 
 
+class DeepHiTSUnrotated(DeepHiTS):
+    """The rotation-invariance ablation of :class:`DeepHiTS`: the same layers, initialisation and
+    dropout (a subclass: the same stack by construction, the same parameter count) applied to the
+    unrotated stamp only -- no rotated copies, no cyclic pooling. The dense layer after the conv
+    stack sees one branch where DeepHiTS averages four, so a comparison of the two under one
+    training recipe measures cyclic pooling and nothing else (backbone ``deephits_unrotated``).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.rotation_dense(torch.flatten(self.conv(self.pad(x)), 1)))
+
+
 class EarlySN(nn.Module):
     """EarlySN's rotation-invariant CNN (RELATED.md A.3): the rotations averaged on the conv maps.
 
@@ -182,7 +196,8 @@ class EarlySN(nn.Module):
 
 
 #: Backbone name (``training.model``, :data:`rbda.study.BACKBONES`) -> class; a test checks the keys.
-BACKBONE_CLASSES = {"study_cnn": Backbone, "deephits": DeepHiTS, "earlysn": EarlySN}
+BACKBONE_CLASSES = {"study_cnn": Backbone, "deephits": DeepHiTS, "earlysn": EarlySN,
+                    "deephits_unrotated": DeepHiTSUnrotated}
 
 
 def make_backbone(name: str) -> nn.Module:
