@@ -61,7 +61,7 @@ def _bacc(evaluations, role):
 
 
 #: The adaptation methods measured, with their lambda (None: the method takes none).
-METHOD_LAMBDAS = {"finetune": None, "mme": 0.1, "st": None, "ent": 0.1, "dann": None, "mmefm": 0.1}
+METHOD_LAMBDAS = {"finetune": None, "mme": 0.1, "st": None, "ent": 0.1, "dann": None, "mmefm": 0.1, "cdac": 0.1}
 
 
 def measure(surveys: dict[str, SurveyTensors], pairs, shots=(1, 5, 20), lam=0.1,
@@ -133,7 +133,7 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description="measure the methods on the synthetic surveys")
     parser.add_argument("threads", nargs="?", type=int, default=1)
-    parser.add_argument("--methods", default="finetune,mme", help="comma-separated, e.g. finetune,mme,st,ent,dann,mmefm")
+    parser.add_argument("--methods", default="finetune,mme", help="comma-separated, e.g. finetune,mme,st,ent,dann,mmefm,cdac")
     parser.add_argument("--size", type=int, default=2000, help="alerts per synthetic survey")
     parser.add_argument("--pairs", type=int, default=12, help="first N ordered pairs")
     parser.add_argument("--shots", default="1,5,20")
