@@ -25,7 +25,7 @@ from rbda.study import ADAPTATION_METHODS, format_lambda  # noqa: E402
 
 #: One colour per adaptation method (colour-blind safe Dark2; FT orange and MME green as published);
 #: a method added to the vocabulary without a colour here fails at import (strict zip).
-METHOD_COLOURS = dict(zip(ADAPTATION_METHODS, ("#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"),
+METHOD_COLOURS = dict(zip(ADAPTATION_METHODS, ("#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"),
                           strict=True))
 #: Line styles of the lambda methods in the lambda curves.
 LAMBDA_METHOD_STYLES = ("-", "--", ":", "-.")
