@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from rbda.learn.augment import (MAX_SHIFT, N_DIHEDRAL, NOISE_STD, dihedral, dihedral_one, strong_view, subpixel_shift,
-                          weak_view)
+from rbda.learn.augment import (MAX_SHIFT, N_DIHEDRAL, NOISE_STD, STRONG_VIEW_SHIFTS, dihedral, dihedral_one, integer_shift, strong_view,
+                                subpixel_shift, weak_view)
 
 
 def _gen(seed=0):
@@ -74,7 +74,47 @@ def test_dihedral_needs_square_stamps():
         dihedral(torch.zeros(1, 3, 21, 20), torch.zeros(1, dtype=torch.long))
 
 
-def test_integer_shift_moves_the_content_by_that_many_pixels():
+def test_integer_shift_copies_pixels_by_whole_pixel_offsets_per_stamp():
+    x = _asymmetric(n=3)
+    out = integer_shift(x, torch.tensor([[1, -1], [0, 0], [-2, 1]]))
+    assert torch.equal(out[1], x[1])
+    assert torch.equal(out[0, :, :-1, 1:], x[0, :, 1:, :-1])  # +1 column, -1 row
+    assert torch.equal(out[0, :, :, 0], out[0, :, :, 1]) and torch.equal(out[0, :, -1, 1:], x[0, :, -1, :-1])  # edges
+    assert torch.equal(out[2, :, 1:, :-2], x[2, :, :-1, 2:])  # -2 columns, +1 row
+    assert set(out.unique().tolist()) <= set(x.unique().tolist())  # values copied, never interpolated
+    channels_last = integer_shift(x.contiguous(memory_format=torch.channels_last), torch.tensor([[1, -1]] * 3))
+    assert torch.equal(channels_last[0], out[0])
+
+
+def test_every_method_setting_of_the_strong_views_shift_offers_its_choices():
+    """A method with a strong view declares its own ``strong_view_shift`` (mmefm, cdac), whole pixels by
+    default; the choices are strong_view's (the declarations are literals, so this ties them)."""
+    from rbda.registry import REGISTRY
+
+    declared = {m: d.setting("strong_view_shift") for m, d in REGISTRY.methods.items()
+                if "strong_view_shift" in {s.name for s in d.settings}}
+    assert {"mmefm", "cdac"} <= set(declared)
+    for setting in declared.values():
+        assert setting.choices == STRONG_VIEW_SHIFTS and setting.default == "integer"
+    with pytest.raises(ValueError, match="shift must be one of"):
+        strong_view(torch.zeros(1, 3, 21, 21), _gen(0), shift="bicubic")
+
+
+def test_a_hot_pixel_survives_the_strong_view_unchanged_in_value():
+    """The 1-pixel artefacts that make a detection bogus must not be smeared by the strong view."""
+    x = torch.zeros(64, 3, 21, 21)
+    x[:, 2, 10, 10] = 6.0
+    out = strong_view(x, _gen(1), noise_std=0.0)
+    for stamp in out:
+        assert (stamp[2] == 6.0).sum() == 1 and (stamp != 0).sum() == 1
+    assert {tuple(torch.nonzero(s[2])[0].tolist()) for s in out} == {(r, c) for r in (9, 10, 11) for c in (9, 10, 11)}
+    smeared = strong_view(x, _gen(1), noise_std=0.0, shift="subpixel")  # the setting that interpolates
+    assert (smeared[:, 2].amax(dim=(1, 2)) < 6.0).float().mean() > 0.9
+    with pytest.raises(ValueError, match="shift"):
+        strong_view(x, _gen(1), shift="bicubic")
+
+
+def test_bilinear_shift_by_whole_pixels_moves_the_content_by_that_many_pixels():
     x = _gaussian_source().float()[None, None].repeat(1, 3, 1, 1)
     shifted = subpixel_shift(x, torch.tensor([[1.0, -1.0]]))
     # content moves +1 column, -1 row: interior pixels are exactly the neighbours'
@@ -100,8 +140,8 @@ def test_strong_view_is_a_small_perturbation_of_a_symmetry():
     x = torch.randn(64, 3, 21, 21)
     out = strong_view(x, _gen(3))
     assert out.shape == x.shape and out.dtype == x.dtype
-    # the noise alone has std NOISE_STD; the shift of at most MAX_SHIFT px smooths the white-noise stamps
-    assert MAX_SHIFT == 1.0 and NOISE_STD == 0.1
+    # the noise alone has std NOISE_STD on top of a shifted symmetry of the stamp
+    assert MAX_SHIFT == 1 and NOISE_STD == 0.1
     smooth = strong_view(torch.zeros_like(x), _gen(3))
     assert smooth.std().item() == pytest.approx(NOISE_STD, rel=0.05)
     assert math.isfinite(out.abs().max().item())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -26,8 +28,8 @@ def _gen(seed=0):
 
 
 def test_unknown_method_is_a_setting_error():
-    with pytest.raises(SettingError, match="'method'.*baseline, finetune, mme, st, ent, dann.*'cdac'"):
-        method_class("cdac")
+    with pytest.raises(SettingError, match="'method'.*baseline, finetune, mme, st, ent, dann.*'adamatch'"):
+        method_class("adamatch")
 
 
 def test_every_method_name_has_a_class():
@@ -132,32 +134,50 @@ def test_finetune_without_an_initial_model_is_refused(surveys):
 # -- the standard semi-supervised baselines: S+T, ENT, DANN ------------------------------------
 
 
-def test_st_batches_half_source_half_target_shots_one_update(surveys):
-    m = method_class("st")(RunSpec("st", "des", "hits", 0, seed=1, shots=5), surveys)
-    plan = m.plan_epoch(30, _gen())
-    assert set(plan) == {"source", "target"}
+def test_st_is_mmes_set_up_one_cross_entropy_update_on_mmes_labelled_batch(surveys):
+    st = method_class("st")(RunSpec("st", "des", "hits", 0, seed=1, shots=5), surveys)
+    mme = method_class("mme")(RunSpec("mme", "des", "hits", 0, seed=1, shots=5, lam=0.1), surveys)
+    assert st.head_kind == mme.head_kind == "prototype"
+    plan = st.plan_epoch(30, _gen())
+    mme_plan = mme.plan_epoch(30, _gen())
+    assert set(plan) == set(mme_plan) == {"source", "target", "unlabelled"}  # MME's draws, same generator use
+    assert all(torch.equal(plan[k], mme_plan[k]) for k in plan)
     assert plan["source"].shape == (30, 25) and plan["target"].shape == (30, 25)
     assert np.isin(plan["source"].numpy(), surveys["des"].split.train).all()
-    assert np.isin(plan["target"].numpy(), m.shots).all()
+    assert np.isin(plan["target"].numpy(), st.shots).all()
     assert surveys["des"].labels_np[plan["source"].numpy()].mean() == pytest.approx(0.5, abs=0.06)
-    model = StampClassifier("linear")
+    model = StampClassifier("prototype")
     xs, ys = surveys["des"].batch(plan["source"][0])
     xt, yt = surveys["hits"].batch(plan["target"][0])
     model.eval()  # same BatchNorm behaviour for both computations
-    [loss] = list(m.losses(model, plan, 0))
+    [loss] = list(st.losses(model, plan, 0))
     expected = torch.nn.functional.cross_entropy(model(torch.cat((xs, xt))), torch.cat((ys, yt)))
     assert torch.equal(loss, expected)
+    assert torch.equal(next(mme.losses(model, plan, 0)), expected)
+    assert "target_unlabelled" not in st.describe()  # drawn for the common batches, never trained on
 
 
-def test_st_starts_from_the_baseline_or_from_scratch(surveys):
+def test_mme_at_lambda_zero_makes_no_second_update(surveys):
+    m = method_class("mme")(RunSpec("mme", "des", "hits", 0, seed=1, shots=5, lam=0.0), surveys)
+    plan = m.plan_epoch(2, _gen())
+    assert len(list(m.losses(StampClassifier("prototype").eval(), plan, 0))) == 1
+
+
+def test_st_starts_from_the_baseline_feature_extractor_or_from_scratch(surveys):
     baseline = StampClassifier("linear")
     m = method_class("st")(RunSpec("st", "des", "hits", 0, seed=1, shots=1), surveys)
+    torch.manual_seed(3)
     model = m.build_model(baseline.state_dict())
-    assert all(torch.equal(model.state_dict()[k], v) for k, v in baseline.state_dict().items())
+    torch.manual_seed(3)
+    mme_model = method_class("mme")(RunSpec("mme", "des", "hits", 0, seed=1, shots=1, lam=0.1), surveys
+                                    ).build_model(baseline.state_dict())
+    assert model.head_kind == "prototype"
+    assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in baseline.backbone.state_dict().items())
+    assert all(torch.equal(v, mme_model.state_dict()[k]) for k, v in model.state_dict().items())  # MME's init
     with pytest.raises(SettingError, match="baseline model"):
         m.build_model(None)
     scratch = method_class("st")(RunSpec("st", "des", "hits", 0, seed=1, shots=1, from_scratch=True), surveys)
-    assert scratch.build_model(None).head_kind == "linear"
+    assert scratch.build_model(None).head_kind == "prototype"
     with pytest.raises(SettingError, match="init_model"):
         scratch.build_model(baseline.state_dict())
 
@@ -212,20 +232,27 @@ def test_ent_is_mme_with_the_entropy_step_replaced(surveys):
     assert len(losses) == 2 and losses[1].item() > 0  # +lambda*H (MME's is negative)
 
 
-def test_dann_reversal_schedule():
+def test_dann_reversal_schedule_is_tllibs_warm_start_over_a_fixed_iteration_count():
     from rbda.learn.methods.dann import reversal_coefficient
 
-    assert reversal_coefficient(0.0) == 0.0
-    assert reversal_coefficient(1.0) == pytest.approx(2 / (1 + np.exp(-10)) - 1)
-    assert reversal_coefficient(0.1) == pytest.approx(2 / (1 + np.exp(-1)) - 1)
-    values = [reversal_coefficient(p) for p in np.linspace(0, 1, 11)]
-    assert all(a < b for a, b in zip(values, values[1:]))
+    assert reversal_coefficient(0, 1000) == 0.0
+    # TLlib WarmStartGradientReverseLayer(alpha=1, lo=0, hi=1, max_iters=1000) at iteration 1000 and 4000
+    assert reversal_coefficient(1000, 1000) == pytest.approx(2 / (1 + np.exp(-1)) - 1)  # 0.462
+    assert reversal_coefficient(4000, 1000) == pytest.approx(2 / (1 + np.exp(-4)) - 1)  # 0.964
+    assert reversal_coefficient(500, 500) == reversal_coefficient(1000, 1000)
+    values = [reversal_coefficient(i, 1000) for i in range(0, 10_001, 1000)]
+    assert all(a < b < 1 for a, b in zip(values, values[1:]))
 
 
-def test_dann_progress_counts_iterations_towards_max_epochs(surveys):
-    m = method_class("dann")(RunSpec("dann", "des", "hits", 0, seed=1, shots=5), surveys)
-    m.begin_epoch(iteration=30, total_iterations=100)  # e.g. epoch 4 of 10, 10 iterations each
-    assert m.progress(0) == 0.3 and m.progress(5) == 0.35
+def test_dann_coefficient_counts_the_runs_iterations_only(surveys):
+    from rbda.learn.methods.dann import reversal_coefficient
+
+    m = method_class("dann")(RunSpec("dann", "des", "hits", 0, seed=1, shots=5, settings={"reversal_ramp_iterations": 200}), surveys)
+    m.begin_epoch(iteration=30)
+    assert m.coefficient(0) == reversal_coefficient(30, 200) and m.coefficient(5) == reversal_coefficient(35, 200)
+    assert m.describe()["reversal_schedule"] == "2/(1+exp(-i/200))-1 at iteration i"
+    with pytest.raises(SettingError, match="reversal_ramp_iterations"):
+        method_class("dann")(RunSpec("dann", "des", "hits", 0, seed=1, shots=5, settings={"reversal_ramp_iterations": 0}), surveys)
 
 
 def test_dann_domain_head_learns_while_features_get_the_reversed_gradient():
@@ -271,7 +298,7 @@ def test_dann_model_starts_from_the_whole_baseline_and_writes_the_classifier_onl
     assert set(model.classifier_state()) == set(baseline.state_dict())
     plan = m.plan_epoch(2, _gen())
     assert plan["unlabelled"].shape == (2, 50) and not np.isin(plan["unlabelled"].numpy(), m.shots).any()
-    m.begin_epoch(0, 10)
+    m.begin_epoch(0)
     [loss] = list(m.losses(model, plan, 0))
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert m.describe()["domain_weight"] == 1.0
@@ -350,7 +377,7 @@ def test_mmefm_plans_mme_batches_and_resumable_view_seeds(surveys):
     assert len(first) == 2 and first == again  # views drawn from the plan's seed: the same numbers
     assert spec.as_dict()["pseudo_label_threshold"] == 0.9 and spec.as_dict()["consistency_weight"] == 0.5
     assert RunSpec("mmefm", "des", "hits", 0, seed=1, shots=5, lam=0.1).settings == {
-        "pseudo_label_threshold": 0.95, "consistency_weight": 0.3}  # the declared defaults
+        "pseudo_label_threshold": 0.95, "consistency_weight": 0.3, "strong_view_shift": "integer"}  # the declared defaults
     assert "consistency_weight" not in RunSpec("mme", "des", "hits", 0, seed=1, shots=5, lam=0.1).as_dict()
 
 
@@ -362,3 +389,129 @@ def test_mmefm_settings_are_checked(surveys, kwargs, message):
     spec = RunSpec("mmefm", "des", "hits", 0, seed=1, shots=5, **{"lam": 0.1, **kwargs})
     with pytest.raises(SettingError, match=message):
         method_class("mmefm")(spec, surveys)
+
+
+# -- cdac: Cross-Domain Adaptive Clustering (Li et al. 2021) -------------------------------------
+
+
+def test_cdac_rank_similarity_targets_compare_top_k_feature_sets():
+    from rbda.learn.methods.cdac import rank_similarity_targets
+
+    features = torch.tensor([[5.0, 4.0, 0.0, 1.0],   # top-2 {0, 1}
+                             [3.0, 9.0, 1.0, 2.0],   # top-2 {0, 1} (other order)
+                             [0.0, 1.0, 7.0, 2.0]])  # top-2 {2, 3}
+    expected = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    assert torch.equal(rank_similarity_targets(features, topk=2), expected)
+    assert torch.equal(rank_similarity_targets(features, topk=1), torch.eye(3))  # top-1: 0, 1, 2
+    assert torch.equal(rank_similarity_targets(features, topk=4), torch.ones(3, 3))
+
+
+def test_cdac_pairwise_bce_on_a_hand_computed_case():
+    from rbda.learn.methods.cdac import BCE_EPS, pairwise_bce
+
+    pa = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    pb = torch.tensor([[0.6, 0.4], [0.5, 0.5]])
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # P = pa @ pb.T = [[0.58, 0.50], [0.44, 0.50]]
+    terms = [-math.log(0.58 + BCE_EPS), -math.log(1 - 0.50 + BCE_EPS), -math.log(1 - 0.44 + BCE_EPS),
+             -math.log(0.50 + BCE_EPS)]
+    assert pairwise_bce(pa, pb, targets).item() == pytest.approx(sum(terms) / 4, rel=1e-6)
+
+
+def test_cdac_pairwise_bce_is_the_references_flattened_pair_enumeration():
+    """lijichang/CVPR2021-SSDA losses.py: PairEnum2D(prob) rows against PairEnum2D(prob_bar) columns."""
+    from rbda.learn.methods.cdac import BCE_EPS, pairwise_bce, rank_similarity_targets
+
+    torch.manual_seed(0)
+    p, p_bar = torch.softmax(torch.randn(5, 3), 1), torch.softmax(torch.randn(5, 3), 1)
+    feat = torch.randn(5, 8)
+    n = 5
+    rows, cols = p.repeat(n, 1), p_bar.repeat(1, n).view(-1, 3)
+    rank = torch.argsort(feat, dim=1, descending=True)
+    r1, r2 = rank.repeat(n, 1)[:, :3].sort(1).values, rank.repeat(1, n).view(-1, 8)[:, :3].sort(1).values
+    simi = ((r1 - r2).abs().sum(1) == 0).float()
+    prob = (rows * cols).sum(1)
+    reference = -(simi * torch.log(prob + BCE_EPS) + (1 - simi) * torch.log(1 - prob + BCE_EPS)).mean()
+    ours = pairwise_bce(p, p_bar, rank_similarity_targets(feat, 3))
+    torch.testing.assert_close(ours, reference)
+
+
+def test_cdac_consistency_loss_and_rampup_on_hand_computed_cases():
+    from rbda.learn.methods.cdac import METHOD, consistency_loss, sigmoid_rampup
+
+    length = METHOD.setting("rampup_iterations").default
+
+    a = torch.log(torch.tensor([[0.75, 0.25]]))  # logits whose softmax is (0.75, 0.25)
+    b = torch.log(torch.tensor([[0.25, 0.75]]))
+    assert consistency_loss(a, b).item() == pytest.approx((0.5 ** 2 + 0.5 ** 2) / 2)
+    assert consistency_loss(a, a).item() == 0.0
+    assert sigmoid_rampup(0, length) == pytest.approx(math.exp(-5))
+    assert sigmoid_rampup(length // 2, length) == pytest.approx(math.exp(-5 * 0.25))
+    assert sigmoid_rampup(length, length) == sigmoid_rampup(10 * length, length) == 1.0
+    assert length == 20_000 and sigmoid_rampup(5, 0) == 1.0  # the reference's --rampup_length
+
+
+def test_cdac_adversarial_clustering_gradients_are_reversed_for_the_features():
+    """lambda * L_aac: the head ascends the pairwise BCE, the feature extractor descends it."""
+    from rbda.learn.methods.cdac import adaptive_clustering_loss, pairwise_bce, rank_similarity_targets
+
+    torch.manual_seed(0)
+    model = StampClassifier("prototype").eval()
+    weak, strong = torch.randn(8, 3, 21, 21), torch.randn(8, 3, 21, 21)
+
+    def aac():
+        fw, fs = model.backbone(weak), model.backbone(strong)
+        return adaptive_clustering_loss(fw, model.head(model.reversal(fw)), model.head(model.reversal(fs)), 5)
+
+    def bce():
+        fw, fs = model.backbone(weak), model.backbone(strong)
+        return pairwise_bce(torch.softmax(model.head(fw), 1), torch.softmax(model.head(fs), 1),
+                            rank_similarity_targets(fw, 5))
+
+    aac_backbone, aac_head = _grads(model, aac())
+    bce_backbone, bce_head = _grads(model, bce())
+    for k in bce_head:
+        torch.testing.assert_close(aac_head[k], -bce_head[k])
+    for k in bce_backbone:
+        torch.testing.assert_close(aac_backbone[k], bce_backbone[k])
+
+
+def test_cdac_unlabelled_loss_sums_its_three_terms():
+    from rbda.learn.methods.cdac import adaptive_clustering_loss, cdac_unlabelled_loss, consistency_loss
+    from rbda.learn.methods.mme_fixmatch import pseudo_label_loss
+
+    torch.manual_seed(1)
+    model = StampClassifier("prototype").eval()
+    w, s1, s2 = (torch.randn(6, 3, 21, 21) for _ in range(3))
+    fw, f1, f2 = (model.backbone(x) for x in (w, s1, s2))
+    aac = adaptive_clustering_loss(fw, model.head(fw), model.head(f1), 4)
+    pl, _ = pseudo_label_loss(model.head(fw), model.head(f2), 0.6)
+    con = consistency_loss(model.head(f1), model.head(f2))
+    total = cdac_unlabelled_loss(model, w, s1, s2, lam=0.3, tau=0.6, consistency_weight=2.0, topk=4)
+    torch.testing.assert_close(total, 0.3 * aac + pl + 2.0 * con)
+
+
+def test_cdac_plans_mme_batches_and_view_seeds_and_ramps_its_consistency_weight(surveys):
+    from rbda.learn.methods.cdac import sigmoid_rampup
+
+    m = method_class("cdac")(RunSpec("cdac", "des", "hits", 0, seed=1, shots=5, lam=1.0), surveys)
+    assert m.spec.settings == {"topk": 5, "rampup_weight": 30.0, "rampup_iterations": 20_000,
+                               "pseudo_label_threshold": 0.95, "strong_view_shift": "integer"}  # the reference's
+    assert m.head_kind == "prototype"
+    plan = m.plan_epoch(3, _gen())
+    assert set(plan) == {"source", "target", "unlabelled", "augment_seed"}
+    m.begin_epoch(400)
+    assert m.consistency_weight(2) == 30.0 * sigmoid_rampup(402, 20_000)
+    short = method_class("cdac")(RunSpec("cdac", "des", "hits", 0, seed=1, shots=5, lam=1.0,
+                                         settings={"rampup_weight": 2.0, "rampup_iterations": 100}), surveys)
+    short.begin_epoch(50)
+    assert short.consistency_weight(0) == 2.0 * sigmoid_rampup(50, 100)
+    assert short.describe()["consistency_rampup"] == "2 x sigmoid_rampup(i, 100)"
+    model = StampClassifier("prototype")
+    losses = list(m.losses(model, plan, 0))
+    assert len(losses) == 2 and all(torch.isfinite(loss) for loss in losses)
+    with pytest.raises(SettingError, match="lambda"):
+        method_class("cdac")(RunSpec("cdac", "des", "hits", 0, seed=1, shots=5), surveys)
+    with pytest.raises(SettingError, match="strong_view_shift"):
+        method_class("cdac")(RunSpec("cdac", "des", "hits", 0, seed=1, shots=5, lam=1.0,
+                                         settings={"strong_view_shift": "x"}), surveys)

@@ -26,7 +26,7 @@ def test_valid_run_loads(tmp_path):
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d.pop("evaluations"), "'evaluations' is a required property"),
     (lambda d: d.update(schema="rbda.run/2"), "schema"),
-    (lambda d: d.update(method="cdac"), "method"),
+    (lambda d: d.update(method="adamatch"), "method"),
     (lambda d: d["validation"].pop("best_bacc"), "best_bacc"),
     (lambda d: d["evaluations"][0].update(bacc=1.5), "bacc"),
     (lambda d: d.__setitem__("lambda", None), "mme run has a lambda"),

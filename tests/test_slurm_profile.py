@@ -68,8 +68,8 @@ def test_full_study_slurm_job_count_is_the_readme_count(repo_root, tmp_path):
 
 
 def test_every_training_rule_asks_for_a_gpu_on_the_gpu_partition(repo_root):
-    """Each method's training rule (rbda.study.METHODS: `train_{method}`) is a GPU job in the
-    user profile; a method added to the vocabulary without its profile entry fails here."""
+    """Each method's training rule (rbda.registry.METHODS: `train_{method}`) is a GPU job in the
+    user profile; a method module added without its profile entry fails here."""
     from rbda.registry import METHODS
 
     profile = yaml.safe_load((repo_root / "profiles/slurm/config.yaml").read_text())

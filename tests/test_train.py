@@ -157,6 +157,32 @@ def test_learning_rate_is_halved_every_n_iterations():
     assert [learning_rate_at(config, i) for i in (0, 99, 100, 250)] == [0.01, 0.01, 0.005, 0.0025]
 
 
+def test_inv_schedule_is_the_reference_mme_codes_inv_lr_scheduler():
+    """SSDA_MME utils/lr_schedule.py: lr = init_lr * (1 + gamma * iter) ** (-power), gamma 1e-4, power 0.75."""
+    config = TrainConfig(lr=0.01, lr_schedule="inv", lr_halve_every=100)
+    for i in (0, 1, 99, 100, 10_000, 50_000):
+        assert learning_rate_at(config, i) == pytest.approx(0.01 * (1 + 0.0001 * i) ** -0.75, rel=1e-12)
+    assert learning_rate_at(config, 10_000) == pytest.approx(0.01 * 2 ** -0.75)  # halving ignored
+    with pytest.raises(SettingError, match="lr_schedule"):
+        TrainConfig(lr_schedule="cosine").check()
+
+
+def test_the_loop_sets_the_inv_rate_at_every_iteration(surveys, monkeypatch):
+    import rbda.learn.train
+    from rbda.learn.optim import MomentumSGD
+
+    rates = []
+
+    class Recording(MomentumSGD):
+        def step(self):
+            rates.append(self.lr)
+            super().step()
+
+    monkeypatch.setattr(rbda.learn.train, "MomentumSGD", Recording)
+    _fit(_baseline(surveys), TrainConfig(epoch_size=100, max_epochs=2, patience=10, lr_schedule="inv"))
+    assert rates == pytest.approx([0.01 * (1 + 0.0001 * i) ** -0.75 for i in range(4)], rel=1e-12)
+
+
 class _Interrupt(Exception):
     pass
 
@@ -190,6 +216,62 @@ def test_st_trains_from_scratch(surveys):
     method = _adapt(surveys, "st", from_scratch=True)
     result = _fit(method)
     assert {e["role"]: e["bacc"] for e in evaluate_method(method, result.model)}["source"] > 0.8
+
+
+def test_st_and_mme_at_lambda_zero_train_identical_weights_from_the_same_seed(surveys, baseline_state,
+                                                                              monkeypatch):
+    """S+T is MME's set-up minus the minimax step: with the same seeds (the loop derives them from the
+    method's name and lambda too, so those keys are dropped here) the two runs are the same run."""
+    import rbda.learn.train as loop
+    from rbda.seeding import derive_seed
+
+    monkeypatch.setattr(loop, "derive_seed", lambda seed, stream, *keys: derive_seed(seed, stream))
+    config = TrainConfig(epoch_size=200, max_epochs=3, patience=10)
+    st = _fit(_adapt(surveys, "st"), config, init_state=baseline_state)
+    mme = method_class("mme")(RunSpec("mme", "des", "hits", 0, seed=4, shots=5, lam=0.0), surveys)
+    mme = _fit(mme, config, init_state=baseline_state)
+    assert st.state.history == mme.state.history
+    st_weights, mme_weights = st.model.state_dict(), mme.model.state_dict()
+    assert st_weights.keys() == mme_weights.keys()
+    assert all(torch.equal(st_weights[k], mme_weights[k]) for k in st_weights)
+
+
+def test_finetune_with_frozen_batch_norm_keeps_the_baselines_statistics(surveys, baseline_state):
+    config = TrainConfig(epoch_size=100, max_epochs=2, patience=10)
+    stats = lambda state: {k: v for k, v in state.items() if "running_" in k}  # noqa: E731
+    assert stats(baseline_state)
+    frozen = _fit(_adapt(surveys, "finetune", settings={"frozen_batch_norm": True}), config, init_state=baseline_state).model.state_dict()
+    for k, v in stats(baseline_state).items():
+        assert torch.equal(frozen[k], v), k
+    assert any(not torch.equal(frozen[k], baseline_state[k]) for k in baseline_state if "weight" in k)  # it learns
+    study = _fit(_adapt(surveys, "finetune"), config, init_state=baseline_state).model.state_dict()
+    assert any(not torch.equal(study[k], v) for k, v in stats(baseline_state).items())  # the study's FT re-estimates
+    with pytest.raises(SettingError, match="frozen_batch_norm"):
+        _adapt(surveys, "mme", settings={"frozen_batch_norm": True})
+
+
+def test_dann_reversal_coefficient_does_not_depend_on_max_epochs(surveys, baseline_state, monkeypatch):
+    """The ramp counts iterations of the run (TLlib's max_iters), not progress towards max_epochs:
+    the first two epochs use the same coefficients whether the run may last 4 epochs or 40."""
+    import rbda.learn.methods.dann as dann
+
+    used = []
+    original = dann.reversal_coefficient
+
+    def recording(*args):
+        used.append(original(*args))
+        return used[-1]
+
+    monkeypatch.setattr(dann, "reversal_coefficient", recording)
+    per_max_epochs = {}
+    for max_epochs in (4, 40):
+        used.clear()
+        with pytest.raises(_Interrupt):
+            _fit(_adapt(surveys, "dann"), TrainConfig(epoch_size=100, max_epochs=max_epochs, patience=100),
+                 init_state=baseline_state, on_epoch_end=_interrupt_after(2))
+        per_max_epochs[max_epochs] = list(used)
+    assert len(per_max_epochs[4]) == 4 and per_max_epochs[4] == per_max_epochs[40]
+    assert per_max_epochs[4][3] == original(3, 1000)
 
 
 @pytest.mark.parametrize("method_name", METHODS)
@@ -318,13 +400,15 @@ def test_momentum_sgd_with_the_reference_mme_options_matches_torch_optim_sgd_exa
     torch.manual_seed(1)
     ours, reference = StampClassifier("prototype").eval(), StampClassifier("prototype").eval()
     reference.load_state_dict(ours.state_dict())
-    scales = (0.1, 1.0)
-    opt_ours = MomentumSGD(parameter_groups(ours.backbone.parameters(), ours, *scales), lr=0.01, momentum=0.9,
+    scales = (0.1, 1.0, 1.0)
+    opt_ours = MomentumSGD(parameter_groups(ours.backbone, ours, *scales), lr=0.01, momentum=0.9,
                            weight_decay=0.0005, nesterov=True)
-    assert [len(g) for g, _ in opt_ours.groups] == [len(list(ours.backbone.parameters())),
+    assert [len(g) for g, _ in opt_ours.groups] == [len(list(ours.backbone.conv.parameters())),
+                                                    len(list(ours.backbone.fc.parameters())),
                                                     len(list(ours.head.parameters()))]
-    groups = [{"params": list(reference.backbone.parameters()), "lr": 0.01 * scales[0]},
-              {"params": list(reference.head.parameters()), "lr": 0.01 * scales[1]}]
+    groups = [{"params": list(reference.backbone.conv.parameters()), "lr": 0.01 * scales[0]},
+              {"params": list(reference.backbone.fc.parameters()), "lr": 0.01 * scales[1]},
+              {"params": list(reference.head.parameters()), "lr": 0.01 * scales[2]}]
     opt_ref = torch.optim.SGD(groups, lr=0.01, momentum=0.9, weight_decay=0.0005, nesterov=True)
     for step in range(4):
         x = torch.randn(8, 3, 21, 21)
@@ -338,7 +422,7 @@ def test_momentum_sgd_with_the_reference_mme_options_matches_torch_optim_sgd_exa
             opt.step()
     for a, b in zip(ours.state_dict().values(), reference.state_dict().values()):
         assert torch.equal(a, b)
-    restored = MomentumSGD(parameter_groups(ours.backbone.parameters(), ours, 1.0, 1.0), lr=1.0, momentum=0.0)
+    restored = MomentumSGD(parameter_groups(ours.backbone, ours, 1.0, 1.0, 1.0), lr=1.0, momentum=0.0)
     restored.load_state_dict(opt_ours.state_dict())
     assert (restored.lr, restored.weight_decay, restored.nesterov) == (0.005, 0.0005, True)
     assert [scale for _, scale in restored.groups] == list(scales)
@@ -360,24 +444,27 @@ def test_the_loop_builds_the_optimiser_from_the_options(surveys, baseline_state,
 
     monkeypatch.setattr(rbda.learn.train, "MomentumSGD", Recording)
     config = TrainConfig(epoch_size=100, max_epochs=1, patience=10, backbone_lr_scale=0.1, weight_decay=0.0005,
-                         nesterov=True)
+                         nesterov=True, lr_schedule="inv")
     for name in ADAPTATION_METHODS:  # every head kind, DANN's domain head too
         method = _adapt(surveys, name)
         result = _fit(method, config, init_state=baseline_state)
         optimizer = built.pop()
-        (backbone, backbone_scale), (head, head_scale) = optimizer.groups
+        (conv, conv_scale), (dense, dense_scale), (head, head_scale) = optimizer.groups
         model = result.model
-        assert {id(p) for p in backbone} == {id(p) for p in model.backbone.parameters()}
-        assert {id(p) for p in backbone} | {id(p) for p in head} == {id(p) for p in model.parameters()}
-        assert not {id(p) for p in backbone} & {id(p) for p in head}
-        assert (backbone_scale, head_scale, optimizer.weight_decay, optimizer.nesterov) == (0.1, 1.0, 0.0005, True)
+        ids = lambda params: {id(p) for p in params}  # noqa: E731
+        assert ids(conv) == ids(model.backbone.conv.parameters()) and ids(dense) == ids(model.backbone.fc.parameters())
+        assert ids(conv) | ids(dense) | ids(head) == ids(model.parameters())
+        assert len(ids(conv)) + len(ids(dense)) + len(ids(head)) == len(ids(model.parameters()))
+        assert (conv_scale, dense_scale, head_scale, optimizer.weight_decay, optimizer.nesterov) == \
+            (0.1, 1.0, 1.0, 0.0005, True)
         hyper = run_record(method, config, result, [])["hyperparameters"]
-        assert (hyper["backbone_lr_scale"], hyper["head_lr_scale"], hyper["weight_decay"], hyper["nesterov"]) == \
-            (0.1, 1.0, 0.0005, True)
+        assert (hyper["lr_schedule"], hyper["backbone_lr_scale"], hyper["backbone_dense_lr_scale"],
+                hyper["head_lr_scale"], hyper["weight_decay"], hyper["nesterov"]) == (
+            "inv", 0.1, 1.0, 1.0, 0.0005, True)
     # the default is the study's plain SGD: one learning rate, no decay, no Nesterov
     _fit(_baseline(surveys), TrainConfig(epoch_size=100, max_epochs=1))
     optimizer = built.pop()
-    assert [scale for _, scale in optimizer.groups] == [1.0, 1.0]
+    assert [scale for _, scale in optimizer.groups] == [1.0, 1.0, 1.0]
     assert (optimizer.weight_decay, optimizer.nesterov) == (0.0, False)
 
 
@@ -390,7 +477,7 @@ def test_nesterov_needs_momentum():
 def test_interrupted_run_with_the_reference_mme_optimiser_resumes_to_the_same_numbers(tmp_path, surveys,
                                                                                      baseline_state):
     config = TrainConfig(epoch_size=300, max_epochs=5, patience=10, checkpoint_every_epochs=2,
-                         backbone_lr_scale=0.1, weight_decay=0.0005, nesterov=True)
+                         backbone_lr_scale=0.1, weight_decay=0.0005, nesterov=True, lr_schedule="inv")
     m = _adapt(surveys, "mme")
     uninterrupted = _numbers(_fit(m, config, init_state=baseline_state), m)
     checkpoint = tmp_path / "run.ckpt"

@@ -116,7 +116,7 @@ def test_bad_input_is_a_clear_error_without_output(study, tmp_path, capsys):
     metrics = tmp_path / "run.json"
     base = ["--data", study["data"]["des"], "--data", study["data"]["hits"], "--split", "0", "--seed", "7",
             "--metrics", str(metrics), *SHORT]
-    _fails_cleanly(capsys, ["train", "--method", "cdac", "--source", "des", *base], "one of baseline, finetune, mme", metrics)
+    _fails_cleanly(capsys, ["train", "--method", "adamatch", "--source", "des", *base], "one of baseline, finetune, mme", metrics)
     _fails_cleanly(capsys, ["train", "--method", "finetune", "--source", "des", "--target", "hits", "--shots", "5",
                             "--init-model", str(tmp_path / "none.pt"), *base], "none.pt: model file not found", metrics)
     _fails_cleanly(capsys, ["train", "--method", "finetune", "--source", "des", "--target", "hits", "--shots", "500",

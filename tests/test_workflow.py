@@ -155,6 +155,37 @@ def test_extended_preset_fans_out_every_method(workflow):
     }
 
 
+ALL_METHODS = (*DEMO, "presets/all_methods.yaml")
+
+
+def test_all_methods_preset_plans_every_registered_method_on_the_demo(workflow):
+    """Every registered adaptation method per (split, pair, shots); the lambda methods per lambda too,
+    then selected. A method module added to the package fails here until the preset lists it."""
+    from rbda.registry import ADAPTATION_METHODS, LAMBDA_METHODS
+
+    preset = yaml.safe_load((REPO / "presets" / "all_methods.yaml").read_text())
+    assert preset["methods"] == list(ADAPTATION_METHODS), "presets/all_methods.yaml: list every registered method"
+    per_pair = 12 * 3 * 2
+    expected = {
+        "synthesize_survey": 4,
+        "preprocess_survey": 4,
+        "split_survey": 4 * 2,
+        "train_baseline": 4 * 2,
+        **{f"train_{m}": per_pair * (2 if m in LAMBDA_METHODS else 1) for m in ADAPTATION_METHODS},
+        "choose_lambda": 12 * len(LAMBDA_METHODS),
+        "select_lambda": per_pair * len(LAMBDA_METHODS),
+        "select_model": per_pair,  # save_models: [mme-selected]
+        "aggregation_inputs": 1,
+        "aggregate": 1,
+        "all": 1,
+    }
+    assert planned_jobs(workflow, *ALL_METHODS) == expected
+    commands = dry_run_commands(workflow, *ALL_METHODS, "--",
+                                "results/runs/cdac-selected/des-to-hits/shots-5/split-1.json")
+    train = [c for c in commands if c.startswith("rbda train --method cdac")]
+    assert len(train) == 3 * 2 * 2 and all("--strong-view-shift integer" in c and "--topk 5" in c for c in train)
+
+
 def test_the_schema_names_no_method_the_registry_checks_them():
     """Method names come from the method modules (rbda.registry), not from the schema: it has no
     enum of them and no per-method keys; the workflow checks the names (test below)."""
@@ -171,9 +202,9 @@ def test_the_schema_names_no_method_the_registry_checks_them():
 
 
 @pytest.mark.parametrize(("overlay", "message"), [
-    ({"methods": ["finetune", "cdac"]}, r"config key 'methods': unknown name\(s\) 'cdac'; expected names among finetune, mme"),
+    ({"methods": ["finetune", "adamatch"]}, r"config key 'methods': unknown name\(s\) 'adamatch'; expected names among finetune, mme"),
     ({"save_models": ["finetune-selected"]}, r"config key 'save_models': unknown name\(s\) 'finetune-selected'"),
-    ({"resources": {"cdac": {"mem_mb": 1000}}}, r"config key 'resources': unknown name\(s\) 'cdac'"),
+    ({"resources": {"adamatch": {"mem_mb": 1000}}}, r"config key 'resources': unknown name\(s\) 'adamatch'"),
     ({"method_settings": {"mme": {"consistency_weight": 0.5}}},
      r"config key 'method_settings.mme': unknown setting\(s\) 'consistency_weight'"),
     ({"training": {"model": "resnet"}}, r"config key 'training.model': unknown name\(s\) 'resnet'"),
@@ -733,7 +764,7 @@ def test_stamp_classifier_target_plans_runs_per_variant_with_distinct_seeds(work
     assert "stamp_classifier" not in planned_jobs(workflow, *DEMO)  # no section configured: not part of `all`
     args = ("--configfile", "config.yaml", "presets/demo.yaml", "presets/stamp_classifier.yaml")
     jobs = planned_jobs(workflow, *args, "--", "stamp_classifier")
-    assert jobs["stamp_classifier_train"] == 9 and jobs["stamp_classifier_split"] == 1
+    assert jobs["stamp_classifier_train"] == 12 and jobs["stamp_classifier_split"] == 1
     assert jobs["stamp_classifier"] == 1 and "train_baseline" not in jobs
     assert planned_jobs(workflow, *args)["stamp_classifier"] == 1  # configured: `all` includes it
     commands = dry_run_commands(workflow, *args, "--", "stamp_classifier")
@@ -741,7 +772,7 @@ def test_stamp_classifier_target_plans_runs_per_variant_with_distinct_seeds(work
     seeds = {re.search(r"--backbone (\w+) --beta (\S+)", c).groups(): [] for c in train}
     for c in train:
         seeds[re.search(r"--backbone (\w+) --beta (\S+)", c).groups()].append(int(re.search(r"--seed (\d+)", c).group(1)))
-    assert set(seeds) == {("study_cnn", "0"), ("deephits", "0"), ("deephits", "0.5")}
+    assert set(seeds) == {("study_cnn", "0"), ("deephits_unrotated", "0"), ("deephits", "0"), ("deephits", "0.5")}
     assert all(sorted(s) == [2023, 2024, 2025] for s in seeds.values())
     assert all("--task multiclass" in c and "--epoch-size 300" in c for c in train)
     (split,) = [c for c in commands if c.startswith("rbda split")]

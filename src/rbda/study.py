@@ -72,6 +72,10 @@ SURVEY_CLASSES = {name: survey.classes for name, survey in shipped_surveys().ite
 MULTICLASS_VAL_PER_CLASS = 200
 MULTICLASS_TEST_PER_CLASS = 100
 
+#: Learning-rate schedules (``training.lr_schedule``; rbda.learn.train.learning_rate_at): halved every
+#: ``lr_halve_every`` iterations (the study's) or the reference MME code's inverse decay.
+LR_SCHEDULES = ("halve", "inv")
+
 #: Where training runs (``--device``); ``auto`` is CUDA when available.
 DEVICES = ("auto", "cpu", "cuda")
 #: Tensor memory layouts (``--memory-format``); ``auto`` is channels-last on CPU, contiguous on CUDA.
@@ -181,10 +185,16 @@ class TrainingOptions:
     task: str = option("binary", "binary (real/bogus, the study's) or multiclass (the survey's original "
                        "classes, rbda.study.SURVEY_CLASSES; baseline only, on a `rbda split --task multiclass` "
                        "split)", choices=TASKS)
-    # the optimiser (rbda.learn.optim.MomentumSGD); the study's is plain SGD, the reference MME code
-    # (SSDA_MME main.py) uses backbone_lr_scale 0.1, weight_decay 0.0005, nesterov (docs/method.md section 5)
-    backbone_lr_scale: float = option(1.0, "learning-rate multiplier of the feature extractor "
-                                      "(reference MME code: 0.1; the study's: 1)", gt=0)
+    # the optimiser (rbda.learn.optim.MomentumSGD); the study's is plain SGD halving its rate, the reference
+    # MME code (SSDA_MME main.py) uses lr_schedule inv, backbone_lr_scale 0.1, backbone_dense_lr_scale 1,
+    # weight_decay 0.0005, nesterov (docs/method.md, "What every method shares and where each differs")
+    lr_schedule: str = option("halve", "halve (the rate halved every lr_halve_every iterations, the study's) "
+                              "or inv (lr * (1 + 0.0001 i)^-0.75 at iteration i, the reference MME code's)",
+                              choices=LR_SCHEDULES)
+    backbone_lr_scale: float = option(1.0, "learning-rate multiplier of the feature extractor's convolutional "
+                                      "part (reference MME code: 0.1; the study's: 1)", gt=0)
+    backbone_dense_lr_scale: float = option(1.0, "learning-rate multiplier of the feature extractor's dense "
+                                            "layers (reference MME code: 1 = 10 x its 0.1; the study's: 1)", gt=0)
     head_lr_scale: float = option(1.0, "learning-rate multiplier of every other weight: the head "
                                   "(and DANN's domain classifier); 1 in the study and the reference MME code", gt=0)
     weight_decay: float = option(0.0, "L2 weight decay of SGD (reference MME code: 0.0005; the study's: 0)", ge=0)

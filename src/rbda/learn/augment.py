@@ -3,8 +3,11 @@
 Only transformations that leave a real/bogus label unchanged are used: the
 sky has no preferred orientation on a stamp, so the 8 rotations and
 reflections of the square (the dihedral group D4) are exact symmetries; a
-small sub-pixel shift models centring errors of the alert position; Gaussian
-noise models a different noise realisation. No colour (channel-mixing or
+shift by whole pixels models centring errors of the alert position and keeps
+every pixel value (a hot pixel, cosmic ray or bad column -- the 1-pixel
+artefacts that make a detection bogus -- moves intact; the bilinear sub-pixel
+shift, a setting, smears it over four pixels); Gaussian noise models a
+different noise realisation. No colour (channel-mixing or
 intensity) operations: the three channels are template, science and
 difference, whose relation *is* the signal.
 
@@ -16,6 +19,7 @@ mean 0 and std 1 (docs/method.md section 2), so the noise level is in units
 of the stamp's own standard deviation.
 
 * :func:`dihedral` -- one of the 8 symmetries of the square per stamp.
+* :func:`integer_shift` -- a translation by whole pixels (edges extended).
 * :func:`subpixel_shift` -- a bilinear translation by up to ``max_shift`` px.
 * :func:`weak_view`, :func:`strong_view` -- the two views of ``mmefm``.
 """
@@ -25,12 +29,16 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+
 #: Number of symmetries of the square: rotations by k * 90 degrees, each with or without a reflection.
 N_DIHEDRAL = 8
 #: Largest translation of the strong view, in pixels (per axis).
-MAX_SHIFT = 1.0
+MAX_SHIFT = 1
 #: Standard deviation of the strong view's Gaussian noise, in units of the (normalised) stamp's std.
 NOISE_STD = 0.1
+#: How the strong view shifts a stamp (:func:`strong_view`; the ``strong_view_shift`` setting of the
+#: methods that use it): by whole pixels (values kept) or bilinear sub-pixel (values smeared).
+STRONG_VIEW_SHIFTS = ("integer", "subpixel")
 
 
 def dihedral_one(x: torch.Tensor, op: int) -> torch.Tensor:
@@ -67,6 +75,22 @@ def subpixel_shift(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def integer_shift(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Stamp ``i`` translated by ``shift[i] = (dx, dy)`` whole pixels (integers), edges extended.
+
+    The content moves by (+dx, +dy) in (column, row) direction; every output pixel is a copy of an
+    input pixel (the pixel ``dx`` columns left and ``dy`` rows up, clamped to the stamp), so pixel
+    values are kept exactly.
+    """
+    n, _, h, w = x.shape
+    shift = shift.to(device=x.device, dtype=torch.long)
+    rows = (torch.arange(h, device=x.device)[None, :] - shift[:, 1:2]).clamp(0, h - 1)  # (N, H)
+    cols = (torch.arange(w, device=x.device)[None, :] - shift[:, 0:1]).clamp(0, w - 1)  # (N, W)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    # (N, H, W, C) -> (N, C, H, W)
+    return x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
 def random_ops(n: int, generator: torch.Generator) -> torch.Tensor:
     """``n`` symmetries drawn uniformly from the 8."""
     return torch.randint(0, N_DIHEDRAL, (n,), generator=generator, device=generator.device)
@@ -77,13 +101,21 @@ def weak_view(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return dihedral(x, random_ops(x.shape[0], generator))
 
 
-def strong_view(x: torch.Tensor, generator: torch.Generator, max_shift: float = MAX_SHIFT,
-                noise_std: float = NOISE_STD) -> torch.Tensor:
-    """The strong view: a symmetry, then a shift uniform in ``[-max_shift, max_shift]`` px per axis,
-    then Gaussian noise of std ``noise_std``."""
+def strong_view(x: torch.Tensor, generator: torch.Generator, max_shift: int = MAX_SHIFT,
+                noise_std: float = NOISE_STD, shift: str = "integer") -> torch.Tensor:
+    """The strong view: a symmetry, then a shift per axis, then Gaussian noise of std ``noise_std``.
+
+    ``shift``: ``integer`` (whole pixels, uniform in ``-max_shift..max_shift``; pixel values kept) or
+    ``subpixel`` (bilinear, uniform in ``[-max_shift, max_shift]``; values interpolated).
+    """
+    if shift not in STRONG_VIEW_SHIFTS:
+        raise ValueError(f"shift must be one of {STRONG_VIEW_SHIFTS}, got {shift!r}")
     n = x.shape[0]
     x = dihedral(x, random_ops(n, generator))
-    shift = (torch.rand(n, 2, generator=generator, device=generator.device) * 2 - 1) * max_shift
-    x = subpixel_shift(x, shift)
+    if shift == "integer":
+        x = integer_shift(x, torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator,
+                                           device=generator.device))
+    else:
+        x = subpixel_shift(x, (torch.rand(n, 2, generator=generator, device=generator.device) * 2 - 1) * max_shift)
     noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype)
     return x + noise_std * noise

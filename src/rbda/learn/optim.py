@@ -1,10 +1,17 @@
-"""The optimiser of every method: SGD with momentum.
+"""The optimiser of every method (SGD with momentum) and its learning-rate schedules.
 
 The study's optimiser is plain SGD with momentum, one learning rate for every
-weight (the default). As an option it becomes the reference MME code's
-(VisionLearningGroup/SSDA_MME ``main.py``): parameter groups whose learning
-rates are the base rate times a per-group multiplier (feature extractor 0.1,
-head 1 there), L2 weight decay and Nesterov momentum (docs/method.md section 5).
+weight, halved every ``lr_halve_every`` iterations (the defaults). As options
+it becomes the reference MME code's (VisionLearningGroup/SSDA_MME ``main.py``
+lines 87-95 and 139-142; CDAC's ``main.py`` lines 95-103 and 137-138 are the
+same): three parameter groups whose learning rates are the base rate times a
+multiplier -- the feature extractor's convolutional part ``multi`` = 0.1, its
+dense layers ``10 * multi`` = 1 (the keys containing ``classifier`` of its
+AlexNet/VGG feature extractors are their dense layers fc6, fc7), the head 1 --
+L2 weight decay 0.0005 and Nesterov momentum; and its learning-rate decay
+``inv`` (``utils/lr_schedule.py`` lines 4-12, called every step in
+``main.py`` lines 164-167): ``lr * (1 + gamma * i) ** -power`` with gamma
+0.0001 and power 0.75 (docs/method.md, "What every method shares").
 """
 
 from __future__ import annotations
@@ -12,6 +19,16 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import torch
+from torch import nn
+
+#: The reference's ``inv_lr_scheduler`` constants (SSDA_MME ``utils/lr_schedule.py`` line 4).
+INV_GAMMA = 0.0001
+INV_POWER = 0.75
+
+
+def inv_decay(iteration: int) -> float:
+    """The reference's decay factor at ``iteration``: ``(1 + INV_GAMMA * iteration) ** -INV_POWER``."""
+    return (1 + INV_GAMMA * iteration) ** (-INV_POWER)
 
 
 class MomentumSGD:
@@ -81,11 +98,21 @@ class MomentumSGD:
         self.buffers = [None if b is None else b.to(p.device) for b, p in zip(state["buffers"], self.params)]
 
 
-def parameter_groups(backbone: Iterable[torch.nn.Parameter], model: torch.nn.Module,
-                     backbone_scale: float, head_scale: float) -> Sequence[tuple[list, float]]:
-    """Two groups: the ``backbone`` parameters, then every other parameter of ``model`` (the head, and
-    any further part such as DANN's domain classifier), with their learning-rate multipliers."""
-    backbone = list(backbone)
-    ids = {id(p) for p in backbone}
-    rest = [p for p in model.parameters() if id(p) not in ids]
-    return [(backbone, backbone_scale), (rest, head_scale)]
+def dense_parameters(backbone: nn.Module) -> list[nn.Parameter]:
+    """The parameters of the feature extractor's dense part: its ``Linear`` layers and the
+    ``BatchNorm1d`` layers that normalise them (the reference's ``classifier`` keys)."""
+    return [p for module in backbone.modules() if isinstance(module, (nn.Linear, nn.BatchNorm1d))
+            for p in module.parameters(recurse=False)]
+
+
+def parameter_groups(backbone: nn.Module, model: nn.Module, backbone_scale: float, dense_scale: float,
+                     head_scale: float) -> Sequence[tuple[list, float]]:
+    """Three groups with their learning-rate multipliers: the feature extractor's convolutional part
+    (every ``backbone`` parameter that is not dense), its dense layers (:func:`dense_parameters`), then
+    every other parameter of ``model`` (the head, and any further part such as DANN's domain classifier)."""
+    dense = dense_parameters(backbone)
+    dense_ids = {id(p) for p in dense}
+    convolutional = [p for p in backbone.parameters() if id(p) not in dense_ids]
+    backbone_ids = {id(p) for p in backbone.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in backbone_ids]
+    return [(convolutional, backbone_scale), (dense, dense_scale), (rest, head_scale)]

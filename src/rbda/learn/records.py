@@ -47,7 +47,8 @@ def run_record(method, config, result, evaluations: list[dict], errors: dict | N
             "patience": config.patience, "max_epochs": config.max_epochs, "val_shots": spec.val_shots,
             "best_epoch_ties": config.best_epoch_ties, "epoch_zero_candidate": config.epoch_zero_candidate,
             "model": spec.model, "beta": spec.beta, "task": spec.task,
-            "backbone_lr_scale": config.backbone_lr_scale, "head_lr_scale": config.head_lr_scale,
+            "lr_schedule": config.lr_schedule, "backbone_lr_scale": config.backbone_lr_scale,
+            "backbone_dense_lr_scale": config.backbone_dense_lr_scale, "head_lr_scale": config.head_lr_scale,
             "weight_decay": config.weight_decay, "nesterov": config.nesterov,
             **spec.settings,  # the method's own settings (rbda.registry), if it has any
         },

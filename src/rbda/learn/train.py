@@ -2,7 +2,8 @@
 
 :func:`train` drives a :class:`~rbda.learn.methods.base.TrainingMethod`: SGD with
 momentum (per-group learning-rate multipliers, weight decay and Nesterov as
-options: :mod:`rbda.learn.optim`), the learning rate halved every ``lr_halve_every`` iterations,
+options: :mod:`rbda.learn.optim`), the learning rate halved every ``lr_halve_every`` iterations
+(or the reference MME code's ``inv`` decay, an option),
 epochs of ``epoch_size`` labelled items (``ceil(epoch_size / batch_size)``
 iterations), validation balanced accuracy after every epoch, early stopping
 after ``patience`` epochs without improvement, the best weights kept
@@ -34,7 +35,7 @@ from rbda.errors import RbdaError, SettingError
 from rbda.learn.evaluate import evaluate_rows, multiclass_rows
 from rbda.learn.methods.base import TrainingMethod
 from rbda.learn.models import StampClassifier
-from rbda.learn.optim import MomentumSGD, parameter_groups
+from rbda.learn.optim import MomentumSGD, inv_decay, parameter_groups
 from rbda.progress import Progress
 from rbda.seeding import derive_seed
 from rbda.study import TRAINING_DEFAULTS as DEFAULTS
@@ -58,7 +59,9 @@ class TrainConfig:
     checkpoint_every_epochs: int = DEFAULTS.checkpoint_every_epochs
     memory_format: str = DEFAULTS.memory_format  # see rbda.device.resolve_memory_format
     bf16: bool = DEFAULTS.bf16
+    lr_schedule: str = DEFAULTS.lr_schedule
     backbone_lr_scale: float = DEFAULTS.backbone_lr_scale
+    backbone_dense_lr_scale: float = DEFAULTS.backbone_dense_lr_scale
     head_lr_scale: float = DEFAULTS.head_lr_scale
     weight_decay: float = DEFAULTS.weight_decay
     nesterov: bool = DEFAULTS.nesterov
@@ -88,7 +91,10 @@ class TrainingResult:
 
 
 def learning_rate_at(config: TrainConfig, iteration: int) -> float:
-    """The study's schedule: the base rate halved every ``lr_halve_every`` iterations."""
+    """The base learning rate at ``iteration``: halved every ``lr_halve_every`` iterations (``halve``,
+    the study's) or the reference's ``inv`` decay (:func:`rbda.learn.optim.inv_decay`)."""
+    if config.lr_schedule == "inv":
+        return config.lr * inv_decay(iteration)
     return config.lr * 0.5 ** (iteration // config.lr_halve_every)
 
 
@@ -108,11 +114,10 @@ def _train_epoch(method: TrainingMethod, model, optimizer, plan: dict[str, torch
     """One epoch of updates on ``plan`` (the epoch's batch rows); returns the mean over iterations of
     the summed update losses."""
     iterations = math.ceil(config.epoch_size / method.spec.batch_size)
-    model.train()
+    method.train_mode(model)
     loss_sum = torch.zeros((), device=method.source.stamps.device)
     for i in range(iterations):
-        if i == 0 or state.iteration % config.lr_halve_every == 0:
-            optimizer.lr = learning_rate_at(config, state.iteration)
+        optimizer.lr = learning_rate_at(config, state.iteration)
         steps = method.losses(model, plan, i)
         while True:
             with autocast:  # the method's forward pass runs inside next()
@@ -188,8 +193,8 @@ class _Member:
         torch.manual_seed(derive_seed(spec.seed, "init", *seed_keys(spec)))
         model = method.build_model(init_state).to(device)
         self.model = apply_memory_format(config.memory_format, model, method.surveys.values())
-        groups = parameter_groups(method.backbone_parameters(self.model), self.model, config.backbone_lr_scale,
-                                  config.head_lr_scale)
+        groups = parameter_groups(self.model.backbone, self.model, config.backbone_lr_scale,
+                                  config.backbone_dense_lr_scale, config.head_lr_scale)
         self.optimizer = MomentumSGD(groups, lr=config.lr, momentum=config.momentum,
                                      weight_decay=config.weight_decay, nesterov=config.nesterov)
         self.generator = torch.Generator(device=device)
@@ -318,7 +323,7 @@ def train_members(
                 started = time.monotonic()
                 m.state.epoch = epoch
                 with m.own_rng():
-                    m.method.begin_epoch(m.state.iteration, config.max_epochs * iterations)
+                    m.method.begin_epoch(m.state.iteration)
                     plan = stream.plan(m, iterations)
                     losses[j] = _train_epoch(m.method, m.model, m.optimizer, plan, config, m.state, autocast)
                     if math.isfinite(losses[j]):

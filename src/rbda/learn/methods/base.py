@@ -156,11 +156,6 @@ class TrainingMethod(ABC):
     def load_init_state(self, model: StampClassifier, state: dict) -> None:
         model.load_state_dict(state)
 
-    def backbone_parameters(self, model: StampClassifier) -> list:
-        """The feature extractor's parameters (the optimiser's ``backbone_lr_scale`` group; every
-        other parameter of the model is in the head group)."""
-        return list(model.backbone.parameters())
-
     # -- what the loop asks for -----------------------------------------------
     @abstractmethod
     def validation(self) -> tuple[SurveyTensors, np.ndarray]:
@@ -170,9 +165,13 @@ class TrainingMethod(ABC):
     def evaluations(self) -> list[Evaluation]:
         """The test parts evaluated once training ends."""
 
-    def begin_epoch(self, iteration: int, total_iterations: int) -> None:
-        """Called by the loop before each epoch: the iteration it starts at and
-        ``max_epochs * iterations_per_epoch`` (training progress for schedules such as DANN's)."""
+    def begin_epoch(self, iteration: int) -> None:
+        """Called by the loop before each epoch with the iteration it starts at (for schedules such
+        as DANN's reversal ramp, which count iterations of the run)."""
+
+    def train_mode(self, model: StampClassifier) -> None:
+        """Put ``model`` in training mode for an epoch (the loop calls it before the epoch's updates)."""
+        model.train()
 
     @abstractmethod
     def plan_epoch(self, iterations: int, generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -20,10 +20,14 @@ Each iteration is one update of ``CE + lambda_d * BCE_domain``:
 * One forward pass of the whole batch (source, labelled and unlabelled target):
   BatchNorm statistics mix both domains, as in the usual implementations.
 
-The reversal coefficient follows Ganin's schedule ``2 / (1 + exp(-10 p)) - 1``
-over training progress ``p``. With early stopping the length of training is
-not known in advance, so ``p = iteration / (max_epochs * iterations_per_epoch)``
--- progress towards the longest run the settings allow (docs/method.md).
+The reversal coefficient ramps from 0 towards 1 over a fixed number of
+iterations ``N`` (this method's setting ``reversal_ramp_iterations``, default
+1000; config ``method_settings.dann``), as the reference implementation's warm-start reversal layer does
+(thuml/Transfer-Learning-Library ``tllib/modules/grl.py`` lines 59-74,
+``WarmStartGradientReverseLayer(alpha=1., lo=0., hi=1., max_iters=1000)`` in
+``tllib/alignment/dann.py`` line 62): ``2 / (1 + exp(-i / N)) - 1`` at
+iteration ``i`` (0.46 at ``i = N``, 0.96 at ``4 N``). The ramp depends on the
+iteration only, not on ``max_epochs`` nor on where early stopping ends the run.
 
 ``lambda_d`` is the run's ``lambda`` when given (``rbda train --lambda``), else
 :data:`DOMAIN_WEIGHT` (1, Ganin's unweighted sum); the workflow uses the default.
@@ -45,22 +49,27 @@ from rbda.learn.methods.base import MixedBatchAdaptation, RunSpec
 from rbda.learn.models import StampClassifier
 from rbda.learn.reversal import reverse_gradient
 from rbda.study import TRAINING_DEFAULTS
-from rbda.registry import MethodDeclaration
+from rbda.registry import MethodDeclaration, Setting
 
 METHOD = MethodDeclaration(
     name="dann", label="DANN", cls="DomainAdversarial", order=50,
+    settings=(
+        Setting("reversal_ramp_iterations", 1000, "N, the iterations over which the gradient-reversal "
+                "coefficient 2/(1+exp(-i/N))-1 ramps up (reference: 1000)", ge=1),
+    ),
     mem_mb=8000, runtime=360, colour="#66a61e", line_style="-",
 )
 
 #: lambda_d when the run gives no lambda.
 DOMAIN_WEIGHT = 1.0
-#: Ganin's schedule constant: coefficient = 2 / (1 + exp(-GAMMA p)) - 1.
-GAMMA = 10.0
+#: The warm-start schedule's slope (TLlib's ``alpha``): coefficient = 2 / (1 + exp(-ALPHA i / N)) - 1.
+ALPHA = 1.0
 
 
-def reversal_coefficient(progress: float) -> float:
-    """Ganin's schedule: 0 at the start, -> 1 as ``progress`` -> 1 (0.99991 at 1)."""
-    return 2.0 / (1.0 + math.exp(-GAMMA * progress)) - 1.0
+def reversal_coefficient(iteration: int, ramp_iterations: int) -> float:
+    """The reversal coefficient at ``iteration``: 0 at the start, -> 1 over ``ramp_iterations``
+    (TLlib's ``WarmStartGradientReverseLayer`` with lo 0, hi 1, alpha 1, max_iters ``ramp_iterations``)."""
+    return 2.0 / (1.0 + math.exp(-ALPHA * iteration / ramp_iterations)) - 1.0
 
 
 class DomainAdversarialClassifier(StampClassifier):
@@ -101,7 +110,8 @@ class DomainAdversarial(MixedBatchAdaptation):
         self.weight = DOMAIN_WEIGHT if spec.lam is None else float(spec.lam)
         n_domain = self.n_source + self.n_target + spec.batch_size
         self.is_target = torch.arange(n_domain, device=self.source.stamps.device) >= self.n_source
-        self.first_iteration, self.total_iterations = 0, 1
+        self.ramp_iterations = spec.settings["reversal_ramp_iterations"]
+        self.first_iteration = 0
 
     def build_model(self, init_state: dict | None) -> StampClassifier:
         if init_state is None:
@@ -116,20 +126,20 @@ class DomainAdversarial(MixedBatchAdaptation):
                             f"(missing {missing}, unexpected {unexpected})")
         return model
 
-    def begin_epoch(self, iteration: int, total_iterations: int) -> None:
-        self.first_iteration, self.total_iterations = iteration, total_iterations
+    def begin_epoch(self, iteration: int) -> None:
+        self.first_iteration = iteration
 
-    def progress(self, i: int) -> float:
-        """``p`` of iteration ``i`` of the current epoch: iteration / (max_epochs * iterations per epoch)."""
-        return min(1.0, (self.first_iteration + i) / self.total_iterations)
+    def coefficient(self, i: int) -> float:
+        """The reversal coefficient of iteration ``i`` of the current epoch (the run's iteration count)."""
+        return reversal_coefficient(self.first_iteration + i, self.ramp_iterations)
 
     def losses(self, model: DomainAdversarialClassifier, plan: dict[str, torch.Tensor], i: int) -> Iterator[torch.Tensor]:
         x, y = self.labelled_batch(plan, i)
         features = model.backbone(torch.cat((x, self.unlabelled_batch(plan, i))))
         ce = classification_loss(model.head(features[:len(y)]), y, self.spec.beta)
-        domain = domain_loss(model.domain_logits(features, reversal_coefficient(self.progress(i))), self.is_target)
+        domain = domain_loss(model.domain_logits(features, self.coefficient(i)), self.is_target)
         yield ce + self.weight * domain
 
     def describe(self) -> dict:
         return {**super().describe(), "domain_weight": self.weight,
-                "reversal_schedule": "2/(1+exp(-10 p))-1, p = iteration / (max_epochs * iterations_per_epoch)"}
+                "reversal_schedule": f"2/(1+exp(-i/{self.ramp_iterations}))-1 at iteration i"}

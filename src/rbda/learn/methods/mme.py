@@ -17,6 +17,13 @@ Each iteration makes two optimiser updates, as the reference implementation
    therefore *minimises* it. Together the update realises L = CE - lambda*H
    with the minimax split of the paper.
 
+At ``lambda = 0`` the second update has no loss and is not made (an update
+with a zero gradient would still move the weights by momentum, and its forward
+pass the BatchNorm statistics): MME at lambda 0 is S+T
+(:mod:`rbda.learn.methods.source_target`) exactly, as in the reference, where
+``--method S+T`` is the same script without step 2 (SSDA_MME ``main.py``
+line 193).
+
 BatchNorm: as in the reference, the labelled batch goes through the network
 in one forward pass (its statistics mix source and target), and the
 unlabelled batch in its own pass (target-only statistics). The running
@@ -52,6 +59,15 @@ def adversarial_entropy_loss(model: StampClassifier, x: torch.Tensor, lam: float
     return -lam * prediction_entropy(model(x, reverse=True))
 
 
+def load_feature_extractor(model: StampClassifier, state: dict) -> None:
+    """The baseline's feature extractor into ``model``; its head keeps its random initialisation
+    (MME's and S+T's fresh prototype head)."""
+    backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    if not backbone:
+        raise RbdaError("the initial model has no feature extractor ('backbone.*' weights)")
+    model.backbone.load_state_dict(backbone)
+
+
 class MinimaxEntropy(MixedBatchAdaptation):
     name = METHOD.name
     head_kind = "prototype"
@@ -65,16 +81,13 @@ class MinimaxEntropy(MixedBatchAdaptation):
             raise SettingError("lambda", f"a finite lambda >= 0 for method {cls.name!r}", lam)
 
     def load_init_state(self, model: StampClassifier, state: dict) -> None:
-        """The baseline's feature extractor; the prototypes keep their random initialisation."""
-        backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-        if not backbone:
-            raise RbdaError("the initial model has no feature extractor ('backbone.*' weights)")
-        model.backbone.load_state_dict(backbone)
+        load_feature_extractor(model, state)
 
     def losses(self, model: StampClassifier, plan: dict[str, torch.Tensor], i: int) -> Iterator[torch.Tensor]:
         x, y = self.labelled_batch(plan, i)
         yield classification_loss(model(x), y, self.spec.beta)
-        yield self.unlabelled_loss(model, self.unlabelled_batch(plan, i))
+        if self.spec.lam > 0:  # lambda 0: no second update (S+T)
+            yield self.unlabelled_loss(model, self.unlabelled_batch(plan, i))
 
     def unlabelled_loss(self, model: StampClassifier, x: torch.Tensor) -> torch.Tensor:
         """The second update's loss (MME: the minimax entropy term; ENT overrides it)."""

@@ -6,7 +6,8 @@ adaptation: confident predictions on a *weak* view of an unlabelled target
 stamp become hard targets for a *strong* view of the same stamp (FixMatch,
 Sohn et al. 2020). Views (:mod:`rbda.learn.augment`), alert-stamp safe: weak = one of
 the 8 rotations/reflections of the square; strong = another symmetry, a
-bilinear sub-pixel shift of at most 1 px and Gaussian noise; no colour
+shift of at most 1 px per axis (whole pixels; bilinear sub-pixel with this
+method's setting ``strong_view_shift: subpixel``) and Gaussian noise; no colour
 operations.
 
 Each iteration makes MME's two optimiser updates:
@@ -23,8 +24,8 @@ Each iteration makes MME's two optimiser updates:
    The consistency term has no reversal: head and features both fit it.
 
 ``tau`` and ``mu`` are this method's settings ``pseudo_label_threshold`` and
-``consistency_weight`` (declared below; config ``method_settings.mmefm``, ``rbda train
---pseudo-label-threshold/--consistency-weight``; defaults and their measurement: docs/method.md section 5).
+``consistency_weight`` (declared below with ``strong_view_shift``; config ``method_settings.mmefm``,
+``rbda train --pseudo-label-threshold/--consistency-weight/--strong-view-shift``; defaults and their measurement: docs/method.md section 5).
 The minimax entropy term is computed on the weak view, whose detached
 prediction also gives the pseudo-labels; weak and strong views share one
 forward pass of twice MME's unlabelled batch. The name has no ``_`` or ``-``: method names
@@ -51,6 +52,9 @@ METHOD = MethodDeclaration(
         Setting("pseudo_label_threshold", 0.95, "tau, the least softmax probability of the weak view's class "
                 "for it to become the strong view's target", ge=0, le=1),
         Setting("consistency_weight", 0.3, "mu, the weight of the pseudo-label consistency loss", ge=0),
+        Setting("strong_view_shift", "integer", "how the strong view shifts a stamp: integer (whole pixels, "
+                "every value kept) or subpixel (bilinear; smears 1-pixel artefacts)",
+                choices=("integer", "subpixel")),
     ),
     mem_mb=8000, runtime=720, colour="#e6ab02", line_style=":",
 )
@@ -105,6 +109,6 @@ class MinimaxEntropyFixMatch(MinimaxEntropy):
         views.manual_seed(int(plan["augment_seed"][i]))
         layout = torch.channels_last if xu.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         weak = weak_view(xu, views).contiguous(memory_format=layout)
-        strong = strong_view(xu, views).contiguous(memory_format=layout)
+        strong = strong_view(xu, views, shift=self.spec.settings["strong_view_shift"]).contiguous(memory_format=layout)
         yield mmefm_unlabelled_loss(model, weak, strong, self.spec.lam,
                                     self.spec.settings["pseudo_label_threshold"], self.spec.settings["consistency_weight"])
