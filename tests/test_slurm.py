@@ -324,7 +324,7 @@ def slurm_cluster(tmp_path_factory):
         subprocess.run([str(CLUSTER_SCRIPT), "stop", str(state)], timeout=120)
         stray = kill_job_processes(CLUSTER_NAME)
         if stray:
-            warnings.warn(f"killed {len(stray)} process(es) left by the test cluster's jobs: {stray}")
+            warnings.warn(f"killed {len(stray)} process(es) left by the test cluster's jobs: {stray}", stacklevel=2)
 
 
 def kill_job_processes(cluster_name: str) -> list[str]:

@@ -156,7 +156,7 @@ class TrainingMethod(ABC):
     def evaluations(self) -> list[Evaluation]:
         """The test parts evaluated once training ends."""
 
-    def begin_epoch(self, iteration: int, total_iterations: int) -> None:
+    def begin_epoch(self, iteration: int, total_iterations: int) -> None:  # noqa: B027 (an optional hook: most methods need no schedule)
         """Called by the loop before each epoch: the iteration it starts at and
         ``max_epochs * iterations_per_epoch`` (training progress for schedules such as DANN's)."""
 
