@@ -40,11 +40,13 @@ against `workflow/schemas/config.schema.yaml` before planning any job: an unknow
 key, an unknown survey, a value outside the bounds below stops the workflow with a
 message naming the key. Defaults are filled in from the schema.
 
-Changing a `training` value reruns the training it affects (Snakemake's `params`
-trigger), and so does editing the learning core's code (`rerun_on_code_change`);
-changing only `shots` or `lambdas` adds runs. Each training job runs with one
-compute thread (`rbda train --threads 1`), so Snakemake runs as many jobs as there
-are cores.
+Each training job runs with one compute thread (`threads: 1`, `rbda train
+--threads 1`): on CPU, two 1-thread jobs did 1.4x the work of one 2-thread job,
+so Snakemake runs as many jobs as there are cores. Training jobs declare `gpu`
+(1 when `training.device` is `cuda`; the Slurm profile always asks for one GPU
+per training job), `mem_mb` and `runtime`. Changing a `training` value re-runs
+the training (Snakemake's `params` trigger), and so does editing the learning
+core's code (`rerun_on_code_change`); changing only `shots` or `lambdas` adds runs.
 
 """
 
