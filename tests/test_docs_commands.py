@@ -114,3 +114,9 @@ def test_readme_links_point_at_files(repo_root):
     readme = (repo_root / "README.md").read_text()
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme):
         assert (repo_root / target).exists(), f"README.md links {target}, which does not exist"
+
+
+def test_readme_stays_a_front_page(repo_root):
+    """The README fits on a few screens (issue 31); what does not fit belongs on a docs/ page."""
+    lines = (repo_root / "README.md").read_text().splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines; move detail to a docs/ page"
