@@ -47,9 +47,7 @@ if TRAINING["task"] != "binary":
 # Every training job carries the learning core's code hash as a parameter: editing that
 # code (rbda.provenance.LEARNING_CORE) reruns training, unless the config opts out.
 TRAINING_CODE = (
-    learning_core_sha256()
-    if config["rerun_on_code_change"]
-    else "not tracked (rerun_on_code_change: false)"
+    learning_core_sha256() if config["rerun_on_code_change"] else "not tracked (rerun_on_code_change: false)"
 )
 #: The configured adaptation methods, in the vocabulary's order.
 CONFIGURED_METHODS = [m for m in ADAPTATION_METHODS if m in config["methods"]]
@@ -85,8 +83,7 @@ LAMBDA_LABELS = list(LAMBDA_BY_LABEL)
 
 PAIRS = study_pairs(SURVEYS, config["pairs"])
 SURVEYS_BY_SOURCE = {
-    kind: [s for s in SURVEYS if config["surveys"][s]["source"] == kind]
-    for kind in ("url", "path", "synthetic")
+    kind: [s for s in SURVEYS if config["surveys"][s]["source"] == kind] for kind in ("url", "path", "synthetic")
 }
 
 
@@ -155,6 +152,7 @@ def data_arg(survey, split):
 
 # ---------------------------------------------------------------- raw data
 
+
 def raw_input(wildcards):
     """What `rbda preprocess` reads: a folder made by a rule, or the manifest of a local path."""
     if wildcards.survey in SURVEYS_BY_SOURCE["path"]:
@@ -188,6 +186,7 @@ def preprocess_options(wildcards):
 
 
 # ---------------------------------------------------------------- training
+
 
 def training_options(method):
     """The config's training settings for ``method`` as `rbda train` options (rbda.study.TrainingOptions order)."""
@@ -247,13 +246,12 @@ def data_options(surveys, split):
 
 # ---------------------------------------------------------------- selection
 
+
 def lambda_runs(wildcards, splits, shots=None):
     """Runs of lambda method ``wildcards.method`` of the pair, one per lambda, for ``splits``
     and ``shots`` (default: the group's own shot count)."""
     return [
-        run_json(wildcards.method).format(
-            source=wildcards.source, target=wildcards.target, shots=n, lam=lam, split=k
-        )
+        run_json(wildcards.method).format(source=wildcards.source, target=wildcards.target, shots=n, lam=lam, split=k)
         for n, lam, k in itertools.product(shots or [wildcards.shots], LAMBDA_LABELS, splits)
     ]
 
@@ -356,9 +354,7 @@ def _predict_models():
     for entry in PREDICT["models"]:
         if entry.endswith(".pt"):
             path = entry
-            model_id = (
-                entry[len(MODELS_ROOT) : -len(".pt")] if entry.startswith(MODELS_ROOT) else Path(entry).stem
-            )
+            model_id = entry[len(MODELS_ROOT) : -len(".pt")] if entry.startswith(MODELS_ROOT) else Path(entry).stem
         else:
             model_id = str(Path(entry))  # without a trailing slash
             path = f"{MODELS_ROOT}{model_id}.pt"
@@ -440,8 +436,10 @@ def reporting_code():
     for package_dir in rbda.results.__path__:
         root = Path(package_dir)
         files += sorted(
-            str(p) for p in root.rglob("*")
-            if p.is_file() and p.suffix in {".py", ".html", ".css", ".js", ".j2", ".rst"}
+            str(p)
+            for p in root.rglob("*")
+            if p.is_file()
+            and p.suffix in {".py", ".html", ".css", ".js", ".j2", ".rst"}
             and "__pycache__" not in p.parts
         )
     return files
@@ -459,11 +457,11 @@ def _in_snakemake_report(path):
         return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/{name}.rst", category="Figures")
     if path.startswith("tables/") and path.endswith(".csv"):
         subcategory = "Per pair" if path.startswith("tables/pairs/") else "Study"
-        return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/tables.rst",
-                      category="Tables", subcategory=subcategory)
+        return report(
+            f"results/{path}", caption=f"{REPORT_CAPTIONS}/tables.rst", category="Tables", subcategory=subcategory
+        )
     if path.startswith("stats/"):
-        return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/stats.rst",
-                      category="Significance tests")
+        return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/stats.rst", category="Significance tests")
     if path == "report.html":
         return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/report.rst", category="Report")
     return f"results/{path}"
@@ -471,8 +469,10 @@ def _in_snakemake_report(path):
 
 def report_outputs():
     """Every file `rbda aggregate` writes (named by rbda.results.outputs), most of them in the Snakemake report."""
-    return [_in_snakemake_report(path)
-            for path in expected_outputs(SURVEYS, PAIRS, methods=CONFIGURED_METHODS, galleries=True)]
+    return [
+        _in_snakemake_report(path)
+        for path in expected_outputs(SURVEYS, PAIRS, methods=CONFIGURED_METHODS, galleries=True)
+    ]
 
 
 # ---------------------------------------------------------------- stamp_classifier target
@@ -493,8 +493,10 @@ SC_SURVEY, SC_VARIANTS, SC_RUNS = None, {}, []
 if STAMP_CLASSIFIER:
     SC_SURVEY = STAMP_CLASSIFIER["survey"]
     if SC_SURVEY not in SURVEYS:
-        raise ConfigError(f"config key 'stamp_classifier.survey': {SC_SURVEY!r} is not a configured survey "
-                          f"(surveys: {', '.join(SURVEYS)})")
+        raise ConfigError(
+            f"config key 'stamp_classifier.survey': {SC_SURVEY!r} is not a configured survey "
+            f"(surveys: {', '.join(SURVEYS)})"
+        )
     SC_VARIANTS = {v["name"]: v for v in STAMP_CLASSIFIER["variants"]}
     if len(SC_VARIANTS) != len(STAMP_CLASSIFIER["variants"]):
         raise ConfigError("config key 'stamp_classifier.variants': variant names must be distinct")
@@ -504,8 +506,10 @@ if STAMP_CLASSIFIER:
 def _sc_survey(wildcards=None):
     """The section's survey; a config error naming the section when the config has none."""
     if not STAMP_CLASSIFIER:
-        raise ConfigError("the stamp_classifier target needs a `stamp_classifier:` config section "
-                          "(survey, runs, variants; see presets/stamp_classifier.yaml)")
+        raise ConfigError(
+            "the stamp_classifier target needs a `stamp_classifier:` config section "
+            "(survey, runs, variants; see presets/stamp_classifier.yaml)"
+        )
     return SC_SURVEY
 
 
@@ -518,5 +522,11 @@ def stamp_classifier_options(wildcards):
     """`rbda train` options: the config's training settings (and the section's `training:`), the
     variant's backbone and beta, task multiclass."""
     variant = SC_VARIANTS[wildcards.variant]
-    return options_from({**TRAINING, **STAMP_CLASSIFIER.get("training", {}),
-                         **{k: variant[k] for k in SC_VARIANT_KEYS}, "task": "multiclass"})
+    return options_from(
+        {
+            **TRAINING,
+            **STAMP_CLASSIFIER.get("training", {}),
+            **{k: variant[k] for k in SC_VARIANT_KEYS},
+            "task": "multiclass",
+        }
+    )

@@ -2,6 +2,7 @@
 # mme, ent, mmefm): one selected run per (source, target, shots, split), {method}-selected, the
 # lambda chosen by the configured rule (per_pair: once per pair and method, on all its runs).
 
+
 # Reading the pair's runs' JSON files takes about a second: run by Snakemake itself.
 localrules:
     choose_lambda,
@@ -13,14 +14,14 @@ rule choose_lambda:
         choice_runs,
     output:
         LAMBDA_CHOICE,
-    params:
-        rule=LAMBDA_SELECTION,
     log:
         "logs/lambda-choices/{method}/{source}-to-{target}.log",
     wildcard_constraints:
         method=one_of(LAMBDA_METHODS),
     conda:
         "../envs/rbda.yaml"
+    params:
+        rule=LAMBDA_SELECTION,
     shell:
         "rbda choose-lambda --runs {input:q} --rule {params.rule} --output {output:q} > {log:q} 2>&1"
 
@@ -31,15 +32,15 @@ rule select_lambda:
         unpack(selection_inputs),
     output:
         run_json("{method}-selected"),
-    params:
-        rule=LAMBDA_SELECTION,
-        choice=lambda wildcards, input: ["--choice", input.choice] if "choice" in input.keys() else [],
     log:
         run_log("{method}-selected"),
     wildcard_constraints:
         method=one_of(LAMBDA_METHODS),
     conda:
         "../envs/rbda.yaml"
+    params:
+        rule=LAMBDA_SELECTION,
+        choice=lambda wildcards, input: ["--choice", input.choice] if "choice" in input.keys() else [],
     shell:
         "rbda select-lambda --runs {input.runs:q} --rule {params.rule}"
         " {params.choice:q} --output {output:q} > {log:q} 2>&1"

@@ -11,21 +11,21 @@ rule train_baseline:
     output:
         model=BASELINE_MODEL,
         metrics=run_json("baseline"),
-    params:
-        data=lambda wildcards: data_options(SURVEYS, wildcards.split),
-        checkpoint=run_checkpoint("baseline"),
-        seed=config["seed"],
-        code=TRAINING_CODE,
-        options=training_options("baseline"),
-    threads: 1
-    resources:
-        **training_resources("baseline"),
     log:
         run_log("baseline"),
     benchmark:
         run_benchmark("baseline")
     conda:
         "../envs/rbda.yaml"
+    threads: 1
+    resources:
+        **training_resources("baseline"),
+    params:
+        data=lambda wildcards: data_options(SURVEYS, wildcards.split),
+        checkpoint=run_checkpoint("baseline"),
+        seed=config["seed"],
+        code=TRAINING_CODE,
+        options=training_options("baseline"),
     shell:
         "rbda train --method baseline --source {wildcards.source} {params.data}"
         " --split {wildcards.split} --seed {params.seed} --threads {threads}"
@@ -44,32 +44,30 @@ for _method in ADAPTATION_METHODS:
             f"train_{_method}"
         input:
             unpack(pair_data),
+        # the run JSON and, with config save_models, the run's model file (rbda predict reads it)
         output:
-            metrics=run_json(_method),
-            # config save_models: the run's model file too (rbda predict reads it)
             **({"model": model_file(_method)} if saves_model(_method) else {}),
-        params:
-            # the loop variable's value now: the shell string below is formatted when a job
-            # runs, after the loop has ended, so it must not name _method itself
-            method=_method,
-            model=lambda wildcards, output: (
-                ["--model", output.model] if "model" in output.keys() else []
-            ),
-            data=lambda wildcards: data_options((wildcards.source, wildcards.target), wildcards.split),
-            checkpoint=run_checkpoint(_method),
-            lam=lambda_option,
-            seed=config["seed"],
-            code=TRAINING_CODE,
-            options=training_options(_method),
-        threads: 1
-        resources:
-            **training_resources(_method),
+            metrics=run_json(_method),
         log:
             run_log(_method),
         benchmark:
             run_benchmark(_method)
         conda:
             "../envs/rbda.yaml"
+        threads: 1
+        resources:
+            **training_resources(_method),
+        params:
+            # the loop variable's value now: the shell string below is formatted when a job
+            # runs, after the loop has ended, so it must not name _method itself
+            method=_method,
+            model=lambda wildcards, output: (["--model", output.model] if "model" in output.keys() else []),
+            data=lambda wildcards: data_options((wildcards.source, wildcards.target), wildcards.split),
+            checkpoint=run_checkpoint(_method),
+            lam=lambda_option,
+            seed=config["seed"],
+            code=TRAINING_CODE,
+            options=training_options(_method),
         shell:
             "rbda train --method {params.method}"
             " --source {wildcards.source} --target {wildcards.target}"
