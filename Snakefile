@@ -33,12 +33,12 @@ include: "rules/stamp_classifier.smk"
 include: "rules/predict.smk"
 
 
+# Every output of the study: data, splits, runs, tables, statistics, figures, report, and
+# the model files of config save_models and the scores of config predict.
 rule all:
-    """Every output of the study: data, splits, runs, tables, statistics, figures, report, and
-    the model files of config save_models and the scores of config predict."""
+    default_target: True
     input:
         report_outputs(),
         stamp_classifier_outputs(),
         saved_models(),
         prediction_outputs(),
-    default_target: True

@@ -44,11 +44,15 @@ def _declare_surveys(surveys):
     declared = {}
     for name, settings in surveys.items():
         if name in shipped and "declare" in settings:
-            raise ConfigError(f"config key 'surveys.{name}.declare': {name} is a shipped survey "
-                              f"(rbda/data/surveys.json); declare surveys of other names")
+            raise ConfigError(
+                f"config key 'surveys.{name}.declare': {name} is a shipped survey "
+                f"(rbda/data/surveys.json); declare surveys of other names"
+            )
         if name not in shipped and "declare" not in settings:
-            raise ConfigError(f"config key 'surveys.{name}': a survey other than {', '.join(shipped)} "
-                              f"needs its declaration (declare: stamp_size, layouts, class_map, ...; docs/surveys.md)")
+            raise ConfigError(
+                f"config key 'surveys.{name}': a survey other than {', '.join(shipped)} "
+                f"needs its declaration (declare: stamp_size, layouts, class_map, ...; docs/surveys.md)"
+            )
         if name not in shipped:
             declared[name] = settings["declare"]
     if declared:
@@ -75,6 +79,8 @@ def survey_declaration(wildcards):
 
     declared = DECLARED_SURVEYS.get(wildcards.survey)
     return "shipped" if declared is None else json.dumps(declared, sort_keys=True)
+
+
 SPLITS = list(range(config["splits"]))
 FIRST_SPLIT = SPLITS[0]
 SHOTS = sorted(config["shots"])
@@ -87,9 +93,7 @@ if TRAINING["task"] != "binary":
     )
 #: The configured adaptation methods, in the registry's order (rbda.registry: the method modules).
 CONFIGURED_METHODS = [
-    m
-    for m in ADAPTATION_METHODS
-    if m in check_names(config["methods"], ADAPTATION_METHODS, "methods")
+    m for m in ADAPTATION_METHODS if m in check_names(config["methods"], ADAPTATION_METHODS, "methods")
 ]
 #: What keeps model files besides the baselines (config save_models: methods and NAME-selected).
 SAVE_MODELS = set(check_names(config["save_models"], SAVE_MODEL_CHOICES, "save_models"))
@@ -97,19 +101,14 @@ for _key in ("training_by_method", "resources", "method_settings"):
     check_method_keys(config[_key], _key)
 check_names([TRAINING["model"]], BACKBONES, "training.model")
 #: Each configured method's own settings: its declared defaults, then config method_settings.
-METHOD_SETTINGS = {
-    m: method_settings(m, config["method_settings"].get(m))
-    for m in ("baseline", *ADAPTATION_METHODS)
-}
+METHOD_SETTINGS = {m: method_settings(m, config["method_settings"].get(m)) for m in ("baseline", *ADAPTATION_METHODS)}
 
 
 # Every preprocessing job carries the data-preparation code's hash (readers, FITS decoding,
 # preprocessing: rbda.provenance.DATA_PREPARATION) the same way as training jobs carry theirs:
 # editing it reruns preprocessing and everything built on its Parquet files, with the same opt-out.
 DATA_PREPARATION_CODE = (
-    data_preparation_sha256()
-    if config["rerun_on_code_change"]
-    else "not tracked (rerun_on_code_change: false)"
+    data_preparation_sha256() if config["rerun_on_code_change"] else "not tracked (rerun_on_code_change: false)"
 )
 
 
@@ -151,8 +150,7 @@ LAMBDA_LABELS = list(LAMBDA_BY_LABEL)
 
 PAIRS = study_pairs(SURVEYS, config["pairs"])
 SURVEYS_BY_SOURCE = {
-    kind: [s for s in SURVEYS if config["surveys"][s]["source"] == kind]
-    for kind in ("url", "path", "synthetic")
+    kind: [s for s in SURVEYS if config["surveys"][s]["source"] == kind] for kind in ("url", "path", "synthetic")
 }
 
 

@@ -12,15 +12,15 @@ rule synthesize_survey:
     """A synthetic survey in the real survey's raw layout (source: synthetic)."""
     output:
         directory("resources/raw/{survey}"),
+    log:
+        "logs/raw/{survey}.synthesize.log",
     wildcard_constraints:
         survey=one_of(SURVEYS_BY_SOURCE["synthetic"]),
+    conda:
+        "../envs/rbda.yaml"
     params:
         size=lambda wildcards: config["surveys"][wildcards.survey]["synthetic_size"],
         seed=config["seed"],
-    log:
-        "logs/raw/{survey}.synthesize.log",
-    conda:
-        "../envs/rbda.yaml"
     shell:
         "rbda synth --survey {wildcards.survey} --n {params.size} --seed {params.seed}"
         " --out {output:q} > {log:q} 2>&1"
@@ -31,8 +31,12 @@ rule download_survey:
     output:
         archive="resources/raw/archives/{survey}.download",
         unpacked=directory("resources/raw/{survey}"),
+    log:
+        "logs/raw/{survey}.download.log",
     wildcard_constraints:
         survey=one_of(SURVEYS_BY_SOURCE["url"]),
+    conda:
+        "../envs/rbda.yaml"
     params:
         url=lambda wildcards: config["surveys"][wildcards.survey]["url"],
         checksum=lambda wildcards: (
@@ -40,10 +44,6 @@ rule download_survey:
             if config["surveys"][wildcards.survey].get("sha256")
             else []
         ),
-    log:
-        "logs/raw/{survey}.download.log",
-    conda:
-        "../envs/rbda.yaml"
     shell:
         "rbda download --url {params.url:q} {params.checksum:q} --output {output.archive:q}"
         " --unpack-to {output.unpacked:q} > {log:q} 2>&1"
@@ -53,14 +53,14 @@ rule register_local_survey:
     """Check a local source (source: path) and record what it holds; needs no data at planning time."""
     output:
         "resources/raw/{survey}.local.json",
-    wildcard_constraints:
-        survey=one_of(SURVEYS_BY_SOURCE["path"]),
-    params:
-        paths=lambda wildcards: local_paths(wildcards.survey),
     log:
         "logs/raw/{survey}.register.log",
+    wildcard_constraints:
+        survey=one_of(SURVEYS_BY_SOURCE["path"]),
     conda:
         "../envs/rbda.yaml"
+    params:
+        paths=lambda wildcards: local_paths(wildcards.survey),
     script:
         "../workflow/scripts/register_local_source.py"
 
@@ -72,20 +72,20 @@ rule preprocess_survey:
     output:
         parquet=PARQUET,
         report="results/data/{survey}.report.json",
+    log:
+        "logs/data/{survey}.preprocess.log",
+    benchmark:
+        "logs/benchmarks/data/{survey}.preprocess.tsv"
+    conda:
+        "../envs/rbda.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=lambda wildcards, attempt: 120 * attempt,
     params:
         inputs=preprocess_inputs,
         options=preprocess_options,
         code=DATA_PREPARATION_CODE,
         declaration=survey_declaration,
-    log:
-        "logs/data/{survey}.preprocess.log",
-    benchmark:
-        "logs/benchmarks/data/{survey}.preprocess.tsv"
-    resources:
-        mem_mb=8000,
-        runtime=lambda wildcards, attempt: 120 * attempt,
-    conda:
-        "../envs/rbda.yaml"
     shell:
         "rbda preprocess --survey {wildcards.survey} --input {params.inputs:q}"
         " --output {output.parquet:q} --report {output.report:q} {params.options:q}"
@@ -98,12 +98,12 @@ rule split_survey:
         PARQUET,
     output:
         SPLIT_NPZ,
-    params:
-        seed=config["seed"],
     log:
         "logs/splits/{survey}/split-{split}.log",
     conda:
         "../envs/rbda.yaml"
+    params:
+        seed=config["seed"],
     shell:
         "rbda split --data {input:q} --survey {wildcards.survey} --split {wildcards.split}"
         " --seed {params.seed} --output {output:q} > {log:q} 2>&1"

@@ -8,7 +8,6 @@ from rbda.registry import METHOD_RESOURCES
 from rbda.resources import training_mem_mb
 from rbda.study import PAIR_SELECTION_RULES, option_flag, training_option_fields
 
-
 PAIR_RUN_ID = "{source}-to-{target}/shots-{shots}/split-{split}"
 LAMBDA_RUN_ID = "{source}-to-{target}/shots-{shots}/lambda-{lam}/split-{split}"
 
@@ -58,6 +57,7 @@ def data_arg(survey, split):
 
 # ---------------------------------------------------------------- raw data
 
+
 def raw_input(wildcards):
     """What `rbda preprocess` reads: a folder made by a rule, or the manifest of a local path."""
     if wildcards.survey in SURVEYS_BY_SOURCE["path"]:
@@ -92,6 +92,7 @@ def preprocess_options(wildcards):
 
 # ---------------------------------------------------------------- training
 
+
 def training_options(method):
     """The config's training settings for ``method`` as `rbda train` options (rbda.study.TrainingOptions order)."""
     settings = {**TRAINING, **config["training_by_method"].get(method, {})}
@@ -100,10 +101,7 @@ def training_options(method):
 
 def method_setting_options(method):
     """``--NAME VALUE`` for each setting ``method`` declares (rbda.registry), its configured value."""
-    return [
-        f"--{name.replace('_', '-')} {value}"
-        for name, value in METHOD_SETTINGS[method].items()
-    ]
+    return [f"--{name.replace('_', '-')} {value}" for name, value in METHOD_SETTINGS[method].items()]
 
 
 def options_from(settings):
@@ -159,13 +157,12 @@ def data_options(surveys, split):
 
 # ---------------------------------------------------------------- selection
 
+
 def lambda_runs(wildcards, splits, shots=None):
     """Runs of lambda method ``wildcards.method`` of the pair, one per lambda, for ``splits``
     and ``shots`` (default: the group's own shot count)."""
     return [
-        run_json(wildcards.method).format(
-            source=wildcards.source, target=wildcards.target, shots=n, lam=lam, split=k
-        )
+        run_json(wildcards.method).format(source=wildcards.source, target=wildcards.target, shots=n, lam=lam, split=k)
         for n, lam, k in itertools.product(shots or [wildcards.shots], LAMBDA_LABELS, splits)
     ]
 
@@ -279,8 +276,11 @@ def grid_rules(method):
     """The name and member lambdas of each grid job of a lambda method: train_METHOD for the
     lambdas missing somewhere, train_METHOD_rerun for those trained everywhere (rbda.lambda_jobs)."""
     missing, trained = split_grid({label: member_outputs(method, label) for label in LAMBDA_LABELS})
-    return [(name, members) for name, members in ((f"train_{method}", missing),
-                                                   (f"train_{method}_rerun", trained)) if members]
+    return [
+        (name, members)
+        for name, members in ((f"train_{method}", missing), (f"train_{method}_rerun", trained))
+        if members
+    ]
 
 
 def grid_resources(method, members):

@@ -1,20 +1,16 @@
 # Optional: score alerts with trained models (config `predict`; `rbda predict`). One job per
 # (model, input): results/predictions/{model id}/{input name}.parquet. Target `predict`.
 
+
 rule predict_alerts:
     """Score one input's alerts with one model (p_real, predicted label, the model's identity)."""
     input:
         model=lambda wildcards: PREDICT_MODELS[wildcards.model_id],
         data=lambda wildcards: PREDICT_INPUTS[wildcards.input_name],
+    # with `rbda predict --skip-bad`, the packets it could not score are listed beside the scores
     output:
-        scores=PREDICTION,
-        # `rbda predict --skip-bad` lists the packets it could not score beside the scores
         **({"bad": "results/predictions/{model_id}/{input_name}.bad.csv"} if PREDICT["skip_bad"] else {}),
-    params:
-        threshold=PREDICT["threshold"],
-        skip_bad="--skip-bad" if PREDICT["skip_bad"] else "",
-        device=TRAINING["device"],
-    threads: 1
+        scores=PREDICTION,
     log:
         "logs/predictions/{model_id}/{input_name}.log",
     benchmark:
@@ -24,6 +20,11 @@ rule predict_alerts:
         input_name=one_of([re.escape(i) for i in PREDICT_INPUTS]),
     conda:
         "../envs/rbda.yaml"
+    threads: 1
+    params:
+        threshold=PREDICT["threshold"],
+        skip_bad="--skip-bad" if PREDICT["skip_bad"] else "",
+        device=TRAINING["device"],
     shell:
         "rbda predict --model {input.model:q} --input {input.data:q} --output {output.scores:q}"
         " --threshold {params.threshold} --device {params.device} --threads {threads} {params.skip_bad}"

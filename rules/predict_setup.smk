@@ -4,7 +4,6 @@
 import re
 from pathlib import Path
 
-
 PREDICT = config["predict"]
 MODELS_ROOT = "results/models/"
 
@@ -21,9 +20,7 @@ def _predict_models():
     for entry in PREDICT["models"]:
         if entry.endswith(".pt"):
             path = entry
-            model_id = (
-                entry[len(MODELS_ROOT) : -len(".pt")] if entry.startswith(MODELS_ROOT) else Path(entry).stem
-            )
+            model_id = entry[len(MODELS_ROOT) : -len(".pt")] if entry.startswith(MODELS_ROOT) else Path(entry).stem
         else:
             model_id = str(Path(entry))  # without a trailing slash
             path = f"{MODELS_ROOT}{model_id}.pt"

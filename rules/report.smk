@@ -12,12 +12,12 @@ rule aggregation_inputs:
     output:
         runs_list="results/aggregate/runs.txt",
         config="results/aggregate/config.json",
-    params:
-        effective_config=effective_config(),
     log:
         "logs/aggregate/inputs.log",
     conda:
         "../envs/rbda.yaml"
+    params:
+        effective_config=effective_config(),
     script:
         "../workflow/scripts/write_aggregation_inputs.py"
 
@@ -32,14 +32,14 @@ rule aggregate:
         stamp_classifier=SC_OUTPUTS if STAMP_CLASSIFIER else [],  # its section of report.html
     output:
         report_outputs(),
-    params:
-        stamp_classifier=["--stamp-classifier", SC_DIR] if STAMP_CLASSIFIER else [],
     log:
         "logs/aggregate/aggregate.log",
     benchmark:
         "logs/benchmarks/aggregate.tsv"
     conda:
         "../envs/rbda.yaml"
+    params:
+        stamp_classifier=["--stamp-classifier", SC_DIR] if STAMP_CLASSIFIER else [],
     shell:
         "rbda aggregate --runs-list {input.runs_list:q} --config {input.config:q}"
         " --out-dir results {params.stamp_classifier:q} > {log:q} 2>&1"

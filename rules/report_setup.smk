@@ -35,8 +35,10 @@ def reporting_code():
     for package_dir in rbda.results.__path__:
         root = Path(package_dir)
         files += sorted(
-            str(p) for p in root.rglob("*")
-            if p.is_file() and p.suffix in {".py", ".html", ".css", ".js", ".j2", ".rst"}
+            str(p)
+            for p in root.rglob("*")
+            if p.is_file()
+            and p.suffix in {".py", ".html", ".css", ".js", ".j2", ".rst"}
             and "__pycache__" not in p.parts
         )
     return files
@@ -54,11 +56,11 @@ def _in_snakemake_report(path):
         return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/{name}.rst", category="Figures")
     if path.startswith("tables/") and path.endswith(".csv"):
         subcategory = "Per pair" if path.startswith("tables/pairs/") else "Study"
-        return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/tables.rst",
-                      category="Tables", subcategory=subcategory)
+        return report(
+            f"results/{path}", caption=f"{REPORT_CAPTIONS}/tables.rst", category="Tables", subcategory=subcategory
+        )
     if path.startswith("stats/"):
-        return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/stats.rst",
-                      category="Significance tests")
+        return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/stats.rst", category="Significance tests")
     if path == "report.html":
         return report(f"results/{path}", caption=f"{REPORT_CAPTIONS}/report.rst", category="Report")
     return f"results/{path}"
@@ -66,5 +68,7 @@ def _in_snakemake_report(path):
 
 def report_outputs():
     """Every file `rbda aggregate` writes (named by rbda.results.outputs), most of them in the Snakemake report."""
-    return [_in_snakemake_report(path)
-            for path in expected_outputs(SURVEYS, PAIRS, methods=CONFIGURED_METHODS, galleries=True)]
+    return [
+        _in_snakemake_report(path)
+        for path in expected_outputs(SURVEYS, PAIRS, methods=CONFIGURED_METHODS, galleries=True)
+    ]

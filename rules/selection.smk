@@ -3,6 +3,7 @@
 # {method}-selected, the lambda chosen by the configured rule (per_pair: once per pair and method,
 # per split on the runs of the splits whose validation items avoid that split's test part).
 
+
 # Reading the pair's runs' JSON files takes about a second: run by Snakemake itself.
 localrules:
     choose_lambda,
@@ -15,15 +16,15 @@ rule choose_lambda:
         unpack(choice_inputs),
     output:
         LAMBDA_CHOICE,
-    params:
-        rule=LAMBDA_SELECTION,
-        splits=lambda wildcards, input: [f"{k}={path}" for k, path in zip(SPLITS, input.splits)],
     log:
         "logs/lambda-choices/{method}/{source}-to-{target}.log",
     wildcard_constraints:
         method=one_of(LAMBDA_METHODS),
     conda:
         "../envs/rbda.yaml"
+    params:
+        rule=LAMBDA_SELECTION,
+        splits=lambda wildcards, input: [f"{k}={path}" for k, path in zip(SPLITS, input.splits)],
     shell:
         "rbda choose-lambda --runs {input.runs:q} --target-data {input.data:q} --target-split {params.splits:q}"
         " --rule {params.rule} --output {output:q} > {log:q} 2>&1"
@@ -35,15 +36,15 @@ rule select_lambda:
         unpack(selection_inputs),
     output:
         run_json("{method}-selected"),
-    params:
-        rule=LAMBDA_SELECTION,
-        choice=lambda wildcards, input: ["--choice", input.choice] if "choice" in input.keys() else [],
     log:
         run_log("{method}-selected"),
     wildcard_constraints:
         method=one_of(LAMBDA_METHODS),
     conda:
         "../envs/rbda.yaml"
+    params:
+        rule=LAMBDA_SELECTION,
+        choice=lambda wildcards, input: ["--choice", input.choice] if "choice" in input.keys() else [],
     shell:
         "rbda select-lambda --runs {input.runs:q} --rule {params.rule}"
         " {params.choice:q} --output {output:q} > {log:q} 2>&1"

@@ -9,21 +9,22 @@
 
 import os
 
+
 rule stamp_classifier_split:
     """One balanced multiclass split: the same validation/test items per class for every run."""
     input:
         lambda wildcards: PARQUET.format(survey=_sc_survey()),
     output:
         SC_SPLIT,
+    log:
+        f"{SC_LOGS}/split.log",
+    conda:
+        "../envs/rbda.yaml"
     params:
         seed=config["seed"],
         survey=lambda wildcards: SC_SURVEY,
         val=lambda wildcards: STAMP_CLASSIFIER["val_per_class"],
         test=lambda wildcards: STAMP_CLASSIFIER["test_per_class"],
-    log:
-        f"{SC_LOGS}/split.log",
-    conda:
-        "../envs/rbda.yaml"
     shell:
         "rbda split --task multiclass --data {input:q} --survey {params.survey} --split 0"
         " --seed {params.seed} --val-per-class {params.val} --test-per-class {params.test}"
@@ -37,23 +38,23 @@ rule stamp_classifier_train:
         split=SC_SPLIT,
     output:
         metrics=SC_RUN,
+    log:
+        f"{SC_LOGS}/{{variant}}/run-{{run}}.log",
+    benchmark:
+        "logs/benchmarks/stamp_classifier/{variant}/run-{run}.tsv"
+    wildcard_constraints:
+        run=r"\d+",
+    conda:
+        "../envs/rbda.yaml"
+    threads: 1
+    resources:
+        **training_resources("baseline"),
     params:
         survey=lambda wildcards: SC_SURVEY,
         seed=lambda wildcards: config["seed"] + int(wildcards.run),
         checkpoint=f"{SC_DIR}/runs/{{variant}}/run-{{run}}.json.ckpt",
         code=lambda wildcards: training_code("baseline", SC_VARIANTS[wildcards.variant]["model"]),
         options=stamp_classifier_options,
-    wildcard_constraints:
-        run=r"\d+",
-    threads: 1
-    resources:
-        **training_resources("baseline"),
-    log:
-        f"{SC_LOGS}/{{variant}}/run-{{run}}.log",
-    benchmark:
-        "logs/benchmarks/stamp_classifier/{variant}/run-{run}.tsv"
-    conda:
-        "../envs/rbda.yaml"
     shell:
         "rbda train --method baseline --source {params.survey}"
         " --data {params.survey}={input.parquets:q}:{input.split:q} --split 0 --seed {params.seed}"
@@ -64,20 +65,22 @@ rule stamp_classifier_train:
 rule stamp_classifier:
     """Means ± SD and one-sided Welch/Holm tests of the variants' test metrics, beside the published figures."""
     input:
-        runs=lambda wildcards: [SC_RUN.format(variant=v, run=r) for v in SC_VARIANTS for r in SC_RUNS]
-        if _sc_survey() else [],
+        runs=lambda wildcards: (
+            [SC_RUN.format(variant=v, run=r) for v in SC_VARIANTS for r in SC_RUNS] if _sc_survey() else []
+        ),
     output:
         SC_OUTPUTS,
-    params:
-        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
-        survey=lambda wildcards: SC_SURVEY,
-        variants=lambda wildcards: " ".join(f"--variant {v}" for v in SC_VARIANTS),
-        runs=lambda wildcards: " ".join(f"--run {v}={SC_RUN.format(variant=v, run=r)}"
-                                        for v in SC_VARIANTS for r in SC_RUNS),
     log:
         f"{SC_LOGS}/summary.log",
     conda:
         "../envs/rbda.yaml"
+    params:
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
+        survey=lambda wildcards: SC_SURVEY,
+        variants=lambda wildcards: " ".join(f"--variant {v}" for v in SC_VARIANTS),
+        runs=lambda wildcards: " ".join(
+            f"--run {v}={SC_RUN.format(variant=v, run=r)}" for v in SC_VARIANTS for r in SC_RUNS
+        ),
     shell:
         "rbda stamp-classifier --survey {params.survey} {params.variants} {params.runs}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -18,8 +18,10 @@ SC_SURVEY, SC_VARIANTS, SC_RUNS = None, {}, []
 if STAMP_CLASSIFIER:
     SC_SURVEY = STAMP_CLASSIFIER["survey"]
     if SC_SURVEY not in SURVEYS:
-        raise ConfigError(f"config key 'stamp_classifier.survey': {SC_SURVEY!r} is not a configured survey "
-                          f"(surveys: {', '.join(SURVEYS)})")
+        raise ConfigError(
+            f"config key 'stamp_classifier.survey': {SC_SURVEY!r} is not a configured survey "
+            f"(surveys: {', '.join(SURVEYS)})"
+        )
     SC_VARIANTS = {v["name"]: v for v in STAMP_CLASSIFIER["variants"]}
     for _i, _variant in enumerate(STAMP_CLASSIFIER["variants"]):
         check_names([_variant["model"]], BACKBONES, f"stamp_classifier.variants[{_i}].model")
@@ -31,8 +33,10 @@ if STAMP_CLASSIFIER:
 def _sc_survey(wildcards=None):
     """The section's survey; a config error naming the section when the config has none."""
     if not STAMP_CLASSIFIER:
-        raise ConfigError("the stamp_classifier target needs a `stamp_classifier:` config section "
-                          "(survey, runs, variants; see presets/stamp_classifier.yaml)")
+        raise ConfigError(
+            "the stamp_classifier target needs a `stamp_classifier:` config section "
+            "(survey, runs, variants; see presets/stamp_classifier.yaml)"
+        )
     return SC_SURVEY
 
 
@@ -45,5 +49,11 @@ def stamp_classifier_options(wildcards):
     """`rbda train` options: the config's training settings (and the section's `training:`), the
     variant's backbone and beta, task multiclass."""
     variant = SC_VARIANTS[wildcards.variant]
-    return options_from({**TRAINING, **STAMP_CLASSIFIER.get("training", {}),
-                         **{k: variant[k] for k in SC_VARIANT_KEYS}, "task": "multiclass"})
+    return options_from(
+        {
+            **TRAINING,
+            **STAMP_CLASSIFIER.get("training", {}),
+            **{k: variant[k] for k in SC_VARIANT_KEYS},
+            "task": "multiclass",
+        }
+    )

@@ -5,6 +5,7 @@
 # One compute thread per job: on CPU, Snakemake then runs as many training
 # jobs at once as there are cores, which beats one multi-threaded job.
 
+
 rule train_baseline:
     """Train from scratch on the source's train part; evaluate on every survey's test part."""
     input:
@@ -12,21 +13,21 @@ rule train_baseline:
     output:
         model=BASELINE_MODEL,
         metrics=run_json("baseline"),
-    params:
-        data=lambda wildcards: data_options(SURVEYS, wildcards.split),
-        checkpoint=run_checkpoint("baseline"),
-        seed=config["seed"],
-        code=training_code("baseline", TRAINING["model"]),
-        options=training_options("baseline"),
-    threads: 1
-    resources:
-        **training_resources("baseline"),
     log:
         run_log("baseline"),
     benchmark:
         run_benchmark("baseline")
     conda:
         "../envs/rbda.yaml"
+    threads: 1
+    resources:
+        **training_resources("baseline"),
+    params:
+        data=lambda wildcards: data_options(SURVEYS, wildcards.split),
+        checkpoint=run_checkpoint("baseline"),
+        seed=config["seed"],
+        code=training_code("baseline", TRAINING["model"]),
+        options=training_options("baseline"),
     shell:
         "rbda train --method baseline --source {wildcards.source} {params.data}"
         " --split {wildcards.split} --seed {params.seed} --threads {threads}"
@@ -52,31 +53,29 @@ for _method in ADAPTATION_METHODS:
         input:
             unpack(pair_data),
         output:
+            **({"model": model_file(_method)} if saves_model(_method) else {}),
             metrics=run_json(_method),
             # config save_models: the run's model file too (rbda predict reads it)
-            **({"model": model_file(_method)} if saves_model(_method) else {}),
-        params:
-            # the loop variable's value now: the shell string below is formatted when a job
-            # runs, after the loop has ended, so it must not name _method itself
-            method=_method,
-            model=lambda wildcards, output: (
-                ["--model", output.model] if "model" in output.keys() else []
-            ),
-            data=lambda wildcards: data_options((wildcards.source, wildcards.target), wildcards.split),
-            checkpoint=run_checkpoint(_method),
-            lam=lambda_option,
-            seed=config["seed"],
-            code=training_code(_method, TRAINING["model"]),
-            options=training_options(_method),
-        threads: 1
-        resources:
-            **training_resources(_method),
         log:
             run_log(_method),
         benchmark:
             run_benchmark(_method)
         conda:
             "../envs/rbda.yaml"
+        threads: 1
+        resources:
+            **training_resources(_method),
+        params:
+            # the loop variable's value now: the shell string below is formatted when a job
+            # runs, after the loop has ended, so it must not name _method itself
+            method=_method,
+            model=lambda wildcards, output: (["--model", output.model] if "model" in output.keys() else []),
+            data=lambda wildcards: data_options((wildcards.source, wildcards.target), wildcards.split),
+            checkpoint=run_checkpoint(_method),
+            lam=lambda_option,
+            seed=config["seed"],
+            code=training_code(_method, TRAINING["model"]),
+            options=training_options(_method),
         shell:
             "rbda train --method {params.method}"
             " --source {wildcards.source} --target {wildcards.target}"
@@ -99,18 +98,25 @@ for _method in LAMBDA_METHODS if GRID_JOBS else ():
             input:
                 unpack(pair_data),
             output:
-                metrics=[member_path(run_json(_method), label) for label in _members],
                 **(
                     {"model": [member_path(model_file(_method), label) for label in _members]}
                     if saves_model(_method)
                     else {}
                 ),
+                metrics=[member_path(run_json(_method), label) for label in _members],
+            log:
+                f"logs/runs/{_method}/{PAIR_RUN_ID}.lambda-{'+'.join(_members)}.log",
+            benchmark:
+                f"logs/benchmarks/runs/{_method}/{PAIR_RUN_ID}.lambda-{'+'.join(_members)}.tsv"
+            conda:
+                "../envs/rbda.yaml"
+            threads: 1
+            resources:
+                **grid_resources(_method, len(_members)),
             params:
                 # the loop variables' values now (see the rule above)
                 method=_method,
-                model=lambda wildcards, output: (
-                    ["--model", *output.model] if "model" in output.keys() else []
-                ),
+                model=lambda wildcards, output: (["--model", *output.model] if "model" in output.keys() else []),
                 data=lambda wildcards: data_options((wildcards.source, wildcards.target), wildcards.split),
                 checkpoints=lambda wildcards, _patterns=[
                     member_path(run_checkpoint(_method), label) for label in _members
@@ -119,15 +125,6 @@ for _method in LAMBDA_METHODS if GRID_JOBS else ():
                 seed=config["seed"],
                 code=training_code(_method, TRAINING["model"]),
                 options=training_options(_method),
-            threads: 1
-            resources:
-                **grid_resources(_method, len(_members)),
-            log:
-                f"logs/runs/{_method}/{PAIR_RUN_ID}.lambda-{'+'.join(_members)}.log",
-            benchmark:
-                f"logs/benchmarks/runs/{_method}/{PAIR_RUN_ID}.lambda-{'+'.join(_members)}.tsv"
-            conda:
-                "../envs/rbda.yaml"
             shell:
                 "rbda train --method {params.method}"
                 " --source {wildcards.source} --target {wildcards.target}"

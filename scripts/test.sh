@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: set-up, then every test: unit
-# tests, the demo-sized workflow run and its incremental re-runs, snakemake
-# --lint, the dry-run job counts of the published study, the real-Slurm test
-# and the report in headless Chromium. Exits non-zero on any failure
-# (including "no tests collected").
+# tests, the demo workflow run (once, shared) and its incremental re-runs,
+# lint (ruff, snakefmt --check, snakemake --lint), the dry-run job counts of
+# the published study, the real-Slurm test (a one-pair, one-split study through
+# sbatch, bundles and arrays) and the report in headless Chromium. Exits
+# non-zero on any failure (including "no tests collected"). Its wall time is
+# recorded in docs/benchmarks.md ("Test suite").
 #
 # With CI=true (and root), the system packages the tests need are installed
 # first: chromium (report test) and slurm-wlm + munge (Slurm test; the test's

@@ -95,8 +95,9 @@ def demo_study(tmp_path_factory) -> dict:
     """The whole demo study, run once per session (the README's demo command, profiles/local).
 
     Shared by the workflow tests (outputs, incremental re-runs; they only plan
-    on it or edit and restore its package copy) and the Slurm test (the local
-    reference its Slurm runs must equal). It has its own copy of the package
+    on it or edit and restore its package copy); the one demo run of the test
+    suite (the Slurm test runs a smaller study, tests/slurm/scenario.yaml, with
+    its own local reference). It has its own copy of the package
     source on PYTHONPATH, so that a test can edit code without touching the
     checkout. Returns ``{"workdir", "src", "seconds", "no_slurm_bin"}``.
     """

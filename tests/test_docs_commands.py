@@ -1,4 +1,4 @@
-"""The snakemake commands the README and the presets' headers tell users to type.
+"""The snakemake commands the README, the docs/ pages and the presets' headers tell users to type.
 
 Each is parsed with Snakemake's own argument parser, as the user's shell would
 hand it over, so a command that means something other than it says fails
@@ -44,8 +44,15 @@ def preset_commands(text: str) -> list[str]:
     return joined_commands([line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")])
 
 
+def documentation_pages(repo_root: Path) -> list[Path]:
+    """README.md and every page under docs/."""
+    return [repo_root / "README.md", *sorted((repo_root / "docs").glob("*.md"))]
+
+
 def documented_commands(repo_root: Path) -> list[tuple[str, str]]:
-    found = [("README.md", c) for c in readme_commands((repo_root / "README.md").read_text())]
+    found = []
+    for page in documentation_pages(repo_root):
+        found += [(str(page.relative_to(repo_root)), c) for c in readme_commands(page.read_text())]
     for preset in sorted((repo_root / "presets").glob("*.yaml")):
         found += [(f"presets/{preset.name}", c) for c in preset_commands(preset.read_text())]
     return found
@@ -73,7 +80,10 @@ def test_the_extractors_see_targets_written_after_config_files():
 
 def test_every_documented_snakemake_command_means_what_it_says(repo_root):
     commands = documented_commands(repo_root)
-    assert len(commands) >= 8, commands  # the extraction itself still finds the README's commands
+    assert len(commands) >= 8, commands  # the extraction itself still finds the documented commands
+    pages = {where for where, _ in commands}
+    # the README's demo command, and the task pages that start with a snakemake command
+    assert {"README.md", "docs/slurm.md", "docs/outputs.md", "docs/stamp-classifier.md"} <= pages, pages
     rules = rule_names(repo_root)
     parser = get_argument_parser()
     for where, command in commands:
@@ -86,3 +96,27 @@ def test_every_documented_snakemake_command_means_what_it_says(repo_root):
         for target in args.targets or []:
             assert target in rules or "/" in target, f"{where}: `{command}`: {target} is neither a rule nor a path"
 
+
+
+def test_every_docs_page_starts_with_the_command_that_does_it(repo_root):
+    """Each task page: its title, then a bash block with the command (the README links to them)."""
+    readme = (repo_root / "README.md").read_text()
+    for page in documentation_pages(repo_root)[1:]:
+        if page.name in {"method.md", "architecture.md"}:  # reference pages, not tasks
+            continue
+        lines = page.read_text().splitlines()
+        assert lines[0].startswith("# "), f"{page.name}: no title"
+        assert lines[2] == "```bash" and lines[3].strip(), f"{page.name}: no command under the title"
+        assert f"docs/{page.name}" in readme, f"README.md does not link docs/{page.name}"
+
+
+def test_readme_links_point_at_files(repo_root):
+    readme = (repo_root / "README.md").read_text()
+    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme):
+        assert (repo_root / target).exists(), f"README.md links {target}, which does not exist"
+
+
+def test_readme_stays_a_front_page(repo_root):
+    """The README fits on a few screens (issue 31); what does not fit belongs on a docs/ page."""
+    lines = (repo_root / "README.md").read_text().splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines; move detail to a docs/ page"

@@ -7,7 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from conftest import DEMO, REPO, copy_workflow

@@ -255,7 +255,7 @@ def bad_cases(tmp_path):
 
 def test_each_bad_input_is_an_error_naming_file_and_candid(trained, tmp_path, capsys):
     out = tmp_path / "scores.parquet"
-    for case, (path, candid, reason) in bad_cases(tmp_path).items():
+    for path, candid, reason in bad_cases(tmp_path).values():
         expected = [str(path), reason] + ([f"(candid {candid})"] if candid else [])
         _fails_cleanly(capsys, ["predict", "--model", str(trained["model"]), "--input", str(path),
                                 "--output", str(out)], *expected, absent=[out, tmp_path / "scores.bad.csv"])

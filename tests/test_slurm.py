@@ -2,14 +2,16 @@
 
 ``tests/slurm/cluster.sh`` installs Debian's slurm-wlm and munge and starts a
 cluster on this host (partitions rbda-cpu and rbda-gpu, two stand-in GPUs).
-The demo study (config.yaml + presets/demo.yaml, the README's demo) then runs through real ``sbatch`` with the user profile ``profiles/slurm``
-merged with ``tests/slurm/profile-overlay.yaml`` (the test cluster's
-partitions, no account, squeue status checks, fast polling).
+A small study (config.yaml + presets/demo.yaml + tests/slurm/scenario.yaml:
+the demo's surveys and training on one pair and one split, every rule of the
+workflow in 30 jobs) then runs through real ``sbatch`` with the user profile
+``profiles/slurm`` merged with ``tests/slurm/profile-overlay.yaml`` (the test
+cluster's partitions, no account, squeue status checks, fast polling, bundles
+of up to eight, so that each bundled rule makes a bundle of several jobs).
 
 The bundles scenario, shared by the tests below up to the job arrays:
 
-1. reference: the same workflow and config, run locally (profiles/local;
-   conftest.demo_study, the one demo run the workflow tests share);
+1. reference: the same workflow and config, run locally (profiles/local);
 2. Slurm run 1, retries 0: the fault wrapper (tests/slurm/fault-bin/rbda)
    holds one MME training job; the test cancels its Slurm job with scancel
    while it runs; the run must fail and say which job;
@@ -18,7 +20,7 @@ The bundles scenario, shared by the tests below up to the job arrays:
    (fault wrapper), Snakemake resubmits it with twice the runtime, the run
    completes and its outputs equal the local run's.
 
-Then a second, small scenario runs ``profiles/slurm-arrays`` (job arrays
+Then a second scenario runs ``profiles/slurm-arrays`` (job arrays
 instead of bundles; issue 17) on two MME runs copied from the same reference
 (see "job arrays" below).
 
@@ -47,7 +49,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, skip_unless_available
+from conftest import REPO, run_snakemake as run_snakemake_locally, scontrol_that_fails_at_once, \
+    skip_unless_available
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -56,8 +59,8 @@ CLUSTER_SCRIPT = SLURM_TESTS / "cluster.sh"
 CLUSTER_NAME = "rbdatest"  # ClusterName in tests/slurm/slurm.conf.in
 FAULT_BIN = SLURM_TESTS / "fault-bin"
 VENV_BIN = Path(sys.executable).parent
-# The demo's configuration, relative to a copy of the workflow.
-CONFIG_FILES = [Path("config.yaml"), Path("presets/demo.yaml")]
+# The test's study, relative to a copy of the workflow: the demo on one pair and one split.
+CONFIG_FILES = [Path("config.yaml"), Path("presets/demo.yaml"), Path("tests/slurm/scenario.yaml")]
 # Top-level entries of the checkout that are not part of the workflow: never
 # copied into the run directories.
 NOT_WORKFLOW = {
@@ -78,9 +81,9 @@ def rule_of_output(path: str) -> str:
     parts = Path(path).parts
     return "choose_lambda" if parts[1] == "lambda-choices" else RULE_OF_RUN_DIR[parts[2]]
 # The job the fault wrapper holds (run 1) and fails once (run 2), by its output.
-FAULT_TARGET = "results/runs/mme/hits-to-des/shots-5/lambda-0.5/split-1.json"
+FAULT_TARGET = "results/runs/mme/hits-to-des/shots-5/lambda-0.5/split-0.json"
 FAULT_TARGET_WILDCARDS = {
-    "source": "hits", "target": "des", "shots": "5", "lam": "0.5", "split": "1",
+    "source": "hits", "target": "des", "shots": "5", "lam": "0.5", "split": "0",
 }
 SNAKEMAKE_TIMEOUT_S = 1800
 CANCEL_WAIT_S = 1500
@@ -288,6 +291,12 @@ def group_errors(output: str) -> list[str]:
                       flags=re.MULTILINE | re.DOTALL)
 
 
+def names_output(text: str, path: str) -> bool:
+    """Whether Snakemake's job report in ``text`` has ``path`` among a job's outputs (its
+    ``output:`` line lists them comma-separated, in the rule's order)."""
+    return re.search(rf"^ *output: (?:\S+, )*{re.escape(path)}(?:,|$)", text, flags=re.MULTILINE) is not None
+
+
 def tail(text: str, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
@@ -324,7 +333,7 @@ def slurm_cluster(tmp_path_factory):
         subprocess.run([str(CLUSTER_SCRIPT), "stop", str(state)], timeout=120)
         stray = kill_job_processes(CLUSTER_NAME)
         if stray:
-            warnings.warn(f"killed {len(stray)} process(es) left by the test cluster's jobs: {stray}")
+            warnings.warn(f"killed {len(stray)} process(es) left by the test cluster's jobs: {stray}", stacklevel=2)
 
 
 def kill_job_processes(cluster_name: str) -> list[str]:
@@ -375,10 +384,14 @@ CONFIG_ARGS = ["--configfile", *map(str, CONFIG_FILES)]
 
 
 @pytest.fixture(scope="module")
-def local_run(demo_study) -> Path:
-    """The demo run locally (conftest.demo_study, shared with the workflow tests): the
-    reference for the Slurm run's outputs."""
-    return demo_study["workdir"]
+def local_run(tmp_path_factory) -> Path:
+    """The test's study run locally (profiles/local): the reference for the Slurm runs' outputs."""
+    scratch = tmp_path_factory.mktemp("local-run")
+    workdir = copy_workflow(scratch / "workflow")
+    result = run_snakemake_locally(workdir, "--profile", "profiles/local", *CONFIG_ARGS,
+                                   path_first=[scontrol_that_fails_at_once(scratch / "no-slurm-bin")])
+    assert result.returncode == 0, result.stderr[-6000:]
+    return workdir
 
 
 @dataclass
@@ -462,7 +475,7 @@ def test_cancelled_job_fails_the_run_and_is_named(slurm_scenario):
     (report,) = group_errors(run.stdout)
     assert report.strip().startswith("message: Error in group mme"), report
     assert f"/group_mme_train_mme/{job_id}.log" in report, report
-    assert f"output: {FAULT_TARGET}" in report, report
+    assert names_output(report, FAULT_TARGET), report
     assert re.search(rf"\*\*\* JOB {job_id} ON \S+ CANCELLED AT ", run.stdout), tail(run.stdout)
     # keep-going: everything not downstream of the cancelled bundle finished.
     assert slurm_scenario.missing_after_cancel, "the cancelled job's output exists"
@@ -493,7 +506,7 @@ def test_failed_first_attempt_is_retried_with_more_time(slurm_scenario):
     assert first.targets == second.targets
     (report,) = group_errors(run.stdout)
     assert f"/group_mme_train_mme/{first.job_id}.log" in report, report
-    assert f"output: {FAULT_TARGET}" in report, report
+    assert names_output(report, FAULT_TARGET), report
     assert "injected fault: first run of" in run.stdout  # the wrapper's message, in the Slurm log
     assert "Trying to restart job" in run.stdout
     assert minutes(second.fields["TimeLimit"]) == 2 * minutes(first.fields["TimeLimit"])
@@ -509,6 +522,14 @@ def test_outputs_equal_the_local_run(slurm_scenario, local_run):
     assert run_files
     for path in run_files:
         assert run_identity(slurm_scenario.workdir / path) == run_identity(local_run / path), path
+
+
+def test_the_study_runs_every_rule_of_the_demo(slurm_scenario, local_run):
+    """The small study is the demo's workflow: the Slurm run planned every rule the demo plans."""
+    demo_plan = run_snakemake_locally(local_run, "--dry-run", "--configfile", "config.yaml", "presets/demo.yaml",
+                                      "--forceall", path_first=[local_run.parent / "no-slurm-bin"])
+    assert demo_plan.returncode == 0, demo_plan.stderr[-3000:]
+    assert set(job_stats(slurm_scenario.cancel_run.stdout)) == set(job_stats(demo_plan.stdout + demo_plan.stderr))
 
 
 def merged_config() -> dict:
@@ -559,7 +580,7 @@ def test_sbatch_requests_follow_the_profile(slurm_scenario):
 # ------------------------------------------------------------------ job arrays (issue 17)
 #
 # The same cluster, the user profile with profiles/slurm-arrays over it (every
-# training run one array task), on a small overlay: the MME runs of one pair,
+# training run one array task), on the MME runs of the study's pair,
 # one split, one shot count: one per lambda, two tasks of one array, side by
 # side on the two GPUs. Everything else (data, splits, the source's baseline)
 # is copied from the local run, so only those runs are planned.
@@ -569,13 +590,13 @@ def test_sbatch_requests_follow_the_profile(slurm_scenario):
 # task of an array starts Snakemake with the FIRST task's job and runs its own
 # run inside it, so the second task is failed for the first one's missing
 # outputs, though its own run succeeded: the defect that keeps bundles the
-# default (README, "Job arrays instead of bundles"). The test pins it, so that
+# default (docs/slurm.md, "Job arrays instead of bundles"). The test pins it, so that
 # a plugin upgrade that fixes it shows. (When the first task is not held but
 # only slower, a sibling can also see its outputs half written and delete them:
-# measured by hand, README; not pinned here, as it depends on timing.)
+# measured by hand, docs/slurm.md; not pinned here, as it depends on timing.)
 
 ARRAY_WORKFLOW_PROFILE = Path("profiles/slurm-arrays")  # in the workflow copy
-ARRAY_PAIR = "ztf-to-atlas"
+ARRAY_PAIR = "hits-to-des"
 ARRAY_SPLIT = "0"
 ARRAY_SHOTS = ("5",)
 ARRAY_TIMEOUT_S = 900
@@ -697,10 +718,10 @@ def test_array_task_finishing_before_the_first_fails_and_is_retried_alone(array_
     assert first.fields["JobState"] == "COMPLETED", first.job_id
     assert second.fields["JobState"] == "FAILED", (
         f"array task {second.job_id} finished before the first and did not fail: if the Slurm "
-        "plugins now check each task's own outputs, re-measure arrays against bundles (README)")
+        "plugins now check each task's own outputs, re-measure arrays against bundles (docs/slurm.md)")
     log = array_scenario.slurm_log(second)
     # Its own run finished; then the job step waited for the FIRST task's outputs.
-    assert f"output: {run_path_of(*second.targets[0])}" in log, log[-3000:]
+    assert names_output(log, run_path_of(*second.targets[0])), log[-3000:]
     assert "1 of 1 steps (100%) done" in log, log[-3000:]
     _, _, after = log.partition("Waiting at most 5 seconds for missing files:")
     assert run_path_of(*first.targets[0]) in after.partition("MissingOutputException")[0], log[-3000:]

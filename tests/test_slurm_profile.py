@@ -1,8 +1,8 @@
 """profiles/slurm without a cluster: the Slurm jobs its bundling makes of the full study.
 
-The README states how many Slurm jobs the published study submits with the
+docs/slurm.md states how many Slurm jobs the published study submits with the
 profile's default bundling; this test recomputes that number from a dry-run
-of the study with the profile, so the README cannot drift from the profile or
+of the study with the profile, so the page cannot drift from the profile or
 the workflow. (Running jobs through a real Slurm is tests/test_slurm.py.)
 """
 
@@ -28,11 +28,8 @@ def local_rules(repo_root: Path) -> set[str]:
     return names
 
 
-def readme_slurm_section(repo_root: Path) -> str:
-    text = (repo_root / "README.md").read_text()
-    start = text.index("<!-- section:slurm (owner: slurm) -->")
-    end = text.index("\n## ", start)
-    return text[start:end]
+def slurm_page(repo_root: Path) -> str:
+    return (repo_root / "docs" / "slurm.md").read_text()
 
 
 def test_full_study_slurm_job_count_is_the_readme_count(repo_root, tmp_path):
@@ -59,11 +56,11 @@ def test_full_study_slurm_job_count_is_the_readme_count(repo_root, tmp_path):
     slurm_jobs = sum(group_jobs.values()) + sum(
         count for rule, count in single_jobs.items() if rule not in no_slurm_job)
     total_row = re.search(r"^\| \*\*total\*\* \|.*\| \*\*([\d,]+)\*\* \|$",
-                          readme_slurm_section(repo_root), flags=re.MULTILINE)
-    assert total_row, "no '| **total** | ... | **N** |' row in the README's Slurm section"
+                          slurm_page(repo_root), flags=re.MULTILINE)
+    assert total_row, "no '| **total** | ... | **N** |' row in docs/slurm.md"
     assert total_row.group(1) == f"{slurm_jobs:,}", (
         f"the full study submits {slurm_jobs:,} Slurm jobs "
-        f"(bundles {dict(group_jobs)}, single jobs {dict(single_jobs)}); update the README")
+        f"(bundles {dict(group_jobs)}, single jobs {dict(single_jobs)}); update docs/slurm.md")
 
 
 

@@ -25,7 +25,7 @@ def manifest(survey: str, paths: list[str]) -> dict:
         if not path.exists():
             raise RbdaError(
                 f"config key 'surveys.{survey}.path': {text} does not exist; expected the "
-                f"survey's raw file or folder (see README, 'Getting the real data')"
+                f"survey's raw file or folder (see docs/data.md)"
             )
         files = describe(path)
         if not files:

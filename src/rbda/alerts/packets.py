@@ -59,7 +59,7 @@ from typing import BinaryIO, Iterator, Sequence
 import numpy as np
 
 from rbda.errors import InputFileError
-from rbda.ingest.fits import BLOCK, GZIP_MAGIC, MAX_HEADER_BLOCKS, decode_stamp, inflate
+from rbda.ingest.fits import GZIP_MAGIC, decode_stamp, inflate
 from rbda.ingest.preprocess import STAMP_SIZE, valid_mask
 from rbda.ingest.readers.base import IgnoredFiles, RawBatch, iter_files
 from rbda.alerts.layouts import PacketLayout, load_layouts

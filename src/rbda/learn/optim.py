@@ -16,7 +16,7 @@ L2 weight decay 0.0005 and Nesterov momentum; and its learning-rate decay
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn

@@ -26,7 +26,7 @@ import numpy as np
 from rbda.errors import InputFileError
 from rbda.ingest.fits import decode_stamp
 from rbda.ingest.safe_pickle import load_pickle
-from rbda.ingest.readers.base import ClassMap, FileSetReader, RawBatch, TripletBatcher, check_real_numeric, declared_class_map
+from rbda.ingest.readers.base import FileSetReader, RawBatch, TripletBatcher, check_real_numeric, declared_class_map
 from rbda.study import SURVEY_CLASSES
 
 ALERCE_CLASSES = SURVEY_CLASSES["ztf"]  # ALeRCE label order: 0 AGN, 1 SN, 2 VS, 3 asteroid, 4 bogus

@@ -165,7 +165,7 @@ class TrainingMethod(ABC):
     def evaluations(self) -> list[Evaluation]:
         """The test parts evaluated once training ends."""
 
-    def begin_epoch(self, iteration: int) -> None:
+    def begin_epoch(self, iteration: int) -> None:  # noqa: B027 (an optional hook: most methods need no schedule)
         """Called by the loop before each epoch with the iteration it starts at (for schedules such
         as DANN's reversal ramp, which count iterations of the run)."""
 
