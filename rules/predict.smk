@@ -25,6 +25,8 @@ rule predict_alerts:
         threshold=PREDICT["threshold"],
         skip_bad="--skip-bad" if PREDICT["skip_bad"] else "",
         device=TRAINING["device"],
+        # the readers' and preprocessing's code hash: editing them rescores, as it re-preprocesses
+        code=DATA_PREPARATION_CODE,
     shell:
         "rbda predict --model {input.model:q} --input {input.data:q} --output {output.scores:q}"
         " --threshold {params.threshold} --device {params.device} --threads {threads} {params.skip_bad}"

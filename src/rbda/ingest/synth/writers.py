@@ -1,4 +1,4 @@
-"""Write simulated triplets in each survey's native raw layout (README, "Getting the real data").
+"""Write simulated triplets in each survey's native raw layout (docs/data.md).
 
 * HiTS: ``chunk_<k>.pkl`` pickled dicts (protocol 2, as the Python 2 chunks),
   ``temp_images``/``sci_images``/``diff_images``/``SNR_images`` N x 441, ``labels``, ``SNRs``.
