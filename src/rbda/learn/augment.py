@@ -119,3 +119,9 @@ def strong_view(x: torch.Tensor, generator: torch.Generator, max_shift: int = MA
         x = subpixel_shift(x, (torch.rand(n, 2, generator=generator, device=generator.device) * 2 - 1) * max_shift)
     noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype)
     return x + noise_std * noise
+
+
+def augment_seeds(iterations: int, generator: torch.Generator) -> torch.Tensor:
+    """One seed per iteration of an epoch for its random views, drawn from the loop's batch
+    generator (so a resumed run draws the same views): a plan entry of the methods that augment."""
+    return torch.randint(0, 2**62, (iterations,), generator=generator, device=generator.device).cpu()

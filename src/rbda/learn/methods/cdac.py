@@ -54,7 +54,7 @@ from typing import Iterator
 import torch
 from torch.nn import functional as F
 
-from rbda.learn.augment import strong_view, weak_view
+from rbda.learn.augment import augment_seeds, strong_view, weak_view
 from rbda.learn.losses import classification_loss
 from rbda.learn.methods.mme import MinimaxEntropy
 from rbda.learn.methods.mme_fixmatch import pseudo_label_loss
@@ -154,9 +154,7 @@ class CrossDomainAdaptiveClustering(MinimaxEntropy):
 
     def plan_epoch(self, iterations: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         plan = super().plan_epoch(iterations, generator)
-        # one seed per iteration for its augmentations, drawn from the loop's generator (resumable)
-        plan["augment_seed"] = torch.randint(0, 2**62, (iterations,), generator=generator,
-                                             device=generator.device).cpu()
+        plan["augment_seed"] = augment_seeds(iterations, generator)
         return plan
 
     def losses(self, model: StampClassifier, plan: dict[str, torch.Tensor], i: int) -> Iterator[torch.Tensor]:

@@ -39,7 +39,7 @@ from typing import Iterator
 import torch
 from torch.nn import functional as F
 
-from rbda.learn.augment import strong_view, weak_view
+from rbda.learn.augment import augment_seeds, strong_view, weak_view
 from rbda.learn.entropy import prediction_entropy
 from rbda.learn.losses import classification_loss
 from rbda.learn.methods.mme import MinimaxEntropy
@@ -95,9 +95,7 @@ class MinimaxEntropyFixMatch(MinimaxEntropy):
 
     def plan_epoch(self, iterations: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         plan = super().plan_epoch(iterations, generator)
-        # one seed per iteration for its augmentations, drawn from the loop's generator (resumable)
-        plan["augment_seed"] = torch.randint(0, 2**62, (iterations,), generator=generator,
-                                             device=generator.device).cpu()
+        plan["augment_seed"] = augment_seeds(iterations, generator)
         return plan
 
     def losses(self, model: StampClassifier, plan: dict[str, torch.Tensor], i: int) -> Iterator[torch.Tensor]:
