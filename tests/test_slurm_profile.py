@@ -65,15 +65,18 @@ def test_full_study_slurm_job_count_is_the_readme_count(repo_root, tmp_path):
 
 
 def test_every_training_rule_asks_for_a_gpu_on_the_gpu_partition(repo_root):
-    """Each method's training rule (rbda.registry.METHODS: `train_{method}`) is a GPU job in the
-    user profile; a method module added without its profile entry fails here."""
-    from rbda.registry import METHODS
+    """Each method's training rule (rbda.registry.METHODS: `train_{method}`, a lambda method's grid
+    job too, and its `train_{method}_rerun` grid rule, rbda.lambda_jobs) is a GPU job in the user
+    profile; a method module added without its profile entries fails here."""
+    from rbda.registry import LAMBDA_METHODS, METHODS
 
     profile = yaml.safe_load((repo_root / "profiles/slurm/config.yaml").read_text())
     cpu_partition = profile["default-resources"]["slurm_partition"]
-    for method in METHODS:
-        resources = profile["set-resources"].get(f"train_{method}")
-        assert resources, f"profiles/slurm: no set-resources entry for train_{method}"
+    rules = [f"train_{m}" for m in METHODS] + [f"train_{m}_rerun" for m in LAMBDA_METHODS]
+    for rule in rules:
+        resources = profile["set-resources"].get(rule)
+        method = rule
+        assert resources, f"profiles/slurm: no set-resources entry for {rule}"
         assert resources.get("gpu") == 1, (method, resources)
         assert resources.get("slurm_partition") not in (None, cpu_partition), (method, resources)
 

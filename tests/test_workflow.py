@@ -123,7 +123,7 @@ def test_rubin_preset_plans_a_declared_fifth_survey_as_the_four_surveys_target(w
     pairs = 4 * 3 * 2  # pairs x shots x splits
     assert planned_jobs(workflow, *DEMO, "presets/rubin.yaml") == {
         "synthesize_survey": 5, "preprocess_survey": 5, "split_survey": 5 * 2, "train_baseline": 5 * 2,
-        "train_finetune": pairs, "train_mme": pairs * 2, "choose_lambda": 4, "select_lambda": pairs,
+        "train_finetune": pairs, "train_mme": pairs, "choose_lambda": 4, "select_lambda": pairs,
         "select_model": pairs, "aggregation_inputs": 1, "aggregate": 1, "all": 1,
     }
     declared = json.loads((workflow / "resources" / "survey_declarations.json").read_text())
@@ -159,7 +159,7 @@ ALL_METHODS = (*DEMO, "presets/all_methods.yaml")
 
 
 def test_all_methods_preset_plans_every_registered_method_on_the_demo(workflow):
-    """Every registered adaptation method per (split, pair, shots); the lambda methods per lambda too,
+    """Every registered adaptation method per (split, pair, shots) (a lambda method's job trains its lambdas),
     then selected. A method module added to the package fails here until the preset lists it."""
     from rbda.registry import ADAPTATION_METHODS, LAMBDA_METHODS
 
@@ -171,7 +171,8 @@ def test_all_methods_preset_plans_every_registered_method_on_the_demo(workflow):
         "preprocess_survey": 4,
         "split_survey": 4 * 2,
         "train_baseline": 4 * 2,
-        **{f"train_{m}": per_pair * (2 if m in LAMBDA_METHODS else 1) for m in ADAPTATION_METHODS},
+        # one job per (split, pair, shots): a lambda method's job trains its lambdas as members
+        **{f"train_{m}": per_pair for m in ADAPTATION_METHODS},
         "choose_lambda": 12 * len(LAMBDA_METHODS),
         "select_lambda": per_pair * len(LAMBDA_METHODS),
         "select_model": per_pair,  # save_models: [mme-selected]
@@ -183,7 +184,9 @@ def test_all_methods_preset_plans_every_registered_method_on_the_demo(workflow):
     commands = dry_run_commands(workflow, *ALL_METHODS, "--",
                                 "results/runs/cdac-selected/des-to-hits/shots-5/split-1.json")
     train = [c for c in commands if c.startswith("rbda train --method cdac")]
-    assert len(train) == 3 * 2 * 2 and all("--strong-view-shift integer" in c and "--topk 5" in c for c in train)
+    # the pair's choice reads every shot count and split: one grid job (both lambdas) each
+    assert len(train) == 3 * 2 and all("--lambda 0.05 0.5" in c and "--strong-view-shift integer" in c
+                                       and "--topk 5" in c for c in train)
 
 
 def test_the_schema_names_no_method_the_registry_checks_them():
@@ -713,7 +716,7 @@ def test_adding_a_method_module_plans_only_its_runs_and_editing_a_sibling_nothin
         assert planned_jobs(demo["workdir"], *DEMO, pythonpath=demo["src"]) == {}
         overlay = write_overlay(demo["workdir"], "mmecopy.yaml", {"methods": ["finetune", "mme", "mmecopy"]})
         assert planned_jobs(demo["workdir"], *DEMO, overlay, pythonpath=demo["src"]) == {
-            "train_mmecopy": 12 * 3 * 2 * 2, "choose_lambda": 12, "select_lambda": 12 * 3 * 2,
+            "train_mmecopy": 12 * 3 * 2, "choose_lambda": 12, "select_lambda": 12 * 3 * 2,
             "aggregation_inputs": 1, "aggregate": 1, "all": 1}
     finally:
         added.unlink(missing_ok=True)
