@@ -119,14 +119,37 @@ def options_from(settings):
     return " ".join(options)
 
 
+# Profiles name classes of rules, not rules: Snakemake's `set-resources` and `groups` take
+# rule names, and one rule per method would make every profile list the methods
+# (rbda.registry). So a profile's `set-resources: {training: {...}}` is given to every
+# training rule (train_baseline, each method's rules, the stamp classifier's), and its
+# `groups: {adaptation_runs: G}` / `{lambda_runs: G}` put the jobs that train one adaptation
+# run (a method without lambda; a lambda method with lambda_jobs: per_lambda) in group G.
+# A grid job (lambda_jobs: grid) trains a whole lambda grid and is never bundled.
+# A rule's own entry in the profile (e.g. `set-resources: {train_mme: {...}}`) still wins.
+PROFILE_TRAINING_RESOURCES = {
+    name: getattr(value, "raw", value)
+    for name, value in workflow.resource_settings.overwrite_resources.get("training", {}).items()
+}
+
+
+def profile_group(rule_class):
+    """A rule's `group:`: the group a profile's `groups:` gives ``rule_class`` (adaptation_runs,
+    lambda_runs), or None. Looked up when jobs are planned: Snakemake reads the profile's groups
+    after the workflow."""
+    return lambda wildcards: workflow.group_settings.overwrite_groups.get(rule_class)
+
+
 def training_resources(method):
-    """Memory: the configured mem_mb, or more when the job's surveys need it (rbda.resources)."""
+    """Memory: the configured mem_mb, or more when the job's surveys need it (rbda.resources);
+    then the profile's `set-resources: {training: ...}` (e.g. a GPU partition and `gpu: 1`)."""
     estimate = {**METHOD_RESOURCES[method], **config["resources"].get(method, {})}
-    return dict(
-        mem_mb=lambda wildcards, input: training_mem_mb(input.parquets, estimate["mem_mb"]),
-        runtime=lambda wildcards, attempt: estimate["runtime"] * attempt,
-        gpu=1 if TRAINING["device"] == "cuda" else 0,
-    )
+    return {
+        "mem_mb": lambda wildcards, input: training_mem_mb(input.parquets, estimate["mem_mb"]),
+        "runtime": lambda wildcards, attempt: estimate["runtime"] * attempt,
+        "gpu": 1 if TRAINING["device"] == "cuda" else 0,
+        **PROFILE_TRAINING_RESOURCES,
+    }
 
 
 def lambda_option(wildcards):

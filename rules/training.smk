@@ -60,6 +60,9 @@ for _method in ADAPTATION_METHODS:
             run_log(_method),
         benchmark:
             run_benchmark(_method)
+        # the profile's bundle for single runs (rules/paths.smk, "Profiles name classes of rules")
+        group:
+            profile_group("lambda_runs" if _method in LAMBDA_METHODS else "adaptation_runs")
         conda:
             "../envs/rbda.yaml"
         threads: 1

@@ -473,8 +473,8 @@ def test_cancelled_job_fails_the_run_and_is_named(slurm_scenario):
     # Snakemake names the failed bundle, its Slurm job (log) and the jobs in it,
     # and shows the Slurm log, where slurmstepd reports the cancellation.
     (report,) = group_errors(run.stdout)
-    assert report.strip().startswith("message: Error in group mme"), report
-    assert f"/group_mme_train_mme/{job_id}.log" in report, report
+    assert report.strip().startswith("message: Error in group lambda_runs"), report
+    assert f"/group_lambda_runs_train_mme/{job_id}.log" in report, report
     assert names_output(report, FAULT_TARGET), report
     assert re.search(rf"\*\*\* JOB {job_id} ON \S+ CANCELLED AT ", run.stdout), tail(run.stdout)
     # keep-going: everything not downstream of the cancelled bundle finished.
@@ -505,7 +505,7 @@ def test_failed_first_attempt_is_retried_with_more_time(slurm_scenario):
     assert second.fields["JobState"] == "COMPLETED"
     assert first.targets == second.targets
     (report,) = group_errors(run.stdout)
-    assert f"/group_mme_train_mme/{first.job_id}.log" in report, report
+    assert f"/group_lambda_runs_train_mme/{first.job_id}.log" in report, report
     assert names_output(report, FAULT_TARGET), report
     assert "injected fault: first run of" in run.stdout  # the wrapper's message, in the Slurm log
     assert "Trying to restart job" in run.stdout

@@ -14,6 +14,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import yaml
 
 VENV_BIN = Path(sys.executable).parent
@@ -32,23 +33,51 @@ def slurm_page(repo_root: Path) -> str:
     return (repo_root / "docs" / "slurm.md").read_text()
 
 
-def test_full_study_slurm_job_count_is_the_readme_count(repo_root, tmp_path):
+def slurm_dry_run(repo_root: Path, directory: Path, *configfiles: str, config: tuple[str, ...] = ()) -> str:
+    """Snakemake's dry-run output for the study of ``configfiles`` with profiles/slurm."""
     dry_run = subprocess.run(
         [str(VENV_BIN / "snakemake"), "--dry-run", "--nolock", "--profile", "profiles/slurm",
-         "--directory", str(tmp_path), "--snakefile", str(repo_root / "Snakefile"),
-         "--configfile", str(repo_root / "config.yaml")],
+         "--directory", str(directory), "--snakefile", str(repo_root / "Snakefile"),
+         "--configfile", *configfiles, *(["--config", *config] if config else [])],
         cwd=repo_root, capture_output=True, text=True, timeout=600,
     )
     assert dry_run.returncode == 0, dry_run.stdout[-3000:] + dry_run.stderr[-3000:]
-    output = dry_run.stdout + dry_run.stderr
+    return dry_run.stdout + dry_run.stderr
 
+
+def planned_jobs(output: str) -> list[tuple[str, dict[str, str], str | None]]:
+    """(rule, resources, group) of each job of a dry run: a group's members are the indented
+    jobs after its 'Group job G' line; group None for a job submitted alone."""
+    jobs, group = [], None
+    for line in output.splitlines():
+        header = re.search(r"Group job (\w+) \(", line)
+        job = re.match(r"^( *)rule (\w+):$", line)
+        resources = re.match(r"^ *resources: (.*)$", line)
+        if header:
+            group = header.group(1)
+        elif job:
+            jobs.append((job.group(2), {}, group if job.group(1) else None))
+        elif resources and jobs:
+            jobs[-1][1].update(item.split("=", 1) for item in resources.group(1).split(", "))
+    return jobs
+
+
+def test_full_study_slurm_job_count_is_the_readme_count(repo_root, tmp_path):
+    from rbda.registry import LAMBDA_METHODS
+
+    output = slurm_dry_run(repo_root, tmp_path, str(repo_root / "config.yaml"))
     group_jobs = Counter(re.findall(r"Group job (\w+) \(jobs in lexicogr\. order\):", output))
     single_jobs = Counter(re.findall(r"^rule (\w+):$", output, flags=re.MULTILINE))
-    grouped_rules = yaml.safe_load((repo_root / "profiles/slurm/config.yaml").read_text())["groups"]
+    profile = yaml.safe_load((repo_root / "profiles/slurm/config.yaml").read_text())
+    study = yaml.safe_load((repo_root / "config.yaml").read_text())
 
-    # Every bundled rule is bundled: none of its jobs is submitted on its own.
-    assert not set(single_jobs) & set(grouped_rules), single_jobs
-    assert set(group_jobs) == set(grouped_rules.values())
+    # The published study's bundles: its fine-tunes (methods without lambda: the profile's
+    # adaptation_runs, rules/paths.smk) and its lambda selections; none of their jobs is
+    # submitted on its own. Its MME runs are grid jobs (lambda_jobs: grid), one Slurm job each.
+    groups = profile["groups"]
+    assert set(group_jobs) == {groups["adaptation_runs"], groups["select_lambda"]}, group_jobs
+    bundled_rules = {"select_lambda"} | {f"train_{m}" for m in study["methods"] if m not in LAMBDA_METHODS}
+    assert not set(single_jobs) & bundled_rules, single_jobs
 
     # `all` runs nothing; local rules run inside the Snakemake process.
     no_slurm_job = {"all"} | local_rules(repo_root)
@@ -63,22 +92,43 @@ def test_full_study_slurm_job_count_is_the_readme_count(repo_root, tmp_path):
         f"(bundles {dict(group_jobs)}, single jobs {dict(single_jobs)}); update docs/slurm.md")
 
 
-
-def test_every_training_rule_asks_for_a_gpu_on_the_gpu_partition(repo_root):
-    """Each method's training rule (rbda.registry.METHODS: `train_{method}`, a lambda method's grid
-    job too, and its `train_{method}_rerun` grid rule, rbda.lambda_jobs) is a GPU job in the user
-    profile; a method module added without its profile entries fails here."""
-    from rbda.registry import LAMBDA_METHODS, METHODS
+@pytest.mark.parametrize("lambda_jobs", ["grid", "per_lambda"])
+def test_every_training_job_of_every_method_asks_for_a_gpu_on_the_gpu_partition(repo_root, tmp_path, lambda_jobs):
+    """Every registered method (rbda.registry, none named here) planned on the demo with
+    profiles/slurm: each training job (train_baseline, train_METHOD, a lambda method's grid
+    job) gets the profile's `set-resources: {training: ...}` (GPU partition, one GPU) without a
+    line of its own in the profile, every other submitted job the CPU partition; single runs
+    are bundled by class (adaptation_runs, lambda_runs), grid jobs never."""
+    from rbda.registry import ADAPTATION_METHODS, LAMBDA_METHODS
 
     profile = yaml.safe_load((repo_root / "profiles/slurm/config.yaml").read_text())
+    training = profile["set-resources"]["training"]
+    assert not set(profile["set-resources"]) & {f"train_{m}" for m in ADAPTATION_METHODS}
     cpu_partition = profile["default-resources"]["slurm_partition"]
-    rules = [f"train_{m}" for m in METHODS] + [f"train_{m}_rerun" for m in LAMBDA_METHODS]
-    for rule in rules:
-        resources = profile["set-resources"].get(rule)
-        method = rule
-        assert resources, f"profiles/slurm: no set-resources entry for {rule}"
-        assert resources.get("gpu") == 1, (method, resources)
-        assert resources.get("slurm_partition") not in (None, cpu_partition), (method, resources)
+    methods = "[" + ",".join(ADAPTATION_METHODS) + "]"
+    output = slurm_dry_run(repo_root, tmp_path, str(repo_root / "config.yaml"), str(repo_root / "presets/demo.yaml"),
+                           config=(f"methods={methods}", f"lambda_jobs={lambda_jobs}"))
+    no_slurm_job = {"all"} | local_rules(repo_root)
+    groups = profile["groups"]
+    seen = set()
+    for rule, resources, group in planned_jobs(output):
+        if rule in no_slurm_job:
+            continue
+        if rule.startswith("train_"):
+            seen.add(rule)
+            assert resources.get("slurm_partition") == training["slurm_partition"], (rule, resources)
+            assert resources.get("gpu") == str(training["gpu"]), (rule, resources)
+            method = rule.removeprefix("train_")
+            if method in LAMBDA_METHODS and lambda_jobs == "grid":
+                assert group is None, (rule, group)
+            elif method in LAMBDA_METHODS:
+                assert group == groups["lambda_runs"], (rule, group)
+            elif method != "baseline":
+                assert group == groups["adaptation_runs"], (rule, group)
+        else:
+            assert resources.get("slurm_partition") == cpu_partition, (rule, resources)
+            assert resources.get("gpu", "0") == "0", (rule, resources)
+    assert seen == {"train_baseline"} | {f"train_{m}" for m in ADAPTATION_METHODS}, seen
 
 
 def profile_settings(repo_root: Path, *names: str):
@@ -92,17 +142,17 @@ def profile_settings(repo_root: Path, *names: str):
 
 def test_array_profile_turns_every_training_rule_into_array_tasks(repo_root):
     """profiles/slurm-arrays over profiles/slurm, parsed as Snakemake parses them: every
-    method's training rule is an array rule and in no group (group jobs cannot be array
-    tasks), the site settings (set-resources) are profiles/slurm's, and neither `jobs`
-    nor the job rate can hand the plugin part of a rule's ready jobs (plugin issue #473)."""
-    from rbda.registry import METHODS
-
-    training_rules = {f"train_{method}" for method in METHODS}
+    rule's jobs are array tasks (`all`, so no method is named) and no training rule is in a
+    group (group jobs cannot be array tasks), the site settings (set-resources) are
+    profiles/slurm's, and neither `jobs` nor the job rate can hand the plugin part of a rule's
+    ready jobs (plugin issue #473)."""
+    training_classes = {"adaptation_runs", "lambda_runs"}  # rules/paths.smk's keys
     slurm = profile_settings(repo_root, "slurm")
     arrays = profile_settings(repo_root, "slurm", "slurm-arrays")
-    assert set(arrays.slurm_array_jobs.split(",")) == training_rules
-    assert not training_rules & set(arrays.groups), arrays.groups
-    assert set(arrays.groups) == set(slurm.groups) - training_rules
+    assert arrays.slurm_array_jobs == "all"
+    assert training_classes <= set(slurm.groups)
+    assert not training_classes & set(arrays.groups), arrays.groups
+    assert arrays.groups == {rule: group for rule, group in slurm.groups.items() if rule not in training_classes}
     # A key of the workflow profile replaces that key's whole value: the site settings stay
     # profiles/slurm's only while profiles/slurm-arrays leaves them alone.
     overlay = yaml.safe_load((repo_root / "profiles/slurm-arrays/config.yaml").read_text())
