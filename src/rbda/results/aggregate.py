@@ -155,6 +155,9 @@ class StudyResults:
     published_selected: pd.DataFrame
     versions: pd.DataFrame
     training_stops: pd.DataFrame
+    #: BACC beside ROC AUC, purity, completeness and FPR at 95%/99% completeness, per pair, method
+    #: and shots on the target's test part (tables.survey_metrics_table).
+    survey_metrics: pd.DataFrame
 
 
 def versions_table(runs: list[Run]) -> pd.DataFrame:
@@ -225,6 +228,8 @@ def compute(runs: list[Run], surveys: list[str], pairs: list[tuple[str, str]],
         published_shots=published.shots_to_beat_side_by_side(to_beat, paper),
         published_selected=published.selected_bacc_side_by_side(by_shots, paper),
         versions=versions_table(runs), training_stops=tables.training_stops(runs),
+        survey_metrics=tables.in_study_order(tables.survey_metrics_table(evaluations, pairs), surveys,
+                                             ["method", "shots"]),
     )
 
 
@@ -261,6 +266,11 @@ def write_tables(results: StudyResults, out: Path) -> None:
                  "Methods ranked by mean target BACC per pair and shot count, with the significant differences")
     _write_table(out, "source_cost_target_gain", r.cost_gain, for_display(r.cost_gain),
                  "Per method and shot count: mean source BACC loss and mean target BACC gain against the baseline")
+    _write_table(out, "survey_metrics", r.survey_metrics,
+                 for_display(tables.survey_metrics_summary(r.survey_metrics)),
+                 "BACC beside the metrics survey teams report, on the target's test part, mean over splits "
+                 "and pairs (CSV: per pair); FPR and completeness at the thresholds chosen on validation "
+                 "for 95% and 99% completeness; baseline: shots 0, trained on the source")
     _write_table(out, "findings", r.findings, findings.display(r.findings),
                  "The paper's claims as verdicts: effect, 95% interval, margin and test per pair or survey "
                  "and for the study (scope 'study', first)")
@@ -447,6 +457,28 @@ def _stopping_section(r: StudyResults) -> ReportSection:
     return stops
 
 
+def _survey_metrics_section(r: StudyResults) -> ReportSection:
+    """The report's section "What survey teams report": BACC beside ROC AUC, purity, completeness and
+    the false-positive rate at fixed completeness (thresholds from validation)."""
+    section = ReportSection("What survey teams report", "survey-metrics")
+    section.paragraph(
+        "BACC is the study's metric; survey teams pick a threshold and report purity (precision of real), "
+        "completeness (recall of real), ROC AUC and the false-positive rate at a fixed completeness (Rubin: "
+        "purity and completeness at its cut; ATLAS: FPR at 1% missed detections; ZTF: ROC AUC and FPR/FNR). "
+        "On each pair's target test part, mean over splits and then over pairs: purity and completeness of "
+        "the model's own call (p_real &gt; 0.5), and the FPR and completeness reached at the thresholds chosen "
+        "on the target's validation part for 95% and 99% completeness (so the reached completeness can fall "
+        "short of the target; with few validation items the 99% threshold is coarse). Baseline: shots 0, "
+        "the source's model on the target. Per pair: <code>tables/survey_metrics.csv</code>.")
+    summary = tables.survey_metrics_summary(r.survey_metrics)
+    if summary.empty or summary["roc_auc"].isna().all():
+        section.paragraph("The runs do not record these metrics (run files written before rbda recorded "
+                          "them): rerun the training to have them.")
+        return section
+    section.table(for_display(summary.round(3)))
+    return section
+
+
 def _published_section(r: StudyResults, config: dict) -> ReportSection:
     """The report's section "Against the paper"."""
     paper = ReportSection("Against the paper", "published")
@@ -496,6 +528,7 @@ def build_report(results: StudyResults, config: dict, out: Path, extra: list[Rep
         _significance_section(results),
         _lambda_section(results, png),
         _stopping_section(results),
+        _survey_metrics_section(results),
         _published_section(results, config),
     ]
     return render_report("rbda: cross-survey domain adaptation results",

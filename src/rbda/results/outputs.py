@@ -25,7 +25,7 @@ from rbda.registry import ADAPTATION_METHODS
 #: Tables written as both CSV and Markdown, under ``tables/``.
 TABLES = ("baseline", "methods_by_shots", "lambda_selection", "lambda_choices", "selection_regret", "shots_to_beat",
           "winners",
-          "ranking", "source_cost_target_gain", "findings",
+          "ranking", "source_cost_target_gain", "survey_metrics", "findings",
           "published_baseline", "published_shots_to_beat", "published_selected_bacc")
 #: Statistics (CSV only), under ``stats/``, whatever the methods: every pairwise method comparison in
 #: one file, and every method against the baseline.

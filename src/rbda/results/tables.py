@@ -25,8 +25,28 @@ NOT_TESTABLE = "not testable"
 # --- the tidy table of all test evaluations --------------------------------------------
 
 
+#: The metrics survey teams report (rbda.learn.metrics.survey_team_metrics), as columns of the
+#: tidy evaluations: ROC AUC, purity and completeness of the model's call, and the false-positive
+#: rate and completeness reached on the test part at the thresholds chosen on validation for 95%
+#: and 99% completeness. NaN where a run does not record them (runs written before they were).
+SURVEY_METRICS = ("roc_auc", "purity", "completeness", "fpr_at_95", "completeness_at_95",
+                  "fpr_at_99", "completeness_at_99")
+
+
+def _survey_metric_values(evaluation: dict) -> dict[str, float]:
+    team = evaluation.get("survey_metrics") or {}
+    at = team.get("at_completeness") or {}
+    number = lambda value: float("nan") if value is None else float(value)  # noqa: E731
+    values = {name: number(team.get(name)) for name in ("roc_auc", "purity", "completeness")}
+    for target, suffix in (("0.95", "95"), ("0.99", "99")):
+        point = at.get(target) or {}
+        values[f"fpr_at_{suffix}"] = number(point.get("fpr"))
+        values[f"completeness_at_{suffix}"] = number(point.get("completeness"))
+    return values
+
+
 def tidy_evaluations(runs: list[Run]) -> pd.DataFrame:
-    """One row per (run, evaluation on a test part)."""
+    """One row per (run, evaluation on a test part): its BACC and the survey teams' metrics."""
     rows = []
     for run in runs:
         for evaluation in run.data["evaluations"]:
@@ -37,10 +57,49 @@ def tidy_evaluations(runs: list[Run]) -> pd.DataFrame:
                 "split": run.split, "shots": run.shots, "lambda": run.lambda_name,
                 "val_bacc": run.val_bacc, "survey": evaluation["survey"],
                 "role": evaluation["role"], "bacc": float(evaluation["bacc"]),
-                "path": str(run.path),
+                **_survey_metric_values(evaluation), "path": str(run.path),
             })
     return pd.DataFrame(rows, columns=["kind", "source", "target", "split", "shots", "lambda",
-                                       "val_bacc", "survey", "role", "bacc", "path"])
+                                       "val_bacc", "survey", "role", "bacc", *SURVEY_METRICS, "path"])
+
+
+def survey_metrics_table(evaluations: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """BACC beside the survey teams' metrics, mean over splits, on each pair's target test part:
+    the baseline trained on the source (shots 0) and every adaptation method's scored runs (a
+    lambda method's selected runs) per shot count. Columns: method, source, target, shots,
+    n_splits, bacc, then :data:`SURVEY_METRICS`."""
+    kinds = {score_kind(m): m for m in ADAPTATION_METHODS}
+    frames = []
+    for source, target in pairs:
+        home = evaluations[(evaluations["kind"] == KIND_BASELINE) & (evaluations["source"] == source)
+                           & (evaluations["survey"] == target)]
+        frames.append(home.assign(method=KIND_BASELINE, target=target, shots=0))
+        adapted = evaluations[evaluations["kind"].isin(kinds) & (evaluations["source"] == source)
+                              & (evaluations["target"] == target) & (evaluations["role"] == "target")]
+        frames.append(adapted.assign(method=adapted["kind"].map(kinds)))
+    columns = ["method", "source", "target", "shots", "n_splits", "bacc", *SURVEY_METRICS]
+    rows = pd.concat(frames) if frames else pd.DataFrame(columns=[*evaluations.columns, "method"])
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    rows = rows.assign(shots=rows["shots"].astype(int))
+    keys = ["method", "source", "target", "shots"]
+    table = rows.groupby(keys, sort=False).agg(
+        n_splits=("split", "nunique"), bacc=("bacc", "mean"),
+        **{name: (name, "mean") for name in SURVEY_METRICS}).reset_index()
+    return table[columns].reset_index(drop=True)
+
+
+def survey_metrics_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`survey_metrics_table` averaged over the pairs, per method and shot count (baseline:
+    shots 0, each pair's source model on its target), for the report: pairs, then the metrics."""
+    if table.empty:
+        return table
+    order = {m: i for i, m in enumerate([KIND_BASELINE, *ADAPTATION_METHODS])}
+    summary = table.groupby(["method", "shots"], sort=False).agg(
+        pairs=("target", "size"), bacc=("bacc", "mean"),
+        **{name: (name, "mean") for name in SURVEY_METRICS}).reset_index()
+    return summary.sort_values(["method", "shots"], key=lambda c: c.map(order) if c.name == "method" else c,
+                               kind="stable").reset_index(drop=True)
 
 
 def baseline_scores(evaluations: pd.DataFrame) -> pd.DataFrame:
