@@ -34,7 +34,9 @@ DEMO = ("--configfile", "config.yaml", "presets/demo.yaml")
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
+    # the jobs run `rbda` from this interpreter's environment, activated or not
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", PATH=path)
     result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
                             capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
