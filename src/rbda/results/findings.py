@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -108,20 +109,14 @@ def _state(claim: Claim, low: float, high: float) -> str:
     return "in" if (low > -m and high < m) else "out" if (low > m or high < -m) else "?"
 
 
-def _t_p(claim: Claim, interval: stats.Interval) -> float:
+def _claim_p(claim: Claim, p_above, p_below) -> float:
+    """The one-sided p of ``claim``'s direction from a test's ``p_above(x)`` (mean > x) and ``p_below(x)``
+    (mean < x); equivalence within the margin is the larger of the two one-sided p (TOST)."""
     if claim.direction == GREATER:
-        return stats.t_p_above(interval, claim.threshold)
+        return p_above(claim.threshold)
     if claim.direction == LESS:
-        return stats.t_p_below(interval, claim.threshold)
-    return max(stats.t_p_above(interval, -claim.margin), stats.t_p_below(interval, claim.margin))
-
-
-def _wilcoxon_p(claim: Claim, d: np.ndarray) -> float:
-    if claim.direction == GREATER:
-        return stats.wilcoxon_p_above(d, claim.threshold)
-    if claim.direction == LESS:
-        return stats.wilcoxon_p_below(d, claim.threshold)
-    return max(stats.wilcoxon_p_above(d, -claim.margin), stats.wilcoxon_p_below(d, claim.margin))
+        return p_below(claim.threshold)
+    return max(p_above(-claim.margin), p_below(claim.margin))
 
 
 @dataclass
@@ -144,7 +139,9 @@ def _cells(claim: Claim, samples: dict[str, np.ndarray], ratio: float) -> list[C
         values = np.asarray(values, float)
         interval = stats.corrected_interval(values, ratio)
         strict = stats.corrected_interval(values, ratio, 1 - stats.ALPHA / m) if m > 1 else interval
-        out.append(Cell(label, values, interval, strict, _t_p(claim, interval), _wilcoxon_p(claim, values)))
+        t_p = _claim_p(claim, partial(stats.t_p_above, interval), partial(stats.t_p_below, interval))
+        wilcoxon_p = _claim_p(claim, partial(stats.wilcoxon_p_above, values), partial(stats.wilcoxon_p_below, values))
+        out.append(Cell(label, values, interval, strict, t_p, wilcoxon_p))
     return out
 
 
