@@ -78,7 +78,7 @@ def survey_metrics_table(evaluations: pd.DataFrame, pairs: list[tuple[str, str]]
                               & (evaluations["target"] == target) & (evaluations["role"] == "target")]
         frames.append(adapted.assign(method=adapted["kind"].map(kinds)))
     columns = ["method", "source", "target", "shots", "n_splits", "bacc", *SURVEY_METRICS]
-    rows = pd.concat(frames) if frames else pd.DataFrame(columns=[*evaluations.columns, "method"])
+    rows = pd.concat(frames) if frames else pd.DataFrame()
     if rows.empty:
         return pd.DataFrame(columns=columns)
     rows = rows.assign(shots=rows["shots"].astype(int))
@@ -94,12 +94,10 @@ def survey_metrics_summary(table: pd.DataFrame) -> pd.DataFrame:
     shots 0, each pair's source model on its target), for the report: pairs, then the metrics."""
     if table.empty:
         return table
-    order = {m: i for i, m in enumerate([KIND_BASELINE, *ADAPTATION_METHODS])}
     summary = table.groupby(["method", "shots"], sort=False).agg(
         pairs=("target", "size"), bacc=("bacc", "mean"),
         **{name: (name, "mean") for name in SURVEY_METRICS}).reset_index()
-    return summary.sort_values(["method", "shots"], key=lambda c: c.map(order) if c.name == "method" else c,
-                               kind="stable").reset_index(drop=True)
+    return summary.sort_values(["method", "shots"], key=_vocabulary_order, kind="stable").reset_index(drop=True)
 
 
 def baseline_scores(evaluations: pd.DataFrame) -> pd.DataFrame:
@@ -321,17 +319,20 @@ def in_study_order(frame: pd.DataFrame, surveys: list[str], then: list[str]) -> 
     """Rows sorted by source and target in the configured survey order, then by ``then``
     (methods in the vocabulary's order)."""
     rank = {s: i for i, s in enumerate(surveys)}
-    method_rank = {m: i for i, m in enumerate(METHODS)}
     keys = ["source", "target", *then]
 
     def key(column: pd.Series) -> pd.Series:
-        if column.name in ("source", "target"):
-            return column.map(rank)
-        if column.name in ("method", "method_a", "method_b"):
-            return column.map(lambda m: method_rank.get(m, len(method_rank)))
-        return column
+        return column.map(rank) if column.name in ("source", "target") else _vocabulary_order(column)
 
     return frame.sort_values(keys, key=key, kind="stable").reset_index(drop=True)
+
+
+def _vocabulary_order(column: pd.Series) -> pd.Series:
+    """A sort key: method columns by the registry's order (unknown names last), others as they are."""
+    if column.name not in ("method", "method_a", "method_b"):
+        return column
+    rank = {m: i for i, m in enumerate(METHODS)}
+    return column.map(lambda m: rank.get(m, len(rank)))
 
 
 # --- summaries -------------------------------------------------------------------------------
