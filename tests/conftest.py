@@ -21,6 +21,28 @@ def repo_root() -> Path:
     return REPO
 
 
+@pytest.fixture(scope="module")
+def deterministic_single_thread():
+    """For a module of training tests that compare numbers (``pytest.mark.usefixtures``): one compute
+    thread and torch's deterministic algorithms while it runs."""
+    import torch
+
+    from rbda.device import configure_torch
+
+    configure_torch(threads=1, deterministic=True)
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+@pytest.fixture(scope="module")
+def surveys():
+    """Two small shifted surveys for training tests (DES and HiTS, 800 stamps each; train_helpers);
+    a module that needs other sizes defines its own."""
+    from train_helpers import survey_data
+
+    return {"des": survey_data("des", 800, 1), "hits": survey_data("hits", 800, 2)}
+
+
 @pytest.fixture(scope="session")
 def real_samples() -> Path:
     """The folder of real survey stamps beside the project; skip when absent."""

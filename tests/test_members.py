@@ -10,30 +10,21 @@ import pytest
 import torch
 
 from rbda.cli import main
-from rbda.device import configure_torch
 from rbda.errors import SettingError
 from rbda.learn.evaluate import evaluate_method
 from rbda.learn.methods import method_class
 from rbda.learn.methods.base import RunSpec
 from rbda.learn.models import load_model_file
 from rbda.learn.train import TrainConfig, seed_keys, train, train_members
-from train_helpers import survey_data, surveys_with_splits
+from train_helpers import surveys_with_splits
 
 LAMBDAS = (0.02, 0.1, 0.5)
 # patience 1: members stop at different epochs, so a stopped member must stop stepping while the others go on
 CONFIG = TrainConfig(epoch_size=300, max_epochs=5, patience=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def deterministic_single_thread():
-    configure_torch(threads=1, deterministic=True)
-    yield
-    torch.use_deterministic_algorithms(False)
-
-
-@pytest.fixture(scope="module")
-def surveys():
-    return {"des": survey_data("des", 800, 1), "hits": survey_data("hits", 800, 2)}
+# one thread, deterministic algorithms (tests/conftest.py); `surveys` is conftest's too
+pytestmark = pytest.mark.usefixtures("deterministic_single_thread")
 
 
 @pytest.fixture(scope="module")

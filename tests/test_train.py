@@ -11,7 +11,6 @@ import torch
 from rbda.errors import InputFileError, RbdaError, SettingError
 from rbda.learn.methods import method_class
 from rbda.learn.methods.base import RunSpec
-from rbda.device import configure_torch
 from rbda.learn.evaluate import evaluate_method
 from rbda.learn.train import TrainConfig, learning_rate_at, train
 from rbda.registry import ADAPTATION_METHODS, LAMBDA_METHODS, METHODS
@@ -21,16 +20,8 @@ from train_helpers import SIZE, make_survey, survey_data
 SHORT = TrainConfig(epoch_size=500, max_epochs=4, patience=10)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def deterministic_single_thread():
-    configure_torch(threads=1, deterministic=True)
-    yield
-    torch.use_deterministic_algorithms(False)
-
-
-@pytest.fixture(scope="module")
-def surveys():
-    return {"des": survey_data("des", 800, 1), "hits": survey_data("hits", 800, 2)}
+# one thread, deterministic algorithms (tests/conftest.py); `surveys` is conftest's too
+pytestmark = pytest.mark.usefixtures("deterministic_single_thread")
 
 
 def _baseline(surveys):
