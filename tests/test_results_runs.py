@@ -55,6 +55,24 @@ def test_nan_accuracy_is_rejected(tmp_path):
         load_run(path)
 
 
+@pytest.mark.parametrize("metrics, message", [
+    ({"roc_auc": "high"}, "roc_auc"),
+    ({"purity": 1.5}, "purity"),
+    ({"at_completeness": {"0.95": {"fpr": -0.1}}}, "fpr"),
+    ({"at_completeness": {"0.95": "none"}}, "0.95"),
+    ({"completeness": float("nan")}, "finite balanced accuracies and survey metrics"),
+    ({"at_completeness": {"0.99": {"fpr": float("inf")}}}, "fpr"),
+])
+def test_malformed_survey_metrics_name_the_file_and_field(tmp_path, metrics, message):
+    data = mme()
+    data["evaluations"][1]["survey_metrics"] = metrics
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(data))  # json writes NaN and Infinity, which json.loads accepts
+    with pytest.raises(InputFileError) as info:
+        load_run(path)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
 def test_not_json_and_missing_file(tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text("{not json")

@@ -39,6 +39,7 @@ def score_kind(method: str) -> str:
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _BACC = {"type": "number", "minimum": 0, "maximum": 1}
+_FRACTION_OR_NULL = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
 
 RUN_JSON_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -65,6 +66,18 @@ RUN_JSON_SCHEMA: dict[str, Any] = {
                     "role": {"enum": ["source", "target", "other"]},
                     "part": {"type": "string"},
                     "bacc": _BACC,
+                    # rbda.learn.metrics.survey_team_metrics: fractions, null where undefined
+                    "survey_metrics": {
+                        "type": "object",
+                        "properties": {
+                            **{name: _FRACTION_OR_NULL for name in ("roc_auc", "purity", "completeness")},
+                            "at_completeness": {"type": "object", "additionalProperties": {
+                                "type": ["object", "null"],
+                                "properties": {name: _FRACTION_OR_NULL
+                                               for name in ("fpr", "completeness", "purity", "threshold")},
+                            }},
+                        },
+                    },
                 },
             },
         },
@@ -227,14 +240,21 @@ def validate_run(data: Any, path: str | Path) -> Run:
     problem = _consistency_problem(data)
     if problem is not None:
         raise InputFileError(path, f"a consistent run result: {problem}")
-    if not all(math.isfinite(value) for value in _accuracies(data)):
-        raise InputFileError(path, "finite balanced accuracies (no NaN or infinity)")
+    if not all(math.isfinite(value) for value in _fractions(data)):
+        raise InputFileError(path, "finite balanced accuracies and survey metrics (no NaN or infinity)")
     return Run(Path(path), data)
 
 
-def _accuracies(data: dict[str, Any]) -> Iterator[float]:
-    """Every BACC in a run: evaluations, validation, selection candidates (JSON allows NaN)."""
+def _fractions(data: dict[str, Any]) -> Iterator[float]:
+    """Every BACC in a run (evaluations, validation, selection candidates) and every recorded survey
+    metric (JSON allows NaN, which the schema's bounds let through)."""
     yield from (e["bacc"] for e in data["evaluations"])
+    for evaluation in data["evaluations"]:
+        team = evaluation.get("survey_metrics") or {}
+        yield from (team[name] for name in ("roc_auc", "purity", "completeness") if team.get(name) is not None)
+        for point in (team.get("at_completeness") or {}).values():
+            yield from (point[name] for name in ("fpr", "completeness", "purity", "threshold")
+                        if point and point.get(name) is not None)
     yield data["validation"]["best_bacc"]
     yield from (c["val_bacc"] for c in data.get("selection", {}).get("candidates", []))
 
