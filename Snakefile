@@ -34,7 +34,8 @@ include: "rules/predict.smk"
 
 
 # Every output of the study: data, splits, runs, tables, statistics, figures, report, and
-# the model files of config save_models and the scores of config predict.
+# the model files of config save_models, the scores of config predict and the packets of
+# config surveys.S.packets.
 rule all:
     default_target: True
     input:
@@ -42,3 +43,4 @@ rule all:
         stamp_classifier_outputs(),
         saved_models(),
         prediction_outputs(),
+        expand(PACKETS, survey=SURVEYS_WITH_PACKETS),

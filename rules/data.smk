@@ -65,6 +65,26 @@ rule register_local_survey:
         "../workflow/scripts/register_local_source.py"
 
 
+rule write_survey_packets:
+    """The survey's raw stamps as alert packets of a declared layout (config surveys.S.packets), one per file."""
+    input:
+        raw=raw_input,
+    output:
+        directory(PACKETS),
+    log:
+        "logs/raw/{survey}.packets.log",
+    wildcard_constraints:
+        survey=one_of(SURVEYS_WITH_PACKETS),
+    conda:
+        "../envs/rbda.yaml"
+    params:
+        inputs=preprocess_inputs,
+        options=packet_options,
+    shell:
+        "rbda packets --survey {wildcards.survey} --input {params.inputs:q} --out {output:q}"
+        " {params.options:q} > {log:q} 2>&1"
+
+
 rule preprocess_survey:
     """Filter, crop to 21x21, normalise and fill: one Parquet file per survey."""
     input:

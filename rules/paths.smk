@@ -76,6 +76,23 @@ def preprocess_inputs(wildcards):
     return [f"resources/raw/{wildcards.survey}"]
 
 
+SURVEYS_WITH_PACKETS = [s for s in SURVEYS if _survey_setting(s, "packets")]
+#: A survey's stamps as alert packets (config surveys.S.packets; `rbda packets`), for predict.inputs.
+PACKETS = "resources/packets/{survey}"
+
+
+def packet_options(wildcards):
+    """`rbda packets` options of a survey's `packets` setting (layout, schema id, limit)."""
+    settings = _survey_setting(wildcards.survey, "packets")
+    options = ["--layout", settings["layout"]]
+    for key in ("schema_id", "limit"):
+        if settings.get(key) is not None:
+            options += [f"--{key.replace('_', '-')}", str(settings[key])]
+    if _survey_setting(wildcards.survey, "format"):
+        options += ["--format", _survey_setting(wildcards.survey, "format")]
+    return options
+
+
 def preprocess_options(wildcards):
     survey = wildcards.survey
     options = []

@@ -556,3 +556,94 @@ def test_real_ztf_rubin_decam_and_atlas_packets_scored_together_bad_ones_listed(
     assert "truncated" in reasons["truncated.avro"] and "schema id 900" in reasons["truncated.avro"]
     assert "schema id 123456 is in none" in reasons["unknown_id.avro"] and "900" in reasons["unknown_id.avro"]
     assert "no cutoutScience" in reasons["nocutout.avro"]
+
+
+def _layout_stamps(layout, n: int, seed: int):
+    """(n, 3, S, S) float32 template/science/difference stamps of the layout's size (template = science -
+    difference for a layout whose packets carry none, as its reader derives it)."""
+    rng = np.random.default_rng(seed)
+    stamps = rng.normal(100.0, 10.0, (n, 3, layout.stamp_size, layout.stamp_size)).astype(np.float32)
+    if layout.missing_template == "science_minus_difference":
+        stamps[:, 0] = stamps[:, 1] - stamps[:, 2]
+    return stamps
+
+
+def _every_layout():
+    from rbda.alerts.layouts import load_layouts, package_folder
+
+    return [pytest.param(layout, marks=pytest.mark.skipif(
+        layout.schema is not None and layout.schema.package and package_folder(layout.schema.package) is None,
+        reason=f"{layout.schema.package if layout.schema else ''} (the layout's schema files) is not installed"),
+        id=layout.name) for layout in load_layouts()]
+
+
+@pytest.mark.parametrize("layout", _every_layout())
+def test_every_declared_layout_reads_back_the_packets_written_in_it(layout, tmp_path):
+    """rbda packets writes stamps as packets of a declared layout (framing, schema, cutout form and
+    compression from the declaration alone); the reader gives back the same pixels, ids and layout."""
+    from rbda.alerts.writer import TRUTH, write_packets
+    from rbda.ingest.readers.base import RawBatch
+
+    stamps = _layout_stamps(layout, 5, seed=3)
+    batch = RawBatch(images=stamps, ids=np.array([f"s{i}" for i in range(5)]),
+                     classes=np.array(["real", "bogus"] * 2 + ["real"]), labels=np.array([1, 0, 1, 0, 1], np.int8),
+                     source="memory")
+    summary = write_packets([batch], layout, tmp_path / "packets")
+    assert summary["packets"] == 5 and (summary["schema_id"] is not None) == (layout.framing == "confluent")
+    truth = pcsv.read_csv(tmp_path / "packets" / TRUTH, convert_options=pcsv.ConvertOptions(
+        column_types={"candid": "string"})).to_pydict()
+    assert truth["id"] == [f"s{i}" for i in range(5)] and truth["label"] == [1, 0, 1, 0, 1]
+    read = [b for b in AlertReader([tmp_path / "packets"], batch_size=100).batches()]
+    candids = np.concatenate([b.columns["candid"] for b in read]).tolist()
+    got = np.concatenate([b.raw.images for b in read])
+    assert set(np.concatenate([b.columns["layout"] for b in read])) == {layout.name}
+    order = [candids.index(c) for c in truth["candid"]]
+    np.testing.assert_array_equal(got[order], stamps)
+
+
+def test_rubin_packets_of_a_declared_survey_score_as_its_raw_stamps(trained, tmp_path, capsys):
+    """A Rubin-like survey declared in a file (30x30 stamps, science first), its stamps written as Rubin packets
+    (Confluent framing, the lsst-alert-packet schema) by rbda packets: rbda predict scores the packets exactly
+    as it scores the raw stamps. Stamps of another size and an output folder holding the input are refused."""
+    from rbda.alerts.layouts import package_folder
+    from test_surveys import WINTER, write_declarations, write_stamps
+
+    if package_folder("lsst.alert.packet") is None:
+        pytest.skip("lsst-alert-packet (Rubin's schema files) is not installed")
+    declarations = write_declarations(tmp_path / "surveys.json", lsstlike=WINTER | {"stamp_size": 30})
+    head = ["--surveys", str(declarations)]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_stamps(raw / "a.npz", 60, 30, seed=5, classes=True)
+    packets = tmp_path / "packets"
+    assert main([*head, "packets", "--survey", "lsstlike", "--input", str(raw), "--layout", "rubin",
+                 "--schema-id", "900", "--out", str(packets)]) == 0  # schema 9.0, as the real packet
+    assert (packets / "0000059.avro").read_bytes()[:5] == b"\x00" + (900).to_bytes(4, "big")
+    from_packets, from_raw = tmp_path / "packets.parquet", tmp_path / "raw.parquet"
+    assert main(["predict", "--model", str(trained["model"]), "--input", str(packets),
+                 "--output", str(from_packets)]) == 0
+    assert main([*head, "predict", "--model", str(trained["model"]), "--survey", "lsstlike", "--input", str(raw),
+                 "--output", str(from_raw)]) == 0
+    scored = pq.read_table(from_packets).to_pydict()
+    reference = pq.read_table(from_raw).to_pydict()
+    truth = pcsv.read_csv(packets / "truth.csv", convert_options=pcsv.ConvertOptions(
+        column_types={"candid": "string"})).to_pydict()
+    by_id = dict(zip(reference["id"], reference["p_real"]))
+    to_id = dict(zip(truth["candid"], truth["id"]))
+    assert set(scored["layout"]) == {"rubin"} and len(scored["candid"]) == 60
+    assert [by_id[to_id[c]] for c in scored["candid"]] == scored["p_real"]
+    assert all(np.isnan(scored["reliability"]))  # Rubin's own score is null in these packets
+    # refusals, each naming what was expected
+    capsys.readouterr()
+    assert main([*head, "packets", "--survey", "lsstlike", "--input", str(raw), "--layout", "ztf",
+                 "--out", str(tmp_path / "ztf")]) != 0
+    assert "63x63" in capsys.readouterr().err and not (tmp_path / "ztf").exists()
+    assert main([*head, "packets", "--survey", "lsstlike", "--input", str(raw), "--layout", "rubin",
+                 "--out", str(tmp_path)]) != 0
+    assert "--out" in capsys.readouterr().err and (raw / "a.npz").is_file()
+    assert main([*head, "packets", "--survey", "lsstlike", "--input", str(raw), "--layout", "rubin",
+                 "--schema-id", "123456", "--out", str(tmp_path / "u")]) != 0
+    assert "schema id" in (err := capsys.readouterr().err) and "900" in err and not (tmp_path / "u").exists()
+    assert main([*head, "packets", "--survey", "lsstlike", "--input", str(raw), "--layout", "nosuch",
+                 "--out", str(tmp_path / "n")]) != 0
+    assert "decam" in capsys.readouterr().err

@@ -119,12 +119,17 @@ def test_demo_preset_plans_the_same_rules_smaller(workflow):
 
 def test_rubin_preset_plans_a_declared_fifth_survey_as_the_four_surveys_target(workflow):
     """presets/rubin.yaml declares a Rubin-like survey the code has never seen; it is synthesised (generic
-    layout), preprocessed, split and trained on like the study's four, as the target of four pairs."""
+    layout), preprocessed, split and trained on like the study's four, as the target of four pairs; its stamps
+    are written as Rubin packets and scored with the real Rubin and DECam packets."""
     pairs = 4 * 3 * 2  # pairs x shots x splits
+    for name in ("lsst_avro", "decam_avro"):  # the real packets it scores, beside the clone (only planned here)
+        (workflow.parent / "shared" / "real-samples" / name).mkdir(parents=True)
     assert planned_jobs(workflow, *DEMO, "presets/rubin.yaml") == {
         "synthesize_survey": 5, "preprocess_survey": 5, "split_survey": 5 * 2, "train_baseline": 5 * 2,
         "train_finetune": pairs, "train_mme": pairs, "choose_lambda": 4, "select_lambda": pairs,
         "select_model": pairs, "aggregation_inputs": 1, "aggregate": 1, "all": 1,
+        # its stamps as Rubin packets, scored with those of shared/ by two models
+        "write_survey_packets": 1, "predict_alerts": 2 * 3, "prediction_gallery": 2 * 3,
     }
     declared = json.loads((workflow / "resources" / "survey_declarations.json").read_text())
     assert list(declared["surveys"]) == ["rubin"] and declared["surveys"]["rubin"]["stamp_size"] == 30

@@ -34,6 +34,7 @@ COMMANDS = (
     "train",
     "evaluate",
     "predict",
+    "packets",
     "choose_lambda",
     "select_lambda",
     "select_model",
