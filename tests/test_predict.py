@@ -644,6 +644,15 @@ def test_rubin_packets_of_a_declared_survey_score_as_its_raw_stamps(trained, tmp
     assert main([*head, "packets", "--survey", "lsstlike", "--input", str(raw), "--layout", "rubin",
                  "--schema-id", "123456", "--out", str(tmp_path / "u")]) != 0
     assert "schema id" in (err := capsys.readouterr().err) and "900" in err and not (tmp_path / "u").exists()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("keep me")
+    assert main([*head, "packets", "--survey", "lsstlike", "--input", str(raw), "--layout", "rubin",
+                 "--out", str(foreign)]) != 0
+    assert "not an earlier output" in capsys.readouterr().err and (foreign / "keep.txt").is_file()
+    assert main([*head, "packets", "--survey", "lsstlike", "--input", str(raw), "--layout", "rubin", "--limit", "7",
+                 "--out", str(packets)]) == 0  # its own earlier output is replaced
+    assert len(list(packets.glob("*.avro"))) == 7
     assert main([*head, "packets", "--survey", "lsstlike", "--input", str(raw), "--layout", "nosuch",
                  "--out", str(tmp_path / "n")]) != 0
     assert "decam" in capsys.readouterr().err

@@ -74,7 +74,7 @@ def test_refuses_to_replace_foreign_folder_and_replaces_own(tmp_path):
     foreign = tmp_path / "raw"
     foreign.mkdir()
     (foreign / "precious.txt").write_text("keep me")
-    with pytest.raises(RbdaError, match="not an earlier rbda synth output"):
+    with pytest.raises(RbdaError, match="not an earlier output of this command"):
         synthesize("hits", 10, seed=1, out=foreign)
     assert (foreign / "precious.txt").exists()
     synthesize("hits", 10, seed=1, out=tmp_path / "own")

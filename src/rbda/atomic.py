@@ -30,12 +30,13 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from rbda.errors import SettingError
+from rbda.errors import RbdaError, SettingError
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,27 @@ def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(final: str | Path, marker: str) -> Iterator[Path]:
+    """Yield a new temporary folder beside ``final``; on success it replaces ``final``, which may
+    exist only as an earlier output of the same command (holding the file ``marker``) or an empty
+    folder: anything else is refused before any work, never replaced. On failure the temporary goes."""
+    final = Path(final)
+    if final.exists() and not (final / marker).is_file() and (not final.is_dir() or any(final.iterdir())):
+        raise RbdaError(f"{final}: exists and is not an earlier output of this command (no {marker}); "
+                        "refusing to replace it")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

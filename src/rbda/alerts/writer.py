@@ -26,15 +26,13 @@ import copy
 import csv
 import gzip
 import io
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from rbda.alerts.layouts import PacketLayout
+from rbda.atomic import atomic_folder
 from rbda.errors import RbdaError, SettingError
 from rbda.ingest.readers.base import RawBatch
 from rbda.ingest.synth.writers import fits_bytes
@@ -180,14 +178,9 @@ def write_packets(batches: Iterable[RawBatch], layout: PacketLayout, out: str | 
     """Every stamp of ``batches`` (at most ``limit``) as one packet file of ``layout`` under ``out``
     (replaced only if an earlier ``rbda packets`` output), with :data:`TRUTH`; returns a summary."""
     writer = PacketWriter(layout, schema_id)
-    out = Path(out)
-    if out.exists() and not (out / TRUTH).is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise RbdaError(f"{out}: exists and is not an earlier rbda packets output; refusing to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     size = layout.stamp_size
     rows = []
-    try:
+    with atomic_folder(out, TRUTH) as tmp:
         for batch in batches:
             for triplet, item_id, cls, label in zip(batch.images, batch.ids, batch.classes, batch.labels):
                 if limit is not None and len(rows) >= limit:
@@ -199,17 +192,13 @@ def write_packets(batches: Iterable[RawBatch], layout: PacketLayout, out: str | 
                 name = f"{candid:07d}.avro"
                 (tmp / name).write_bytes(writer.encode(writer.record(triplet, candid)))
                 rows.append((candid, name, str(item_id), str(cls), int(label)))
+            if limit is not None and len(rows) >= limit:
+                break
         if not rows:
             raise RbdaError("no stamps to write as packets")
         with open(tmp / TRUTH, "w", newline="") as fh:
             table = csv.writer(fh)
             table.writerow(TRUTH_COLUMNS)
             table.writerows(rows)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"packets": len(rows), "layout": layout.name, "schema_id": writer.schema_id,
             "real": sum(r[4] for r in rows), "bogus": sum(1 - r[4] for r in rows)}

@@ -9,14 +9,12 @@ layout detection. The folder appears complete or not at all.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 from rbda import __version__
-from rbda.errors import RbdaError, SettingError
+from rbda.atomic import atomic_folder
+from rbda.errors import SettingError
 from rbda.seeding import rng as derived_rng
 from rbda.ingest.synth.model import SPECS, declared_spec, simulate
 from rbda.ingest.synth.writers import LAYOUTS, write_atlas, write_des, write_hits, write_stamps_npz, write_ztf
@@ -45,14 +43,9 @@ def synthesize(survey: str, n: int, seed: int, out: str | Path, layout: str | No
         raise SettingError("layout", f"one of {layouts} for {survey}", layout)
     if n < 2:
         raise SettingError("n", "at least 2 stamps", n)
-    out = Path(out)
-    if out.exists() and not (out / MANIFEST).is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise RbdaError(f"{out}: exists and is not an earlier rbda synth output; refusing to replace it")
-    sim = simulate(spec, n, derived_rng(seed, "synth", survey, "stamps"))
-    write_rng = derived_rng(seed, "synth", survey, "layout")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out, MANIFEST) as tmp:  # an existing folder that is not synth's is refused first
+        sim = simulate(spec, n, derived_rng(seed, "synth", survey, "stamps"))
+        write_rng = derived_rng(seed, "synth", survey, "layout")
         if declaration is not None:
             write_stamps_npz(sim, tmp, declaration)
         elif survey == "hits":
@@ -70,10 +63,4 @@ def synthesize(survey: str, n: int, seed: int, out: str | Path, layout: str | No
             "shapes": dict(Counter(f"{t.shape[0]}x{t.shape[1]}" for t in sim.template)),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
