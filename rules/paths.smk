@@ -88,13 +88,11 @@ def packet_options(wildcards):
     for key in ("schema_id", "limit"):
         if settings.get(key) is not None:
             options += [f"--{key.replace('_', '-')}", str(settings[key])]
-    if _survey_setting(wildcards.survey, "format"):
-        options += ["--format", _survey_setting(wildcards.survey, "format")]
-    return options
+    return options + reader_options(wildcards.survey)
 
 
-def preprocess_options(wildcards):
-    survey = wildcards.survey
+def reader_options(survey):
+    """How a survey's raw files are read, as `rbda preprocess` and `rbda packets` take it: layout, class map."""
     options = []
     if _survey_setting(survey, "format"):
         options += ["--format", _survey_setting(survey, "format")]
@@ -102,6 +100,12 @@ def preprocess_options(wildcards):
         classes = _survey_setting(survey, key)
         if classes:
             options += [f"--{key.replace('_', '-')}", ",".join(classes)]
+    return options
+
+
+def preprocess_options(wildcards):
+    survey = wildcards.survey
+    options = reader_options(survey)
     if _survey_setting(survey, "allow_count_mismatch"):
         options.append("--allow-count-mismatch")
     return options

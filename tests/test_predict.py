@@ -653,6 +653,11 @@ def test_rubin_packets_of_a_declared_survey_score_as_its_raw_stamps(trained, tmp
     assert main([*head, "packets", "--survey", "lsstlike", "--input", str(raw), "--layout", "rubin", "--limit", "7",
                  "--out", str(packets)]) == 0  # its own earlier output is replaced
     assert len(list(packets.glob("*.avro"))) == 7
+    swapped = tmp_path / "swapped"  # the config's class map, as preprocessing gets it, labels the truth
+    assert main([*head, "packets", "--survey", "lsstlike", "--input", str(raw), "--layout", "rubin", "--limit", "7",
+                 "--real-classes", "artefact", "--bogus-classes", "transient", "--out", str(swapped)]) == 0
+    relabelled = pcsv.read_csv(swapped / "truth.csv").to_pydict()
+    assert relabelled["label"] == [int(c == "artefact") for c in relabelled["class"]] and len(set(relabelled["label"])) == 2
     assert main([*head, "packets", "--survey", "lsstlike", "--input", str(raw), "--layout", "nosuch",
                  "--out", str(tmp_path / "n")]) != 0
     assert "decam" in capsys.readouterr().err

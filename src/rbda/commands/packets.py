@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rbda.commands.preprocess import add_class_map_options, class_map_of
 from rbda.surveys import survey_argument
 
 
@@ -22,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, nargs="+", type=Path, metavar="PATH",
                    help="the survey's raw files or folders")
     p.add_argument("--format", help="raw layout, one of the survey's declared layouts (default: detected)")
+    add_class_map_options(p)  # truth.csv labels the stamps as preprocessing does
     p.add_argument("--layout", required=True, help="packet layout name (rubin, ztf, atlas, decam or a declared one)")
     p.add_argument("--packet-layouts", nargs="+", type=Path, default=[], metavar="LAYOUTS.yaml",
                    help="YAML files declaring further packet layouts (docs/surveys.md)")
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     layouts = {layout.name: layout for layout in load_layouts(args.packet_layouts)}
     if args.layout not in layouts:
         raise SettingError("--layout", f"a declared packet layout ({', '.join(sorted(layouts))})", args.layout)
-    reader = open_reader(args.survey, args.input, args.format)
+    reader = open_reader(args.survey, args.input, args.format, class_map_of(args))
     summary = write_packets(reader.batches(), layouts[args.layout], args.out, args.schema_id, args.limit)
     logging.getLogger("rbda.alerts.writer").info(
         "%s: %d packets (%d real, %d bogus) of the %s layout%s written to %s", args.survey, summary["packets"],

@@ -26,14 +26,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, metavar="FILE.parquet")
     p.add_argument("--report", metavar="FILE.json", help="counts read/kept/dropped, invalid pixels, ...")
     p.add_argument("--format", help="raw layout, one of the survey's declared layouts (default: detected)")
-    p.add_argument("--real-classes", metavar="A,B", help="class names labelled real (default: the study's)")
-    p.add_argument("--bogus-classes", metavar="C,D", help="class names labelled bogus (default: the study's)")
+    add_class_map_options(p)
     p.add_argument("--allow-count-mismatch", action="store_true",
                    help="accept read class counts equal to the published ones with real and bogus "
                         "swapped (a deliberately different data release); otherwise an error")
     p.add_argument("--log-every", type=float, default=30.0, metavar="S",
                    help="seconds between progress lines when not in a terminal (default 30)")
     return p
+
+
+def add_class_map_options(p: argparse.ArgumentParser) -> None:
+    """--real-classes/--bogus-classes: the raw class names labelled real and bogus (read by :func:`class_map_of`)."""
+    p.add_argument("--real-classes", metavar="A,B", help="class names labelled real (default: the study's)")
+    p.add_argument("--bogus-classes", metavar="C,D", help="class names labelled bogus (default: the study's)")
 
 
 def _class_list(text: str | None, setting: str) -> list[str] | None:
@@ -47,6 +52,18 @@ def _class_list(text: str | None, setting: str) -> list[str] | None:
     return names
 
 
+def class_map_of(args: argparse.Namespace):
+    """The ClassMap of --real-classes/--bogus-classes over the survey's declared one; None when neither is given."""
+    from rbda.ingest.readers import ClassMap, default_class_map
+
+    real = _class_list(args.real_classes, "real-classes")
+    bogus = _class_list(args.bogus_classes, "bogus-classes")
+    if real is None and bogus is None:
+        return None
+    default = default_class_map(args.survey)
+    return ClassMap.of(real if real is not None else default.real, bogus if bogus is not None else default.bogus)
+
+
 def io_paths(args: argparse.Namespace) -> dict:
     """Outputs and inputs for `rbda.atomic.check_outputs` (run before the work by rbda.cli)."""
     return {"outputs": {"--output": args.output, "--report": args.report}, "inputs": {"--input": args.input}}
@@ -54,15 +71,7 @@ def io_paths(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from rbda.ingest.preprocess import convert_survey
-    from rbda.ingest.readers import ClassMap, default_class_map
 
-    real = _class_list(args.real_classes, "real-classes")
-    bogus = _class_list(args.bogus_classes, "bogus-classes")
-    class_map = None
-    if real is not None or bogus is not None:
-        default = default_class_map(args.survey)
-        class_map = ClassMap.of(real if real is not None else default.real,
-                                bogus if bogus is not None else default.bogus)
-    convert_survey(args.survey, args.input, args.output, args.report, args.format, class_map,
+    convert_survey(args.survey, args.input, args.output, args.report, args.format, class_map_of(args),
                    progress_log_every=args.log_every, allow_count_mismatch=args.allow_count_mismatch)
     return 0
