@@ -26,12 +26,18 @@ cd "$ROOT"
 
 input_sha256="$(PYTHONPATH="$ROOT/src" "$PYTHON" -m rbda.provenance --lock-input-sha256)"
 
+# uv keeps the versions of the output file it is given where the ranges still allow them, so
+# adding a dependency does not move the others: each pass compiles into a copy of the current lock.
+prefer="$(mktemp)"
+trap 'rm -f "$prefer"' EXIT
 compile() {
+    if [[ -f requirements/lock.txt ]]; then cp requirements/lock.txt "$prefer"; else : > "$prefer"; fi
     # PyPI only, whatever pip.conf or uv.toml on this machine say.
     "$UV" pip compile pyproject.toml --extra workflow --extra test \
         --constraint requirements/torch.txt \
         --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-        --index-url https://pypi.org/simple --no-config --quiet "$@"
+        --index-url https://pypi.org/simple --no-config --quiet --output-file "$prefer" "$@"
+    cat "$prefer"
 }
 
 # Pass 1: which resolved packages are torch and its CUDA runtime.
@@ -41,7 +47,7 @@ no_emit=()
 for name in "${left_out[@]}"; do no_emit+=(--no-emit-package "$name"); done
 
 tmp="$(mktemp "$ROOT/requirements/.lock.txt.XXXXXX")"
-trap 'rm -f "$tmp"' EXIT
+trap 'rm -f "$tmp" "$prefer"' EXIT
 {
     echo "# rbda-lock-input-sha256: $input_sha256"
     echo "# Regenerate with: bash scripts/lock.sh ($("$UV" --version))."
@@ -50,5 +56,6 @@ trap 'rm -f "$tmp"' EXIT
     compile --generate-hashes "${no_emit[@]}" --custom-compile-command "bash scripts/lock.sh"
 } > "$tmp"
 mv "$tmp" "$ROOT/requirements/lock.txt"
+rm -f "$prefer"
 trap - EXIT
 echo "lock: wrote requirements/lock.txt ($(grep -c '==' "$ROOT/requirements/lock.txt") packages; left out: ${left_out[*]})"

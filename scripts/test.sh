@@ -32,8 +32,11 @@ if [[ "${CI:-}" == "true" && "$(id -u)" == 0 ]]; then
 fi
 
 cd "$ROOT"
+# Two test processes (pytest-xdist), each running whole modules (a module's fixtures are made once):
+# the demo run and the Slurm cluster, which tests/conftest.py starts first, run side by side with
+# the rest. RBDA_TEST_PROCESSES=0 runs everything in this one process.
 status=0
-python -m pytest "$@" || status=$?
+python -m pytest -n "${RBDA_TEST_PROCESSES:-2}" --dist loadscope --no-loadscope-reorder "$@" || status=$?
 if (( status == 5 )); then
     echo "test: pytest collected no tests: a failure" >&2
 elif (( status != 0 )); then

@@ -51,6 +51,38 @@ def real_samples() -> Path:
     return REAL_SAMPLES
 
 
+# ---------------------------------------------------------------- order of the modules
+
+def start_rank(item: pytest.Item) -> int:
+    """How early a test's module starts: 0 for a test that reads the demo run, 1 for the real-Slurm
+    tests, 2 for another end-to-end test, 3 for the rest (the lowest rank of its tests counts)."""
+    if "demo_study" in item.fixturenames:
+        return 0
+    if item.get_closest_marker("slurm"):
+        return 1
+    return 2 if item.get_closest_marker("slow") else 3
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules in the order of their start rank, collection order otherwise.
+
+    scripts/test.sh runs the suite in two processes (pytest-xdist ``--dist loadscope
+    --no-loadscope-reorder``): each takes the next whole module in this order, so the demo run and
+    the Slurm cluster start at once, one per process, instead of whenever their module comes up.
+    The demo run is a session fixture, made once per process that runs a test reading it: those
+    tests must share one module, which this checks.
+    """
+    module_of = {item: item.nodeid.split("::", 1)[0] for item in items}
+    rank: dict[str, int] = {}
+    for item in items:
+        rank[module_of[item]] = min(rank.get(module_of[item], 3), start_rank(item))
+    demo_modules = sorted({module_of[item] for item in items if start_rank(item) == 0})
+    if len(demo_modules) > 1:
+        raise pytest.UsageError(f"tests reading the demo run (fixture demo_study) are in {demo_modules}: "
+                                "keep them in one module, or each test process would run the demo")
+    items.sort(key=lambda item: rank[module_of[item]])
+
+
 def skip_unless_available(available: bool, reason: str) -> None:
     """Skip a test whose external prerequisite (Slurm, Chromium) is missing.
 
