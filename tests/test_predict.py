@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 from pathlib import Path
 
 import fastavro
@@ -16,7 +17,7 @@ import torch
 from astropy.io import fits
 
 from rbda.cli import main
-from rbda.errors import InputFileError
+from rbda.errors import InputFileError, RbdaError
 from rbda.ingest.preprocess import PREPROCESSING_VERSION
 from rbda.alerts.packets import AlertReader
 from train_helpers import surveys_with_splits
@@ -599,6 +600,10 @@ def test_every_declared_layout_reads_back_the_packets_written_in_it(layout, tmp_
     assert set(np.concatenate([b.columns["layout"] for b in read])) == {layout.name}
     order = [candids.index(c) for c in truth["candid"]]
     np.testing.assert_array_equal(got[order], stamps)
+    # inputs that hold no stamp: an error naming them, and no output folder
+    with pytest.raises(RbdaError, match=re.escape(f"raw/: stamps to write as {layout.label} packets, found none")):
+        write_packets([], layout, tmp_path / "none", inputs="raw/")
+    assert not (tmp_path / "none").exists()
 
 
 def test_rubin_packets_of_a_declared_survey_score_as_its_raw_stamps(trained, tmp_path, capsys):

@@ -174,9 +174,10 @@ class PacketWriter:
 
 
 def write_packets(batches: Iterable[RawBatch], layout: PacketLayout, out: str | Path,
-                  schema_id: int | None = None, limit: int | None = None) -> dict:
+                  schema_id: int | None = None, limit: int | None = None, inputs: str = "the input") -> dict:
     """Every stamp of ``batches`` (at most ``limit``) as one packet file of ``layout`` under ``out``
-    (replaced only if an earlier ``rbda packets`` output), with :data:`TRUTH`; returns a summary."""
+    (replaced only if an earlier ``rbda packets`` output), with :data:`TRUTH`; returns a summary.
+    ``inputs`` names what ``batches`` were read from, for the error when they hold no stamp."""
     writer = PacketWriter(layout, schema_id)
     size = layout.stamp_size
     rows = []
@@ -195,7 +196,7 @@ def write_packets(batches: Iterable[RawBatch], layout: PacketLayout, out: str | 
             if limit is not None and len(rows) >= limit:
                 break
         if not rows:
-            raise RbdaError("no stamps to write as packets")
+            raise RbdaError(f"{inputs}: stamps to write as {layout.label} packets, found none")
         with open(tmp / TRUTH, "w", newline="") as fh:
             table = csv.writer(fh)
             table.writerow(TRUTH_COLUMNS)

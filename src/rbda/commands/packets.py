@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if args.layout not in layouts:
         raise SettingError("--layout", f"a declared packet layout ({', '.join(sorted(layouts))})", args.layout)
     reader = open_reader(args.survey, args.input, args.format, class_map_of(args))
-    summary = write_packets(reader.batches(), layouts[args.layout], args.out, args.schema_id, args.limit)
+    summary = write_packets(reader.batches(), layouts[args.layout], args.out, args.schema_id, args.limit,
+                            inputs=", ".join(map(str, args.input)))
     logging.getLogger("rbda.alerts.writer").info(
         "%s: %d packets (%d real, %d bogus) of the %s layout%s written to %s", args.survey, summary["packets"],
         summary["real"], summary["bogus"], summary["layout"],
