@@ -606,6 +606,26 @@ def test_every_declared_layout_reads_back_the_packets_written_in_it(layout, tmp_
     assert not (tmp_path / "none").exists()
 
 
+def test_packets_stop_reading_at_the_limit(tmp_path):
+    """write_packets takes the first ``limit`` stamps and reads no batch past them."""
+    from rbda.alerts.layouts import load_layouts
+    from rbda.alerts.writer import write_packets
+    from rbda.ingest.readers.base import RawBatch
+
+    layout = {lay.name: lay for lay in load_layouts()}["ztf"]
+    pulled = []
+
+    def batches():
+        for b in range(5):
+            pulled.append(b)
+            yield RawBatch(images=_layout_stamps(layout, 4, seed=b), ids=np.array([f"{b}-{i}" for i in range(4)]),
+                           classes=np.array(["real"] * 4), labels=np.ones(4, np.int8), source="memory")
+
+    assert write_packets(batches(), layout, tmp_path / "out", limit=6)["packets"] == 6
+    assert pulled == [0, 1]
+    assert len(list((tmp_path / "out").glob("*.avro"))) == 6
+
+
 def test_rubin_packets_of_a_declared_survey_score_as_its_raw_stamps(trained, tmp_path, capsys):
     """A Rubin-like survey declared in a file (30x30 stamps, science first), its stamps written as Rubin packets
     (Confluent framing, the lsst-alert-packet schema) by rbda packets: rbda predict scores the packets exactly

@@ -26,6 +26,7 @@ import copy
 import csv
 import gzip
 import io
+import itertools
 from pathlib import Path
 from typing import Iterable
 
@@ -94,19 +95,14 @@ def _declared_schema(layout: PacketLayout) -> dict:
             if layout.cutout_forms[0] == "record" else "bytes")
         kinds[layout.cutouts[channel]] = ["null", cutout]
     for path, kind in kinds.items():
-        *parents, last = path.split(".")
-        node = tree
-        for name in parents:
-            node = node.setdefault(name, {})
-        node[last] = kind
+        _set(tree, path, kind)
 
     def schema_of(name: str, node: dict) -> dict:
         fields = [{"name": key, "type": schema_of(key, value) if isinstance(value, dict) else value}
                   for key, value in node.items()]
         return {"type": "record", "name": name, "fields": fields}
 
-    schema = schema_of(f"rbda.{layout.name}.alert", tree)
-    return schema
+    return schema_of(f"rbda.{layout.name}.alert", tree)
 
 
 class PacketWriter:
@@ -181,20 +177,18 @@ def write_packets(batches: Iterable[RawBatch], layout: PacketLayout, out: str | 
     writer = PacketWriter(layout, schema_id)
     size = layout.stamp_size
     rows = []
+    # lazily, so that reading stops at the limit
+    stamps = ((batch.source, *stamp) for batch in batches
+              for stamp in zip(batch.images, batch.ids, batch.classes, batch.labels))
     with atomic_folder(out, TRUTH) as tmp:
-        for batch in batches:
-            for triplet, item_id, cls, label in zip(batch.images, batch.ids, batch.classes, batch.labels):
-                if limit is not None and len(rows) >= limit:
-                    break
-                if triplet.shape[-2:] != (size, size):
-                    raise RbdaError(f"{batch.source}: {item_id}: stamps of the {layout.label} layout's "
-                                    f"{size}x{size} pixels, got {triplet.shape[-2]}x{triplet.shape[-1]}")
-                candid = len(rows)
-                name = f"{candid:07d}.avro"
-                (tmp / name).write_bytes(writer.encode(writer.record(triplet, candid)))
-                rows.append((candid, name, str(item_id), str(cls), int(label)))
-            if limit is not None and len(rows) >= limit:
-                break
+        for source, triplet, item_id, cls, label in itertools.islice(stamps, limit):
+            if triplet.shape[-2:] != (size, size):
+                raise RbdaError(f"{source}: {item_id}: stamps of the {layout.label} layout's "
+                                f"{size}x{size} pixels, got {triplet.shape[-2]}x{triplet.shape[-1]}")
+            candid = len(rows)
+            name = f"{candid:07d}.avro"
+            (tmp / name).write_bytes(writer.encode(writer.record(triplet, candid)))
+            rows.append((candid, name, str(item_id), str(cls), int(label)))
         if not rows:
             raise RbdaError(f"{inputs}: stamps to write as {layout.label} packets, found none")
         with open(tmp / TRUTH, "w", newline="") as fh:
