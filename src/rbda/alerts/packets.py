@@ -58,6 +58,7 @@ from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
 
+from rbda.alerts.avro_decode import CorruptRecord, ProjectedDecoder, Unsupported
 from rbda.errors import InputFileError
 from rbda.ingest.fits import GZIP_MAGIC, decode_stamp, inflate
 from rbda.ingest.preprocess import STAMP_SIZE, valid_mask
@@ -317,8 +318,8 @@ def projected_schema(writer_schema: dict, wanted: dict | None = None) -> dict | 
 # ZTF's schema, 0.46 ms with the projection, as much as decoding the packet itself, and a ZTF
 # night is one packet per file. So the container's framing (header, blocks, sync markers; Avro
 # 1.11 spec, "Object Container Files") is read here, and the parsed writer schema and its
-# projection are kept per distinct schema text; records are decoded by fastavro
-# (``schemaless_reader``). Every block is inflated here with a bound (MAX_BLOCK_BYTES): null, deflate,
+# projection are kept per distinct schema text, with the compiled decoder of the wanted fields
+# (rbda.alerts.avro_decode; fastavro's ``schemaless_reader`` for a schema it does not compile). Every block is inflated here with a bound (MAX_BLOCK_BYTES): null, deflate,
 # snappy, bzip2 and xz; other codecs (fastavro's zstandard and lz4, whose packages rbda does not
 # install) are refused by name, as fastavro would inflate their blocks without a bound.
 
@@ -454,21 +455,48 @@ def check_schema_bounded(schema: object) -> None:
                           "number of empty records)")
 
 
+@dataclass(frozen=True)
+class WriterSchema:
+    """A writer schema parsed once: its full ``name``, and its records decoded for the wanted fields by
+    the compiled :class:`~rbda.alerts.avro_decode.ProjectedDecoder` (``decoder``), or, for a schema it does
+    not compile, by fastavro with the :func:`projected_schema` reader schema (``reader``; None: every field)."""
+
+    parsed: dict
+    reader: dict | None
+    name: str
+    decoder: ProjectedDecoder | None
+
+    def decode(self, raw: bytes, pos: int = 0) -> tuple[object, int]:
+        """(record, position after it) of the record at ``pos`` of ``raw``; :class:`CorruptAvro` (or
+        fastavro's own exception, on its path) when the bytes are not one."""
+        if self.decoder is not None:
+            try:
+                return self.decoder.decode(raw, pos)
+            except CorruptRecord as exc:
+                raise CorruptAvro(str(exc)) from None
+        import fastavro
+
+        stream = io.BytesIO(raw)
+        stream.seek(pos)
+        record = fastavro.schemaless_reader(stream, self.parsed, self.reader)
+        return record, stream.tell()
+
+
 class AvroSchemas:
-    """Parsed writer schemas and their :func:`projected_schema` (of ``wanted``, default :data:`WANTED`),
-    one entry per distinct schema text (or Confluent schema file)."""
+    """:class:`WriterSchema` entries (for ``wanted``, default :data:`WANTED`), one per distinct schema text
+    (or Confluent schema file)."""
 
     def __init__(self, wanted: dict | None = None):
-        self._parsed: dict[object, tuple] = {}
+        self._parsed: dict[object, WriterSchema] = {}
         self.wanted = WANTED if wanted is None else wanted
 
-    def get(self, schema_text: bytes) -> tuple:
+    def get(self, schema_text: bytes) -> WriterSchema:
         entry = self._parsed.get(schema_text)
         if entry is None:
             entry = self._parsed[schema_text] = self._parse(json.loads(schema_text))
         return entry
 
-    def get_file(self, path: Path) -> tuple:
+    def get_file(self, path: Path) -> WriterSchema:
         """The entry of a schema file (its named types in sibling files, as fastavro.schema.load_schema reads them)."""
         entry = self._parsed.get(path)
         if entry is None:
@@ -477,7 +505,7 @@ class AvroSchemas:
             entry = self._parsed[path] = self._parse(load_schema(str(path), _write_hint=False))
         return entry
 
-    def _parse(self, loaded: object) -> tuple:
+    def _parse(self, loaded: object) -> WriterSchema:
         from fastavro import parse_schema
 
         check_schema_bounded(loaded)
@@ -487,10 +515,14 @@ class AvroSchemas:
             reader = None if projected is None else parse_schema(projected)
         except Exception:  # noqa: BLE001 - fastavro raises many types for schemas it refuses
             reader = None
+        try:
+            decoder = ProjectedDecoder(writer, None if reader is None else self.wanted)
+        except Unsupported:
+            decoder = None
         name = loaded.get("name", "") if isinstance(loaded, dict) else ""
         namespace = loaded.get("namespace", "") if isinstance(loaded, dict) else ""
         full = name if "." in name or not namespace else f"{namespace}.{name}"
-        return writer, reader, full
+        return WriterSchema(writer, reader, full, decoder)
 
 
 #: The first byte of the Confluent wire format (then a 4-byte big-endian schema id, then one schemaless record).
@@ -519,9 +551,9 @@ def read_container(fh: BinaryIO, schemas: AvroSchemas, header_out: dict | None =
     schema_text = header["meta"].get("avro.schema")
     if schema_text is None:
         raise CorruptAvro("a header with its schema (avro.schema)")
-    writer, reader, schema_name = schemas.get(schema_text)
+    schema = schemas.get(schema_text)
     if header_out is not None:
-        header_out["schema_name"] = schema_name
+        header_out["schema_name"] = schema.name
     if codec not in _FRAMED_CODECS:
         raise CorruptAvro(f"an Avro codec rbda reads ({', '.join(_FRAMED_CODECS)}), got {codec!r}")
     while (count := _read_long(fh)) is not None:
@@ -537,9 +569,13 @@ def read_container(fh: BinaryIO, schemas: AvroSchemas, header_out: dict | None =
         if count > len(raw):  # every record takes at least one byte (check_schema_bounded)
             raise CorruptAvro(f"a block whose record count fits its bytes (it declares {count} records in "
                               f"{len(raw)} bytes)")
-        block = io.BytesIO(raw)
+        pos = 0
         for _ in range(count):
-            yield fastavro.schemaless_reader(block, writer, reader)
+            try:
+                record, pos = schema.decode(raw, pos)
+            except CorruptAvro as exc:
+                raise CorruptAvro(f"an Avro alert file whose records are of its writer schema ({exc})") from None
+            yield record
 
 
 class AlertReader:
@@ -639,20 +675,18 @@ class AlertReader:
 
     def _confluent_packet(self, fh: BinaryIO, schema_id: int) -> tuple[PacketLayout, dict]:
         """The one schemaless record after a Confluent header (the file's 5 first bytes, read)."""
-        import fastavro
-
         layout = self.confluent_layout(schema_id)
-        writer, reader, _ = self.schemas.get_file(layout.schema.path(schema_id))
+        schema = self.schemas.get_file(layout.schema.path(schema_id))
         body = fh.read()
-        block = io.BytesIO(body)
         try:
-            packet = fastavro.schemaless_reader(block, writer, reader)
-        except EOFError:
+            packet, end = schema.decode(body)
+        except (EOFError, CorruptAvro) as exc:
             raise CorruptAvro(f"a complete Confluent-framed record (schema id {schema_id}, {layout.label}); "
-                              f"truncated at {len(body) + 5} bytes") from None
-        if block.tell() != len(body):
+                              f"truncated or corrupt at {len(body) + 5} bytes" + (f" ({exc})" if str(exc) else "")) \
+                from None
+        if end != len(body):
             raise CorruptAvro(f"one Confluent-framed record per file (schema id {schema_id}); "
-                              f"{len(body) - block.tell()} bytes follow the record")
+                              f"{len(body) - end} bytes follow the record")
         return layout, packet
 
     def _layout(self, header: dict, packet: dict) -> PacketLayout:
