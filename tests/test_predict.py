@@ -202,7 +202,7 @@ def test_settings_are_checked(trained, tmp_path, capsys):
 
 # --- alert packets --------------------------------------------------------------------------------
 
-def test_packets_to_scores_with_ids_and_ztf_scores(trained, tmp_path):
+def test_packets_to_scores_with_ids_and_ztf_scores(trained, tmp_path, caplog):
     rng = np.random.default_rng(0)
     folder = tmp_path / "alerts"
     folder.mkdir()
@@ -219,6 +219,8 @@ def test_packets_to_scores_with_ids_and_ztf_scores(trained, tmp_path):
     assert table["drb"][table["candid"].index(1)] is None  # null drb stays missing
     assert set(table["model_method"]) == {"mme"}
     assert not (tmp_path / "scores.bad.csv").exists()
+    assert "1 file(s) of the input folders are not read (not alert packets (*.avro)), e.g. " \
+           f"{folder / 'notes.txt'}" in caplog.text
 
 
 def _bad_case(tmp_path, name, packets=None, raw=None):

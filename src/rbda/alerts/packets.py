@@ -48,6 +48,7 @@ file and the packet's candid; with ``skip_bad=True`` they are collected in
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import json
 import zlib
@@ -61,8 +62,8 @@ import numpy as np
 from rbda.alerts.avro_decode import CorruptRecord, ProjectedDecoder, Unsupported
 from rbda.errors import InputFileError
 from rbda.ingest.fits import GZIP_MAGIC, decode_stamp, inflate
-from rbda.ingest.preprocess import STAMP_SIZE, valid_mask
-from rbda.ingest.readers.base import IgnoredFiles, RawBatch, iter_files
+from rbda.ingest.preprocess import STAMP_SIZE, centre_crop, valid_mask
+from rbda.ingest.readers.base import IgnoredFiles, RawBatch, find_files
 from rbda.alerts.layouts import PacketLayout, load_layouts
 from rbda.study import CHANNELS
 
@@ -587,15 +588,18 @@ class AlertReader:
     format = "avro"
 
     def __init__(self, inputs: Sequence[str | Path], skip_bad: bool = False, batch_size: int = 1024,
-                 layouts: Sequence[PacketLayout] | None = None):
+                 layouts: Sequence[PacketLayout] | None = None, crop: int | None = None):
         paths = [Path(p) for p in inputs]
+        #: Triplets are held and batched as their centre ``crop`` x ``crop`` pixels (what preprocessing keeps
+        #: of them: :func:`rbda.ingest.preprocess.centre_crop`) once the packet's checks have seen them whole;
+        #: None keeps them whole.
+        self.crop = crop
         if not paths:
             raise InputFileError(".", "at least one Avro alert file or folder")
-        self.files = iter_files(paths, PATTERNS)
-        self.ignored = IgnoredFiles()
-        for folder in (p for p in paths if p.is_dir()):
-            for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".avro"):
-                self.ignored.add(path)
+        #: Files of the input folders that are not packets (not ``*.avro``): counted, a few named.
+        self.ignored: IgnoredFiles
+        self.files, self.ignored = find_files(paths, lambda p: any(fnmatch.fnmatchcase(p.name, pattern)
+                                                                  for pattern in PATTERNS))
         if not self.files:
             raise InputFileError(paths[0], "Avro alert packet files (*.avro)")
         self.skip_bad = skip_bad
@@ -712,6 +716,8 @@ class AlertReader:
             scores = tuple(_score(packet, layout.scores[c]) if c in layout.scores else float("nan")
                            for c in self.score_columns)
             triplet, padded = packet_triplet(packet, path, f"candid {candid}", layout)
+            if self.crop is not None and min(triplet.shape[-2:]) >= self.crop:
+                triplet = np.ascontiguousarray(centre_crop(triplet, self.crop))
             return triplet, object_text, candid, layout.name, scores, padded, str(path)
         except BadPacketError as exc:
             exc.candid = candid

@@ -149,8 +149,10 @@ class ScorableInput:
         if kind == "alerts":
             from rbda.alerts.layouts import load_layouts
             from rbda.alerts.packets import AlertReader
+            from rbda.ingest.preprocess import STAMP_SIZE
 
-            self.reader = AlertReader(self.inputs, skip_bad=skip_bad, layouts=load_layouts(packet_layouts))
+            self.reader = AlertReader(self.inputs, skip_bad=skip_bad, layouts=load_layouts(packet_layouts),
+                                      crop=STAMP_SIZE)
         elif kind == "survey":
             from rbda.ingest.readers import open_reader
 
@@ -354,6 +356,10 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
         model = model.to(memory_format=torch.channels_last)
     kind = input_kind(inputs, survey)
     source = ScorableInput(kind, inputs, survey, fmt, skip_bad, [Path(p) for p in packet_layouts])
+    ignored = getattr(getattr(source, "reader", None), "ignored", None)
+    if ignored is not None and ignored.count:
+        log.warning("%d file(s) of the input folders are not read (not %s), e.g. %s", ignored.count,
+                    "alert packets (*.avro)" if kind == "alerts" else "of the layout", ", ".join(ignored.examples[:3]))
     labels_path = getattr(getattr(source, "reader", None), "labels_path", None)
     if labels_path is not None:
         check_outputs({"--output": output, "--output's bad list": bad_list_path(output)},
