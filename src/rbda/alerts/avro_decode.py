@@ -41,7 +41,7 @@ _FIXED_PATTERN = {"null": b"", "boolean": rb"[\x00-\xff]", "float": rb"[\x00-\xf
 #: Union indexes written as one varint byte (zig-zag 2i): a pattern for more branches is not built.
 _MAX_PATTERN_BRANCHES = 64
 #: Longest string or bytes value a whole-plan pattern matches (ZTF's longest skipped string is 94 bytes).
-_PATTERN_STRING_BYTES = 255
+_PATTERN_STRING_BYTES = 127
 _FLOAT = struct.Struct("<f")
 _DOUBLE = struct.Struct("<d")
 
@@ -156,6 +156,7 @@ def _kind(node: object) -> str:
 #   (BLOCKS, plan, is_map)     Avro blocks of items (a map's items are a string key then the value)
 
 _PATTERN, _LENGTH, _UNION, _BLOCKS = range(4)
+_ONE_LENGTH = ((_LENGTH,),)
 
 
 def _plan(schema: _Schema, node: object) -> list:
@@ -271,7 +272,12 @@ def _skip(plan: _Plan, buf: bytes, pos: int) -> int:
             index, pos = read_long(buf, pos)
             if not 0 <= index < len(step[1]):
                 raise CorruptRecord(f"a union branch index below {len(step[1])}, got {index}")
-            pos = _skip(step[1][index], buf, pos)
+            branch = step[1][index]
+            if branch == _ONE_LENGTH:  # ["null", "string"] and the like, without a call
+                n, pos = _length(buf, pos, "string or bytes")
+                pos += n
+            elif branch:
+                pos = _skip(branch, buf, pos)
         else:
             pos = _skip_blocks(step[1], buf, pos)
     return pos
