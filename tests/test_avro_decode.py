@@ -193,3 +193,13 @@ def test_truncated_or_damaged_real_packets_are_corrupt_records(real_samples):
     records = _real_records(real_samples)
     for _, parsed, raw in (records[0], records[-2], records[-1]):  # a ZTF, the DECam and the Rubin packet
         _every_truncation_and_corruption_is_a_corrupt_record(ProjectedDecoder(parsed, WANTED), raw, stride=101)
+
+
+def test_a_fixed_type_too_large_for_a_pattern_is_left_to_fastavro():
+    schema = {"type": "record", "name": "R", "fields": [
+        {"name": "big", "type": {"type": "fixed", "name": "Big", "size": 2**17}}, {"name": "n", "type": "long"}]}
+    with pytest.raises(Unsupported, match="fixed type of 131072 bytes"):
+        ProjectedDecoder(fastavro.parse_schema(schema), {"n": None})
+    entry = AvroSchemas({"n": None}).get(json.dumps(schema).encode())
+    assert entry.decoder is None
+    assert entry.decode(encode(schema, {"big": b"\x01" * 2**17, "n": 3})) == ({"n": 3}, 2**17 + 1)

@@ -34,6 +34,9 @@ import struct
 from typing import Callable
 
 _PRIMITIVES = ("null", "boolean", "int", "long", "float", "double", "bytes", "string")
+_COMPLEX = ("record", "error", "enum", "fixed", "array", "map")
+#: Largest fixed size compiled (a pattern's repeat count; a larger one is left to fastavro).
+_MAX_FIXED_BYTES = 2**16
 _VARINT = rb"[\x80-\xff]{0,9}[\x00-\x7f]"
 #: Fixed sizes of the primitive types a pattern skips without a length.
 _FIXED_PATTERN = {"null": b"", "boolean": rb"[\x00-\xff]", "float": rb"[\x00-\xff]{4}",
@@ -128,9 +131,16 @@ class _Schema:
                 return kind
             if isinstance(kind, (dict, list)):
                 return self.resolve(kind)
-            if isinstance(kind, str) and kind not in _PRIMITIVES and kind in self.named and len(node) == 1:
+            if isinstance(kind, str) and kind not in _COMPLEX and kind in self.named:  # {"type": "Name", "doc": ...}
                 return self.named[kind]
         return node
+
+
+def _fixed_size(node: dict) -> int:
+    size = node.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= _MAX_FIXED_BYTES:
+        raise Unsupported(f"a fixed type of {size!r} bytes (compiled: 0 to {_MAX_FIXED_BYTES})")
+    return size
 
 
 def _kind(node: object) -> str:
@@ -168,7 +178,7 @@ def _plan(schema: _Schema, node: object) -> list:
     if kind in ("string", "bytes"):
         return [(_LENGTH,)]
     if kind == "fixed":
-        return [(_PATTERN, rb"[\x00-\xff]{%d}" % int(node["size"]))]
+        return [(_PATTERN, rb"[\x00-\xff]{%d}" % _fixed_size(node))]
     if kind == "enum":
         return [(_PATTERN, _VARINT)]
     if kind == "record":
@@ -367,7 +377,7 @@ def _reader(schema: _Schema, node: object, wanted: dict | None) -> Reader:
     if wanted is not None:  # a path through a field that is not a record: fastavro reads it whole too
         wanted = None
     if kind == "fixed":
-        size = int(node["size"])
+        size = _fixed_size(node)
 
         def read_fixed(buf: bytes, pos: int) -> tuple:
             if pos + size > len(buf):
