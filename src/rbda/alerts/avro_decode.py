@@ -187,15 +187,18 @@ def _plan(schema: _Schema, node: object) -> list:
         branches = [_join(_plan(schema, branch)) for branch in node]
         if len(branches) <= _MAX_PATTERN_BRANCHES and all(
                 len(b) <= 1 and all(step[0] == _PATTERN for step in b) for b in branches):
-            alternatives = b"|".join(re.escape(bytes([2 * i])) + (b[0][1].pattern if b else b"")
-                                     for i, b in enumerate(branches))
-            return [(_PATTERN, b"(?:" + alternatives + b")")]
+            return [(_PATTERN, _union_pattern([b[0][1].pattern if b else b"" for b in branches]))]
         return [(_UNION, tuple(branches))]
     if kind == "array":
         return [(_BLOCKS, _join(_plan(schema, node.get("items")), items=True), False)]
     if kind == "map":
         return [(_BLOCKS, _join([(_LENGTH,), *_plan(schema, node.get("values"))], items=True), True)]
     raise Unsupported(f"the type {kind!r}")
+
+
+def _union_pattern(branches: list[bytes]) -> bytes:
+    """A union of branch patterns: branch i's index (one varint byte, zig-zag 2i) then its pattern."""
+    return b"(?:" + b"|".join(re.escape(bytes([2 * i])) + branch for i, branch in enumerate(branches)) + b")"
 
 
 def _join(steps: list, items: bool = False) -> _Plan:
@@ -242,7 +245,7 @@ def _pattern_of(plan: list) -> bytes | None:
             branches = [_pattern_of(list(b)) for b in step[1]]
             if any(b is None for b in branches):
                 return None
-            parts.append(b"(?:" + b"|".join(re.escape(bytes([2 * i])) + b for i, b in enumerate(branches)) + b")")
+            parts.append(_union_pattern(branches))
         else:
             return None
     return b"".join(parts)
@@ -293,18 +296,28 @@ def _skip(plan: _Plan, buf: bytes, pos: int) -> int:
     return pos
 
 
+def _block(buf: bytes, pos: int) -> tuple[int, int | None, int]:
+    """An array's or map's block header at ``pos``: (items, the block's byte size or None, position after it);
+    0 items end the blocks. A negative count is followed by the block's byte size (Avro spec)."""
+    count, pos = read_long(buf, pos)
+    size = None
+    if count < 0:
+        count = -count
+        size, pos = _length(buf, pos, "block")
+    if count > len(buf) - pos:  # every item takes at least one byte (check_schema_bounded)
+        raise CorruptRecord(f"truncated or invalid: a block of {count} items in the record's last {len(buf) - pos} "
+                            "bytes")
+    return count, size, pos
+
+
 def _skip_blocks(item: tuple, buf: bytes, pos: int) -> int:
     while True:
-        count, pos = read_long(buf, pos)
+        count, size, pos = _block(buf, pos)
         if count == 0:
             return pos
-        if count < 0:  # a negative count is followed by the block's size in bytes
-            size, pos = _length(buf, pos, "block")
+        if size is not None:  # the block's size is known: jump it
             pos += size
             continue
-        if count > len(buf) - pos:  # every item takes at least one byte (check_schema_bounded)
-            raise CorruptRecord(f"truncated or invalid: a block of {count} items in the record's last {len(buf) - pos} "
-                                "bytes")
         for _ in range(count):
             pos = _skip(item, buf, pos)
 
@@ -402,15 +415,9 @@ def _reader(schema: _Schema, node: object, wanted: dict | None) -> Reader:
         def read_blocks(buf: bytes, pos: int) -> tuple:
             out: dict | list = {} if is_map else []
             while True:
-                count, pos = read_long(buf, pos)
+                count, _, pos = _block(buf, pos)
                 if count == 0:
                     return out, pos
-                if count < 0:
-                    count = -count
-                    _, pos = _length(buf, pos, "block")
-                if count > len(buf) - pos:
-                    raise CorruptRecord(f"truncated or invalid: a block of {count} items in the record's last "
-                                        f"{len(buf) - pos} bytes")
                 for _ in range(count):
                     if is_map:
                         key, pos = _read_string(buf, pos)

@@ -48,7 +48,6 @@ file and the packet's candid; with ``skip_bad=True`` they are collected in
 
 from __future__ import annotations
 
-import fnmatch
 import io
 import json
 import zlib
@@ -64,7 +63,7 @@ from rbda.alerts.avro_decode import CorruptRecord, ProjectedDecoder, Unsupported
 from rbda.errors import InputFileError
 from rbda.ingest.fits import GZIP_MAGIC, decode_stamp, inflate
 from rbda.ingest.preprocess import STAMP_SIZE, centre_crop, valid_mask
-from rbda.ingest.readers.base import IgnoredFiles, RawBatch, find_files
+from rbda.ingest.readers.base import IgnoredFiles, RawBatch, find_files, name_matches
 from rbda.alerts.layouts import PacketLayout, load_layouts
 from rbda.study import CHANNELS
 
@@ -599,8 +598,7 @@ class AlertReader:
             raise InputFileError(".", "at least one Avro alert file or folder")
         #: Files of the input folders that are not packets (not ``*.avro``): counted, a few named.
         self.ignored: IgnoredFiles
-        self.files, self.ignored = find_files(paths, lambda p: any(fnmatch.fnmatchcase(p.name, pattern)
-                                                                  for pattern in PATTERNS))
+        self.files, self.ignored = find_files(paths, name_matches(PATTERNS))
         if not self.files:
             raise InputFileError(paths[0], "Avro alert packet files (*.avro)")
         self.skip_bad = skip_bad

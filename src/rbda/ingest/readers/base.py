@@ -168,9 +168,14 @@ def find_files(inputs: Sequence[Path], accept: Callable[[Path], bool]) -> tuple[
     return sorted(set(found)), ignored
 
 
+def name_matches(patterns: Sequence[str]) -> Callable[[Path], bool]:
+    """Whether a path's name matches any of the shell ``patterns`` (case-sensitive): a :func:`find_files` rule."""
+    return lambda path: any(fnmatch.fnmatchcase(path.name, pattern) for pattern in patterns)
+
+
 def iter_files(inputs: Sequence[Path], patterns: Sequence[str]) -> list[Path]:
     """Files among ``inputs`` (files, or folders searched recursively) matching any pattern."""
-    return find_files(inputs, lambda p: any(fnmatch.fnmatchcase(p.name, pat) for pat in patterns))[0]
+    return find_files(inputs, name_matches(patterns))[0]
 
 
 class FileSetReader:
