@@ -279,7 +279,7 @@ def _skip(plan: _Plan, buf: bytes, pos: int) -> int:
                 raise CorruptRecord(f"truncated or invalid data at byte {pos} of {len(buf)}")
             pos = match.end()
         elif kind == _LENGTH:
-            n, pos = _length(buf, pos, "string or bytes")
+            n, pos = _length(buf, pos, "string or bytes value")
             pos += n
         elif kind == _UNION:
             index, pos = read_long(buf, pos)
@@ -287,7 +287,7 @@ def _skip(plan: _Plan, buf: bytes, pos: int) -> int:
                 raise CorruptRecord(f"a union branch index below {len(step[1])}, got {index}")
             branch = step[1][index]
             if branch == _ONE_LENGTH:  # ["null", "string"] and the like, without a call
-                n, pos = _length(buf, pos, "string or bytes")
+                n, pos = _length(buf, pos, "string or bytes value")
                 pos += n
             elif branch:
                 pos = _skip(branch, buf, pos)
@@ -350,7 +350,7 @@ def _read_double(buf: bytes, pos: int) -> tuple:
 
 
 def _read_bytes(buf: bytes, pos: int) -> tuple:
-    n, pos = _length(buf, pos, "bytes")
+    n, pos = _length(buf, pos, "bytes value")
     return bytes(buf[pos : pos + n]), pos + n
 
 
