@@ -21,6 +21,7 @@ threshold``. The output table is written only once complete.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -256,6 +257,8 @@ def _table(parts: list[dict], identity: dict, kind: str, score_columns: Sequence
     (``score_columns``: ZTF's rb, drb, Rubin's reliability, ...; NaN where a packet's layout has none)."""
     import pyarrow as pa
 
+    from rbda import arrow_columns
+
     id_columns = (("objectId", pa.string()), ("candid", pa.string()), ("layout", pa.string())) \
         if kind == "alerts" else (("id", pa.string()), ("class", pa.string()), ("label", pa.int8()))
     tail = (*((name, pa.float64()) for name in score_columns), ("padded", pa.bool_()), ("file", pa.string())) \
@@ -265,7 +268,7 @@ def _table(parts: list[dict], identity: dict, kind: str, score_columns: Sequence
 
     def gather(name: str, dtype) -> pa.Array:
         values = [p[name] for p in parts]
-        return pa.array(np.concatenate(values) if values else np.empty(0, object), type=dtype)
+        return arrow_columns.column(np.concatenate(values) if values else np.empty(0, object), dtype)
 
     for name, dtype in id_columns:
         columns[name] = gather(name, dtype)
@@ -280,10 +283,10 @@ def _table(parts: list[dict], identity: dict, kind: str, score_columns: Sequence
 def identity_columns(identity: dict, n: int) -> dict:
     """The model identity as ``n``-row Arrow columns (built once with n=0 before any scoring, so that a
     model file whose facts do not fit the columns fails first)."""
-    import pyarrow as pa
+    from rbda.arrow_columns import constant
 
     types = _identity_types()
-    return {name: pa.array([value] * n, type=types.get(name)) for name, value in identity.items()}
+    return {name: constant(value, types[name], n) for name, value in identity.items()}
 
 
 def write_table(table, path: Path) -> None:
@@ -298,6 +301,24 @@ def write_table(table, path: Path) -> None:
             pq.write_table(table, tmp)
         else:
             pcsv.write_csv(table, tmp)
+
+
+@contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """The objects alive before scoring (torch's modules, the model: a few hundred thousand) kept out of
+    the garbage collector's full scans while scoring (:func:`gc.freeze`; about 7% of ``rbda predict`` on
+    10,000 one-packet files, docs/benchmarks.md), and handed back to it after, whatever happens. A caller
+    that froze objects itself keeps its own arrangement."""
+    import gc
+
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def check_output(path: Path) -> None:
@@ -335,6 +356,7 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
                   {"--input": inputs, "--model": [model_path]})
     import pyarrow as pa
 
+    from rbda import arrow_columns
     from rbda.learn.models import fold_batch_norm, load_model_file, model_from_payload
     from rbda.progress import Progress
     from rbda.device import configure_torch, resolve_device, resolve_memory_format
@@ -343,7 +365,7 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
     identity = model_identity(payload, threshold)
     try:  # the identity columns of the output, before any scoring
         identity_columns(identity, 0)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InputFileError(model_path, f"model facts that fit the output's identity columns ({exc})",
                              "facts") from None
     configure_torch(threads, deterministic=False)
@@ -367,7 +389,7 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
     parts: list[dict] = []
     summary = PredictSummary(input_kind=kind, output=str(output))
     id_key = "candid" if kind == "alerts" else "id"
-    with Progress(source.total, "predict", "alerts", log_every=log_every) as progress:
+    with Progress(source.total, "predict", "alerts", log_every=log_every) as progress, _frozen_heap():
         for block in source.blocks():
             p_real = score_stamps(model, block.stamps, torch_device, channels_last, batch_size)
             finite = np.isfinite(p_real)
@@ -386,7 +408,7 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
     if skip_bad:
         bad_path = bad_list_path(output)
         rows = [b.as_dict() for b in summary.bad]
-        bad_table = pa.table({c: pa.array([r[c] for r in rows], type=pa.string()) for c in BAD_COLUMNS})
+        bad_table = pa.table({c: arrow_columns.column([r[c] for r in rows], pa.string()) for c in BAD_COLUMNS})
         write_table(bad_table, bad_path)
         summary.bad_list = str(bad_path)
         if summary.bad:
