@@ -11,8 +11,8 @@ import pytest
 from astropy.io import fits
 
 from rbda.errors import InputFileError
-from rbda.ingest.fits import (MAX_STAMP_BYTES, Corrupt, Unsupported, astropy_image, decode_stamp, inflate, parse_image,
-                       read_stamp_file)
+from rbda.ingest.fits import (MAX_STAMP_BYTES, Corrupt, Unsupported, astropy_image, decode_stamp, decompress, inflate,
+                              parse_image, read_stamp_file)
 
 
 def same_pixels(a: np.ndarray, b: np.ndarray) -> None:
@@ -168,6 +168,45 @@ def test_corrupt_gzip_is_the_callers_error_with_the_reason():
 def test_gzip_bomb_is_refused():
     with pytest.raises(InputFileError, match="more than"):
         decode_stamp(gzip.compress(b"\0" * (65 * 2**20)), "bomb.fits.gz")
+
+
+def _isize(blob: bytes, size: int) -> bytes:
+    """A gzip stream whose trailer claims ``size`` uncompressed bytes."""
+    return blob[:-4] + (size % 2**32).to_bytes(4, "little")
+
+
+def test_streams_libdeflate_refuses_decode_or_fail_as_zlib_ng_says():
+    raw = fits_bytes(np.random.default_rng(4).normal(size=(63, 63)).astype(np.float32))
+    blob = gzip.compress(raw)
+    assert decompress(blob) == raw == decompress(blob + b"\0\0\0\0")  # trailing bytes: the stream's data, as zlib reads it
+    assert decompress(blob + gzip.compress(b"second member")) == raw  # the first member, as zlib reads it
+    with pytest.raises(Corrupt, match="corrupt compressed stream"):  # a trailer size that lies: zlib-ng's error
+        decompress(_isize(blob, len(raw) - 1))
+    with pytest.raises(Corrupt, match="more than 1000 bytes"):  # a bomb whose trailer claims a small size
+        decompress(_isize(gzip.compress(b"\0" * 5000), 100), max_bytes=1000)
+    with pytest.raises(Corrupt, match="truncated compressed stream"):
+        decompress(blob[: len(blob) // 2])
+    assert decompress(gzip.compress(b"")) == b""
+
+
+def _outcome(fn, blob):
+    try:
+        return fn(blob)
+    except Corrupt as exc:
+        return f"Corrupt: {exc}"
+
+
+def test_damaged_streams_give_libdeflates_path_the_bytes_or_error_of_zlib_ngs():
+    rng = np.random.default_rng(5)
+    blob = gzip.compress(fits_bytes(rng.normal(size=(63, 63)).astype(np.float32)))
+    limit = 20_000
+    for _ in range(300):
+        damaged = bytearray(blob)
+        for pos in rng.integers(0, len(damaged), size=rng.integers(1, 4)):
+            damaged[pos] = int(rng.integers(0, 256))
+        damaged = bytes(damaged[: rng.choice([len(damaged), int(rng.integers(10, len(damaged)))])])
+        assert _outcome(lambda b: decompress(b, limit), damaged) == \
+            _outcome(lambda b: inflate(b, 16 + 15, limit, Corrupt), damaged)
 
 
 # --- the real samples -----------------------------------------------------------------------------

@@ -20,8 +20,8 @@ threshold``. The output table is written only once complete.
 
 from __future__ import annotations
 
+import gc
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -303,22 +303,29 @@ def write_table(table, path: Path) -> None:
             pcsv.write_csv(table, tmp)
 
 
-@contextmanager
-def _frozen_heap() -> Iterator[None]:
-    """The objects alive before scoring (torch's modules, the model: a few hundred thousand) kept out of
-    the garbage collector's full scans while scoring (:func:`gc.freeze`; about 7% of ``rbda predict`` on
-    10,000 one-packet files, docs/benchmarks.md), and handed back to it after, whatever happens. A caller
-    that froze objects itself keeps its own arrangement."""
-    import gc
+class _Collector:
+    """How ``rbda predict`` uses the garbage collector: paused through the start-up (importing torch makes
+    a few hundred thousand objects and no garbage worth scanning for: 0.9x the import's time), then the
+    objects alive when scoring starts frozen out of its full scans (:func:`gc.freeze`: they were scanned
+    again and again, 0.93x the whole process on 10,000 one-packet files, docs/benchmarks.md), and all
+    handed back after, whatever happens. A caller that froze objects or paused the collector itself keeps
+    its own arrangement."""
 
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
+    def __enter__(self) -> "_Collector":
+        self.owner = gc.isenabled() and not gc.get_freeze_count()
+        if self.owner:
+            gc.disable()
+        return self
+
+    def scoring(self) -> None:
+        if self.owner:
+            gc.freeze()
+            gc.enable()
+
+    def __exit__(self, *exc) -> None:
+        if self.owner:
+            gc.unfreeze()
+            gc.enable()
 
 
 def check_output(path: Path) -> None:
@@ -354,76 +361,78 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
         raise SettingError("input", "at least one file or folder")
     check_outputs({"--output": output, "--output's bad list": bad_list_path(output)},
                   {"--input": inputs, "--model": [model_path]})
-    import pyarrow as pa
+    with _Collector() as collector:
+        import pyarrow as pa
 
-    from rbda import arrow_columns
-    from rbda.learn.models import fold_batch_norm, load_model_file, model_from_payload
-    from rbda.progress import Progress
-    from rbda.device import configure_torch, resolve_device, resolve_memory_format
+        from rbda import arrow_columns
+        from rbda.learn.models import fold_batch_norm, load_model_file, model_from_payload
+        from rbda.progress import Progress
+        from rbda.device import configure_torch, resolve_device, resolve_memory_format
 
-    payload = load_model_file(model_path)
-    identity = model_identity(payload, threshold)
-    try:  # the identity columns of the output, before any scoring
-        identity_columns(identity, 0)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InputFileError(model_path, f"model facts that fit the output's identity columns ({exc})",
-                             "facts") from None
-    configure_torch(threads, deterministic=False)
-    torch_device = resolve_device(device)
-    channels_last = resolve_memory_format("auto", torch_device) == "channels_last"
-    model = fold_batch_norm(model_from_payload(payload).eval()).to(torch_device)
-    if channels_last:
-        import torch
+        payload = load_model_file(model_path)
+        identity = model_identity(payload, threshold)
+        try:  # the identity columns of the output, before any scoring
+            identity_columns(identity, 0)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InputFileError(model_path, f"model facts that fit the output's identity columns ({exc})",
+                                 "facts") from None
+        configure_torch(threads, deterministic=False)
+        torch_device = resolve_device(device)
+        channels_last = resolve_memory_format("auto", torch_device) == "channels_last"
+        model = fold_batch_norm(model_from_payload(payload).eval()).to(torch_device)
+        if channels_last:
+            import torch
 
-        model = model.to(memory_format=torch.channels_last)
-    kind = input_kind(inputs, survey)
-    source = ScorableInput(kind, inputs, survey, fmt, skip_bad, [Path(p) for p in packet_layouts])
-    ignored = getattr(getattr(source, "reader", None), "ignored", None)
-    if ignored is not None and ignored.count:
-        log.warning("%d file(s) of the input folders are not read (not %s), e.g. %s", ignored.count,
-                    "alert packets (*.avro)" if kind == "alerts" else "of the layout", ", ".join(ignored.examples[:3]))
-    labels_path = getattr(getattr(source, "reader", None), "labels_path", None)
-    if labels_path is not None:
-        check_outputs({"--output": output, "--output's bad list": bad_list_path(output)},
-                      {"labels file": [labels_path]})
-    parts: list[dict] = []
-    summary = PredictSummary(input_kind=kind, output=str(output))
-    id_key = "candid" if kind == "alerts" else "id"
-    with Progress(source.total, "predict", "alerts", log_every=log_every) as progress, _frozen_heap():
-        for block in source.blocks():
-            p_real = score_stamps(model, block.stamps, torch_device, channels_last, batch_size)
-            finite = np.isfinite(p_real)
-            for row in np.flatnonzero(~finite):
-                source.refuse(block.columns.get("file", [str(model_path)] * len(p_real))[row],
-                              str(block.columns[id_key][row]), "a finite score; the model gave NaN or infinity")
-            columns = {name: values[finite] for name, values in block.columns.items()}
-            p_real = p_real[finite]
-            parts.append({**columns, "p_real": p_real, "predicted": (p_real >= threshold).astype(np.int8)})
-            summary.scored += len(p_real)
-            progress.total = source.total
-            progress.update(source.read, status=source.status(summary.scored))
-        progress.done, progress.status = source.read, source.status(summary.scored)
-    summary.bad = source.all_bad()
-    table = _table(parts, identity, kind, source.reader.score_columns if kind == "alerts" else ())
-    if skip_bad:
-        bad_path = bad_list_path(output)
-        rows = [b.as_dict() for b in summary.bad]
-        bad_table = pa.table({c: arrow_columns.column([r[c] for r in rows], pa.string()) for c in BAD_COLUMNS})
-        write_table(bad_table, bad_path)
-        summary.bad_list = str(bad_path)
-        if summary.bad:
-            log.warning("%d bad input(s) skipped, listed in %s", len(summary.bad), bad_path)
-    if summary.scored == 0:
-        listed = f", listed in {summary.bad_list}" if summary.bad_list else ""
-        first = f"; the first: {summary.bad[0].file}: {summary.bad[0].reason}" if summary.bad else ""
-        raise InputFileError(inputs[0], f"at least one scorable alert in the inputs; none could be scored "
-                                        f"({len(summary.bad)} bad{listed}{first}); no scores written")
-    try:
-        write_table(table, output)
-    except BaseException:
-        if summary.bad_list:
-            Path(summary.bad_list).unlink(missing_ok=True)
-        raise
-    log.info("scored %d alerts (%d predicted real at threshold %g) -> %s", summary.scored,
-             int(sum(int(p["predicted"].sum()) for p in parts)), threshold, output)
-    return summary
+            model = model.to(memory_format=torch.channels_last)
+        kind = input_kind(inputs, survey)
+        source = ScorableInput(kind, inputs, survey, fmt, skip_bad, [Path(p) for p in packet_layouts])
+        ignored = getattr(getattr(source, "reader", None), "ignored", None)
+        if ignored is not None and ignored.count:
+            log.warning("%d file(s) of the input folders are not read (not %s), e.g. %s", ignored.count,
+                        "alert packets (*.avro)" if kind == "alerts" else "of the layout", ", ".join(ignored.examples[:3]))
+        labels_path = getattr(getattr(source, "reader", None), "labels_path", None)
+        if labels_path is not None:
+            check_outputs({"--output": output, "--output's bad list": bad_list_path(output)},
+                          {"labels file": [labels_path]})
+        parts: list[dict] = []
+        summary = PredictSummary(input_kind=kind, output=str(output))
+        id_key = "candid" if kind == "alerts" else "id"
+        with Progress(source.total, "predict", "alerts", log_every=log_every) as progress:
+            collector.scoring()
+            for block in source.blocks():
+                p_real = score_stamps(model, block.stamps, torch_device, channels_last, batch_size)
+                finite = np.isfinite(p_real)
+                for row in np.flatnonzero(~finite):
+                    source.refuse(block.columns.get("file", [str(model_path)] * len(p_real))[row],
+                                  str(block.columns[id_key][row]), "a finite score; the model gave NaN or infinity")
+                columns = {name: values[finite] for name, values in block.columns.items()}
+                p_real = p_real[finite]
+                parts.append({**columns, "p_real": p_real, "predicted": (p_real >= threshold).astype(np.int8)})
+                summary.scored += len(p_real)
+                progress.total = source.total
+                progress.update(source.read, status=source.status(summary.scored))
+            progress.done, progress.status = source.read, source.status(summary.scored)
+        summary.bad = source.all_bad()
+        table = _table(parts, identity, kind, source.reader.score_columns if kind == "alerts" else ())
+        if skip_bad:
+            bad_path = bad_list_path(output)
+            rows = [b.as_dict() for b in summary.bad]
+            bad_table = pa.table({c: arrow_columns.column([r[c] for r in rows], pa.string()) for c in BAD_COLUMNS})
+            write_table(bad_table, bad_path)
+            summary.bad_list = str(bad_path)
+            if summary.bad:
+                log.warning("%d bad input(s) skipped, listed in %s", len(summary.bad), bad_path)
+        if summary.scored == 0:
+            listed = f", listed in {summary.bad_list}" if summary.bad_list else ""
+            first = f"; the first: {summary.bad[0].file}: {summary.bad[0].reason}" if summary.bad else ""
+            raise InputFileError(inputs[0], f"at least one scorable alert in the inputs; none could be scored "
+                                            f"({len(summary.bad)} bad{listed}{first}); no scores written")
+        try:
+            write_table(table, output)
+        except BaseException:
+            if summary.bad_list:
+                Path(summary.bad_list).unlink(missing_ok=True)
+            raise
+        log.info("scored %d alerts (%d predicted real at threshold %g) -> %s", summary.scored,
+                 int(sum(int(p["predicted"].sum()) for p in parts)), threshold, output)
+        return summary
