@@ -75,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rbda.alerts.predict import predict_files
 
-    predict_files(args.model, args.input, args.output, threshold=args.threshold,
-                            batch_size=args.batch_size, device=args.device, survey=args.survey, fmt=args.format,
-                            skip_bad=args.skip_bad, threads=args.threads, log_every=args.log_every,
-                  packet_layouts=args.packet_layouts)
+    predict_files(args.model, args.input, args.output, threshold=args.threshold, batch_size=args.batch_size,
+                  device=args.device, survey=args.survey, fmt=args.format, skip_bad=args.skip_bad,
+                  threads=args.threads, log_every=args.log_every, packet_layouts=args.packet_layouts)
     return 0
