@@ -187,6 +187,10 @@ def test_streams_libdeflate_refuses_decode_or_fail_as_zlib_ng_says():
     with pytest.raises(Corrupt, match="truncated compressed stream"):
         decompress(blob[: len(blob) // 2])
     assert decompress(gzip.compress(b"")) == b""
+    header = bytearray(blob[:10])
+    header[3] |= 0x02  # a header CRC-16 (libdeflate skips it unchecked): zlib-ng reads it and finds it wrong
+    with pytest.raises(Corrupt, match="header crc mismatch"):
+        decompress(bytes(header) + b"\0\0" + blob[10:])
 
 
 def _outcome(fn, blob):

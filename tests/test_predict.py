@@ -165,6 +165,14 @@ def test_integrity_facts_are_required_and_preprocessing_is_checked_on_its_settin
         _fails_cleanly(capsys, [*base, "--model", str(tmp_path / f"{name}.pt")], f"{name}.pt", message, absent=[out])
 
 
+def test_model_facts_that_do_not_fit_the_identity_columns_are_refused_before_scoring(trained, tmp_path, capsys):
+    payload = torch.load(trained["model"], weights_only=True)
+    huge = _rewrite(trained["model"], tmp_path / "huge.pt", facts={**payload["facts"], "shots": 2**63})
+    out = tmp_path / "s.csv"
+    _fails_cleanly(capsys, ["predict", "--model", str(huge), "--input", str(trained["parquet"]), "--output", str(out)],
+                   "huge.pt", "model facts that fit the output's identity columns", "(facts)", absent=[out])
+
+
 # --- Parquet input --------------------------------------------------------------------------------
 
 def test_parquet_predictions_equal_evaluate_argmax(trained, tmp_path):

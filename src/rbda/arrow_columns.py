@@ -3,10 +3,13 @@
 ``pyarrow.array`` imports pandas on its first call (to recognise pandas objects), a quarter of a
 second of ``rbda predict``'s start-up that scores nothing; :meth:`pyarrow.Array.from_buffers` does
 not. :func:`column` builds the types ``rbda predict`` writes (strings, booleans, fixed-width numbers)
-from a NumPy array, :func:`constant` an ``n``-row column of one value or of nulls. Values are checked
-as ``pyarrow.array`` would: a string column takes only ``str`` (a character UTF-8 cannot encode, such
-as a file name's undecodable byte kept by Python as a lone surrogate, is written as its escape), an integer column only integers
-(not booleans), a float column only numbers; anything else is a TypeError naming the value.
+from a NumPy array, :func:`constant` an ``n``-row column of one value or of nulls. Values are checked,
+more strictly than ``pyarrow.array`` checks them: a string column takes only ``str`` (a character
+UTF-8 cannot encode, such as a file name's undecodable byte kept by Python as a lone surrogate, is
+written as its escape), a boolean column only booleans, an integer column only integers (not
+booleans, not floats) within its range, a float column only integers and floats (cast to its
+width); anything else is a TypeError or OverflowError naming the value. No column holds nulls
+except :func:`constant`'s of None.
 """
 
 from __future__ import annotations

@@ -281,7 +281,7 @@ def _table(parts: list[dict], identity: dict, kind: str, score_columns: Sequence
 
 
 def identity_columns(identity: dict, n: int) -> dict:
-    """The model identity as ``n``-row Arrow columns (built once with n=0 before any scoring, so that a
+    """The model identity as ``n``-row Arrow columns (built once with n=1 before any scoring, so that a
     model file whose facts do not fit the columns fails first)."""
     from rbda.arrow_columns import constant
 
@@ -372,7 +372,7 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
         payload = load_model_file(model_path)
         identity = model_identity(payload, threshold)
         try:  # the identity columns of the output, before any scoring
-            identity_columns(identity, 0)
+            identity_columns(identity, 1)
         except (TypeError, ValueError, OverflowError) as exc:
             raise InputFileError(model_path, f"model facts that fit the output's identity columns ({exc})",
                                  "facts") from None

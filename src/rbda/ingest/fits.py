@@ -151,6 +151,8 @@ def parse_image(raw: bytes) -> np.ndarray:
 
 #: The shortest gzip stream: a 10-byte header, an empty deflate block and the 8-byte trailer.
 _GZIP_MIN_BYTES = 20
+#: The gzip header flag (byte 3) of a header CRC-16.
+_GZIP_FHCRC = 0x02
 
 
 def inflate(blob: bytes, wbits: int, limit: int, error: type[Exception] = ValueError) -> bytes:
@@ -160,6 +162,8 @@ def inflate(blob: bytes, wbits: int, limit: int, error: type[Exception] = ValueE
     zlib-ng does the inflating: the same streaming API and bytes as :mod:`zlib`, about 1.4x
     faster on ZTF's gzip cutouts (benchmarks/bench_predict.py).
     """
+    if limit < 1:  # zlib reads a limit of 0 as "none"
+        raise ValueError(f"a positive inflate limit, got {limit}")
     inflater = zlib_ng.decompressobj(wbits)
     try:
         raw = inflater.decompress(blob, limit)
@@ -178,12 +182,16 @@ def decompress(blob: bytes, max_bytes: int = MAX_STAMP_BYTES) -> bytes:
     A stream whose trailer gives a size (ISIZE) of at most ``max_bytes`` is inflated by libdeflate in
     one call into a buffer of that size (about 1.2x zlib-ng on ZTF's cutouts; benchmarks/bench_predict.py);
     a stream libdeflate refuses or inflates to another size (corrupt, truncated, a size that lies,
-    bytes after the stream) or whose size is over the bound goes through :func:`inflate`, whose result
-    or error stands, so both paths give the same bytes or the same error."""
+    bytes after the stream), whose size is over the bound, or whose header carries its own CRC
+    (libdeflate does not check it) goes through :func:`inflate`, whose result or error stands.
+    libdeflate's output always passes the stream's CRC-32 and size; it is laxer than zlib only on
+    codes no compressor writes (distance codes 30-31, length symbols 286-287), so a stream crafted
+    with those decodes here where zlib-ng calls it corrupt."""
     if blob[:2] != GZIP_MAGIC:
         return blob
     size = int.from_bytes(blob[-4:], "little")
-    if len(blob) >= _GZIP_MIN_BYTES and 0 < size <= max_bytes:  # the binding reads a size of 0 as "unknown"
+    if len(blob) >= _GZIP_MIN_BYTES and 0 < size <= max_bytes and not blob[3] & _GZIP_FHCRC:
+        # (the binding reads a size of 0 as "unknown")
         try:
             raw = deflate.gzip_decompress(blob, size)
         except deflate.DeflateError:
