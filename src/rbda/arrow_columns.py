@@ -65,8 +65,8 @@ def column(values: np.ndarray | list, dtype: pa.DataType) -> pa.Array | pa.Chunk
     kind = np.dtype(_FIXED[dtype]).kind
     if array.dtype.kind not in ("iu" if kind == "i" else "iuf"):
         raise TypeError(f"a {dtype} column takes {'integers' if kind == 'i' else 'numbers'}, got {array.dtype}")
-    if kind == "i" and (array.min() < np.iinfo(_FIXED[dtype]).min
-                                       or array.max() > np.iinfo(_FIXED[dtype]).max):
+    limits = np.iinfo(_FIXED[dtype]) if kind == "i" else None
+    if limits is not None and (array.min() < limits.min or array.max() > limits.max):
         raise OverflowError(f"values of a {dtype} column, got {array.min()}..{array.max()}")
     return pa.Array.from_buffers(dtype, len(array), [None, _buffer(array.astype(_FIXED[dtype], copy=False))])
 
