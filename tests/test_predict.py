@@ -234,6 +234,20 @@ def test_packets_to_scores_with_ids_and_ztf_scores(trained, tmp_path, caplog):
            f"{folder / 'notes.txt'}" in caplog.text
 
 
+def test_the_rbda_executable_exits_with_mains_code_and_its_heap_frozen(monkeypatch):
+    """``rbda`` (rbda.cli.run) freezes the heap before the interpreter's teardown, whose collections would
+    scan everything torch left; the code is main's."""
+    import rbda.cli
+
+    monkeypatch.setattr(rbda.cli, "main", lambda: 3)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            rbda.cli.run()
+        assert exited.value.code == 3 and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
 def _bad_case(tmp_path, name, packets=None, raw=None):
     path = tmp_path / f"{name}.avro"
     if raw is not None:
