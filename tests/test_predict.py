@@ -394,6 +394,19 @@ def test_container_reader_parses_each_schema_once(tmp_path, monkeypatch):
     assert len(calls) == 2  # the writer schema and its projection
 
 
+def test_writer_schemas_alternating_between_files_are_each_their_own():
+    """AvroSchemas compares a file's schema text with the last one before looking it up: texts of two
+    schemas, alternating, each get their own entry."""
+    from rbda.alerts.packets import AvroSchemas
+
+    texts = [json.dumps({"type": "record", "name": name, "fields": [{"name": "candid", "type": "long"}]}).encode()
+             for name in ("ztf.alert", "other.alert")]
+    schemas = AvroSchemas({"candid": None})
+    entries = [schemas.get(text) for text in texts + texts]
+    assert entries[0] is entries[2] and entries[1] is entries[3]
+    assert [e.name for e in entries] == ["ztf.alert", "other.alert"] * 2
+
+
 def test_container_reader_real_ztf_packets_match_fastavro(real_samples):
     from rbda.alerts.packets import WANTED, AvroSchemas, read_container
 
@@ -441,6 +454,36 @@ def test_damaged_containers_are_bad_files_named_with_the_reason(tmp_path, monkey
         reader = AlertReader([_damaged(tmp_path, f"bomb-{codec}", lambda raw: raw, codec=codec)], skip_bad=True)
         assert sum(len(b) for b in reader.batches()) == 0
         assert "more than 1000 bytes" in reader.bad[0].reason, reader.bad[0].reason
+
+
+def test_small_files_read_whole_and_large_or_grown_ones_buffered_give_the_same_packets(tmp_path, monkeypatch):
+    """A file of at most WHOLE_FILE_BYTES is read in one call and parsed in memory; a larger one, or one
+    that grew past the limit after its size was taken, is read through a buffer: the same packets, the
+    same bad files and reasons either way."""
+    import stat
+    from types import SimpleNamespace
+
+    from rbda.alerts import packets as alerts
+
+    rng = np.random.default_rng(8)
+    many = tmp_path / "many.avro"
+    with open(many, "wb") as fh:
+        fastavro.writer(fh, SCHEMA, [packet(i, rng, size=25) for i in range(12)], codec="snappy", sync_interval=2000)
+    files = [many, _damaged(tmp_path, "cut", lambda raw: raw[:-100]),
+             _damaged(tmp_path, "sync", lambda raw: raw[:-16] + bytes(16))]
+
+    def read() -> tuple:
+        reader = AlertReader(files, skip_bad=True)
+        return [list(b.columns["candid"]) for b in reader.batches()], [(b.file, b.reason) for b in reader.bad]
+
+    whole = read()
+    assert whole[0] == [[str(i) for i in range(12)]] and len(whole[1]) == 2
+    monkeypatch.setattr(alerts, "WHOLE_FILE_BYTES", 100)  # every file over the limit: buffered
+    assert read() == whole
+    # sizes taken as 10 bytes, read past the limit: each file read again from its start, buffered
+    monkeypatch.setattr(alerts, "os", SimpleNamespace(fstat=lambda fd: SimpleNamespace(st_mode=stat.S_IFREG,
+                                                                                        st_size=10)))
+    assert read() == whole
 
 
 def test_progress_counts_alerts_apart_from_unreadable_files(trained, tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rbda.ingest.preprocess import SENTINEL_ABS, PreprocessStats, centre_crop, preprocess_triplets
+from rbda.ingest.preprocess import SENTINEL_ABS, PreprocessStats, any_valid, centre_crop, preprocess_triplets, valid_mask
 from rbda.ingest.readers.base import MISMATCHED_SHAPES, RawBatch, TripletBatcher
 
 F32_MAX = np.finfo(np.float32).max
@@ -68,6 +68,18 @@ def test_invalid_pixels_ignored_and_median_filled(bad):
     np.testing.assert_allclose(valid_values, (raw - raw.mean()) / raw.std(), atol=1e-4)
     assert stats.invalid_pixels == 25 and stats.stamps_with_invalid_pixels == 1
     np.testing.assert_array_equal(stamps[0], preprocess_triplets(batch(images[:1]))[0][0])
+
+
+@pytest.mark.parametrize("centre", [0.5, np.nan, np.inf, -SENTINEL_ABS])
+@pytest.mark.parametrize("elsewhere", [None, 2.0, np.nan])
+def test_any_valid_agrees_with_the_mask(centre, elsewhere):
+    """any_valid looks at the centre pixel first; where it is invalid, the whole mask decides."""
+    image = np.full((5, 7), np.nan, np.float32)
+    image[2, 3] = centre
+    if elsewhere is not None:
+        image[4, 6] = elsewhere
+    assert any_valid(image) == bool(valid_mask(image).any())
+    assert not any_valid(np.empty((0, 3), np.float32))
 
 
 def test_sentinel_threshold_is_far_above_real_values():

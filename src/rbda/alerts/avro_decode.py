@@ -38,9 +38,12 @@ _COMPLEX = ("record", "error", "enum", "fixed", "array", "map")
 #: Largest fixed size compiled (a pattern's repeat count; a larger one is left to fastavro).
 _MAX_FIXED_BYTES = 2**16
 _VARINT = rb"[\x80-\xff]{0,9}[\x00-\x7f]"
+#: Any byte: every pattern is compiled with re.DOTALL, so "." is any byte, and a run of them a jump
+#: (``[\x00-\xff]`` is tested byte by byte: 1.2x the time of a ZTF history record's skip).
+_ANY = b"."
 #: Fixed sizes of the primitive types a pattern skips without a length.
-_FIXED_PATTERN = {"null": b"", "boolean": rb"[\x00-\xff]", "float": rb"[\x00-\xff]{4}",
-                  "double": rb"[\x00-\xff]{8}", "int": _VARINT, "long": _VARINT}
+_FIXED_PATTERN = {"null": b"", "boolean": _ANY, "float": _ANY + b"{4}", "double": _ANY + b"{8}", "int": _VARINT,
+                  "long": _VARINT}
 #: Union indexes written as one varint byte (zig-zag 2i): a pattern for more branches is not built.
 _MAX_PATTERN_BRANCHES = 64
 #: Longest string or bytes value a whole-plan pattern matches (ZTF's longest skipped string is 94 bytes).
@@ -178,7 +181,7 @@ def _plan(schema: _Schema, node: object) -> list:
     if kind in ("string", "bytes"):
         return [(_LENGTH,)]
     if kind == "fixed":
-        return [(_PATTERN, rb"[\x00-\xff]{%d}" % _fixed_size(node))]
+        return [(_PATTERN, _ANY + b"{%d}" % _fixed_size(node))]
     if kind == "enum":
         return [(_PATTERN, _VARINT)]
     if kind == "record":
@@ -224,7 +227,7 @@ def _short_lengths() -> bytes:
             varint.append((code & 0x7F) | 0x80)
             code >>= 7
         varint.append(code)
-        alternatives.append(re.escape(bytes(varint)) + (rb"[\x00-\xff]{%d}" % n if n else b""))
+        alternatives.append(re.escape(bytes(varint)) + (_ANY + b"{%d}" % n if n else b""))
     return b"(?:" + b"|".join(alternatives) + b")"
 
 

@@ -48,8 +48,11 @@ file and the packet's candid; with ``skip_bad=True`` they are collected in
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import os
+import stat
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -62,7 +65,7 @@ from zlib_ng import zlib_ng
 from rbda.alerts.avro_decode import CorruptRecord, ProjectedDecoder, Unsupported
 from rbda.errors import InputFileError
 from rbda.ingest.fits import GZIP_MAGIC, decode_stamp, inflate
-from rbda.ingest.preprocess import STAMP_SIZE, centre_crop, valid_mask
+from rbda.ingest.preprocess import STAMP_SIZE, any_valid, centre_crop
 from rbda.ingest.readers.base import IgnoredFiles, RawBatch, find_files, name_matches
 from rbda.alerts.layouts import PacketLayout, load_layouts
 from rbda.study import CHANNELS
@@ -232,9 +235,12 @@ def edge_rule(images: dict[str, np.ndarray], survey: PacketLayout, packet: dict)
     return {channel: np.pad(image, pads, constant_values=np.nan) for channel, image in images.items()}, True
 
 
-def packet_triplet(packet: dict, path: Path, where: str, survey: PacketLayout) -> tuple[np.ndarray, bool]:
+def packet_triplet(packet: dict, path: Path, where: str, survey: PacketLayout,
+                   crop: int | None = None) -> tuple[np.ndarray, bool]:
     """(3, H, W) float32 triplet (template, science, difference) of one packet read under its layout
-    ``survey`` and whether the edge rule padded it; BadPacketError if unusable."""
+    ``survey`` and whether the edge rule padded it; BadPacketError if unusable. With ``crop``, the
+    triplet is the centre ``crop`` x ``crop`` pixels (:func:`rbda.ingest.preprocess.centre_crop`) of
+    cutouts at least that large, once the checks have seen them whole."""
     cutouts = survey.cutouts
     blobs = {channel: _stamp_bytes(packet, cutouts[channel], survey.cutout_forms) for channel in CHANNELS}
     for channel in ("science", "difference"):
@@ -266,10 +272,13 @@ def packet_triplet(packet: dict, path: Path, where: str, survey: PacketLayout) -
     if derive_template:
         images["template"] = images["science"] - images["difference"]
     for channel in CHANNELS:
-        if not valid_mask(images[channel]).any():
+        if not any_valid(images[channel]):
             name = cutouts[channel] + (" (science - difference)" if channel == "template" and derive_template else "")
             raise BadPacketError(f"{name} has no valid pixel (all NaN, infinite or sentinel)")
-    return np.stack([images[channel] for channel in CHANNELS]), padded
+    triplet = [images[channel] for channel in CHANNELS]
+    if crop is not None and min(triplet[0].shape) >= crop:
+        triplet = [centre_crop(image, crop) for image in triplet]
+    return np.stack(triplet), padded
 
 
 def wanted_fields(layouts: Sequence[PacketLayout]) -> dict:
@@ -330,6 +339,14 @@ _HEADER_SCHEMA = {"type": "record", "name": "org.apache.avro.file.Header", "fiel
     {"name": "meta", "type": {"type": "map", "values": "bytes"}},
     {"name": "sync", "type": {"type": "fixed", "name": "Sync", "size": 16}}]}
 _MAGIC = b"Obj\x01"
+
+
+@functools.cache
+def _header_schema() -> dict:
+    """:data:`_HEADER_SCHEMA` parsed by fastavro, once (an unparsed one is parsed again at every read)."""
+    import fastavro
+
+    return fastavro.parse_schema(_HEADER_SCHEMA)
 _FRAMED_CODECS = ("null", "deflate", "snappy", "bzip2", "xz")
 #: Largest decompressed block accepted, bytes (a compression bomb stops here; ZTF's are ~45 kB a packet,
 #: one packet a block; fastavro's writers cut blocks at 16 kB by default).
@@ -490,11 +507,16 @@ class AvroSchemas:
     def __init__(self, wanted: dict | None = None):
         self._parsed: dict[object, WriterSchema] = {}
         self.wanted = WANTED if wanted is None else wanted
+        self._last: tuple[bytes, WriterSchema | None] = (b"", None)
 
     def get(self, schema_text: bytes) -> WriterSchema:
+        last_text, entry = self._last
+        if schema_text == last_text:  # a folder of one broker's files: compared, not hashed (1/10 of the time)
+            return entry
         entry = self._parsed.get(schema_text)
         if entry is None:
             entry = self._parsed[schema_text] = self._parse(json.loads(schema_text))
+        self._last = (schema_text, entry)
         return entry
 
     def get_file(self, path: Path) -> WriterSchema:
@@ -545,7 +567,7 @@ def read_container(fh: BinaryIO, schemas: AvroSchemas, header_out: dict | None =
     ``header_out`` (when given) receives the writer schema's full name as ``schema_name``."""
     import fastavro
 
-    header = fastavro.schemaless_reader(fh, _HEADER_SCHEMA)
+    header = fastavro.schemaless_reader(fh, _header_schema())
     if header["magic"] != _MAGIC:
         raise CorruptAvro("an Avro object container file (magic 'Obj\\x01')")
     codec = header["meta"].get("avro.codec", b"null").decode("ascii", "replace")
@@ -577,6 +599,29 @@ def read_container(fh: BinaryIO, schemas: AvroSchemas, header_out: dict | None =
             except CorruptAvro as exc:
                 raise CorruptAvro(f"an Avro alert file whose records are of its writer schema ({exc})") from None
             yield record
+
+
+#: Files up to this size are read in one call and parsed from memory (a broker's one packet per file is
+#: 40-100 kB); larger ones (container files of many packets) are read through a buffer, a block at a time.
+WHOLE_FILE_BYTES = 2**20
+
+
+def _whole_or_buffered(raw: io.FileIO) -> BinaryIO:
+    """A file to parse: all its bytes in memory (read in one call, then the call that finds its end) when
+    it is a regular file of at most :data:`WHOLE_FILE_BYTES`, else (larger, or grown past that while
+    read, or not a regular file) a buffered reader over it from its start."""
+    info = os.fstat(raw.fileno())
+    if stat.S_ISREG(info.st_mode) and info.st_size <= WHOLE_FILE_BYTES:
+        chunks, total = [], 0
+        while chunk := raw.read(WHOLE_FILE_BYTES + 1 - total):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > WHOLE_FILE_BYTES:
+                raw.seek(0)
+                break
+        else:
+            return io.BytesIO(b"".join(chunks))
+    return io.BufferedReader(raw)
 
 
 class AlertReader:
@@ -627,7 +672,7 @@ class AlertReader:
         receives ``schema_name`` (a container file's writer schema) or ``layout`` (a Confluent packet's)."""
         index = -1
         try:
-            with open(path, "rb") as fh:
+            with open(path, "rb", buffering=0) as raw, _whole_or_buffered(raw) as fh:
                 schema_id = confluent_schema_id(fh.read(5))
                 if schema_id is not None:
                     header["layout"], packet = self._confluent_packet(fh, schema_id)
@@ -714,9 +759,7 @@ class AlertReader:
                 object_text = "" if object_id is None else packet_id(object_id, object_path)
             scores = tuple(_score(packet, layout.scores[c]) if c in layout.scores else float("nan")
                            for c in self.score_columns)
-            triplet, padded = packet_triplet(packet, path, f"candid {candid}", layout)
-            if self.crop is not None and min(triplet.shape[-2:]) >= self.crop:
-                triplet = np.ascontiguousarray(centre_crop(triplet, self.crop))
+            triplet, padded = packet_triplet(packet, path, f"candid {candid}", layout, self.crop)
             return triplet, object_text, candid, layout.name, scores, padded, str(path)
         except BadPacketError as exc:
             exc.candid = candid

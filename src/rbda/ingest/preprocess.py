@@ -154,6 +154,14 @@ def valid_mask(pixels: np.ndarray) -> np.ndarray:
     return np.abs(pixels) < SENTINEL_ABS
 
 
+def any_valid(pixels: np.ndarray) -> bool:
+    """Whether any pixel is valid (:func:`valid_mask`). The centre pixel, valid in nearly every stamp, is
+    looked at first; the whole mask only when it is not."""
+    if pixels.size and abs(float(pixels.flat[pixels.size // 2])) < SENTINEL_ABS:
+        return True
+    return bool(valid_mask(pixels).any())
+
+
 def normalise_and_fill(pixels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normalise (N, C, P) float32 pixels per (row, channel) over valid pixels, fill the rest.
 
