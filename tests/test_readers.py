@@ -7,6 +7,7 @@ import io
 import re
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -575,6 +576,38 @@ def test_every_layout_has_one_reader_in_the_table():
             module, name = READERS[spec["reader"]]
             reader = getattr(importlib.import_module(module), name)
             assert reader.survey == survey, (survey, fmt)
+
+
+def test_find_files_order_links_and_duplicates(tmp_path, monkeypatch):
+    """find_files: files of nested folders in path order, whichever input came first; a link to a file
+    taken, a broken link and a FIFO not (they are not files), a linked folder not followed, a file
+    found twice listed once; a folder that cannot be listed is an error naming it."""
+    import os
+
+    from rbda.ingest.readers.base import find_files
+
+    for name in ("b.avro", "a/z.avro", "a/b/c.avro", "a.avro", "ab/y.avro", "a-b/x.avro"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "link.avro").symlink_to(tmp_path / "b.avro")
+    (tmp_path / "broken.avro").symlink_to(tmp_path / "gone.avro")
+    (tmp_path / "up").symlink_to(tmp_path)
+    os.mkfifo(tmp_path / "fifo.avro")
+    files, ignored = find_files([tmp_path / "a", tmp_path, tmp_path / "b.avro"], lambda p: True)
+    assert files == sorted(files) and len(files) == len(set(files)) and ignored.count == 0
+    assert [p.relative_to(tmp_path).as_posix() for p in files] == [
+        "a/b/c.avro", "a/z.avro", "a-b/x.avro", "a.avro", "ab/y.avro", "b.avro", "link.avro"]  # by parts
+    locked = tmp_path / "a" / "b"
+    listing = os.scandir
+
+    def refused(path):  # as a folder without read permission (root would list it anyway)
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return listing(path)
+
+    monkeypatch.setattr(os, "scandir", refused)
+    with pytest.raises(InputFileError, match=f"{locked}: a folder that can be listed"):
+        find_files([tmp_path], lambda p: True)
 
 
 def test_file_set_readers_share_one_discovery_rule(tmp_path):

@@ -66,7 +66,7 @@ def find_pairs(folder: Path, ignored: IgnoredFiles) -> list[tuple[str, str, Path
             ignored.add(path)
     for class_dir in class_dirs:
         found: dict[str, dict[str, Path]] = {}
-        for path in (p for p in walk_files(class_dir) if p.is_file()):
+        for path in walk_files(class_dir):
             match = _STAMP.match(path.name)
             if match:
                 found.setdefault(match["name"], {})[match["kind"]] = path

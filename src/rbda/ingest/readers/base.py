@@ -136,11 +136,28 @@ def unreadable_folder(exc: OSError) -> None:
 
 
 def walk_files(folder: Path) -> Iterator[Path]:
-    """Every file name under ``folder`` (recursively, in sorted order), not following linked folders."""
-    for root, folders, names in os.walk(folder, onerror=unreadable_folder):
-        folders[:] = skip_linked_folders(root, sorted(folders))
-        for name in sorted(names):
-            yield Path(root, name)
+    """Every file (a regular file, or a link to one) under ``folder``, recursively: a folder's files in
+    sorted order, then its folders' in turn (as :func:`os.walk`), linked folders not followed. Read from
+    the folders' listings (:func:`os.scandir`): no call per file to ask what it is, unless it is a link."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = list(listing)
+    except OSError as exc:
+        unreadable_folder(exc)
+    files, folders = [], []
+    for entry in entries:
+        try:
+            if entry.is_dir():
+                folders.append(entry.name)
+            elif entry.is_file():
+                files.append(entry.name)
+        except OSError:  # gone, or a link that cannot be followed: neither (as os.walk and Path.is_file take it)
+            continue
+    root = Path(folder)
+    for name in sorted(files):
+        yield root / name
+    for name in skip_linked_folders(root, sorted(folders)):
+        yield from walk_files(root / name)
 
 
 def find_files(inputs: Sequence[Path], accept: Callable[[Path], bool]) -> tuple[list[Path], IgnoredFiles]:
@@ -155,7 +172,7 @@ def find_files(inputs: Sequence[Path], accept: Callable[[Path], bool]) -> tuple[
     for item in inputs:
         if item.is_dir():
             for path in walk_files(item):
-                if path.name.startswith(".") or not path.is_file():
+                if path.name.startswith("."):
                     continue
                 if accept(path):
                     found.append(path)
@@ -165,7 +182,7 @@ def find_files(inputs: Sequence[Path], accept: Callable[[Path], bool]) -> tuple[
             found.append(item)
         else:
             raise InputFileError(item, "an existing file or folder")
-    return sorted(set(found)), ignored
+    return sorted(dict.fromkeys(found)), ignored  # (in walk order, nearly sorted: a set would scramble it)
 
 
 def name_matches(patterns: Sequence[str]) -> Callable[[Path], bool]:
