@@ -181,14 +181,18 @@ def is_gzip(blob: object) -> bool:
     return bytes(blob[:2]) == GZIP_MAGIC
 
 
-def container_layout(layouts: Sequence[PacketLayout], schema_name: str, packet: dict) -> PacketLayout:
-    """The layout of a container file's packet: the first whose ``schema_names`` match the writer schema's
-    full name and whose ``compression`` is that of the science cutout; a BadPacketError when none is."""
+def schema_layouts(layouts: Sequence[PacketLayout], schema_name: str) -> list[PacketLayout]:
+    """The container layouts whose ``schema_names`` match a writer schema's full name, in declaration order."""
+    return [layout for layout in layouts if layout.framing == "container" and layout.matches_schema(schema_name)]
+
+
+def container_layout(candidates: Sequence[PacketLayout], schema_name: str, packet: dict) -> PacketLayout:
+    """The layout of a container file's packet: the first of ``candidates`` (the :func:`schema_layouts` of
+    its writer schema's full name) whose ``compression`` is that of the science cutout; a BadPacketError
+    when none is."""
     tried = []
     missing = None
-    for layout in layouts:
-        if layout.framing != "container" or not layout.matches_schema(schema_name):
-            continue
+    for layout in candidates:
         field = layout.cutouts["science"]
         try:
             science = _stamp_bytes(packet, field, layout.cutout_forms)
@@ -655,7 +659,8 @@ class AlertReader:
         #: The broker score columns of the output: every layout's, in declaration order.
         self.score_columns = tuple(dict.fromkeys(c for layout in self.layouts for c in layout.scores))
         self.schemas = AvroSchemas(wanted_fields(self.layouts))
-        self._container_layouts: dict[str, list] = {}
+        #: :func:`schema_layouts` per writer schema name.
+        self._schema_layouts: dict[str, list[PacketLayout]] = {}
         self._confluent: dict[int, PacketLayout | str] = {}
         self.read = 0  # alert records read (scored and bad)
         self.bad_files = 0  # files (or their tails) that could not be read
@@ -740,7 +745,11 @@ class AlertReader:
     def _layout(self, header: dict, packet: dict) -> PacketLayout:
         if "layout" in header:
             return header["layout"]
-        return container_layout(self.layouts, header.get("schema_name", ""), packet)
+        name = header.get("schema_name", "")
+        candidates = self._schema_layouts.get(name)
+        if candidates is None:
+            candidates = self._schema_layouts[name] = schema_layouts(self.layouts, name)
+        return container_layout(candidates, name, packet)
 
     def _row(self, packet: object, index: int, path: Path, header: dict) -> tuple:
         """One packet's (triplet, objectId, candid, layout, scores, padded, file); BadPacketError (with the

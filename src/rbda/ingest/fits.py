@@ -62,11 +62,13 @@ def _value(card: bytes) -> str:
 
 
 def _int(card: bytes) -> int:
-    text = _value(card)
+    if card[8:10] != b"= ":
+        _value(card)  # its error
+    text = card[10:].split(b"/", 1)[0]
     try:
-        return int(text)
+        return int(text)  # (bytes, surrounding blanks allowed)
     except ValueError:
-        raise Unsupported(f"integer card value {text!r}") from None
+        raise Unsupported(f"integer card value {text.decode('ascii', 'replace').strip()!r}") from None
 
 
 def _float(card: bytes) -> float:
