@@ -239,13 +239,18 @@ def test_the_rbda_executable_exits_with_mains_code_and_its_heap_frozen(monkeypat
     scan everything torch left; the code is main's."""
     import rbda.cli
 
+    import tomllib
+
     monkeypatch.setattr(rbda.cli, "main", lambda: 3)
+    frozen_before = gc.get_freeze_count()
     try:
         with pytest.raises(SystemExit) as exited:
             rbda.cli.run()
-        assert exited.value.code == 3 and gc.get_freeze_count() > 0
+        assert exited.value.code == 3 and gc.get_freeze_count() > frozen_before
     finally:
         gc.unfreeze()
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["rbda"] == "rbda.cli:run"
 
 
 def _bad_case(tmp_path, name, packets=None, raw=None):
@@ -405,6 +410,8 @@ def test_writer_schemas_alternating_between_files_are_each_their_own():
     entries = [schemas.get(text) for text in texts + texts]
     assert entries[0] is entries[2] and entries[1] is entries[3]
     assert [e.name for e in entries] == ["ztf.alert", "other.alert"] * 2
+    with pytest.raises(ValueError):  # an empty schema text is parsed (and refused), never a cached entry
+        AvroSchemas({"candid": None}).get(b"")
 
 
 def test_container_reader_real_ztf_packets_match_fastavro(real_samples):
@@ -478,11 +485,18 @@ def test_small_files_read_whole_and_large_or_grown_ones_buffered_give_the_same_p
 
     whole = read()
     assert whole[0] == [[str(i) for i in range(12)]] and len(whole[1]) == 2
+    with open(many, "rb", buffering=0) as raw:
+        assert isinstance(alerts._whole_or_buffered(raw), io.BytesIO)  # the in-memory path is the one taken
     monkeypatch.setattr(alerts, "WHOLE_FILE_BYTES", 100)  # every file over the limit: buffered
+    with open(many, "rb", buffering=0) as raw:
+        assert isinstance(alerts._whole_or_buffered(raw), io.BufferedReader)
     assert read() == whole
     # sizes taken as 10 bytes, read past the limit: each file read again from its start, buffered
     monkeypatch.setattr(alerts, "os", SimpleNamespace(fstat=lambda fd: SimpleNamespace(st_mode=stat.S_IFREG,
                                                                                         st_size=10)))
+    with open(many, "rb", buffering=0) as raw:
+        grown = alerts._whole_or_buffered(raw)
+        assert isinstance(grown, io.BufferedReader) and grown.read(4) == b"Obj\x01"  # from its start
     assert read() == whole
 
 

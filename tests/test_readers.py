@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import inspect
 import io
 import re
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -581,7 +583,8 @@ def test_every_layout_has_one_reader_in_the_table():
 def test_find_files_order_links_and_duplicates(tmp_path, monkeypatch):
     """find_files: files of nested folders in path order, whichever input came first; a link to a file
     taken, a broken link and a FIFO not (they are not files), a linked folder not followed, a file
-    found twice listed once; a folder that cannot be listed is an error naming it."""
+    found twice listed once; a folder that cannot be listed, or an entry that cannot be examined, is an
+    error naming it; a tree deeper than Python's recursion limit is walked."""
     import os
 
     from rbda.ingest.readers.base import find_files
@@ -608,6 +611,48 @@ def test_find_files_order_links_and_duplicates(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "scandir", refused)
     with pytest.raises(InputFileError, match=f"{locked}: a folder that can be listed"):
         find_files([tmp_path], lambda p: True)
+    # an entry that cannot be examined (a link whose target may not be stat'ed) is an error naming it;
+    # one gone since the listing (or a link to nothing) is not a file
+    class Entry:
+        def __init__(self, name, error=None):
+            self.name, self.error = name, error
+
+        def is_dir(self):
+            if self.error:
+                raise self.error
+            return False
+
+        is_file = is_dir
+
+    class Listing(list):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    gone = OSError(2, "No such file or directory")
+    monkeypatch.setattr(os, "scandir", lambda path: Listing([Entry("gone.avro", gone)]))
+    assert find_files([tmp_path], lambda p: True)[0] == []
+    monkeypatch.setattr(os, "scandir", lambda path: Listing([Entry("link.avro", PermissionError(13, "Permission denied"))]))
+    with pytest.raises(InputFileError, match="link.avro: a file or folder that can be examined"):
+        find_files([tmp_path], lambda p: True)
+    monkeypatch.setattr(os, "scandir", listing)
+    # a tree deeper than Python's recursion limit is walked (the limit lowered for the test: a tree deeper
+    # than the default one would break the recursive removal of old test folders)
+    deep = folder = tmp_path / "deep"
+    deep.mkdir()
+    for _ in range(300):
+        folder = folder / "d"
+        folder.mkdir()
+    (folder / "bottom.avro").write_bytes(b"x")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 100)
+    try:
+        found = find_files([deep], lambda p: True)[0]
+    finally:
+        sys.setrecursionlimit(limit)
+    assert found == [folder / "bottom.avro"]
 
 
 def test_file_set_readers_share_one_discovery_rule(tmp_path):

@@ -125,9 +125,10 @@ def run() -> None:
     Before the interpreter's teardown, every object is frozen out of the garbage collector
     (:func:`gc.freeze`): its collections at exit would otherwise scan the few hundred thousand objects
     that importing torch leaves, about 0.4 s of a command that scores one packet
-    (docs/benchmarks.md). Nothing is lost: every output is written and closed by then (and only
-    appears once complete), the standard streams are flushed and atexit handlers run as usual; only
-    reference cycles are not collected, and the process's memory goes back whole."""
+    (docs/benchmarks.md). Every output is written and closed by then (each appears only once
+    complete); the standard streams are flushed, atexit handlers run and objects nothing refers to
+    are freed as usual. What the freeze skips: collecting garbage held in reference cycles, whose
+    finalizers (``__del__``) then do not run; rbda leaves no open output to such a finalizer."""
     code = main()
     gc.freeze()
     sys.exit(code)

@@ -38,9 +38,9 @@ _COMPLEX = ("record", "error", "enum", "fixed", "array", "map")
 #: Largest fixed size compiled (a pattern's repeat count; a larger one is left to fastavro).
 _MAX_FIXED_BYTES = 2**16
 _VARINT = rb"[\x80-\xff]{0,9}[\x00-\x7f]"
-#: Any byte: every pattern is compiled with re.DOTALL, so "." is any byte, and a run of them a jump
+#: Any byte (DOTALL within the pattern, whatever its compile flags): a run of them is a jump
 #: (``[\x00-\xff]`` is tested byte by byte: 1.2x the time of a ZTF history record's skip).
-_ANY = b"."
+_ANY = rb"(?s:.)"
 #: Fixed sizes of the primitive types a pattern skips without a length.
 _FIXED_PATTERN = {"null": b"", "boolean": _ANY, "float": _ANY + b"{4}", "double": _ANY + b"{8}", "int": _VARINT,
                   "long": _VARINT}

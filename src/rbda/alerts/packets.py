@@ -343,6 +343,10 @@ _HEADER_SCHEMA = {"type": "record", "name": "org.apache.avro.file.Header", "fiel
     {"name": "meta", "type": {"type": "map", "values": "bytes"}},
     {"name": "sync", "type": {"type": "fixed", "name": "Sync", "size": 16}}]}
 _MAGIC = b"Obj\x01"
+_FRAMED_CODECS = ("null", "deflate", "snappy", "bzip2", "xz")
+#: Largest decompressed block accepted, bytes (a compression bomb stops here; ZTF's are ~45 kB a packet,
+#: one packet a block; fastavro's writers cut blocks at 16 kB by default).
+MAX_BLOCK_BYTES = 64 * 2**20
 
 
 @functools.cache
@@ -351,10 +355,6 @@ def _header_schema() -> dict:
     import fastavro
 
     return fastavro.parse_schema(_HEADER_SCHEMA)
-_FRAMED_CODECS = ("null", "deflate", "snappy", "bzip2", "xz")
-#: Largest decompressed block accepted, bytes (a compression bomb stops here; ZTF's are ~45 kB a packet,
-#: one packet a block; fastavro's writers cut blocks at 16 kB by default).
-MAX_BLOCK_BYTES = 64 * 2**20
 
 
 class CorruptAvro(ValueError):
@@ -511,7 +511,7 @@ class AvroSchemas:
     def __init__(self, wanted: dict | None = None):
         self._parsed: dict[object, WriterSchema] = {}
         self.wanted = WANTED if wanted is None else wanted
-        self._last: tuple[bytes, WriterSchema | None] = (b"", None)
+        self._last: tuple[bytes | None, WriterSchema | None] = (None, None)  # (schema text, its entry)
 
     def get(self, schema_text: bytes) -> WriterSchema:
         last_text, entry = self._last

@@ -8,6 +8,7 @@ input file's (HiTS: one chunk's) raw data at a time beyond the current batch.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import logging
 import os
@@ -135,29 +136,38 @@ def unreadable_folder(exc: OSError) -> None:
     raise InputFileError(exc.filename or "?", f"a folder that can be listed ({exc.strerror or exc})")
 
 
+#: Errors of asking what an entry is that mean "not there" (a link to nothing, a vanished entry), as
+#: :meth:`pathlib.Path.is_file` takes them; any other (a link whose target may not be examined) is an error.
+_GONE_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP}
+
+
 def walk_files(folder: Path) -> Iterator[Path]:
     """Every file (a regular file, or a link to one) under ``folder``, recursively: a folder's files in
-    sorted order, then its folders' in turn (as :func:`os.walk`), linked folders not followed. Read from
-    the folders' listings (:func:`os.scandir`): no call per file to ask what it is, unless it is a link."""
-    try:
-        with os.scandir(folder) as listing:
-            entries = list(listing)
-    except OSError as exc:
-        unreadable_folder(exc)
-    files, folders = [], []
-    for entry in entries:
+    sorted order, then each of its folders' in turn (the order of :func:`os.walk`, without its
+    recursion: a tree of any depth), linked folders not followed. Read from the folders' listings
+    (:func:`os.scandir`): no call per file to ask what it is, unless it is a link."""
+    pending = [Path(folder)]
+    while pending:
+        root = pending.pop()
         try:
-            if entry.is_dir():
-                folders.append(entry.name)
-            elif entry.is_file():
-                files.append(entry.name)
-        except OSError:  # gone, or a link that cannot be followed: neither (as os.walk and Path.is_file take it)
-            continue
-    root = Path(folder)
-    for name in sorted(files):
-        yield root / name
-    for name in skip_linked_folders(root, sorted(folders)):
-        yield from walk_files(root / name)
+            with os.scandir(root) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            unreadable_folder(exc)
+        files, folders = [], []
+        for entry in entries:
+            try:
+                if entry.is_dir():
+                    folders.append(entry.name)
+                elif entry.is_file():
+                    files.append(entry.name)
+            except OSError as exc:
+                if exc.errno not in _GONE_ERRNOS:
+                    raise InputFileError(root / entry.name, f"a file or folder that can be examined "
+                                                            f"({exc.strerror or exc})") from None
+        for name in sorted(files):
+            yield root / name
+        pending.extend(root / name for name in reversed(skip_linked_folders(root, sorted(folders))))
 
 
 def find_files(inputs: Sequence[Path], accept: Callable[[Path], bool]) -> tuple[list[Path], IgnoredFiles]:
