@@ -237,9 +237,9 @@ def test_packets_to_scores_with_ids_and_ztf_scores(trained, tmp_path, caplog):
 def test_the_rbda_executable_exits_with_mains_code_and_its_heap_frozen(monkeypatch):
     """``rbda`` (rbda.cli.run) freezes the heap before the interpreter's teardown, whose collections would
     scan everything torch left; the code is main's."""
-    import rbda.cli
-
     import tomllib
+
+    import rbda.cli
 
     monkeypatch.setattr(rbda.cli, "main", lambda: 3)
     frozen_before = gc.get_freeze_count()

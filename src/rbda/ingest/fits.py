@@ -54,17 +54,19 @@ class Corrupt(ValueError):
     """Bytes that cannot be the FITS image they claim to be (e.g. data shorter than the header says)."""
 
 
-def _value(card: bytes) -> str:
-    """The value field of a ``KEY = value / comment`` card (no strings expected here)."""
+def _value_bytes(card: bytes) -> bytes:
+    """The value field of a ``KEY = value / comment`` card, as bytes (no strings expected here)."""
     if card[8:10] != b"= ":
         raise Unsupported(f"card {card[:8].decode('ascii', 'replace').strip()!r} has no value indicator")
-    return card[10:].split(b"/", 1)[0].decode("ascii").strip()
+    return card[10:].split(b"/", 1)[0]
+
+
+def _value(card: bytes) -> str:
+    return _value_bytes(card).decode("ascii").strip()
 
 
 def _int(card: bytes) -> int:
-    if card[8:10] != b"= ":
-        _value(card)  # its error
-    text = card[10:].split(b"/", 1)[0]
+    text = _value_bytes(card)
     try:
         return int(text)  # (bytes, surrounding blanks allowed)
     except ValueError:
