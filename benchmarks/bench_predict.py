@@ -23,8 +23,9 @@ on the same block (alternating which runs first):
 * fits astropy  -- ``astropy.io.fits`` on the same bytes (what the readers did before; on a subset);
 * preprocess    -- :func:`rbda.ingest.preprocess.preprocess_triplets` on the stacked 63x63 triplets;
 * inference     -- :func:`rbda.alerts.predict.score_stamps` as ``rbda predict`` runs it (BatchNorm folded
-                   into the layers before it, channels-last, the default batch), and the same
-                   network unfolded for comparison;
+                   into the layers before it, the forward pass of :func:`rbda.learn.models.scoring_forward`:
+                   oneDNN tensors, the default batch), beside the same folded network channels-last
+                   (before) and the network unfolded, channels-last;
 * write         -- building the output table and writing it as Parquet.
 
 Then the layout ZTF distributes (one packet per file): ``--files`` single-packet
@@ -167,7 +168,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     from rbda.ingest.fits import MAX_STAMP_BYTES, astropy_image, decompress, inflate, parse_image
-    from rbda.learn.models import StampClassifier, fold_batch_norm, save_model_file
+    from rbda.learn.models import StampClassifier, fold_batch_norm, save_model_file, scoring_forward
     from rbda.alerts.predict import DEFAULT_BATCH_SIZE, _table, model_identity, predict_files, score_stamps, write_table
     from rbda.ingest.preprocess import preprocess_triplets
     from rbda.ingest.readers.base import RawBatch
@@ -216,9 +217,16 @@ def main() -> int:
         t_avro_fastavro, _ = timed(read_avro, False, FastavroProjection)
         t_avro_all, _ = timed(read_avro_all_fields)
         unfolded = StampClassifier("linear").eval().to(memory_format=torch.channels_last)
-        model = fold_batch_norm(copy.deepcopy(unfolded)).to(memory_format=torch.channels_last)
+        folded = fold_batch_norm(copy.deepcopy(unfolded))
+        cpu = torch.device("cpu")
+        forward, engine = scoring_forward(folded, cpu, "channels_last", 21)
+
+        def channels_last(net):
+            return lambda batch: net(batch.contiguous(memory_format=torch.channels_last))
+
+        forwards = {"inf": forward, "channels-last": channels_last(folded), "unfolded": channels_last(unfolded)}
         keys = ("cutoutTemplate", "cutoutScience", "cutoutDifference")
-        t = dict.fromkeys(("gzip", "zlib-ng", "zlib", "fits", "astropy", "pre", "inf", "unfolded"), 0.0)
+        t = dict.fromkeys(("gzip", "zlib-ng", "zlib", "fits", "astropy", "pre", "inf", "channels-last", "unfolded"), 0.0)
         p_parts, astropy_done = [], 0
         # The parts one block of packets at a time, as the pipeline works (a block stays in cache;
         # whole-run lists of 10,000 packets' arrays would time memory instead), each change beside
@@ -245,15 +253,15 @@ def main() -> int:
                              np.full(m, "alert"), np.full(m, -1, np.int8), "bench")
             seconds, (stamps, *_) = timed(preprocess_triplets, batch)
             t["pre"] += seconds
-            nets = [("inf", model), ("unfolded", unfolded)]
-            for name, net in nets if block % 2 == 0 else nets[::-1]:
-                seconds, out[name] = timed(score_stamps, net, stamps, torch.device("cpu"), True, DEFAULT_BATCH_SIZE)
+            for name in list(forwards) if block % 2 == 0 else list(forwards)[::-1]:
+                seconds, out[name] = timed(score_stamps, forwards[name], stamps, cpu, DEFAULT_BATCH_SIZE)
                 t[name] += seconds
             assert np.allclose(out["inf"], out["unfolded"], atol=1e-5)
+            assert np.allclose(out["inf"], out["channels-last"], atol=1e-5)
             p_parts.append(out["inf"])
         p_real = np.concatenate(p_parts)
-        t_gzip, t_zlib_ng, t_zlib, t_fits, t_pre, t_inf, t_unfolded = (
-            t[k] for k in ("gzip", "zlib-ng", "zlib", "fits", "pre", "inf", "unfolded"))
+        t_gzip, t_zlib_ng, t_zlib, t_fits, t_pre, t_inf, t_channels_last, t_unfolded = (
+            t[k] for k in ("gzip", "zlib-ng", "zlib", "fits", "pre", "inf", "channels-last", "unfolded"))
         t_astropy = t["astropy"] * n / astropy_done
         columns = {"objectId": np.array([p["objectId"] for p in read], dtype=object),
                    "candid": np.array([str(p["candidate"]["candid"]) for p in read], dtype=object),
@@ -318,8 +326,9 @@ def main() -> int:
              ("gzip inflate, zlib (stdlib)", t_zlib),
              ("FITS parse, rbda.ingest.fits", t_fits),
              (f"FITS parse, astropy ({args.astropy_alerts} alerts, scaled)", t_astropy),
-             ("preprocess (crop, normalise, fill)", t_pre), ("inference (CNN, BatchNorm folded)", t_inf),
-             ("inference, BatchNorm not folded (before)", t_unfolded),
+             ("preprocess (crop, normalise, fill)", t_pre), (f"inference (CNN, BatchNorm folded, {engine})", t_inf),
+             ("inference, folded, channels-last (before)", t_channels_last),
+             ("inference, BatchNorm not folded, channels-last", t_unfolded),
              ("write Parquet", t_write)]
     print(f"{'step':48s} {'alerts/s':>10s} {'us/alert':>9s} {'share of e2e':>12s}")
     for name, seconds in parts:
@@ -327,13 +336,15 @@ def main() -> int:
     measured = dict(parts[1:])
     for before in ("avro read, fastavro.reader (all fields)", "avro read, fastavro's projection (before)",
                    f"FITS parse, astropy ({args.astropy_alerts} alerts, scaled)", "gzip inflate, zlib-ng (before)",
-                   "gzip inflate, zlib (stdlib)", "inference, BatchNorm not folded (before)"):
+                   "gzip inflate, zlib (stdlib)", "inference, folded, channels-last (before)",
+                   "inference, BatchNorm not folded, channels-last"):
         measured.pop(before)
     slowest = max(measured, key=measured.get)
     print(f"fastavro's projection / rbda's compiled decoder Avro read time: {t_avro_fastavro / t_avro:.2f}x")
     print(f"astropy / rbda.ingest.fits FITS parse time: {t_astropy / t_fits:.1f}x")
     print(f"zlib-ng / libdeflate inflate time: {t_zlib_ng / t_gzip:.2f}x; zlib / libdeflate: {t_zlib / t_gzip:.2f}x")
-    print(f"unfolded / folded BatchNorm inference time: {t_unfolded / t_inf:.2f}x")
+    print(f"channels-last / {engine} inference time (BatchNorm folded): {t_channels_last / t_inf:.2f}x; "
+          f"unfolded / folded (channels-last): {t_unfolded / t_channels_last:.2f}x")
     print(f"\none packet per file ({n_files} files, snappy; ZTF's layout):")
     for name, seconds in [("end to end (rbda predict on the folder)", t_files),
                           ("avro read, fastavro.reader per file (all fields)", t_fastavro_files),

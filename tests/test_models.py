@@ -133,6 +133,69 @@ def test_folded_batch_norm_gives_the_same_scores(backbone, head):
         fold_batch_norm(StampClassifier(head, backbone=backbone).train())
 
 
+def _trained_like(head: str, backbone: str) -> StampClassifier:
+    """A model in eval mode, BatchNorm folded, with statistics far from the identity (as after training)."""
+    torch.manual_seed(1)
+    model = StampClassifier(head, backbone=backbone)
+    for module in model.modules():
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            module.running_mean.normal_(0, 2)
+            module.running_var.uniform_(0.2, 5)
+    return fold_batch_norm(model.eval())
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("head", ["linear", "prototype"])
+def test_the_scoring_forward_pass_gives_the_models_logits(backbone, head):
+    """rbda predict's forward pass (oneDNN tensors where the backbone runs on them, else the model in its
+    memory format) gives the model's own logits, on a batch that is not the probe's."""
+    from rbda.learn.models import scoring_forward
+
+    model = _trained_like(head, backbone)
+    x = torch.randn(300, 3, 21, 21)
+    with torch.inference_mode():
+        expected = model(x)
+        forward, engine = scoring_forward(model, torch.device("cpu"), "channels_last", 21)
+        torch.testing.assert_close(forward(x), expected, rtol=1e-4, atol=1e-4)
+    onednn = torch.backends.mkldnn.is_available() and backbone == "study_cnn"
+    assert engine == ("onednn" if onednn else "channels_last")
+
+
+def test_the_scoring_forward_pass_falls_back_when_onednn_differs(monkeypatch):
+    """The oneDNN forward pass is used only where it gives the model's logits: a backbone that computes
+    something else on oneDNN tensors (here: its features plus one), or fails on them, gets the model itself."""
+    from rbda.learn.models import scoring_forward
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch has no oneDNN (mkldnn): the fallback is the only forward pass")
+
+    class Shifted(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.feature_dim = inner, inner.feature_dim
+
+        def forward(self, x):
+            features = self.inner(x)
+            return (features.to_dense() + 1).to_mkldnn() if x.is_mkldnn else features
+
+    model = _trained_like("linear", "study_cnn")
+    model.backbone = Shifted(model.backbone)
+    x = torch.randn(8, 3, 21, 21)
+    with torch.inference_mode():
+        forward, engine = scoring_forward(model, torch.device("cpu"), "contiguous", 21)
+        assert engine == "contiguous"
+        torch.testing.assert_close(forward(x), model(x))
+
+    class Failing(Shifted):
+        def forward(self, x):
+            if x.is_mkldnn:
+                raise AttributeError("no such operation on oneDNN tensors")
+            return self.inner(x)
+
+    model.backbone = Failing(model.backbone.inner)
+    assert scoring_forward(model, torch.device("cpu"), "channels_last", 21)[1] == "channels_last"
+
+
 def test_weights_of_another_network_are_a_clear_error():
     from rbda.errors import RbdaError
 

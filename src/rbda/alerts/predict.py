@@ -12,8 +12,10 @@ this rbda's preprocessing settings (their SHA-256, checked on load, as is a
 preprocessed Parquet input's). No score is a NaN: a preprocessed stamp with a
 non-finite pixel, or a row the model scores non-finite, is a bad row (an error,
 or listed with ``--skip-bad``); a run that scores nothing fails.
-Inference is batched under :func:`torch.inference_mode` in eval mode,
-channels-last on CPU as in ``rbda evaluate``. ``p_real`` is the softmax
+Inference is batched under :func:`torch.inference_mode` in eval mode, BatchNorm
+folded, on CPU the backbone as oneDNN modules where they give the model's logits
+(:func:`rbda.learn.models.scoring_forward`), else channels-last as in ``rbda
+evaluate``: scores equal ``rbda evaluate``'s to float32 rounding. ``p_real`` is the softmax
 probability of class 1 (real); ``predicted`` is 1 where ``p_real >=
 threshold``. The output table is written only once complete.
 """
@@ -236,19 +238,17 @@ class ScorableInput:
                 self.total = _estimated_total(self.reader.file_rows, len(self.reader.files))
 
 
-def score_stamps(model, stamps: np.ndarray, device, channels_last: bool, batch_size: int) -> np.ndarray:
-    """p_real (float32) of preprocessed (K, 3, 21, 21) stamps, in batches, eval mode, no autograd."""
+def score_stamps(forward, stamps: np.ndarray, device, batch_size: int) -> np.ndarray:
+    """p_real (float32) of preprocessed (K, 3, 21, 21) stamps, in batches, without autograd; ``forward``: the
+    model's forward pass for scoring (:func:`rbda.learn.models.scoring_forward`)."""
     import torch
 
     out = np.empty(len(stamps), dtype=np.float32)
     tensor = torch.from_numpy(np.ascontiguousarray(stamps, dtype=np.float32))
     with torch.inference_mode():
         for start in range(0, len(stamps), batch_size):
-            batch = tensor[start : start + batch_size].to(device)
-            if channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            logits = model(batch)
-            out[start : start + len(batch)] = torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
+            logits = forward(tensor[start : start + batch_size].to(device))
+            out[start : start + len(logits)] = torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
     return out
 
 
@@ -365,7 +365,8 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
         import pyarrow as pa
 
         from rbda import arrow_columns
-        from rbda.learn.models import fold_batch_norm, load_model_file, model_from_payload
+        from rbda.ingest.preprocess import STAMP_SIZE
+        from rbda.learn.models import fold_batch_norm, load_model_file, model_from_payload, scoring_forward
         from rbda.progress import Progress
         from rbda.device import configure_torch, resolve_device, resolve_memory_format
 
@@ -378,12 +379,9 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
                                  "facts") from None
         configure_torch(threads, deterministic=False)
         torch_device = resolve_device(device)
-        channels_last = resolve_memory_format("auto", torch_device) == "channels_last"
         model = fold_batch_norm(model_from_payload(payload).eval()).to(torch_device)
-        if channels_last:
-            import torch
-
-            model = model.to(memory_format=torch.channels_last)
+        forward, engine = scoring_forward(model, torch_device, resolve_memory_format("auto", torch_device), STAMP_SIZE)
+        log.debug("scoring on %s with the %s forward pass", torch_device, engine)
         kind = input_kind(inputs, survey)
         source = ScorableInput(kind, inputs, survey, fmt, skip_bad, [Path(p) for p in packet_layouts])
         ignored = getattr(getattr(source, "reader", None), "ignored", None)
@@ -400,7 +398,7 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
         with Progress(source.total, "predict", "alerts", log_every=log_every) as progress:
             collector.scoring()
             for block in source.blocks():
-                p_real = score_stamps(model, block.stamps, torch_device, channels_last, batch_size)
+                p_real = score_stamps(forward, block.stamps, torch_device, batch_size)
                 finite = np.isfinite(p_real)
                 for row in np.flatnonzero(~finite):
                     source.refuse(block.columns.get("file", [str(model_path)] * len(p_real))[row],
