@@ -23,6 +23,7 @@ This module only reads and checks declarations; :mod:`rbda.alerts.packets` appli
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib.util
 import json
 from dataclasses import dataclass, field
@@ -244,4 +245,11 @@ def load_layouts(extra: Sequence[str | Path] = ()) -> list[PacketLayout]:
     names = [layout.name for layout in added]
     if len(set(names)) != len(names):
         raise InputFileError(extra[0], f"packet layouts of distinct names over the files given, got {names}")
-    return added + [layout for layout in read_layouts(SHIPPED) if layout.name not in names]
+    return added + [layout for layout in shipped_layouts() if layout.name not in names]
+
+
+@functools.cache
+def shipped_layouts() -> tuple[PacketLayout, ...]:
+    """The shipped layouts (``packet_layouts.yaml``), read once per process (they are read at import, for
+    the decoder's projection, and again by every reader)."""
+    return tuple(read_layouts(SHIPPED))
