@@ -157,11 +157,36 @@ def test_the_scoring_forward_pass_gives_the_models_logits(backbone, head):
         expected = model(x)
         forward, engine = scoring_forward(model, torch.device("cpu"), "channels_last", 21)
         torch.testing.assert_close(forward(x), expected, rtol=1e-4, atol=1e-4)
-    onednn = torch.backends.mkldnn.is_available() and backbone == "study_cnn"
-    assert engine == ("onednn" if onednn else "channels_last")
+    assert engine in ("onednn", "channels_last")
+    if backbone == "study_cnn" and torch.backends.mkldnn.is_available():
+        assert engine == "onednn"  # (the speed docs/benchmarks.md quotes)
 
 
-def test_the_scoring_forward_pass_falls_back_when_onednn_differs(monkeypatch):
+def test_the_scoring_forward_pass_takes_batches_beyond_its_bound_to_the_model_itself():
+    """oneDNN's ReLU turns a NaN into 0 where the standard kernel passes it on: a batch with a value beyond
+    the bound (what preprocessing cannot produce) goes through the model itself, so a NaN made inside the
+    network is still a NaN score (refused by rbda predict)."""
+    from rbda.learn.models import scoring_forward
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch has no oneDNN (mkldnn): the model itself is the only forward pass")
+    model = _trained_like("linear", "study_cnn")
+    forward, engine = scoring_forward(model, torch.device("cpu"), "channels_last", 21, input_bound=21.0)
+    assert engine == "onednn"
+    x = torch.randn(8, 3, 21, 21).clamp(-3, 3)
+    x[0, 0, 10, 10] = float("nan")  # (as a NaN made inside the network would be)
+    with torch.inference_mode():
+        assert torch.isnan(model(x)[0]).all()
+        assert torch.isnan(forward(x)[0]).all()
+        swallowed = model.head(model.backbone(x.to_mkldnn()).to_dense())  # what the bound keeps out
+        assert torch.isfinite(swallowed[0]).all(), "oneDNN now passes NaN on: the bound may no longer be needed"
+        x[0, 0, 10, 10] = 22.0  # finite, beyond the bound: the model itself too
+        torch.testing.assert_close(forward(x), model(x))
+        x[0, 0, 10, 10] = 21.0
+        torch.testing.assert_close(forward(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_the_scoring_forward_pass_falls_back_when_onednn_differs():
     """The oneDNN forward pass is used only where it gives the model's logits: a backbone that computes
     something else on oneDNN tensors (here: its features plus one), or fails on them, gets the model itself."""
     from rbda.learn.models import scoring_forward

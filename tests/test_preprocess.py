@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rbda.ingest.preprocess import SENTINEL_ABS, PreprocessStats, any_valid, centre_crop, preprocess_triplets, valid_mask
+from rbda.ingest.preprocess import NORMALISED_ABS_BOUND, SENTINEL_ABS, PreprocessStats, any_valid, centre_crop, preprocess_triplets, valid_mask
 from rbda.ingest.readers.base import MISMATCHED_SHAPES, RawBatch, TripletBatcher
 
 F32_MAX = np.finfo(np.float32).max
@@ -30,6 +30,21 @@ def test_shape_finite_and_standardised(size):
     assert np.isfinite(stamps).all()
     np.testing.assert_allclose(stamps.mean(axis=(2, 3)), 0, atol=1e-5)
     np.testing.assert_allclose(stamps.std(axis=(2, 3)), 1, atol=1e-4)
+
+
+def test_no_preprocessed_value_exceeds_the_normalised_bound():
+    """NORMALISED_ABS_BOUND (sqrt(440)) bounds every preprocessed value (rbda predict's oneDNN forward pass
+    relies on it), and is reached: one outlier among equal pixels, with or without invalid pixels."""
+    images = noisy(40, 21, seed=3)
+    images[:10] = 0.0
+    images[:10, :, 7, 3] = 1e6  # the extreme: one pixel apart from 440 equal ones
+    images[10:20] = np.random.default_rng(4).standard_cauchy((10, 3, 21, 21)).astype(np.float32) * 1e30
+    images[20:30, :, :5] = np.nan  # invalid pixels: fewer valid values, the fill their median
+    images[20:30, :, 6, 6] = 1e20
+    stamps, keep = preprocess_triplets(batch(images))
+    assert keep.all()
+    assert np.abs(stamps).max() <= NORMALISED_ABS_BOUND * (1 + 1e-3)
+    np.testing.assert_allclose(np.abs(stamps[:10]).max(axis=(2, 3)), NORMALISED_ABS_BOUND, rtol=1e-5)
 
 
 def test_crop_is_central():

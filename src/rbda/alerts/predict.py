@@ -13,9 +13,10 @@ preprocessed Parquet input's). No score is a NaN: a preprocessed stamp with a
 non-finite pixel, or a row the model scores non-finite, is a bad row (an error,
 or listed with ``--skip-bad``); a run that scores nothing fails.
 Inference is batched under :func:`torch.inference_mode` in eval mode, BatchNorm
-folded, on CPU the backbone as oneDNN modules where they give the model's logits
-(:func:`rbda.learn.models.scoring_forward`), else channels-last as in ``rbda
-evaluate``: scores equal ``rbda evaluate``'s to float32 rounding. ``p_real`` is the softmax
+folded, on CPU the backbone on oneDNN tensors where that gives the model's logits
+(for batches within preprocessing's range: :func:`rbda.learn.models.scoring_forward`),
+else channels-last as in ``rbda evaluate``: scores equal ``rbda evaluate``'s to
+float32 rounding. ``p_real`` is the softmax
 probability of class 1 (real); ``predicted`` is 1 where ``p_real >=
 threshold``. The output table is written only once complete.
 """
@@ -365,7 +366,7 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
         import pyarrow as pa
 
         from rbda import arrow_columns
-        from rbda.ingest.preprocess import STAMP_SIZE
+        from rbda.ingest.preprocess import NORMALISED_ABS_BOUND, STAMP_SIZE
         from rbda.learn.models import fold_batch_norm, load_model_file, model_from_payload, scoring_forward
         from rbda.progress import Progress
         from rbda.device import configure_torch, resolve_device, resolve_memory_format
@@ -380,7 +381,8 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
         configure_torch(threads, deterministic=False)
         torch_device = resolve_device(device)
         model = fold_batch_norm(model_from_payload(payload).eval()).to(torch_device)
-        forward, engine = scoring_forward(model, torch_device, resolve_memory_format("auto", torch_device), STAMP_SIZE)
+        forward, engine = scoring_forward(model, torch_device, resolve_memory_format("auto", torch_device), STAMP_SIZE,
+                                          input_bound=NORMALISED_ABS_BOUND * (1 + 1e-3))  # (float32 rounding)
         log.debug("scoring on %s with the %s forward pass", torch_device, engine)
         kind = input_kind(inputs, survey)
         source = ScorableInput(kind, inputs, survey, fmt, skip_bad, [Path(p) for p in packet_layouts])

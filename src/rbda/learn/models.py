@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from rbda.errors import InputFileError, RbdaError
 from rbda.learn.reversal import GradientReversal
 from rbda.registry import BACKBONES, backbone_class
 from rbda.study import TRAINING_DEFAULTS
+
+log = logging.getLogger("rbda.learn.models")
 
 N_CLASSES = 2
 MME_TEMPERATURE = 0.05
@@ -263,19 +266,29 @@ PROBE_STAMPS = 4
 PROBE_TOLERANCE = 1e-4
 
 
-def scoring_forward(model: StampClassifier, device: torch.device, memory_format: str, input_size: int):
+def scoring_forward(model: StampClassifier, device: torch.device, memory_format: str, input_size: int,
+                    input_bound: float = math.inf):
     """``(forward, engine)``: the forward pass that scores batches of ``model`` (in eval mode, BatchNorm
-    folded: :func:`fold_batch_norm`; on ``device``), run by the caller under :func:`torch.inference_mode`
-    on standard (contiguous) float32 batches of 3 x ``input_size`` x ``input_size`` stamps, and its name.
+    folded: :func:`fold_batch_norm`; on ``device``; put in ``memory_format`` here, in place), run by the
+    caller under :func:`torch.inference_mode` on standard (contiguous) float32 batches of 3 x
+    ``input_size`` x ``input_size`` stamps, and the name of the engine chosen.
 
-    On a CPU with oneDNN, the same modules and weights run on oneDNN tensors (``Tensor.to_mkldnn``):
-    the backbone's activations stay in oneDNN's blocked layout from layer to layer, its convolutions
-    and pooling run as oneDNN's blocked kernels, and the features come back as a standard tensor for
-    the head: ``onednn``, about 1.15x the channels-last model's speed for the study CNN on one thread
-    (benchmarks/bench_predict.py). It is used only when it gives the model's logits on a probe batch
-    (:data:`PROBE_STAMPS` seeded random stamps) to within :data:`PROBE_TOLERANCE`; a backbone with an
-    operation oneDNN tensors do not support (the Deep-HiTS rotations, EarlySN's layers) falls back:
-    the model itself in ``memory_format`` (``channels_last`` or ``contiguous``), as on other devices."""
+    On a CPU with oneDNN enabled, the same modules and weights run on oneDNN tensors
+    (``Tensor.to_mkldnn``): the backbone's activations stay in oneDNN's blocked layout from layer to
+    layer, its convolutions and pooling run as oneDNN's blocked kernels, and the features come back as
+    a standard tensor for the head: ``onednn``, 1.10-1.16x the channels-last model's inference speed
+    for the study CNN on one thread (benchmarks/bench_predict.py). It is chosen only when it gives the
+    model's logits on a probe batch (:data:`PROBE_STAMPS` seeded random stamps) to within
+    :data:`PROBE_TOLERANCE`; a backbone with an operation oneDNN tensors lack (the padding of the
+    Deep-HiTS backbones, EarlySN's layers) gets the model itself in ``memory_format``, as other devices do.
+
+    oneDNN's ReLU and max pooling turn a NaN into a number where the standard kernels pass it on, so a
+    NaN made inside the backbone (only an overflow makes one from finite stamps and weights) would
+    give a finite score instead of a refused row. So the oneDNN pass takes only batches whose values
+    are within ``input_bound`` (what preprocessing can produce:
+    :data:`rbda.ingest.preprocess.NORMALISED_ABS_BOUND`); any other batch goes through the model
+    itself. Within it, the study CNN's backbone cannot overflow float32 unless its weights reach about
+    1e6 (trained ones are near 1)."""
     channels_last = memory_format == "channels_last"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -288,18 +301,27 @@ def scoring_forward(model: StampClassifier, device: torch.device, memory_format:
     def onednn(batch: torch.Tensor) -> torch.Tensor:
         return model.head(model.backbone(batch.to_mkldnn()).to_dense())
 
-    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+    def bounded(batch: torch.Tensor) -> torch.Tensor:
+        inside = len(batch) == 0 or float(batch.abs().max()) <= input_bound  # (False for a NaN)
+        return onednn(batch) if inside else plain(batch)
+
+    if device.type != "cpu" or not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
         return plain, memory_format
-    probe = torch.randn(PROBE_STAMPS, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.randn(PROBE_STAMPS, 3, input_size, input_size, generator=generator).clamp_(-input_bound, input_bound)
     with torch.inference_mode():
         expected = plain(probe)  # (a model that fails here fails the same way when scoring: not caught)
         try:
             difference = float((onednn(probe) - expected).abs().max()) / max(1.0, float(expected.abs().max()))
-        except Exception:  # noqa: BLE001 - an operation oneDNN tensors lack, whatever a backbone raises for it
+        except Exception as exc:  # noqa: BLE001 - an operation oneDNN tensors lack, whatever a backbone raises for it
+            log.debug("the oneDNN forward pass fails on the probe batch (%s: %s); using the model itself",
+                      type(exc).__name__, exc)
             return plain, memory_format
     if not difference <= PROBE_TOLERANCE:
+        log.debug("the oneDNN forward pass differs from the model's by %.3g on the probe batch; using the model "
+                  "itself", difference)
         return plain, memory_format
-    return onednn, "onednn"
+    return bounded, "onednn"
 
 
 def model_from_payload(payload: dict) -> StampClassifier:
