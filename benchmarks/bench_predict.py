@@ -170,7 +170,7 @@ def main() -> int:
     from rbda.ingest.fits import MAX_STAMP_BYTES, astropy_image, decompress, inflate, parse_image
     from rbda.learn.models import StampClassifier, fold_batch_norm, save_model_file, scoring_forward
     from rbda.alerts.predict import DEFAULT_BATCH_SIZE, _table, model_identity, predict_files, score_stamps, write_table
-    from rbda.ingest.preprocess import preprocess_triplets
+    from rbda.ingest.preprocess import NORMALISED_ABS_BOUND, STAMP_SIZE, preprocess_triplets
     from rbda.ingest.readers.base import RawBatch
 
     loop_before = core_speed()
@@ -219,7 +219,7 @@ def main() -> int:
         unfolded = StampClassifier("linear").eval().to(memory_format=torch.channels_last)
         folded = fold_batch_norm(copy.deepcopy(unfolded))
         cpu = torch.device("cpu")
-        forward, engine = scoring_forward(folded, cpu, "channels_last", 21)
+        forward, engine = scoring_forward(folded, cpu, "channels_last", STAMP_SIZE, input_bound=NORMALISED_ABS_BOUND)
 
         def channels_last(net):
             return lambda batch: net(batch.contiguous(memory_format=torch.channels_last))

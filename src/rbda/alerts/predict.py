@@ -382,7 +382,7 @@ def predict_files(model_path: Path, inputs: Sequence[str | Path], output: Path, 
         torch_device = resolve_device(device)
         model = fold_batch_norm(model_from_payload(payload).eval()).to(torch_device)
         forward, engine = scoring_forward(model, torch_device, resolve_memory_format("auto", torch_device), STAMP_SIZE,
-                                          input_bound=NORMALISED_ABS_BOUND * (1 + 1e-3))  # (float32 rounding)
+                                          input_bound=NORMALISED_ABS_BOUND)
         log.info("scoring on %s with the %s forward pass", torch_device, engine)
         kind = input_kind(inputs, survey)
         source = ScorableInput(kind, inputs, survey, fmt, skip_bad, [Path(p) for p in packet_layouts])

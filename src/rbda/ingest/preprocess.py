@@ -38,8 +38,9 @@ log = logging.getLogger("rbda.ingest.preprocess")
 
 SENTINEL_ABS = np.float32(1e38)
 #: No preprocessed value exceeds this in magnitude: a channel's n <= STAMP_SIZE**2 valid values, at mean 0
-#: and (population) standard deviation 1, lie within sqrt(n - 1) of 0, and the fill is their median or 0.
-NORMALISED_ABS_BOUND = float(np.sqrt(STAMP_SIZE**2 - 1))
+#: and (population) standard deviation 1, lie within sqrt(n - 1) of 0, and the fill is their median or 0;
+#: with 1e-3 of it allowed for float32 rounding.
+NORMALISED_ABS_BOUND = float(np.sqrt(STAMP_SIZE**2 - 1)) * (1 + 1e-3)
 #: Rows processed at once inside a batch (keeps the working set in cache).
 BLOCK_ROWS = 1024
 
