@@ -11,8 +11,9 @@ import pytest
 from astropy.io import fits
 
 from rbda.errors import InputFileError
-from rbda.ingest.fits import (MAX_STAMP_BYTES, Corrupt, Unsupported, astropy_image, decode_stamp, decompress, inflate,
-                              parse_image, read_stamp_file)
+from rbda.ingest import fits as rbda_fits
+from rbda.ingest.fits import (MAX_STAMP_BYTES, Corrupt, Unsupported, astropy_image, cached_image_layout, decode_stamp,
+                              decompress, image_layout, inflate, parse_image, read_stamp_file)
 
 
 def same_pixels(a: np.ndarray, b: np.ndarray) -> None:
@@ -138,6 +139,64 @@ def test_truncated_stamps_are_errors(cut):
 def test_not_fits_is_an_error_naming_the_file(blob):
     with pytest.raises(InputFileError, match=r"bad\.avro \(candid 1, cutoutDifference\)"):
         decode_stamp(blob, "bad.avro", "candid 1, cutoutDifference")
+
+
+@pytest.fixture
+def empty_layout_cache(monkeypatch):
+    """The header cache of rbda.ingest.fits, empty for this test (and as it was after it)."""
+    monkeypatch.setattr(rbda_fits, "_LAYOUTS", {})
+    return rbda_fits._LAYOUTS
+
+
+def outcome(fn, raw):
+    """What ``fn(raw)`` gives: its result, or its exception's type and message."""
+    try:
+        return fn(raw)
+    except Exception as exc:  # noqa: BLE001
+        return type(exc), str(exc)
+
+
+def test_remembered_headers_give_what_reading_them_card_by_card_gives(empty_layout_cache):
+    """A header read once (one block, read without error) is remembered by its bytes up to END; the next
+    stamp of the same header gets the same layout, pixels and errors as reading its cards would give:
+    a header block cut short or data cut short are still refused, with the same message."""
+    rng = np.random.default_rng(5)
+    first, second = (fits_bytes(rng.normal(size=(63, 63)).astype(np.float32)) for _ in range(2))
+    same_pixels(parse_image(first), reference(first))
+    assert len(empty_layout_cache) == 1
+    assert cached_image_layout(second) is next(iter(empty_layout_cache.values()))  # remembered
+    same_pixels(parse_image(second), reference(second))
+    assert cached_image_layout(second) == image_layout(second)
+    for cut in (600, 2000, 2880 + 100, 2880 + 63 * 63 * 4 - 1):  # the header block, then the data, cut short
+        remembered = outcome(parse_image, second[:cut])
+        empty_layout_cache.clear()
+        assert remembered == outcome(parse_image, second[:cut]), cut
+        assert remembered[0] is Corrupt, (cut, remembered)
+        parse_image(first)  # (remembered again)
+
+
+def test_only_headers_read_without_error_and_ending_on_a_card_are_remembered(empty_layout_cache):
+    good = fits_bytes(np.ones((4, 4), np.float32))
+    end = good.index(b"END ")
+    # END's 80 bytes also inside a card before it (not at a card's start): read card by card, not remembered
+    comment = b"COMMENT " + b"x" * 29 + b"END" + b" " * 40  # then a blank card
+    shifted = good[:80] + comment + b" " * 80 + good[80:2880 - 160] + good[2880:]
+    assert shifted.index(b"END" + b" " * 77) % 80 != 0
+    same_pixels(parse_image(shifted), reference(shifted))
+    assert not empty_layout_cache
+    # a header refused (no NAXIS1), or one left to astropy (BLANK), is not remembered
+    for raw in (good.replace(b"NAXIS1  =", b"NAXISX  ="), fits_bytes(np.ones((4, 4), np.int16), BLANK=-1)):
+        with pytest.raises(Unsupported):
+            parse_image(raw)
+    assert not empty_layout_cache
+
+
+def test_the_header_cache_is_bounded(empty_layout_cache, monkeypatch):
+    monkeypatch.setattr(rbda_fits, "LAYOUT_CACHE_HEADERS", 4)
+    for size in range(1, 11):  # ten distinct headers
+        raw = fits_bytes(np.ones((size, 3), np.float32))
+        same_pixels(parse_image(raw), reference(raw))
+        assert 1 <= len(empty_layout_cache) <= 4
 
 
 def test_header_without_end_within_the_limit_is_refused():

@@ -6,7 +6,8 @@ An alert cutout is a tiny FITS file: one primary HDU holding a 2-d image
 reads only what the pixels need -- the primary header's 80-character cards up
 to ``END`` (SIMPLE, BITPIX, NAXIS, NAXIS1, NAXIS2, BSCALE, BZERO) -- and
 converts the big-endian data the way astropy does, with bounds checks on the
-header size, the axes and the data length.
+header size, the axes and the data length. The few one-block headers an alert
+stream repeats are read once and remembered (:func:`cached_image_layout`).
 
 Anything outside that simple case (no primary image, NAXIS other than 2,
 extensions, tile-compressed images, random groups, integer data with BLANK,
@@ -23,6 +24,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import deflate
 import numpy as np
@@ -81,8 +83,8 @@ def _float(card: bytes) -> float:
         raise Unsupported(f"real card value {text!r}") from None
 
 
-def _header(raw: bytes) -> tuple[dict[bytes, bytes], int]:
-    """Structural cards of the primary header and the data's offset (header length)."""
+def _header(raw: bytes) -> tuple[dict[bytes, bytes], int, int]:
+    """Structural cards of the primary header, the data's offset (header length) and the END card's position."""
     cards: dict[bytes, bytes] = {}
     for block in range(MAX_HEADER_BLOCKS):
         start = block * BLOCK
@@ -94,7 +96,7 @@ def _header(raw: bytes) -> tuple[dict[bytes, bytes], int]:
             if key == b"END":
                 if card[8:].strip():
                     raise Unsupported("END card with content")
-                return cards, start + BLOCK
+                return cards, start + BLOCK, pos
             if key in _HAND_TO_ASTROPY:
                 raise Unsupported(f"keyword {key.decode()}")
             if key in _STRUCTURAL:
@@ -106,13 +108,28 @@ def _header(raw: bytes) -> tuple[dict[bytes, bytes], int]:
     raise Unsupported(f"primary header longer than {MAX_HEADER_BLOCKS} blocks")
 
 
-def parse_image(raw: bytes) -> np.ndarray:
-    """The primary image of uncompressed FITS bytes as float32 (NAXIS2, NAXIS1), as astropy gives it.
+class ImageLayout(NamedTuple):
+    """What a primary header says of its image: the data's type, axes, scaling and offset."""
 
-    Raises :class:`Unsupported` for files it leaves to astropy and
-    :class:`Corrupt` for data that cannot be right.
-    """
-    cards, offset = _header(raw)
+    bitpix: int
+    #: The data's (big-endian) type.
+    dtype: np.dtype
+    height: int
+    width: int
+    bscale: float
+    bzero: float
+    #: The data's offset: the header's length.
+    offset: int
+    #: The END card's position.
+    end: int
+
+
+def image_layout(raw: bytes) -> ImageLayout:
+    """The image layout of uncompressed FITS bytes' primary header, read card by card.
+
+    Raises :class:`Unsupported` for headers it leaves to astropy and :class:`Corrupt` for ones that cannot
+    be right."""
+    cards, offset, end = _header(raw)
     if _value(cards[b"SIMPLE"]) != "T":
         raise Unsupported("SIMPLE is not T")
     for key in (b"BITPIX", b"NAXIS"):
@@ -128,7 +145,51 @@ def parse_image(raw: bytes) -> np.ndarray:
         raise Unsupported(f"image of {width}x{height} pixels")
     bscale = _float(cards[b"BSCALE"]) if b"BSCALE" in cards else 1.0
     bzero = _float(cards[b"BZERO"]) if b"BZERO" in cards else 0.0
-    dtype = np.dtype(_DTYPES[bitpix])
+    return ImageLayout(bitpix, np.dtype(_DTYPES[bitpix]), height, width, bscale, bzero, offset, end)
+
+
+#: The END card: the keyword, then blanks.
+_END_CARD = b"END" + b" " * (CARD - 3)
+#: Layouts of one-block headers already read, by their bytes up to and with the END card.
+_LAYOUTS: dict[bytes, ImageLayout] = {}
+#: Headers :data:`_LAYOUTS` holds before it starts again (at most this many blocks' bytes).
+LAYOUT_CACHE_HEADERS = 256
+
+
+def cached_image_layout(raw: bytes) -> ImageLayout:
+    """:func:`image_layout` of ``raw``, remembered for headers of one block.
+
+    An alert stream's cutouts repeat a few small headers (ZTF's and DECam's are 6 cards, the same
+    for every full-size cutout), and reading one card by card is most of what parsing a cutout
+    takes. The header's bytes up to and with its first END card, when that card starts a card
+    within the first block, are the key: the card-by-card read stops at that card, so a header of
+    the same bytes has the same layout. A remembered layout still requires the header's block to
+    be complete, as the card-by-card read does; layouts are remembered only when read without error,
+    at most :data:`LAYOUT_CACHE_HEADERS` of them (then the cache starts again)."""
+    end = raw.find(_END_CARD, 0, BLOCK)
+    key = None
+    if end >= 0 and end % CARD == 0:
+        key = raw[: end + CARD]
+        found = _LAYOUTS.get(key)
+        if found is not None:
+            if found.offset > len(raw):
+                raise Corrupt(f"header ends after {len(raw)} bytes without an END card")
+            return found
+    layout = image_layout(raw)
+    if key is not None and layout.end == end:
+        if len(_LAYOUTS) >= LAYOUT_CACHE_HEADERS:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = layout
+    return layout
+
+
+def parse_image(raw: bytes) -> np.ndarray:
+    """The primary image of uncompressed FITS bytes as float32 (NAXIS2, NAXIS1), as astropy gives it.
+
+    Raises :class:`Unsupported` for files it leaves to astropy and
+    :class:`Corrupt` for data that cannot be right.
+    """
+    bitpix, dtype, height, width, bscale, bzero, offset, _ = cached_image_layout(raw)
     count = width * height
     if len(raw) < offset + count * dtype.itemsize:
         raise Corrupt(f"{count * dtype.itemsize} bytes of {height}x{width} BITPIX {bitpix} data after the "
