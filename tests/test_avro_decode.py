@@ -117,6 +117,21 @@ def test_blocks_with_a_negative_count_and_their_size_are_skipped_and_read():
     assert ProjectedDecoder(parsed, {"after": None}).decode(raw) == ({"after": 42}, len(raw))
 
 
+def test_skipped_array_items_past_their_pattern_are_skipped_step_by_step():
+    """Items of flat records (no blocks) are skipped by one pattern, which matches strings of up to 127
+    bytes; an item with a longer one is skipped step by step, and the items after it by the pattern again."""
+    schema = {"type": "record", "name": "R", "fields": [
+        {"name": "xs", "type": {"type": "array", "items": {"type": "record", "name": "Item", "fields": [
+            {"name": "n", "type": "long"}, {"name": "s", "type": "string"}, {"name": "f", "type": "float"}]}}},
+        {"name": "after", "type": "long"}]}
+    parsed = fastavro.parse_schema(schema)
+    decoder = ProjectedDecoder(parsed, {"after": None})
+    for lengths in ([3, 200, 5], [128, 127, 0, 300], [1] * 20):
+        record = {"xs": [{"n": -i, "s": "s" * n, "f": 0.5} for i, n in enumerate(lengths)], "after": 42}
+        raw = encode(schema, record)
+        assert decoder.decode(raw) == ({"after": 42}, len(raw)), lengths
+
+
 def _every_truncation_and_corruption_is_a_corrupt_record(decoder: ProjectedDecoder, raw: bytes, stride: int) -> None:
     cuts = sorted(set(range(0, len(raw), stride)) | set(range(max(len(raw) - 300, 0), len(raw))))
     for cut in cuts:

@@ -6,6 +6,7 @@ import gc
 import gzip
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -467,9 +468,6 @@ def test_small_files_read_whole_and_large_or_grown_ones_buffered_give_the_same_p
     """A file of at most WHOLE_FILE_BYTES is read in one call and parsed in memory; a larger one, or one
     that grew past the limit after its size was taken, is read through a buffer: the same packets, the
     same bad files and reasons either way."""
-    import stat
-    from types import SimpleNamespace
-
     from rbda.alerts import packets as alerts
 
     rng = np.random.default_rng(8)
@@ -477,27 +475,37 @@ def test_small_files_read_whole_and_large_or_grown_ones_buffered_give_the_same_p
     with open(many, "wb") as fh:
         fastavro.writer(fh, SCHEMA, [packet(i, rng, size=25) for i in range(12)], codec="snappy", sync_interval=2000)
     files = [many, _damaged(tmp_path, "cut", lambda raw: raw[:-100]),
-             _damaged(tmp_path, "sync", lambda raw: raw[:-16] + bytes(16))]
+             _damaged(tmp_path, "sync", lambda raw: raw[:-16] + bytes(16)),
+             _damaged(tmp_path, "header", lambda raw: raw[:-1] + b"\x80")]  # ends inside a block header
+    paths = []
+    real_stream, real_bytes = alerts.read_container, alerts.read_container_bytes
+    monkeypatch.setattr(alerts, "read_container", lambda *a: paths.append("stream") or real_stream(*a))
+    monkeypatch.setattr(alerts, "read_container_bytes", lambda *a: paths.append("memory") or real_bytes(*a))
 
     def read() -> tuple:
+        paths.clear()
         reader = AlertReader(files, skip_bad=True)
         return [list(b.columns["candid"]) for b in reader.batches()], [(b.file, b.reason) for b in reader.bad]
 
     whole = read()
-    assert whole[0] == [[str(i) for i in range(12)]] and len(whole[1]) == 2
-    with open(many, "rb", buffering=0) as raw:
-        assert isinstance(alerts._whole_or_buffered(raw), io.BytesIO)  # the in-memory path is the one taken
+    assert whole[0] == [[str(i) for i in range(12)]] and len(whole[1]) == 3
+    assert paths == ["memory"] * 4  # the in-memory path is the one taken
+    assert alerts.small_file_bytes(many) == many.read_bytes()
     monkeypatch.setattr(alerts, "WHOLE_FILE_BYTES", 100)  # every file over the limit: buffered
-    with open(many, "rb", buffering=0) as raw:
-        assert isinstance(alerts._whole_or_buffered(raw), io.BufferedReader)
+    assert alerts.small_file_bytes(many) is None
+    assert read() == whole and paths == ["stream"] * 4
+    monkeypatch.undo()
+    # a file that grows past the limit while read (its size taken as 10 bytes): read again, buffered
+    real_fstat = os.fstat
+    monkeypatch.setattr(alerts.os, "fstat", lambda fd: os.stat_result((*real_fstat(fd)[:6], 10, *real_fstat(fd)[7:])))
+    monkeypatch.setattr(alerts, "WHOLE_FILE_BYTES", 50)
+    assert alerts.small_file_bytes(many) is None
     assert read() == whole
-    # sizes taken as 10 bytes, read past the limit: each file read again from its start, buffered
-    monkeypatch.setattr(alerts, "os", SimpleNamespace(fstat=lambda fd: SimpleNamespace(st_mode=stat.S_IFREG,
-                                                                                        st_size=10)))
-    with open(many, "rb", buffering=0) as raw:
-        grown = alerts._whole_or_buffered(raw)
-        assert isinstance(grown, io.BufferedReader) and grown.read(4) == b"Obj\x01"  # from its start
-    assert read() == whole
+    # not a regular file: buffered
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with open(fifo, "r+b", buffering=0):  # (a writer exists: opening it does not block)
+        assert alerts.small_file_bytes(fifo) is None
 
 
 def test_progress_counts_alerts_apart_from_unreadable_files(trained, tmp_path, monkeypatch):

@@ -313,7 +313,8 @@ def _block(buf: bytes, pos: int) -> tuple[int, int | None, int]:
     return count, size, pos
 
 
-def _skip_blocks(item: tuple, buf: bytes, pos: int) -> int:
+def _skip_blocks(item: _Plan, buf: bytes, pos: int) -> int:
+    fast = item.fast
     while True:
         count, size, pos = _block(buf, pos)
         if count == 0:
@@ -321,8 +322,13 @@ def _skip_blocks(item: tuple, buf: bytes, pos: int) -> int:
         if size is not None:  # the block's size is known: jump it
             pos += size
             continue
-        for _ in range(count):
-            pos = _skip(item, buf, pos)
+        if fast is None:
+            for _ in range(count):
+                pos = _skip(item, buf, pos)
+            continue
+        for _ in range(count):  # _skip's first step, without its call (a ZTF history is tens of items)
+            match = fast.match(buf, pos)
+            pos = _skip(item, buf, pos) if match is None else match.end()
 
 
 # ---------------------------------------------------------------- reading

@@ -390,9 +390,10 @@ def _snappy_length(data: bytes) -> int:
     raise CorruptAvro("a snappy block without a valid length")
 
 
-def _decompress(data: bytes, codec: str) -> bytes:
+def _decompress(data: bytes | memoryview, codec: str) -> bytes:
+    """A container block's records' bytes, from its bytes (or a view of them) as ``codec`` stored them."""
     if codec == "null":
-        return data
+        return bytes(data)  # (bytes as they are; a view copied out)
     if codec == "deflate":  # raw deflate, no header
         return inflate(data, -zlib.MAX_WBITS, MAX_BLOCK_BYTES, CorruptAvro)
     if codec in ("bzip2", "xz"):
@@ -568,8 +569,8 @@ def confluent_schema_id(head: bytes) -> int | None:
     return None
 
 
-def read_container(fh: BinaryIO, schemas: AvroSchemas, header_out: dict | None = None) -> Iterator[dict]:
-    """The records of an Avro object container file, decoded with the :data:`WANTED` projection;
+def _container_start(fh: BinaryIO, schemas: AvroSchemas, header_out: dict | None) -> tuple[str, WriterSchema, bytes]:
+    """(codec, writer schema, sync marker) of the Avro object container file whose header starts ``fh``;
     ``header_out`` (when given) receives the writer schema's full name as ``schema_name``."""
     import fastavro
 
@@ -585,6 +586,28 @@ def read_container(fh: BinaryIO, schemas: AvroSchemas, header_out: dict | None =
         header_out["schema_name"] = schema.name
     if codec not in _FRAMED_CODECS:
         raise CorruptAvro(f"an Avro codec rbda reads ({', '.join(_FRAMED_CODECS)}), got {codec!r}")
+    return codec, schema, header["sync"]
+
+
+def _block_records(data: bytes | memoryview, codec: str, count: int, schema: WriterSchema) -> Iterator[dict]:
+    """The ``count`` records of one container block (its bytes, after the sync marker was checked)."""
+    raw = _decompress(data, codec)
+    if count > len(raw):  # every record takes at least one byte (check_schema_bounded)
+        raise CorruptAvro(f"a block whose record count fits its bytes (it declares {count} records in "
+                          f"{len(raw)} bytes)")
+    pos = 0
+    for _ in range(count):
+        try:
+            record, pos = schema.decode(raw, pos)
+        except CorruptAvro as exc:
+            raise CorruptAvro(f"an Avro alert file whose records are of its writer schema ({exc})") from None
+        yield record
+
+
+def read_container(fh: BinaryIO, schemas: AvroSchemas, header_out: dict | None = None) -> Iterator[dict]:
+    """The records of an Avro object container file read from a stream, decoded with the :data:`WANTED`
+    projection; ``header_out`` (when given) receives the writer schema's full name as ``schema_name``."""
+    codec, schema, sync = _container_start(fh, schemas, header_out)
     while (count := _read_long(fh)) is not None:
         size = _read_long(fh)
         if size is None or count < 0 or size < 0:
@@ -592,19 +615,52 @@ def read_container(fh: BinaryIO, schemas: AvroSchemas, header_out: dict | None =
         data = fh.read(size)
         if len(data) != size:
             raise CorruptAvro(f"truncated (a block of {size} bytes has {len(data)})")
-        if fh.read(16) != header["sync"]:  # before any record of the block is trusted
+        if fh.read(16) != sync:  # before any record of the block is trusted
             raise CorruptAvro("a block not followed by the file's sync marker")
-        raw = _decompress(data, codec)
-        if count > len(raw):  # every record takes at least one byte (check_schema_bounded)
-            raise CorruptAvro(f"a block whose record count fits its bytes (it declares {count} records in "
-                              f"{len(raw)} bytes)")
-        pos = 0
-        for _ in range(count):
-            try:
-                record, pos = schema.decode(raw, pos)
-            except CorruptAvro as exc:
-                raise CorruptAvro(f"an Avro alert file whose records are of its writer schema ({exc})") from None
-            yield record
+        yield from _block_records(data, codec, count, schema)
+
+
+def _block_long(data: bytes, pos: int) -> tuple[int, int]:
+    """:func:`_read_long` on bytes in memory (the same errors): (value, position after it); a position at
+    the end gives (None, pos)."""
+    result = shift = 0
+    end = len(data)
+    for _ in range(10):
+        if pos >= end:
+            if shift == 0:
+                return None, pos
+            raise CorruptAvro("truncated (ends inside a block header)")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+    raise CorruptAvro("a block header number longer than 10 bytes")
+
+
+def read_container_bytes(data: bytes, schemas: AvroSchemas, header_out: dict | None = None) -> Iterator[dict]:
+    """:func:`read_container` of a whole file's bytes: the same records and errors, its blocks read in
+    place rather than copied out of a stream (a broker's one packet per file: about 10 us a file less)."""
+    stream = io.BytesIO(data)
+    codec, schema, sync = _container_start(stream, schemas, header_out)
+    pos = stream.tell()
+    view = memoryview(data)
+    while True:
+        count, pos = _block_long(data, pos)
+        if count is None:
+            return
+        size, pos = _block_long(data, pos)
+        if size is None or count < 0 or size < 0:
+            raise CorruptAvro("truncated or invalid block header")
+        block = view[pos : pos + size]
+        if len(block) != size:
+            raise CorruptAvro(f"truncated (a block of {size} bytes has {len(block)})")
+        pos += size
+        if data[pos : pos + 16] != sync:  # before any record of the block is trusted
+            raise CorruptAvro("a block not followed by the file's sync marker")
+        pos += 16
+        yield from _block_records(block, codec, count, schema)
 
 
 #: Files up to this size are read in one call and parsed from memory (a broker's one packet per file is
@@ -612,22 +668,24 @@ def read_container(fh: BinaryIO, schemas: AvroSchemas, header_out: dict | None =
 WHOLE_FILE_BYTES = 2**20
 
 
-def _whole_or_buffered(raw: io.FileIO) -> BinaryIO:
-    """A file to parse: all its bytes in memory (read in one call, then the call that finds its end) when
-    it is a regular file of at most :data:`WHOLE_FILE_BYTES`, else (larger, or grown past that while
-    read, or not a regular file) a buffered reader over it from its start."""
-    info = os.fstat(raw.fileno())
-    if stat.S_ISREG(info.st_mode) and info.st_size <= WHOLE_FILE_BYTES:
+def small_file_bytes(path: Path) -> bytes | None:
+    """All the bytes of a regular file of at most :data:`WHOLE_FILE_BYTES` (read to its end: its size, then
+    the call that finds the end); None for a larger or not regular file, or one that grew past that while
+    read: read it through a buffer instead."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > WHOLE_FILE_BYTES:
+            return None
         chunks, total = [], 0
-        while chunk := raw.read(WHOLE_FILE_BYTES + 1 - total):
+        while chunk := os.read(fd, (info.st_size if not chunks else WHOLE_FILE_BYTES) + 1 - total):
             chunks.append(chunk)
             total += len(chunk)
             if total > WHOLE_FILE_BYTES:
-                raw.seek(0)
-                break
-        else:
-            return io.BytesIO(b"".join(chunks))
-    return io.BufferedReader(raw)
+                return None
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 class AlertReader:
@@ -679,16 +737,24 @@ class AlertReader:
         receives ``schema_name`` (a container file's writer schema) or ``layout`` (a Confluent packet's)."""
         index = -1
         try:
-            with open(path, "rb", buffering=0) as raw, _whole_or_buffered(raw) as fh:
-                schema_id = confluent_schema_id(fh.read(5))
-                if schema_id is not None:
-                    header["layout"], packet = self._confluent_packet(fh, schema_id)
-                    index = 0
+            data = small_file_bytes(path)
+            if data is None:  # large, not a regular file, or grown while read: through a buffer
+                with open(path, "rb") as fh:
+                    head = fh.read(5)
+                    if confluent_schema_id(head) is None:
+                        fh.seek(0)
+                        for index, packet in enumerate(read_container(fh, self.schemas, header)):
+                            yield index, packet
+                        return
+                    data = head + fh.read()
+            schema_id = confluent_schema_id(data)
+            if schema_id is None:
+                for index, packet in enumerate(read_container_bytes(data, self.schemas, header)):
                     yield index, packet
-                    return
-                fh.seek(0)
-                for index, packet in enumerate(read_container(fh, self.schemas, header)):
-                    yield index, packet
+            else:
+                header["layout"], packet = self._confluent_packet(data, schema_id)
+                index = 0
+                yield index, packet
         except OSError as exc:
             self.bad_files += 1
             self._bad(path, "", f"a readable Avro file ({exc})")
@@ -728,20 +794,19 @@ class AlertReader:
             raise CorruptAvro(found)
         return found
 
-    def _confluent_packet(self, fh: BinaryIO, schema_id: int) -> tuple[PacketLayout, dict]:
-        """The one schemaless record after a Confluent header (the file's 5 first bytes, read)."""
+    def _confluent_packet(self, data: bytes, schema_id: int) -> tuple[PacketLayout, dict]:
+        """The one schemaless record of a Confluent-framed packet (``data``: the file, its 5-byte header first)."""
         layout = self.confluent_layout(schema_id)
         schema = self.schemas.get_file(layout.schema.path(schema_id))
-        body = fh.read()
         try:
-            packet, end = schema.decode(body)
+            packet, end = schema.decode(data, 5)
         except (EOFError, CorruptAvro) as exc:
             raise CorruptAvro(f"a complete Confluent-framed record (schema id {schema_id}, {layout.label}); "
-                              f"truncated or corrupt at {len(body) + 5} bytes" + (f" ({exc})" if str(exc) else "")) \
+                              f"truncated or corrupt at {len(data)} bytes" + (f" ({exc})" if str(exc) else "")) \
                 from None
-        if end != len(body):
+        if end != len(data):
             raise CorruptAvro(f"one Confluent-framed record per file (schema id {schema_id}); "
-                              f"{len(body) - end} bytes follow the record")
+                              f"{len(data) - end} bytes follow the record")
         return layout, packet
 
     def _layout(self, header: dict, packet: dict) -> PacketLayout:
