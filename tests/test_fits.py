@@ -177,7 +177,6 @@ def test_remembered_headers_give_what_reading_them_card_by_card_gives(empty_layo
 
 def test_only_headers_read_without_error_and_ending_on_a_card_are_remembered(empty_layout_cache):
     good = fits_bytes(np.ones((4, 4), np.float32))
-    end = good.index(b"END ")
     # END's 80 bytes also inside a card before it (not at a card's start): read card by card, not remembered
     comment = b"COMMENT " + b"x" * 29 + b"END" + b" " * 40  # then a blank card
     shifted = good[:80] + comment + b" " * 80 + good[80:2880 - 160] + good[2880:]
