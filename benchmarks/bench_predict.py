@@ -19,7 +19,8 @@ on the same block (alternating which runs first):
 * gzip          -- inflating the three cutouts as rbda does (:func:`rbda.ingest.fits.decompress`:
                    libdeflate, one call per cutout), beside zlib-ng's streaming inflate (before)
                    and the standard library's zlib;
-* fits rbda     -- :func:`rbda.ingest.fits.parse_image` on the three inflated cutouts;
+* fits rbda     -- :func:`rbda.ingest.fits.parse_image` on the three inflated cutouts (the one-block
+                   headers an alert stream repeats remembered: :func:`rbda.ingest.fits.cached_image_layout`);
 * fits astropy  -- ``astropy.io.fits`` on the same bytes (what the readers did before; on a subset);
 * preprocess    -- :func:`rbda.ingest.preprocess.preprocess_triplets` on the stacked 63x63 triplets;
 * inference     -- :func:`rbda.alerts.predict.score_stamps` as ``rbda predict`` runs it (BatchNorm folded
@@ -30,8 +31,10 @@ on the same block (alternating which runs first):
 
 Then the layout ZTF distributes (one packet per file): ``--files`` single-packet
 snappy files in one folder, end to end, and reading them with ``fastavro.reader``
-(which parses each file's writer schema again) beside rbda's container reader
-(:func:`rbda.alerts.packets.read_container`, the schema parsed once); and the
+(which parses each file's writer schema again) beside rbda's reading of such a file
+(:func:`rbda.alerts.packets.packet_file`, then
+:func:`~rbda.alerts.packets.read_container_bytes`: the file read whole with os calls, its
+blocks parsed in place, the schema parsed once); and the
 whole ``rbda predict --threads 1`` process on that folder as a broker runs it
 (rbda's modules compiled to bytecode first, as an install leaves them), start-up
 included, beside the same command on one of those files (its start-up:
@@ -195,7 +198,7 @@ def main() -> int:
                                None, None, False, 1, 1e9)
         assert summary.scored == n, summary.as_dict()
 
-        from rbda.alerts.packets import AvroSchemas, read_container
+        from rbda.alerts.packets import AvroSchemas, read_container, packet_file, read_container_bytes
 
         class FastavroProjection(AvroSchemas):
             """The records decoded by fastavro with the projected reader schema (before the compiled decoder)."""
@@ -294,8 +297,7 @@ def main() -> int:
         def rbda_per_file():
             schemas = AvroSchemas()
             for path in files:
-                with open(path, "rb") as fh:
-                    list(read_container(fh, schemas))
+                list(read_container_bytes(packet_file(path), schemas))
 
         t_fastavro_files, _ = timed(fastavro_per_file)
         t_rbda_files, _ = timed(rbda_per_file)
@@ -348,9 +350,9 @@ def main() -> int:
     print(f"\none packet per file ({n_files} files, snappy; ZTF's layout):")
     for name, seconds in [("end to end (rbda predict on the folder)", t_files),
                           ("avro read, fastavro.reader per file (all fields)", t_fastavro_files),
-                          ("avro read, rbda read_container (projected)", t_rbda_files)]:
+                          ("avro read, rbda (whole file, projected)", t_rbda_files)]:
         print(f"{name:48s} {n_files / seconds:10,.0f} {seconds / n_files * 1e6:9.1f}")
-    print(f"fastavro.reader / rbda read_container per-file read time: {t_fastavro_files / t_rbda_files:.1f}x")
+    print(f"fastavro.reader / rbda per-file read time: {t_fastavro_files / t_rbda_files:.1f}x")
     per_packet = (t_process - t_start_up) / (n_files - 1)
     budget = (n_files / 2000 - t_start_up) / n_files
     print(f"whole process (rbda predict --threads 1, start-up included): {t_process:.2f} s, "

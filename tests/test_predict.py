@@ -467,8 +467,10 @@ def test_damaged_containers_are_bad_files_named_with_the_reason(tmp_path, monkey
 def test_small_files_read_whole_and_large_or_grown_ones_buffered_give_the_same_packets(tmp_path, monkeypatch):
     """A file of at most WHOLE_FILE_BYTES is read in one call and parsed in memory; a larger one, or one
     that grew past the limit after its size was taken, is read through a buffer: the same packets, the
-    same bad files and reasons either way."""
+    same bad files and reasons either way, container files and Confluent-framed ones alike, and every
+    file closed."""
     from rbda.alerts import packets as alerts
+    from rbda.alerts.layouts import load_layouts
 
     rng = np.random.default_rng(8)
     many = tmp_path / "many.avro"
@@ -476,36 +478,60 @@ def test_small_files_read_whole_and_large_or_grown_ones_buffered_give_the_same_p
         fastavro.writer(fh, SCHEMA, [packet(i, rng, size=25) for i in range(12)], codec="snappy", sync_interval=2000)
     files = [many, _damaged(tmp_path, "cut", lambda raw: raw[:-100]),
              _damaged(tmp_path, "sync", lambda raw: raw[:-16] + bytes(16)),
-             _damaged(tmp_path, "header", lambda raw: raw[:-1] + b"\x80")]  # ends inside a block header
+             _damaged(tmp_path, "header", lambda raw: raw + b"\x80")]  # ends inside a block header
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "77.avsc").write_text(json.dumps(BROKER_SCHEMA))
+    declared = tmp_path / "confluent.yaml"
+    declared.write_text(BROKER_LAYOUT.format(framing="confluent", selector='schema: {folder: schemas, file: "{id}.avsc"}'))
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(BROKER_SCHEMA), broker_packet("c-1", rng))
+    framed = b"\x00" + (77).to_bytes(4, "big") + body.getvalue()
+    for name, raw in {"c": framed, "c-cut": framed[:-300], "c-long": framed + b"\x00\x00"}.items():
+        (tmp_path / f"{name}.avro").write_bytes(raw)
+        files.append(tmp_path / f"{name}.avro")
+    layouts = load_layouts([declared])
     paths = []
     real_stream, real_bytes = alerts.read_container, alerts.read_container_bytes
     monkeypatch.setattr(alerts, "read_container", lambda *a: paths.append("stream") or real_stream(*a))
     monkeypatch.setattr(alerts, "read_container_bytes", lambda *a: paths.append("memory") or real_bytes(*a))
+    open_files = Path("/proc/self/fd")
 
     def read() -> tuple:
         paths.clear()
-        reader = AlertReader(files, skip_bad=True)
-        return [list(b.columns["candid"]) for b in reader.batches()], [(b.file, b.reason) for b in reader.bad]
+        before = len(list(open_files.iterdir())) if open_files.is_dir() else 0
+        reader = AlertReader(files, skip_bad=True, layouts=layouts)
+        out = [list(b.columns["candid"]) for b in reader.batches()], [(b.file, b.reason) for b in reader.bad]
+        assert not open_files.is_dir() or len(list(open_files.iterdir())) == before  # every file closed
+        return out
 
     whole = read()
-    assert whole[0] == [[str(i) for i in range(12)]] and len(whole[1]) == 3
+    assert set(sum(whole[0], [])) == {"c-1", *map(str, range(12))}, whole[0]
+    reasons = dict((Path(f).name, r) for f, r in whole[1])
+    assert sorted(reasons) == ["c-cut.avro", "c-long.avro", "cut.avro", "header.avro", "sync.avro"]
+    assert "ends inside a block header" in reasons["header.avro"] and "2 bytes follow" in reasons["c-long.avro"]
+    assert f"of the record's {len(framed) - 300 - 5}" in reasons["c-cut.avro"]  # (the record's own positions)
     assert paths == ["memory"] * 4  # the in-memory path is the one taken
-    assert alerts.small_file_bytes(many) == many.read_bytes()
+    assert alerts.packet_file(many) == many.read_bytes()
     monkeypatch.setattr(alerts, "WHOLE_FILE_BYTES", 100)  # every file over the limit: buffered
-    assert alerts.small_file_bytes(many) is None
+    with alerts.packet_file(many) as fh:
+        assert fh.read(4) == b"Obj\x01"
     assert read() == whole and paths == ["stream"] * 4
-    monkeypatch.undo()
-    # a file that grows past the limit while read (its size taken as 10 bytes): read again, buffered
+    # a file that grows past the limit while read (its size taken as 10 bytes): read again from its start
     real_fstat = os.fstat
     monkeypatch.setattr(alerts.os, "fstat", lambda fd: os.stat_result((*real_fstat(fd)[:6], 10, *real_fstat(fd)[7:])))
     monkeypatch.setattr(alerts, "WHOLE_FILE_BYTES", 50)
-    assert alerts.small_file_bytes(many) is None
+    with alerts.packet_file(many) as fh:
+        assert fh.read(4) == b"Obj\x01"
     assert read() == whole
+    monkeypatch.undo()
     # not a regular file: buffered
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    with open(fifo, "r+b", buffering=0):  # (a writer exists: opening it does not block)
-        assert alerts.small_file_bytes(fifo) is None
+    with open(fifo, "r+b", buffering=0) as writer:  # (a writer exists: opening it does not block)
+        writer.write(b"Obj\x01")
+        with alerts.packet_file(fifo) as fh:
+            assert fh.read(4) == b"Obj\x01"
 
 
 def test_progress_counts_alerts_apart_from_unreadable_files(trained, tmp_path, monkeypatch):

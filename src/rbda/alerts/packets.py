@@ -620,7 +620,7 @@ def read_container(fh: BinaryIO, schemas: AvroSchemas, header_out: dict | None =
         yield from _block_records(data, codec, count, schema)
 
 
-def _block_long(data: bytes, pos: int) -> tuple[int, int]:
+def _block_long(data: bytes, pos: int) -> tuple[int | None, int]:
     """:func:`_read_long` on bytes in memory (the same errors): (value, position after it); a position at
     the end gives (None, pos)."""
     result = shift = 0
@@ -668,24 +668,30 @@ def read_container_bytes(data: bytes, schemas: AvroSchemas, header_out: dict | N
 WHOLE_FILE_BYTES = 2**20
 
 
-def small_file_bytes(path: Path) -> bytes | None:
-    """All the bytes of a regular file of at most :data:`WHOLE_FILE_BYTES` (read to its end: its size, then
-    the call that finds the end); None for a larger or not regular file, or one that grew past that while
-    read: read it through a buffer instead."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+def packet_file(path: Path) -> bytes | BinaryIO:
+    """A packet file to parse, opened once: all its bytes when it is a regular file of at most
+    :data:`WHOLE_FILE_BYTES` (read to its end with os calls: its size, then the call that finds the end),
+    else (larger, not a regular file, or grown past that while read) a buffered reader over it from its
+    start, which the caller closes."""
+    fd = os.open(path, os.O_RDONLY)
+    reader = None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > WHOLE_FILE_BYTES:
-            return None
-        chunks, total = [], 0
-        while chunk := os.read(fd, (info.st_size if not chunks else WHOLE_FILE_BYTES) + 1 - total):
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > WHOLE_FILE_BYTES:
-                return None
-        return b"".join(chunks)
+        if stat.S_ISREG(info.st_mode) and info.st_size <= WHOLE_FILE_BYTES:
+            chunks, total = [], 0
+            while chunk := os.read(fd, (info.st_size if not chunks else WHOLE_FILE_BYTES) + 1 - total):
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > WHOLE_FILE_BYTES:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    break
+            else:
+                return b"".join(chunks)
+        reader = open(fd, "rb")  # (closing it closes the descriptor)
+        return reader
     finally:
-        os.close(fd)
+        if reader is None:
+            os.close(fd)
 
 
 class AlertReader:
@@ -737,9 +743,9 @@ class AlertReader:
         receives ``schema_name`` (a container file's writer schema) or ``layout`` (a Confluent packet's)."""
         index = -1
         try:
-            data = small_file_bytes(path)
-            if data is None:  # large, not a regular file, or grown while read: through a buffer
-                with open(path, "rb") as fh:
+            data = packet_file(path)
+            if not isinstance(data, bytes):  # large, not a regular file, or grown while read: through a buffer
+                with data as fh:
                     head = fh.read(5)
                     if confluent_schema_id(head) is None:
                         fh.seek(0)
@@ -798,15 +804,16 @@ class AlertReader:
         """The one schemaless record of a Confluent-framed packet (``data``: the file, its 5-byte header first)."""
         layout = self.confluent_layout(schema_id)
         schema = self.schemas.get_file(layout.schema.path(schema_id))
+        body = data[5:]  # (the record's own bytes: the positions errors name are the record's)
         try:
-            packet, end = schema.decode(data, 5)
+            packet, end = schema.decode(body)
         except (EOFError, CorruptAvro) as exc:
             raise CorruptAvro(f"a complete Confluent-framed record (schema id {schema_id}, {layout.label}); "
                               f"truncated or corrupt at {len(data)} bytes" + (f" ({exc})" if str(exc) else "")) \
                 from None
-        if end != len(data):
+        if end != len(body):
             raise CorruptAvro(f"one Confluent-framed record per file (schema id {schema_id}); "
-                              f"{len(data) - end} bytes follow the record")
+                              f"{len(body) - end} bytes follow the record")
         return layout, packet
 
     def _layout(self, header: dict, packet: dict) -> PacketLayout:

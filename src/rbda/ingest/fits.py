@@ -83,8 +83,8 @@ def _float(card: bytes) -> float:
         raise Unsupported(f"real card value {text!r}") from None
 
 
-def _header(raw: bytes) -> tuple[dict[bytes, bytes], int, int]:
-    """Structural cards of the primary header, the data's offset (header length) and the END card's position."""
+def _header(raw: bytes) -> tuple[dict[bytes, bytes], int]:
+    """Structural cards of the primary header and the data's offset (header length)."""
     cards: dict[bytes, bytes] = {}
     for block in range(MAX_HEADER_BLOCKS):
         start = block * BLOCK
@@ -96,7 +96,7 @@ def _header(raw: bytes) -> tuple[dict[bytes, bytes], int, int]:
             if key == b"END":
                 if card[8:].strip():
                     raise Unsupported("END card with content")
-                return cards, start + BLOCK, pos
+                return cards, start + BLOCK
             if key in _HAND_TO_ASTROPY:
                 raise Unsupported(f"keyword {key.decode()}")
             if key in _STRUCTURAL:
@@ -120,8 +120,6 @@ class ImageLayout(NamedTuple):
     bzero: float
     #: The data's offset: the header's length.
     offset: int
-    #: The END card's position.
-    end: int
 
 
 def image_layout(raw: bytes) -> ImageLayout:
@@ -129,7 +127,7 @@ def image_layout(raw: bytes) -> ImageLayout:
 
     Raises :class:`Unsupported` for headers it leaves to astropy and :class:`Corrupt` for ones that cannot
     be right."""
-    cards, offset, end = _header(raw)
+    cards, offset = _header(raw)
     if _value(cards[b"SIMPLE"]) != "T":
         raise Unsupported("SIMPLE is not T")
     for key in (b"BITPIX", b"NAXIS"):
@@ -145,7 +143,7 @@ def image_layout(raw: bytes) -> ImageLayout:
         raise Unsupported(f"image of {width}x{height} pixels")
     bscale = _float(cards[b"BSCALE"]) if b"BSCALE" in cards else 1.0
     bzero = _float(cards[b"BZERO"]) if b"BZERO" in cards else 0.0
-    return ImageLayout(bitpix, np.dtype(_DTYPES[bitpix]), height, width, bscale, bzero, offset, end)
+    return ImageLayout(bitpix, np.dtype(_DTYPES[bitpix]), height, width, bscale, bzero, offset)
 
 
 #: The END card: the keyword, then blanks.
@@ -161,22 +159,23 @@ def cached_image_layout(raw: bytes) -> ImageLayout:
 
     An alert stream's cutouts repeat a few small headers (ZTF's and DECam's are 6 cards, the same
     for every full-size cutout), and reading one card by card is most of what parsing a cutout
-    takes. The header's bytes up to and with its first END card, when that card starts a card
-    within the first block, are the key: the card-by-card read stops at that card, so a header of
-    the same bytes has the same layout. A remembered layout still requires the header's block to
-    be complete, as the card-by-card read does; layouts are remembered only when read without error,
-    at most :data:`LAYOUT_CACHE_HEADERS` of them (then the cache starts again)."""
+    takes. The header's bytes up to and with its first END card, when those 80 bytes start a card
+    within the first block, are the key: the card-by-card read stops there or before (at an END
+    with content, an error), so it reads nothing past the key and a header of the same bytes has
+    the same layout. A remembered layout still requires the header's block to be complete, as the
+    card-by-card read does; layouts are remembered only when read without error, at most
+    :data:`LAYOUT_CACHE_HEADERS` of them (then the cache starts again)."""
     end = raw.find(_END_CARD, 0, BLOCK)
     key = None
     if end >= 0 and end % CARD == 0:
-        key = raw[: end + CARD]
+        key = bytes(raw[: end + CARD])
         found = _LAYOUTS.get(key)
         if found is not None:
             if found.offset > len(raw):
                 raise Corrupt(f"header ends after {len(raw)} bytes without an END card")
             return found
     layout = image_layout(raw)
-    if key is not None and layout.end == end:
+    if key is not None:
         if len(_LAYOUTS) >= LAYOUT_CACHE_HEADERS:
             _LAYOUTS.clear()
         _LAYOUTS[key] = layout
@@ -189,7 +188,7 @@ def parse_image(raw: bytes) -> np.ndarray:
     Raises :class:`Unsupported` for files it leaves to astropy and
     :class:`Corrupt` for data that cannot be right.
     """
-    bitpix, dtype, height, width, bscale, bzero, offset, _ = cached_image_layout(raw)
+    bitpix, dtype, height, width, bscale, bzero, offset = cached_image_layout(raw)
     count = width * height
     if len(raw) < offset + count * dtype.itemsize:
         raise Corrupt(f"{count * dtype.itemsize} bytes of {height}x{width} BITPIX {bitpix} data after the "
