@@ -142,10 +142,10 @@ def test_not_fits_is_an_error_naming_the_file(blob):
 
 
 @pytest.fixture
-def empty_layout_cache(monkeypatch):
-    """The header cache of rbda.ingest.fits, empty for this test (and as it was after it)."""
-    monkeypatch.setattr(rbda_fits, "_LAYOUTS", {})
-    return rbda_fits._LAYOUTS
+def nothing_remembered(monkeypatch):
+    """rbda.ingest.fits remembers no header in this test (and as it did after it)."""
+    monkeypatch.setattr(rbda_fits, "_last_header", [(b"", None)])
+    return rbda_fits._last_header
 
 
 def outcome(fn, raw):
@@ -156,46 +156,48 @@ def outcome(fn, raw):
         return type(exc), str(exc)
 
 
-def test_remembered_headers_give_what_reading_them_card_by_card_gives(empty_layout_cache):
-    """A header read once (one block, read without error) is remembered by its bytes up to END; the next
-    stamp of the same header gets the same layout, pixels and errors as reading its cards would give:
-    a header block cut short or data cut short are still refused, with the same message."""
+def test_a_remembered_header_gives_what_reading_it_card_by_card_gives(nothing_remembered):
+    """The last header read is remembered by its bytes up to END; the next stamp of the same header gets
+    the same layout, pixels and errors as reading its cards would give: a header block cut short, or data
+    cut short, are still refused, with the same message."""
     rng = np.random.default_rng(5)
     first, second = (fits_bytes(rng.normal(size=(63, 63)).astype(np.float32)) for _ in range(2))
     same_pixels(parse_image(first), reference(first))
-    assert len(empty_layout_cache) == 1
-    assert cached_image_layout(second) is next(iter(empty_layout_cache.values()))  # remembered
+    key, remembered = nothing_remembered[0]
+    assert key == first[: first.index(b"END" + b" " * 77) + 80]
+    assert cached_image_layout(second) is remembered
     same_pixels(parse_image(second), reference(second))
     assert cached_image_layout(second) == image_layout(second)
-    for cut in (600, 2000, 2879, 2880, 2880 + 100, 2880 + 63 * 63 * 4 - 1):  # the header block, then the data, cut short
-        remembered = outcome(parse_image, second[:cut])
-        empty_layout_cache.clear()
-        assert remembered == outcome(parse_image, second[:cut]), cut
-        assert remembered[0] is Corrupt, (cut, remembered)
+    for cut in (600, 2000, 2879, 2880, 2880 + 100, 2880 + 63 * 63 * 4 - 1):  # the header block, the data, cut short
+        with_it = outcome(parse_image, second[:cut])
+        nothing_remembered[0] = (b"", None)
+        assert with_it == outcome(parse_image, second[:cut]), cut
+        assert with_it[0] is Corrupt, (cut, with_it)
         parse_image(first)  # (remembered again)
 
 
-def test_only_headers_read_without_error_whose_first_end_starts_a_card_are_remembered(empty_layout_cache):
+def test_headers_that_differ_or_fail_are_read_card_by_card(nothing_remembered):
+    """Alternating headers (Rubin's carry each cutout's WCS) are each read card by card and give their own
+    layouts; a header that fails is not remembered; END's 80 bytes inside a card before the END card
+    (a comment, then a blank card) do not cut the remembered bytes short."""
+    rng = np.random.default_rng(6)
+    stamps = [fits_bytes(rng.normal(size=(30, 30)).astype(np.float32), CRVAL1=float(i)) for i in range(3)]
+    stamps += [fits_bytes(np.ones((size, 3), np.float32)) for size in (4, 5)]
+    for raw in stamps * 2:
+        same_pixels(parse_image(raw), reference(raw))
+    remembered = nothing_remembered[0]
+    for raw in (stamps[-1].replace(b"NAXIS1  =", b"NAXISX  ="), fits_bytes(np.ones((4, 4), np.int16), BLANK=-1)):
+        with pytest.raises(Unsupported):
+            parse_image(raw)
+        assert nothing_remembered[0] == remembered
     good = fits_bytes(np.ones((4, 4), np.float32))
-    # END's 80 bytes also inside a card before it (not at a card's start): read card by card, not remembered
     comment = b"COMMENT " + b"x" * 29 + b"END" + b" " * 40  # then a blank card
     shifted = good[:80] + comment + b" " * 80 + good[80:2880 - 160] + good[2880:]
     assert shifted.index(b"END" + b" " * 77) % 80 != 0
     same_pixels(parse_image(shifted), reference(shifted))
-    assert not empty_layout_cache
-    # a header refused (no NAXIS1), or one left to astropy (BLANK), is not remembered
-    for raw in (good.replace(b"NAXIS1  =", b"NAXISX  ="), fits_bytes(np.ones((4, 4), np.int16), BLANK=-1)):
-        with pytest.raises(Unsupported):
-            parse_image(raw)
-    assert not empty_layout_cache
-
-
-def test_the_header_cache_is_bounded(empty_layout_cache, monkeypatch):
-    monkeypatch.setattr(rbda_fits, "LAYOUT_CACHE_HEADERS", 4)
-    for size in range(1, 11):  # ten distinct headers
-        raw = fits_bytes(np.ones((size, 3), np.float32))
-        same_pixels(parse_image(raw), reference(raw))
-        assert 1 <= len(empty_layout_cache) <= 4
+    assert nothing_remembered[0][0] == shifted[: shifted.index(b"END" + b" " * 77, 200) + 80]
+    other = shifted.replace(b"NAXIS1  =                    4", b"NAXIS1  =                    2")
+    same_pixels(parse_image(other), reference(other))
 
 
 def test_header_without_end_within_the_limit_is_refused():

@@ -6,8 +6,8 @@ An alert cutout is a tiny FITS file: one primary HDU holding a 2-d image
 reads only what the pixels need -- the primary header's 80-character cards up
 to ``END`` (SIMPLE, BITPIX, NAXIS, NAXIS1, NAXIS2, BSCALE, BZERO) -- and
 converts the big-endian data the way astropy does, with bounds checks on the
-header size, the axes and the data length. The few one-block headers an alert
-stream repeats are read once and remembered (:func:`cached_image_layout`).
+header size, the axes and the data length. The header consecutive cutouts of an
+alert stream share is read once and remembered (:func:`cached_image_layout`).
 
 Anything outside that simple case (no primary image, NAXIS other than 2,
 extensions, tile-compressed images, random groups, integer data with BLANK,
@@ -83,8 +83,9 @@ def _float(card: bytes) -> float:
         raise Unsupported(f"real card value {text!r}") from None
 
 
-def _header(raw: bytes) -> tuple[dict[bytes, bytes], int]:
-    """Structural cards of the primary header and the data's offset (header length)."""
+def _header(raw: bytes) -> tuple[dict[bytes, bytes], int, int]:
+    """Structural cards of the primary header, the data's offset (header length) and the end of its END
+    card (the bytes read)."""
     cards: dict[bytes, bytes] = {}
     for block in range(MAX_HEADER_BLOCKS):
         start = block * BLOCK
@@ -96,7 +97,7 @@ def _header(raw: bytes) -> tuple[dict[bytes, bytes], int]:
             if key == b"END":
                 if card[8:].strip():
                     raise Unsupported("END card with content")
-                return cards, start + BLOCK
+                return cards, start + BLOCK, pos + CARD
             if key in _HAND_TO_ASTROPY:
                 raise Unsupported(f"keyword {key.decode()}")
             if key in _STRUCTURAL:
@@ -120,6 +121,8 @@ class ImageLayout(NamedTuple):
     bzero: float
     #: The data's offset: the header's length.
     offset: int
+    #: The header's bytes up to and with its END card: all that was read of it.
+    read: int
 
 
 def image_layout(raw: bytes) -> ImageLayout:
@@ -127,7 +130,7 @@ def image_layout(raw: bytes) -> ImageLayout:
 
     Raises :class:`Unsupported` for headers it leaves to astropy and :class:`Corrupt` for ones that cannot
     be right."""
-    cards, offset = _header(raw)
+    cards, offset, read = _header(raw)
     if _value(cards[b"SIMPLE"]) != "T":
         raise Unsupported("SIMPLE is not T")
     for key in (b"BITPIX", b"NAXIS"):
@@ -143,42 +146,30 @@ def image_layout(raw: bytes) -> ImageLayout:
         raise Unsupported(f"image of {width}x{height} pixels")
     bscale = _float(cards[b"BSCALE"]) if b"BSCALE" in cards else 1.0
     bzero = _float(cards[b"BZERO"]) if b"BZERO" in cards else 0.0
-    return ImageLayout(bitpix, np.dtype(_DTYPES[bitpix]), height, width, bscale, bzero, offset)
+    return ImageLayout(bitpix, np.dtype(_DTYPES[bitpix]), height, width, bscale, bzero, offset, read)
 
 
-#: The END card: the keyword, then blanks.
-_END_CARD = b"END" + b" " * (CARD - 3)
-#: Layouts of one-block headers already read, by their bytes up to and with the END card.
-_LAYOUTS: dict[bytes, ImageLayout] = {}
-#: Headers :data:`_LAYOUTS` holds before it starts again (at most this many blocks' bytes).
-LAYOUT_CACHE_HEADERS = 256
+#: The last header read without error: (its bytes up to and with its END card, its layout).
+_last_header: list[tuple[bytes, ImageLayout | None]] = [(b"", None)]
 
 
 def cached_image_layout(raw: bytes) -> ImageLayout:
-    """:func:`image_layout` of ``raw``, remembered for headers of one block.
+    """:func:`image_layout` of ``raw``; the last header's remembered.
 
-    An alert stream's cutouts repeat a few small headers (ZTF's and DECam's are 6 cards, the same
-    for every full-size cutout), and reading one card by card is most of what parsing a cutout
-    takes. The header's bytes up to and with its first END card, when those 80 bytes start a card
-    within the first block, are the key: the card-by-card read stops there or before (at an END
-    with content, an error), so it reads nothing past the key and a header of the same bytes has
-    the same layout. A remembered layout still requires the header's block to be complete, as the
-    card-by-card read does; layouts are remembered only when read without error, at most
-    :data:`LAYOUT_CACHE_HEADERS` of them (then the cache starts again)."""
-    end = raw.find(_END_CARD, 0, BLOCK)
-    key = None
-    if end >= 0 and end % CARD == 0:
-        key = bytes(raw[: end + CARD])
-        found = _LAYOUTS.get(key)
-        if found is not None:
-            if found.offset > len(raw):
-                raise Corrupt(f"header ends after {len(raw)} bytes without an END card")
-            return found
+    Consecutive cutouts of an alert stream mostly share one header (ZTF's and DECam's are 6 cards,
+    the same for every full-size cutout), and reading one card by card is most of what parsing a
+    cutout takes. The last header read without error is remembered with its bytes up to and with
+    its END card, all that the card-by-card read looked at: a header that starts with the same bytes
+    has the same layout, once its header blocks are complete, as the card-by-card read requires
+    (else the same error). A header that differs (Rubin's carry each cutout's WCS) costs a
+    comparison that stops at its first differing byte, then is read card by card."""
+    key, layout = _last_header[0]
+    if layout is not None and raw.startswith(key):
+        if layout.offset > len(raw):
+            raise Corrupt(f"header ends after {len(raw)} bytes without an END card")
+        return layout
     layout = image_layout(raw)
-    if key is not None:
-        if len(_LAYOUTS) >= LAYOUT_CACHE_HEADERS:
-            _LAYOUTS.clear()
-        _LAYOUTS[key] = layout
+    _last_header[0] = (bytes(raw[: layout.read]), layout)
     return layout
 
 
@@ -188,7 +179,7 @@ def parse_image(raw: bytes) -> np.ndarray:
     Raises :class:`Unsupported` for files it leaves to astropy and
     :class:`Corrupt` for data that cannot be right.
     """
-    bitpix, dtype, height, width, bscale, bzero, offset = cached_image_layout(raw)
+    bitpix, dtype, height, width, bscale, bzero, offset, _ = cached_image_layout(raw)
     count = width * height
     if len(raw) < offset + count * dtype.itemsize:
         raise Corrupt(f"{count * dtype.itemsize} bytes of {height}x{width} BITPIX {bitpix} data after the "
