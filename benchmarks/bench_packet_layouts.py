@@ -21,6 +21,7 @@ Needs the real samples and lsst-alert-packet; says so and exits 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -62,6 +63,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         folders = {"ztf": copies(ztf, tmp / "ztf", args.files), "rubin": copies(rubin, tmp / "rubin", args.files)}
+        os.sync()  # written to disk before the timing: the kernel's writeback otherwise runs during it
         model = tmp / "model.pt"
         save_model_file(model, StampClassifier("linear"), {"method": "baseline", "source": "ztf", "target": None,
                                                            "split": 0, "shots": None, "lambda": None, "seed": 0})
