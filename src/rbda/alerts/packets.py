@@ -62,7 +62,7 @@ from typing import BinaryIO, Iterator, Sequence
 import numpy as np
 from zlib_ng import zlib_ng
 
-from rbda.alerts.avro_decode import CorruptRecord, ProjectedDecoder, Unsupported
+from rbda.alerts.avro_decode import CorruptRecord, ProjectedDecoder, Unsupported, read_long
 from rbda.errors import InputFileError
 from rbda.ingest.fits import GZIP_MAGIC, decode_stamp, inflate
 from rbda.ingest.preprocess import STAMP_SIZE, any_valid, centre_crop
@@ -621,22 +621,15 @@ def read_container(fh: BinaryIO, schemas: AvroSchemas, header_out: dict | None =
 
 
 def _block_long(data: bytes, pos: int) -> tuple[int | None, int]:
-    """:func:`_read_long` on bytes in memory (the same errors): (value, position after it); a position at
-    the end gives (None, pos)."""
-    result = shift = 0
-    end = len(data)
-    for _ in range(10):
-        if pos >= end:
-            if shift == 0:
-                return None, pos
-            raise CorruptAvro("truncated (ends inside a block header)")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (result >> 1) ^ -(result & 1), pos
-        shift += 7
-    raise CorruptAvro("a block header number longer than 10 bytes")
+    """:func:`_read_long` on bytes in memory, with its errors: (value, position after it); (None, pos) at
+    the end of the bytes."""
+    if pos >= len(data):
+        return None, pos
+    try:
+        return read_long(data, pos)
+    except CorruptRecord:  # it ran out of bytes, or read 10 without an end
+        raise CorruptAvro("truncated (ends inside a block header)" if len(data) - pos < 10
+                          else "a block header number longer than 10 bytes") from None
 
 
 def read_container_bytes(data: bytes, schemas: AvroSchemas, header_out: dict | None = None) -> Iterator[dict]:
