@@ -19,8 +19,8 @@ on the same block (alternating which runs first):
 * gzip          -- inflating the three cutouts as rbda does (:func:`rbda.ingest.fits.decompress`:
                    libdeflate, one call per cutout), beside zlib-ng's streaming inflate (before)
                    and the standard library's zlib;
-* fits rbda     -- :func:`rbda.ingest.fits.parse_image` on the three inflated cutouts (the one-block
-                   headers an alert stream repeats remembered: :func:`rbda.ingest.fits.cached_image_layout`);
+* fits rbda     -- :func:`rbda.ingest.fits.parse_image` on the three inflated cutouts (the last header
+                   read remembered, as consecutive cutouts share it: :func:`rbda.ingest.fits.cached_image_layout`);
 * fits astropy  -- ``astropy.io.fits`` on the same bytes (what the readers did before; on a subset);
 * preprocess    -- :func:`rbda.ingest.preprocess.preprocess_triplets` on the stacked 63x63 triplets;
 * inference     -- :func:`rbda.alerts.predict.score_stamps` as ``rbda predict`` runs it (BatchNorm folded

@@ -83,6 +83,11 @@ def _float(card: bytes) -> float:
         raise Unsupported(f"real card value {text!r}") from None
 
 
+def _incomplete_header(raw: bytes) -> Corrupt:
+    """The error of bytes that end before their header's last block does."""
+    return Corrupt(f"header ends after {len(raw)} bytes without an END card")
+
+
 def _header(raw: bytes) -> tuple[dict[bytes, bytes], int, int]:
     """Structural cards of the primary header, the data's offset (header length) and the end of its END
     card (the bytes read)."""
@@ -90,7 +95,7 @@ def _header(raw: bytes) -> tuple[dict[bytes, bytes], int, int]:
     for block in range(MAX_HEADER_BLOCKS):
         start = block * BLOCK
         if start + BLOCK > len(raw):
-            raise Corrupt(f"header ends after {len(raw)} bytes without an END card")
+            raise _incomplete_header(raw)
         for pos in range(start, start + BLOCK, CARD):
             card = raw[pos : pos + CARD]
             key = card[:8].rstrip()
@@ -166,7 +171,7 @@ def cached_image_layout(raw: bytes) -> ImageLayout:
     key, layout = _last_header[0]
     if layout is not None and raw.startswith(key):
         if layout.offset > len(raw):
-            raise Corrupt(f"header ends after {len(raw)} bytes without an END card")
+            raise _incomplete_header(raw)
         return layout
     layout = image_layout(raw)
     _last_header[0] = (bytes(raw[: layout.read]), layout)
